@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything they need is installed here.
+SHELL := /bin/bash
+export UV_COMPILE_BYTECODE := 1
+export UV_LINK_MODE := copy
+PY := .venv/bin/python
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+# A project-local Airflow home: SQLite metadata DB, our DAGs, no examples.
+export AIRFLOW_HOME := $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW_DATASYNC_MANIFEST_STORE := $(CURDIR)/.airflow/datasync/executions
+
+.PHONY: setup test demo bench clean
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
+
+.venv/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --quiet
+	touch $@
+
+setup: .venv/.synced
+
+test: setup
+	$(PY) -m pytest -x -q
+
+demo: setup
+	$(PY) -m airflow_datasync.demo
+
+clean:
+	rm -rf .venv .tools .airflow demo-data

@@ -1,0 +1,239 @@
+"""The phases of one task execution, free of Airflow: LAUNCHING → PREPARING → TRANSFERRING → VERIFYING → report.
+
+Each phase reads what the previous ones wrote in the execution directory and writes its own files, so
+the phases can run in different processes (Airflow tasks on different workers) or in one Python call
+(:func:`run_execution`, used by the CLI and by tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from airflow_datasync import plan as planning
+from airflow_datasync.locations import Location, LocationError, open_location
+from airflow_datasync.locations.base import DIR, LISTING_SCHEMA
+from airflow_datasync.manifest import (
+    MANIFEST_SCHEMA,
+    RESULT_SCHEMA,
+    ExecutionDir,
+    ParquetSink,
+    create_execution_dir,
+    read_json,
+    read_table,
+    utcnow,
+    write_json,
+    write_table,
+)
+from airflow_datasync.options import OptionsError, TaskOptions
+from airflow_datasync.progress import Progress
+from airflow_datasync.transfer import metadata_for, transfer_shard
+from airflow_datasync.uri import redact_uri
+
+log = logging.getLogger("airflow_datasync")
+
+DEFAULT_STORE = os.environ.get("AIRFLOW_DATASYNC_MANIFEST_STORE") or os.path.join(
+    os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow")), "datasync", "executions"
+)
+
+
+@dataclass(frozen=True)
+class LocationSpec:
+    """A URI plus an optional Airflow connection id (credentials never live in the URI)."""
+
+    uri: str
+    conn_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if redact_uri(self.uri) != self.uri and ":" in self.uri.split("://", 1)[1].split("@", 1)[0]:
+            raise LocationError(f"{redact_uri(self.uri)}: put credentials in an Airflow connection (conn_id), "
+                                "not in the URI; a password in a URI would end up in logs and records.")
+
+    def open(self) -> Location:
+        return open_location(self.uri, self.conn_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uri": redact_uri(self.uri), "conn_id": self.conn_id}
+
+
+def _load(execution: ExecutionDir) -> tuple[dict[str, Any], Location, Location, TaskOptions]:
+    record = read_json(execution.launch)
+    if record is None:
+        raise FileNotFoundError(f"{execution.uri}: no launch.json; is this an execution directory?")
+    options = TaskOptions.from_dict(record["options_dict"])
+    src = LocationSpec(record["source"]["uri"], record["source"]["conn_id"]).open()
+    dst = LocationSpec(record["destination"]["uri"], record["destination"]["conn_id"]).open()
+    return record, src, dst, options
+
+
+# -- LAUNCHING -------------------------------------------------------------------------------------
+def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions | dict | None = None, *,
+           task_name: str = "datasync", store: str | None = None) -> ExecutionDir:
+    """Validate both locations and the options, allocate an execution and write its record."""
+    if not isinstance(options, TaskOptions):
+        options = TaskOptions.from_dict(options)
+    src, dst = source.open(), destination.open()
+    src.check(writable=False)
+    # Before dst.check(), which may create a missing destination folder (it must never appear inside the source).
+    if src.contains(dst) or dst.contains(src):
+        raise LocationError(
+            f"source {redact_uri(source.uri)} and destination {redact_uri(destination.uri)} overlap "
+            "(one lies inside the other); a sync between them would copy into itself or delete its own input."
+        )
+    dst.check(writable=True)
+    execution = create_execution_dir(store or DEFAULT_STORE, task_name)
+    write_json(execution.launch, {
+        "execution_id": execution.execution_id, "task_name": task_name, "status": "LAUNCHING",
+        "launched_at": utcnow(), "launched_monotonic": time.time(),
+        "source": source.to_dict(), "destination": destination.to_dict(), "options_dict": _options_for_record(options),
+    })
+    log.info("LAUNCHING %s: %s → %s", execution.execution_id, redact_uri(source.uri), redact_uri(destination.uri))
+    return execution
+
+
+def _options_for_record(options: TaskOptions) -> dict[str, Any]:
+    data = options.to_dict()
+    data["TaskReportConfig"] = dict(data["TaskReportConfig"])
+    return data
+
+
+# -- PREPARING -------------------------------------------------------------------------------------
+def _scan_to(location: Location, path: str, what: str) -> pa.Table:
+    progress = Progress(f"scanning {what}")
+    with ParquetSink(path, LISTING_SCHEMA) as sink:
+        for batch in location.scan():
+            sink.write(batch)
+            progress.add(batch.num_rows)
+    progress.log()
+    return read_table(path, LISTING_SCHEMA)
+
+
+def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[dict[str, Any]]:
+    """Scan both sides, write the manifest, cut shards; return the shard descriptors for XCom."""
+    t0 = time.monotonic()
+    started = utcnow()
+    record, src, dst, options = _load(execution)
+    source = _scan_to(src, execution.source_listing, "source")
+    # TransferMode=ALL still lists the destination: it tells a directory from a file before we write.
+    destination = _scan_to(dst, execution.destination_listing, "destination")
+    manifest = planning.diff(source, destination, options)
+    limit = min(options.max_shards, max_shards or options.max_shards)
+    manifest, shard_plan = planning.assign_shards(manifest, options.files_per_shard, options.bytes_per_shard, limit)
+    manifest = manifest.sort_by([("shard", "ascending"), ("path", "ascending")])
+    write_table(execution.manifest, manifest, MANIFEST_SCHEMA)
+    est = planning.estimates(manifest)
+    shards = _shard_descriptors(execution, manifest)
+    write_json(execution.prepare, {
+        "started_at": started, "ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000),
+        "source_entries": source.num_rows, "destination_entries": destination.num_rows,
+        "shard_count": shard_plan.count, "files_per_shard": shard_plan.files_per_shard,
+        "bytes_per_shard": shard_plan.bytes_per_shard, **est,
+    })
+    log.info("PREPARING %s: %s entries at source, %s at destination; %s to transfer (%s bytes), %s to delete, "
+             "%s shards", execution.execution_id, source.num_rows, destination.num_rows,
+             est["EstimatedFilesToTransfer"], est["EstimatedBytesToTransfer"], est["EstimatedFilesToDelete"],
+             shard_plan.count)
+    return shards
+
+
+def _shard_descriptors(execution: ExecutionDir, manifest: pa.Table) -> list[dict[str, Any]]:
+    work = manifest.filter(pc.greater_equal(manifest["shard"], 0))
+    if work.num_rows == 0:
+        return []
+    sizes = pc.if_else(pc.equal(work["action"], "copy"), pc.fill_null(work["size"], 0), 0)
+    grouped = pa.table({"shard": work["shard"], "size": sizes}).group_by("shard").aggregate(
+        [("size", "sum"), ("size", "count")]).sort_by("shard")
+    return [
+        {"execution": execution.uri, "shard": s, "files": c, "bytes": b}
+        for s, b, c in zip(grouped["shard"].to_pylist(), grouped["size_sum"].to_pylist(), grouped["size_count"].to_pylist())
+    ]
+
+
+# -- TRANSFERRING ----------------------------------------------------------------------------------
+def transfer(execution: ExecutionDir, shard: int, *, bytes_per_second: int | None = None) -> dict[str, Any]:
+    _record, src, dst, options = _load(execution)
+    return transfer_shard(execution, shard, src, dst, options, bytes_per_second)
+
+
+def finalize(execution: ExecutionDir) -> dict[str, Any]:
+    """After every shard: deletions (PreserveDeletedFiles=REMOVE), then directory metadata, deepest first.
+
+    Deletes wait until all copies are done (like rsync's --delete-after) so that a failed transfer never
+    leaves the destination with less than it had; directory mtimes are set last because writing into a
+    directory changes its mtime.
+    """
+    t0 = time.monotonic()
+    _record, _src, dst, options = _load(execution)
+    manifest = read_table(execution.manifest, MANIFEST_SCHEMA)
+    deletes = manifest.filter(pc.equal(manifest["action"], "delete")).select(["path", "type"]).to_pylist()
+    deletes.sort(key=lambda r: (r["path"].count("/"), r["type"] != DIR), reverse=True)
+    results, failed = [], 0
+    for row in deletes:
+        try:
+            dst.delete(row["path"], is_dir=row["type"] == DIR)
+            results.append({"path": row["path"], "type": row["type"], "action": "delete", "status": "SUCCESS"})
+        except (OSError, LocationError) as exc:
+            failed += 1
+            results.append({"path": row["path"], "type": row["type"], "action": "delete", "status": "FAILED",
+                            "error": f"{row['path']}: {exc}"})
+    dirs = manifest.filter(pc.and_(pc.equal(manifest["type"], DIR), pc.is_in(manifest["action"], pa.array(["mkdir", "skip"]))))
+    dir_rows = sorted(dirs.to_pylist(), key=lambda r: r["path"].count("/"), reverse=True)
+    warnings = []
+    for row in dir_rows:
+        try:
+            warnings.extend(dst.set_metadata(row["path"], metadata_for(row, options), is_dir=True))
+        except FileNotFoundError:
+            pass  # its creation failed in a shard, which reports it
+        except OSError as exc:
+            warnings.append(f"{row['path']}: directory metadata not set: {exc.strerror}")
+    write_table(execution.delete_rows, pa.Table.from_pylist(results, schema=RESULT_SCHEMA), RESULT_SCHEMA)
+    summary = {"ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000), "deleted": len(results) - failed,
+               "delete_failed": failed, "directories_updated": len(dir_rows), "warnings": warnings[:100]}
+    write_json(execution.finalize, summary)
+    return summary
+
+
+# -- VERIFYING and report ---------------------------------------------------------------------------
+def verify(execution: ExecutionDir) -> dict[str, Any]:
+    from airflow_datasync.verify import verify_execution
+
+    _record, src, dst, options = _load(execution)
+    return verify_execution(execution, src, dst, options)
+
+
+def report(execution: ExecutionDir) -> dict[str, Any]:
+    from airflow_datasync.report import build_report
+
+    return build_report(execution)
+
+
+def run_execution(source: LocationSpec | str, destination: LocationSpec | str, options: TaskOptions | dict | None = None,
+                  *, task_name: str = "datasync", store: str | None = None) -> dict[str, Any]:
+    """Run a whole execution in this process, shard after shard; return the report summary."""
+    source = source if isinstance(source, LocationSpec) else LocationSpec(source)
+    destination = destination if isinstance(destination, LocationSpec) else LocationSpec(destination)
+    execution = launch(source, destination, options, task_name=task_name, store=store)
+    try:
+        shards = prepare(execution)
+        transfer_ok = True
+        for shard in shards:
+            try:
+                transfer(execution, shard["shard"])
+            except Exception as exc:  # noqa: BLE001 - recorded by the shard; the report says ERROR
+                log.error("%s", exc)
+                transfer_ok = False
+        if transfer_ok:
+            finalize(execution)
+            verify(execution)
+    finally:
+        summary = report(execution)
+    return summary
+
+
+__all__ = ["LocationSpec", "OptionsError", "launch", "prepare", "transfer", "finalize", "verify", "report", "run_execution"]

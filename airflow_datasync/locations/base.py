@@ -1,0 +1,156 @@
+"""The one small interface every location backend implements, and the listing schema they share.
+
+A location is a URI plus (for remote stores) an Airflow connection id. Backends stream listings as
+Arrow record batches so that a tree of millions of entries never lives in Python objects at once.
+"""
+
+from __future__ import annotations
+
+import abc
+import posixpath
+from dataclasses import dataclass
+from typing import IO, Callable, Iterator
+
+import pyarrow as pa
+
+#: Entry types in listings and manifests.
+FILE, DIR, SYMLINK, OTHER = "file", "dir", "symlink", "other"
+
+#: Schema of a listing batch yielded by :meth:`Location.scan`. ``path`` is relative to the location root,
+#: POSIX separators, no leading slash, UTF-8. ``error`` is set for entries that could not be read
+#: (permission denied, a name that is not UTF-8, an unsupported file type): they are reported, not copied.
+LISTING_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("type", pa.string(), nullable=False),
+        pa.field("size", pa.int64()),
+        pa.field("mtime_ns", pa.int64()),
+        pa.field("atime_ns", pa.int64()),
+        pa.field("mode", pa.int32()),
+        pa.field("uid", pa.int64()),
+        pa.field("gid", pa.int64()),
+        pa.field("link_target", pa.string()),
+        pa.field("error", pa.string()),
+    ]
+)
+
+
+class LocationError(Exception):
+    """A location cannot be used as asked. The message names the location, the path and the fix."""
+
+
+class UnsafePathError(LocationError):
+    """A relative path would escape the location root (``..``, absolute, NUL, empty component)."""
+
+
+def safe_relpath(path: str) -> str:
+    """Return ``path`` if it is a clean relative POSIX path inside the root, else raise.
+
+    Every backend calls this before touching a path it did not generate itself, so that a key such as
+    ``../x`` or ``/etc/passwd`` coming from another store can never escape the destination root.
+    """
+    if not path or "\x00" in path:
+        raise UnsafePathError(f"unsafe path {path!r}: empty or contains NUL")
+    if path.startswith("/") or "\\" in path:
+        raise UnsafePathError(f"unsafe path {path!r}: absolute paths and backslashes are refused")
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise UnsafePathError(f"unsafe path {path!r}: '.', '..' and empty components are refused")
+    return path
+
+
+def parent_of(path: str) -> str:
+    return posixpath.dirname(path)
+
+
+@dataclass(frozen=True)
+class StatResult:
+    """What :meth:`Location.stat` returns: enough to detect a change during a copy."""
+
+    type: str
+    size: int
+    mtime_ns: int
+    atime_ns: int | None = None
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    link_target: str | None = None
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """Metadata to apply to a written entry; ``None`` means leave as the store sets it."""
+
+    mtime_ns: int | None = None
+    atime_ns: int | None = None
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+
+
+class Location(abc.ABC):
+    """A tree of files at a URI. Paths are always relative to the location root."""
+
+    scheme: str = ""
+
+    def __init__(self, uri: str, conn_id: str | None = None) -> None:
+        self.uri = uri
+        self.conn_id = conn_id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uri!r})"
+
+    # -- checks -----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def check(self, *, writable: bool) -> None:
+        """Raise :class:`LocationError` unless the root exists and is readable (and writable)."""
+
+    def contains(self, other: "Location") -> bool:
+        """True if ``other`` lies inside this location (or is the same): such pairs are refused."""
+        return False
+
+    # -- reading ----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def scan(self, batch_size: int = 10_000) -> Iterator[pa.RecordBatch]:
+        """Yield the whole tree below the root as :data:`LISTING_SCHEMA` batches (root excluded)."""
+
+    @abc.abstractmethod
+    def stat(self, path: str) -> StatResult | None:
+        """Stat one entry without following symlinks; ``None`` if it does not exist."""
+
+    @abc.abstractmethod
+    def open_read(self, path: str) -> IO[bytes]:
+        """Open a file for streaming reads."""
+
+    # -- writing ----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
+              before_commit: Callable[[int], None] | None = None) -> int:
+        """Write a file atomically: nothing appears at ``path`` unless the whole stream was written.
+
+        ``tag`` makes the temporary name unique to the writer (execution and shard). ``before_commit``
+        is called with the byte count after the data is written and before it becomes visible; if it
+        raises (e.g. the source changed during the copy) the temporary data is removed. Returns bytes written.
+        """
+
+    @abc.abstractmethod
+    def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> None:
+        """Create or atomically replace a symlink at ``path``."""
+
+    @abc.abstractmethod
+    def mkdir(self, path: str) -> None:
+        """Create a directory (and missing parents); fine if it exists."""
+
+    @abc.abstractmethod
+    def set_metadata(self, path: str, meta: Metadata, *, is_dir: bool = False) -> list[str]:
+        """Apply metadata to an existing entry; returns warnings (e.g. chown refused) instead of failing."""
+
+    @abc.abstractmethod
+    def delete(self, path: str, *, is_dir: bool) -> None:
+        """Delete one entry (a directory only if empty)."""
+
+    def sync(self) -> None:
+        """Make what was written durable (e.g. ``syncfs``); called before a shard records completion."""
+
+    def close(self) -> None:
+        """Release connections and file descriptors."""

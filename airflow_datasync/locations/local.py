@@ -1,0 +1,325 @@
+"""POSIX paths on the worker: local disks and mounted NFS exports, EFS, FSx for Lustre/OpenZFS.
+
+Writes never follow a symlink at the destination: every parent directory of a written path is
+checked with ``lstat`` (and cached per location object), so a symlink planted in the destination tree
+cannot redirect a write outside the root.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat as st
+import threading
+from typing import IO, Callable, Iterator
+from urllib.parse import unquote, urlparse
+
+import pyarrow as pa
+import xxhash
+
+from airflow_datasync.locations.base import (
+    DIR,
+    FILE,
+    LISTING_SCHEMA,
+    OTHER,
+    SYMLINK,
+    Location,
+    LocationError,
+    Metadata,
+    StatResult,
+    safe_relpath,
+)
+
+#: Names that start with this prefix are our temporary files; scans skip them.
+TEMP_PREFIX = ".~ds-"
+
+try:
+    _libc = ctypes.CDLL(None, use_errno=True)
+    _libc.syncfs  # noqa: B018 - probe that the symbol exists
+except (OSError, AttributeError):
+    _libc = None
+
+
+def _kind(mode: int) -> str:
+    if st.S_ISREG(mode):
+        return FILE
+    if st.S_ISDIR(mode):
+        return DIR
+    if st.S_ISLNK(mode):
+        return SYMLINK
+    return OTHER
+
+
+def path_from_uri(uri: str) -> str:
+    if uri.startswith("file://"):
+        parsed = urlparse(uri)
+        if parsed.netloc not in ("", "localhost"):
+            raise LocationError(f"{uri}: file URIs must name a local path (file:///abs/path), not host {parsed.netloc!r}")
+        path = unquote(parsed.path)
+    else:
+        path = uri
+    if not path.startswith("/"):
+        raise LocationError(f"{uri}: a local location must be an absolute path or a file:/// URI")
+    return os.path.normpath(path)
+
+
+class LocalLocation(Location):
+    scheme = "file"
+
+    def __init__(self, uri: str, conn_id: str | None = None) -> None:
+        super().__init__(uri, conn_id)
+        self.root = path_from_uri(uri)
+        self._known_dirs: set[str] = {""}
+        self._lock = threading.Lock()
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _abs(self, path: str) -> str:
+        return os.path.join(self.root, safe_relpath(path)) if path else self.root
+
+    # -- checks -----------------------------------------------------------------------------------
+    def check(self, *, writable: bool) -> None:
+        if writable and not os.path.lexists(self.root) and os.path.isdir(os.path.dirname(self.root)):
+            # A destination folder is created when its parent exists (e.g. one folder per day);
+            # a missing parent is more likely a typo or an unmounted export, so that is an error.
+            os.mkdir(self.root)
+        if not os.path.exists(self.root):
+            raise LocationError(f"{self.uri}: {self.root} does not exist. Create it, mount it, or fix the path.")
+        if not os.path.isdir(self.root):
+            raise LocationError(f"{self.uri}: {self.root} is not a directory.")
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise LocationError(f"{self.uri}: {self.root} is not readable by uid {os.geteuid()}.")
+        if writable and not os.access(self.root, os.W_OK | os.X_OK):
+            raise LocationError(f"{self.uri}: {self.root} is not writable by uid {os.geteuid()}.")
+
+    def contains(self, other: Location) -> bool:
+        if not isinstance(other, LocalLocation):
+            return False
+        mine, theirs = os.path.realpath(self.root), os.path.realpath(other.root)
+        return theirs == mine or theirs.startswith(mine.rstrip("/") + "/")
+
+    # -- reading ----------------------------------------------------------------------------------
+    def scan(self, batch_size: int = 10_000) -> Iterator[pa.RecordBatch]:
+        cols: dict[str, list] = {f.name: [] for f in LISTING_SCHEMA}
+
+        def add(path, kind, s=None, link=None, error=None):
+            cols["path"].append(path)
+            cols["type"].append(kind)
+            cols["size"].append(s.st_size if s is not None and kind == FILE else (0 if s is not None else None))
+            cols["mtime_ns"].append(s.st_mtime_ns if s is not None else None)
+            cols["atime_ns"].append(s.st_atime_ns if s is not None else None)
+            cols["mode"].append(st.S_IMODE(s.st_mode) if s is not None else None)
+            cols["uid"].append(s.st_uid if s is not None else None)
+            cols["gid"].append(s.st_gid if s is not None else None)
+            cols["link_target"].append(link)
+            cols["error"].append(error)
+
+        def flush():
+            batch = pa.RecordBatch.from_pydict(cols, schema=LISTING_SCHEMA)
+            for v in cols.values():
+                v.clear()
+            return batch
+
+        stack = [""]
+        while stack:
+            rel_dir = stack.pop()
+            abs_dir = os.path.join(self.root, rel_dir) if rel_dir else self.root
+            try:
+                with os.scandir(abs_dir) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as exc:
+                if rel_dir:
+                    add(rel_dir + "/", DIR, error=f"cannot list directory: {exc.strerror}")
+                    continue
+                raise LocationError(f"{self.uri}: cannot list the root: {exc}") from exc
+            subdirs = []
+            for entry in entries:
+                name = entry.name
+                if name.startswith(TEMP_PREFIX):
+                    continue
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                    add(f"{rel_dir}/{shown}" if rel_dir else shown, OTHER, error="name is not valid UTF-8; not copied")
+                    continue
+                rel = f"{rel_dir}/{name}" if rel_dir else name
+                try:
+                    s = entry.stat(follow_symlinks=False)
+                except OSError as exc:
+                    add(rel, OTHER, error=f"cannot stat: {exc.strerror}")
+                    continue
+                kind = _kind(s.st_mode)
+                if kind == SYMLINK:
+                    try:
+                        add(rel, kind, s, link=os.readlink(entry.path))
+                    except OSError as exc:
+                        add(rel, kind, s, error=f"cannot read link: {exc.strerror}")
+                elif kind == OTHER:
+                    add(rel, kind, s, error="unsupported file type (device, FIFO or socket); not copied")
+                else:
+                    add(rel, kind, s)
+                    if kind == DIR:
+                        subdirs.append(rel)
+                if len(cols["path"]) >= batch_size:
+                    yield flush()
+            stack.extend(reversed(subdirs))
+        if cols["path"]:
+            yield flush()
+
+    def stat(self, path: str) -> StatResult | None:
+        try:
+            s = os.lstat(self._abs(path))
+        except FileNotFoundError:
+            return None
+        kind = _kind(s.st_mode)
+        link = os.readlink(self._abs(path)) if kind == SYMLINK else None
+        return StatResult(kind, s.st_size if kind == FILE else 0, s.st_mtime_ns, s.st_atime_ns,
+                          st.S_IMODE(s.st_mode), s.st_uid, s.st_gid, link)
+
+    def open_read(self, path: str) -> IO[bytes]:
+        fd = os.open(self._abs(path), os.O_RDONLY | os.O_NOFOLLOW)
+        return os.fdopen(fd, "rb", buffering=0)
+
+    # -- writing ----------------------------------------------------------------------------------
+    def _ensure_dir(self, rel_dir: str) -> None:
+        """Create ``rel_dir`` and its parents, refusing to pass through a symlink or a file."""
+        if rel_dir in self._known_dirs:
+            return
+        parent = os.path.dirname(rel_dir)
+        self._ensure_dir(parent)
+        full = os.path.join(self.root, rel_dir)
+        try:
+            os.mkdir(full)
+        except FileExistsError:
+            s = os.lstat(full)
+            if st.S_ISLNK(s.st_mode):
+                raise LocationError(
+                    f"{self.uri}: {rel_dir!r} is a symlink at the destination; refusing to write through it. "
+                    "Remove it or use PreserveDeletedFiles=REMOVE."
+                ) from None
+            if not st.S_ISDIR(s.st_mode):
+                raise LocationError(f"{self.uri}: {rel_dir!r} exists at the destination and is not a directory.") from None
+        with self._lock:
+            self._known_dirs.add(rel_dir)
+
+    def _temp_for(self, path: str, tag: str) -> str:
+        head, name = os.path.split(path)
+        tmp = f"{TEMP_PREFIX}{tag}-{xxhash.xxh64_hexdigest(name.encode())}"
+        return os.path.join(self.root, head, tmp)
+
+    def _apply(self, target: str | int, meta: Metadata, *, follow: bool = True) -> list[str]:
+        warnings = []
+        if meta.uid is not None or meta.gid is not None:
+            try:
+                if isinstance(target, int):
+                    os.fchown(target, -1 if meta.uid is None else meta.uid, -1 if meta.gid is None else meta.gid)
+                else:
+                    os.chown(target, -1 if meta.uid is None else meta.uid, -1 if meta.gid is None else meta.gid,
+                             follow_symlinks=follow)
+            except PermissionError:
+                warnings.append(f"ownership {meta.uid}:{meta.gid} not kept (chown needs root)")
+        if meta.mode is not None and follow:
+            if isinstance(target, int):
+                os.fchmod(target, meta.mode)
+            else:
+                os.chmod(target, meta.mode)
+        if meta.mtime_ns is not None:
+            atime = meta.atime_ns if meta.atime_ns is not None else meta.mtime_ns
+            if isinstance(target, int):
+                os.utime(target, ns=(atime, meta.mtime_ns))
+            else:
+                os.utime(target, ns=(atime, meta.mtime_ns), follow_symlinks=follow)
+        return warnings
+
+    def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
+              before_commit: Callable[[int], None] | None = None) -> int:
+        final = self._abs(path)
+        self._ensure_dir(os.path.dirname(path))
+        existing = self._lstat_or_none(final)
+        if existing is not None and st.S_ISDIR(existing.st_mode):
+            raise LocationError(f"{self.uri}: {path!r} is a directory at the destination and a file at the source.")
+        tmp = self._temp_for(path, tag)
+        written = 0
+        # 0600 while the data is written when the source mode is kept; the umask default when it is not.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600 if meta.mode is not None else 0o666)
+        try:
+            try:
+                for chunk in chunks:
+                    view = memoryview(chunk)
+                    while view:
+                        n = os.write(fd, view)
+                        view = view[n:]
+                        written += n
+                self._apply(fd, meta)
+            finally:
+                os.close(fd)
+            if before_commit is not None:
+                before_commit(written)
+            os.replace(tmp, final)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        return written
+
+    def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> None:
+        final = self._abs(path)
+        self._ensure_dir(os.path.dirname(path))
+        tmp = self._temp_for(path, tag)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        os.symlink(target, tmp)
+        try:
+            self._apply(tmp, Metadata(mtime_ns=meta.mtime_ns, atime_ns=meta.atime_ns, uid=meta.uid, gid=meta.gid),
+                        follow=False)
+            os.replace(tmp, final)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    def mkdir(self, path: str) -> None:
+        self._ensure_dir(safe_relpath(path))
+
+    def set_metadata(self, path: str, meta: Metadata, *, is_dir: bool = False) -> list[str]:
+        return self._apply(self._abs(path), meta)
+
+    def delete(self, path: str, *, is_dir: bool) -> None:
+        full = self._abs(path)
+        # Refuse to delete through a symlinked parent: the entry must really be inside the root.
+        if os.path.realpath(os.path.dirname(full)) != os.path.join(os.path.realpath(self.root), os.path.dirname(path)).rstrip("/"):
+            raise LocationError(f"{self.uri}: {path!r} lies behind a symlink; not deleted.")
+        try:
+            if is_dir:
+                os.rmdir(full)
+            else:
+                os.unlink(full)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if exc.errno == errno.ENOTEMPTY:
+                raise LocationError(f"{self.uri}: directory {path!r} is not empty (it holds excluded or new entries); kept.") from exc
+            raise
+        with self._lock:
+            self._known_dirs.discard(path)
+
+    def sync(self) -> None:
+        """One ``syncfs`` for the whole destination file system: far cheaper than fsync per small file."""
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if _libc is not None and _libc.syncfs(fd) == 0:
+                return
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _lstat_or_none(p: str):
+        try:
+            return os.lstat(p)
+        except FileNotFoundError:
+            return None

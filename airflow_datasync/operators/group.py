@@ -1,0 +1,59 @@
+"""``sync_task_group``: one line wires a whole execution as a TaskGroup.
+
+    launch → prepare → transfer (mapped, one instance per shard) → finalize → verify → report
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import TaskGroup
+
+from airflow_datasync.operators.phases import (
+    SyncFinalizeOperator,
+    SyncLaunchOperator,
+    SyncPrepareOperator,
+    SyncReportOperator,
+    SyncTransferOperator,
+    SyncVerifyOperator,
+)
+
+
+def sync_task_group(
+    group_id: str,
+    *,
+    source: str,
+    destination: str,
+    options: dict | str | None = None,
+    source_conn_id: str | None = None,
+    destination_conn_id: str | None = None,
+    sync_task_name: str | None = None,
+    manifest_store: str | None = None,
+    parallel_shards: int = 4,
+    transfer_retries: int = 2,
+    fail_on_error: bool = True,
+    **group_kwargs: Any,
+) -> TaskGroup:
+    """Build the tasks of one sync execution inside a TaskGroup and return it.
+
+    ``parallel_shards`` caps how many shards of this execution copy at once (``max_active_tis_per_dagrun``)
+    and splits BytesPerSecond between them. ``transfer_retries`` retries a failed shard; a retry resumes.
+    The group's report task is ``group.report`` (its XCom holds the DataSync-style summary).
+    """
+    with TaskGroup(group_id, **group_kwargs) as group:
+        launch = SyncLaunchOperator(
+            task_id="launch", source=source, destination=destination, options=options,
+            source_conn_id=source_conn_id, destination_conn_id=destination_conn_id,
+            sync_task_name=sync_task_name, manifest_store=manifest_store,
+        )
+        prepare = SyncPrepareOperator(task_id="prepare", execution=launch.output)
+        transfer = SyncTransferOperator.partial(
+            task_id="transfer", parallel_shards=parallel_shards, max_active_tis_per_dagrun=parallel_shards,
+            retries=transfer_retries, map_index_template="{{ shard_label }}",
+        ).expand(shard=prepare.output)
+        finalize = SyncFinalizeOperator(task_id="finalize", execution=launch.output, trigger_rule="none_failed")
+        verify = SyncVerifyOperator(task_id="verify", execution=launch.output, trigger_rule="none_failed")
+        report = SyncReportOperator(task_id="report", execution=launch.output, fail_on_error=fail_on_error)
+        launch >> prepare >> transfer >> finalize >> verify >> report
+    group.report = report  # type: ignore[attr-defined]
+    return group

@@ -1,0 +1,196 @@
+"""PREPARING: diff a source listing against a destination listing and decide an action per entry.
+
+All decisions are vectorised over Arrow columns (a hash join on ``path`` and boolean masks), so the cost
+per entry is a few C-level operations, not a Python loop: a million entries plan in seconds.
+
+Actions: ``copy`` (file or symlink data), ``mkdir`` (directory), ``meta`` (only metadata differs),
+``skip`` (already in sync), ``delete`` (only at the destination, PreserveDeletedFiles=REMOVE) and
+``error`` (the source entry cannot be read; reported and counted as failed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from airflow_datasync.filters import keep_mask
+from airflow_datasync.manifest import MANIFEST_SCHEMA
+from airflow_datasync.options import TaskOptions
+
+ACTIONS = ("copy", "mkdir", "meta", "skip", "delete", "error")
+#: Actions that a TRANSFERRING shard carries out.
+SHARDED_ACTIONS = ("copy", "mkdir", "meta")
+
+
+def apply_filters(listing: pa.Table, options: TaskOptions) -> pa.Table:
+    if not options.Includes and not options.Excludes:
+        return listing
+    return listing.filter(keep_mask(listing["path"], listing["type"], options.Includes, options.Excludes))
+
+
+def _np(col) -> np.ndarray:
+    return col.to_numpy(zero_copy_only=False)
+
+
+def diff(source: pa.Table, destination: pa.Table, options: TaskOptions) -> pa.Table:
+    """Return the manifest rows (without shards) sorted by path."""
+    source = apply_filters(source, options)
+    destination = apply_filters(destination, options)
+    dst = destination.select(["path", "type", "size", "mtime_ns", "mode", "uid", "gid", "link_target"])
+    dst = dst.rename_columns(["path"] + ["dst_" + n for n in dst.column_names[1:]])
+    joined = source.join(dst, keys="path", join_type="full outer").sort_by("path")
+
+    n = joined.num_rows
+    in_src = _np(pc.is_valid(joined["type"]))
+    in_dst = _np(pc.is_valid(joined["dst_type"]))
+    src_type = _np(pc.fill_null(joined["type"], ""))
+    dst_type = _np(pc.fill_null(joined["dst_type"], ""))
+    has_error = _np(pc.is_valid(joined["error"]))
+
+    def differs(name: str) -> np.ndarray:
+        a, b = joined[name], joined["dst_" + name]
+        return _np(pc.fill_null(pc.not_equal(a, b), True))
+
+    action = np.full(n, "skip", dtype=object)
+    reason = np.full(n, "unchanged", dtype=object)
+
+    ok = in_src & ~has_error
+    both = ok & in_dst & (src_type == dst_type)
+    is_dir = src_type == "dir"
+
+    # Metadata that the options ask to keep and that differs.
+    meta = np.zeros(n, dtype=bool)
+    if options.PosixPermissions == "PRESERVE":
+        meta |= differs("mode")
+    if options.Uid == "INT_VALUE":
+        meta |= differs("uid")
+    if options.Gid == "INT_VALUE":
+        meta |= differs("gid")
+    meta_upd = both & ~is_dir & meta
+    action[meta_upd], reason[meta_upd] = "meta", "metadata changed"
+
+    if options.TransferMode == "ALL":
+        forced = both & ~is_dir
+        action[forced], reason[forced] = "copy", "forced (TransferMode=ALL)"
+    else:
+        is_file = src_type == "file"
+        is_link = src_type == "symlink"
+        changed = np.zeros(n, dtype=bool)
+        if options.preserve_mtime:
+            m = both & (is_file | is_link) & differs("mtime_ns")
+            action[m], reason[m] = "copy", "mtime changed"
+            changed |= m
+        s = both & is_file & differs("size")
+        action[s], reason[s] = "copy", "size changed"
+        changed |= s
+        t = both & is_link & differs("link_target")
+        action[t], reason[t] = "copy", "link target changed"
+
+    dir_exists = both & is_dir
+    action[dir_exists], reason[dir_exists] = "skip", "exists"
+
+    type_changed = ok & in_dst & (src_type != dst_type)
+    action[type_changed], reason[type_changed] = "copy", "type changed"
+    new = ok & ~in_dst
+    action[new], reason[new] = "copy", "new"
+    mk = (new | type_changed) & is_dir
+    action[mk] = "mkdir"
+
+    if options.OverwriteMode == "NEVER":
+        keep = ok & in_dst & np.isin(action, ["copy", "meta"])
+        action[keep], reason[keep] = "skip", "exists (OverwriteMode=NEVER)"
+
+    err = in_src & has_error
+    action[err] = "error"
+    reason[err] = _np(pc.fill_null(joined["error"], ""))[err]
+
+    only_dst = ~in_src & in_dst
+    if options.PreserveDeletedFiles == "REMOVE":
+        action[only_dst], reason[only_dst] = "delete", "not in source"
+    keep_rows = in_src | (only_dst & (options.PreserveDeletedFiles == "REMOVE"))
+
+    # Rows that exist only at the destination describe the destination entry.
+    for name in ("type", "size", "mtime_ns"):
+        joined = joined.set_column(
+            joined.schema.get_field_index(name), name,
+            pc.if_else(pa.array(only_dst), joined["dst_" + name], joined[name]),
+        )
+    out = pa.table(
+        {
+            **{f.name: joined[f.name] for f in MANIFEST_SCHEMA if f.name in joined.column_names and f.name != "dst_type"},
+            "dst_type": joined["dst_type"],
+            "action": pa.array(action, pa.string()),
+            "reason": pa.array(reason, pa.string()),
+            "shard": pa.array(np.full(n, -1, dtype=np.int32)),
+        }
+    )
+    return out.filter(pa.array(keep_rows)).select([f.name for f in MANIFEST_SCHEMA]).cast(MANIFEST_SCHEMA)
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    count: int
+    files_per_shard: int
+    bytes_per_shard: int
+
+
+def assign_shards(manifest: pa.Table, files_per_shard: int, bytes_per_shard: int, max_shards: int) -> tuple[pa.Table, ShardPlan]:
+    """Cut actionable rows into contiguous shards bounded by file count and bytes.
+
+    A shard closes when it reaches ``files_per_shard`` entries or ``bytes_per_shard`` bytes (one file
+    larger than that gets a shard of its own). If that makes more than ``max_shards`` shards (Airflow's
+    ``max_map_length``), both bounds are doubled until it fits.
+    """
+    work = _np(pc.is_in(manifest["action"], pa.array(SHARDED_ACTIONS)))
+    sizes = np.where(_np(pc.equal(manifest["action"], "copy")), _np(pc.fill_null(manifest["size"], 0)), 0).astype(np.int64)
+    sizes = np.where(work, sizes, 0)
+    count_work = int(work.sum())
+    shard = np.full(manifest.num_rows, -1, dtype=np.int32)
+    if count_work == 0:
+        return manifest, ShardPlan(0, files_per_shard, bytes_per_shard)
+    w_sizes = sizes[work]
+    fps, bps = files_per_shard, bytes_per_shard
+    while True:
+        ids = _cut(w_sizes, fps, bps)
+        count = int(ids[-1]) + 1
+        if count <= max_shards:
+            break
+        fps, bps = fps * 2, bps * 2
+    shard[work] = ids
+    manifest = manifest.set_column(manifest.schema.get_field_index("shard"), "shard", pa.array(shard, pa.int32()))
+    return manifest, ShardPlan(count, fps, bps)
+
+
+def _cut(sizes: np.ndarray, fps: int, bps: int) -> np.ndarray:
+    """Greedy contiguous cut. Vectorised per shard: each step finds the end of one shard with searchsorted."""
+    cum = np.cumsum(sizes)
+    n = len(sizes)
+    ids = np.empty(n, dtype=np.int32)
+    start, shard = 0, 0
+    while start < n:
+        base = cum[start - 1] if start else 0
+        # First index whose cumulative bytes exceed the budget; a single oversized file still forms a shard.
+        by_bytes = int(np.searchsorted(cum, base + bps, side="right"))
+        end = min(start + fps, max(by_bytes, start + 1), n)
+        ids[start:end] = shard
+        start, shard = end, shard + 1
+    return ids
+
+
+def estimates(manifest: pa.Table) -> dict[str, int]:
+    action = manifest["action"]
+    is_copy_file = pc.and_(pc.equal(action, "copy"), pc.equal(manifest["type"], "file"))
+    counts = {a: 0 for a in ACTIONS}
+    for row in pc.value_counts(action).to_pylist():
+        counts[row["values"]] = row["counts"]
+    return {
+        "EstimatedFilesToTransfer": counts["copy"] + counts["mkdir"] + counts["meta"],
+        "EstimatedBytesToTransfer": int(pc.sum(pc.if_else(is_copy_file, manifest["size"], 0)).as_py() or 0),
+        "EstimatedFilesToDelete": counts["delete"],
+        "FilesSkippedEstimate": counts["skip"],
+        "FilesWithErrors": counts["error"],
+        "FilesPrepared": int(manifest.num_rows - counts["delete"]),
+    }

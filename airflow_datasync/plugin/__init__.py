@@ -1,0 +1,25 @@
+"""The airflow-datasync Airflow plugin (entry point ``airflow.plugins``).
+
+Small for now: it registers the plugin and a macro that reads an execution's report summary, so that a
+downstream task can template ``{{ macros.datasync_native.report_summary(ti.xcom_pull(...)) }}``.
+The executions page in the Airflow UI grows here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.plugins_manager import AirflowPlugin
+
+
+def report_summary(execution: Any) -> dict[str, Any] | None:
+    from airflow_datasync.manifest import ExecutionDir, read_json
+
+    if isinstance(execution, dict):
+        execution = execution.get("execution")
+    return read_json(ExecutionDir(str(execution)).report) if execution else None
+
+
+class DataSyncNativePlugin(AirflowPlugin):
+    name = "datasync_native"
+    macros = [report_summary]

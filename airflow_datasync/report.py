@@ -1,0 +1,156 @@
+"""The execution report: DataSync's counters and status as JSON, and per-file rows as Parquet.
+
+Built only from the files the phases wrote, so it can run after any failure (Airflow runs it with
+``trigger_rule="all_done"``) and says what happened, including phases that never ran.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from airflow_datasync.manifest import MANIFEST_SCHEMA, RESULT_SCHEMA, VERIFY_SCHEMA, ExecutionDir, read_json, read_table, utcnow, write_json, write_table
+
+log = logging.getLogger("airflow_datasync")
+
+#: Columns of report.parquet (one row per entry in the manifest).
+REPORT_COLUMNS = ["path", "type", "size", "action", "reason", "shard", "status", "bytes_written", "checksum_algo",
+                  "src_checksum", "dst_checksum", "verify_status", "error", "warning"]
+
+
+def _ms_between(a: str | None, b: str | None) -> int:
+    if not a or not b:
+        return 0
+    return int((dt.datetime.fromisoformat(b) - dt.datetime.fromisoformat(a)).total_seconds() * 1000)
+
+
+def build_report(execution: ExecutionDir) -> dict[str, Any]:
+    launch = read_json(execution.launch) or {}
+    prepare = read_json(execution.prepare)
+    finalize = read_json(execution.finalize)
+    verify = read_json(execution.verify)
+    shards = list(execution.shard_summaries())
+    manifest = read_table(execution.manifest, MANIFEST_SCHEMA)
+    results = execution.shard_results()
+    deletes = read_table(execution.delete_rows, RESULT_SCHEMA)
+    verify_rows = read_table(execution.verify_rows, VERIFY_SCHEMA)
+    options = launch.get("options_dict", {})
+
+    ok = pc.equal(results["status"], "SUCCESS")
+    failed_results = results.filter(pc.equal(results["status"], "FAILED"))
+    copied = results.filter(ok)
+    counters = {
+        "EstimatedFilesToTransfer": (prepare or {}).get("EstimatedFilesToTransfer", 0),
+        "EstimatedBytesToTransfer": (prepare or {}).get("EstimatedBytesToTransfer", 0),
+        "EstimatedFilesToDelete": (prepare or {}).get("EstimatedFilesToDelete", 0),
+        "FilesPrepared": (prepare or {}).get("FilesPrepared", 0),
+        "FilesTransferred": copied.num_rows,
+        "BytesWritten": int(pc.sum(copied["bytes_written"]).as_py() or 0),
+        "BytesTransferred": int(pc.sum(copied["bytes_written"]).as_py() or 0),
+        "FilesSkipped": int(pc.sum(pc.equal(manifest["action"], "skip")).as_py() or 0),
+        "FilesDeleted": int(pc.sum(pc.equal(deletes["status"], "SUCCESS")).as_py() or 0),
+        "FilesVerified": int(pc.sum(pc.equal(verify_rows["verify_status"], "VERIFIED")).as_py() or 0),
+    }
+    source_errors = manifest.filter(pc.equal(manifest["action"], "error"))
+    failed_deletes = deletes.filter(pc.equal(deletes["status"], "FAILED"))
+    bad_verify = verify_rows.filter(pc.not_equal(verify_rows["verify_status"], "VERIFIED"))
+    counters["FilesFailed"] = failed_results.num_rows + source_errors.num_rows + failed_deletes.num_rows + bad_verify.num_rows
+
+    expected_shards = (prepare or {}).get("shard_count", 0)
+    problems: list[tuple[str, str]] = []
+    if prepare is None:
+        problems.append(("PrepareFailed", "PREPARING did not complete; see the prepare task's log"))
+    elif len(shards) < expected_shards:
+        problems.append(("TransferIncomplete", f"{expected_shards - len(shards)} of {expected_shards} shards did not finish"))
+    if source_errors.num_rows:
+        problems.append(("SourceErrors", _examples(source_errors["path"], source_errors["reason"], source_errors.num_rows, "could not be read at the source")))
+    if failed_results.num_rows:
+        problems.append(("FilesFailed", _examples(failed_results["path"], failed_results["error"], failed_results.num_rows, "failed to transfer")))
+    if failed_deletes.num_rows:
+        problems.append(("DeleteFailed", _examples(failed_deletes["path"], failed_deletes["error"], failed_deletes.num_rows, "could not be deleted")))
+    if prepare is not None and len(shards) >= expected_shards and finalize is None and expected_shards + (prepare.get("EstimatedFilesToDelete") or 0) > 0:
+        problems.append(("TransferIncomplete", "deletions and directory metadata were not applied (finalize did not run)"))
+    if bad_verify.num_rows:
+        problems.append(("VerificationFailed", _examples(bad_verify["path"], bad_verify["verify_error"], bad_verify.num_rows, "failed verification")))
+    if prepare is not None and verify is None and options.get("VerifyMode") != "NONE" and not problems:
+        problems.append(("VerificationIncomplete", "VERIFYING did not run"))
+
+    launched_at = launch.get("launched_at")
+    ended = utcnow()
+    transfer_start = min((s["started_at"] for s in shards), default=None)
+    transfer_end = max([s["ended_at"] for s in shards] + ([finalize["ended_at"]] if finalize else []), default=None)
+    summary: dict[str, Any] = {
+        "TaskExecutionId": execution.execution_id,
+        "TaskName": execution.task_name,
+        "Status": "ERROR" if problems else "SUCCESS",
+        "SourceLocation": (launch.get("source") or {}).get("uri"),
+        "DestinationLocation": (launch.get("destination") or {}).get("uri"),
+        "StartTime": launched_at,
+        "EndTime": ended,
+        **counters,
+        "PrepareDuration": (prepare or {}).get("duration_ms", 0),
+        "TransferDuration": _ms_between(transfer_start, transfer_end) if transfer_start else (finalize or {}).get("duration_ms", 0),
+        "VerifyDuration": (verify or {}).get("duration_ms", 0),
+        "TotalDuration": _ms_between(launched_at, ended),
+        "ErrorCode": problems[0][0] if problems else None,
+        "ErrorDetail": "; ".join(d for _, d in problems) if problems else None,
+        "VerifyMode": options.get("VerifyMode"),
+        "ShardCount": expected_shards,
+        "ShardsCompleted": len(shards),
+        "FilesResumed": int(pc.sum(results["resumed"]).as_py() or 0),
+        "Warnings": (finalize or {}).get("warnings", [])[:20] + [w for w in results["warning"].to_pylist() if w][:20],
+        "ReportUri": execution.report_rows,
+        "ExecutionUri": execution.uri,
+    }
+    report_config = options.get("TaskReportConfig") or {}
+    if report_config.get("OutputType", "STANDARD") == "STANDARD":
+        rows = _per_file(manifest, pa.concat_tables([results, deletes]), verify_rows)
+        if report_config.get("ReportLevel") == "ERRORS_ONLY":
+            rows = rows.filter(pc.or_(pc.equal(rows["status"], "FAILED"), pc.is_valid(rows["error"])))
+        write_table(execution.report_rows, rows, rows.schema)
+    else:
+        summary["ReportUri"] = None
+    write_json(execution.report, summary)
+    log.info("report %s: %s", execution.execution_id, format_summary(summary))
+    return summary
+
+
+def _examples(paths, errors, count: int, what: str) -> str:
+    shown = [e or p for p, e in zip(paths.to_pylist()[:3], errors.to_pylist()[:3])]
+    return f"{count} entries {what}, e.g. " + " | ".join(shown)
+
+
+def _per_file(manifest: pa.Table, results: pa.Table, verify_rows: pa.Table) -> pa.Table:
+    base = manifest.select(["path", "type", "size", "action", "reason", "shard"])
+    res = results.select(["path", "status", "bytes_written", "checksum_algo", "src_checksum", "error", "warning"])
+    ver = verify_rows.select(["path", "verify_status", "dst_checksum", "verify_error"])
+    joined = base.join(res, keys="path", join_type="left outer").join(ver, keys="path", join_type="left outer")
+    status = pc.if_else(pc.equal(joined["action"], "error"), "FAILED", joined["status"])
+    status = pc.if_else(pc.is_in(joined["action"], pa.array(["skip"])), "SKIPPED", status)
+    status = pc.if_else(pc.is_in(joined["verify_status"], pa.array(["MISMATCH", "MISSING", "ERROR"])), "FAILED", status)
+    error = pc.coalesce(joined["error"], joined["verify_error"], pc.if_else(pc.equal(joined["action"], "error"), joined["reason"], pa.scalar(None, pa.string())))
+    joined = joined.set_column(joined.schema.get_field_index("status"), "status", status)
+    joined = joined.set_column(joined.schema.get_field_index("error"), "error", error)
+    return joined.select(REPORT_COLUMNS).sort_by("path")
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    keys = ["Status", "FilesTransferred", "BytesWritten", "FilesSkipped", "FilesDeleted", "FilesVerified", "FilesFailed",
+            "TotalDuration"]
+    text = ", ".join(f"{k}={summary.get(k)}" for k in keys)
+    if summary.get("ErrorCode"):
+        text += f", ErrorCode={summary['ErrorCode']}, ErrorDetail={summary['ErrorDetail']}"
+    return text
+
+
+def render(summary: dict[str, Any]) -> str:
+    """A human-readable block for the CLI and `make demo`."""
+    width = max(len(k) for k in summary)
+    lines = [f"  {k.ljust(width)}  {v}" for k, v in summary.items() if k != "Warnings"]
+    if summary.get("Warnings"):
+        lines.append(f"  {'Warnings'.ljust(width)}  " + "; ".join(summary["Warnings"][:5]))
+    return "\n".join(lines)

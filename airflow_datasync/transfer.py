@@ -1,0 +1,212 @@
+"""TRANSFERRING: copy one shard of the manifest with a bounded pool of concurrent copies.
+
+Per file: stat the source, stream it to a temporary name at the destination while hashing, stat the
+source again and refuse to publish the copy if the file changed meanwhile, then rename into place with
+the metadata the options ask for. Each finished entry is appended to the shard's journal, so a retried
+or cleared task skips what it already did (after checking that the destination still matches).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from airflow_datasync import checksum
+from airflow_datasync.locations.base import FILE, SYMLINK, Location, LocationError, Metadata, StatResult
+from airflow_datasync.manifest import RESULT_SCHEMA, ExecutionDir, read_table, utcnow, write_json, write_table
+from airflow_datasync.options import TaskOptions
+from airflow_datasync.progress import Progress, RateLimiter
+
+log = logging.getLogger("airflow_datasync")
+
+
+class SourceChangedError(Exception):
+    pass
+
+
+class ShardFailedError(Exception):
+    """Some entries of a shard failed; the per-file results are written. Retrying the task retries only those."""
+
+
+def metadata_for(row: dict[str, Any] | StatResult, options: TaskOptions) -> Metadata:
+    get = row.get if isinstance(row, dict) else (lambda k: getattr(row, k))
+    return Metadata(
+        mtime_ns=get("mtime_ns") if options.Mtime == "PRESERVE" else None,
+        atime_ns=get("atime_ns") if options.Atime == "BEST_EFFORT" else None,
+        mode=get("mode") if options.PosixPermissions == "PRESERVE" else None,
+        uid=get("uid") if options.Uid == "INT_VALUE" else None,
+        gid=get("gid") if options.Gid == "INT_VALUE" else None,
+    )
+
+
+@dataclass
+class Journal:
+    """Append-only JSON lines of finished entries; a torn last line (killed mid-write) is ignored."""
+
+    path: str
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        done: dict[str, dict[str, Any]] = {}
+        try:
+            with open(self.path, encoding="utf-8") as fh:
+                for line in fh:
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        continue
+                    done[rec["path"]] = rec
+        except FileNotFoundError:
+            pass
+        return done
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fh = None
+
+    def append(self, rec: dict[str, Any]) -> None:
+        line = json.dumps(rec, ensure_ascii=False) + "\n"
+        with self._lock:
+            if self._fh is None:
+                self._fh = open(self.path, "a", encoding="utf-8")
+            self._fh.write(line)
+            self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
+def _same(a: StatResult | None, size: int | None, mtime_ns: int | None) -> bool:
+    return a is not None and a.size == size and (mtime_ns is None or a.mtime_ns == mtime_ns)
+
+
+class ShardCopier:
+    def __init__(self, src: Location, dst: Location, options: TaskOptions, tag: str, journal: Journal,
+                 limiter: RateLimiter, progress: Progress) -> None:
+        self.src, self.dst, self.options, self.tag = src, dst, options, tag
+        self.journal, self.limiter, self.progress = journal, limiter, progress
+
+    def run_one(self, row: dict[str, Any], done: dict[str, Any]) -> dict[str, Any]:
+        path, action, kind = row["path"], row["action"], row["type"]
+        result = {"path": path, "type": kind, "action": action, "status": "SUCCESS", "bytes_written": 0,
+                  "checksum_algo": None, "src_checksum": None, "resumed": False, "error": None, "warning": None}
+        try:
+            prior = done.get(path)
+            if prior is not None and self._still_done(prior):
+                result.update(bytes_written=prior.get("bytes", 0), checksum_algo=prior.get("algo"),
+                              src_checksum=prior.get("checksum"), resumed=True)
+                self.progress.add(1, 0)
+                return result
+            if action == "mkdir":
+                self.dst.mkdir(path)
+            elif action == "meta":
+                warnings = self.dst.set_metadata(path, metadata_for(row, self.options))
+                result["warning"] = "; ".join(warnings) or None
+            elif kind == SYMLINK:
+                before = self._stat_source(path, SYMLINK)
+                self.dst.symlink(path, before.link_target or "", metadata_for(before, self.options), tag=self.tag)
+            elif kind == FILE:
+                result.update(self._copy_file(path))
+            else:
+                raise LocationError(f"cannot copy entry of type {kind!r}")
+        except (OSError, LocationError, SourceChangedError) as exc:
+            result.update(status="FAILED", error=_describe(exc, path))
+            self.progress.add(1, 0)
+            return result
+        after = self.dst.stat(path) if action != "mkdir" else None
+        self.journal.append({"path": path, "bytes": result["bytes_written"], "algo": result["checksum_algo"],
+                             "checksum": result["src_checksum"],
+                             "size": after.size if after else None, "mtime_ns": after.mtime_ns if after else None})
+        self.progress.add(1, result["bytes_written"])
+        return result
+
+    def _still_done(self, prior: dict[str, Any]) -> bool:
+        if prior.get("size") is None:  # a directory: it is enough that it exists
+            return self.dst.stat(prior["path"]) is not None
+        return _same(self.dst.stat(prior["path"]), prior["size"], prior["mtime_ns"])
+
+    def _stat_source(self, path: str, kind: str) -> StatResult:
+        s = self.src.stat(path)
+        if s is None:
+            raise SourceChangedError("vanished from the source after PREPARING")
+        if s.type != kind:
+            raise SourceChangedError(f"changed type at the source ({kind} → {s.type}) after PREPARING")
+        return s
+
+    def _copy_file(self, path: str) -> dict[str, Any]:
+        before = self._stat_source(path, FILE)
+        hasher = checksum.new_hasher()
+
+        def check(written: int) -> None:
+            after = self.src.stat(path)
+            if after is None or after.size != before.size or after.mtime_ns != before.mtime_ns or written != before.size:
+                raise SourceChangedError(
+                    f"changed during the copy (size {before.size} → {after.size if after else 'gone'}, "
+                    f"{written} bytes read); not published, will be retried"
+                )
+
+        def counted(n: int) -> None:
+            self.limiter.acquire(n)
+
+        with self.src.open_read(path) as fh:
+            written = self.dst.write(path, checksum.stream(fh, hasher, on_chunk=counted),
+                                     metadata_for(before, self.options), tag=self.tag, before_commit=check)
+        return {"bytes_written": written, "checksum_algo": checksum.ALGO, "src_checksum": hasher.hexdigest()}
+
+
+def _describe(exc: BaseException, path: str) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{path}: {exc.strerror} (errno {exc.errno})"
+    return f"{path}: {exc}"
+
+
+def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Location, options: TaskOptions,
+                   bytes_per_second: int | None = None) -> dict[str, Any]:
+    """Copy every entry of ``shard``; write its results and summary; raise if any entry failed."""
+    started = utcnow()
+    t0 = time.monotonic()
+    rows = read_table(execution.manifest, filters=[("shard", "=", shard)])
+    rows = rows.filter(pc.is_in(rows["action"], pa.array(["copy", "mkdir", "meta"])))
+    total_bytes = int(pc.sum(rows["size"]).as_py() or 0) if rows.num_rows else 0
+    journal = Journal(execution.shard_file(shard, "journal"))
+    done = journal.load()
+    progress = Progress(f"shard {shard}", rows.num_rows, total_bytes)
+    limiter = RateLimiter(bytes_per_second if bytes_per_second is not None else options.BytesPerSecond)
+    copier = ShardCopier(src, dst, options, f"{execution.execution_id[-8:]}-{shard}", journal, limiter, progress)
+    records = rows.select(["path", "type", "action", "size", "mtime_ns", "atime_ns", "mode", "uid", "gid"]).to_pylist()
+    # Directories first (cheap, and files need their parents); then files in parallel.
+    dirs = [r for r in records if r["action"] == "mkdir"]
+    others = [r for r in records if r["action"] != "mkdir"]
+    results = [copier.run_one(r, done) for r in dirs]
+    try:
+        with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix=f"shard{shard}") as pool:
+            results.extend(pool.map(lambda r: copier.run_one(r, done), others))
+        dst.sync()
+    finally:
+        journal.close()
+    progress.log()
+    table = pa.Table.from_pylist(results, schema=RESULT_SCHEMA)
+    write_table(execution.shard_file(shard, "parquet"), table, RESULT_SCHEMA)
+    failed = [r for r in results if r["status"] == "FAILED"]
+    summary = {
+        "shard": shard, "started_at": started, "ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000),
+        "entries": len(results), "succeeded": len(results) - len(failed), "failed": len(failed),
+        "resumed": sum(1 for r in results if r["resumed"]),
+        "bytes_written": sum(r["bytes_written"] or 0 for r in results if not r["resumed"]),
+        "bytes_total": sum(r["bytes_written"] or 0 for r in results),
+    }
+    write_json(execution.shard_file(shard, "json"), summary)
+    if failed:
+        names = "; ".join(r["error"] for r in failed[:5])
+        raise ShardFailedError(f"shard {shard}: {len(failed)} of {len(results)} entries failed: {names}"
+                               + (" …" if len(failed) > 5 else ""))
+    return summary
