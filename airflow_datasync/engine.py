@@ -190,6 +190,8 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
             warnings.extend(dst.set_metadata(row["path"], metadata_for(row, options), is_dir=True))
         except FileNotFoundError:
             pass  # its creation failed in a shard, which reports it
+        except LocationError as exc:  # behind a symlink at the destination: not applied through it
+            warnings.append(f"{row['path']}: directory metadata not set: {exc}")
         except OSError as exc:
             warnings.append(f"{row['path']}: directory metadata not set: {exc.strerror}")
     write_table(execution.delete_rows, pa.Table.from_pylist(results, schema=RESULT_SCHEMA), RESULT_SCHEMA)

@@ -86,7 +86,7 @@ def _atomic(path: str) -> str:
 def write_json(path: str, data: dict[str, Any]) -> None:
     tmp = _atomic(path)
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=str)
+        json.dump(data, fh, indent=2, default=str)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)

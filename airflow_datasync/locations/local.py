@@ -286,7 +286,12 @@ class LocalLocation(Location):
         self._ensure_dir(safe_relpath(path))
 
     def set_metadata(self, path: str, meta: Metadata, *, is_dir: bool = False) -> list[str]:
-        return self._apply(self._abs(path), meta)
+        full = self._abs(path)
+        # Never through a symlinked parent (it would change an entry outside the root) ...
+        if os.path.realpath(os.path.dirname(full)) != os.path.join(os.path.realpath(self.root), os.path.dirname(path)).rstrip("/"):
+            raise LocationError(f"{self.uri}: {path!r} lies behind a symlink; metadata not set.")
+        # ... and never on a symlink's target: chmod/chown/utime apply to the link itself (no chmod for links).
+        return self._apply(full, meta, follow=not st.S_ISLNK(os.lstat(full).st_mode))
 
     def delete(self, path: str, *, is_dir: bool) -> None:
         full = self._abs(path)

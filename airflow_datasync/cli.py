@@ -1,0 +1,72 @@
+"""``airflow-datasync``: run an execution without a scheduler, or print a report.
+
+    airflow-datasync run /data/src /mnt/nfs/dst --option VerifyMode=POINT_IN_TIME_CONSISTENT --store /tmp/m
+    airflow-datasync report <execution dir>
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from airflow_datasync.locations import LocationError
+from airflow_datasync.manifest import ExecutionDir, read_json
+from airflow_datasync.options import OptionsError
+
+
+def _option(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--option takes Key=Value, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        parsed: object = json.loads(value)
+    except ValueError:
+        parsed = value
+    if key in ("Includes", "Excludes"):
+        parsed = value
+    return key, parsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="airflow-datasync", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a whole execution in this process and print its report")
+    run.add_argument("source")
+    run.add_argument("destination")
+    run.add_argument("--option", "-o", action="append", type=_option, default=[], metavar="Key=Value",
+                     help="a DataSync option, e.g. VerifyMode=NONE, Excludes='*.tmp|/scratch' (repeatable)")
+    run.add_argument("--task-name", default="cli")
+    run.add_argument("--store", help="manifest store directory (default: $AIRFLOW_DATASYNC_MANIFEST_STORE)")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    rep = sub.add_parser("report", help="print the report summary of an execution directory")
+    rep.add_argument("execution")
+    args = parser.parse_args(argv)
+
+    from airflow_datasync.report import render
+
+    if args.command == "report":
+        summary = read_json(ExecutionDir(args.execution).report)
+        if summary is None:
+            print(f"no report.json in {args.execution}", file=sys.stderr)
+            return 2
+        print(render(summary))
+        return 0 if summary["Status"] == "SUCCESS" else 1
+
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s")
+    from airflow_datasync.engine import run_execution
+
+    try:
+        summary = run_execution(args.source, args.destination, dict(args.option), task_name=args.task_name, store=args.store)
+    except (LocationError, OptionsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2) if args.json else render(summary))
+    return 0 if summary["Status"] == "SUCCESS" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
