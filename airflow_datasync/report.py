@@ -120,7 +120,8 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
 
 
 def _examples(paths, errors, count: int, what: str) -> str:
-    shown = [e or p for p, e in zip(paths.to_pylist()[:3], errors.to_pylist()[:3])]
+    # Always name the path: source-scan reasons ("cannot list directory: ...") do not contain it.
+    shown = [(e if p in e else f"{p}: {e}") if e else p for p, e in zip(paths.to_pylist()[:3], errors.to_pylist()[:3])]
     return f"{count} entries {what}, e.g. " + " | ".join(shown)
 
 

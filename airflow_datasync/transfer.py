@@ -8,6 +8,7 @@ or cleared task skips what it already did (after checking that the destination s
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -30,11 +31,25 @@ log = logging.getLogger("airflow_datasync")
 
 
 class SourceChangedError(Exception):
-    pass
+    """The source entry is not what PREPARING saw. ``retryable``: a file still being written may settle."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class ShardFailedError(Exception):
     """Some entries of a shard failed; the per-file results are written. Retrying the task retries only those."""
+
+
+class PermanentShardError(ShardFailedError):
+    """Every failure of the shard is one a retry cannot fix (permission denied, a directory in the way,
+    a file gone from the source): the task fails at once instead of burning its retries."""
+
+
+#: errno values that a retry will not fix; anything else (EIO, ESTALE, ETIMEDOUT on a mount…) may pass.
+_PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.ENAMETOOLONG, errno.EROFS,
+                     errno.ELOOP, errno.EINVAL, errno.EEXIST}
 
 
 def metadata_for(row: dict[str, Any] | StatResult, options: TaskOptions) -> Metadata:
@@ -97,7 +112,7 @@ class ShardCopier:
 
     def run_one(self, row: dict[str, Any], done: dict[str, Any]) -> dict[str, Any]:
         path, action, kind = row["path"], row["action"], row["type"]
-        result = {"path": path, "type": kind, "action": action, "status": "SUCCESS", "bytes_written": 0,
+        result = {"path": path, "type": kind, "action": action, "status": "SUCCESS", "bytes_written": 0, "retryable": False,
                   "checksum_algo": None, "src_checksum": None, "resumed": False, "error": None, "warning": None}
         try:
             prior = done.get(path)
@@ -119,7 +134,7 @@ class ShardCopier:
             else:
                 raise LocationError(f"cannot copy entry of type {kind!r}")
         except (OSError, LocationError, SourceChangedError) as exc:
-            result.update(status="FAILED", error=_describe(exc, path))
+            result.update(status="FAILED", error=_describe(exc, path), retryable=_retryable(exc))
             self.progress.add(1, 0)
             return result
         after = self.dst.stat(path) if action != "mkdir" else None
@@ -151,7 +166,8 @@ class ShardCopier:
             if after is None or after.size != before.size or after.mtime_ns != before.mtime_ns or written != before.size:
                 raise SourceChangedError(
                     f"changed during the copy (size {before.size} → {after.size if after else 'gone'}, "
-                    f"{written} bytes read); not published, will be retried"
+                    f"{written} bytes read); not published, will be retried",
+                    retryable=True,
                 )
 
         def counted(n: int) -> None:
@@ -161,6 +177,14 @@ class ShardCopier:
             written = self.dst.write(path, checksum.stream(fh, hasher, on_chunk=counted),
                                      metadata_for(before, self.options), tag=self.tag, before_commit=check)
         return {"bytes_written": written, "checksum_algo": checksum.ALGO, "src_checksum": hasher.hexdigest()}
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, SourceChangedError):
+        return exc.retryable
+    if isinstance(exc, LocationError):
+        return False
+    return not (isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS)
 
 
 def _describe(exc: BaseException, path: str) -> str:
@@ -194,7 +218,7 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
     finally:
         journal.close()
     progress.log()
-    table = pa.Table.from_pylist(results, schema=RESULT_SCHEMA)
+    table = pa.Table.from_pylist([{k: v for k, v in r.items() if k != "retryable"} for r in results], schema=RESULT_SCHEMA)
     write_table(execution.shard_file(shard, "parquet"), table, RESULT_SCHEMA)
     failed = [r for r in results if r["status"] == "FAILED"]
     summary = {
@@ -207,6 +231,7 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
     write_json(execution.shard_file(shard, "json"), summary)
     if failed:
         names = "; ".join(r["error"] for r in failed[:5])
-        raise ShardFailedError(f"shard {shard}: {len(failed)} of {len(results)} entries failed: {names}"
+        error = ShardFailedError if any(r["retryable"] for r in failed) else PermanentShardError
+        raise error(f"shard {shard}: {len(failed)} of {len(results)} entries failed: {names}"
                                + (" …" if len(failed) > 5 else ""))
     return summary

@@ -5,9 +5,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import TaskGroup
+from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule, TaskGroup
 
 from airflow_datasync.operators.phases import (
     SyncFinalizeOperator,
@@ -17,6 +18,14 @@ from airflow_datasync.operators.phases import (
     SyncTransferOperator,
     SyncVerifyOperator,
 )
+
+
+#: A shard whose failures a retry cannot fix fails at once; other failures (a file that changed during the
+#: copy, an I/O error on a mount) use the task's retries, each of which resumes from the shard's journal.
+TRANSFER_RETRY_POLICY = ExceptionRetryPolicy(rules=[
+    RetryRule(exception="airflow_datasync.transfer.PermanentShardError", action=RetryAction.FAIL,
+              reason="permission denied, a directory in the way or a file gone: retrying cannot help"),
+])
 
 
 def sync_task_group(
@@ -31,13 +40,15 @@ def sync_task_group(
     manifest_store: str | None = None,
     parallel_shards: int = 4,
     transfer_retries: int = 2,
+    transfer_retry_delay: timedelta = timedelta(seconds=30),
     fail_on_error: bool = True,
     **group_kwargs: Any,
 ) -> TaskGroup:
     """Build the tasks of one sync execution inside a TaskGroup and return it.
 
     ``parallel_shards`` caps how many shards of this execution copy at once (``max_active_tis_per_dagrun``)
-    and splits BytesPerSecond between them. ``transfer_retries`` retries a failed shard; a retry resumes.
+    and splits BytesPerSecond between them. ``transfer_retries`` retries a failed shard after
+    ``transfer_retry_delay``; a retry resumes from the shard's journal. Permanent failures do not retry.
     The group's report task is ``group.report`` (its XCom holds the DataSync-style summary).
     """
     with TaskGroup(group_id, **group_kwargs) as group:
@@ -49,7 +60,8 @@ def sync_task_group(
         prepare = SyncPrepareOperator(task_id="prepare", execution=launch.output)
         transfer = SyncTransferOperator.partial(
             task_id="transfer", parallel_shards=parallel_shards, max_active_tis_per_dagrun=parallel_shards,
-            retries=transfer_retries, map_index_template="{{ shard_label }}",
+            retries=transfer_retries, retry_delay=transfer_retry_delay, retry_policy=TRANSFER_RETRY_POLICY,
+            map_index_template="{{ shard_label }}",
         ).expand(shard=prepare.output)
         finalize = SyncFinalizeOperator(task_id="finalize", execution=launch.output, trigger_rule="none_failed")
         verify = SyncVerifyOperator(task_id="verify", execution=launch.output, trigger_rule="none_failed")

@@ -100,6 +100,9 @@ def test_dag_reports_error_when_a_file_cannot_be_copied(sync_dag, airflow_db, tm
     st = states(run)
     assert str(run.state) == "failed"
     assert "failed" in st["sync.transfer"] and "success" in st["sync.transfer"]
+    # A directory in the way is permanent: the retry policy fails the shard at once, without retries.
+    failed_shard = next(ti for ti in run.get_task_instances() if ti.task_id == "sync.transfer" and str(ti.state) == "failed")
+    assert failed_shard.try_number == 1 and failed_shard.max_tries == 2
     assert st["sync.report"] == ["failed"]
     report = latest_report(airflow_db / "executions", "test-sync")
     assert report["Status"] == "ERROR" and report["ErrorCode"] == "FilesFailed"

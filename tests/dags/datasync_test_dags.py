@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import Param, dag
 
@@ -19,7 +21,8 @@ from airflow_datasync.operators import sync_task_group
 )
 def datasync_test_sync():
     sync_task_group("sync", source="{{ params.source }}", destination="{{ params.destination }}",
-                    options="{{ params.options }}", sync_task_name="test-sync", transfer_retries=0)
+                    options="{{ params.options }}", sync_task_name="test-sync",
+                    transfer_retry_delay=timedelta(seconds=1))
 
 
 test_sync_dag = datasync_test_sync()
