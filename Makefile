@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW_DATASYNC_MANIFEST_STORE := $(CURDIR)/.airflow/datasync/executions
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo clean
 
 .tools/bin/uv:
 	python3 -m venv .tools

@@ -2,7 +2,8 @@
 
 XXH3-128 (``xxhash``) measured 6.9 GB/s on one core here, against 1.0 GB/s for SHA-256, 0.5 GB/s for
 MD5 and 1.7 GB/s for zlib's CRC32 (256 MiB in 1 MiB chunks, see docs/concepts.md): hashing never
-limits a copy. Checksums are recorded as ``<algo>:<hex>`` in the manifests.
+limits a copy. Manifests record the hex digest in ``src_checksum``/``dst_checksum`` and the algorithm
+in ``checksum_algo``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from airflow_datasync import plan as planning
 from airflow_datasync.locations import Location, LocationError, open_location
-from airflow_datasync.locations.base import DIR, LISTING_SCHEMA
+from airflow_datasync.locations.base import DIR, LISTING_SCHEMA, DirectoryNotEmptyError
 from airflow_datasync.manifest import (
     MANIFEST_SCHEMA,
     RESULT_SCHEMA,
@@ -59,7 +59,7 @@ class LocationSpec:
         return open_location(self.uri, self.conn_id)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"uri": redact_uri(self.uri), "conn_id": self.conn_id}
+        return {"uri": self.uri, "conn_id": self.conn_id}  # __post_init__ refused any password in it
 
 
 def _load(execution: ExecutionDir) -> tuple[dict[str, Any], Location, Location, TaskOptions]:
@@ -90,7 +90,7 @@ def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions
     execution = create_execution_dir(store or DEFAULT_STORE, task_name)
     write_json(execution.launch, {
         "execution_id": execution.execution_id, "task_name": task_name, "status": "LAUNCHING",
-        "launched_at": utcnow(), "launched_monotonic": time.time(),
+        "launched_at": utcnow(),
         "source": source.to_dict(), "destination": destination.to_dict(), "options_dict": _options_for_record(options),
     })
     log.info("LAUNCHING %s: %s → %s", execution.execution_id, redact_uri(source.uri), redact_uri(destination.uri))
@@ -178,6 +178,9 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
         try:
             dst.delete(row["path"], is_dir=row["type"] == DIR)
             results.append({"path": row["path"], "type": row["type"], "action": "delete", "status": "SUCCESS"})
+        except DirectoryNotEmptyError as exc:
+            results.append({"path": row["path"], "type": row["type"], "action": "delete", "status": "SKIPPED",
+                            "warning": str(exc)})
         except (OSError, LocationError) as exc:
             failed += 1
             results.append({"path": row["path"], "type": row["type"], "action": "delete", "status": "FAILED",

@@ -76,7 +76,7 @@ class TaskOptions:
     TaskQueueing: str = "ENABLED"
     LogLevel: str = "BASIC"
     TransferMode: str = "CHANGED"
-    SecurityDescriptorCopyFlags: str = "NONE"
+    SecurityDescriptorCopyFlags: str = "OWNER_DACL"
     ObjectTags: str = "PRESERVE"
     Includes: str | None = None
     Excludes: str | None = None

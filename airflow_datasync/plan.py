@@ -103,6 +103,9 @@ def diff(source: pa.Table, destination: pa.Table, options: TaskOptions) -> pa.Ta
         keep = ok & in_dst & np.isin(action, ["copy", "meta"])
         action[keep], reason[keep] = "skip", "exists (OverwriteMode=NEVER)"
 
+    special = ok & (src_type == "other")
+    action[special], reason[special] = "skip", "special file ignored (PreserveDevices=NONE)"
+
     err = in_src & has_error
     action[err] = "error"
     reason[err] = _np(pc.fill_null(joined["error"], ""))[err]

@@ -115,7 +115,8 @@ def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, option
             for batch in loc.scan():
                 sink.write(batch)
         listings[name] = plan.apply_filters(read_table(path, LISTING_SCHEMA), options)
-    source = listings["source"].filter(pc.is_null(listings["source"]["error"]))
+    source = listings["source"]
+    source = source.filter(pc.and_(pc.is_null(source["error"]), pc.not_equal(source["type"], "other")))
     dest = listings["destination"].select(["path", "type", "size", "mtime_ns", "link_target"])
     dest = dest.rename_columns(["path", "dst_type", "dst_size", "dst_mtime_ns", "dst_link_target"])
     joined = source.join(dest, keys="path", join_type="left outer").sort_by("path")

@@ -39,6 +39,10 @@ class LocationError(Exception):
     """A location cannot be used as asked. The message names the location, the path and the fix."""
 
 
+class DirectoryNotEmptyError(LocationError):
+    """A directory to delete still holds entries (excluded by filters, or new): it is kept, not an error."""
+
+
 class UnsafePathError(LocationError):
     """A relative path would escape the location root (``..``, absolute, NUL, empty component)."""
 

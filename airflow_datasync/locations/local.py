@@ -24,6 +24,7 @@ from airflow_datasync.locations.base import (
     LISTING_SCHEMA,
     OTHER,
     SYMLINK,
+    DirectoryNotEmptyError,
     Location,
     LocationError,
     Metadata,
@@ -156,7 +157,7 @@ class LocalLocation(Location):
                     except OSError as exc:
                         add(rel, kind, s, error=f"cannot read link: {exc.strerror}")
                 elif kind == OTHER:
-                    add(rel, kind, s, error="unsupported file type (device, FIFO or socket); not copied")
+                    add(rel, kind, s)  # devices, FIFOs, sockets: planned as skipped (PreserveDevices=NONE)
                 else:
                     add(rel, kind, s)
                     if kind == DIR:
@@ -307,7 +308,7 @@ class LocalLocation(Location):
             pass
         except OSError as exc:
             if exc.errno == errno.ENOTEMPTY:
-                raise LocationError(f"{self.uri}: directory {path!r} is not empty (it holds excluded or new entries); kept.") from exc
+                raise DirectoryNotEmptyError(f"{self.uri}: directory {path!r} still holds entries (excluded by filters, or new); kept") from exc
             raise
         with self._lock:
             self._known_dirs.discard(path)
