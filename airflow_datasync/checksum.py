@@ -1,23 +1,49 @@
-"""Checksums computed while streaming.
+"""Checksums computed while streaming: CRC64NVME, the full-object checksum S3 itself computes and reports.
 
-XXH3-128 (``xxhash``) measured 6.9 GB/s on one core here, against 1.0 GB/s for SHA-256, 0.5 GB/s for
-MD5 and 1.7 GB/s for zlib's CRC32 (256 MiB in 1 MiB chunks, see docs/concepts.md): hashing never
-limits a copy. Manifests record the hex digest in ``src_checksum``/``dst_checksum`` and the algorithm
-in ``checksum_algo``.
+Measured here (256 MiB in 1 MiB chunks, one core): CRC64NVME (``awscrt``) 8.30 GB/s, CRC32C 7.63,
+XXH3-128 6.88, zlib CRC32 1.67, SHA-256 1.02, MD5 0.50 GB/s. So the fastest choice is also the one S3
+stores: an object uploaded with a CRC64NVME can be verified by a HEAD request instead of a second
+download, and the server rejects a body whose checksum does not match. Manifests record the 16-digit
+hex value in ``src_checksum``/``dst_checksum`` and ``crc64nvme`` in ``checksum_algo``.
 """
 
 from __future__ import annotations
 
+import base64
 from typing import IO, Iterator
 
-import xxhash
+from awscrt import checksums
 
-ALGO = "xxh3-128"
+ALGO = "crc64nvme"
 CHUNK = 1 << 20
 
 
-def new_hasher():
-    return xxhash.xxh3_128()
+class Crc64Nvme:
+    """A hashlib-style accumulator (``update``/``hexdigest``) over awscrt's CRC64NVME."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def update(self, data: bytes | memoryview) -> None:
+        self.value = checksums.crc64nvme(data, self.value)
+
+    def hexdigest(self) -> str:
+        return f"{self.value:016x}"
+
+    def base64(self) -> str:
+        """The form S3 uses in ``x-amz-checksum-crc64nvme``."""
+        return base64.b64encode(self.value.to_bytes(8, "big")).decode()
+
+
+def from_s3_base64(value: str) -> str:
+    """S3's base64 CRC64NVME header value → our hex form."""
+    return base64.b64decode(value).hex()
+
+
+def new_hasher() -> Crc64Nvme:
+    return Crc64Nvme()
 
 
 def stream(fh: IO[bytes], hasher, chunk: int = CHUNK, on_chunk=None) -> Iterator[bytes]:

@@ -12,11 +12,11 @@ import errno
 import os
 import stat as st
 import threading
+import zlib
 from typing import IO, Callable, Iterator
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
-import xxhash
 
 from airflow_datasync.locations.base import (
     DIR,
@@ -206,7 +206,7 @@ class LocalLocation(Location):
 
     def _temp_for(self, path: str, tag: str) -> str:
         head, name = os.path.split(path)
-        tmp = f"{TEMP_PREFIX}{tag}-{xxhash.xxh64_hexdigest(name.encode())}"
+        tmp = f"{TEMP_PREFIX}{tag}-{zlib.crc32(name.encode()):08x}"
         return os.path.join(self.root, head, tmp)
 
     def _apply(self, target: str | int, meta: Metadata, *, follow: bool = True) -> list[str]:
