@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW_DATASYNC_MANIFEST_STORE := $(CURDIR)/.airflow/datasync/executions
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo clean samba
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -22,7 +22,11 @@ export AIRFLOW_DATASYNC_MANIFEST_STORE := $(CURDIR)/.airflow/datasync/executions
 
 setup: .venv/.synced
 
-test: setup
+# The SMB tests start a private smbd on 127.0.0.1 (Debian package samba).
+samba:
+	@command -v smbd >/dev/null || test -x /usr/sbin/smbd || (apt-get update && apt-get install -y --no-install-recommends samba)
+
+test: setup samba
 	$(PY) -m pytest -x -q
 
 demo: setup

@@ -12,7 +12,7 @@ import logging
 import sys
 
 from airflow_datasync.locations import LocationError
-from airflow_datasync.manifest import ExecutionDir, read_json
+from airflow_datasync.manifest import ExecutionDir
 from airflow_datasync.options import OptionsError
 
 
@@ -39,17 +39,22 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--option", "-o", action="append", type=_option, default=[], metavar="Key=Value",
                      help="a DataSync option, e.g. VerifyMode=NONE, Excludes='*.tmp|/scratch' (repeatable)")
     run.add_argument("--task-name", default="cli")
-    run.add_argument("--store", help="manifest store directory (default: $AIRFLOW_DATASYNC_MANIFEST_STORE)")
+    run.add_argument("--store", help="manifest store: a directory or s3://bucket/prefix (default: $AIRFLOW_DATASYNC_MANIFEST_STORE)")
+    run.add_argument("--store-conn-id", help="AWS connection of an s3:// manifest store")
+    run.add_argument("--source-conn-id", help="Airflow connection of the source (s3://, smb://)")
+    run.add_argument("--destination-conn-id", help="Airflow connection of the destination (s3://, smb://)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
     rep = sub.add_parser("report", help="print the report summary of an execution directory")
-    rep.add_argument("execution")
+    rep.add_argument("execution", help="an execution directory or s3:// URI")
+    rep.add_argument("--store-conn-id", help="AWS connection of an s3:// manifest store")
     args = parser.parse_args(argv)
 
     from airflow_datasync.report import render
 
     if args.command == "report":
-        summary = read_json(ExecutionDir(args.execution).report)
+        execution = ExecutionDir(args.execution, args.store_conn_id)
+        summary = execution.read_json(execution.report)
         if summary is None:
             print(f"no report.json in {args.execution}", file=sys.stderr)
             return 2
@@ -57,10 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if summary["Status"] == "SUCCESS" else 1
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s")
-    from airflow_datasync.engine import run_execution
+    from airflow_datasync.engine import LocationSpec, run_execution
 
     try:
-        summary = run_execution(args.source, args.destination, dict(args.option), task_name=args.task_name, store=args.store)
+        summary = run_execution(LocationSpec(args.source, args.source_conn_id),
+                                LocationSpec(args.destination, args.destination_conn_id), dict(args.option),
+                                task_name=args.task_name, store=args.store, store_conn_id=args.store_conn_id)
     except (LocationError, OptionsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -23,13 +23,8 @@ from airflow_datasync.manifest import (
     MANIFEST_SCHEMA,
     RESULT_SCHEMA,
     ExecutionDir,
-    ParquetSink,
     create_execution_dir,
-    read_json,
-    read_table,
     utcnow,
-    write_json,
-    write_table,
 )
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.progress import Progress
@@ -63,7 +58,7 @@ class LocationSpec:
 
 
 def _load(execution: ExecutionDir) -> tuple[dict[str, Any], Location, Location, TaskOptions]:
-    record = read_json(execution.launch)
+    record = execution.read_json(execution.launch)
     if record is None:
         raise FileNotFoundError(f"{execution.uri}: no launch.json; is this an execution directory?")
     options = TaskOptions.from_dict(record["options_dict"])
@@ -74,7 +69,7 @@ def _load(execution: ExecutionDir) -> tuple[dict[str, Any], Location, Location, 
 
 # -- LAUNCHING -------------------------------------------------------------------------------------
 def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions | dict | None = None, *,
-           task_name: str = "datasync", store: str | None = None) -> ExecutionDir:
+           task_name: str = "datasync", store: str | None = None, store_conn_id: str | None = None) -> ExecutionDir:
     """Validate both locations and the options, allocate an execution and write its record."""
     if not isinstance(options, TaskOptions):
         options = TaskOptions.from_dict(options)
@@ -87,8 +82,8 @@ def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions
             "(one lies inside the other); a sync between them would copy into itself or delete its own input."
         )
     dst.check(writable=True)
-    execution = create_execution_dir(store or DEFAULT_STORE, task_name)
-    write_json(execution.launch, {
+    execution = create_execution_dir(store or DEFAULT_STORE, task_name, store_conn_id)
+    execution.write_json(execution.launch, {
         "execution_id": execution.execution_id, "task_name": task_name, "status": "LAUNCHING",
         "launched_at": utcnow(),
         "source": source.to_dict(), "destination": destination.to_dict(), "options_dict": _options_for_record(options),
@@ -104,14 +99,14 @@ def _options_for_record(options: TaskOptions) -> dict[str, Any]:
 
 
 # -- PREPARING -------------------------------------------------------------------------------------
-def _scan_to(location: Location, path: str, what: str) -> pa.Table:
+def _scan_to(execution: ExecutionDir, location: Location, path: str, what: str) -> pa.Table:
     progress = Progress(f"scanning {what}")
-    with ParquetSink(path, LISTING_SCHEMA) as sink:
+    with execution.sink(path, LISTING_SCHEMA) as sink:
         for batch in location.scan():
             sink.write(batch)
             progress.add(batch.num_rows)
     progress.log()
-    return read_table(path, LISTING_SCHEMA)
+    return execution.read_table(path, LISTING_SCHEMA)
 
 
 def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[dict[str, Any]]:
@@ -119,17 +114,17 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
     t0 = time.monotonic()
     started = utcnow()
     record, src, dst, options = _load(execution)
-    source = _scan_to(src, execution.source_listing, "source")
+    source = _scan_to(execution, src, execution.source_listing, "source")
     # TransferMode=ALL still lists the destination: it tells a directory from a file before we write.
-    destination = _scan_to(dst, execution.destination_listing, "destination")
-    manifest = planning.diff(source, destination, options)
+    destination = _scan_to(execution, dst, execution.destination_listing, "destination")
+    manifest = planning.diff(*planning.comparable(source, destination, options, src, dst))
     limit = min(options.max_shards, max_shards or options.max_shards)
     manifest, shard_plan = planning.assign_shards(manifest, options.files_per_shard, options.bytes_per_shard, limit)
     manifest = manifest.sort_by([("shard", "ascending"), ("path", "ascending")])
-    write_table(execution.manifest, manifest, MANIFEST_SCHEMA)
+    execution.write_table(execution.manifest, manifest, MANIFEST_SCHEMA)
     est = planning.estimates(manifest)
     shards = _shard_descriptors(execution, manifest)
-    write_json(execution.prepare, {
+    execution.write_json(execution.prepare, {
         "started_at": started, "ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000),
         "source_entries": source.num_rows, "destination_entries": destination.num_rows,
         "shard_count": shard_plan.count, "files_per_shard": shard_plan.files_per_shard,
@@ -150,7 +145,7 @@ def _shard_descriptors(execution: ExecutionDir, manifest: pa.Table) -> list[dict
     grouped = pa.table({"shard": work["shard"], "size": sizes}).group_by("shard").aggregate(
         [("size", "sum"), ("size", "count")]).sort_by("shard")
     return [
-        {"execution": execution.uri, "shard": s, "files": c, "bytes": b}
+        {**execution.ref(), "shard": s, "files": c, "bytes": b}
         for s, b, c in zip(grouped["shard"].to_pylist(), grouped["size_sum"].to_pylist(), grouped["size_count"].to_pylist())
     ]
 
@@ -170,7 +165,7 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
     """
     t0 = time.monotonic()
     _record, _src, dst, options = _load(execution)
-    manifest = read_table(execution.manifest, MANIFEST_SCHEMA)
+    manifest = execution.read_table(execution.manifest, MANIFEST_SCHEMA)
     deletes = manifest.filter(pc.equal(manifest["action"], "delete")).select(["path", "type"]).to_pylist()
     deletes.sort(key=lambda r: (r["path"].count("/"), r["type"] != DIR), reverse=True)
     results, failed = [], 0
@@ -197,10 +192,10 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
             warnings.append(f"{row['path']}: directory metadata not set: {exc}")
         except OSError as exc:
             warnings.append(f"{row['path']}: directory metadata not set: {exc.strerror}")
-    write_table(execution.delete_rows, pa.Table.from_pylist(results, schema=RESULT_SCHEMA), RESULT_SCHEMA)
+    execution.write_table(execution.delete_rows, pa.Table.from_pylist(results, schema=RESULT_SCHEMA), RESULT_SCHEMA)
     summary = {"ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000), "deleted": len(results) - failed,
                "delete_failed": failed, "directories_updated": len(dir_rows), "warnings": warnings[:100]}
-    write_json(execution.finalize, summary)
+    execution.write_json(execution.finalize, summary)
     return summary
 
 
@@ -219,11 +214,11 @@ def report(execution: ExecutionDir) -> dict[str, Any]:
 
 
 def run_execution(source: LocationSpec | str, destination: LocationSpec | str, options: TaskOptions | dict | None = None,
-                  *, task_name: str = "datasync", store: str | None = None) -> dict[str, Any]:
+                  *, task_name: str = "datasync", store: str | None = None, store_conn_id: str | None = None) -> dict[str, Any]:
     """Run a whole execution in this process, shard after shard; return the report summary."""
     source = source if isinstance(source, LocationSpec) else LocationSpec(source)
     destination = destination if isinstance(destination, LocationSpec) else LocationSpec(destination)
-    execution = launch(source, destination, options, task_name=task_name, store=store)
+    execution = launch(source, destination, options, task_name=task_name, store=store, store_conn_id=store_conn_id)
     try:
         shards = prepare(execution)
         transfer_ok = True

@@ -10,12 +10,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import posixpath
 import re
 import secrets
-from dataclasses import dataclass
+import shutil
+import tempfile
+import threading
+import time
 from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from airflow_datasync.locations.base import LISTING_SCHEMA
@@ -83,29 +88,103 @@ def _atomic(path: str) -> str:
     return f"{path}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def write_json(path: str, data: dict[str, Any]) -> None:
-    tmp = _atomic(path)
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+class Store:
+    """Where execution files live: a local directory (default) or an S3 prefix shared by many workers.
+
+    Local files are written under a temporary name and renamed; S3 objects appear whole when their
+    upload completes. Either way a reader never sees half a file.
+    """
+
+    def __init__(self, fs, local: bool) -> None:
+        self.fs, self.local = fs, local
+
+    @classmethod
+    def for_uri(cls, uri: str, conn_id: str | None = None) -> "Store":
+        if uri.startswith("s3://"):
+            return cls(_s3_filesystem(conn_id), local=False)
+        return cls(pafs.LocalFileSystem(), local=True)
+
+    @staticmethod
+    def path_of(uri: str) -> str:
+        if uri.startswith("s3://"):
+            return uri[len("s3://"):].rstrip("/")
+        return os.path.abspath(uri.removeprefix("file://"))
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        if self.local:
+            tmp = _atomic(path)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        else:
+            with self.fs.open_output_stream(path) as out:
+                out.write(data)
+
+    def read_bytes(self, path: str) -> bytes | None:
+        try:
+            with self.fs.open_input_stream(path) as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:  # pyarrow's S3 says "Path does not exist" as an OSError
+            if "does not exist" in str(exc) or "NoSuchKey" in str(exc):
+                return None
+            raise
+
+    def exists(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+
+    def listdir(self, path: str) -> list[str]:
+        infos = self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        return sorted(os.path.basename(i.path) for i in infos)
+
+    def makedirs(self, path: str) -> None:
+        if self.local:
+            os.makedirs(path, exist_ok=True)
 
 
-def read_json(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        return None
+def _s3_filesystem(conn_id: str | None):
+    """A pyarrow S3FileSystem with the credentials and endpoint of an Airflow AWS connection."""
+    from airflow_datasync.locations.s3 import _clients_for
+
+    settings = _clients_for(conn_id)
+    cfg = settings["obstore_config"]
+    kwargs: dict[str, Any] = {"region": cfg["region"], "allow_bucket_creation": False, "allow_bucket_deletion": False}
+    if cfg.get("access_key_id"):
+        kwargs.update(access_key=cfg["access_key_id"], secret_key=cfg["secret_access_key"],
+                      session_token=cfg.get("session_token"))
+    endpoint = settings["endpoint_url"]
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        kwargs.update(endpoint_override=host.rstrip("/"), scheme=scheme)
+    return pafs.S3FileSystem(**kwargs)
+
+
+def write_json(path: str, data: dict[str, Any], store: Store | None = None) -> None:
+    (store or _LOCAL).write_bytes(path, json.dumps(data, indent=2, default=str).encode())
+
+
+def read_json(path: str, store: Store | None = None) -> dict[str, Any] | None:
+    data = (store or _LOCAL).read_bytes(path)
+    return None if data is None else json.loads(data)
 
 
 class ParquetSink:
-    """Write batches to a Parquet file in row groups; the file appears only on :meth:`close`."""
+    """Write batches to a Parquet file in row groups; the file appears only on :meth:`close`.
 
-    def __init__(self, path: str, schema: pa.Schema) -> None:
-        self.path, self.schema = path, schema
-        self._tmp = _atomic(path)
+    Rows go to a local temporary file first (memory stays flat), which is renamed into place or, for an
+    S3 store, uploaded in one go at the end.
+    """
+
+    def __init__(self, path: str, schema: pa.Schema, store: Store | None = None) -> None:
+        self.path, self.schema, self.store = path, schema, store or _LOCAL
+        if self.store.local:
+            self._tmp = _atomic(path)
+        else:
+            fd, self._tmp = tempfile.mkstemp(prefix="datasync-", suffix=".parquet")
+            os.close(fd)
         self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
         self.rows = 0
 
@@ -117,7 +196,14 @@ class ParquetSink:
 
     def close(self) -> None:
         self._writer.close()
-        os.replace(self._tmp, self.path)
+        if self.store.local:
+            os.replace(self._tmp, self.path)
+            return
+        try:
+            with open(self._tmp, "rb") as src, self.store.fs.open_output_stream(self.path) as out:
+                shutil.copyfileobj(src, out, 8 << 20)
+        finally:
+            os.unlink(self._tmp)
 
     def abort(self) -> None:
         self._writer.close()
@@ -130,33 +216,58 @@ class ParquetSink:
         self.abort() if exc_type else self.close()
 
 
-def write_table(path: str, table: pa.Table, schema: pa.Schema) -> None:
-    with ParquetSink(path, schema) as sink:
+def write_table(path: str, table: pa.Table, schema: pa.Schema, store: Store | None = None) -> None:
+    with ParquetSink(path, schema, store) as sink:
         sink.write(table)
 
 
-def read_table(path: str, schema: pa.Schema | None = None, filters=None) -> pa.Table:
-    if not os.path.exists(path):
+def read_table(path: str, schema: pa.Schema | None = None, filters=None, store: Store | None = None) -> pa.Table:
+    store = store or _LOCAL
+    if not store.exists(path):
         return schema.empty_table() if schema is not None else pa.table({})
-    return pq.read_table(path, filters=filters, schema=schema)
+    return pq.read_table(path, filters=filters, schema=schema, filesystem=store.fs)
 
 
-@dataclass(frozen=True)
+_LOCAL = Store(pafs.LocalFileSystem(), local=True)
+
+
 class ExecutionDir:
-    """Paths of one execution's files. ``uri`` (the directory) is what travels in XCom."""
+    """One execution's files. ``uri`` (a directory or an ``s3://`` prefix) and the store's connection id
+    are what travel in XCom; every phase reopens the same files from them."""
 
-    uri: str
+    def __init__(self, uri: str, conn_id: str | None = None) -> None:
+        self.uri = uri.rstrip("/")
+        self.conn_id = conn_id
+        self.store = Store.for_uri(self.uri, conn_id)
+        self.root = Store.path_of(self.uri)
+
+    def __repr__(self) -> str:
+        return f"ExecutionDir({self.uri!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ExecutionDir) and (self.uri, self.conn_id) == (other.uri, other.conn_id)
+
+    def __hash__(self) -> int:
+        return hash((self.uri, self.conn_id))
+
+    def ref(self) -> dict[str, Any]:
+        """The small dict that identifies this execution in XCom."""
+        return {"execution": self.uri, "store_conn_id": self.conn_id}
 
     @property
     def execution_id(self) -> str:
-        return os.path.basename(self.uri.rstrip("/"))
+        return posixpath.basename(self.root)
 
     @property
     def task_name(self) -> str:
-        return os.path.basename(os.path.dirname(self.uri.rstrip("/")))
+        return posixpath.basename(posixpath.dirname(self.root))
 
     def file(self, name: str) -> str:
-        return os.path.join(self.uri, name)
+        return f"{self.root}/{name}"
+
+    def uri_of(self, path: str) -> str:
+        """A file's path as a URI a user can open (``s3://…`` for an S3 store)."""
+        return path if self.store.local else f"s3://{path}"
 
     launch = property(lambda self: self.file("launch.json"))
     source_listing = property(lambda self: self.file("source.parquet"))
@@ -171,32 +282,113 @@ class ExecutionDir:
     delete_rows = property(lambda self: self.file("deletes.parquet"))
 
     def shard_file(self, shard: int, suffix: str) -> str:
-        return os.path.join(self.uri, "shards", f"shard-{shard:05d}.{suffix}")
+        return self.file(f"shards/shard-{shard:05d}.{suffix}")
+
+    # -- I/O in this execution's store ---------------------------------------------------------------
+    def write_json(self, path: str, data: dict[str, Any]) -> None:
+        write_json(path, data, self.store)
+
+    def read_json(self, path: str) -> dict[str, Any] | None:
+        return read_json(path, self.store)
+
+    def sink(self, path: str, schema: pa.Schema) -> ParquetSink:
+        return ParquetSink(path, schema, self.store)
+
+    def write_table(self, path: str, table: pa.Table, schema: pa.Schema) -> None:
+        write_table(path, table, schema, self.store)
+
+    def read_table(self, path: str, schema: pa.Schema | None = None, filters=None) -> pa.Table:
+        return read_table(path, schema, filters, self.store)
 
     def shard_summaries(self) -> Iterator[dict[str, Any]]:
-        folder = os.path.join(self.uri, "shards")
-        if not os.path.isdir(folder):
-            return
-        for name in sorted(os.listdir(folder)):
+        for name in self.store.listdir(self.file("shards")):
             if name.endswith(".json"):
-                data = read_json(os.path.join(folder, name))
+                data = self.read_json(self.file(f"shards/{name}"))
                 if data is not None:
                     yield data
 
     def shard_results(self) -> pa.Table:
-        folder = os.path.join(self.uri, "shards")
-        paths = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".parquet")) if os.path.isdir(folder) else []
-        tables = [pq.read_table(p, schema=RESULT_SCHEMA) for p in paths]
+        names = [n for n in self.store.listdir(self.file("shards")) if n.endswith(".parquet")]
+        tables = [self.read_table(self.file(f"shards/{n}"), RESULT_SCHEMA) for n in names]
         return pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
 
+    def journal(self, shard: int) -> "Journal":
+        return Journal(self, shard)
 
-def create_execution_dir(store: str, task_name: str) -> ExecutionDir:
-    """Allocate a fresh execution directory under a local manifest store."""
+
+class Journal:
+    """Append-only JSON lines of a shard's finished entries, read back by a retried or cleared task.
+
+    Local store: one file, appended and flushed per entry (a torn last line from a kill is ignored).
+    S3 store (no appends): numbered segment objects, uploaded every few seconds and at the end.
+    """
+
+    SEGMENT_SECONDS = 5.0
+
+    def __init__(self, execution: ExecutionDir, shard: int) -> None:
+        self.execution, self.shard = execution, shard
+        self.path = execution.shard_file(shard, "journal")
+        self._lock = threading.Lock()
+        self._fh = None
+        self._pending: list[str] = []
+        self._last_upload = time.monotonic()
+
+    def _segments(self) -> list[str]:
+        prefix = posixpath.basename(self.path) + "."
+        return [n for n in self.execution.store.listdir(self.execution.file("shards")) if n.startswith(prefix)]
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        store = self.execution.store
+        blobs = [store.read_bytes(self.path)] if store.local else [
+            store.read_bytes(self.execution.file(f"shards/{n}")) for n in self._segments()]
+        done: dict[str, dict[str, Any]] = {}
+        for blob in blobs:
+            for line in (blob or b"").decode("utf-8", "replace").splitlines():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                done[rec["path"]] = rec
+        return done
+
+    def append(self, rec: dict[str, Any]) -> None:
+        line = json.dumps(rec, ensure_ascii=False) + "\n"
+        with self._lock:
+            if self.execution.store.local:
+                if self._fh is None:
+                    self._fh = open(self.path, "a", encoding="utf-8")
+                self._fh.write(line)
+                self._fh.flush()
+                return
+            self._pending.append(line)
+            if time.monotonic() - self._last_upload >= self.SEGMENT_SECONDS:
+                self._upload()
+
+    def _upload(self) -> None:
+        if self._pending:
+            name = f"{self.path}.{time.time_ns():020d}-{secrets.token_hex(2)}"
+            self.execution.store.write_bytes(name, "".join(self._pending).encode())
+            self._pending.clear()
+        self._last_upload = time.monotonic()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+            self._upload()
+
+
+def create_execution_dir(store: str, task_name: str, conn_id: str | None = None) -> ExecutionDir:
+    """Allocate a fresh execution under a manifest store (a local directory or an ``s3://`` prefix)."""
     check_name("task name", task_name)
-    store = os.path.abspath(store.removeprefix("file://"))
-    os.makedirs(os.path.join(store, task_name), exist_ok=True)
+    if store.startswith("s3://"):
+        uri = f"{store.rstrip('/')}/{task_name}/{new_execution_id()}"
+        return ExecutionDir(uri, conn_id)
+    base = Store.path_of(store)
+    os.makedirs(os.path.join(base, task_name), exist_ok=True)
     while True:
-        path = os.path.join(store, task_name, new_execution_id())
+        path = os.path.join(base, task_name, new_execution_id())
         try:
             os.mkdir(path)
         except FileExistsError:

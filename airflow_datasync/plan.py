@@ -10,6 +10,7 @@ Actions: ``copy`` (file or symlink data), ``mkdir`` (directory), ``meta`` (only 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,27 @@ def apply_filters(listing: pa.Table, options: TaskOptions) -> pa.Table:
     if not options.Includes and not options.Excludes:
         return listing
     return listing.filter(keep_mask(listing["path"], listing["type"], options.Includes, options.Excludes))
+
+
+def comparable(source: pa.Table, destination: pa.Table, options: TaskOptions, src, dst
+               ) -> tuple[pa.Table, pa.Table, TaskOptions]:
+    """Listings and options as the two locations can compare them.
+
+    Modification times are floored to the coarser resolution of the two stores (SMB keeps 100 ns), and
+    POSIX mode/uid/gid are not compared when either store does not keep them (SMB), so an unchanged file
+    is neither copied nor updated again on every run.
+    """
+    resolution = max(getattr(src, "mtime_resolution_ns", 1), getattr(dst, "mtime_resolution_ns", 1))
+    if resolution > 1:
+        def floor(table: pa.Table) -> pa.Table:
+            m = table["mtime_ns"]
+            down = pc.multiply(pc.divide(m, resolution), resolution)  # integer division truncates toward zero
+            down = pc.if_else(pc.greater(down, m), pc.subtract(down, resolution), down)  # floor before 1970 too
+            return table.set_column(table.schema.get_field_index("mtime_ns"), "mtime_ns", down)
+        source, destination = floor(source), floor(destination)
+    if not (getattr(src, "posix_metadata", True) and getattr(dst, "posix_metadata", True)):
+        options = dataclasses.replace(options, PosixPermissions="NONE", Uid="NONE", Gid="NONE")
+    return source, destination, options
 
 
 def _np(col) -> np.ndarray:
@@ -51,8 +73,10 @@ def diff(source: pa.Table, destination: pa.Table, options: TaskOptions) -> pa.Ta
     has_error = _np(pc.is_valid(joined["error"]))
 
     def differs(name: str) -> np.ndarray:
+        """Source value known and not equal to the destination's (a missing destination value differs;
+        a missing source value, e.g. an S3 object written by another tool without mode, does not)."""
         a, b = joined[name], joined["dst_" + name]
-        return _np(pc.fill_null(pc.not_equal(a, b), True))
+        return _np(pc.and_(pc.is_valid(a), pc.fill_null(pc.not_equal(a, b), True)))
 
     action = np.full(n, "skip", dtype=object)
     reason = np.full(n, "unchanged", dtype=object)

@@ -23,4 +23,33 @@ def get_provider_info() -> dict:
             {"integration-name": "airflow-datasync", "python-modules": ["airflow_datasync.operators.phases"]}
         ],
         "task-decorators": [],
+        "hooks": [
+            {"integration-name": "airflow-datasync", "python-modules": ["airflow_datasync.hooks.smb"]}
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_datasync.hooks.smb.SmbShareHook",
+                "connection-type": "datasync_smb",
+                "hook-name": "SMB share (airflow-datasync)",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema"],
+                    "relabeling": {"host": "Server", "login": "Username"},
+                    "placeholders": {"host": "fileserver.example.com", "port": "445", "login": "svc-datasync"},
+                },
+                "conn-fields": {
+                    "domain": {"label": "Domain", "description": "Windows/AD domain of the user (optional).",
+                               "schema": {"type": ["string", "null"]}},
+                    "smb_version": {"label": "SMB version",
+                                    "description": "Pin a dialect; empty negotiates the highest both sides support.",
+                                    "schema": {"type": ["string", "null"],
+                                               "enum": [None, "2.0.2", "2.1", "3.0", "3.0.2", "3.1.1"]}},
+                    "require_signing": {"label": "Require signing", "schema": {"type": "boolean", "default": True}},
+                    "encrypt": {"label": "Encrypt (SMB 3)", "schema": {"type": "boolean", "default": False}},
+                    "auth_protocol": {"label": "Authentication",
+                                      "description": "negotiate (default), ntlm, or kerberos when the worker has a ticket.",
+                                      "schema": {"type": "string", "default": "negotiate",
+                                                 "enum": ["negotiate", "ntlm", "kerberos"]}},
+                },
+            }
+        ],
     }

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from airflow_datasync.manifest import MANIFEST_SCHEMA, RESULT_SCHEMA, VERIFY_SCHEMA, ExecutionDir, read_json, read_table, utcnow, write_json, write_table
+from airflow_datasync.manifest import MANIFEST_SCHEMA, RESULT_SCHEMA, VERIFY_SCHEMA, ExecutionDir, utcnow
 
 log = logging.getLogger("airflow_datasync")
 
@@ -29,15 +29,15 @@ def _ms_between(a: str | None, b: str | None) -> int:
 
 
 def build_report(execution: ExecutionDir) -> dict[str, Any]:
-    launch = read_json(execution.launch) or {}
-    prepare = read_json(execution.prepare)
-    finalize = read_json(execution.finalize)
-    verify = read_json(execution.verify)
+    launch = execution.read_json(execution.launch) or {}
+    prepare = execution.read_json(execution.prepare)
+    finalize = execution.read_json(execution.finalize)
+    verify = execution.read_json(execution.verify)
     shards = list(execution.shard_summaries())
-    manifest = read_table(execution.manifest, MANIFEST_SCHEMA)
+    manifest = execution.read_table(execution.manifest, MANIFEST_SCHEMA)
     results = execution.shard_results()
-    deletes = read_table(execution.delete_rows, RESULT_SCHEMA)
-    verify_rows = read_table(execution.verify_rows, VERIFY_SCHEMA)
+    deletes = execution.read_table(execution.delete_rows, RESULT_SCHEMA)
+    verify_rows = execution.read_table(execution.verify_rows, VERIFY_SCHEMA)
     options = launch.get("options_dict", {})
 
     ok = pc.equal(results["status"], "SUCCESS")
@@ -103,7 +103,7 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
         "ShardsCompleted": len(shards),
         "FilesResumed": int(pc.sum(results["resumed"]).as_py() or 0),
         "Warnings": (finalize or {}).get("warnings", [])[:20] + [w for w in results["warning"].to_pylist() + deletes["warning"].to_pylist() if w][:20],
-        "ReportUri": execution.report_rows,
+        "ReportUri": execution.uri_of(execution.report_rows),
         "ExecutionUri": execution.uri,
     }
     report_config = options.get("TaskReportConfig") or {}
@@ -111,10 +111,10 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
         rows = _per_file(manifest, pa.concat_tables([results, deletes]), verify_rows)
         if report_config.get("ReportLevel") == "ERRORS_ONLY":
             rows = rows.filter(pc.or_(pc.equal(rows["status"], "FAILED"), pc.is_valid(rows["error"])))
-        write_table(execution.report_rows, rows, rows.schema)
+        execution.write_table(execution.report_rows, rows, rows.schema)
     else:
         summary["ReportUri"] = None
-    write_json(execution.report, summary)
+    execution.write_json(execution.report, summary)
     log.info("report %s: %s", execution.execution_id, format_summary(summary))
     return summary
 

@@ -8,6 +8,7 @@ or cleared task skips what it already did (after checking that the destination s
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import logging
@@ -23,7 +24,7 @@ import pyarrow.compute as pc
 
 from airflow_datasync import checksum
 from airflow_datasync.locations.base import FILE, SYMLINK, Location, LocationError, Metadata, StatResult
-from airflow_datasync.manifest import RESULT_SCHEMA, ExecutionDir, read_table, utcnow, write_json, write_table
+from airflow_datasync.manifest import RESULT_SCHEMA, ExecutionDir, Journal, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.progress import Progress, RateLimiter
 
@@ -60,44 +61,10 @@ def metadata_for(row: dict[str, Any] | StatResult, options: TaskOptions) -> Meta
         mode=get("mode") if options.PosixPermissions == "PRESERVE" else None,
         uid=get("uid") if options.Uid == "INT_VALUE" else None,
         gid=get("gid") if options.Gid == "INT_VALUE" else None,
+        # SMB only (None elsewhere): creation time with the other times, standard file attributes always.
+        creation_ns=get("creation_ns") if options.Mtime == "PRESERVE" and not isinstance(row, dict) else None,
+        attributes=None if isinstance(row, dict) else get("attributes"),
     )
-
-
-@dataclass
-class Journal:
-    """Append-only JSON lines of finished entries; a torn last line (killed mid-write) is ignored."""
-
-    path: str
-
-    def load(self) -> dict[str, dict[str, Any]]:
-        done: dict[str, dict[str, Any]] = {}
-        try:
-            with open(self.path, encoding="utf-8") as fh:
-                for line in fh:
-                    try:
-                        rec = json.loads(line)
-                    except ValueError:
-                        continue
-                    done[rec["path"]] = rec
-        except FileNotFoundError:
-            pass
-        return done
-
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._fh = None
-
-    def append(self, rec: dict[str, Any]) -> None:
-        line = json.dumps(rec, ensure_ascii=False) + "\n"
-        with self._lock:
-            if self._fh is None:
-                self._fh = open(self.path, "a", encoding="utf-8")
-            self._fh.write(line)
-            self._fh.flush()
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
 
 
 def _same(a: StatResult | None, size: int | None, mtime_ns: int | None) -> bool:
@@ -137,10 +104,12 @@ class ShardCopier:
             result.update(status="FAILED", error=_describe(exc, path), retryable=_retryable(exc))
             self.progress.add(1, 0)
             return result
-        after = self.dst.stat(path) if action != "mkdir" else None
+        # What a retry checks at the destination before trusting this line: the size written and the mtime
+        # set (known without another stat, which would cost a request per file on an object store).
+        is_data = kind == FILE and action == "copy"
         self.journal.append({"path": path, "bytes": result["bytes_written"], "algo": result["checksum_algo"],
-                             "checksum": result["src_checksum"],
-                             "size": after.size if after else None, "mtime_ns": after.mtime_ns if after else None})
+                             "checksum": result["src_checksum"], "size": result["bytes_written"] if is_data else None,
+                             "mtime_ns": row.get("mtime_ns") if is_data and self.options.Mtime == "PRESERVE" else None})
         self.progress.add(1, result["bytes_written"])
         return result
 
@@ -159,11 +128,25 @@ class ShardCopier:
 
     def _copy_file(self, path: str) -> dict[str, Any]:
         before = self._stat_source(path, FILE)
+        meta = metadata_for(before, self.options)
+        if self.src.scheme == self.dst.scheme == "smb" and self.options.SecurityDescriptorCopyFlags != "NONE":
+            # SMB → SMB only: owner + DACL (+ SACL) as DataSync copies them, applied before the rename.
+            flags = self.options.SecurityDescriptorCopyFlags
+            meta = dataclasses.replace(meta, security_descriptor=self.src.get_security_descriptor(path, flags),
+                                       security_flags=flags)
+        overwrite = self.options.OverwriteMode == "ALWAYS"
+        copy_from = getattr(self.dst, "copy_from", None)
+        if copy_from is not None and self.dst.same_endpoint(self.src):
+            # Same S3 endpoint: the server copies (conditional on the ETag seen here); no bytes pass through us.
+            self.limiter.acquire(before.size)
+            size, crc = copy_from(self.src, path, meta, expect_etag=before.etag, if_none_match=not overwrite)
+            return {"bytes_written": size, "checksum_algo": checksum.ALGO if crc else None, "src_checksum": crc}
         hasher = checksum.new_hasher()
 
         def check(written: int) -> None:
             after = self.src.stat(path)
-            if after is None or after.size != before.size or after.mtime_ns != before.mtime_ns or written != before.size:
+            if (after is None or after.size != before.size or after.mtime_ns != before.mtime_ns
+                    or after.etag != before.etag or written != before.size):
                 raise SourceChangedError(
                     f"changed during the copy (size {before.size} → {after.size if after else 'gone'}, "
                     f"{written} bytes read); not published, will be retried",
@@ -174,8 +157,8 @@ class ShardCopier:
             self.limiter.acquire(n)
 
         with self.src.open_read(path) as fh:
-            written = self.dst.write(path, checksum.stream(fh, hasher, on_chunk=counted),
-                                     metadata_for(before, self.options), tag=self.tag, before_commit=check)
+            written = self.dst.write(path, checksum.stream(fh, hasher, on_chunk=counted), meta, tag=self.tag,
+                                     before_commit=check, overwrite=overwrite)
         return {"bytes_written": written, "checksum_algo": checksum.ALGO, "src_checksum": hasher.hexdigest()}
 
 
@@ -198,10 +181,10 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
     """Copy every entry of ``shard``; write its results and summary; raise if any entry failed."""
     started = utcnow()
     t0 = time.monotonic()
-    rows = read_table(execution.manifest, filters=[("shard", "=", shard)])
+    rows = execution.read_table(execution.manifest, filters=[("shard", "=", shard)])
     rows = rows.filter(pc.is_in(rows["action"], pa.array(["copy", "mkdir", "meta"])))
     total_bytes = int(pc.sum(rows["size"]).as_py() or 0) if rows.num_rows else 0
-    journal = Journal(execution.shard_file(shard, "journal"))
+    journal = execution.journal(shard)
     done = journal.load()
     progress = Progress(f"shard {shard}", rows.num_rows, total_bytes)
     limiter = RateLimiter(bytes_per_second if bytes_per_second is not None else options.BytesPerSecond)
@@ -219,7 +202,7 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
         journal.close()
     progress.log()
     table = pa.Table.from_pylist([{k: v for k, v in r.items() if k != "retryable"} for r in results], schema=RESULT_SCHEMA)
-    write_table(execution.shard_file(shard, "parquet"), table, RESULT_SCHEMA)
+    execution.write_table(execution.shard_file(shard, "parquet"), table, RESULT_SCHEMA)
     failed = [r for r in results if r["status"] == "FAILED"]
     summary = {
         "shard": shard, "started_at": started, "ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000),
@@ -228,7 +211,7 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
         "bytes_written": sum(r["bytes_written"] or 0 for r in results if not r["resumed"]),
         "bytes_total": sum(r["bytes_written"] or 0 for r in results),
     }
-    write_json(execution.shard_file(shard, "json"), summary)
+    execution.write_json(execution.shard_file(shard, "json"), summary)
     if failed:
         names = "; ".join(r["error"] for r in failed[:5])
         error = ShardFailedError if any(r["retryable"] for r in failed) else PermanentShardError

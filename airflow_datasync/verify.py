@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from airflow_datasync import checksum, plan
 from airflow_datasync.locations.base import FILE, LISTING_SCHEMA, SYMLINK, Location
-from airflow_datasync.manifest import VERIFY_SCHEMA, ExecutionDir, ParquetSink, read_table, utcnow, write_json, write_table
+from airflow_datasync.manifest import VERIFY_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.progress import Progress
 
@@ -27,6 +27,10 @@ log = logging.getLogger("airflow_datasync")
 
 
 def _hash(location: Location, path: str) -> str:
+    """The store's own checksum when it keeps one (S3: a HEAD), else a streaming read."""
+    native = location.native_checksum(path)
+    if native is not None:
+        return native
     with location.open_read(path) as fh:
         return checksum.file_checksum(fh)
 
@@ -93,12 +97,12 @@ def verify_execution(execution: ExecutionDir, src: Location, dst: Location, opti
     else:
         rows = _point_in_time(execution, src, dst, options)
     table = pa.Table.from_pylist(rows, schema=VERIFY_SCHEMA)
-    write_table(execution.verify_rows, table, VERIFY_SCHEMA)
+    execution.write_table(execution.verify_rows, table, VERIFY_SCHEMA)
     bad = [r for r in rows if r["verify_status"] != "VERIFIED"]
     summary = {"mode": options.VerifyMode, "started_at": started, "ended_at": utcnow(),
                "duration_ms": int((time.monotonic() - t0) * 1000), "verified": len(rows) - len(bad),
                "failed": len(bad), "examples": [r["verify_error"] for r in bad[:10]]}
-    write_json(execution.verify, summary)
+    execution.write_json(execution.verify, summary)
     if bad:
         log.error("VERIFYING %s: %d of %d entries do not match, e.g. %s", execution.execution_id, len(bad), len(rows),
                   bad[0]["verify_error"])
@@ -111,13 +115,13 @@ def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, option
     listings = {}
     for name, loc in (("source", src), ("destination", dst)):
         path = execution.file(f"verify-{name}.parquet")
-        with ParquetSink(path, LISTING_SCHEMA) as sink:
+        with execution.sink(path, LISTING_SCHEMA) as sink:
             for batch in loc.scan():
                 sink.write(batch)
-        listings[name] = plan.apply_filters(read_table(path, LISTING_SCHEMA), options)
-    source = listings["source"]
+        listings[name] = plan.apply_filters(execution.read_table(path, LISTING_SCHEMA), options)
+    source, destination, _ = plan.comparable(listings["source"], listings["destination"], options, src, dst)
     source = source.filter(pc.and_(pc.is_null(source["error"]), pc.not_equal(source["type"], "other")))
-    dest = listings["destination"].select(["path", "type", "size", "mtime_ns", "link_target"])
+    dest = destination.select(["path", "type", "size", "mtime_ns", "link_target"])
     dest = dest.rename_columns(["path", "dst_type", "dst_size", "dst_mtime_ns", "dst_link_target"])
     joined = source.join(dest, keys="path", join_type="left outer").sort_by("path")
     todo = joined.to_pylist()

@@ -6,7 +6,7 @@ from airflow_datasync.locations.base import Location, LocationError, Metadata, S
 
 
 def open_location(uri: str, conn_id: str | None = None) -> Location:
-    """Build the backend for ``uri`` (``file:///abs/path`` or ``/abs/path``)."""
+    """Build the backend for ``uri``: ``file:///abs/path`` or ``/abs/path``, ``s3://bucket/prefix``."""
     if not isinstance(uri, str) or not uri.strip():
         raise LocationError(f"a location URI is required, got {uri!r}")
     uri = uri.strip()
@@ -15,9 +15,17 @@ def open_location(uri: str, conn_id: str | None = None) -> Location:
         from airflow_datasync.locations.local import LocalLocation
 
         return LocalLocation(uri, conn_id)
+    if scheme == "s3":
+        from airflow_datasync.locations.s3 import S3Location
+
+        return S3Location(uri, conn_id)
+    if scheme == "smb":
+        from airflow_datasync.locations.smb import SmbLocation
+
+        return SmbLocation(uri, conn_id)
     raise LocationError(
-        f"{uri}: unsupported location scheme {scheme!r}. Supported now: file:// and absolute paths "
-        "(s3:// and smb:// are on the roadmap)."
+        f"{uri}: unsupported location scheme {scheme!r}. Supported: file:// (and absolute paths), "
+        "s3://, smb://."
     )
 
 

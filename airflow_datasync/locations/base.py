@@ -79,6 +79,10 @@ class StatResult:
     uid: int | None = None
     gid: int | None = None
     link_target: str | None = None
+    #: SMB only: creation time and the FILE_ATTRIBUTE_* bits a client may copy (None elsewhere).
+    creation_ns: int | None = None
+    attributes: int | None = None
+    etag: str | None = None  #: object stores: changes whenever the content does
 
 
 @dataclass(frozen=True)
@@ -90,12 +94,23 @@ class Metadata:
     mode: int | None = None
     uid: int | None = None
     gid: int | None = None
+    #: SMB only (ignored by other backends): creation time, FILE_ATTRIBUTE_* bits, and a self-relative
+    #: security descriptor with the SecurityDescriptorCopyFlags value it was read with.
+    creation_ns: int | None = None
+    attributes: int | None = None
+    security_descriptor: bytes | None = None
+    security_flags: str | None = None
 
 
 class Location(abc.ABC):
     """A tree of files at a URI. Paths are always relative to the location root."""
 
     scheme: str = ""
+    #: Resolution of the modification times the store keeps (SMB: 100 ns); finer source times are
+    #: compared at this resolution so that an unchanged file is not copied again.
+    mtime_resolution_ns: int = 1
+    #: Whether the store keeps POSIX mode/uid/gid; if either side does not, they are not compared.
+    posix_metadata: bool = True
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
         self.uri = uri
@@ -129,12 +144,14 @@ class Location(abc.ABC):
     # -- writing ----------------------------------------------------------------------------------
     @abc.abstractmethod
     def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
-              before_commit: Callable[[int], None] | None = None) -> int:
+              before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> int:
         """Write a file atomically: nothing appears at ``path`` unless the whole stream was written.
 
         ``tag`` makes the temporary name unique to the writer (execution and shard). ``before_commit``
         is called with the byte count after the data is written and before it becomes visible; if it
-        raises (e.g. the source changed during the copy) the temporary data is removed. Returns bytes written.
+        raises (e.g. the source changed during the copy) the temporary data is removed. With
+        ``overwrite=False`` (OverwriteMode=NEVER) an entry that appeared at ``path`` meanwhile is never
+        replaced: :class:`FileExistsError`. Returns bytes written.
         """
 
     @abc.abstractmethod
@@ -152,6 +169,17 @@ class Location(abc.ABC):
     @abc.abstractmethod
     def delete(self, path: str, *, is_dir: bool) -> None:
         """Delete one entry (a directory only if empty)."""
+
+    def native_checksum(self, path: str) -> str | None:
+        """The store's own CRC64NVME of ``path`` (hex) if it keeps one, so VERIFYING need not read the data."""
+        return None
+
+    def get_security_descriptor(self, path: str, flags: str) -> bytes | None:
+        """The entry's security descriptor as SecurityDescriptorCopyFlags asks; ``None`` where there is none."""
+        return None
+
+    def set_security_descriptor(self, path: str, descriptor: bytes | None, flags: str) -> None:
+        """Apply a descriptor from :meth:`get_security_descriptor`; stores without them ignore it."""
 
     def sync(self) -> None:
         """Make what was written durable (e.g. ``syncfs``); called before a shard records completion."""

@@ -234,7 +234,7 @@ class LocalLocation(Location):
         return warnings
 
     def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
-              before_commit: Callable[[int], None] | None = None) -> int:
+              before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> int:
         final = self._abs(path)
         self._ensure_dir(os.path.dirname(path))
         existing = self._lstat_or_none(final)
@@ -257,7 +257,11 @@ class LocalLocation(Location):
                 os.close(fd)
             if before_commit is not None:
                 before_commit(written)
-            os.replace(tmp, final)
+            if overwrite:
+                os.replace(tmp, final)
+            else:  # link(2) never replaces: an entry that appeared meanwhile is kept
+                os.link(tmp, final)
+                os.unlink(tmp)
         except BaseException:
             try:
                 os.unlink(tmp)

@@ -38,6 +38,7 @@ def sync_task_group(
     destination_conn_id: str | None = None,
     sync_task_name: str | None = None,
     manifest_store: str | None = None,
+    manifest_store_conn_id: str | None = None,
     parallel_shards: int = 4,
     transfer_retries: int = 2,
     transfer_retry_delay: timedelta = timedelta(seconds=30),
@@ -55,7 +56,7 @@ def sync_task_group(
         launch = SyncLaunchOperator(
             task_id="launch", source=source, destination=destination, options=options,
             source_conn_id=source_conn_id, destination_conn_id=destination_conn_id,
-            sync_task_name=sync_task_name, manifest_store=manifest_store,
+            sync_task_name=sync_task_name, manifest_store=manifest_store, manifest_store_conn_id=manifest_store_conn_id,
         )
         prepare = SyncPrepareOperator(task_id="prepare", execution=launch.output)
         transfer = SyncTransferOperator.partial(

@@ -14,7 +14,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_datasync import engine
 from airflow_datasync.locations import LocationError
-from airflow_datasync.manifest import ExecutionDir, read_json
+from airflow_datasync.manifest import ExecutionDir
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.report import format_summary, render
 
@@ -45,11 +45,12 @@ def parse_options(value: Any) -> TaskOptions:
 
 
 def _execution(value: Any) -> ExecutionDir:
+    conn_id = None
     if isinstance(value, dict):
-        value = value.get("execution")
+        value, conn_id = value.get("execution"), value.get("store_conn_id")
     if not isinstance(value, str) or not value:
         raise AirflowException(f"expected the LAUNCHING task's output (an execution reference), got {value!r}")
-    return ExecutionDir(value)
+    return ExecutionDir(value, conn_id)
 
 
 class SyncLaunchOperator(BaseOperator):
@@ -61,20 +62,25 @@ class SyncLaunchOperator(BaseOperator):
     :param source_conn_id: Airflow connection for the source (remote stores); none for local paths.
     :param destination_conn_id: Airflow connection for the destination.
     :param sync_task_name: names the execution folder in the manifest store (defaults to ``<dag_id>.<task_id>``).
-    :param manifest_store: directory holding execution records and manifests.
-    Returns ``{"execution": <dir>, "execution_id": ..., "task_name": ...}``.
+    :param manifest_store: where execution records and manifests live: a local directory (default
+        ``$AIRFLOW_DATASYNC_MANIFEST_STORE``) or an ``s3://bucket/prefix`` that every worker can reach.
+    :param manifest_store_conn_id: the AWS connection for an S3 manifest store.
+    Returns ``{"execution": <dir or s3 URI>, "store_conn_id": ..., "execution_id": ..., "task_name": ...}``.
     """
 
     template_fields: Sequence[str] = ("source", "destination", "options", "manifest_store", "sync_task_name")
+    template_fields_renderers = {"options": "json"}
     ui_color = "#d6eaf8"
 
     def __init__(self, *, source: str, destination: str, options: dict | str | None = None,
                  source_conn_id: str | None = None, destination_conn_id: str | None = None,
-                 sync_task_name: str | None = None, manifest_store: str | None = None, **kwargs) -> None:
+                 sync_task_name: str | None = None, manifest_store: str | None = None,
+                 manifest_store_conn_id: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.source, self.destination, self.options = source, destination, options
         self.source_conn_id, self.destination_conn_id = source_conn_id, destination_conn_id
         self.sync_task_name, self.manifest_store = sync_task_name, manifest_store
+        self.manifest_store_conn_id = manifest_store_conn_id
         if not _is_templated(options) and isinstance(options, (dict, TaskOptions, type(None))):
             parse_options(options)  # fail when the DAG is parsed, naming the bad option
 
@@ -85,11 +91,11 @@ class SyncLaunchOperator(BaseOperator):
             execution = engine.launch(
                 engine.LocationSpec(self.source, self.source_conn_id),
                 engine.LocationSpec(self.destination, self.destination_conn_id),
-                options, task_name=name, store=self.manifest_store,
+                options, task_name=name, store=self.manifest_store, store_conn_id=self.manifest_store_conn_id,
             )
         except (LocationError, OptionsError) as exc:
             raise AirflowFailException(str(exc)) from exc  # bad input: retrying will not help
-        return {"execution": execution.uri, "execution_id": execution.execution_id, "task_name": name}
+        return {**execution.ref(), "execution_id": execution.execution_id, "task_name": name}
 
 
 class _ExecutionOperator(BaseOperator):
@@ -134,7 +140,7 @@ class SyncTransferOperator(BaseOperator):
         context["shard_label"] = f"shard {shard['shard']} · {shard.get('files', '?')} entries · {shard.get('bytes', 0):,} B"
         execution = _execution(shard)
         limit = None
-        record = read_json(execution.launch) or {}
+        record = execution.read_json(execution.launch) or {}
         bps = (record.get("options_dict") or {}).get("BytesPerSecond", -1)
         if bps and bps > 0:
             limit = max(1, bps // self.parallel_shards)

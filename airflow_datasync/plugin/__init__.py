@@ -13,11 +13,15 @@ from airflow.plugins_manager import AirflowPlugin
 
 
 def report_summary(execution: Any) -> dict[str, Any] | None:
-    from airflow_datasync.manifest import ExecutionDir, read_json
+    from airflow_datasync.manifest import ExecutionDir
 
+    conn_id = None
     if isinstance(execution, dict):
-        execution = execution.get("execution")
-    return read_json(ExecutionDir(str(execution)).report) if execution else None
+        execution, conn_id = execution.get("execution"), execution.get("store_conn_id")
+    if not execution:
+        return None
+    ex = ExecutionDir(str(execution), conn_id)
+    return ex.read_json(ex.report)
 
 
 class DataSyncNativePlugin(AirflowPlugin):

@@ -1,0 +1,1 @@
+"""Airflow hooks: credentials for remote locations, read from Airflow connections."""

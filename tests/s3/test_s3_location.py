@@ -1,0 +1,307 @@
+"""S3 locations against a real S3-compatible server (SeaweedFS on 127.0.0.1, SigV4 enforced)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from airflow_datasync import checksum, engine
+from airflow_datasync.engine import LocationSpec, run_execution
+from airflow_datasync.locations import LocationError, open_location
+from airflow_datasync.locations.base import Metadata
+from airflow_datasync.locations.s3 import MULTIPART_THRESHOLD
+from tests.s3.conftest import CONN_ID, PERMISSIVE_CONN_ID
+
+
+def s3loc(bucket: str, prefix: str = "data") -> LocationSpec:
+    return LocationSpec(f"s3://{bucket}/{prefix}", CONN_ID)
+
+
+def make_tree(root: Path) -> dict[str, bytes]:
+    files = {
+        "a.txt": b"alpha",
+        "empty.bin": b"",
+        "dir/b.csv": os.urandom(3000),
+        "dir/sub/c.json": b'{"c": 1}',
+        "naïve café/日本語 ✓.txt": "unicode".encode(),
+        "with space/50% off+plus#hash.txt": b"specials",
+    }
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    (root / "empty-dir").mkdir()
+    os.chmod(root / "a.txt", 0o640)
+    os.utime(root / "a.txt", ns=(1_600_000_000_123_456_789, 1_700_000_000_987_654_321))
+    (root / "link").symlink_to("dir/b.csv")
+    return files
+
+
+def objects(s3, bucket: str, prefix: str = "") -> dict[str, dict]:
+    out = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            out[obj["Key"]] = obj
+    return out
+
+
+def test_local_to_s3_writes_objects_markers_metadata_and_checksums(tmp_path, s3, bucket):
+    src = tmp_path / "src"
+    files = make_tree(src)
+    summary = run_execution(str(src), s3loc(bucket), {}, store=str(tmp_path / "store"))
+    assert summary["Status"] == "SUCCESS", summary
+    keys = objects(s3, bucket)
+    for rel, data in files.items():
+        assert s3.get_object(Bucket=bucket, Key=f"data/{rel}")["Body"].read() == data
+    # Directories are empty "key/" objects, as DataSync writes them.
+    assert "data/empty-dir/" in keys and "data/dir/" in keys and "data/dir/sub/" in keys
+    head = s3.head_object(Bucket=bucket, Key="data/a.txt", ChecksumMode="ENABLED")
+    meta = head["Metadata"]
+    assert meta["ds-mtime-ns"] == "1700000000987654321" and meta["ds-mode"] == "640"
+    assert meta["ds-uid"] == str(os.getuid())
+    h = checksum.new_hasher()
+    h.update(b"alpha")
+    assert head["ChecksumCRC64NVME"] == h.base64()  # the server checked the body against our CRC
+    link = s3.head_object(Bucket=bucket, Key="data/link")["Metadata"]
+    assert link["ds-type"] == "symlink" and link["ds-link-target"] == "dir/b.csv"
+    # Verification used the server's checksums: every file verified.
+    assert summary["FilesVerified"] == len(files)
+
+
+def test_round_trip_restores_posix_metadata_and_reruns_transfer_nothing(tmp_path, bucket):
+    src, back = tmp_path / "src", tmp_path / "back"
+    files = make_tree(src)
+    store = str(tmp_path / "store")
+    assert run_execution(str(src), s3loc(bucket), {}, store=store)["Status"] == "SUCCESS"
+    again = run_execution(str(src), s3loc(bucket), {}, store=store)
+    assert again["FilesTransferred"] == 0 and again["FilesSkipped"] == again["FilesPrepared"]
+
+    down = run_execution(s3loc(bucket), str(back), {"VerifyMode": "POINT_IN_TIME_CONSISTENT"}, store=store)
+    assert down["Status"] == "SUCCESS", down
+    for rel, data in files.items():
+        assert (back / rel).read_bytes() == data
+    st = (back / "a.txt").stat()
+    assert st.st_mtime_ns == 1_700_000_000_987_654_321 and oct(st.st_mode & 0o777) == "0o640"
+    assert os.readlink(back / "link") == "dir/b.csv"
+    assert (back / "empty-dir").is_dir()
+    down_again = run_execution(s3loc(bucket), str(back), {}, store=store)
+    assert down_again["FilesTransferred"] == 0, down_again
+
+
+def test_s3_to_s3_uses_server_side_copy_and_verifies_with_head(tmp_path, s3, bucket):
+    src = tmp_path / "src"
+    files = make_tree(src)
+    store = str(tmp_path / "store")
+    run_execution(str(src), s3loc(bucket, "from"), {}, store=store)
+    summary = run_execution(s3loc(bucket, "from"), s3loc(bucket, "to"), {}, store=store)
+    assert summary["Status"] == "SUCCESS", summary
+    assert summary["FilesVerified"] == len(files)
+    for rel, data in files.items():
+        head = s3.head_object(Bucket=bucket, Key=f"to/{rel}", ChecksumMode="ENABLED")
+        h = checksum.new_hasher()
+        h.update(data)
+        assert head["ChecksumCRC64NVME"] == h.base64()
+        assert "ds-mtime-ns" in head["Metadata"]
+    rows = {r["path"]: r for r in pq.read_table(summary["ReportUri"]).to_pylist()}
+    assert rows["a.txt"]["src_checksum"] == rows["a.txt"]["dst_checksum"]
+
+
+def test_remove_deletes_objects_and_markers_only_under_the_prefix(tmp_path, s3, bucket):
+    src = tmp_path / "src"
+    make_tree(src)
+    store = str(tmp_path / "store")
+    run_execution(str(src), s3loc(bucket), {}, store=store)
+    s3.put_object(Bucket=bucket, Key="data/stale/old.txt", Body=b"old")
+    s3.put_object(Bucket=bucket, Key="data/stale/", Body=b"")
+    s3.put_object(Bucket=bucket, Key="database/sibling.txt", Body=b"not ours")  # shares the prefix "data"
+    kept = run_execution(str(src), s3loc(bucket), {}, store=store)
+    assert kept["FilesDeleted"] == 0 and "data/stale/old.txt" in objects(s3, bucket)
+    removed = run_execution(str(src), s3loc(bucket), {"PreserveDeletedFiles": "REMOVE"}, store=store)
+    assert removed["Status"] == "SUCCESS", removed
+    assert removed["FilesDeleted"] == 2
+    keys = objects(s3, bucket)
+    assert "data/stale/old.txt" not in keys and "data/stale/" not in keys
+    assert "database/sibling.txt" in keys and "data/a.txt" in keys
+
+
+def test_verify_catches_an_object_changed_behind_our_back(tmp_path, s3, bucket):
+    src = tmp_path / "src"
+    make_tree(src)
+    execution = engine.launch(LocationSpec(str(src)), s3loc(bucket), {}, store=str(tmp_path / "store"))
+    for shard in engine.prepare(execution):
+        engine.transfer(execution, shard["shard"])
+    engine.finalize(execution)
+    head = s3.head_object(Bucket=bucket, Key="data/a.txt")
+    s3.put_object(Bucket=bucket, Key="data/a.txt", Body=b"ALPHA", Metadata=head["Metadata"],
+                  ChecksumAlgorithm="CRC32")  # same size and metadata, different bytes
+    engine.verify(execution)
+    report = engine.report(execution)
+    assert report["Status"] == "ERROR" and report["ErrorCode"] == "VerificationFailed"
+    assert "a.txt" in report["ErrorDetail"]
+
+
+def test_multipart_upload_of_a_large_file_completes_whole(tmp_path, s3, bucket):
+    src = tmp_path / "src"
+    src.mkdir()
+    data = os.urandom(MULTIPART_THRESHOLD * 2 + 12345)
+    (src / "big.bin").write_bytes(data)
+    summary = run_execution(str(src), s3loc(bucket), {}, store=str(tmp_path / "store"))
+    assert summary["Status"] == "SUCCESS", summary
+    head = s3.head_object(Bucket=bucket, Key="data/big.bin", ChecksumMode="ENABLED")
+    assert head["ContentLength"] == len(data)
+    assert head["ETag"].strip('"').endswith("-3")  # three parts
+    h = checksum.new_hasher()
+    h.update(data)
+    assert head["ChecksumCRC64NVME"] == h.base64() and head.get("ChecksumType") == "FULL_OBJECT"
+    assert s3.get_object(Bucket=bucket, Key="data/big.bin")["Body"].read() == data
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def test_a_large_file_changed_during_upload_is_aborted_and_leaves_no_parts(tmp_path, s3, bucket):
+    src = tmp_path / "src"
+    src.mkdir()
+    big = src / "growing.bin"
+    big.write_bytes(os.urandom(MULTIPART_THRESHOLD * 2))
+    stop = threading.Event()
+
+    def grow():
+        time.sleep(0.3)
+        with open(big, "ab") as fh:
+            while not stop.is_set():
+                fh.write(b"x" * 1024)
+                fh.flush()
+                time.sleep(0.05)
+
+    writer = threading.Thread(target=grow)
+    writer.start()
+    try:
+        summary = run_execution(str(src), s3loc(bucket), {"BytesPerSecond": 16 * 1024 * 1024},
+                                store=str(tmp_path / "store"))
+    finally:
+        stop.set()
+        writer.join()
+    assert summary["Status"] == "ERROR" and "growing.bin" in summary["ErrorDetail"]
+    assert "data/growing.bin" not in objects(s3, bucket)
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+HOSTILE_KEYS = ["../escape.txt", "a/../../b.txt", "/abs.txt", "x/./y.txt", "dots/../../../etc/passwd", "nul\x00.txt"]
+
+
+def test_hostile_keys_are_refused_and_reported_never_written(tmp_path, permissive_s3):
+    """Keys that would escape a file-system root exist on AWS S3 (SeaweedFS refuses to store them, so this
+    runs against moto's S3 server, which stores them as AWS does)."""
+    s3 = permissive_s3.client()
+    s3.create_bucket(Bucket="hostile")
+    s3.put_object(Bucket="hostile", Key="data/ok.txt", Body=b"fine")
+    stored = []
+    for key in HOSTILE_KEYS:
+        try:
+            s3.put_object(Bucket="hostile", Key="data/" + key, Body=b"evil")
+            stored.append(key)
+        except Exception:  # noqa: BLE001 - a key the server itself refuses cannot reach us either
+            pass
+    assert len(stored) >= 5, stored
+    dst = tmp_path / "deep" / "dst"
+    dst.parent.mkdir()
+    summary = run_execution(LocationSpec("s3://hostile/data", PERMISSIVE_CONN_ID), str(dst), {},
+                            store=str(tmp_path / "store"))
+    assert summary["Status"] == "ERROR" and summary["ErrorCode"] == "SourceErrors", summary
+    assert "unsafe object key" in summary["ErrorDetail"]
+    assert summary["FilesFailed"] >= len(stored)
+    assert (dst / "ok.txt").read_bytes() == b"fine"
+    everything = [p for p in tmp_path.rglob("*") if p.is_file() and "store" not in p.parts]
+    assert [p for p in everything if p.read_bytes() == b"evil"] == []
+    assert not (tmp_path / "deep" / "escape.txt").exists() and not (tmp_path / "abs.txt").exists()
+
+
+def test_odd_keys_and_a_1024_byte_key_round_trip(tmp_path, s3, bucket):
+    src, back = tmp_path / "src", tmp_path / "back"
+    names = ["sp ace.txt", "per%cent.txt", "pl+us.txt", "ha#sh.txt", "ünï/cødé ✓.txt", "new\nline.txt", "q?uery&amp.txt"]
+    for name in names:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_text(name)
+    # A key of exactly 1024 bytes: "data/" + four 200-byte directories + a file name.
+    long_dirs = ["d" * 200] * 4
+    leaf = "f" * (1024 - len("data/") - 4 * 201)
+    long_rel = "/".join(long_dirs + [leaf])
+    assert len(("data/" + long_rel).encode()) == 1024
+    (src / long_rel).parent.mkdir(parents=True)
+    (src / long_rel).write_text("long")
+    store = str(tmp_path / "store")
+    up = run_execution(str(src), s3loc(bucket), {}, store=store)
+    assert up["Status"] == "SUCCESS", up
+    assert "data/" + long_rel in objects(s3, bucket)
+    down = run_execution(s3loc(bucket), str(back), {"VerifyMode": "POINT_IN_TIME_CONSISTENT"}, store=store)
+    assert down["Status"] == "SUCCESS", down
+    for name in names:
+        assert (back / name).read_text() == name
+    assert (back / long_rel).read_text() == "long"
+
+
+def test_overwrite_never_is_a_conditional_write(s3, bucket):
+    loc = open_location(f"s3://{bucket}/cond", CONN_ID)
+    loc.write("x.txt", iter([b"first"]), Metadata(), tag="t")
+    with pytest.raises(FileExistsError):
+        loc.write("x.txt", iter([b"second"]), Metadata(), tag="t", overwrite=False)
+    assert s3.get_object(Bucket=bucket, Key="cond/x.txt")["Body"].read() == b"first"
+
+
+def test_bad_credentials_and_missing_bucket_are_clear_errors(tmp_path, s3_server, monkeypatch):
+    import json
+
+    bad = json.loads(s3_server.connection_uri_json())
+    bad["password"] = "wrong-secret-value"
+    monkeypatch.setenv("AIRFLOW_CONN_DATASYNC_BAD_S3", json.dumps(bad))
+    from airflow_datasync.locations import s3 as s3mod
+
+    s3mod._CACHE.clear()
+    with pytest.raises(LocationError, match="secret key is wrong|SignatureDoesNotMatch|AccessDenied"):
+        run_execution(LocationSpec("s3://anything/x", "datasync_bad_s3"), str(tmp_path / "d"), {},
+                      store=str(tmp_path / "store"))
+    with pytest.raises(LocationError, match="bucket does not exist"):
+        run_execution(LocationSpec("s3://no-such-bucket-here/x", CONN_ID), str(tmp_path / "d"), {},
+                      store=str(tmp_path / "store"))
+
+
+def test_secret_never_reaches_the_manifest_store_or_logs(tmp_path, s3_server, bucket, caplog):
+    src = tmp_path / "src"
+    make_tree(src)
+    store = tmp_path / "store"
+    with caplog.at_level("DEBUG"):
+        summary = run_execution(str(src), s3loc(bucket), {}, store=str(store))
+    assert summary["Status"] == "SUCCESS"
+    secret = s3_server.secret_key.encode()
+    for f in store.rglob("*"):
+        if f.is_file():
+            assert secret not in f.read_bytes(), f
+    assert s3_server.secret_key not in caplog.text
+
+
+def test_manifest_store_on_s3(tmp_path, s3, bucket):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    files = make_tree(src)
+    summary = run_execution(str(src), str(dst), {"files_per_shard": 3}, store=f"s3://{bucket}/manifests",
+                            store_conn_id=CONN_ID)
+    assert summary["Status"] == "SUCCESS", summary
+    for rel, data in files.items():
+        assert (dst / rel).read_bytes() == data
+    keys = objects(s3, bucket, "manifests/")
+    base = f"manifests/datasync/{summary['TaskExecutionId']}/"
+    for name in ("launch.json", "manifest.parquet", "prepare.json", "report.json", "report.parquet",
+                 "shards/shard-00000.parquet", "shards/shard-00000.json"):
+        assert base + name in keys, sorted(keys)
+    assert any(k.startswith(base + "shards/shard-00000.journal.") for k in keys)
+    assert summary["ReportUri"] == f"s3://{bucket}/{base}report.parquet"
+    # A retried shard finds its journal in S3 and resumes.
+    from airflow_datasync.manifest import ExecutionDir
+
+    execution = ExecutionDir(summary["ExecutionUri"], CONN_ID)
+    again = engine.transfer(execution, 0)
+    assert again["resumed"] == again["entries"] > 0

