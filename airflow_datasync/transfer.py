@@ -64,6 +64,8 @@ def metadata_for(row: dict[str, Any] | StatResult, options: TaskOptions) -> Meta
         # SMB only (None elsewhere): creation time with the other times, standard file attributes always.
         creation_ns=get("creation_ns") if options.Mtime == "PRESERVE" and not isinstance(row, dict) else None,
         attributes=None if isinstance(row, dict) else get("attributes"),
+        # S3 only (None elsewhere): the source object's own user metadata travels with it.
+        user_metadata=None if isinstance(row, dict) else get("user_metadata"),
     )
 
 
@@ -135,12 +137,16 @@ class ShardCopier:
             meta = dataclasses.replace(meta, security_descriptor=self.src.get_security_descriptor(path, flags),
                                        security_flags=flags)
         overwrite = self.options.OverwriteMode == "ALWAYS"
+        keep_tags = self.options.ObjectTags == "PRESERVE"
         copy_from = getattr(self.dst, "copy_from", None)
         if copy_from is not None and self.dst.same_endpoint(self.src):
             # Same S3 endpoint: the server copies (conditional on the ETag seen here); no bytes pass through us.
             self.limiter.acquire(before.size)
-            size, crc = copy_from(self.src, path, meta, expect_etag=before.etag, if_none_match=not overwrite)
+            size, crc = copy_from(self.src, path, meta, expect_etag=before.etag, if_none_match=not overwrite,
+                                  keep_tags=keep_tags)
             return {"bytes_written": size, "checksum_algo": checksum.ALGO if crc else None, "src_checksum": crc}
+        if keep_tags and self.src.scheme == self.dst.scheme == "s3":
+            meta = dataclasses.replace(meta, tags=self.src.get_tags(path))
         hasher = checksum.new_hasher()
 
         def check(written: int) -> None:

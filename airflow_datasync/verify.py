@@ -40,8 +40,14 @@ def _row(path, status, src=None, dst=None, error=None) -> dict[str, Any]:
             "src_checksum": src, "dst_checksum": dst, "verify_error": error}
 
 
-def _check_transferred(dst: Location, row: dict[str, Any], progress: Progress) -> dict[str, Any]:
+def _check_transferred(src: Location, dst: Location, row: dict[str, Any], progress: Progress) -> dict[str, Any]:
     path = row["path"]
+    if row["src_checksum"] is None:
+        # A server-side copy of an object that S3 stores without a checksum: read the source now.
+        try:
+            row = {**row, "src_checksum": _hash(src, path)}
+        except OSError as exc:
+            return _row(path, "ERROR", None, None, f"{path}: cannot read the source to verify: {exc}")
     try:
         actual = _hash(dst, path)
     except FileNotFoundError:
@@ -92,7 +98,7 @@ def verify_execution(execution: ExecutionDir, src: Location, dst: Location, opti
                                       pc.equal(results["type"], FILE))).to_pylist()
         progress = Progress("verifying transferred files", len(todo), sum(r["bytes_written"] or 0 for r in todo))
         with ThreadPoolExecutor(max_workers=options.concurrency) as pool:
-            rows = list(pool.map(lambda r: _check_transferred(dst, r, progress), todo))
+            rows = list(pool.map(lambda r: _check_transferred(src, dst, r, progress), todo))
         progress.log()
     else:
         rows = _point_in_time(execution, src, dst, options)

@@ -83,6 +83,8 @@ class StatResult:
     creation_ns: int | None = None
     attributes: int | None = None
     etag: str | None = None  #: object stores: changes whenever the content does
+    #: S3 only: the object's user metadata other than ours (kept on S3 → S3 copies).
+    user_metadata: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,10 @@ class Metadata:
     attributes: int | None = None
     security_descriptor: bytes | None = None
     security_flags: str | None = None
+    #: S3 only (ignored elsewhere): user metadata carried over from an S3 source, and object tags
+    #: (ObjectTags=PRESERVE).
+    user_metadata: dict[str, str] | None = None
+    tags: dict[str, str] | None = None
 
 
 class Location(abc.ABC):

@@ -42,28 +42,75 @@ from airflow_datasync.locations.base import (
 log = logging.getLogger("airflow_datasync")
 
 META_PREFIX = "ds-"
-#: Objects up to this size go in one PUT; larger ones use multipart with parts of this size.
-MULTIPART_THRESHOLD = 16 * 1024 * 1024
+#: Default part size: objects up to this size go in one PUT; larger ones use multipart with parts of
+#: this size (a location's ``?part_size=`` overrides it).
 PART_SIZE = 16 * 1024 * 1024
+MULTIPART_THRESHOLD = PART_SIZE
 PART_CONCURRENCY = 4
 HEAD_CONCURRENCY = 32
+#: Server-side copies above this size go part by part (S3's CopyObject limit is 5 GiB).
+COPY_PART_SIZE = 5 * 1024**3
 MAX_KEY_BYTES = 1024
 
 
-def parse_s3_uri(uri: str) -> tuple[str, str]:
+#: DataSync's S3StorageClass values → S3's x-amz-storage-class.
+STORAGE_CLASSES = {"STANDARD": "STANDARD", "STANDARD_IA": "STANDARD_IA", "ONEZONE_IA": "ONEZONE_IA",
+                   "INTELLIGENT_TIERING": "INTELLIGENT_TIERING", "GLACIER": "GLACIER", "DEEP_ARCHIVE": "DEEP_ARCHIVE",
+                   "OUTPOSTS": "OUTPOSTS", "GLACIER_INSTANT_RETRIEVAL": "GLACIER_IR", "GLACIER_IR": "GLACIER_IR"}
+_MIB = 1024 * 1024
+
+
+def _size(uri: str, name: str, value: str) -> int:
+    text = value.strip().upper()
+    for suffix, factor in (("GIB", 1024**3), ("MIB", _MIB), ("KIB", 1024), ("B", 1)):
+        if text.endswith(suffix):
+            text, mult = text[: -len(suffix)], factor
+            break
+    else:
+        mult = 1
+    try:
+        return int(float(text) * mult)
+    except ValueError:
+        raise LocationError(f"{uri}: {name}={value!r} is not a size (e.g. 64MiB)") from None
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str, dict[str, Any]]:
+    """``s3://bucket/prefix?storage_class=STANDARD_IA&part_size=64MiB&part_concurrency=8``.
+
+    Parameters after ``?`` tune how this location writes: ``storage_class`` (DataSync's S3StorageClass
+    values), ``part_size`` (multipart part size, 5 MiB to 5 GiB; also the single-PUT limit) and
+    ``part_concurrency`` (parts of one file in flight).
+    """
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme != "s3" or not parsed.netloc:
         raise LocationError(f"{uri}: an S3 location is s3://bucket[/prefix]")
+    settings: dict[str, Any] = {"storage_class": None, "part_size": PART_SIZE, "part_concurrency": PART_CONCURRENCY}
+    for name, value in urllib.parse.parse_qsl(parsed.query, keep_blank_values=True, strict_parsing=False):
+        if name == "storage_class":
+            if value.upper() not in STORAGE_CLASSES:
+                raise LocationError(f"{uri}: storage_class={value!r} is invalid; use one of {', '.join(STORAGE_CLASSES)}")
+            settings["storage_class"] = STORAGE_CLASSES[value.upper()]
+        elif name == "part_size":
+            size = _size(uri, name, value)
+            if not 5 * _MIB <= size <= 5 * 1024**3:
+                raise LocationError(f"{uri}: part_size must be between 5MiB and 5GiB (S3's limits), got {value!r}")
+            settings["part_size"] = size
+        elif name == "part_concurrency":
+            if not value.isdigit() or not 1 <= int(value) <= 64:
+                raise LocationError(f"{uri}: part_concurrency must be an integer from 1 to 64, got {value!r}")
+            settings["part_concurrency"] = int(value)
+        else:
+            raise LocationError(f"{uri}: unknown parameter {name!r}; use storage_class, part_size, part_concurrency")
     prefix = parsed.path.lstrip("/")
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     if "//" in prefix or any(p in (".", "..") for p in prefix.split("/")[:-1]):
         raise LocationError(f"{uri}: the prefix has empty, '.' or '..' segments")
-    return parsed.netloc, prefix
+    return parsed.netloc, prefix, settings
 
 
 def _meta_to_headers(meta: Metadata, kind: str = FILE, link_target: str | None = None) -> dict[str, str]:
-    out: dict[str, str] = {}
+    out: dict[str, str] = dict(meta.user_metadata or {})
     if meta.mtime_ns is not None:
         out[META_PREFIX + "mtime-ns"] = str(meta.mtime_ns)
         out["mtime"] = f"{meta.mtime_ns / 1e9:.9f}"
@@ -114,7 +161,10 @@ class S3Location(Location):
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
         super().__init__(uri, conn_id)
-        self.bucket, self.prefix = parse_s3_uri(uri)
+        self.bucket, self.prefix, tuning = parse_s3_uri(uri)
+        self.storage_class: str | None = tuning["storage_class"]
+        self.part_size: int = tuning["part_size"]
+        self.part_concurrency: int = tuning["part_concurrency"]
         self._settings: dict[str, Any] | None = None
 
     # -- clients ----------------------------------------------------------------------------------
@@ -219,6 +269,7 @@ class S3Location(Location):
         for index, head in zip([i for i, _ in heads], pool.map(self._head_meta, [k for _, k in heads])):
             if head is None:
                 continue  # deleted between list and head: keep what the listing said
+            head.pop("user_metadata", None)
             rows[index].update(head)
         return pa.RecordBatch.from_pylist(rows, schema=LISTING_SCHEMA)
 
@@ -240,6 +291,9 @@ class S3Location(Location):
     def _meta_from_head(head: dict[str, Any], is_dir: bool) -> dict[str, Any]:
         m = head.get("Metadata") or {}
         out: dict[str, Any] = {}
+        theirs = {k: v for k, v in m.items() if not k.startswith(META_PREFIX) and k != "mtime"}
+        if theirs:
+            out["user_metadata"] = theirs
         mtime = _int(m.get(META_PREFIX + "mtime-ns"))
         if mtime is not None:
             out["mtime_ns"] = mtime
@@ -265,17 +319,19 @@ class S3Location(Location):
         kind = meta.get("type", DIR if is_dir else FILE)
         return StatResult(kind, 0 if kind != FILE else head["ContentLength"], mtime, meta.get("atime_ns"),
                           meta.get("mode"), meta.get("uid"), meta.get("gid"), meta.get("link_target"),
-                          etag=head.get("ETag"))
+                          etag=head.get("ETag"), user_metadata=meta.get("user_metadata"))
+
+    def get_tags(self, path: str) -> dict[str, str]:
+        """The object's tags (ObjectTags=PRESERVE carries them to an S3 destination)."""
+        resp = self.client.get_object_tagging(Bucket=self.bucket, Key=self.key(path))
+        return {t["Key"]: t["Value"] for t in resp.get("TagSet", [])}
 
     def native_checksum(self, path: str) -> str | None:
         """The object's full-object CRC64NVME as S3 reports it (hex), without downloading it."""
         head = self._head(self.key(path))
         if head is None:
             raise FileNotFoundError(path)
-        value = head.get("ChecksumCRC64NVME")
-        if not value or head.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT":
-            return None
-        return checksum.from_s3_base64(value)
+        return _full_object_crc(head)
 
     def open_read(self, path: str) -> IO[bytes]:
         import obstore
@@ -302,23 +358,33 @@ class S3Location(Location):
         iterator = iter(chunks)
         for chunk in iterator:
             buffer += chunk
-            if len(buffer) > MULTIPART_THRESHOLD:
-                return self._multipart(key, buffer, iterator, headers, before_commit, if_none_match)
+            if len(buffer) > self.part_size:
+                return self._multipart(key, buffer, iterator, headers, before_commit, if_none_match, meta.tags)
         if before_commit is not None:
             before_commit(len(buffer))
-        self._put(key, bytes(buffer), headers, if_none_match)
+        self._put(key, bytes(buffer), headers, if_none_match, meta.tags)
         return len(buffer)
 
-    def _put(self, key: str, body: bytes, headers: dict[str, str], if_none_match: bool) -> None:
+    def _object_args(self, tags: dict[str, str] | None) -> dict[str, Any]:
+        args: dict[str, Any] = {}
+        if self.storage_class:
+            args["StorageClass"] = self.storage_class
+        if tags:
+            args["Tagging"] = urllib.parse.urlencode(tags)
+        return args
+
+    def _put(self, key: str, body: bytes, headers: dict[str, str], if_none_match: bool,
+             tags: dict[str, str] | None = None) -> None:
         import obstore
 
-        if not _obstore_safe(key):
+        if not _obstore_safe(key) or self.storage_class:
+            # boto3 for what obstore cannot express: odd keys, directory markers, a storage class.
             extra = {"IfNoneMatch": "*"} if if_none_match else {}
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=headers,
-                                   ChecksumAlgorithm="CRC64NVME", **extra)
+                                   ChecksumAlgorithm="CRC64NVME", **self._object_args(tags), **extra)
             return
         try:
-            obstore.put(self.store, key, body, attributes=headers, use_multipart=False,
+            obstore.put(self.store, key, body, attributes=headers, use_multipart=False, tags=tags or None,
                         mode="create" if if_none_match else None)
         except Exception as exc:  # obstore raises its own types: turn them into clear, path-naming errors
             if type(exc).__name__ == "AlreadyExistsError":
@@ -326,10 +392,13 @@ class S3Location(Location):
             raise OSError(f"PUT s3://{self.bucket}/{key} failed: {exc}") from None
 
     def _multipart(self, key: str, first: bytearray, rest: Iterator[bytes], headers: dict[str, str],
-                   before_commit: Callable[[int], None] | None, if_none_match: bool) -> int:
+                   before_commit: Callable[[int], None] | None, if_none_match: bool,
+                   tags: dict[str, str] | None = None) -> int:
         client = self.client
+        part_size, in_flight = self.part_size, self.part_concurrency
         upload = client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=headers,
-                                                ChecksumAlgorithm="CRC64NVME", ChecksumType="FULL_OBJECT")
+                                                ChecksumAlgorithm="CRC64NVME", ChecksumType="FULL_OBJECT",
+                                                **self._object_args(tags))
         upload_id = upload["UploadId"]
         parts: list[dict[str, Any]] = []
         total = 0
@@ -343,19 +412,19 @@ class S3Location(Location):
             return {"PartNumber": number, "ETag": resp["ETag"], "ChecksumCRC64NVME": resp.get("ChecksumCRC64NVME", part_hash.base64())}
 
         try:
-            with ThreadPoolExecutor(max_workers=PART_CONCURRENCY, thread_name_prefix="s3part") as pool:
+            with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="s3part") as pool:
                 futures = []
                 buffer, number = first, 0
                 for chunk in rest:
                     buffer += chunk
-                    while len(buffer) >= PART_SIZE:
+                    while len(buffer) >= part_size:
                         number += 1
-                        body = bytes(buffer[:PART_SIZE])
-                        del buffer[:PART_SIZE]
+                        body = bytes(buffer[:part_size])
+                        del buffer[:part_size]
                         whole.update(body)
                         total += len(body)
-                        # Bound memory: at most PART_CONCURRENCY parts in flight.
-                        while sum(1 for f in futures if not f.done()) >= PART_CONCURRENCY:
+                        # Bound memory: at most in_flight parts in flight.
+                        while sum(1 for f in futures if not f.done()) >= in_flight:
                             next(f for f in futures if not f.done()).result()
                         futures.append(pool.submit(send, number, body))
                 if buffer or number == 0:
@@ -379,8 +448,13 @@ class S3Location(Location):
         return total
 
     def copy_from(self, source: "S3Location", path: str, meta: Metadata, *, expect_etag: str | None,
-                  if_none_match: bool = False) -> tuple[int, str | None]:
-        """Server-side copy (multipart copy above 5 GiB); returns (bytes, CRC64NVME hex of the copy)."""
+                  if_none_match: bool = False, keep_tags: bool = True) -> tuple[int, str | None]:
+        """Server-side copy (multipart copy above ``COPY_PART_SIZE``); returns (bytes, the source's CRC64NVME
+        hex or None).
+
+        User metadata of the source object is kept (ours is refreshed); tags are copied with
+        ObjectTags=PRESERVE and dropped with NONE.
+        """
         src_key, key = source.key(path), self.key(path)
         head = source._head(src_key)
         if head is None or (expect_etag and head.get("ETag") != expect_etag):
@@ -391,19 +465,23 @@ class S3Location(Location):
         headers = _meta_to_headers(meta)
         copy_source = {"Bucket": source.bucket, "Key": src_key}
         client = self.client
-        if size <= 5 * 1024**3:
-            extra = {"CopySourceIfMatch": head["ETag"]}
+        tagging = {"TaggingDirective": "COPY"} if keep_tags else {"TaggingDirective": "REPLACE", "Tagging": ""}
+        storage = {"StorageClass": self.storage_class} if self.storage_class else {}
+        if size <= COPY_PART_SIZE:
             resp = client.copy_object(Bucket=self.bucket, Key=key, CopySource=copy_source, Metadata=headers,
-                                      MetadataDirective="REPLACE", ChecksumAlgorithm="CRC64NVME", **extra)
+                                      MetadataDirective="REPLACE", ChecksumAlgorithm="CRC64NVME",
+                                      CopySourceIfMatch=head["ETag"], **tagging, **storage)
             value = (resp.get("CopyObjectResult") or {}).get("ChecksumCRC64NVME")
         else:
+            tags = source.get_tags(path) if keep_tags else None
             upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=headers,
-                                                       ChecksumAlgorithm="CRC64NVME")["UploadId"]
+                                                       ChecksumAlgorithm="CRC64NVME",
+                                                       **self._object_args(tags))["UploadId"]
             try:
                 parts, offset, number = [], 0, 0
                 while offset < size:
                     number += 1
-                    end = min(offset + 512 * 1024**2, size) - 1
+                    end = min(offset + COPY_PART_SIZE, size) - 1
                     r = client.upload_part_copy(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
                                                 CopySource=copy_source, CopySourceRange=f"bytes={offset}-{end}",
                                                 CopySourceIfMatch=head["ETag"])
@@ -415,9 +493,9 @@ class S3Location(Location):
                 client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
                 raise
             value = None
-        if value is None:
-            value = (self._head(key) or {}).get("ChecksumCRC64NVME")
-        return size, checksum.from_s3_base64(value) if value else None
+        # The source's own checksum, if S3 keeps one: VERIFYING compares it with the copy's. If the source
+        # has none (written without one), VERIFYING reads the source to compute it.
+        return size, _full_object_crc(head)
 
     def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> None:
         self.write(path, iter(()), meta, tag=tag, kind=SYMLINK, link_target=target)
@@ -449,6 +527,13 @@ class S3Location(Location):
     def delete(self, path: str, *, is_dir: bool) -> None:
         key = self.key(path) + ("/" if is_dir else "")
         self.client.delete_object(Bucket=self.bucket, Key=key)
+
+
+def _full_object_crc(head: dict[str, Any]) -> str | None:
+    value = head.get("ChecksumCRC64NVME")
+    if not value or head.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT":
+        return None
+    return checksum.from_s3_base64(value)
 
 
 def _obstore_safe(key: str) -> bool:

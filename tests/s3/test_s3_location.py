@@ -305,3 +305,50 @@ def test_manifest_store_on_s3(tmp_path, s3, bucket):
     execution = ExecutionDir(summary["ExecutionUri"], CONN_ID)
     again = engine.transfer(execution, 0)
     assert again["resumed"] == again["entries"] > 0
+
+
+@pytest.mark.parametrize("object_tags", ["PRESERVE", "NONE"])
+def test_s3_to_s3_keeps_user_metadata_and_tags_as_asked(tmp_path, s3, bucket, object_tags):
+    s3.put_object(Bucket=bucket, Key="from/report.pdf", Body=b"%PDF", Metadata={"owner": "finance", "rev": "7"},
+                  Tagging="project=apollo&tier=gold")
+    summary = run_execution(s3loc(bucket, "from"), s3loc(bucket, "to"), {"ObjectTags": object_tags},
+                            store=str(tmp_path / "store"))
+    assert summary["Status"] == "SUCCESS", summary
+    head = s3.head_object(Bucket=bucket, Key="to/report.pdf")
+    assert head["Metadata"]["owner"] == "finance" and head["Metadata"]["rev"] == "7"
+    tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key="to/report.pdf")["TagSet"]}
+    assert tags == ({"project": "apollo", "tier": "gold"} if object_tags == "PRESERVE" else {})
+
+
+def test_multipart_server_side_copy_above_the_copy_part_size(tmp_path, s3, bucket, monkeypatch):
+    from airflow_datasync.locations import s3 as s3mod
+
+    monkeypatch.setattr(s3mod, "COPY_PART_SIZE", 6 * 1024 * 1024)
+    data = os.urandom(14 * 1024 * 1024)
+    s3.put_object(Bucket=bucket, Key="from/big.bin", Body=data, Tagging="k=v")
+    summary = run_execution(s3loc(bucket, "from"), s3loc(bucket, "to"), {}, store=str(tmp_path / "store"))
+    assert summary["Status"] == "SUCCESS", summary
+    head = s3.head_object(Bucket=bucket, Key="to/big.bin")
+    assert head["ETag"].strip('"').endswith("-3")  # copied part by part on the server
+    assert s3.get_object(Bucket=bucket, Key="to/big.bin")["Body"].read() == data
+    assert summary["FilesVerified"] == 1
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def test_location_parameters_storage_class_and_part_size(tmp_path, s3, bucket):
+    src = tmp_path / "src"
+    src.mkdir()
+    data = os.urandom(12 * 1024 * 1024)
+    (src / "big.bin").write_bytes(data)
+    (src / "small.txt").write_text("s")
+    dest = LocationSpec(f"s3://{bucket}/tuned?part_size=5MiB&part_concurrency=2&storage_class=STANDARD_IA", CONN_ID)
+    summary = run_execution(str(src), dest, {}, store=str(tmp_path / "store"))
+    assert summary["Status"] == "SUCCESS", summary
+    big = s3.head_object(Bucket=bucket, Key="tuned/big.bin")
+    assert big["ETag"].strip('"').endswith("-3")  # 5 MiB parts
+    for key in ("tuned/big.bin", "tuned/small.txt"):
+        assert s3.head_object(Bucket=bucket, Key=key).get("StorageClass") == "STANDARD_IA"
+    with pytest.raises(LocationError, match="part_size"):
+        open_location(f"s3://{bucket}/x?part_size=1MiB", CONN_ID)
+    with pytest.raises(LocationError, match="unknown parameter"):
+        open_location(f"s3://{bucket}/x?colour=blue", CONN_ID)
