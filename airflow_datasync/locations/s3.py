@@ -559,26 +559,39 @@ def _clients_for(conn_id: str | None) -> dict[str, Any]:
         hit = _CACHE.get(conn_id)
         if hit is not None and now - hit[0] < CLIENT_TTL_SECONDS:
             return hit[1]
-        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
         from botocore.config import Config
 
-        hook = AwsBaseHook(aws_conn_id=conn_id, client_type="s3")
-        session = hook.get_session()
-        if session.get_credentials() is None:
+        if conn_id is None:
+            # No connection: boto3's own chain (environment, profile, instance role). Importing Airflow is
+            # not needed for that, which keeps the CLI quick to start.
+            import boto3
+
+            session = boto3.Session()
+            verify = None
+            botocore_config = None
+            endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+            region = session.region_name or "us-east-1"
+        else:
+            from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+            hook = AwsBaseHook(aws_conn_id=conn_id, client_type="s3")
+            session = hook.get_session()
+            verify = hook.verify
+            botocore_config = hook.conn_config.botocore_config
+            endpoint = hook.conn_config.get_service_endpoint_url("s3")
+            region = hook.conn_region_name or "us-east-1"
+        found = session.get_credentials()
+        if found is None:
             raise LocationError(
                 f"no AWS credentials for connection {conn_id!r}: give the S3 location an Airflow AWS connection "
                 "(conn_id) with login/password or a role, or set credentials in the environment boto3 reads")
-        creds = hook.get_credentials()
-        conn = hook.conn_config
-        botocore_config = conn.botocore_config
+        creds = found.get_frozen_credentials()
         s3_conf = (getattr(botocore_config, "s3", None) or {}) if botocore_config else {}
-        endpoint = conn.get_service_endpoint_url("s3")
-        region = hook.conn_region_name or "us-east-1"
         cfg = Config(max_pool_connections=64, retries={"max_attempts": 5, "mode": "standard"},
                      request_checksum_calculation="when_required", response_checksum_validation="when_required")
         if botocore_config is not None:
             cfg = botocore_config.merge(cfg)
-        client = session.client("s3", endpoint_url=endpoint, region_name=region, verify=hook.verify, config=cfg)
+        client = session.client("s3", endpoint_url=endpoint, region_name=region, verify=verify, config=cfg)
         ob_config: dict[str, Any] = {"region": region, "checksum_algorithm": "CRC64NVME"}
         if creds.access_key:
             ob_config.update(access_key_id=creds.access_key, secret_access_key=creds.secret_key)
@@ -590,7 +603,7 @@ def _clients_for(conn_id: str | None) -> dict[str, Any]:
             ob_config["virtual_hosted_style_request"] = s3_conf.get("addressing_style") == "virtual"
             if endpoint.startswith("http://"):
                 ob_client["allow_http"] = True
-        if hook.verify is False:
+        if verify is False:
             ob_client["allow_invalid_certificates"] = True
         settings = {"client": client, "endpoint_url": endpoint, "access_key": creds.access_key,
                     "obstore_config": ob_config, "obstore_client_options": ob_client, "stores": {}}

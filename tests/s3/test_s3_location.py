@@ -352,3 +352,20 @@ def test_location_parameters_storage_class_and_part_size(tmp_path, s3, bucket):
         open_location(f"s3://{bucket}/x?part_size=1MiB", CONN_ID)
     with pytest.raises(LocationError, match="unknown parameter"):
         open_location(f"s3://{bucket}/x?colour=blue", CONN_ID)
+
+
+def test_credentials_and_endpoint_from_the_environment_without_a_connection(tmp_path, s3_server, s3, bucket,
+                                                                             monkeypatch):
+    from airflow_datasync.locations import s3 as s3mod
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", s3_server.region)
+    monkeypatch.setattr(s3mod, "_CACHE", {})
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "env.txt").write_text("from the environment")
+    summary = run_execution(str(src), f"s3://{bucket}/env", {}, store=str(tmp_path / "store"))
+    assert summary["Status"] == "SUCCESS", summary
+    assert s3.get_object(Bucket=bucket, Key="env/env.txt")["Body"].read() == b"from the environment"
