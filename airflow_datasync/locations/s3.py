@@ -15,6 +15,7 @@ for other tools. Directories are empty ``key/`` objects, as DataSync writes them
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import os
 import threading
@@ -415,7 +416,8 @@ class S3Location(Location):
             with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="s3part") as pool:
                 futures = []
                 buffer, number = first, 0
-                for chunk in rest:
+                # The first (already buffered) bytes are cut into parts too, even if no chunk follows.
+                for chunk in itertools.chain((b"",), rest):
                     buffer += chunk
                     while len(buffer) >= part_size:
                         number += 1
