@@ -46,13 +46,15 @@ def new_hasher() -> Crc64Nvme:
     return Crc64Nvme()
 
 
-def stream(fh: IO[bytes], hasher, chunk: int = CHUNK, on_chunk=None) -> Iterator[bytes]:
-    """Yield ``fh``'s bytes in chunks, feeding ``hasher`` (and ``on_chunk``) as they pass."""
+def stream(fh: IO[bytes], hasher, chunk: int = CHUNK, on_chunk=None, also=None) -> Iterator[bytes]:
+    """Yield ``fh``'s bytes in chunks, feeding ``hasher`` (and ``also``, ``on_chunk``) as they pass."""
     while True:
         data = fh.read(chunk)
         if not data:
             return
         hasher.update(data)
+        if also is not None:
+            also.update(data)
         if on_chunk is not None:
             on_chunk(len(data))
         yield data

@@ -48,6 +48,9 @@ RESULT_SCHEMA = pa.schema(
         pa.field("bytes_written", pa.int64()),
         pa.field("checksum_algo", pa.string()),
         pa.field("src_checksum", pa.string()),
+        #: MD5 of the bytes sent in one PUT to an object store whose ETag is that MD5; lets VERIFYING
+        #: check whole prefixes with LIST requests instead of a HEAD per object.
+        pa.field("src_md5", pa.string()),
         pa.field("resumed", pa.bool_()),
         pa.field("error", pa.string()),
         pa.field("warning", pa.string()),

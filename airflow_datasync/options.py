@@ -85,7 +85,8 @@ class TaskOptions:
     files_per_shard: int = 10_000
     bytes_per_shard: int = 10 * 1024**3
     max_shards: int = 1024
-    concurrency: int = 16
+    #: Entries copied at once per transfer task; 0 = chosen by the two locations (local 8, SMB 16, S3 64).
+    concurrency: int = 0
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
@@ -113,8 +114,10 @@ class TaskOptions:
                 raise OptionsError(f"{name}: {exc}") from None
         for name in ("files_per_shard", "bytes_per_shard", "max_shards", "concurrency"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise OptionsError(f"{name}={value!r} is invalid; use a positive integer")
+            lowest = 0 if name == "concurrency" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
+                raise OptionsError(f"{name}={value!r} is invalid; use a positive integer"
+                                   + (" (or 0 for the locations' default)" if lowest == 0 else ""))
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
@@ -149,6 +152,13 @@ class TaskOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def workers(self, *locations) -> int:
+        """Copy threads: ``concurrency``, or with 0 the largest default of the locations involved
+        (per-request latency dominates on object stores, so more requests in flight pay off there)."""
+        if self.concurrency:
+            return self.concurrency
+        return max((getattr(loc, "default_concurrency", 8) for loc in locations), default=8)
 
     @property
     def preserve_mtime(self) -> bool:

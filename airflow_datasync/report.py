@@ -128,8 +128,14 @@ def _examples(paths, errors, count: int, what: str) -> str:
 def _per_file(manifest: pa.Table, results: pa.Table, verify_rows: pa.Table) -> pa.Table:
     base = manifest.select(["path", "type", "size", "action", "reason", "shard"])
     res = results.select(["path", "status", "bytes_written", "checksum_algo", "src_checksum", "error", "warning"])
-    ver = verify_rows.select(["path", "verify_status", "dst_checksum", "verify_error"])
+    ver = verify_rows.select(["path", "verify_status", "checksum_algo", "src_checksum", "dst_checksum", "verify_error"])
+    ver = ver.rename_columns(["path", "verify_status", "v_algo", "v_src", "dst_checksum", "verify_error"])
     joined = base.join(res, keys="path", join_type="left outer").join(ver, keys="path", join_type="left outer")
+    # Where VERIFYING compared checksums, show the pair it compared (same algorithm on both sides).
+    verified_with = pc.is_valid(joined["v_algo"])
+    for name, other in (("checksum_algo", "v_algo"), ("src_checksum", "v_src")):
+        joined = joined.set_column(joined.schema.get_field_index(name), name,
+                                   pc.if_else(verified_with, joined[other], joined[name]))
     status = pc.if_else(pc.equal(joined["action"], "error"), "FAILED", joined["status"])
     status = pc.if_else(pc.is_in(joined["action"], pa.array(["skip"])), "SKIPPED", status)
     status = pc.if_else(pc.is_in(joined["verify_status"], pa.array(["MISMATCH", "MISSING", "ERROR"])), "FAILED", status)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -82,12 +83,13 @@ class ShardCopier:
     def run_one(self, row: dict[str, Any], done: dict[str, Any]) -> dict[str, Any]:
         path, action, kind = row["path"], row["action"], row["type"]
         result = {"path": path, "type": kind, "action": action, "status": "SUCCESS", "bytes_written": 0, "retryable": False,
-                  "checksum_algo": None, "src_checksum": None, "resumed": False, "error": None, "warning": None}
+                  "checksum_algo": None, "src_checksum": None, "src_md5": None, "resumed": False, "error": None,
+                  "warning": None}
         try:
             prior = done.get(path)
             if prior is not None and self._still_done(prior):
                 result.update(bytes_written=prior.get("bytes", 0), checksum_algo=prior.get("algo"),
-                              src_checksum=prior.get("checksum"), resumed=True)
+                              src_checksum=prior.get("checksum"), src_md5=prior.get("md5"), resumed=True)
                 self.progress.add(1, 0)
                 return result
             if action == "mkdir":
@@ -110,7 +112,8 @@ class ShardCopier:
         # set (known without another stat, which would cost a request per file on an object store).
         is_data = kind == FILE and action == "copy"
         self.journal.append({"path": path, "bytes": result["bytes_written"], "algo": result["checksum_algo"],
-                             "checksum": result["src_checksum"], "size": result["bytes_written"] if is_data else None,
+                             "checksum": result["src_checksum"], "md5": result["src_md5"],
+                             "size": result["bytes_written"] if is_data else None,
                              "mtime_ns": row.get("mtime_ns") if is_data and self.options.Mtime == "PRESERVE" else None})
         self.progress.add(1, result["bytes_written"])
         return result
@@ -144,7 +147,11 @@ class ShardCopier:
             self.limiter.acquire(before.size)
             size, crc = copy_from(self.src, path, meta, expect_etag=before.etag, if_none_match=not overwrite,
                                   keep_tags=keep_tags)
-            return {"bytes_written": size, "checksum_algo": checksum.ALGO if crc else None, "src_checksum": crc}
+            # A single-part source ETag is the MD5 of its bytes; the server-side copy keeps those bytes.
+            etag = (before.etag or "").strip('"')
+            md5 = etag if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag) else None
+            return {"bytes_written": size, "checksum_algo": checksum.ALGO if crc else None, "src_checksum": crc,
+                    "src_md5": md5}
         if keep_tags and self.src.scheme == self.dst.scheme == "s3":
             meta = dataclasses.replace(meta, tags=self.src.get_tags(path))
         hasher = checksum.new_hasher()
@@ -162,10 +169,12 @@ class ShardCopier:
         def counted(n: int) -> None:
             self.limiter.acquire(n)
 
+        md5 = hashlib.md5(usedforsecurity=False) if self.dst.etag_is_md5(before.size) else None
         with self.src.open_read(path) as fh:
-            written = self.dst.write(path, checksum.stream(fh, hasher, on_chunk=counted), meta, tag=self.tag,
-                                     before_commit=check, overwrite=overwrite)
-        return {"bytes_written": written, "checksum_algo": checksum.ALGO, "src_checksum": hasher.hexdigest()}
+            written = self.dst.write(path, checksum.stream(fh, hasher, on_chunk=counted, also=md5), meta,
+                                     tag=self.tag, before_commit=check, overwrite=overwrite)
+        return {"bytes_written": written, "checksum_algo": checksum.ALGO, "src_checksum": hasher.hexdigest(),
+                "src_md5": md5.hexdigest() if md5 is not None else None}
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -201,7 +210,7 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
     others = [r for r in records if r["action"] != "mkdir"]
     results = [copier.run_one(r, done) for r in dirs]
     try:
-        with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix=f"shard{shard}") as pool:
+        with ThreadPoolExecutor(max_workers=options.workers(src, dst), thread_name_prefix=f"shard{shard}") as pool:
             results.extend(pool.map(lambda r: copier.run_one(r, done), others))
         dst.sync()
     finally:

@@ -112,6 +112,8 @@ class Location(abc.ABC):
     """A tree of files at a URI. Paths are always relative to the location root."""
 
     scheme: str = ""
+    #: Copy threads when the task's ``concurrency`` is 0 (the default): see TaskOptions.workers.
+    default_concurrency: int = 8
     #: Resolution of the modification times the store keeps (SMB: 100 ns); finer source times are
     #: compared at this resolution so that an unchanged file is not copied again.
     mtime_resolution_ns: int = 1
@@ -175,6 +177,15 @@ class Location(abc.ABC):
     @abc.abstractmethod
     def delete(self, path: str, *, is_dir: bool) -> None:
         """Delete one entry (a directory only if empty)."""
+
+    def etag_is_md5(self, size: int) -> bool:
+        """True when a file of ``size`` bytes written here gets the MD5 of its bytes as ETag (one S3 PUT):
+        the transfer then computes that MD5 too, and VERIFYING can compare ETags from a listing."""
+        return False
+
+    def list_etags(self) -> dict[str, str] | None:
+        """Path → ETag for the whole location from listing requests, or None where there are no ETags."""
+        return None
 
     def native_checksum(self, path: str) -> str | None:
         """The store's own CRC64NVME of ``path`` (hex) if it keeps one, so VERIFYING need not read the data."""

@@ -314,6 +314,7 @@ def parse_smb_uri(uri: str) -> SmbTarget:
 
 class SmbLocation(Location):
     scheme = "smb"
+    default_concurrency = 16
     #: SMB keeps times as FILETIMEs: 100 ns ticks.
     mtime_resolution_ns = 100
     #: POSIX mode/uid/gid are not kept by SMB: the planner does not compare them.

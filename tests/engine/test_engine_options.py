@@ -69,8 +69,20 @@ def test_bytes_per_second_accepts_string_integer_and_minus_one():
 @pytest.mark.parametrize("name", ["files_per_shard", "bytes_per_shard", "max_shards", "concurrency"])
 @pytest.mark.parametrize("value", [0, -1, "8", 2.0, False])
 def test_bad_engine_settings(name, value):
+    if name == "concurrency" and value == 0:
+        return  # 0 means "the locations' default", tested below
     with pytest.raises(OptionsError, match=name):
         TaskOptions.from_dict({name: value})
+
+
+def test_concurrency_zero_lets_the_locations_choose(tmp_path):
+    from airflow_datasync.locations import open_location
+
+    local = open_location(str(tmp_path))
+    s3 = open_location("s3://bucket/prefix")
+    assert TaskOptions().workers(local, local) == 8
+    assert TaskOptions().workers(local, s3) == 64
+    assert TaskOptions(concurrency=3).workers(local, s3) == 3
 
 
 @pytest.mark.parametrize("report,key", [({"OutputType": "FULL"}, "OutputType"), ({"ReportLevel": "ALL"}, "ReportLevel"),

@@ -369,3 +369,36 @@ def test_credentials_and_endpoint_from_the_environment_without_a_connection(tmp_
     summary = run_execution(str(src), f"s3://{bucket}/env", {}, store=str(tmp_path / "store"))
     assert summary["Status"] == "SUCCESS", summary
     assert s3.get_object(Bucket=bucket, Key="env/env.txt")["Body"].read() == b"from the environment"
+
+
+def test_verify_of_single_put_objects_lists_etags_instead_of_heading_each(tmp_path, s3, bucket):
+    """VERIFYING compares listed ETags (the server's MD5 of the stored bytes) with the MD5 computed from the
+    source while uploading: a few LIST calls for the whole prefix, HEAD only for multipart objects."""
+    from airflow_datasync.locations.s3 import _clients_for
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"f{i}.txt").write_bytes(os.urandom(100 + i))
+    (src / "big.bin").write_bytes(os.urandom(MULTIPART_THRESHOLD + 1))
+    calls: dict[str, int] = {}
+    client = _clients_for(CONN_ID)["client"]
+
+    def count(event_name, **_):
+        op = event_name.rsplit(".", 1)[-1]
+        calls[op] = calls.get(op, 0) + 1
+
+    execution = engine.launch(LocationSpec(str(src)), s3loc(bucket), {}, store=str(tmp_path / "store"))
+    for shard in engine.prepare(execution):
+        engine.transfer(execution, shard["shard"])
+    engine.finalize(execution)
+    client.meta.events.register("before-call.s3", count)
+    try:
+        engine.verify(execution)
+    finally:
+        client.meta.events.unregister("before-call.s3", count)
+    report = engine.report(execution)
+    assert report["Status"] == "SUCCESS" and report["FilesVerified"] == 41, report
+    assert calls.get("HeadObject") == 1 and calls.get("ListObjectsV2", 0) >= 1, calls
+    rows = {r["path"]: r for r in pq.read_table(report["ReportUri"]).to_pylist()}
+    assert rows["f0.txt"]["verify_status"] == "VERIFIED" and rows["big.bin"]["verify_status"] == "VERIFIED"
