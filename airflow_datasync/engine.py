@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from airflow_datasync import plan as planning
 from airflow_datasync.locations import Location, LocationError, open_location
-from airflow_datasync.locations.base import DIR, LISTING_SCHEMA, DirectoryNotEmptyError
+from airflow_datasync.locations.base import DIR, LISTING_SCHEMA, DirectoryNotEmptyError, ScanHints
 from airflow_datasync.manifest import (
     MANIFEST_SCHEMA,
     RESULT_SCHEMA,
@@ -99,10 +99,11 @@ def _options_for_record(options: TaskOptions) -> dict[str, Any]:
 
 
 # -- PREPARING -------------------------------------------------------------------------------------
-def _scan_to(execution: ExecutionDir, location: Location, path: str, what: str) -> pa.Table:
+def _scan_to(execution: ExecutionDir, location: Location, path: str, what: str,
+             hints: ScanHints | None = None) -> pa.Table:
     progress = Progress(f"scanning {what}")
     with execution.sink(path, LISTING_SCHEMA) as sink:
-        for batch in location.scan():
+        for batch in location.scan(hints=hints):
             sink.write(batch)
             progress.add(batch.num_rows)
     progress.log()
@@ -114,9 +115,12 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
     t0 = time.monotonic()
     started = utcnow()
     record, src, dst, options = _load(execution)
-    source = _scan_to(execution, src, execution.source_listing, "source")
+    previous = _previous_execution(execution, record) if src.uses_scan_hints or dst.uses_scan_hints else None
+    source = _scan_to(execution, src, execution.source_listing, "source",
+                      _hints(previous, "source") if previous is not None and src.uses_scan_hints else None)
     # TransferMode=ALL still lists the destination: it tells a directory from a file before we write.
-    destination = _scan_to(execution, dst, execution.destination_listing, "destination")
+    destination = _scan_to(execution, dst, execution.destination_listing, "destination",
+                           _hints(previous, "destination") if previous is not None and dst.uses_scan_hints else None)
     manifest = planning.diff(*planning.comparable(source, destination, options, src, dst))
     limit = min(options.max_shards, max_shards or options.max_shards)
     manifest, shard_plan = planning.assign_shards(manifest, options.files_per_shard, options.bytes_per_shard, limit)
@@ -135,6 +139,56 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
              est["EstimatedFilesToTransfer"], est["EstimatedBytesToTransfer"], est["EstimatedFilesToDelete"],
              shard_plan.count)
     return shards
+
+
+def _previous_execution(execution: ExecutionDir, record: dict[str, Any], look_back: int = 5) -> ExecutionDir | None:
+    """The latest earlier execution of this task between the same two locations that got as far as a
+    report: what it saw and wrote saves this one a HEAD request per unchanged object."""
+    task_dir = execution.root.rsplit("/", 1)[0]
+    earlier = [n for n in execution.store.listdir(task_dir) if n < execution.execution_id]
+    for name in sorted(earlier, reverse=True)[:look_back]:
+        uri = (execution.uri.rsplit("/", 1)[0]) + "/" + name
+        candidate = ExecutionDir(uri, execution.conn_id)
+        launched = candidate.read_json(candidate.launch) or {}
+        if (launched.get("source"), launched.get("destination")) != (record["source"], record["destination"]):
+            continue
+        if candidate.store.exists(candidate.report):
+            return candidate
+    return None
+
+
+def _hints(previous: ExecutionDir, side: str) -> ScanHints | None:
+    """Per path and ETag, the metadata ``previous`` saw on one side, plus (destination) what it wrote."""
+    try:
+        listing = previous.read_table(previous.source_listing if side == "source" else previous.destination_listing,
+                                      LISTING_SCHEMA)
+        if side == "destination":
+            results = previous.shard_results()
+            written = results.filter(pc.and_(pc.equal(results["status"], "SUCCESS"), pc.is_valid(results["dst_etag"])))
+            if written.num_rows:
+                record = previous.read_json(previous.launch) or {}
+                options = TaskOptions.from_dict(record.get("options_dict"))
+                manifest = previous.read_table(previous.manifest, MANIFEST_SCHEMA).select(
+                    ["path", "type", "mtime_ns", "atime_ns", "mode", "uid", "gid", "link_target"])
+                rows = written.select(["path", "dst_etag"]).join(manifest, keys="path", join_type="inner")
+                # What a HEAD would now return: only the metadata the options had us write.
+                kept = {"mtime_ns": options.Mtime == "PRESERVE", "atime_ns": options.Atime == "BEST_EFFORT",
+                        "mode": options.PosixPermissions == "PRESERVE", "uid": options.Uid == "INT_VALUE",
+                        "gid": options.Gid == "INT_VALUE"}
+                cols = {"path": rows["path"], "etag": rows["dst_etag"], "type": rows["type"],
+                        "link_target": rows["link_target"]}
+                for name, keep in kept.items():
+                    cols[name] = rows[name] if keep else pa.nulls(rows.num_rows, LISTING_SCHEMA.field(name).type)
+                fresh = pa.table(cols)
+                listing = listing.filter(pc.invert(pc.is_in(listing["path"], fresh["path"])))
+                listing = pa.concat_tables([listing.select(fresh.column_names), fresh.cast(
+                    pa.schema([LISTING_SCHEMA.field(n) for n in fresh.column_names]))])
+        hints = ScanHints(listing)
+    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:  # hints only save requests: never fail on them
+        log.warning("not using hints from %s: %s", previous.execution_id, exc)
+        return None
+    log.info("PREPARING: %d %s entries known from execution %s", len(hints), side, previous.execution_id)
+    return hints
 
 
 def _shard_descriptors(execution: ExecutionDir, manifest: pa.Table) -> list[dict[str, Any]]:

@@ -51,6 +51,8 @@ RESULT_SCHEMA = pa.schema(
         #: MD5 of the bytes sent in one PUT to an object store whose ETag is that MD5; lets VERIFYING
         #: check whole prefixes with LIST requests instead of a HEAD per object.
         pa.field("src_md5", pa.string()),
+        #: Object stores: the ETag of the object written, so the next execution needs no HEAD for it.
+        pa.field("dst_etag", pa.string()),
         pa.field("resumed", pa.bool_()),
         pa.field("error", pa.string()),
         pa.field("warning", pa.string()),

@@ -83,13 +83,14 @@ class ShardCopier:
     def run_one(self, row: dict[str, Any], done: dict[str, Any]) -> dict[str, Any]:
         path, action, kind = row["path"], row["action"], row["type"]
         result = {"path": path, "type": kind, "action": action, "status": "SUCCESS", "bytes_written": 0, "retryable": False,
-                  "checksum_algo": None, "src_checksum": None, "src_md5": None, "resumed": False, "error": None,
-                  "warning": None}
+                  "checksum_algo": None, "src_checksum": None, "src_md5": None, "dst_etag": None, "resumed": False,
+                  "error": None, "warning": None}
         try:
             prior = done.get(path)
             if prior is not None and self._still_done(prior):
                 result.update(bytes_written=prior.get("bytes", 0), checksum_algo=prior.get("algo"),
-                              src_checksum=prior.get("checksum"), src_md5=prior.get("md5"), resumed=True)
+                              src_checksum=prior.get("checksum"), src_md5=prior.get("md5"),
+                              dst_etag=prior.get("etag"), resumed=True)
                 self.progress.add(1, 0)
                 return result
             if action == "mkdir":
@@ -108,11 +109,14 @@ class ShardCopier:
             result.update(status="FAILED", error=_describe(exc, path), retryable=_retryable(exc))
             self.progress.add(1, 0)
             return result
+        written_etags = getattr(self.dst, "written_etags", None)
+        if written_etags:
+            result["dst_etag"] = written_etags.get(path)
         # What a retry checks at the destination before trusting this line: the size written and the mtime
         # set (known without another stat, which would cost a request per file on an object store).
         is_data = kind == FILE and action == "copy"
         self.journal.append({"path": path, "bytes": result["bytes_written"], "algo": result["checksum_algo"],
-                             "checksum": result["src_checksum"], "md5": result["src_md5"],
+                             "checksum": result["src_checksum"], "md5": result["src_md5"], "etag": result["dst_etag"],
                              "size": result["bytes_written"] if is_data else None,
                              "mtime_ns": row.get("mtime_ns") if is_data and self.options.Mtime == "PRESERVE" else None})
         self.progress.add(1, result["bytes_written"])

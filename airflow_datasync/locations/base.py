@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import IO, Callable, Iterator
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute in ScanHints
 
 #: Entry types in listings and manifests.
 FILE, DIR, SYMLINK, OTHER = "file", "dir", "symlink", "other"
@@ -31,8 +32,18 @@ LISTING_SCHEMA = pa.schema(
         pa.field("gid", pa.int64()),
         pa.field("link_target", pa.string()),
         pa.field("error", pa.string()),
+        #: Object stores: the ETag seen in the listing. A later execution reuses what it learnt about an
+        #: object (its metadata, from a HEAD) while the ETag is unchanged.
+        pa.field("etag", pa.string()),
     ]
 )
+
+
+def listing_batch(cols: dict[str, list]) -> pa.RecordBatch:
+    """A LISTING_SCHEMA batch from column lists; columns a backend does not fill are null."""
+    n = len(cols["path"])
+    arrays = [pa.array(cols[f.name], f.type) if f.name in cols else pa.nulls(n, f.type) for f in LISTING_SCHEMA]
+    return pa.RecordBatch.from_arrays(arrays, schema=LISTING_SCHEMA)
 
 
 class LocationError(Exception):
@@ -108,12 +119,34 @@ class Metadata:
     tags: dict[str, str] | None = None
 
 
+class ScanHints:
+    """Metadata an earlier execution saw, by path, valid only while the object's ETag is unchanged."""
+
+    FIELDS = ("type", "mtime_ns", "atime_ns", "mode", "uid", "gid", "link_target")
+
+    def __init__(self, table: pa.Table) -> None:
+        table = table.filter(pa.compute.is_valid(table["etag"])) if table.num_rows else table
+        cols = [table[name].to_pylist() for name in ("path", "etag") + self.FIELDS]
+        self._by_path = {row[0]: row[1:] for row in zip(*cols)}
+
+    def __len__(self) -> int:
+        return len(self._by_path)
+
+    def get(self, path: str, etag: str) -> dict | None:
+        hit = self._by_path.get(path)
+        if hit is None or hit[0] != etag:
+            return None
+        return dict(zip(self.FIELDS, hit[1:]))
+
+
 class Location(abc.ABC):
     """A tree of files at a URI. Paths are always relative to the location root."""
 
     scheme: str = ""
     #: Copy threads when the task's ``concurrency`` is 0 (the default): see TaskOptions.workers.
     default_concurrency: int = 8
+    #: True where :meth:`scan` can use :class:`ScanHints` (stores that need a request per entry for metadata).
+    uses_scan_hints: bool = False
     #: Resolution of the modification times the store keeps (SMB: 100 ns); finer source times are
     #: compared at this resolution so that an unchanged file is not copied again.
     mtime_resolution_ns: int = 1
@@ -138,8 +171,12 @@ class Location(abc.ABC):
 
     # -- reading ----------------------------------------------------------------------------------
     @abc.abstractmethod
-    def scan(self, batch_size: int = 10_000) -> Iterator[pa.RecordBatch]:
-        """Yield the whole tree below the root as :data:`LISTING_SCHEMA` batches (root excluded)."""
+    def scan(self, batch_size: int = 10_000, hints: "ScanHints | None" = None) -> Iterator[pa.RecordBatch]:
+        """Yield the whole tree below the root as :data:`LISTING_SCHEMA` batches (root excluded).
+
+        ``hints`` (object stores) hold what an earlier execution learnt per path and ETag, so that
+        unchanged objects need no HEAD request; backends without ETags ignore them.
+        """
 
     @abc.abstractmethod
     def stat(self, path: str) -> StatResult | None:

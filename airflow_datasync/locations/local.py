@@ -29,6 +29,7 @@ from airflow_datasync.locations.base import (
     LocationError,
     Metadata,
     StatResult,
+    listing_batch,
     safe_relpath,
 )
 
@@ -100,8 +101,8 @@ class LocalLocation(Location):
         return theirs == mine or theirs.startswith(mine.rstrip("/") + "/")
 
     # -- reading ----------------------------------------------------------------------------------
-    def scan(self, batch_size: int = 10_000) -> Iterator[pa.RecordBatch]:
-        cols: dict[str, list] = {f.name: [] for f in LISTING_SCHEMA}
+    def scan(self, batch_size: int = 10_000, hints=None) -> Iterator[pa.RecordBatch]:
+        cols: dict[str, list] = {f.name: [] for f in LISTING_SCHEMA if f.name != "etag"}
 
         def add(path, kind, s=None, link=None, error=None):
             cols["path"].append(path)
@@ -116,7 +117,7 @@ class LocalLocation(Location):
             cols["error"].append(error)
 
         def flush():
-            batch = pa.RecordBatch.from_pydict(cols, schema=LISTING_SCHEMA)
+            batch = listing_batch(cols)
             for v in cols.values():
                 v.clear()
             return batch

@@ -29,6 +29,7 @@ import pyarrow as pa
 from airflow_datasync import checksum
 from airflow_datasync.locations.base import (
     DIR,
+    ScanHints,
     FILE,
     LISTING_SCHEMA,
     SYMLINK,
@@ -160,6 +161,7 @@ class _ChunkReader(io.RawIOBase):
 class S3Location(Location):
     scheme = "s3"
     default_concurrency = 64
+    uses_scan_hints = True
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
         super().__init__(uri, conn_id)
@@ -168,6 +170,9 @@ class S3Location(Location):
         self.part_size: int = tuning["part_size"]
         self.part_concurrency: int = tuning["part_concurrency"]
         self._settings: dict[str, Any] | None = None
+        #: path → ETag of each object this location wrote (recorded so later executions can skip HEADs).
+        self.written_etags: dict[str, str] = {}
+        self.heads_skipped = 0
 
     # -- clients ----------------------------------------------------------------------------------
     def _resolve(self) -> dict[str, Any]:
@@ -234,31 +239,37 @@ class S3Location(Location):
         return other.prefix.startswith(self.prefix)
 
     # -- reading ----------------------------------------------------------------------------------
-    def scan(self, batch_size: int = 10_000) -> Iterator[pa.RecordBatch]:
+    def scan(self, batch_size: int = 10_000, hints: ScanHints | None = None) -> Iterator[pa.RecordBatch]:
         # ListObjectsV2 through boto3: keys exactly as stored (``dir/`` markers keep their slash, control
         # characters arrive URL-encoded and decoded), a page of 1,000 at a time, straight into Arrow.
+        # POSIX metadata lives in user metadata, which only HEAD returns: objects whose ETag matches what
+        # an earlier execution saw take it from ``hints`` instead, so a re-run costs LISTs, not HEADs.
         paginator = self.client.get_paginator("list_objects_v2")
+        self.heads_skipped = 0
         with ThreadPoolExecutor(max_workers=HEAD_CONCURRENCY, thread_name_prefix="s3head") as pool:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
                 contents = page.get("Contents") or []
                 if contents:
-                    yield self._listing(contents, pool)
+                    yield self._listing(contents, pool, hints)
 
-    def _listing(self, contents: list[dict[str, Any]], pool: ThreadPoolExecutor) -> pa.RecordBatch:
+    def _listing(self, contents: list[dict[str, Any]], pool: ThreadPoolExecutor,
+                 hints: ScanHints | None = None) -> pa.RecordBatch:
         keys = [c["Key"] for c in contents]
         sizes = [c["Size"] for c in contents]
+        etags = [c.get("ETag") for c in contents]
         modified = [int(c["LastModified"].timestamp() * 1_000_000_000) for c in contents]
         rows: list[dict[str, Any]] = []
         heads: list[tuple[int, str]] = []
         plen = len(self.prefix)
-        for key, size, mtime in zip(keys, sizes, modified):
+        for key, size, mtime, etag in zip(keys, sizes, modified, etags):
             rel = key[plen:]
             if not rel or rel.startswith(".~ds-"):
                 continue
             is_dir = rel.endswith("/")
             rel = rel[:-1] if is_dir else rel
             row = {"path": rel, "type": DIR if is_dir else FILE, "size": 0 if is_dir else size, "mtime_ns": mtime,
-                   "atime_ns": None, "mode": None, "uid": None, "gid": None, "link_target": None, "error": None}
+                   "atime_ns": None, "mode": None, "uid": None, "gid": None, "link_target": None, "error": None,
+                   "etag": etag}
             try:
                 safe_relpath(rel)
                 rel.encode("utf-8")
@@ -266,8 +277,15 @@ class S3Location(Location):
                 row.update(path=_printable(rel), error=f"unsafe object key {key!r} refused: {exc}")
                 rows.append(row)
                 continue
+            known = hints.get(rel, etag) if hints is not None and etag else None
+            if known is not None and (known["type"] == DIR) == is_dir:
+                row.update({k: v for k, v in known.items() if v is not None})
+                if row["type"] != FILE:
+                    row["size"] = 0
+                self.heads_skipped += 1
+            else:
+                heads.append((len(rows), key))
             rows.append(row)
-            heads.append((len(rows) - 1, key))
         for index, head in zip([i for i, _ in heads], pool.map(self._head_meta, [k for _, k in heads])):
             if head is None:
                 continue  # deleted between list and head: keep what the listing said
@@ -322,6 +340,10 @@ class S3Location(Location):
         return StatResult(kind, 0 if kind != FILE else head["ContentLength"], mtime, meta.get("atime_ns"),
                           meta.get("mode"), meta.get("uid"), meta.get("gid"), meta.get("link_target"),
                           etag=head.get("ETag"), user_metadata=meta.get("user_metadata"))
+
+    def _written(self, key: str, etag: str | None) -> None:
+        if etag:
+            self.written_etags[key[len(self.prefix):].rstrip("/")] = etag if etag.startswith('"') else f'"{etag}"'
 
     def etag_is_md5(self, size: int) -> bool:
         # A single PUT (no multipart) without SSE-KMS/SSE-C: S3 and the S3-compatible stores return the MD5.
@@ -395,12 +417,14 @@ class S3Location(Location):
         if not _obstore_safe(key) or self.storage_class:
             # boto3 for what obstore cannot express: odd keys, directory markers, a storage class.
             extra = {"IfNoneMatch": "*"} if if_none_match else {}
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=headers,
-                                   ChecksumAlgorithm="CRC64NVME", **self._object_args(tags), **extra)
+            resp = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=headers,
+                                          ChecksumAlgorithm="CRC64NVME", **self._object_args(tags), **extra)
+            self._written(key, resp.get("ETag"))
             return
         try:
-            obstore.put(self.store, key, body, attributes=headers, use_multipart=False, tags=tags or None,
-                        mode="create" if if_none_match else None)
+            result = obstore.put(self.store, key, body, attributes=headers, use_multipart=False, tags=tags or None,
+                                 mode="create" if if_none_match else None)
+            self._written(key, result.get("e_tag"))
         except Exception as exc:  # obstore raises its own types: turn them into clear, path-naming errors
             if type(exc).__name__ == "AlreadyExistsError":
                 raise FileExistsError(f"{key} already exists (OverwriteMode=NEVER)") from None
@@ -452,9 +476,10 @@ class S3Location(Location):
             if before_commit is not None:
                 before_commit(total)
             extra = {"IfNoneMatch": "*"} if if_none_match else {}
-            client.complete_multipart_upload(
+            done = client.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts},
                 ChecksumCRC64NVME=whole.base64(), ChecksumType="FULL_OBJECT", **extra)
+            self._written(key, done.get("ETag"))
         except BaseException:
             try:
                 client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
@@ -487,6 +512,7 @@ class S3Location(Location):
             resp = client.copy_object(Bucket=self.bucket, Key=key, CopySource=copy_source, Metadata=headers,
                                       MetadataDirective="REPLACE", ChecksumAlgorithm="CRC64NVME",
                                       CopySourceIfMatch=head["ETag"], **tagging, **storage)
+            self._written(key, (resp.get("CopyObjectResult") or {}).get("ETag"))
             value = (resp.get("CopyObjectResult") or {}).get("ChecksumCRC64NVME")
         else:
             tags = source.get_tags(path) if keep_tags else None
@@ -503,8 +529,9 @@ class S3Location(Location):
                                                 CopySourceIfMatch=head["ETag"])
                     parts.append({"PartNumber": number, "ETag": r["CopyPartResult"]["ETag"]})
                     offset = end + 1
-                client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
-                                                 MultipartUpload={"Parts": parts})
+                done = client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                                        MultipartUpload={"Parts": parts})
+                self._written(key, done.get("ETag"))
             except BaseException:
                 client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
                 raise

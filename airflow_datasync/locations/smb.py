@@ -49,6 +49,7 @@ from airflow_datasync.locations.base import (
     LocationError,
     Metadata,
     StatResult,
+    listing_batch,
     safe_relpath,
 )
 from airflow_datasync.locations.local import TEMP_PREFIX
@@ -450,11 +451,11 @@ class SmbLocation(Location):
         return [p.lower() for p in b.base[: len(mine)]] == mine
 
     # -- reading ----------------------------------------------------------------------------------
-    def scan(self, batch_size: int = 10_000) -> Iterator[pa.RecordBatch]:
+    def scan(self, batch_size: int = 10_000, hints=None) -> Iterator[pa.RecordBatch]:
         from smbclient._io import SMBDirectoryIO
 
         info_class = _raw_times_dir_info()
-        cols: dict[str, list] = {f.name: [] for f in LISTING_SCHEMA}
+        cols: dict[str, list] = {f.name: [] for f in LISTING_SCHEMA if f.name != "etag"}
 
         def add(path, kind, size=None, mtime=None, atime=None, link=None, error=None):
             for name, value in (("path", path), ("type", kind), ("size", size), ("mtime_ns", mtime),
@@ -463,7 +464,7 @@ class SmbLocation(Location):
                 cols[name].append(value)
 
         def flush():
-            batch = pa.RecordBatch.from_pydict(cols, schema=LISTING_SCHEMA)
+            batch = listing_batch(cols)
             for v in cols.values():
                 v.clear()
             return batch

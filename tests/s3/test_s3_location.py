@@ -402,3 +402,39 @@ def test_verify_of_single_put_objects_lists_etags_instead_of_heading_each(tmp_pa
     assert calls.get("HeadObject") == 1 and calls.get("ListObjectsV2", 0) >= 1, calls
     rows = {r["path"]: r for r in pq.read_table(report["ReportUri"]).to_pylist()}
     assert rows["f0.txt"]["verify_status"] == "VERIFIED" and rows["big.bin"]["verify_status"] == "VERIFIED"
+
+
+def test_rerun_learns_metadata_from_the_previous_execution_instead_of_heading_every_object(tmp_path, s3, bucket):
+    """PREPARING needs each object's POSIX metadata, which only HEAD returns. An object whose ETag is what
+    the previous execution saw or wrote takes it from that execution instead; a changed object is HEADed."""
+    from airflow_datasync.locations.s3 import _clients_for
+
+    src = tmp_path / "src"
+    files = make_tree(src)
+    store = str(tmp_path / "store")
+    assert run_execution(str(src), s3loc(bucket), {}, store=store)["Status"] == "SUCCESS"
+    # Someone else rewrites one object behind our back (no metadata of ours: a fresh LastModified).
+    s3.put_object(Bucket=bucket, Key="data/a.txt", Body=b"ALPHA")
+    calls: dict[str, int] = {}
+    client = _clients_for(CONN_ID)["client"]
+
+    def count(event_name, **_):
+        op = event_name.rsplit(".", 1)[-1]
+        calls[op] = calls.get(op, 0) + 1
+
+    execution = engine.launch(LocationSpec(str(src)), s3loc(bucket), {}, store=store)
+    client.meta.events.register("before-call.s3", count)
+    try:
+        shards = engine.prepare(execution)
+    finally:
+        client.meta.events.unregister("before-call.s3", count)
+    assert calls.get("HeadObject") == 1, calls  # only the object that changed
+    for shard in shards:
+        engine.transfer(execution, shard["shard"])
+    engine.finalize(execution)
+    engine.verify(execution)
+    report = engine.report(execution)
+    assert report["Status"] == "SUCCESS" and report["FilesTransferred"] == 1, report  # a.txt, restored
+    assert s3.get_object(Bucket=bucket, Key="data/a.txt")["Body"].read() == files["a.txt"]
+    third = run_execution(str(src), s3loc(bucket), {}, store=store)
+    assert third["FilesTransferred"] == 0, third
