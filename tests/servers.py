@@ -59,18 +59,22 @@ class S3Server:
     region: str
     process: subprocess.Popen
     workdir: Path
+    ca: Path | None = None  #: the private CA of a TLS server
 
     def client(self):
         import boto3
 
         return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
-                            aws_secret_access_key=self.secret_key, region_name=self.region)
+                            aws_secret_access_key=self.secret_key, region_name=self.region,
+                            verify=str(self.ca) if self.ca else None)
 
     def connection_uri_json(self) -> str:
         import json
 
-        return json.dumps({"conn_type": "aws", "login": self.access_key, "password": self.secret_key,
-                           "extra": {"endpoint_url": self.endpoint, "region_name": self.region}})
+        extra = {"endpoint_url": self.endpoint, "region_name": self.region}
+        if self.ca:
+            extra["verify"] = str(self.ca)
+        return json.dumps({"conn_type": "aws", "login": self.access_key, "password": self.secret_key, "extra": extra})
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -90,9 +94,25 @@ def weed_binary() -> str:
     return found
 
 
+def make_test_ca(workdir: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate for 127.0.0.1 (openssl), for TLS tests: (ca, cert, key)."""
+    ca_key, ca, key, csr, cert = (workdir / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
+    ext = workdir / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "2",
+        "-subj", "/CN=airflow-datasync test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(cert),
+        "-days", "2", "-extfile", str(ext))
+    return ca, cert, key
+
+
 def start_seaweedfs(access_key: str = "datasync-test-key", secret_key: str = "datasync-test-secret-Zq8",
-                    region: str = "us-east-1") -> S3Server:
-    """``weed mini`` on loopback ports of its own; SigV4 enforced with the given credentials."""
+                    region: str = "us-east-1", tls: bool = False) -> S3Server:
+    """``weed mini`` on loopback ports of its own; SigV4 enforced with the given credentials.
+
+    With ``tls`` the S3 API is served over HTTPS with a certificate from a private CA (``server.ca``)."""
     workdir = Path(tempfile.mkdtemp(prefix="seaweedfs-"))
     grpc = (10000,)  # SeaweedFS puts each gRPC port at http port + 10000
     ports = {name: free_port(grpc) for name in ("s3", "master", "volume", "filer", "webdav", "admin")}
@@ -102,11 +122,17 @@ def start_seaweedfs(access_key: str = "datasync-test-key", secret_key: str = "da
            f"-s3.port={ports['s3']}", f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
            f"-filer.port={ports['filer']}", f"-webdav.port={ports['webdav']}", f"-admin.port={ports['admin']}",
            f"-debug.port={free_port()}", f"-s3.debug.port={free_port()}", "-master.telemetry=false", "-admin.ui=false"]
+    scheme, s3_port, ca = "http", ports["s3"], None
+    if tls:
+        ca, cert, key = make_test_ca(workdir)
+        s3_port = free_port()
+        cmd += [f"-s3.port.https={s3_port}", f"-s3.cert.file={cert}", f"-s3.key.file={key}"]
+        scheme = "https"
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True)
-    server = S3Server(f"http://127.0.0.1:{ports['s3']}", access_key, secret_key, region, proc, workdir)
+    server = S3Server(f"{scheme}://127.0.0.1:{s3_port}", access_key, secret_key, region, proc, workdir, ca=ca)
     try:
-        wait_port(ports["s3"], proc=proc, log=log)
+        wait_port(s3_port, proc=proc, log=log)
         client = server.client()
         deadline = time.monotonic() + 30
         while True:  # the S3 gateway listens before the filer behind it is ready

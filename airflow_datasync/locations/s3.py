@@ -648,6 +648,12 @@ def _clients_for(conn_id: str | None) -> dict[str, Any]:
                 ob_client["allow_http"] = True
         if verify is False:
             ob_client["allow_invalid_certificates"] = True
+        elif isinstance(verify, str):  # a CA bundle path, as boto3 takes it: obstore trusts the same roots
+            try:
+                with open(verify, "rb") as fh:
+                    ob_client["root_certificate"] = fh.read()
+            except OSError as exc:
+                raise LocationError(f"connection {conn_id!r}: cannot read the CA bundle {verify!r}: {exc.strerror}") from None
         settings = {"client": client, "endpoint_url": endpoint, "access_key": creds.access_key,
                     "obstore_config": ob_config, "obstore_client_options": ob_client, "stores": {}}
         _CACHE[conn_id] = (now, settings)

@@ -438,3 +438,34 @@ def test_rerun_learns_metadata_from_the_previous_execution_instead_of_heading_ev
     assert s3.get_object(Bucket=bucket, Key="data/a.txt")["Body"].read() == files["a.txt"]
     third = run_execution(str(src), s3loc(bucket), {}, store=store)
     assert third["FilesTransferred"] == 0, third
+
+
+def test_tls_endpoint_behind_a_private_ca_from_the_connections_verify_bundle(tmp_path, monkeypatch):
+    """An S3-compatible store over HTTPS with a private CA: the connection's ``verify`` CA bundle is
+    trusted by both clients (boto3 and obstore); without it the launch fails with a clear error."""
+    import json
+
+    from airflow_datasync.locations import s3 as s3mod
+    from tests.servers import start_seaweedfs
+
+    server = start_seaweedfs(tls=True)
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_DATASYNC_TLS_S3", server.connection_uri_json())
+        server.client().create_bucket(Bucket="tls-bucket")
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "secure.txt").write_text("over https")
+        back = tmp_path / "back"
+        dest = LocationSpec("s3://tls-bucket/x", "datasync_tls_s3")
+        assert run_execution(str(src), dest, {}, store=str(tmp_path / "store"))["Status"] == "SUCCESS"
+        assert run_execution(dest, str(back), {}, store=str(tmp_path / "store"))["Status"] == "SUCCESS"
+        assert (back / "secure.txt").read_text() == "over https"
+        untrusting = json.loads(server.connection_uri_json())
+        untrusting["extra"].pop("verify")
+        monkeypatch.setenv("AIRFLOW_CONN_DATASYNC_TLS_S3_NOCA", json.dumps(untrusting))
+        monkeypatch.setattr(s3mod, "_CACHE", {})
+        with pytest.raises(LocationError, match="cannot reach S3|SSL|certificate"):
+            run_execution(str(src), LocationSpec("s3://tls-bucket/y", "datasync_tls_s3_noca"), {},
+                          store=str(tmp_path / "store"))
+    finally:
+        server.stop()
