@@ -39,7 +39,7 @@ def _is_free(port: int) -> bool:
             return False
 
 
-def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+def wait_port(port: int, timeout: float = 90.0, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -134,7 +134,7 @@ def start_seaweedfs(access_key: str = "datasync-test-key", secret_key: str = "da
     try:
         wait_port(s3_port, proc=proc, log=log)
         client = server.client()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while True:  # the S3 gateway listens before the filer behind it is ready
             try:
                 client.list_buckets()
