@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -400,8 +400,3 @@ def create_execution_dir(store: str, task_name: str, conn_id: str | None = None)
             continue
         os.mkdir(os.path.join(path, "shards"))
         return ExecutionDir(path)
-
-
-def batches(table: pa.Table, size: int) -> Iterable[pa.Table]:
-    for start in range(0, table.num_rows, size):
-        yield table.slice(start, size)

@@ -11,13 +11,9 @@ from __future__ import annotations
 import dataclasses
 import errno
 import hashlib
-import json
 import logging
-import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa

@@ -513,7 +513,6 @@ class S3Location(Location):
                                       MetadataDirective="REPLACE", ChecksumAlgorithm="CRC64NVME",
                                       CopySourceIfMatch=head["ETag"], **tagging, **storage)
             self._written(key, (resp.get("CopyObjectResult") or {}).get("ETag"))
-            value = (resp.get("CopyObjectResult") or {}).get("ChecksumCRC64NVME")
         else:
             tags = source.get_tags(path) if keep_tags else None
             upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=headers,
@@ -535,7 +534,6 @@ class S3Location(Location):
             except BaseException:
                 client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
                 raise
-            value = None
         # The source's own checksum, if S3 keeps one: VERIFYING compares it with the copy's. If the source
         # has none (written without one), VERIFYING reads the source to compute it.
         return size, _full_object_crc(head)

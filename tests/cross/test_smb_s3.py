@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 
 from airflow_datasync.engine import LocationSpec, run_execution
 from airflow_datasync.locations.s3 import MULTIPART_THRESHOLD

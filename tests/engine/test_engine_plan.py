@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pyarrow.compute as pc
-import pytest
 
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.plan import assign_shards, diff, estimates
