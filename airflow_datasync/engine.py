@@ -7,6 +7,7 @@ the phases can run in different processes (Airflow tasks on different workers) o
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -18,7 +19,7 @@ import pyarrow.compute as pc
 
 from airflow_datasync import plan as planning
 from airflow_datasync.locations import Location, LocationError, open_location
-from airflow_datasync.locations.base import DIR, LISTING_SCHEMA, DirectoryNotEmptyError, ScanHints
+from airflow_datasync.locations.base import DIR, LISTING_SCHEMA, DirectoryNotEmptyError, Metadata, ScanHints
 from airflow_datasync.manifest import (
     MANIFEST_SCHEMA,
     RESULT_SCHEMA,
@@ -28,7 +29,7 @@ from airflow_datasync.manifest import (
 )
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.progress import Progress
-from airflow_datasync.transfer import metadata_for, transfer_shard
+from airflow_datasync.transfer import metadata_for, transfer_shard, with_security_descriptor
 from airflow_datasync.uri import redact_uri
 
 log = logging.getLogger("airflow_datasync")
@@ -218,7 +219,7 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
     directory changes its mtime.
     """
     t0 = time.monotonic()
-    _record, _src, dst, options = _load(execution)
+    _record, src, dst, options = _load(execution)
     manifest = execution.read_table(execution.manifest, MANIFEST_SCHEMA)
     deletes = manifest.filter(pc.equal(manifest["action"], "delete")).select(["path", "type"]).to_pylist()
     deletes.sort(key=lambda r: (r["path"].count("/"), r["type"] != DIR), reverse=True)
@@ -239,7 +240,7 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
     warnings = []
     for row in dir_rows:
         try:
-            warnings.extend(dst.set_metadata(row["path"], metadata_for(row, options), is_dir=True))
+            warnings.extend(dst.set_metadata(row["path"], _directory_metadata(src, dst, row, options), is_dir=True))
         except FileNotFoundError:
             pass  # its creation failed in a shard, which reports it
         except LocationError as exc:  # behind a symlink at the destination: not applied through it
@@ -251,6 +252,21 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
                "delete_failed": failed, "directories_updated": len(dir_rows), "warnings": warnings[:100]}
     execution.write_json(execution.finalize, summary)
     return summary
+
+
+def _directory_metadata(src: Location, dst: Location, row: dict[str, Any], options: TaskOptions) -> Metadata:
+    """The planned times of a directory; SMB → SMB also what a file gets at copy time (see
+    ShardCopier._copy_file): creation time and attributes from a stat of the source directory, and its
+    security descriptor as SecurityDescriptorCopyFlags asks. Other pairs: the manifest row alone."""
+    meta = metadata_for(row, options)
+    if not src.scheme == dst.scheme == "smb":
+        return meta
+    now = src.stat(row["path"])
+    if now is None or now.type != DIR:
+        return meta
+    from_source = metadata_for(now, options)
+    meta = dataclasses.replace(meta, creation_ns=from_source.creation_ns, attributes=from_source.attributes)
+    return with_security_descriptor(src, dst, row["path"], meta, options)
 
 
 # -- VERIFYING and report ---------------------------------------------------------------------------

@@ -50,7 +50,79 @@ def comparable(source: pa.Table, destination: pa.Table, options: TaskOptions, sr
         source, destination = floor(source), floor(destination)
     if not (getattr(src, "posix_metadata", True) and getattr(dst, "posix_metadata", True)):
         options = dataclasses.replace(options, PosixPermissions="NONE", Uid="NONE", Gid="NONE")
+    if getattr(dst, "case_insensitive", False):
+        source, destination = fold_case(source, destination, options)
     return source, destination, options
+
+
+# -- case-insensitive destinations (SMB) ------------------------------------------------------------
+CASE_RULE = ("an SMB destination is case-insensitive and cannot hold both, so neither is copied. "
+             "Rename one at the source or exclude it with Excludes.")
+
+
+def fold_case(source: pa.Table, destination: pa.Table, options: TaskOptions) -> tuple[pa.Table, pa.Table]:
+    """Listings as a case-insensitive destination sees them (``Report.txt`` and ``report.txt`` are one name).
+
+    - Source entries whose paths differ only in case would overwrite each other there: each gets an
+      ``error`` naming the others (so the plan reports it and copies neither), and so does every entry
+      below a colliding directory (``Data/x`` when the source also has ``data/``).
+    - A destination entry spelled differently from exactly one source entry (``README`` for ``readme``)
+      is that entry: its path takes the source's spelling, so it is compared, not copied again, and not
+      deleted with PreserveDeletedFiles=REMOVE.
+
+    Filters apply first (excluding one of the two names is the fix). Vectorised: lower-cased paths, one
+    group-by and hash look-ups; only the colliding rows are handled one by one, to word their messages.
+    """
+    source, destination = apply_filters(source, options), apply_filters(destination, options)
+    if source.num_rows == 0:
+        return source, destination
+    src_key = pc.utf8_lower(source["path"])
+    keys = pa.table({"key": src_key, "path": source["path"]}).group_by("key").aggregate(
+        [("path", "min"), ([], "count_all")])
+    colliding = keys.filter(pc.greater(keys["count_all"], 1))["key"]
+    if len(colliding):
+        source = _refuse_collisions(source, src_key, colliding)
+    if destination.num_rows:
+        dst_key = pc.utf8_lower(destination["path"])
+        dst_keys = pa.table({"key": dst_key}).group_by("key").aggregate([([], "count_all")])
+        spelled = pc.take(keys["path_min"], pc.index_in(dst_key, value_set=keys["key"]))
+        alone = pc.equal(pc.take(dst_keys["count_all"], pc.index_in(dst_key, value_set=dst_keys["key"])), 1)
+        rename = pc.and_(pc.and_(pc.is_valid(spelled), alone), pc.invert(pc.is_in(destination["path"], source["path"])))
+        if pc.any(rename).as_py():
+            destination = destination.set_column(destination.schema.get_field_index("path"), "path",
+                                                  pc.if_else(rename, spelled, destination["path"]))
+    return source, destination
+
+
+def _refuse_collisions(source: pa.Table, src_key: pa.ChunkedArray, colliding: pa.ChunkedArray) -> pa.Table:
+    paths = source["path"]
+    direct = pc.is_in(src_key, value_set=colliding)
+    spellings: dict[str, list[str]] = {}
+    for path, key in zip(paths.filter(direct).to_pylist(), src_key.filter(direct).to_pylist()):
+        spellings.setdefault(key, []).append(path)
+
+    def others(path: str, key: str) -> str:
+        return ", ".join(repr(p) for p in sorted(spellings[key]) if p != path)
+
+    errors = {p: f"{p!r} and {others(p, k)} differ only in case: {CASE_RULE}"
+              for k, group in spellings.items() for p in group}
+    # Entries below a colliding directory: the shallowest colliding ancestor, one pass per depth it can have.
+    parts = pc.split_pattern(paths, "/")
+    depth = pc.list_value_length(parts)
+    ancestor = ancestor_key = pa.nulls(len(paths), pa.string())
+    for level in sorted({k.count("/") + 1 for k in spellings}):
+        prefix = pc.binary_join(pc.list_slice(parts, 0, level), "/")
+        prefix_key = pc.utf8_lower(prefix)
+        hit = pc.and_(pc.and_(pc.greater(depth, level), pc.is_null(ancestor)), pc.is_in(prefix_key, value_set=colliding))
+        ancestor, ancestor_key = pc.if_else(hit, prefix, ancestor), pc.if_else(hit, prefix_key, ancestor_key)
+    below = pc.is_valid(ancestor)
+    for path, top, key in zip(paths.filter(below).to_pylist(), ancestor.filter(below).to_pylist(),
+                              ancestor_key.filter(below).to_pylist()):
+        errors[path] = (f"{path!r} is inside {top!r}, whose name differs only in case from {others(top, key)}: "
+                        + CASE_RULE.replace("neither is", "nothing below either is"))
+    message = pc.take(pa.array(list(errors.values()), pa.string()),
+                      pc.index_in(paths, value_set=pa.array(list(errors), pa.string())))
+    return source.set_column(source.schema.get_field_index("error"), "error", pc.coalesce(source["error"], message))
 
 
 def _np(col) -> np.ndarray:

@@ -67,7 +67,7 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
     elif len(shards) < expected_shards:
         problems.append(("TransferIncomplete", f"{expected_shards - len(shards)} of {expected_shards} shards did not finish"))
     if source_errors.num_rows:
-        problems.append(("SourceErrors", _examples(source_errors["path"], source_errors["reason"], source_errors.num_rows, "could not be read at the source")))
+        problems.append(("SourceErrors", _examples(source_errors["path"], source_errors["reason"], source_errors.num_rows, "were refused at the source (unreadable, an unsafe name, or a name clash at the destination)")))
     if failed_results.num_rows:
         problems.append(("FilesFailed", _examples(failed_results["path"], failed_results["error"], failed_results.num_rows, "failed to transfer")))
     if failed_deletes.num_rows:

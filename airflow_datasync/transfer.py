@@ -66,6 +66,15 @@ def metadata_for(row: dict[str, Any] | StatResult, options: TaskOptions) -> Meta
     )
 
 
+def with_security_descriptor(src: Location, dst: Location, path: str, meta: Metadata, options: TaskOptions) -> Metadata:
+    """SMB → SMB only: add the source's owner + DACL (+ SACL) as SecurityDescriptorCopyFlags asks, as
+    DataSync copies them for files and directories; other pairs are returned unchanged."""
+    flags = options.SecurityDescriptorCopyFlags
+    if not (src.scheme == dst.scheme == "smb") or flags == "NONE":
+        return meta
+    return dataclasses.replace(meta, security_descriptor=src.get_security_descriptor(path, flags), security_flags=flags)
+
+
 def _same(a: StatResult | None, size: int | None, mtime_ns: int | None) -> bool:
     return a is not None and a.size == size and (mtime_ns is None or a.mtime_ns == mtime_ns)
 
@@ -133,12 +142,7 @@ class ShardCopier:
 
     def _copy_file(self, path: str) -> dict[str, Any]:
         before = self._stat_source(path, FILE)
-        meta = metadata_for(before, self.options)
-        if self.src.scheme == self.dst.scheme == "smb" and self.options.SecurityDescriptorCopyFlags != "NONE":
-            # SMB → SMB only: owner + DACL (+ SACL) as DataSync copies them, applied before the rename.
-            flags = self.options.SecurityDescriptorCopyFlags
-            meta = dataclasses.replace(meta, security_descriptor=self.src.get_security_descriptor(path, flags),
-                                       security_flags=flags)
+        meta = with_security_descriptor(self.src, self.dst, path, metadata_for(before, self.options), self.options)
         overwrite = self.options.OverwriteMode == "ALWAYS"
         keep_tags = self.options.ObjectTags == "PRESERVE"
         copy_from = getattr(self.dst, "copy_from", None)

@@ -152,6 +152,9 @@ class Location(abc.ABC):
     mtime_resolution_ns: int = 1
     #: Whether the store keeps POSIX mode/uid/gid; if either side does not, they are not compared.
     posix_metadata: bool = True
+    #: Whether names that differ only in case name the same entry (SMB): the planner then matches such
+    #: names between the two sides and refuses source entries that would collide (see plan.fold_case).
+    case_insensitive: bool = False
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
         self.uri = uri

@@ -320,6 +320,8 @@ class SmbLocation(Location):
     mtime_resolution_ns = 100
     #: POSIX mode/uid/gid are not kept by SMB: the planner does not compare them.
     posix_metadata = False
+    #: ``Report.txt`` and ``report.txt`` are one entry on a share (Windows, and Samba for SMB2+ clients).
+    case_insensitive = True
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
         super().__init__(uri, conn_id)
