@@ -122,7 +122,8 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
     # TransferMode=ALL still lists the destination: it tells a directory from a file before we write.
     destination = _scan_to(execution, dst, execution.destination_listing, "destination",
                            _hints(previous, "destination") if previous is not None and dst.uses_scan_hints else None)
-    manifest = planning.diff(*planning.comparable(source, destination, options, src, dst))
+    manifest = planning.diff(*planning.comparable(source, destination, options, src, dst),
+                             compare_dir_metadata=dst.keeps_directory_metadata)
     limit = min(options.max_shards, max_shards or options.max_shards)
     manifest, shard_plan = planning.assign_shards(manifest, options.files_per_shard, options.bytes_per_shard, limit)
     manifest = manifest.sort_by([("shard", "ascending"), ("path", "ascending")])
@@ -235,8 +236,7 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
             failed += 1
             results.append({"path": row["path"], "type": row["type"], "action": "delete", "status": "FAILED",
                             "error": f"{row['path']}: {exc}"})
-    dirs = manifest.filter(pc.and_(pc.equal(manifest["type"], DIR), pc.is_in(manifest["action"], pa.array(["mkdir", "skip"]))))
-    dir_rows = sorted(dirs.to_pylist(), key=lambda r: r["path"].count("/"), reverse=True)
+    dir_rows = sorted(_directories_to_finish(manifest), key=lambda r: r["path"].count("/"), reverse=True)
     warnings = []
     for row in dir_rows:
         try:
@@ -252,6 +252,19 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
                "delete_failed": failed, "directories_updated": len(dir_rows), "warnings": warnings[:100]}
     execution.write_json(execution.finalize, summary)
     return summary
+
+
+def _directories_to_finish(manifest: pa.Table) -> list[dict[str, Any]]:
+    """Directories whose metadata must be (re)applied after the shards: those created or with metadata to
+    update, and the parents of every entry written or deleted (that changed their mtime). Directories
+    nothing touched keep what they had, which matched: a re-run of a large tree costs no call per directory."""
+    action = manifest["action"]
+    changed = manifest.filter(pc.is_in(action, pa.array(["copy", "mkdir", "delete"])))["path"].to_pylist()
+    parents = {p.rsplit("/", 1)[0] for p in changed if "/" in p}
+    is_dir = pc.equal(manifest["type"], DIR)
+    wanted = pc.or_(pc.is_in(action, pa.array(["mkdir", "meta"])),
+                    pc.and_(pc.equal(action, "skip"), pc.is_in(manifest["path"], pa.array(sorted(parents), pa.string()))))
+    return manifest.filter(pc.and_(is_dir, wanted)).to_pylist()
 
 
 def _directory_metadata(src: Location, dst: Location, row: dict[str, Any], options: TaskOptions) -> Metadata:

@@ -129,8 +129,12 @@ def _np(col) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False)
 
 
-def diff(source: pa.Table, destination: pa.Table, options: TaskOptions) -> pa.Table:
-    """Return the manifest rows (without shards) sorted by path."""
+def diff(source: pa.Table, destination: pa.Table, options: TaskOptions, *, compare_dir_metadata: bool = True) -> pa.Table:
+    """Return the manifest rows (without shards) sorted by path.
+
+    ``compare_dir_metadata``: False where the destination's directories do not keep metadata reliably
+    (object-store markers), so an existing directory is never planned for an update on every run.
+    """
     source = apply_filters(source, options)
     destination = apply_filters(destination, options)
     dst = destination.select(["path", "type", "size", "mtime_ns", "mode", "uid", "gid", "link_target"])
@@ -187,6 +191,9 @@ def diff(source: pa.Table, destination: pa.Table, options: TaskOptions) -> pa.Ta
 
     dir_exists = both & is_dir
     action[dir_exists], reason[dir_exists] = "skip", "exists"
+    # A directory whose kept metadata differs (its mtime too, when kept) is updated in finalize.
+    dir_meta = dir_exists & (meta | (differs("mtime_ns") if options.preserve_mtime else False)) & compare_dir_metadata
+    action[dir_meta], reason[dir_meta] = "meta", "metadata changed"
 
     type_changed = ok & in_dst & (src_type != dst_type)
     action[type_changed], reason[type_changed] = "copy", "type changed"

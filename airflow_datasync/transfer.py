@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_datasync import checksum
-from airflow_datasync.locations.base import FILE, SYMLINK, Location, LocationError, Metadata, StatResult
+from airflow_datasync.locations.base import DIR, FILE, SYMLINK, Location, LocationError, Metadata, StatResult
 from airflow_datasync.manifest import RESULT_SCHEMA, ExecutionDir, Journal, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.progress import Progress, RateLimiter
@@ -101,7 +101,7 @@ class ShardCopier:
             if action == "mkdir":
                 self.dst.mkdir(path)
             elif action == "meta":
-                warnings = self.dst.set_metadata(path, metadata_for(row, self.options))
+                warnings = self.dst.set_metadata(path, metadata_for(row, self.options), is_dir=kind == DIR)
                 result["warning"] = "; ".join(warnings) or None
             elif kind == SYMLINK:
                 before = self._stat_source(path, SYMLINK)

@@ -147,6 +147,9 @@ class Location(abc.ABC):
     default_concurrency: int = 8
     #: True where :meth:`scan` can use :class:`ScanHints` (stores that need a request per entry for metadata).
     uses_scan_hints: bool = False
+    #: False where directories are markers whose metadata a store may not keep (S3-compatible stores that
+    #: are file systems underneath, such as SeaweedFS, drop it): their metadata is written, not compared.
+    keeps_directory_metadata: bool = True
     #: Resolution of the modification times the store keeps (SMB: 100 ns); finer source times are
     #: compared at this resolution so that an unchanged file is not copied again.
     mtime_resolution_ns: int = 1

@@ -162,6 +162,7 @@ class S3Location(Location):
     scheme = "s3"
     default_concurrency = 64
     uses_scan_hints = True
+    keeps_directory_metadata = False
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
         super().__init__(uri, conn_id)
