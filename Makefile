@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW_DATASYNC_MANIFEST_STORE := $(CURDIR)/.airflow/datasync/executions
 
-.PHONY: setup test demo clean samba
+.PHONY: setup test demo clean samba bench bench-full
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -32,5 +32,14 @@ test: setup samba
 demo: setup
 	$(PY) -m airflow_datasync.demo
 
+# Benchmarks (issue 5): our engine against rclone, cp and aws s3 sync on the same data, same run.
+# Data, servers' state and logs live in bench/work/ (gitignored); results in bench/results/<date>.json and
+# the table in docs/benchmarks.md. BENCH_ARGS passes flags through, e.g. BENCH_ARGS='--runs 5 --big-mib 200'.
+bench: setup samba
+	$(PY) -m bench.run --profile quick $(BENCH_ARGS)
+
+bench-full: setup samba
+	$(PY) -m bench.run --profile full $(BENCH_ARGS)
+
 clean:
-	rm -rf .venv .tools .airflow demo-data
+	rm -rf .venv .tools .airflow demo-data bench/work

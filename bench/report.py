@@ -1,0 +1,215 @@
+"""Turn measured runs into result rows, the targets of issue 5, and the Markdown table of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from pathlib import Path
+from typing import Any
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+SCENARIO_TITLES = {
+    "local-local": "local → local", "local-s3": "local → S3", "s3-local": "S3 → local", "s3-s3": "S3 → S3",
+    "local-smb": "local → SMB", "smb-s3": "SMB → S3", "rerun-s3": "re-run, nothing changed, local → S3",
+    "verify-s3": "verify only, local vs S3 (already in sync)", "prepare": "PREPARING only, local → empty local",
+    "airflow-e2e": "end to end through Airflow, local → S3 with verify",
+}
+PEERS = ("rclone", "rclone-tuned", "cp", "aws")
+
+
+def _summarise(row) -> dict[str, Any]:
+    ok = [r for r in row.runs if r["rc"] == 0]
+    out: dict[str, Any] = {
+        "scenario": row.scenario, "dataset": row.dataset, "tool": row.tool, "variant": row.variant,
+        "files": row.files, "bytes": row.bytes, "runs": row.runs, "ok_runs": len(ok), "failed_runs": len(row.runs) - len(ok),
+        "notes": row.notes, "command": row.command,
+    }
+    if ok:
+        walls = [r["wall"] for r in ok]
+        med = statistics.median(walls)
+        out.update({
+            "wall_median": round(med, 3), "wall_min": round(min(walls), 3), "wall_max": round(max(walls), 3),
+            "cpu_median": round(statistics.median(r["cpu"] for r in ok), 3),
+            "max_rss_mib": round(max(r["max_rss"] for r in ok) / 2**20, 1),
+            "files_per_s": round(row.files / med, 1) if med > 0 else None,
+            "mb_per_s": round(row.bytes / 1e6 / med, 1) if med > 0 else None,
+            "load1_max": max(r.get("load1", 0) for r in row.runs),
+        })
+        extra = [r for r in ok if "prepare_ms" in r and r["prepare_ms"] is not None]
+        if extra:
+            out["prepare_phase_ms_median"] = statistics.median(r["prepare_ms"] for r in extra)
+    return out
+
+
+def _add_ratios(rows: list[dict]) -> None:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["scenario"], r["dataset"]), []).append(r)
+    for group in groups.values():
+        ours = next((r for r in group if r["tool"] == "ours" and r.get("wall_median")), None)
+        if ours is None:
+            continue
+        rclone = next((r for r in group if r["tool"] == "rclone" and r.get("wall_median")), None)
+        peers = [r for r in group if r["tool"] in PEERS and r.get("wall_median")]
+        if rclone:
+            ours["ratio_vs_rclone"] = round(ours["wall_median"] / rclone["wall_median"], 2)
+        if peers:
+            best = min(peers, key=lambda r: r["wall_median"])
+            ours["ratio_vs_best_peer"] = round(ours["wall_median"] / best["wall_median"], 2)
+            ours["best_peer"] = best["tool"]
+
+
+def _find(rows: list[dict], scenario: str, tool: str, dataset_prefix: str) -> dict | None:
+    for r in rows:
+        if r["scenario"] == scenario and r["tool"] == tool and r["dataset"].startswith(dataset_prefix) and r.get("wall_median"):
+            return r
+    return None
+
+
+def targets(rows: list[dict], settings: dict) -> list[dict]:
+    """Issue 5's targets, each met / missed / not measured, with the figures that decide it."""
+    small = f"small-{settings['small_count']}x{settings['small_size']}"
+    big = f"big-{settings['big_count']}x{settings['big_mib']}MiB"
+    out: list[dict] = []
+
+    def ratio_target(name, scenario, dataset, peers, limit, peer_label):
+        ours = _find(rows, scenario, "ours", dataset)
+        found = [p for p in (_find(rows, scenario, t, dataset) for t in peers) if p]
+        if not ours or not found:
+            out.append({"target": name, "status": "not measured", "detail": "no successful runs of both sides"})
+            return
+        peer = min(found, key=lambda r: r["wall_median"])
+        ratio = ours["wall_median"] / peer["wall_median"]
+        out.append({"target": name, "status": "met" if ratio <= limit else "missed", "ratio": round(ratio, 2),
+                    "limit": limit,
+                    "detail": f"ours {ours['wall_median']:.2f} s vs {peer_label} ({peer['tool']}) "
+                              f"{peer['wall_median']:.2f} s = {ratio:.2f}×"})
+
+    size_note = "" if settings["big_mib"] == 500 else f" (measured with {settings['big_count']} × {settings['big_mib']} MiB)"
+    ratio_target(f"{settings['small_count']:,} × 4 KiB local→S3 ≤ 0.66 × rclone", "local-s3", small, ["rclone"], 0.66, "rclone")
+    ratio_target(f"{settings['small_count']:,} × 4 KiB local→local ≤ 0.5 × rclone", "local-local", small, ["rclone"], 0.5, "rclone")
+    ratio_target("2 × 500 MB local→S3 ≤ 1.0 × the faster of rclone and aws s3 sync" + size_note, "local-s3", big,
+                 ["rclone", "aws"], 1.0, "faster of rclone, aws")
+    ratio_target("2 × 500 MB local→local ≤ 1.5 × cp" + size_note, "local-local", big, ["cp"], 1.5, "cp -r")
+    ratio_target(f"re-run with nothing to copy ({settings['small_count']:,} files → S3) ≤ 0.5 × rclone", "rerun-s3", small,
+                 ["rclone"], 0.5, "rclone")
+
+    prep = sorted((r for r in rows if r["scenario"] == "prepare" and r["tool"] == "ours" and r.get("wall_median")),
+                  key=lambda r: r["files"])
+    one_m = next((r for r in prep if r["files"] >= 1_000_000), None)
+    if one_m:
+        wall_ok, rss_ok = one_m["wall_median"] <= 60, one_m["max_rss_mib"] <= 1024
+        out.append({"target": "PREPARING 1M files ≤ 60 s wall", "status": "met" if wall_ok else "missed",
+                    "detail": f"{one_m['wall_median']:.1f} s (process wall, incl. start-up and LAUNCHING)"})
+        out.append({"target": "PREPARING 1M files peak RSS ≤ 1 GiB", "status": "met" if rss_ok else "missed",
+                    "detail": f"{one_m['max_rss_mib']:.0f} MiB"})
+    else:
+        out.append({"target": "PREPARING 1M files ≤ 60 s wall and peak RSS ≤ 1 GiB", "status": "not measured",
+                    "detail": "run `make bench-full`"})
+    if len(prep) >= 2:
+        lo, hi = prep[0], prep[-1]
+        growth = hi["max_rss_mib"] / lo["max_rss_mib"]
+        scale = hi["files"] / lo["files"]
+        flat = growth <= 1.5
+        out.append({"target": "PREPARING memory flat as the file count grows (peak RSS grows ≤ 1.5× over the range)",
+                    "status": "met" if flat else "missed", "ratio": round(growth, 2),
+                    "detail": f"{lo['files']:,} files: {lo['max_rss_mib']:.0f} MiB → {hi['files']:,} files: "
+                              f"{hi['max_rss_mib']:.0f} MiB ({growth:.2f}× for {scale:.0f}× the files)"})
+    else:
+        out.append({"target": "PREPARING memory flat as the file count grows", "status": "not measured",
+                    "detail": "needs two PREPARING sizes"})
+    ratio_target(f"end to end through Airflow ({settings['small_count']:,} files → S3, verify) ≤ 2 × rclone copy + check",
+                 "airflow-e2e", small, ["rclone"], 2.0, "rclone copy + check")
+    return out
+
+
+def build(rows, settings: dict, *, datasets: list[dict], skipped: dict, versions: dict, elapsed: float,
+          work: Path) -> dict:
+    summaries = [_summarise(r) for r in rows]
+    _add_ratios(summaries)
+    for s in summaries:
+        for run in s["runs"]:
+            run.pop("log", None)
+    for d in datasets:
+        d["path"] = d["path"].replace(str(work), "$WORK")
+    return {
+        "date": dt.date.today().isoformat(), "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "elapsed_s": round(elapsed, 1), "settings": settings, "versions": versions, "datasets": datasets,
+        "skipped": skipped, "rows": summaries, "targets": targets(summaries, settings),
+    }
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    if x is None:
+        return "–"
+    return f"{x:,.{digits}f}"
+
+
+def _load_sentence(result: dict) -> str:
+    loads = [run.get("load1", 0) for r in result["rows"] for run in r["runs"]]
+    if not loads:
+        return ""
+    cpus = result["versions"].get("cpus") or 1
+    text = f"1-minute load average at the start of runs: {min(loads):.1f}–{max(loads):.1f} on {cpus} CPUs"
+    if max(loads) > cpus + 0.5:
+        text += (" — other work shared the machine during some runs; compare rows of one scenario "
+                 "(their runs alternate) rather than absolute times")
+    return text + "."
+
+
+def markdown(result: dict) -> str:
+    s = result["settings"]
+    v = result["versions"]
+    lines = [
+        f"Measured {result['date']} on {v.get('cpus')} CPUs / {v.get('mem_gib', '?')} GiB, Python {v.get('python')}, "
+        f"{v.get('rclone', 'rclone ?')}, {v.get('aws', 'aws-cli not installed').split(' Python')[0]}; "
+        f"engine commit {v.get('airflow_datasync_commit', '?')}{' (+ uncommitted engine changes)' if v.get('engine_tree_dirty') else ''}. "
+        f"Profile `{s['profile']}`: {s['runs']} runs per tool on the target rows, {s['other_runs']} on the others; "
+        f"big files {s['big_count']} × {s['big_mib']} MiB on target rows, {s['big_count']} × {s['other_big_mib']} MiB "
+        f"elsewhere; harness wall time {result['elapsed_s'] / 60:.1f} min. " + _load_sentence(result),
+        "",
+        "| scenario | dataset | tool | wall median (min–max) s | CPU s | peak RSS MiB | files/s | MB/s | us/rclone | us/best peer |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        scen = SCENARIO_TITLES.get(r["scenario"], r["scenario"])
+        tool = f"**{r['tool']}**" if r["tool"] == "ours" else r["tool"]
+        tool += f" <br><sub>{r['variant']}</sub>"
+        if r.get("wall_median") is None:
+            wall = f"FAILED ({r['failed_runs']} runs)"
+            cells = ["–"] * 6
+        else:
+            n = len(r["runs"])
+            wall = (f"{_fmt(r['wall_median'])} ({_fmt(r['wall_min'])}–{_fmt(r['wall_max'])})" if n > 1
+                    else f"{_fmt(r['wall_median'])} (1 run)")
+            if r["failed_runs"]:
+                wall += f" ⚠ {r['failed_runs']} failed"
+            best = r.get("ratio_vs_best_peer")
+            cells = [_fmt(r["cpu_median"], 1), _fmt(r["max_rss_mib"], 0), _fmt(r["files_per_s"], 0),
+                     _fmt(r["mb_per_s"], 1), _fmt(r.get("ratio_vs_rclone")),
+                     f"{_fmt(best)} ({r['best_peer']})" if best is not None else "–"]
+        lines.append(f"| {scen} | {r['dataset']} | {tool} | {wall} | " + " | ".join(cells) + " |")
+    notes = [(r, n) for r in result["rows"] for n in r["notes"]]
+    if notes or result["skipped"]:
+        lines += ["", "Notes:"]
+        lines += [f"- {r['scenario']} · {r['dataset']} · {r['tool']}: {n}" for r, n in notes]
+        lines += [f"- skipped {k}: {why}" for k, why in result["skipped"].items()]
+    lines += ["", "### Targets (issue 5), computed from the table above", "",
+              "| target | status | figures |", "|---|---|---|"]
+    for t in result["targets"]:
+        mark = {"met": "✅ met", "missed": "❌ **missed**", "not measured": "– not measured"}[t["status"]]
+        lines.append(f"| {t['target']} | {mark} | {t['detail']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_docs(page: Path, table: str) -> None:
+    """Replace what lies between the bench markers (add the markers at the end if the page has none)."""
+    text = page.read_text() if page.exists() else "# Benchmarks\n"
+    block = f"{BEGIN}\n{table}{END}"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    page.write_text(text)
