@@ -107,7 +107,7 @@ class ShardCopier:
                 before = self._stat_source(path, SYMLINK)
                 self.dst.symlink(path, before.link_target or "", metadata_for(before, self.options), tag=self.tag)
             elif kind == FILE:
-                result.update(self._copy_file(path))
+                result.update(self._copy_file(path, row))
             else:
                 raise LocationError(f"cannot copy entry of type {kind!r}")
         except (OSError, LocationError, SourceChangedError) as exc:
@@ -140,8 +140,16 @@ class ShardCopier:
             raise SourceChangedError(f"changed type at the source ({kind} → {s.type}) after PREPARING")
         return s
 
-    def _copy_file(self, path: str) -> dict[str, Any]:
-        before = self._stat_source(path, FILE)
+    def _copy_file(self, path: str, row: dict[str, Any]) -> dict[str, Any]:
+        # An object store's listing names one version of each object (its ETag): the copy reads exactly
+        # that version (If-Match), so neither a stat before nor one after is needed. File systems are
+        # stat'ed before and after instead, and a file that changed in between is not published.
+        pinned = self.src.listing_is_snapshot and bool(row.get("etag"))
+        if pinned:
+            before = StatResult(FILE, row["size"], row["mtime_ns"], row.get("atime_ns"), row.get("mode"), row.get("uid"),
+                                row.get("gid"), etag=row["etag"])
+        else:
+            before = self._stat_source(path, FILE)
         meta = with_security_descriptor(self.src, self.dst, path, metadata_for(before, self.options), self.options)
         overwrite = self.options.OverwriteMode == "ALWAYS"
         keep_tags = self.options.ObjectTags == "PRESERVE"
@@ -161,6 +169,10 @@ class ShardCopier:
         hasher = checksum.new_hasher()
 
         def check(written: int) -> None:
+            if pinned:
+                if written != before.size:
+                    raise SourceChangedError(f"read {written} of {before.size} bytes of the listed version", retryable=True)
+                return
             after = self.src.stat(path)
             if (after is None or after.size != before.size or after.mtime_ns != before.mtime_ns
                     or after.etag != before.etag or written != before.size):
@@ -174,7 +186,7 @@ class ShardCopier:
             self.limiter.acquire(n)
 
         md5 = hashlib.md5(usedforsecurity=False) if self.dst.etag_is_md5(before.size) else None
-        with self.src.open_read(path) as fh:
+        with (self.src.open_version(path, before.etag) if pinned else self.src.open_read(path)) as fh:
             written = self.dst.write(path, checksum.stream(fh, hasher, on_chunk=counted, also=md5), meta,
                                      tag=self.tag, before_commit=check, overwrite=overwrite)
         return {"bytes_written": written, "checksum_algo": checksum.ALGO, "src_checksum": hasher.hexdigest(),
@@ -208,7 +220,8 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
     progress = Progress(f"shard {shard}", rows.num_rows, total_bytes)
     limiter = RateLimiter(bytes_per_second if bytes_per_second is not None else options.BytesPerSecond)
     copier = ShardCopier(src, dst, options, f"{execution.execution_id[-8:]}-{shard}", journal, limiter, progress)
-    records = rows.select(["path", "type", "action", "size", "mtime_ns", "atime_ns", "mode", "uid", "gid"]).to_pylist()
+    records = rows.select(["path", "type", "action", "size", "mtime_ns", "atime_ns", "mode", "uid", "gid",
+                           "etag"]).to_pylist()
     # Directories first (cheap, and files need their parents); then files in parallel.
     dirs = [r for r in records if r["action"] == "mkdir"]
     others = [r for r in records if r["action"] != "mkdir"]

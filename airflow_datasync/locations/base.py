@@ -54,6 +54,10 @@ class DirectoryNotEmptyError(LocationError):
     """A directory to delete still holds entries (excluded by filters, or new): it is kept, not an error."""
 
 
+class ChangedSinceListingError(LocationError):
+    """The entry is no longer the version PREPARING listed; the next execution copies the new one."""
+
+
 class UnsafePathError(LocationError):
     """A relative path would escape the location root (``..``, absolute, NUL, empty component)."""
 
@@ -147,6 +151,8 @@ class Location(abc.ABC):
     default_concurrency: int = 8
     #: True where :meth:`scan` can use :class:`ScanHints` (stores that need a request per entry for metadata).
     uses_scan_hints: bool = False
+    #: True where a listing's ETag pins one immutable version of an entry (:meth:`open_version`).
+    listing_is_snapshot: bool = False
     #: False where directories are markers whose metadata a store may not keep (S3-compatible stores that
     #: are file systems underneath, such as SeaweedFS, drop it): their metadata is written, not compared.
     keeps_directory_metadata: bool = True
@@ -191,6 +197,11 @@ class Location(abc.ABC):
     @abc.abstractmethod
     def open_read(self, path: str) -> IO[bytes]:
         """Open a file for streaming reads."""
+
+    def open_version(self, path: str, etag: str) -> IO[bytes]:
+        """Read exactly the version a listing named (stores with :attr:`listing_is_snapshot`); raise
+        :class:`ChangedSinceListingError` if the entry changed since."""
+        raise NotImplementedError(f"{type(self).__name__} does not pin versions")
 
     # -- writing ----------------------------------------------------------------------------------
     @abc.abstractmethod

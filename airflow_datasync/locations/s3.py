@@ -29,6 +29,7 @@ import pyarrow as pa
 from airflow_datasync import checksum
 from airflow_datasync.locations.base import (
     DIR,
+    ChangedSinceListingError,
     ScanHints,
     FILE,
     LISTING_SCHEMA,
@@ -163,6 +164,7 @@ class S3Location(Location):
     default_concurrency = 64
     uses_scan_hints = True
     keeps_directory_metadata = False
+    listing_is_snapshot = True
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
         super().__init__(uri, conn_id)
@@ -380,6 +382,31 @@ class S3Location(Location):
             return _ChunkReader(body.iter_chunks(checksum.CHUNK))
         return _ChunkReader(iter(obstore.get(self.store, key).stream(min_chunk_size=checksum.CHUNK)))
 
+    def open_version(self, path: str, etag: str) -> IO[bytes]:
+        """GET with If-Match: the object as listed, or ChangedSinceListingError (one request, no HEAD)."""
+        import obstore
+        from botocore.exceptions import ClientError
+
+        key = self.key(path)
+        changed = ChangedSinceListingError(f"{path}: changed at the source since PREPARING (ETag {etag} no longer "
+                                           "matches); not copied, the next execution copies the new version")
+        try:
+            if not _obstore_safe(key):
+                body = self.client.get_object(Bucket=self.bucket, Key=key, IfMatch=etag)["Body"]
+                return _ChunkReader(body.iter_chunks(checksum.CHUNK))
+            result = obstore.get(self.store, key, options={"if_match": etag})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                raise changed from None
+            raise
+        except Exception as exc:  # obstore's PreconditionError / NotFoundError
+            if type(exc).__name__ == "PreconditionError":
+                raise changed from None
+            if type(exc).__name__ == "NotFoundError" or isinstance(exc, FileNotFoundError):
+                raise FileNotFoundError(f"{path}: vanished from the source after PREPARING") from None
+            raise
+        return _ChunkReader(iter(result.stream(min_chunk_size=checksum.CHUNK)))
+
     # -- writing ----------------------------------------------------------------------------------
     def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
               before_commit: Callable[[int], None] | None = None, overwrite: bool = True,
@@ -504,7 +531,9 @@ class S3Location(Location):
         size = head["ContentLength"]
         if if_none_match and self._head(key) is not None:
             raise FileExistsError(f"{key} already exists (OverwriteMode=NEVER)")
-        headers = _meta_to_headers(meta)
+        # The source object's own user metadata travels with it; ours (ds-*) is refreshed.
+        theirs = self._meta_from_head(head, False).get("user_metadata") or {}
+        headers = {**theirs, **_meta_to_headers(meta)}
         copy_source = {"Bucket": source.bucket, "Key": src_key}
         client = self.client
         tagging = {"TaggingDirective": "COPY"} if keep_tags else {"TaggingDirective": "REPLACE", "Tagging": ""}

@@ -468,3 +468,23 @@ def test_tls_endpoint_behind_a_private_ca_from_the_connections_verify_bundle(tmp
                           store=str(tmp_path / "store"))
     finally:
         server.stop()
+
+
+def test_s3_source_reads_exactly_the_listed_version(tmp_path, s3, bucket):
+    """Reads from S3 are pinned to the ETag PREPARING listed (If-Match): no HEAD before or after, and an
+    object rewritten in between is reported, never copied half old, half new."""
+    for i in range(3):
+        s3.put_object(Bucket=bucket, Key=f"src/f{i}.txt", Body=f"version 1 of {i}".encode())
+    dst = tmp_path / "dst"
+    execution = engine.launch(s3loc(bucket, "src"), LocationSpec(str(dst)), {}, store=str(tmp_path / "store"))
+    shards = engine.prepare(execution)
+    s3.put_object(Bucket=bucket, Key="src/f1.txt", Body=b"version 2, written after PREPARING")
+    for shard in shards:
+        with pytest.raises(Exception, match="changed at the source since PREPARING"):
+            engine.transfer(execution, shard["shard"])
+    report = engine.report(execution)
+    assert report["Status"] == "ERROR" and "f1.txt" in report["ErrorDetail"]
+    assert (dst / "f0.txt").read_text() == "version 1 of 0" and (dst / "f2.txt").read_text() == "version 1 of 2"
+    assert not (dst / "f1.txt").exists()
+    again = run_execution(s3loc(bucket, "src"), str(dst), {}, store=str(tmp_path / "store"))
+    assert again["Status"] == "SUCCESS" and (dst / "f1.txt").read_text() == "version 2, written after PREPARING"
