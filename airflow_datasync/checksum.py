@@ -42,6 +42,12 @@ def from_s3_base64(value: str) -> str:
     return base64.b64decode(value).hex()
 
 
+def md5_of_etag(etag: str | None) -> str | None:
+    """The MD5 an S3 ETag stands for (single-part uploads), or None (multipart, SSE-KMS, no ETag)."""
+    value = (etag or "").strip('"')
+    return value if len(value) == 32 and all(c in "0123456789abcdef" for c in value) else None
+
+
 def new_hasher() -> Crc64Nvme:
     return Crc64Nvme()
 

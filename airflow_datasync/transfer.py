@@ -160,10 +160,8 @@ class ShardCopier:
             size, crc = copy_from(self.src, path, meta, expect_etag=before.etag, if_none_match=not overwrite,
                                   keep_tags=keep_tags)
             # A single-part source ETag is the MD5 of its bytes; the server-side copy keeps those bytes.
-            etag = (before.etag or "").strip('"')
-            md5 = etag if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag) else None
             return {"bytes_written": size, "checksum_algo": checksum.ALGO if crc else None, "src_checksum": crc,
-                    "src_md5": md5}
+                    "src_md5": checksum.md5_of_etag(before.etag)}
         if keep_tags and self.src.scheme == self.dst.scheme == "s3":
             meta = dataclasses.replace(meta, tags=self.src.get_tags(path))
         hasher = checksum.new_hasher()

@@ -488,3 +488,21 @@ def test_s3_source_reads_exactly_the_listed_version(tmp_path, s3, bucket):
     assert not (dst / "f1.txt").exists()
     again = run_execution(s3loc(bucket, "src"), str(dst), {}, store=str(tmp_path / "store"))
     assert again["Status"] == "SUCCESS" and (dst / "f1.txt").read_text() == "version 2, written after PREPARING"
+
+
+def test_point_in_time_verify_compares_listed_etags_and_still_catches_a_changed_object(tmp_path, s3, bucket):
+    src = tmp_path / "src"
+    files = make_tree(src)
+    store = str(tmp_path / "store")
+    assert run_execution(str(src), s3loc(bucket), {}, store=store)["Status"] == "SUCCESS"
+    pit = {"VerifyMode": "POINT_IN_TIME_CONSISTENT"}
+    clean = run_execution(str(src), s3loc(bucket), pit, store=store)
+    assert clean["Status"] == "SUCCESS" and clean["FilesVerified"] >= len(files)
+    rows = {r["path"]: r for r in pq.read_table(clean["ReportUri"]).to_pylist()}
+    assert rows["a.txt"]["checksum_algo"] == "md5-etag"
+    # Same size, same metadata (so PREPARING skips it), other bytes: only a content check can tell.
+    head = s3.head_object(Bucket=bucket, Key="data/dir/b.csv")
+    s3.put_object(Bucket=bucket, Key="data/dir/b.csv", Body=os.urandom(head["ContentLength"]), Metadata=head["Metadata"])
+    caught = run_execution(str(src), s3loc(bucket), pit, store=store)
+    assert caught["Status"] == "ERROR" and caught["ErrorCode"] == "VerificationFailed"
+    assert "dir/b.csv" in caught["ErrorDetail"]
