@@ -82,7 +82,9 @@ class Loc:
 
     @property
     def conn_id(self) -> str | None:
-        return {"local": None, "s3": S3_CONN_ID, "smb": SMB_CONN_ID}[self.kind]
+        # S3: the same environment credentials rclone and aws get (AWS_* and AWS_ENDPOINT_URL), as a CLI user
+        # would pass them; an Airflow connection id would add Airflow's import time to every run.
+        return {"local": None, "s3": None, "smb": SMB_CONN_ID}[self.kind]
 
     @property
     def rclone(self) -> str:
@@ -171,7 +173,11 @@ class Harness:
     def ours_env(self) -> dict[str, str]:
         env = self.base_env()
         if self.s3 is not None:
-            env[f"AIRFLOW_CONN_{S3_CONN_ID.upper()}"] = self.s3.connection_uri_json()
+            env[f"AIRFLOW_CONN_{S3_CONN_ID.upper()}"] = self.s3.connection_uri_json()  # the Airflow run uses it
+            env.update({"AWS_ACCESS_KEY_ID": self.s3.access_key, "AWS_SECRET_ACCESS_KEY": self.s3.secret_key,
+                        "AWS_DEFAULT_REGION": self.s3.region, "AWS_ENDPOINT_URL": self.s3.endpoint,
+                        "AWS_CONFIG_FILE": str(self.work / "home" / "aws-config"),
+                        "AWS_SHARED_CREDENTIALS_FILE": str(self.work / "home" / "aws-credentials")})
         if self.smb is not None:
             env[f"AIRFLOW_CONN_{SMB_CONN_ID.upper()}"] = json.dumps({
                 "conn_type": "datasync_smb", "host": "127.0.0.1", "port": self.smb.port, "login": self.smb.user,
