@@ -8,6 +8,7 @@ cannot redirect a write outside the root.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import os
 import stat as st
@@ -43,6 +44,19 @@ except (OSError, AttributeError):
     _libc = None
 
 
+def _read_umask() -> int | None:
+    """The process umask without changing it (os.umask would, for an instant, for every thread)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+
 def _kind(mode: int) -> str:
     if st.S_ISREG(mode):
         return FILE
@@ -74,6 +88,7 @@ class LocalLocation(Location):
         self.root = path_from_uri(uri)
         self._known_dirs: set[str] = {""}
         self._lock = threading.Lock()
+        self._umask = _read_umask()  # read per location (per phase), not once per process
 
     # -- helpers ----------------------------------------------------------------------------------
     def _abs(self, path: str) -> str:
@@ -238,13 +253,15 @@ class LocalLocation(Location):
               before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> int:
         final = self._abs(path)
         self._ensure_dir(os.path.dirname(path))
-        existing = self._lstat_or_none(final)
-        if existing is not None and st.S_ISDIR(existing.st_mode):
-            raise LocationError(f"{self.uri}: {path!r} is a directory at the destination and a file at the source.")
         tmp = self._temp_for(path, tag)
         written = 0
-        # 0600 while the data is written when the source mode is kept; the umask default when it is not.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600 if meta.mode is not None else 0o666)
+        # Created with the kept mode when the umask lets it through unchanged (then no fchmod is needed),
+        # else 0600 until fchmod; with the mode not kept, the umask default.
+        direct = meta.mode is not None and self._umask is not None and (meta.mode & ~self._umask & 0o777) == meta.mode
+        create_mode = meta.mode if direct else (0o600 if meta.mode is not None else 0o666)
+        if direct:
+            meta = dataclasses.replace(meta, mode=None)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, create_mode)
         try:
             try:
                 for chunk in chunks:
@@ -258,11 +275,14 @@ class LocalLocation(Location):
                 os.close(fd)
             if before_commit is not None:
                 before_commit(written)
-            if overwrite:
-                os.replace(tmp, final)
-            else:  # link(2) never replaces: an entry that appeared meanwhile is kept
-                os.link(tmp, final)
-                os.unlink(tmp)
+            try:
+                if overwrite:
+                    os.replace(tmp, final)
+                else:  # link(2) never replaces: an entry that appeared meanwhile is kept
+                    os.link(tmp, final)
+                    os.unlink(tmp)
+            except IsADirectoryError:
+                raise LocationError(f"{self.uri}: {path!r} is a directory at the destination and a file at the source.") from None
         except BaseException:
             try:
                 os.unlink(tmp)
