@@ -87,6 +87,10 @@ class TaskOptions:
     max_shards: int = 1024
     #: Entries copied at once per transfer task; 0 = chosen by the two locations (local 8, SMB 16, S3 64).
     concurrency: int = 0
+    #: Flush the destination file system (one syncfs) before a shard records itself complete, so a power
+    #: cut never leaves "done" entries whose data was still in memory. False trades that for speed, as
+    #: cp and rclone do (2 x 500 MB locally: the flush took 0.67 s of a 1.1 s copy here).
+    sync_writes: bool = True
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
@@ -112,6 +116,8 @@ class TaskOptions:
                 compile_filter(getattr(self, name))
             except FilterError as exc:
                 raise OptionsError(f"{name}: {exc}") from None
+        if not isinstance(self.sync_writes, bool):
+            raise OptionsError(f"sync_writes={self.sync_writes!r} is invalid; use true or false")
         for name in ("files_per_shard", "bytes_per_shard", "max_shards", "concurrency"):
             value = getattr(self, name)
             lowest = 0 if name == "concurrency" else 1

@@ -227,7 +227,8 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
     try:
         with ThreadPoolExecutor(max_workers=options.workers(src, dst), thread_name_prefix=f"shard{shard}") as pool:
             results.extend(pool.map(lambda r: copier.run_one(r, done), others))
-        dst.sync()
+        if options.sync_writes:
+            dst.sync()
     finally:
         journal.close()
     progress.log()

@@ -166,3 +166,10 @@ def test_bad_filter_rules(name, rules):
 def test_bad_filter_strings(name, value):
     with pytest.raises(OptionsError, match=name):
         TaskOptions.from_dict({name: value})
+
+
+def test_sync_writes_is_a_boolean():
+    assert TaskOptions().sync_writes is True
+    assert TaskOptions.from_dict({"sync_writes": False}).sync_writes is False
+    with pytest.raises(OptionsError, match="sync_writes"):
+        TaskOptions.from_dict({"sync_writes": "no"})
