@@ -46,17 +46,15 @@ def _add_ratios(rows: list[dict]) -> None:
     for r in rows:
         groups.setdefault((r["scenario"], r["dataset"]), []).append(r)
     for group in groups.values():
-        ours = next((r for r in group if r["tool"] == "ours" and r.get("wall_median")), None)
-        if ours is None:
-            continue
         rclone = next((r for r in group if r["tool"] == "rclone" and r.get("wall_median")), None)
         peers = [r for r in group if r["tool"] in PEERS and r.get("wall_median")]
-        if rclone:
-            ours["ratio_vs_rclone"] = round(ours["wall_median"] / rclone["wall_median"], 2)
-        if peers:
-            best = min(peers, key=lambda r: r["wall_median"])
-            ours["ratio_vs_best_peer"] = round(ours["wall_median"] / best["wall_median"], 2)
-            ours["best_peer"] = best["tool"]
+        for ours in (r for r in group if r["tool"].startswith("ours") and r.get("wall_median")):
+            if rclone:
+                ours["ratio_vs_rclone"] = round(ours["wall_median"] / rclone["wall_median"], 2)
+            if peers:
+                best = min(peers, key=lambda r: r["wall_median"])
+                ours["ratio_vs_best_peer"] = round(ours["wall_median"] / best["wall_median"], 2)
+                ours["best_peer"] = best["tool"]
 
 
 def _find(rows: list[dict], scenario: str, tool: str, dataset_prefix: str) -> dict | None:
@@ -173,7 +171,7 @@ def markdown(result: dict) -> str:
     ]
     for r in result["rows"]:
         scen = SCENARIO_TITLES.get(r["scenario"], r["scenario"])
-        tool = f"**{r['tool']}**" if r["tool"] == "ours" else r["tool"]
+        tool = f"**{r['tool']}**" if r["tool"].startswith("ours") else r["tool"]
         tool += f" <br><sub>{r['variant']}</sub>"
         if r.get("wall_median") is None:
             wall = f"FAILED ({r['failed_runs']} runs)"

@@ -44,7 +44,7 @@ RCLONE_TUNED = ["--transfers", "32", "--checkers", "32"]
 
 SCENARIOS = ["local-local", "local-s3", "s3-local", "s3-s3", "local-smb", "smb-s3", "rerun-s3", "verify-s3",
              "prepare", "airflow-e2e"]
-TOOLS = ["ours", "rclone", "rclone-tuned", "cp", "aws"]
+TOOLS = ["ours", "ours-nosync", "rclone", "rclone-tuned", "cp", "aws"]
 
 PROFILES = {
     # `make bench`: must fit ~10–15 min on 2 cores. Target rows (local→local, local→S3 on both datasets,
@@ -327,7 +327,11 @@ class Harness:
     # -- tool commands ----------------------------------------------------------------------------------
     def command(self, tool: str, src: Loc, dst: Loc, options: dict | None = None) -> tuple[list[str], dict] | None:
         """The command that copies src → dst with ``tool``, or None where the tool does not apply."""
-        if tool == "ours":
+        if tool in ("ours", "ours-nosync"):
+            if tool == "ours-nosync":  # the same engine without the per-shard syncfs, as cp and rclone copy
+                if dst.kind != "local":
+                    return None
+                options = {**(options or {}), "sync_writes": "false"}
             cmd = [PY, "-m", "airflow_datasync.cli", "run", src.ours, dst.ours, "--store", str(self.store),
                    "--task-name", "bench", "--json", "-q"]
             for k, v in (options or {}).items():
@@ -396,7 +400,7 @@ class Harness:
                 cmd, env = self.command(t, src, dst)
                 m = measure(cmd, env, self._log(scenario, dataset.name, t, str(i)), timeout=self.args.timeout)
                 extra = {}
-                if t == "ours" and m.ok and (status := self._ours_check(m)) != "SUCCESS":
+                if t.startswith("ours") and m.ok and (status := self._ours_check(m)) != "SUCCESS":
                     rows[t].notes.append(f"run {i}: report status {status}")
                     m.returncode = 1
                 if i == 0:
@@ -434,7 +438,7 @@ class Harness:
             for t in names[i % len(names):] + names[:i % len(names)]:
                 cmd, env = self.command(t, src, dests[t])
                 m = measure(cmd, env, self._log(scenario, t, str(i)), timeout=self.args.timeout)
-                if t == "ours" and m.ok and (status := self._ours_check(m)) != "SUCCESS":
+                if t.startswith("ours") and m.ok and (status := self._ours_check(m)) != "SUCCESS":
                     rows[t].notes.append(f"run {i}: report status {status}")
                     m.returncode = 1
                 self._record(rows[t], m)
@@ -469,7 +473,7 @@ class Harness:
             for t in names[i % len(names):] + names[:i % len(names)]:
                 cmd, env = variants[t]
                 m = measure(cmd, env, self._log(scenario, t, str(i)), timeout=self.args.timeout)
-                if t == "ours" and m.ok and (status := self._ours_check(m)) != "SUCCESS":
+                if t.startswith("ours") and m.ok and (status := self._ours_check(m)) != "SUCCESS":
                     rows[t].notes.append(f"run {i}: report status {status}")
                     m.returncode = 1
                 self._record(rows[t], m)
@@ -581,7 +585,9 @@ def _latest_report_status(task_dir: Path) -> str | None:
 
 
 def variant_of(tool: str) -> str:
-    return {"ours": "airflow-datasync CLI, default options", "rclone": "rclone copy (defaults)",
+    return {"ours": "airflow-datasync CLI, default options",
+            "ours-nosync": "airflow-datasync CLI, sync_writes=false (no syncfs, like cp/rclone)",
+            "rclone": "rclone copy (defaults)",
             "rclone-tuned": "rclone copy --transfers 32 --checkers 32", "cp": "cp -r",
             "aws": "aws s3 sync (defaults)"}[tool]
 
