@@ -287,7 +287,12 @@ def verify(execution: ExecutionDir) -> dict[str, Any]:
     from airflow_datasync.verify import verify_execution
 
     _record, src, dst, options = _load(execution)
-    return verify_execution(execution, src, dst, options)
+    hints = {}
+    if options.VerifyMode == "POINT_IN_TIME_CONSISTENT":
+        # The second listing re-reads metadata this execution already has, for every ETag still unchanged.
+        hints = {side: _hints(execution, side) for side, loc in (("source", src), ("destination", dst))
+                 if loc.uses_scan_hints}
+    return verify_execution(execution, src, dst, options, hints)
 
 
 def report(execution: ExecutionDir) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_datasync import checksum, plan
-from airflow_datasync.locations.base import FILE, LISTING_SCHEMA, SYMLINK, Location
+from airflow_datasync.locations.base import FILE, LISTING_SCHEMA, SYMLINK, Location, ScanHints
 from airflow_datasync.manifest import VERIFY_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.progress import Progress
@@ -128,7 +128,10 @@ def _check_entry(src: Location, dst: Location, row: dict[str, Any], options: Tas
     return _row(path, "VERIFIED", a, b)
 
 
-def verify_execution(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions) -> dict[str, Any]:
+def verify_execution(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions,
+                     hints: dict[str, ScanHints | None] | None = None) -> dict[str, Any]:
+    """``hints``: per side, what this execution already knows per path and ETag (its own PREPARING listings
+    and the objects it wrote), so the second listing of POINT_IN_TIME_CONSISTENT needs no HEAD per object."""
     t0, started = time.monotonic(), utcnow()
     if options.VerifyMode == "NONE":
         rows: list[dict[str, Any]] = []
@@ -142,7 +145,7 @@ def verify_execution(execution: ExecutionDir, src: Location, dst: Location, opti
             rows += list(pool.map(lambda r: _check_transferred(src, dst, r, progress), todo))
         progress.log()
     else:
-        rows = _point_in_time(execution, src, dst, options)
+        rows = _point_in_time(execution, src, dst, options, hints or {})
     table = pa.Table.from_pylist(rows, schema=VERIFY_SCHEMA)
     execution.write_table(execution.verify_rows, table, VERIFY_SCHEMA)
     bad = [r for r in rows if r["verify_status"] != "VERIFIED"]
@@ -158,12 +161,13 @@ def verify_execution(execution: ExecutionDir, src: Location, dst: Location, opti
     return summary
 
 
-def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions) -> list[dict[str, Any]]:
+def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions,
+                   hints: dict[str, ScanHints | None]) -> list[dict[str, Any]]:
     listings = {}
     for name, loc in (("source", src), ("destination", dst)):
         path = execution.file(f"verify-{name}.parquet")
         with execution.sink(path, LISTING_SCHEMA) as sink:
-            for batch in loc.scan():
+            for batch in loc.scan(hints=hints.get(name)):
                 sink.write(batch)
         listings[name] = plan.apply_filters(execution.read_table(path, LISTING_SCHEMA), options)
     source, destination, _ = plan.comparable(listings["source"], listings["destination"], options, src, dst)
