@@ -327,6 +327,19 @@ def parse_smb_uri(uri: str) -> SmbTarget:
     return SmbTarget(server, port, share, base)
 
 
+def _basic_info(meta: Metadata, *, is_dir: bool) -> tuple[int, int, int, int]:
+    """FILETIMEs (creation, last access, last write) and FILE_ATTRIBUTE_* bits to set for ``meta``; 0 means
+    "leave as is". Creation and access times go with the write time (Mtime=PRESERVE), as DataSync does."""
+    attributes = getattr(meta, "attributes", None)
+    attrs = 0
+    if attributes is not None:
+        attrs = (attributes & COPIED_ATTRIBUTES) | (ATTR_DIRECTORY if is_dir else 0) or ATTR_NORMAL
+    atime = meta.atime_ns if meta.atime_ns is not None else meta.mtime_ns
+    keep = meta.mtime_ns is not None
+    creation = _filetime(getattr(meta, "creation_ns", None)) if keep else 0
+    return creation, (_filetime(atime) if keep else 0), _filetime(meta.mtime_ns), attrs
+
+
 class SmbLocation(Location):
     scheme = "smb"
     default_concurrency = 16
@@ -739,15 +752,7 @@ class SmbLocation(Location):
         out = []
         if sd and sd_info:
             out.append((_SECURITY, sd_info, sd))
-        creation_ns = getattr(meta, "creation_ns", None)
-        attributes = getattr(meta, "attributes", None)
-        attrs = 0
-        if attributes is not None:
-            attrs = (attributes & COPIED_ATTRIBUTES) | (ATTR_DIRECTORY if is_dir else 0) or ATTR_NORMAL
-        atime = meta.atime_ns if meta.atime_ns is not None else meta.mtime_ns
-        creation = _filetime(creation_ns) if meta.mtime_ns is not None else 0
-        atime_ft = _filetime(atime) if meta.mtime_ns is not None else 0
-        mtime = _filetime(meta.mtime_ns)
+        creation, atime_ft, mtime, attrs = _basic_info(meta, is_dir=is_dir)
         if creation or atime_ft or mtime or attrs:
             basic = FileBasicInformation()
             basic["creation_time"] = creation
@@ -806,19 +811,12 @@ class SmbLocation(Location):
                                                   follow_symlinks=False, **self._kw()), path)
 
     def _apply(self, path: str, meta: Metadata, *, is_dir: bool) -> None:
-        creation_ns = getattr(meta, "creation_ns", None)
-        attributes = getattr(meta, "attributes", None)
-        attrs = 0
-        if attributes is not None:
-            attrs = (attributes & COPIED_ATTRIBUTES) | (ATTR_DIRECTORY if is_dir else 0) or ATTR_NORMAL
-        atime = meta.atime_ns if meta.atime_ns is not None else meta.mtime_ns
         sd = getattr(meta, "security_descriptor", None)
         if sd:
             # Before the times: writing an owner or ACL may update the change time, never the write time.
             self.set_security_descriptor(path, sd, getattr(meta, "security_flags", None) or "OWNER_DACL")
-        self._set_basic(path, creation=_filetime(creation_ns) if meta.mtime_ns is not None else 0,
-                        atime=_filetime(atime) if meta.mtime_ns is not None else 0,
-                        mtime=_filetime(meta.mtime_ns), attributes=attrs)
+        creation, atime, mtime, attrs = _basic_info(meta, is_dir=is_dir)
+        self._set_basic(path, creation=creation, atime=atime, mtime=mtime, attributes=attrs)
 
     def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> None:
         import smbclient
