@@ -134,13 +134,20 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
         "started_at": started, "ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000),
         "source_entries": source.num_rows, "destination_entries": destination.num_rows,
         "shard_count": shard_plan.count, "files_per_shard": shard_plan.files_per_shard,
-        "bytes_per_shard": shard_plan.bytes_per_shard, **est,
+        "bytes_per_shard": shard_plan.bytes_per_shard, **est, "warnings": _prepare_warnings(options, dst),
     })
     log.info("PREPARING %s: %s entries at source, %s at destination; %s to transfer (%s bytes), %s to delete, "
              "%s shards", execution.execution_id, source.num_rows, destination.num_rows,
              est["EstimatedFilesToTransfer"], est["EstimatedBytesToTransfer"], est["EstimatedFilesToDelete"],
              shard_plan.count)
     return shards
+
+
+def _prepare_warnings(options: TaskOptions, dst: Location) -> list[str]:
+    if (options.Uid != "NONE" or options.Gid != "NONE") and not dst.keeps_ownership:
+        return [f"Uid/Gid: ownership is neither kept nor compared: the worker runs as uid {os.geteuid()} and only "
+                "root may give files to other owners at the destination (run as root, or set Uid/Gid NONE)"]
+    return []
 
 
 def _previous_execution(execution: ExecutionDir, record: dict[str, Any], look_back: int = 5) -> ExecutionDir | None:
@@ -221,6 +228,7 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
     """
     t0 = time.monotonic()
     _record, src, dst, options = _load(execution)
+    options = planning.without_ownership(options, dst)
     manifest = execution.read_table(execution.manifest, MANIFEST_SCHEMA)
     deletes = manifest.filter(pc.equal(manifest["action"], "delete")).select(["path", "type"]).to_pylist()
     deletes.sort(key=lambda r: (r["path"].count("/"), r["type"] != DIR), reverse=True)

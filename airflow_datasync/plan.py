@@ -32,6 +32,14 @@ def apply_filters(listing: pa.Table, options: TaskOptions) -> pa.Table:
     return listing.filter(keep_mask(listing["path"], listing["type"], options.Includes, options.Excludes))
 
 
+def without_ownership(options: TaskOptions, dst) -> TaskOptions:
+    """Uid/Gid as NONE where the destination cannot take other owners (not root on a file system): neither
+    applied (a refused chown per file) nor compared (every re-run would plan an update it cannot make)."""
+    if getattr(dst, "keeps_ownership", True) or (options.Uid == "NONE" and options.Gid == "NONE"):
+        return options
+    return dataclasses.replace(options, Uid="NONE", Gid="NONE")
+
+
 def comparable(source: pa.Table, destination: pa.Table, options: TaskOptions, src, dst
                ) -> tuple[pa.Table, pa.Table, TaskOptions]:
     """Listings and options as the two locations can compare them.
@@ -50,6 +58,7 @@ def comparable(source: pa.Table, destination: pa.Table, options: TaskOptions, sr
         source, destination = floor(source), floor(destination)
     if not (getattr(src, "posix_metadata", True) and getattr(dst, "posix_metadata", True)):
         options = dataclasses.replace(options, PosixPermissions="NONE", Uid="NONE", Gid="NONE")
+    options = without_ownership(options, dst)
     if getattr(dst, "case_insensitive", False):
         source, destination = fold_case(source, destination, options)
     return source, destination, options

@@ -102,7 +102,7 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
         "ShardCount": expected_shards,
         "ShardsCompleted": len(shards),
         "FilesResumed": int(pc.sum(results["resumed"]).as_py() or 0),
-        "Warnings": (finalize or {}).get("warnings", [])[:20] + [w for w in results["warning"].to_pylist() + deletes["warning"].to_pylist() if w][:20],
+        "Warnings": (prepare or {}).get("warnings", []) + (finalize or {}).get("warnings", [])[:20] + [w for w in results["warning"].to_pylist() + deletes["warning"].to_pylist() if w][:20],
         "ReportUri": execution.uri_of(execution.report_rows),
         "ExecutionUri": execution.uri,
     }

@@ -23,6 +23,7 @@ from airflow_datasync import checksum
 from airflow_datasync.locations.base import DIR, FILE, SYMLINK, Location, LocationError, Metadata, StatResult
 from airflow_datasync.manifest import RESULT_SCHEMA, ExecutionDir, Journal, utcnow
 from airflow_datasync.options import TaskOptions
+from airflow_datasync.plan import without_ownership
 from airflow_datasync.progress import Progress, RateLimiter
 
 log = logging.getLogger("airflow_datasync")
@@ -208,6 +209,7 @@ def _describe(exc: BaseException, path: str) -> str:
 def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Location, options: TaskOptions,
                    bytes_per_second: int | None = None) -> dict[str, Any]:
     """Copy every entry of ``shard``; write its results and summary; raise if any entry failed."""
+    options = without_ownership(options, dst)
     started = utcnow()
     t0 = time.monotonic()
     rows = execution.read_table(execution.manifest, filters=[("shard", "=", shard)])

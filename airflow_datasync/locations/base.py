@@ -153,6 +153,9 @@ class Location(abc.ABC):
     uses_scan_hints: bool = False
     #: True where a listing's ETag pins one immutable version of an entry (:meth:`open_version`).
     listing_is_snapshot: bool = False
+    #: False where this process cannot give entries to other owners (a file system, not as root): Uid/Gid
+    #: are then neither applied nor compared, and the report says so once instead of failing every file.
+    keeps_ownership: bool = True
     #: False where directories are markers whose metadata a store may not keep (S3-compatible stores that
     #: are file systems underneath, such as SeaweedFS, drop it): their metadata is written, not compared.
     keeps_directory_metadata: bool = True

@@ -91,6 +91,10 @@ class LocalLocation(Location):
         self._umask = _read_umask()  # read per location (per phase), not once per process
 
     # -- helpers ----------------------------------------------------------------------------------
+    @property
+    def keeps_ownership(self) -> bool:  # type: ignore[override]
+        return os.geteuid() == 0
+
     def _abs(self, path: str) -> str:
         return os.path.join(self.root, safe_relpath(path)) if path else self.root
 

@@ -132,3 +132,35 @@ def test_unlistable_directory_as_nobody(world_tmp, make_tree, python_exe, python
     assert summary["FilesFailed"] >= 1
     assert (dst / "ok.txt").read_text() == "readable" and (dst / "pub" / "p.txt").read_text() == "p"
     assert not (dst / "private" / "hidden.txt").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="needs root to run the engine as user nobody")
+def test_not_root_reruns_transfer_nothing_and_say_why_ownership_is_not_kept(world_tmp, make_tree, python_exe,
+                                                                             python_env):
+    """Files owned by root, synced by user nobody: chown is impossible, so Uid/Gid are neither applied
+    (no refused chown per file) nor compared (a re-run would otherwise plan an update of every file)."""
+    exe, env = _nobody_python(python_exe, python_env)
+    src = make_tree(Path(world_tmp) / "src", {"a.txt": "a", "d": {"b.txt": "b"}})
+    for dirpath, _dirs, files in os.walk(src):
+        os.chmod(dirpath, 0o755)
+        for f in files:
+            os.chmod(os.path.join(dirpath, f), 0o644)
+    dst, store = src.parent / "dst", src.parent / "store"
+    for p in (dst, store):
+        p.mkdir()
+        os.chown(p, NOBODY, NOBODY)
+    summaries = []
+    for _ in range(2):
+        proc = subprocess.run([exe, "-c", SCRIPT, str(src), str(dst), str(store)], env=dict(env, HOME=str(store)),
+                              user=NOBODY, group=NOBODY, extra_groups=[], capture_output=True, text=True, timeout=120,
+                              cwd=str(store))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        summaries.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    first, second = summaries
+    assert first["Status"] == second["Status"] == "SUCCESS", summaries
+    assert first["FilesTransferred"] == 3 and second["FilesTransferred"] == 0, second
+    assert any("ownership is neither kept nor compared" in w for w in second["Warnings"])
+    assert os.stat(dst / "a.txt").st_uid == NOBODY and (dst / "d" / "b.txt").read_text() == "b"
+    # Modes and times are still kept.
+    assert os.stat(dst / "a.txt").st_mtime_ns == os.stat(src / "a.txt").st_mtime_ns
