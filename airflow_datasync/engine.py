@@ -101,10 +101,17 @@ def _options_for_record(options: TaskOptions) -> dict[str, Any]:
 
 # -- PREPARING -------------------------------------------------------------------------------------
 def _scan_to(execution: ExecutionDir, location: Location, path: str, what: str,
-             hints: ScanHints | None = None) -> pa.Table:
+             hints: ScanHints | None = None, other: pa.Table | None = None, compare: bool = True) -> pa.Table:
+    """List one side. Given the ``other`` side's listing, an object store reads metadata (a HEAD) only for
+    entries the plan will compare: those present on the other side as a file of the same size."""
     progress = Progress(f"scanning {what}")
+    needs = None
+    if other is not None and location.uses_scan_hints:
+        files = other.filter(pc.equal(other["type"], "file"))
+        sizes = dict(zip(files["path"].to_pylist(), files["size"].to_pylist()))
+        needs = (lambda rel, size: compare and sizes.get(rel) == size)
     with execution.sink(path, LISTING_SCHEMA) as sink:
-        for batch in location.scan(hints=hints):
+        for batch in location.scan(hints=hints, needs_metadata=needs):
             sink.write(batch)
             progress.add(batch.num_rows)
     progress.log()
@@ -117,11 +124,18 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
     started = utcnow()
     record, src, dst, options = _load(execution)
     previous = _previous_execution(execution, record) if src.uses_scan_hints or dst.uses_scan_hints else None
-    source = _scan_to(execution, src, execution.source_listing, "source",
-                      _hints(previous, "source") if previous is not None and src.uses_scan_hints else None)
+    src_hints = _hints(previous, "source") if previous is not None and src.uses_scan_hints else None
+    dst_hints = _hints(previous, "destination") if previous is not None and dst.uses_scan_hints else None
+    compare = options.TransferMode == "CHANGED"
+    # The side that can skip metadata reads is listed second, knowing what the first side holds.
     # TransferMode=ALL still lists the destination: it tells a directory from a file before we write.
-    destination = _scan_to(execution, dst, execution.destination_listing, "destination",
-                           _hints(previous, "destination") if previous is not None and dst.uses_scan_hints else None)
+    if src.uses_scan_hints:
+        destination = _scan_to(execution, dst, execution.destination_listing, "destination", dst_hints)
+        source = _scan_to(execution, src, execution.source_listing, "source", src_hints, destination, compare)
+    else:
+        source = _scan_to(execution, src, execution.source_listing, "source", src_hints)
+        destination = _scan_to(execution, dst, execution.destination_listing, "destination", dst_hints, source,
+                               compare)
     manifest = planning.diff(*planning.comparable(source, destination, options, src, dst),
                              compare_dir_metadata=dst.keeps_directory_metadata)
     limit = min(options.max_shards, max_shards or options.max_shards)
@@ -171,15 +185,34 @@ def _hints(previous: ExecutionDir, side: str) -> ScanHints | None:
     try:
         listing = previous.read_table(previous.source_listing if side == "source" else previous.destination_listing,
                                       LISTING_SCHEMA)
+        results = previous.shard_results()
+        copied = results.filter(pc.and_(pc.equal(results["status"], "SUCCESS"), pc.is_valid(results["src_mtime_ns"])))
+        read = copied.select(["path", "src_mtime_ns", "src_atime_ns", "src_mode", "src_uid", "src_gid"])
+        if side == "source" and read.num_rows:
+            # What the copies read (a GET brings the version's metadata) completes what the listing skipped.
+            joined = listing.join(read, keys="path", join_type="left outer")
+            learnt = pc.and_(pc.invert(pc.fill_null(joined["meta_known"], True)), pc.is_valid(joined["src_mtime_ns"]))
+            for name in ("mtime_ns", "atime_ns", "mode", "uid", "gid"):
+                joined = joined.set_column(joined.schema.get_field_index(name), name,
+                                           pc.if_else(learnt, joined["src_" + name], joined[name]))
+            joined = joined.set_column(joined.schema.get_field_index("meta_known"), "meta_known",
+                                       pc.or_(pc.fill_null(joined["meta_known"], True), learnt))
+            listing = joined.select(LISTING_SCHEMA.names)
         if side == "destination":
-            results = previous.shard_results()
             written = results.filter(pc.and_(pc.equal(results["status"], "SUCCESS"), pc.is_valid(results["dst_etag"])))
             if written.num_rows:
                 record = previous.read_json(previous.launch) or {}
                 options = TaskOptions.from_dict(record.get("options_dict"))
                 manifest = previous.read_table(previous.manifest, MANIFEST_SCHEMA).select(
-                    ["path", "type", "mtime_ns", "atime_ns", "mode", "uid", "gid", "link_target"])
-                rows = written.select(["path", "dst_etag"]).join(manifest, keys="path", join_type="inner")
+                    ["path", "type", "mtime_ns", "atime_ns", "mode", "uid", "gid", "link_target", "meta_known"])
+                rows = written.select(["path", "dst_etag", "src_mtime_ns", "src_atime_ns", "src_mode", "src_uid",
+                                       "src_gid"]).join(manifest, keys="path", join_type="inner")
+                # The metadata written came from what the copy read (src_*), else from the manifest when known;
+                # placeholders of a listing that skipped the HEAD are never passed on.
+                for name in ("mtime_ns", "atime_ns", "mode", "uid", "gid"):
+                    rows = rows.set_column(rows.schema.get_field_index(name), name,
+                                           pc.if_else(pc.is_valid(rows["src_mtime_ns"]), rows["src_" + name], rows[name]))
+                rows = rows.filter(pc.or_(pc.is_valid(rows["src_mtime_ns"]), pc.fill_null(rows["meta_known"], True)))
                 # What a HEAD would now return: only the metadata the options had us write.
                 kept = {"mtime_ns": options.Mtime == "PRESERVE", "atime_ns": options.Atime == "BEST_EFFORT",
                         "mode": options.PosixPermissions == "PRESERVE", "uid": options.Uid == "INT_VALUE",

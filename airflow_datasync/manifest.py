@@ -53,6 +53,13 @@ RESULT_SCHEMA = pa.schema(
         pa.field("src_md5", pa.string()),
         #: Object stores: the ETag of the object written, so the next execution needs no HEAD for it.
         pa.field("dst_etag", pa.string()),
+        #: The source's metadata as the copy read it (for object stores it may come with the GET, not from
+        #: PREPARING): what the next execution knows about this version, and what the options applied.
+        pa.field("src_mtime_ns", pa.int64()),
+        pa.field("src_atime_ns", pa.int64()),
+        pa.field("src_mode", pa.int32()),
+        pa.field("src_uid", pa.int64()),
+        pa.field("src_gid", pa.int64()),
         pa.field("resumed", pa.bool_()),
         pa.field("error", pa.string()),
         pa.field("warning", pa.string()),
@@ -80,7 +87,9 @@ def utcnow() -> str:
 
 
 def new_execution_id() -> str:
-    return "exec-" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(4)
+    """``exec-<UTC time to the microsecond>-<random>``: ids sort in launch order, even within one second
+    (a later execution finds the one before it by that order)."""
+    return "exec-" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + secrets.token_hex(4)
 
 
 def check_name(kind: str, value: str) -> str:

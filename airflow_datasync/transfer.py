@@ -124,7 +124,8 @@ class ShardCopier:
         self.journal.append({"path": path, "bytes": result["bytes_written"], "algo": result["checksum_algo"],
                              "checksum": result["src_checksum"], "md5": result["src_md5"], "etag": result["dst_etag"],
                              "size": result["bytes_written"] if is_data else None,
-                             "mtime_ns": row.get("mtime_ns") if is_data and self.options.Mtime == "PRESERVE" else None})
+                             "mtime_ns": result.get("mtime_written", row.get("mtime_ns"))
+                             if is_data and self.options.Mtime == "PRESERVE" else None})
         self.progress.add(1, result["bytes_written"])
         return result
 
@@ -151,20 +152,28 @@ class ShardCopier:
                                 row.get("gid"), etag=row["etag"])
         else:
             before = self._stat_source(path, FILE)
-        meta = with_security_descriptor(self.src, self.dst, path, metadata_for(before, self.options), self.options)
+        seen: list[StatResult] = []
+
+        def meta_for(stat: StatResult) -> Metadata:
+            seen.append(stat)
+            return with_security_descriptor(self.src, self.dst, path, metadata_for(stat, self.options), self.options)
+
+        def read_as(result: dict[str, Any]) -> dict[str, Any]:
+            st = seen[-1] if seen else before
+            return {**result, "src_mtime_ns": st.mtime_ns, "src_atime_ns": st.atime_ns, "src_mode": st.mode,
+                    "src_uid": st.uid, "src_gid": st.gid}
+
         overwrite = self.options.OverwriteMode == "ALWAYS"
         keep_tags = self.options.ObjectTags == "PRESERVE"
         copy_from = getattr(self.dst, "copy_from", None)
         if copy_from is not None and self.dst.same_endpoint(self.src):
             # Same S3 endpoint: the server copies (conditional on the ETag seen here); no bytes pass through us.
             self.limiter.acquire(before.size)
-            size, crc = copy_from(self.src, path, meta, expect_etag=before.etag, if_none_match=not overwrite,
+            size, crc = copy_from(self.src, path, meta_for, expect_etag=before.etag, if_none_match=not overwrite,
                                   keep_tags=keep_tags)
             # A single-part source ETag is the MD5 of its bytes; the server-side copy keeps those bytes.
-            return {"bytes_written": size, "checksum_algo": checksum.ALGO if crc else None, "src_checksum": crc,
-                    "src_md5": checksum.md5_of_etag(before.etag)}
-        if keep_tags and self.src.scheme == self.dst.scheme == "s3":
-            meta = dataclasses.replace(meta, tags=self.src.get_tags(path))
+            return read_as({"bytes_written": size, "checksum_algo": checksum.ALGO if crc else None,
+                            "src_checksum": crc, "src_md5": checksum.md5_of_etag(before.etag)})
         hasher = checksum.new_hasher()
 
         def check(written: int) -> None:
@@ -186,10 +195,14 @@ class ShardCopier:
 
         md5 = hashlib.md5(usedforsecurity=False) if self.dst.etag_is_md5(before.size) else None
         with (self.src.open_version(path, before.etag) if pinned else self.src.open_read(path)) as fh:
+            # A pinned read brings the version's own metadata (PREPARING may not have read it).
+            meta = meta_for(getattr(fh, "stat", None) or before)
+            if keep_tags and self.src.scheme == self.dst.scheme == "s3":
+                meta = dataclasses.replace(meta, tags=self.src.get_tags(path))
             written = self.dst.write(path, checksum.stream(fh, hasher, on_chunk=counted, also=md5), meta,
                                      tag=self.tag, before_commit=check, overwrite=overwrite)
-        return {"bytes_written": written, "checksum_algo": checksum.ALGO, "src_checksum": hasher.hexdigest(),
-                "src_md5": md5.hexdigest() if md5 is not None else None}
+        return read_as({"bytes_written": written, "checksum_algo": checksum.ALGO, "src_checksum": hasher.hexdigest(),
+                        "src_md5": md5.hexdigest() if md5 is not None else None, "mtime_written": meta.mtime_ns})
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -234,7 +247,7 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
     finally:
         journal.close()
     progress.log()
-    table = pa.Table.from_pylist([{k: v for k, v in r.items() if k != "retryable"} for r in results], schema=RESULT_SCHEMA)
+    table = pa.Table.from_pylist([{k: v for k, v in r.items() if k not in ("retryable", "mtime_written")} for r in results], schema=RESULT_SCHEMA)
     execution.write_table(execution.shard_file(shard, "parquet"), table, RESULT_SCHEMA)
     failed = [r for r in results if r["status"] == "FAILED"]
     summary = {

@@ -35,6 +35,10 @@ LISTING_SCHEMA = pa.schema(
         #: Object stores: the ETag seen in the listing. A later execution reuses what it learnt about an
         #: object (its metadata, from a HEAD) while the ETag is unchanged.
         pa.field("etag", pa.string()),
+        #: False where a listing did not read an entry's metadata (an object store skips the HEAD when the
+        #: plan does not need it): its mtime is the store's own time and mode/uid/gid are unknown; the copy
+        #: takes the real values from the read itself. Null (file systems) or True: known.
+        pa.field("meta_known", pa.bool_()),
     ]
 )
 
@@ -129,7 +133,11 @@ class ScanHints:
     FIELDS = ("type", "mtime_ns", "atime_ns", "mode", "uid", "gid", "link_target")
 
     def __init__(self, table: pa.Table) -> None:
-        table = table.filter(pa.compute.is_valid(table["etag"])) if table.num_rows else table
+        if table.num_rows:
+            keep = pa.compute.is_valid(table["etag"])
+            if "meta_known" in table.column_names:  # placeholders are never passed on as knowledge
+                keep = pa.compute.and_(keep, pa.compute.fill_null(table["meta_known"], True))
+            table = table.filter(keep)
         cols = [table[name].to_pylist() for name in ("path", "etag") + self.FIELDS]
         self._by_path = {row[0]: row[1:] for row in zip(*cols)}
 
@@ -186,11 +194,14 @@ class Location(abc.ABC):
 
     # -- reading ----------------------------------------------------------------------------------
     @abc.abstractmethod
-    def scan(self, batch_size: int = 10_000, hints: "ScanHints | None" = None) -> Iterator[pa.RecordBatch]:
+    def scan(self, batch_size: int = 10_000, hints: "ScanHints | None" = None,
+             needs_metadata: "Callable[[str, int], bool] | None" = None) -> Iterator[pa.RecordBatch]:
         """Yield the whole tree below the root as :data:`LISTING_SCHEMA` batches (root excluded).
 
         ``hints`` (object stores) hold what an earlier execution learnt per path and ETag, so that
-        unchanged objects need no HEAD request; backends without ETags ignore them.
+        unchanged objects need no HEAD request; backends without ETags ignore them. ``needs_metadata(path,
+        size)`` (object stores) says which entries the plan will compare; others are listed with
+        ``meta_known`` False. None: read every entry's metadata.
         """
 
     @abc.abstractmethod

@@ -120,8 +120,8 @@ class LocalLocation(Location):
         return theirs == mine or theirs.startswith(mine.rstrip("/") + "/")
 
     # -- reading ----------------------------------------------------------------------------------
-    def scan(self, batch_size: int = 10_000, hints=None) -> Iterator[pa.RecordBatch]:
-        cols: dict[str, list] = {f.name: [] for f in LISTING_SCHEMA if f.name != "etag"}
+    def scan(self, batch_size: int = 10_000, hints=None, needs_metadata=None) -> Iterator[pa.RecordBatch]:
+        cols: dict[str, list] = {f.name: [] for f in LISTING_SCHEMA if f.name not in ("etag", "meta_known")}
 
         def add(path, kind, s=None, link=None, error=None):
             cols["path"].append(path)

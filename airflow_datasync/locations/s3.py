@@ -242,7 +242,8 @@ class S3Location(Location):
         return other.prefix.startswith(self.prefix)
 
     # -- reading ----------------------------------------------------------------------------------
-    def scan(self, batch_size: int = 10_000, hints: ScanHints | None = None) -> Iterator[pa.RecordBatch]:
+    def scan(self, batch_size: int = 10_000, hints: ScanHints | None = None,
+             needs_metadata: Callable[[str, int], bool] | None = None) -> Iterator[pa.RecordBatch]:
         # ListObjectsV2 through boto3: keys exactly as stored (``dir/`` markers keep their slash, control
         # characters arrive URL-encoded and decoded), a page of 1,000 at a time, straight into Arrow.
         # POSIX metadata lives in user metadata, which only HEAD returns: objects whose ETag matches what
@@ -253,10 +254,11 @@ class S3Location(Location):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
                 contents = page.get("Contents") or []
                 if contents:
-                    yield self._listing(contents, pool, hints)
+                    yield self._listing(contents, pool, hints, needs_metadata)
 
     def _listing(self, contents: list[dict[str, Any]], pool: ThreadPoolExecutor,
-                 hints: ScanHints | None = None) -> pa.RecordBatch:
+                 hints: ScanHints | None = None, needs_metadata: Callable[[str, int], bool] | None = None
+                 ) -> pa.RecordBatch:
         keys = [c["Key"] for c in contents]
         sizes = [c["Size"] for c in contents]
         etags = [c.get("ETag") for c in contents]
@@ -285,6 +287,10 @@ class S3Location(Location):
                 row.update({k: v for k, v in known.items() if v is not None})
                 if row["type"] != FILE:
                     row["size"] = 0
+                self.heads_skipped += 1
+            elif needs_metadata is not None and not is_dir and size > 0 and not needs_metadata(rel, size):
+                # Nothing to compare it with (new, or a different size): metadata comes with the GET.
+                row["meta_known"] = False
                 self.heads_skipped += 1
             else:
                 heads.append((len(rows), key))
@@ -337,8 +343,13 @@ class S3Location(Location):
             is_dir = head is not None
         if head is None:
             return None
-        meta = self._meta_from_head(head, is_dir)
-        mtime = meta.get("mtime_ns", int(head["LastModified"].timestamp() * 1e9))
+        return self._stat_from_head(head, is_dir)
+
+    @classmethod
+    def _stat_from_head(cls, head: dict[str, Any], is_dir: bool = False) -> StatResult:
+        """A HEAD (or GET) response as a StatResult: our ds-* metadata where present, else S3's own."""
+        meta = cls._meta_from_head(head, is_dir)
+        mtime = meta.get("mtime_ns", int(head["LastModified"].timestamp() * 1_000_000_000))
         kind = meta.get("type", DIR if is_dir else FILE)
         return StatResult(kind, 0 if kind != FILE else head["ContentLength"], mtime, meta.get("atime_ns"),
                           meta.get("mode"), meta.get("uid"), meta.get("gid"), meta.get("link_target"),
@@ -392,8 +403,10 @@ class S3Location(Location):
                                            "matches); not copied, the next execution copies the new version")
         try:
             if not _obstore_safe(key):
-                body = self.client.get_object(Bucket=self.bucket, Key=key, IfMatch=etag)["Body"]
-                return _ChunkReader(body.iter_chunks(checksum.CHUNK))
+                resp = self.client.get_object(Bucket=self.bucket, Key=key, IfMatch=etag)
+                reader = _ChunkReader(resp["Body"].iter_chunks(checksum.CHUNK))
+                reader.stat = self._stat_from_head(resp)
+                return reader
             result = obstore.get(self.store, key, options={"if_match": etag})
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
@@ -405,7 +418,13 @@ class S3Location(Location):
             if type(exc).__name__ == "NotFoundError" or isinstance(exc, FileNotFoundError):
                 raise FileNotFoundError(f"{path}: vanished from the source after PREPARING") from None
             raise
-        return _ChunkReader(iter(result.stream(min_chunk_size=checksum.CHUNK)))
+        reader = _ChunkReader(iter(result.stream(min_chunk_size=checksum.CHUNK)))
+        # The GET carries the version's metadata: what the copy applies, even where PREPARING skipped the HEAD.
+        info = result.meta
+        user = {k: v for k, v in result.attributes.items() if k not in _STANDARD_ATTRIBUTES}
+        reader.stat = self._stat_from_head({"Metadata": user, "LastModified": info["last_modified"],
+                                            "ContentLength": info["size"], "ETag": info.get("e_tag") or etag})
+        return reader
 
     # -- writing ----------------------------------------------------------------------------------
     def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
@@ -516,8 +535,9 @@ class S3Location(Location):
             raise
         return total
 
-    def copy_from(self, source: "S3Location", path: str, meta: Metadata, *, expect_etag: str | None,
-                  if_none_match: bool = False, keep_tags: bool = True) -> tuple[int, str | None]:
+    def copy_from(self, source: "S3Location", path: str, meta_for: Callable[[StatResult], Metadata], *,
+                  expect_etag: str | None, if_none_match: bool = False, keep_tags: bool = True
+                  ) -> tuple[int, str | None]:
         """Server-side copy (multipart copy above ``COPY_PART_SIZE``); returns (bytes, the source's CRC64NVME
         hex or None).
 
@@ -531,7 +551,8 @@ class S3Location(Location):
         size = head["ContentLength"]
         if if_none_match and self._head(key) is not None:
             raise FileExistsError(f"{key} already exists (OverwriteMode=NEVER)")
-        # The source object's own user metadata travels with it; ours (ds-*) is refreshed.
+        # The source object's own user metadata travels with it; ours (ds-*) is written from its HEAD.
+        meta = meta_for(self._stat_from_head(head))
         theirs = self._meta_from_head(head, False).get("user_metadata") or {}
         headers = {**theirs, **_meta_to_headers(meta)}
         copy_source = {"Bucket": source.bucket, "Key": src_key}
@@ -598,6 +619,11 @@ class S3Location(Location):
     def delete(self, path: str, *, is_dir: bool) -> None:
         key = self.key(path) + ("/" if is_dir else "")
         self.client.delete_object(Bucket=self.bucket, Key=key)
+
+
+#: obstore's GET attributes that are HTTP headers, not user metadata.
+_STANDARD_ATTRIBUTES = {"Content-Disposition", "Content-Encoding", "Content-Language", "Content-Type",
+                        "Cache-Control", "Storage-Class"}
 
 
 def _full_object_crc(head: dict[str, Any]) -> str | None:

@@ -480,11 +480,11 @@ class SmbLocation(Location):
         return [p.lower() for p in b.base[: len(mine)]] == mine
 
     # -- reading ----------------------------------------------------------------------------------
-    def scan(self, batch_size: int = 10_000, hints=None) -> Iterator[pa.RecordBatch]:
+    def scan(self, batch_size: int = 10_000, hints=None, needs_metadata=None) -> Iterator[pa.RecordBatch]:
         from smbclient._io import SMBDirectoryIO
 
         info_class = _raw_times_dir_info()
-        cols: dict[str, list] = {f.name: [] for f in LISTING_SCHEMA if f.name != "etag"}
+        cols: dict[str, list] = {f.name: [] for f in LISTING_SCHEMA if f.name not in ("etag", "meta_known")}
 
         def add(path, kind, size=None, mtime=None, atime=None, link=None, error=None):
             for name, value in (("path", path), ("type", kind), ("size", size), ("mtime_ns", mtime),

@@ -506,3 +506,70 @@ def test_point_in_time_verify_compares_listed_etags_and_still_catches_a_changed_
     caught = run_execution(str(src), s3loc(bucket), pit, store=store)
     assert caught["Status"] == "ERROR" and caught["ErrorCode"] == "VerificationFailed"
     assert "dir/b.csv" in caught["ErrorDetail"]
+
+
+def test_s3_source_metadata_comes_with_the_get_when_the_plan_needs_no_head(tmp_path, s3, bucket):
+    """PREPARING HEADs only objects it must compare (same path and size at the destination); a new object's
+    POSIX metadata arrives with its GET and is applied all the same."""
+    from airflow_datasync.locations.s3 import _clients_for
+
+    for i in range(6):
+        s3.put_object(Bucket=bucket, Key=f"src/f{i}.txt", Body=f"data {i}".encode(),
+                      Metadata={"ds-mtime-ns": str(1_600_000_000_000_000_000 + i), "ds-mode": "600"})
+    s3.put_object(Bucket=bucket, Key="src/link", Body=b"",
+                  Metadata={"ds-type": "symlink", "ds-link-target": "f0.txt"})
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / "f5.txt").write_text("data 5")  # same size as the object: compared, so HEADed
+    calls: dict[str, int] = {}
+    client = _clients_for(CONN_ID)["client"]
+
+    def count(event_name, **_):
+        op = event_name.rsplit(".", 1)[-1]
+        calls[op] = calls.get(op, 0) + 1
+
+    execution = engine.launch(s3loc(bucket, "src"), LocationSpec(str(dst)), {}, store=str(tmp_path / "store"))
+    client.meta.events.register("before-call.s3", count)
+    try:
+        shards = engine.prepare(execution)
+    finally:
+        client.meta.events.unregister("before-call.s3", count)
+    assert calls.get("HeadObject") == 2, calls  # f5.txt (to compare) and the empty object (maybe a symlink)
+    for shard in shards:
+        engine.transfer(execution, shard["shard"])
+    engine.finalize(execution)
+    engine.verify(execution)
+    report = engine.report(execution)
+    assert report["Status"] == "SUCCESS", report
+    for i in range(5):
+        st = (dst / f"f{i}.txt").stat()
+        assert st.st_mtime_ns == 1_600_000_000_000_000_000 + i and st.st_mode & 0o777 == 0o600
+    assert os.readlink(dst / "link") == "f0.txt"
+    # A second run compares every object (HEADs where the first run only read), point in time: all in sync.
+    again = run_execution(s3loc(bucket, "src"), str(dst), {"VerifyMode": "POINT_IN_TIME_CONSISTENT"},
+                          store=str(tmp_path / "store"))
+    assert again["Status"] == "SUCCESS" and again["FilesTransferred"] == 0, again
+
+
+def test_metadata_learnt_from_gets_spares_the_next_run_its_heads(tmp_path, s3, bucket):
+    from airflow_datasync.locations.s3 import _clients_for
+
+    for i in range(5):
+        s3.put_object(Bucket=bucket, Key=f"src/f{i}.txt", Body=f"data {i}".encode(),
+                      Metadata={"ds-mtime-ns": str(1_700_000_000_000_000_000 + i)})
+    dst, store = tmp_path / "dst", str(tmp_path / "store")
+    assert run_execution(s3loc(bucket, "src"), str(dst), {}, store=store)["Status"] == "SUCCESS"
+    calls: dict[str, int] = {}
+    client = _clients_for(CONN_ID)["client"]
+
+    def count(event_name, **_):
+        op = event_name.rsplit(".", 1)[-1]
+        calls[op] = calls.get(op, 0) + 1
+
+    client.meta.events.register("before-call.s3", count)
+    try:
+        again = run_execution(s3loc(bucket, "src"), str(dst), {}, store=store)
+    finally:
+        client.meta.events.unregister("before-call.s3", count)
+    assert again["Status"] == "SUCCESS" and again["FilesTransferred"] == 0, again
+    assert calls.get("HeadObject", 0) == 0, calls  # every object's metadata came with the first run's GETs
