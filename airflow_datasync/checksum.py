@@ -66,8 +66,9 @@ def stream(fh: IO[bytes], hasher, chunk: int = CHUNK, on_chunk=None, also=None) 
         yield data
 
 
-def file_checksum(fh: IO[bytes]) -> str:
-    h = new_hasher()
+def file_checksum(fh: IO[bytes], hasher=None) -> str:
+    """Hex digest of the whole stream: CRC64NVME, or ``hasher`` (any hashlib-style object, e.g. MD5)."""
+    h = hasher if hasher is not None else new_hasher()
     for _ in stream(fh, h):
         pass
     return h.hexdigest()

@@ -37,11 +37,8 @@ def _hash(location: Location, path: str) -> str:
 
 
 def _md5(location: Location, path: str) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
     with location.open_read(path) as fh:
-        for chunk in iter(lambda: fh.read(checksum.CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return checksum.file_checksum(fh, hashlib.md5(usedforsecurity=False))
 
 
 def _row(path, status, src=None, dst=None, error=None, algo=checksum.ALGO) -> dict[str, Any]:

@@ -139,19 +139,16 @@ def _int(value: str | None, base: int = 10) -> int | None:
 
 
 class _ChunkReader(io.RawIOBase):
-    """A read-only file over an iterator of byte chunks (obstore's streaming GET)."""
+    """A read-only file over an iterator of byte chunks (obstore's streaming GET): each read returns the
+    next chunk, whatever ``size`` asks (the copy loop only needs chunks)."""
 
     def __init__(self, chunks: Iterator[Any]) -> None:
         self._chunks = chunks
-        self._pending = b""
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> bytes:
-        if self._pending:
-            data, self._pending = self._pending, b""
-            return data
         for chunk in self._chunks:
             data = bytes(chunk)
             if data:
@@ -175,7 +172,6 @@ class S3Location(Location):
         self._settings: dict[str, Any] | None = None
         #: path → ETag of each object this location wrote (recorded so later executions can skip HEADs).
         self.written_etags: dict[str, str] = {}
-        self.heads_skipped = 0
 
     # -- clients ----------------------------------------------------------------------------------
     def _resolve(self) -> dict[str, Any]:
@@ -249,7 +245,6 @@ class S3Location(Location):
         # POSIX metadata lives in user metadata, which only HEAD returns: objects whose ETag matches what
         # an earlier execution saw take it from ``hints`` instead, so a re-run costs LISTs, not HEADs.
         paginator = self.client.get_paginator("list_objects_v2")
-        self.heads_skipped = 0
         with ThreadPoolExecutor(max_workers=HEAD_CONCURRENCY, thread_name_prefix="s3head") as pool:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
                 contents = page.get("Contents") or []
@@ -287,11 +282,9 @@ class S3Location(Location):
                 row.update({k: v for k, v in known.items() if v is not None})
                 if row["type"] != FILE:
                     row["size"] = 0
-                self.heads_skipped += 1
             elif needs_metadata is not None and not is_dir and size > 0 and not needs_metadata(rel, size):
                 # Nothing to compare it with (new, or a different size): metadata comes with the GET.
                 row["meta_known"] = False
-                self.heads_skipped += 1
             else:
                 heads.append((len(rows), key))
             rows.append(row)
