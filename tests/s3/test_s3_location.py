@@ -573,3 +573,31 @@ def test_metadata_learnt_from_gets_spares_the_next_run_its_heads(tmp_path, s3, b
         client.meta.events.unregister("before-call.s3", count)
     assert again["Status"] == "SUCCESS" and again["FilesTransferred"] == 0, again
     assert calls.get("HeadObject", 0) == 0, calls  # every object's metadata came with the first run's GETs
+
+
+def test_listing_fast_paths_keep_timestamps_and_200_errors_exact(s3, bucket):
+    """The listing's cheaper timestamp parser and 200-error check change no result: mtimes equal boto3's
+    own parse, and an ``<Error>`` (or truncated) body sent with 200 is still turned into a retryable 500."""
+    for i in range(3):
+        s3.put_object(Bucket=bucket, Key=f"data/f{i}", Body=b"x" * i)
+    loc = open_location(f"s3://{bucket}/data", CONN_ID)
+    listed = {r["path"]: r["mtime_ns"] for b in loc.scan() for r in b.to_pylist()}
+    expected = {o["Key"][5:]: int(o["LastModified"].timestamp() * 1_000_000_000)
+                for o in s3.list_objects_v2(Bucket=bucket, Prefix="data/")["Contents"]}
+    assert listed == expected and len(listed) == 3
+
+    client = loc.client
+    model = client.meta.service_model
+
+    def status_after(operation: str, body: bytes) -> int:
+        response = {"status_code": 200, "body": body, "headers": {}}
+        client.meta.events.emit(f"before-parse.s3.{operation}", operation_model=model.operation_model(operation),
+                                response_dict=response, customized_response_dict={})
+        return response["status_code"]
+
+    decl = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    complete = decl + b"<ListBucketResult><Name>b</Name><KeyCount>0</KeyCount></ListBucketResult>"
+    assert status_after("ListObjectsV2", complete) == 200
+    assert status_after("ListObjectsV2", decl + b"<Error><Code>InternalError</Code></Error>") == 500
+    assert status_after("ListObjectsV2", complete[:-10]) == 500  # truncated: retried, not half-parsed
+    assert status_after("CopyObject", decl + b"<Error><Code>SlowDown</Code></Error>") == 500
