@@ -8,6 +8,7 @@ the phases can run in different processes (Airflow tasks on different workers) o
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import time
@@ -29,7 +30,7 @@ from airflow_datasync.manifest import (
 )
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.progress import Progress
-from airflow_datasync.transfer import metadata_for, transfer_shard, with_security_descriptor
+from airflow_datasync.transfer import metadata_for, run_parallel, transfer_shard, with_security_descriptor
 from airflow_datasync.uri import redact_uri
 
 log = logging.getLogger("airflow_datasync")
@@ -277,17 +278,24 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
             failed += 1
             results.append({"path": row["path"], "type": row["type"], "action": "delete", "status": "FAILED",
                             "error": f"{row['path']}: {exc}"})
-    dir_rows = sorted(_directories_to_finish(manifest), key=lambda r: r["path"].count("/"), reverse=True)
-    warnings = []
-    for row in dir_rows:
+    dir_rows = _directories_to_finish(manifest, dst.directory_times_follow_children)
+
+    def finish(row: dict[str, Any]) -> list[str]:
         try:
-            warnings.extend(dst.set_metadata(row["path"], _directory_metadata(src, dst, row, options), is_dir=True))
+            return dst.set_metadata(row["path"], _directory_metadata(src, dst, row, options), is_dir=True)
         except FileNotFoundError:
-            pass  # its creation failed in a shard, which reports it
+            return []  # its creation failed in a shard, which reports it
         except LocationError as exc:  # behind a symlink at the destination: not applied through it
-            warnings.append(f"{row['path']}: directory metadata not set: {exc}")
+            return [f"{row['path']}: directory metadata not set: {exc}"]
         except OSError as exc:
-            warnings.append(f"{row['path']}: directory metadata not set: {exc.strerror}")
+            return [f"{row['path']}: directory metadata not set: {exc.strerror}"]
+
+    # Deepest level first (a parent's mode may close the way to its children), each level in parallel.
+    warnings: list[str] = []
+    depth = lambda r: r["path"].count("/")  # noqa: E731
+    for _level, rows in itertools.groupby(sorted(dir_rows, key=depth, reverse=True), key=depth):
+        for found in run_parallel(finish, list(rows), options.workers(src, dst), "finalize"):
+            warnings.extend(found)
     execution.write_table(execution.delete_rows, pa.Table.from_pylist(results, schema=RESULT_SCHEMA), RESULT_SCHEMA)
     summary = {"ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000), "deleted": len(results) - failed,
                "delete_failed": failed, "directories_updated": len(dir_rows), "warnings": warnings[:100]}
@@ -295,11 +303,15 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
     return summary
 
 
-def _directories_to_finish(manifest: pa.Table) -> list[dict[str, Any]]:
+def _directories_to_finish(manifest: pa.Table, follow_children: bool = True) -> list[dict[str, Any]]:
     """Directories whose metadata must be (re)applied after the shards: those created or with metadata to
     update, and the parents of every entry written or deleted (that changed their mtime). Directories
-    nothing touched keep what they had, which matched: a re-run of a large tree costs no call per directory."""
+    nothing touched keep what they had, which matched: a re-run of a large tree costs no call per directory.
+    Where directories do not change with their children (object-store markers, written with their
+    metadata by the shard), only those planned for a metadata update."""
     action = manifest["action"]
+    if not follow_children:
+        return manifest.filter(pc.and_(pc.equal(manifest["type"], DIR), pc.equal(action, "meta"))).to_pylist()
     changed = manifest.filter(pc.is_in(action, pa.array(["copy", "mkdir", "delete"])))["path"].to_pylist()
     parents = {p.rsplit("/", 1)[0] for p in changed if "/" in p}
     is_dir = pc.equal(manifest["type"], DIR)

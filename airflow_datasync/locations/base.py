@@ -167,6 +167,10 @@ class Location(abc.ABC):
     #: False where directories are markers whose metadata a store may not keep (S3-compatible stores that
     #: are file systems underneath, such as SeaweedFS, drop it): their metadata is written, not compared.
     keeps_directory_metadata: bool = True
+    #: True where writing or deleting inside a directory changes the directory's own times (file systems,
+    #: SMB): its metadata is then set once more after the shards, deepest first. False for object-store
+    #: markers, which are objects like any other: created with their metadata, nothing changes them after.
+    directory_times_follow_children: bool = True
     #: Resolution of the modification times the store keeps (SMB: 100 ns); finer source times are
     #: compared at this resolution so that an unchanged file is not copied again.
     mtime_resolution_ns: int = 1
@@ -235,8 +239,9 @@ class Location(abc.ABC):
         """Create or atomically replace a symlink at ``path``."""
 
     @abc.abstractmethod
-    def mkdir(self, path: str) -> None:
-        """Create a directory (and missing parents); fine if it exists."""
+    def mkdir(self, path: str, meta: Metadata | None = None) -> None:
+        """Create a directory (and missing parents); fine if it exists. ``meta`` is what FINALIZE will set
+        on it; a store whose directories keep it from creation (no later change) may write it now."""
 
     @abc.abstractmethod
     def set_metadata(self, path: str, meta: Metadata, *, is_dir: bool = False) -> list[str]:

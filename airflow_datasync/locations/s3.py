@@ -161,6 +161,7 @@ class S3Location(Location):
     default_concurrency = 64
     uses_scan_hints = True
     keeps_directory_metadata = False
+    directory_times_follow_children = False
     listing_is_snapshot = True
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
@@ -585,10 +586,10 @@ class S3Location(Location):
     def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> None:
         self.write(path, iter(()), meta, tag=tag, kind=SYMLINK, link_target=target)
 
-    def mkdir(self, path: str) -> None:
-        key = self.key(path) + "/"
-        if self._head(key) is None:
-            self._put(key, b"", {}, False)
+    def mkdir(self, path: str, meta: Metadata | None = None) -> None:
+        # PREPARING found no marker here: one PUT, with the directory's metadata (a marker does not change
+        # when objects are written below it, so FINALIZE has nothing left to do for it).
+        self._put(self.key(path) + "/", b"", _meta_to_headers(meta, DIR) if meta is not None else {}, False)
 
     def set_metadata(self, path: str, meta: Metadata, *, is_dir: bool = False) -> list[str]:
         key = self.key(path) + ("/" if is_dir else "")

@@ -846,7 +846,7 @@ class SmbLocation(Location):
             self._remove(tmp, is_dir=False)
             raise
 
-    def mkdir(self, path: str) -> None:
+    def mkdir(self, path: str, meta: Metadata | None = None) -> None:
         self._check_dest_path(path)
         self._ensure_dir(path)
 
