@@ -7,6 +7,7 @@ the phases can run in different processes (Airflow tasks on different workers) o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -15,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -25,7 +27,10 @@ from airflow_datasync.manifest import (
     MANIFEST_SCHEMA,
     RESULT_SCHEMA,
     ExecutionDir,
+    ParquetSink,
+    ScratchSink,
     create_execution_dir,
+    read_scratch,
     utcnow,
 )
 from airflow_datasync.options import OptionsError, TaskOptions
@@ -101,22 +106,31 @@ def _options_for_record(options: TaskOptions) -> dict[str, Any]:
 
 
 # -- PREPARING -------------------------------------------------------------------------------------
+#: Above this many entries on either side, PREPARING plans in hash partitions of at most about this many
+#: entries each, so that its memory stays flat however large the tree (tests lower it).
+PARTITION_ROWS = 200_000
+
+
 def _scan_to(execution: ExecutionDir, location: Location, path: str, what: str,
-             hints: ScanHints | None = None, other: pa.Table | None = None, compare: bool = True) -> pa.Table:
-    """List one side. Given the ``other`` side's listing, an object store reads metadata (a HEAD) only for
-    entries the plan will compare: those present on the other side as a file of the same size."""
+             hints: ScanHints | None = None, other: str | None = None, compare: bool = True) -> int:
+    """List one side into ``path``; return its entry count. Given the ``other`` side's listing, an object store
+    reads metadata (a HEAD) only for entries the plan will compare: those present on the other side as a
+    file of the same size."""
     progress = Progress(f"scanning {what}")
     needs = None
     if other is not None and location.uses_scan_hints:
-        files = other.filter(pc.equal(other["type"], "file"))
+        # The other side's file sizes as a dict: memory grows with the tree here, for object stores only.
+        listing = execution.read_table(other, LISTING_SCHEMA)
+        files = listing.filter(pc.equal(listing["type"], "file"))
         sizes = dict(zip(files["path"].to_pylist(), files["size"].to_pylist()))
+        del listing, files
         needs = (lambda rel, size: compare and sizes.get(rel) == size)
     with execution.sink(path, LISTING_SCHEMA) as sink:
         for batch in location.scan(hints=hints, needs_metadata=needs):
             sink.write(batch)
             progress.add(batch.num_rows)
     progress.log()
-    return execution.read_table(path, LISTING_SCHEMA)
+    return sink.rows
 
 
 def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[dict[str, Any]]:
@@ -131,31 +145,127 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
     # The side that can skip metadata reads is listed second, knowing what the first side holds.
     # TransferMode=ALL still lists the destination: it tells a directory from a file before we write.
     if src.uses_scan_hints:
-        destination = _scan_to(execution, dst, execution.destination_listing, "destination", dst_hints)
-        source = _scan_to(execution, src, execution.source_listing, "source", src_hints, destination, compare)
+        dst_count = _scan_to(execution, dst, execution.destination_listing, "destination", dst_hints)
+        src_count = _scan_to(execution, src, execution.source_listing, "source", src_hints,
+                             execution.destination_listing, compare)
     else:
-        source = _scan_to(execution, src, execution.source_listing, "source", src_hints)
-        destination = _scan_to(execution, dst, execution.destination_listing, "destination", dst_hints, source,
-                               compare)
-    manifest = planning.diff(*planning.comparable(source, destination, options, src, dst),
-                             compare_dir_metadata=dst.keeps_directory_metadata)
+        src_count = _scan_to(execution, src, execution.source_listing, "source", src_hints)
+        dst_count = _scan_to(execution, dst, execution.destination_listing, "destination", dst_hints,
+                             execution.source_listing, compare)
     limit = min(options.max_shards, max_shards or options.max_shards)
-    manifest, shard_plan = planning.assign_shards(manifest, options.files_per_shard, options.bytes_per_shard, limit)
-    manifest = manifest.sort_by([("shard", "ascending"), ("path", "ascending")])
-    execution.write_table(execution.manifest, manifest, MANIFEST_SCHEMA)
-    est = planning.estimates(manifest)
-    shards = _shard_descriptors(execution, manifest)
+    parts = -(-max(src_count, dst_count) // PARTITION_ROWS)
+    if parts <= 1:
+        shard_plan, est, shards = _plan_in_memory(execution, src, dst, options, limit)
+    else:
+        shard_plan, est, shards = _plan_partitioned(execution, src, dst, options, limit, parts)
     execution.write_json(execution.prepare, {
         "started_at": started, "ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000),
-        "source_entries": source.num_rows, "destination_entries": destination.num_rows,
+        "source_entries": src_count, "destination_entries": dst_count,
         "shard_count": shard_plan.count, "files_per_shard": shard_plan.files_per_shard,
         "bytes_per_shard": shard_plan.bytes_per_shard, **est, "warnings": _prepare_warnings(options, dst),
     })
     log.info("PREPARING %s: %s entries at source, %s at destination; %s to transfer (%s bytes), %s to delete, "
-             "%s shards", execution.execution_id, source.num_rows, destination.num_rows,
+             "%s shards", execution.execution_id, src_count, dst_count,
              est["EstimatedFilesToTransfer"], est["EstimatedBytesToTransfer"], est["EstimatedFilesToDelete"],
              shard_plan.count)
     return shards
+
+
+def _plan_in_memory(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions, limit: int
+                    ) -> tuple[planning.ShardPlan, dict[str, int], list[dict[str, Any]]]:
+    """Plan both whole listings at once: the manifest sorted by shard, then path (unsharded rows first)."""
+    source = execution.read_table(execution.source_listing, LISTING_SCHEMA)
+    destination = execution.read_table(execution.destination_listing, LISTING_SCHEMA)
+    manifest = planning.diff(*planning.comparable(source, destination, options, src, dst),
+                             compare_dir_metadata=dst.keeps_directory_metadata)
+    manifest, shard_plan = planning.assign_shards(manifest, options.files_per_shard, options.bytes_per_shard, limit)
+    manifest = manifest.sort_by([("shard", "ascending"), ("path", "ascending")])
+    execution.write_table(execution.manifest, manifest, MANIFEST_SCHEMA)
+    return shard_plan, planning.estimates(manifest), _shard_descriptors(execution, manifest)
+
+
+def _plan_partitioned(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions, limit: int,
+                      parts: int) -> tuple[planning.ShardPlan, dict[str, int], list[dict[str, Any]]]:
+    """Plan a large tree in ``parts`` hash partitions of the paths, one in memory at a time.
+
+    Every decision of the plan relates only entries of one partition (the same path on both sides; for a
+    case-insensitive destination, names under the same top-level name), so each partition is planned
+    exactly as a whole tree would be. What spans partitions is summed as it goes: the estimates, and the
+    bytes of each work row (8 bytes per row) from which the shards are cut once, as :func:`plan.assign_shards`
+    cuts them, over the work rows in partition then path order.
+
+    The manifest holds the unsharded rows first (partition by partition, then the errors sorted by path,
+    which the report quotes the first of), then the work rows, shard after shard.
+    """
+    log.info("PREPARING %s: planning in %d partitions", execution.execution_id, parts)
+    by_top = getattr(dst, "case_insensitive", False)
+    est: dict[str, int] = {}
+    sizes: list[np.ndarray] = []
+    errors: list[pa.Table] = []
+    with execution.scratch("prepare") as scratch, execution.sink(execution.manifest, MANIFEST_SCHEMA) as out:
+        src_parts = _split(execution, execution.source_listing, f"{scratch}/source", parts, by_top)
+        dst_parts = _split(execution, execution.destination_listing, f"{scratch}/destination", parts, by_top)
+        work_parts = [f"{scratch}/work-{i:05d}.arrow" for i in range(parts)]
+        for src_part, dst_part, work_part in zip(src_parts, dst_parts, work_parts):
+            part_est, part_sizes, part_errors = _plan_part(src_part, dst_part, work_part, out, options, src, dst)
+            # Hand the partition's freed memory back: the allocator would otherwise keep some of each
+            # partition's and the peak would creep up with the partition count.
+            pa.default_memory_pool().release_unused()
+            est = {key: est.get(key, 0) + value for key, value in part_est.items()}
+            sizes.append(part_sizes)
+            errors.append(part_errors)
+        out.write(pa.concat_tables(errors).sort_by("path"))
+        del errors
+        all_sizes = np.concatenate(sizes)
+        ids, shard_plan = planning.cut_shards(all_sizes, options.files_per_shard, options.bytes_per_shard, limit)
+        offset = 0
+        for work_part in work_parts:
+            rows = read_scratch(work_part)
+            shard = pa.array(ids[offset:offset + rows.num_rows], pa.int32())
+            out.write(rows.set_column(rows.schema.get_field_index("shard"), "shard", shard))
+            offset += rows.num_rows
+    return shard_plan, est, _descriptors_of(execution, ids, all_sizes)
+
+
+def _plan_part(src_part: str, dst_part: str, work_part: str, out: ParquetSink, options: TaskOptions,
+               src: Location, dst: Location) -> tuple[dict[str, int], np.ndarray, pa.Table]:
+    """Plan one partition as :func:`_plan_in_memory` plans a whole tree. Its unsharded rows but errors go to
+    ``out``, its work rows to ``work_part``; return its estimates, the cut bytes of its work rows and its
+    error rows."""
+    manifest = planning.diff(*planning.comparable(read_scratch(src_part), read_scratch(dst_part), options, src, dst),
+                             compare_dir_metadata=dst.keeps_directory_metadata)
+    work, work_sizes = planning.work_sizes(manifest)
+    is_error = pc.equal(manifest["action"], "error").to_numpy(zero_copy_only=False)
+    out.write(manifest.filter(pa.array(~work & ~is_error)))
+    with ScratchSink(work_part, MANIFEST_SCHEMA) as sink:
+        sink.write(manifest.filter(pa.array(work)))
+    return planning.estimates(manifest), work_sizes, manifest.filter(pa.array(is_error))
+
+
+def _split(execution: ExecutionDir, listing: str, prefix: str, parts: int, by_top: bool) -> list[str]:
+    """Spread a listing over ``parts`` scratch files by partition of the path, one batch in memory."""
+    paths = [f"{prefix}-{i:05d}.arrow" for i in range(parts)]
+    with contextlib.ExitStack() as stack:
+        sinks = [stack.enter_context(ScratchSink(path, LISTING_SCHEMA)) for path in paths]
+        for batch in execution.iter_batches(listing):
+            part = _partition_of(batch["path"], parts, by_top)
+            order = np.argsort(part, kind="stable")
+            bounds = np.searchsorted(part[order], np.arange(parts + 1))
+            batch = batch.take(pa.array(order))
+            for i, sink in enumerate(sinks):
+                sink.write(batch.slice(bounds[i], bounds[i + 1] - bounds[i]))
+    return paths
+
+
+def _partition_of(paths: pa.Array, parts: int, by_top: bool) -> np.ndarray:
+    """The partition of each path: Python's string hash, the same for a path all through this process.
+
+    ``by_top`` (a case-insensitive destination): of the lower-cased first path segment instead, as case
+    folding relates entries across the tree below one top-level name (``Data/x`` collides with ``data/``).
+    """
+    if by_top:
+        paths = pc.utf8_lower(pc.list_element(pc.split_pattern(paths, "/", max_splits=1), 0))
+    return np.fromiter(map(hash, paths.to_pylist()), dtype=np.int64, count=len(paths)) % parts
 
 
 def _prepare_warnings(options: TaskOptions, dst: Location) -> list[str]:
@@ -245,6 +355,17 @@ def _shard_descriptors(execution: ExecutionDir, manifest: pa.Table) -> list[dict
         {**execution.ref(), "shard": s, "files": c, "bytes": b}
         for s, b, c in zip(grouped["shard"].to_pylist(), grouped["size_sum"].to_pylist(), grouped["size_count"].to_pylist())
     ]
+
+
+def _descriptors_of(execution: ExecutionDir, ids: np.ndarray, sizes: np.ndarray) -> list[dict[str, Any]]:
+    """:func:`_shard_descriptors` from the shard id and cut bytes of each work row (ids ascending)."""
+    if len(ids) == 0:
+        return []
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    files = np.diff(np.r_[starts, len(ids)])
+    nbytes = np.add.reduceat(sizes, starts)
+    return [{**execution.ref(), "shard": int(ids[s]), "files": int(c), "bytes": int(b)}
+            for s, c, b in zip(starts, files, nbytes)]
 
 
 # -- TRANSFERRING ----------------------------------------------------------------------------------

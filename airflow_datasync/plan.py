@@ -253,30 +253,43 @@ class ShardPlan:
 
 
 def assign_shards(manifest: pa.Table, files_per_shard: int, bytes_per_shard: int, max_shards: int) -> tuple[pa.Table, ShardPlan]:
-    """Cut actionable rows into contiguous shards bounded by file count and bytes.
+    """Cut actionable rows into contiguous shards bounded by file count and bytes (see :func:`cut_shards`)."""
+    work, sizes = work_sizes(manifest)
+    ids, shard_plan = cut_shards(sizes, files_per_shard, bytes_per_shard, max_shards)
+    if shard_plan.count == 0:
+        return manifest, shard_plan
+    shard = np.full(manifest.num_rows, -1, dtype=np.int32)
+    shard[work] = ids
+    manifest = manifest.set_column(manifest.schema.get_field_index("shard"), "shard", pa.array(shard, pa.int32()))
+    return manifest, shard_plan
+
+
+def work_sizes(manifest: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """The rows a shard carries out (a mask) and, for each of them in order, the bytes it weighs in the cut
+    (its size for a copy, else 0). Separate from the cut so that a plan made in parts cuts the same way."""
+    work = _np(pc.is_in(manifest["action"], pa.array(SHARDED_ACTIONS)))
+    sizes = np.where(_np(pc.equal(manifest["action"], "copy")), _np(pc.fill_null(manifest["size"], 0)), 0).astype(np.int64)
+    return work, sizes[work]
+
+
+def cut_shards(sizes: np.ndarray, files_per_shard: int, bytes_per_shard: int, max_shards: int
+               ) -> tuple[np.ndarray, ShardPlan]:
+    """Shard id of each work row (``sizes`` as :func:`work_sizes` gives them, in the order to cut).
 
     A shard closes when it reaches ``files_per_shard`` entries or ``bytes_per_shard`` bytes (one file
     larger than that gets a shard of its own). If that makes more than ``max_shards`` shards (Airflow's
     ``max_map_length``), both bounds are doubled until it fits.
     """
-    work = _np(pc.is_in(manifest["action"], pa.array(SHARDED_ACTIONS)))
-    sizes = np.where(_np(pc.equal(manifest["action"], "copy")), _np(pc.fill_null(manifest["size"], 0)), 0).astype(np.int64)
-    sizes = np.where(work, sizes, 0)
-    count_work = int(work.sum())
-    shard = np.full(manifest.num_rows, -1, dtype=np.int32)
-    if count_work == 0:
-        return manifest, ShardPlan(0, files_per_shard, bytes_per_shard)
-    w_sizes = sizes[work]
+    if len(sizes) == 0:
+        return np.empty(0, dtype=np.int32), ShardPlan(0, files_per_shard, bytes_per_shard)
     fps, bps = files_per_shard, bytes_per_shard
     while True:
-        ids = _cut(w_sizes, fps, bps)
+        ids = _cut(sizes, fps, bps)
         count = int(ids[-1]) + 1
         if count <= max_shards:
             break
         fps, bps = fps * 2, bps * 2
-    shard[work] = ids
-    manifest = manifest.set_column(manifest.schema.get_field_index("shard"), "shard", pa.array(shard, pa.int32()))
-    return manifest, ShardPlan(count, fps, bps)
+    return ids, ShardPlan(count, fps, bps)
 
 
 def _cut(sizes: np.ndarray, fps: int, bps: int) -> np.ndarray:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
@@ -23,6 +22,7 @@ from airflow_datasync.locations.base import FILE, LISTING_SCHEMA, SYMLINK, Locat
 from airflow_datasync.manifest import VERIFY_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.progress import Progress
+from airflow_datasync.transfer import run_parallel
 
 log = logging.getLogger("airflow_datasync")
 
@@ -138,8 +138,8 @@ def verify_execution(execution: ExecutionDir, src: Location, dst: Location, opti
                                       pc.equal(results["type"], FILE))).to_pylist()
         progress = Progress("verifying transferred files", len(todo), sum(r["bytes_written"] or 0 for r in todo))
         rows, todo = _by_listed_etags(dst, todo, progress)
-        with ThreadPoolExecutor(max_workers=options.workers(src, dst)) as pool:
-            rows += list(pool.map(lambda r: _check_transferred(src, dst, r, progress), todo))
+        rows += run_parallel(lambda r: _check_transferred(src, dst, r, progress), todo, options.workers(src, dst),
+                             "verify")
         progress.log()
     else:
         rows = _point_in_time(execution, src, dst, options, hints or {})
@@ -174,8 +174,8 @@ def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, option
     joined = source.join(dest, keys="path", join_type="left outer").sort_by("path")
     todo = joined.to_pylist()
     progress = Progress("verifying all entries", len(todo))
-    with ThreadPoolExecutor(max_workers=options.workers(src, dst)) as pool:
-        rows = list(pool.map(lambda r: _check_entry(src, dst, r, options, progress), todo))
+    rows = run_parallel(lambda r: _check_entry(src, dst, r, options, progress), todo, options.workers(src, dst),
+                        "verify")
     if options.PreserveDeletedFiles == "REMOVE":
         extra = dest.filter(pc.invert(pc.is_in(dest["path"], source["path"])))
         rows.extend(_row(p, "MISMATCH", error=f"{p}: at the destination but not in the source (PreserveDeletedFiles=REMOVE)")

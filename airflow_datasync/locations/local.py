@@ -99,6 +99,7 @@ class LocalLocation(Location):
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
         super().__init__(uri, conn_id)
         self.root = path_from_uri(uri)
+        self._prefix = self.root.rstrip("/") + "/"  # _abs(): root + path, no os.path.join per call
         self._known_dirs: set[str] = {""}
         self._lock = threading.Lock()
         self._umask = _read_umask()  # read per location (per phase), not once per process
@@ -109,7 +110,7 @@ class LocalLocation(Location):
         return os.geteuid() == 0
 
     def _abs(self, path: str) -> str:
-        return os.path.join(self.root, safe_relpath(path)) if path else self.root
+        return self._prefix + safe_relpath(path) if path else self.root
 
     # -- checks -----------------------------------------------------------------------------------
     def check(self, *, writable: bool) -> None:
