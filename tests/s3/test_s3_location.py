@@ -576,15 +576,22 @@ def test_metadata_learnt_from_gets_spares_the_next_run_its_heads(tmp_path, s3, b
 
 
 def test_listing_fast_paths_keep_timestamps_and_200_errors_exact(s3, bucket):
-    """The listing's cheaper timestamp parser and 200-error check change no result: mtimes equal boto3's
-    own parse, and an ``<Error>`` (or truncated) body sent with 200 is still turned into a retryable 500."""
-    for i in range(3):
-        s3.put_object(Bucket=bucket, Key=f"data/f{i}", Body=b"x" * i)
+    """The listing's fast paths (timestamps through datetime, pages through ElementTree, a cheaper 200-error
+    check) change no result: keys, sizes, ETags and mtimes equal a plain boto3 client's, and an ``<Error>``
+    (or truncated) body sent with 200 is still turned into a retryable 500."""
+    names = ["f0", "f1", "with space/50% off+plus#hash&amp;.txt", "naïve café/日本語 ✓.txt", "tab\tname", "<lt>"]
+    for i, name in enumerate(names):
+        s3.put_object(Bucket=bucket, Key=f"data/{name}", Body=b"x" * i)
     loc = open_location(f"s3://{bucket}/data", CONN_ID)
     listed = {r["path"]: r["mtime_ns"] for b in loc.scan() for r in b.to_pylist()}
     expected = {o["Key"][5:]: int(o["LastModified"].timestamp() * 1_000_000_000)
                 for o in s3.list_objects_v2(Bucket=bucket, Prefix="data/")["Contents"]}
-    assert listed == expected and len(listed) == 3
+    assert listed == expected and sorted(listed) == sorted(names)
+    # Our client's pages (ElementTree fast path) equal a plain boto3 client's, field by field.
+    ours = loc.client.list_objects_v2(Bucket=bucket, Prefix="data/")["Contents"]
+    plain = s3.list_objects_v2(Bucket=bucket, Prefix="data/")["Contents"]
+    fields = ("Key", "Size", "ETag", "LastModified", "StorageClass")
+    assert [{k: o.get(k) for k in fields} for o in ours] == [{k: o.get(k) for k in fields} for o in plain]
 
     client = loc.client
     model = client.meta.service_model
