@@ -48,6 +48,11 @@ def md5_of_etag(etag: str | None) -> str | None:
     return value if len(value) == 32 and all(c in "0123456789abcdef" for c in value) else None
 
 
+def combine(crc_a: int, crc_b: int, length_b: int) -> int:
+    """CRC64NVME of ``A + B`` from the CRCs of ``A`` and ``B`` (and B's length), without reading the bytes."""
+    return checksums.combine_crc64nvme(crc_a, crc_b, length_b)
+
+
 def new_hasher() -> Crc64Nvme:
     return Crc64Nvme()
 

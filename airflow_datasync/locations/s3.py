@@ -483,38 +483,44 @@ class S3Location(Location):
         upload_id = upload["UploadId"]
         parts: list[dict[str, Any]] = []
         total = 0
-        whole = checksum.new_hasher()
 
-        def send(number: int, body: bytes) -> dict[str, Any]:
+        def send(number: int, body: bytes) -> tuple[dict[str, Any], int, int]:
             part_hash = checksum.new_hasher()
             part_hash.update(body)
             resp = client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body,
                                       ChecksumCRC64NVME=part_hash.base64())
-            return {"PartNumber": number, "ETag": resp["ETag"], "ChecksumCRC64NVME": resp.get("ChecksumCRC64NVME", part_hash.base64())}
+            return ({"PartNumber": number, "ETag": resp["ETag"],
+                     "ChecksumCRC64NVME": resp.get("ChecksumCRC64NVME", part_hash.base64())}, part_hash.value, len(body))
 
         try:
             with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="s3part") as pool:
                 futures = []
-                buffer, number = first, 0
-                # The first (already buffered) bytes are cut into parts too, even if no chunk follows.
-                for chunk in itertools.chain((b"",), rest):
-                    buffer += chunk
-                    while len(buffer) >= part_size:
+                # Chunks are gathered in a list and joined once per part: one copy of the bytes, not four
+                # (bytearray growth, slice, bytes(), and shifting the rest down).
+                pending: list[bytes | memoryview] = [bytes(first)] if first else []
+                held, number = len(first), 0
+                for chunk in itertools.chain(rest, (None,)):
+                    if chunk is not None:
+                        pending.append(chunk)
+                        held += len(chunk)
+                    while held >= part_size or (chunk is None and (held or number == 0)):
+                        joined = b"".join(pending)
+                        body, tail = joined[:part_size], joined[part_size:]
+                        pending, held = ([tail] if tail else []), len(tail)
                         number += 1
-                        body = bytes(buffer[:part_size])
-                        del buffer[:part_size]
-                        whole.update(body)
                         total += len(body)
                         # Bound memory: at most in_flight parts in flight.
                         while sum(1 for f in futures if not f.done()) >= in_flight:
                             next(f for f in futures if not f.done()).result()
                         futures.append(pool.submit(send, number, body))
-                if buffer or number == 0:
-                    number += 1
-                    whole.update(bytes(buffer))
-                    total += len(buffer)
-                    futures.append(pool.submit(send, number, bytes(buffer)))
-                parts = [f.result() for f in futures]
+                        if chunk is None and not held:
+                            break
+                sent = [f.result() for f in futures]
+            parts = [part for part, _crc, _n in sent]
+            # The whole object's CRC64NVME from the parts' (no second pass over the bytes).
+            whole = checksum.new_hasher()
+            for _part, crc, n in sent:
+                whole.value = checksum.combine(whole.value, crc, n)
             if before_commit is not None:
                 before_commit(total)
             extra = {"IfNoneMatch": "*"} if if_none_match else {}
