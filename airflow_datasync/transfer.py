@@ -291,7 +291,7 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
     finally:
         journal.close()
     progress.log()
-    table = pa.Table.from_pylist([{k: v for k, v in r.items() if k not in ("retryable", "mtime_written")} for r in results], schema=RESULT_SCHEMA)
+    table = pa.Table.from_pylist(results, schema=RESULT_SCHEMA)  # keys outside the schema are left out
     execution.write_table(execution.shard_file(shard, "parquet"), table, RESULT_SCHEMA)
     failed = [r for r in results if r["status"] == "FAILED"]
     summary = {

@@ -76,8 +76,9 @@ def safe_relpath(path: str) -> str:
         raise UnsafePathError(f"unsafe path {path!r}: empty or contains NUL")
     if path.startswith("/") or "\\" in path:
         raise UnsafePathError(f"unsafe path {path!r}: absolute paths and backslashes are refused")
-    parts = path.split("/")
-    if any(p in ("", ".", "..") for p in parts):
+    # An empty, '.' or '..' component, tested on the string itself (this runs several times per file copied).
+    padded = f"/{path}/"
+    if "//" in padded or "/./" in padded or "/../" in padded:
         raise UnsafePathError(f"unsafe path {path!r}: '.', '..' and empty components are refused")
     return path
 
