@@ -726,6 +726,10 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{dt.date.today().isoformat()}.json"
+    n = 1
+    while out.exists():  # a second run on the same day keeps the first one's results
+        n += 1
+        out = out_dir / f"{dt.date.today().isoformat()}-{n}.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\nresults: {out}", flush=True)
     table = report.markdown(result)
