@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
@@ -64,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s")
     from airflow_datasync.engine import LocationSpec, run_execution
 
+    # What the imports built lives as long as this process: keep it out of every garbage collection (the
+    # run allocates per-file objects that trigger them), and at the end, out of the interpreter's final
+    # collections (~0.2 s of a 1.1 s re-run of 5,000 files went there).
+    gc.freeze()
     try:
         summary = run_execution(LocationSpec(args.source, args.source_conn_id),
                                 LocationSpec(args.destination, args.destination_conn_id), dict(args.option),
@@ -72,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2) if args.json else render(summary))
+    gc.freeze()
     return 0 if summary["Status"] == "SUCCESS" else 1
 
 
