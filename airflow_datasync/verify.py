@@ -138,7 +138,7 @@ def verify_execution(execution: ExecutionDir, src: Location, dst: Location, opti
                                       pc.equal(results["type"], FILE))).to_pylist()
         progress = Progress("verifying transferred files", len(todo), sum(r["bytes_written"] or 0 for r in todo))
         rows, todo = _by_listed_etags(dst, todo, progress)
-        rows += run_parallel(lambda r: _check_transferred(src, dst, r, progress), todo, options.workers(src, dst),
+        rows += run_parallel(lambda r: _check_transferred(src, dst, r, progress), todo, options.verify_workers(src, dst),
                              "verify")
         progress.log()
     else:
@@ -174,7 +174,7 @@ def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, option
     joined = source.join(dest, keys="path", join_type="left outer").sort_by("path")
     todo = joined.to_pylist()
     progress = Progress("verifying all entries", len(todo))
-    rows = run_parallel(lambda r: _check_entry(src, dst, r, options, progress), todo, options.workers(src, dst),
+    rows = run_parallel(lambda r: _check_entry(src, dst, r, options, progress), todo, options.verify_workers(src, dst),
                         "verify")
     if options.PreserveDeletedFiles == "REMOVE":
         extra = dest.filter(pc.invert(pc.is_in(dest["path"], source["path"])))

@@ -173,3 +173,15 @@ def test_sync_writes_is_a_boolean():
     assert TaskOptions.from_dict({"sync_writes": False}).sync_writes is False
     with pytest.raises(OptionsError, match="sync_writes"):
         TaskOptions.from_dict({"sync_writes": "no"})
+
+
+def test_verify_workers_use_the_local_default_between_a_file_system_and_s3():
+    from airflow_datasync.locations.local import LocalLocation
+    from airflow_datasync.locations.s3 import S3Location
+    from airflow_datasync.options import TaskOptions
+
+    local, s3 = LocalLocation("/tmp"), S3Location("s3://bucket/prefix")
+    auto = TaskOptions.from_dict({})
+    assert auto.workers(local, s3) == 64 and auto.verify_workers(local, s3) == 8
+    assert auto.verify_workers(s3, s3) == 64 and auto.verify_workers(local, local) == 8
+    assert TaskOptions.from_dict({"concurrency": 32}).verify_workers(local, s3) == 32
