@@ -103,6 +103,31 @@ def _atomic(path: str) -> str:
     return f"{path}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+def _remove_stale_scratch(path: str) -> None:
+    """Remove scratch directories ``<path>.tmp-<pid>-…`` left by attempts whose process is gone (a
+    PREPARING killed half way); those of a process still running on this machine are left alone."""
+    parent, base = os.path.split(path)
+    try:
+        names = os.listdir(parent)
+    except FileNotFoundError:
+        return
+    for entry in names:
+        if not entry.startswith(base + ".tmp-"):
+            continue
+        pid_text = entry[len(base) + 5:].split("-", 1)[0]
+        if pid_text.isdigit() and int(pid_text) != os.getpid():
+            try:
+                os.kill(int(pid_text), 0)
+                continue  # still running
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue  # someone else's live process
+        elif pid_text.isdigit():
+            continue  # ours: in use
+        shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+
+
 class Store:
     """Where execution files live: a local directory (default) or an S3 prefix shared by many workers.
 
@@ -366,6 +391,7 @@ class ExecutionDir:
         a small /tmp), else a local temporary directory, as uploading files no other worker reads would
         only cost time. Write its files with :class:`ScratchSink`, read them with :func:`read_scratch`."""
         if self.store.local:
+            _remove_stale_scratch(self.file(name))
             path = _atomic(self.file(name))
             os.mkdir(path)
         else:

@@ -206,3 +206,22 @@ def test_run_execution_partitioned_copies_then_transfers_nothing(tmp_path, store
     assert again["FilesTransferred"] == again["EstimatedFilesToTransfer"] == again["ShardCount"] == 0
     assert again["FilesDeleted"] == 0 and again["BytesWritten"] == 0
     assert snapshot(dst) == expected
+
+
+def test_a_retried_prepare_removes_scratch_left_by_a_killed_attempt(trees, store, monkeypatch):
+    """A PREPARING killed half way leaves ``prepare.tmp-<pid>-…`` behind; the retry removes it (its process
+    is gone) but never the scratch of a process that is still running."""
+    src, dst = trees
+    monkeypatch.setattr(engine, "PARTITION_ROWS", 50)
+    execution = launch(LocationSpec(str(src)), LocationSpec(str(dst)), OPTIONS, task_name="part", store=str(store))
+    gone = 2 ** 22 + 12345  # above Linux's default pid_max: no such process
+    with pytest.raises(ProcessLookupError):
+        os.kill(gone, 0)
+    stale = Path(execution.file(f"prepare.tmp-{gone}-abcdef"))
+    alive = Path(execution.file("prepare.tmp-1-abcdef"))  # pid 1 runs
+    for d in (stale, alive):
+        d.mkdir()
+        (d / "source-00000.arrow").write_bytes(b"half written")
+    prepare(execution)
+    assert not stale.exists() and alive.exists()
+    assert [p.name for p in Path(execution.file("")).iterdir() if ".tmp-" in p.name] == [alive.name]
