@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import logging
 import os
 import time
@@ -35,7 +34,7 @@ from airflow_datasync.manifest import (
 )
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.progress import Progress
-from airflow_datasync.transfer import metadata_for, run_parallel, transfer_shard, with_security_descriptor
+from airflow_datasync.transfer import metadata_for, run_by_depth, transfer_shard, with_security_descriptor
 from airflow_datasync.uri import redact_uri
 
 log = logging.getLogger("airflow_datasync")
@@ -412,11 +411,8 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
             return [f"{row['path']}: directory metadata not set: {exc.strerror}"]
 
     # Deepest level first (a parent's mode may close the way to its children), each level in parallel.
-    warnings: list[str] = []
-    depth = lambda r: r["path"].count("/")  # noqa: E731
-    for _level, rows in itertools.groupby(sorted(dir_rows, key=depth, reverse=True), key=depth):
-        for found in run_parallel(finish, list(rows), options.workers(src, dst), "finalize"):
-            warnings.extend(found)
+    warnings = [w for found in run_by_depth(finish, dir_rows, options.workers(src, dst), "finalize",
+                                            deepest_first=True) for w in found]
     execution.write_table(execution.delete_rows, pa.Table.from_pylist(results, schema=RESULT_SCHEMA), RESULT_SCHEMA)
     summary = {"ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000), "deleted": len(results) - failed,
                "delete_failed": failed, "directories_updated": len(dir_rows), "warnings": warnings[:100]}

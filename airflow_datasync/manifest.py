@@ -107,25 +107,26 @@ def _remove_stale_scratch(path: str) -> None:
     """Remove scratch directories ``<path>.tmp-<pid>-…`` left by attempts whose process is gone (a
     PREPARING killed half way); those of a process still running on this machine are left alone."""
     parent, base = os.path.split(path)
+    prefix = f"{base}.tmp-"
     try:
         names = os.listdir(parent)
     except FileNotFoundError:
         return
     for entry in names:
-        if not entry.startswith(base + ".tmp-"):
-            continue
-        pid_text = entry[len(base) + 5:].split("-", 1)[0]
-        if pid_text.isdigit() and int(pid_text) != os.getpid():
-            try:
-                os.kill(int(pid_text), 0)
-                continue  # still running
-            except ProcessLookupError:
-                pass
-            except PermissionError:
-                continue  # someone else's live process
-        elif pid_text.isdigit():
-            continue  # ours: in use
-        shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+        pid = entry[len(prefix):].split("-", 1)[0]
+        if entry.startswith(prefix) and not (pid.isdigit() and _running(int(pid))):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (this one included)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, someone else's
+    return True
 
 
 class Store:

@@ -243,6 +243,19 @@ def run_parallel(fn: Callable[[Any], Any], items: list[Any], workers: int, name:
     return results
 
 
+def run_by_depth(fn: Callable[[dict[str, Any]], Any], rows: list[dict[str, Any]], workers: int, name: str, *,
+                 deepest_first: bool = False) -> list[Any]:
+    """:func:`run_parallel` one level of path depth at a time (shallowest first, so parents exist before
+    their children, or deepest first); the rows of one level run in parallel. Results in the order run."""
+    def depth(row: dict[str, Any]) -> int:
+        return row["path"].count("/")
+
+    results: list[Any] = []
+    for _depth, level in itertools.groupby(sorted(rows, key=depth, reverse=deepest_first), key=depth):
+        results.extend(run_parallel(fn, list(level), workers, name))
+    return results
+
+
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, SourceChangedError):
         return exc.retryable
@@ -282,9 +295,7 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
     others = [r for r in records if r["action"] != "mkdir"]
     results: list[dict[str, Any]] = []
     try:
-        for _depth, level in itertools.groupby(sorted(dirs, key=lambda r: r["path"].count("/")),
-                                               key=lambda r: r["path"].count("/")):
-            results.extend(run_parallel(lambda r: copier.run_one(r, done), list(level), workers, f"shard{shard}"))
+        results.extend(run_by_depth(lambda r: copier.run_one(r, done), dirs, workers, f"shard{shard}"))
         results.extend(run_parallel(lambda r: copier.run_one(r, done), others, workers, f"shard{shard}"))
         if options.sync_writes:
             dst.sync()

@@ -14,6 +14,7 @@ for other tools. Directories are empty ``key/`` objects, as DataSync writes them
 
 from __future__ import annotations
 
+import datetime
 import io
 import itertools
 import logging
@@ -691,7 +692,7 @@ def _clients_for(conn_id: str | None) -> dict[str, Any]:
             cfg = botocore_config.merge(cfg)
         _use_fast_timestamps(session)
         client = session.client("s3", endpoint_url=endpoint, region_name=region, verify=verify, config=cfg)
-        _cheaper_200_check(client)
+        _lighter_listings(client)
         ob_config: dict[str, Any] = {"region": region, "checksum_algorithm": "CRC64NVME"}
         if creds.access_key:
             ob_config.update(access_key_id=creds.access_key, secret_access_key=creds.secret_key)
@@ -723,18 +724,16 @@ def _fast_timestamp(value: Any) -> Any:
     botocore's default goes through ``dateutil``: ~170 µs per timestamp, most of a 5,000-object re-run's
     LIST time. HTTP-date headers (HEAD) and anything unusual still go to botocore's own parser.
     """
-    import datetime as dt
-
-    from botocore.parsers import DEFAULT_TIMESTAMP_PARSER
-
     if isinstance(value, str) and len(value) >= 20 and value[4] == "-" and value[10] == "T":
         try:
-            parsed = dt.datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+            parsed = datetime.datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
         except ValueError:
             pass
         else:
             if parsed.tzinfo is not None:
                 return parsed
+    from botocore.parsers import DEFAULT_TIMESTAMP_PARSER  # the rare case: imported here, not per timestamp
+
     return DEFAULT_TIMESTAMP_PARSER(value)
 
 
@@ -747,8 +746,9 @@ def _use_fast_timestamps(session: Any) -> None:
         log.debug("could not install the fast timestamp parser", exc_info=True)
 
 
-def _cheaper_200_check(client: Any) -> None:
-    """Skip botocore's second XML parse of every complete listing page.
+def _lighter_listings(client: Any) -> None:
+    """Make this client's listings cheaper: no second XML parse of complete pages looking for an error,
+    and the objects of each page parsed by :func:`_parse_listing_page`.
 
     S3 may answer 200 with an ``<Error>`` body, so botocore parses each response body once to look for one
     (a third of a 1,000-key page's CPU) before parsing it again for the result. A ListObjectsV2 body that
