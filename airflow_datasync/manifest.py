@@ -191,12 +191,12 @@ def _s3_filesystem(conn_id: str | None):
     from airflow_datasync.locations.s3 import _clients_for
 
     settings = _clients_for(conn_id)
-    cfg = settings["obstore_config"]
+    cfg = settings.obstore_config
     kwargs: dict[str, Any] = {"region": cfg["region"], "allow_bucket_creation": False, "allow_bucket_deletion": False}
     if cfg.get("access_key_id"):
         kwargs.update(access_key=cfg["access_key_id"], secret_key=cfg["secret_access_key"],
                       session_token=cfg.get("session_token"))
-    endpoint = settings["endpoint_url"]
+    endpoint = settings.endpoint_url
     if endpoint:
         scheme, _, host = endpoint.partition("://")
         kwargs.update(endpoint_override=host.rstrip("/"), scheme=scheme)

@@ -172,12 +172,12 @@ class S3Location(Location):
         self.storage_class: str | None = tuning["storage_class"]
         self.part_size: int = tuning["part_size"]
         self.part_concurrency: int = tuning["part_concurrency"]
-        self._settings: dict[str, Any] | None = None
+        self._settings: S3Settings | None = None
         #: path → ETag of each object this location wrote (recorded so later executions can skip HEADs).
         self.written_etags: dict[str, str] = {}
 
     # -- clients ----------------------------------------------------------------------------------
-    def _resolve(self) -> dict[str, Any]:
+    def _resolve(self) -> "S3Settings":
         """The connection's settings and clients, shared by every location of this worker process."""
         if self._settings is None:
             self._settings = _clients_for(self.conn_id)
@@ -186,19 +186,19 @@ class S3Location(Location):
     @property
     def client(self):
         """One boto3 S3 client per connection and process (thread-safe; creating one costs ~0.3 s)."""
-        return self._resolve()["client"]
+        return self._resolve().client
 
     @property
     def store(self):
         """One obstore S3Store per bucket (thread-safe; its connection pool is shared by all copy threads)."""
         settings = self._resolve()
         with _CACHE_LOCK:
-            store = settings["stores"].get(self.bucket)
+            store = settings.stores.get(self.bucket)
             if store is None:
                 from obstore.store import S3Store
 
-                store = settings["stores"][self.bucket] = S3Store(
-                    self.bucket, config=settings["obstore_config"], client_options=settings["obstore_client_options"])
+                store = settings.stores[self.bucket] = S3Store(
+                    self.bucket, config=settings.obstore_config, client_options=settings.obstore_client_options)
         return store
 
     def same_endpoint(self, other: Location) -> bool:
@@ -206,7 +206,7 @@ class S3Location(Location):
         if not isinstance(other, S3Location):
             return False
         a, b = self._resolve(), other._resolve()
-        return a["endpoint_url"] == b["endpoint_url"] and a["access_key"] == b["access_key"]
+        return a.endpoint_url == b.endpoint_url and a.access_key == b.access_key
 
     def key(self, path: str) -> str:
         key = self.prefix + safe_relpath(path)
@@ -215,7 +215,25 @@ class S3Location(Location):
         return key
 
     # -- checks -----------------------------------------------------------------------------------
+    def _lite(self) -> Any:
+        """The signed-HTTP fast path for LIST and HEAD, or None where only boto3 will do."""
+        lite = self._resolve().lite
+        return None if lite is None or lite.broken else lite
+
     def check(self, *, writable: bool) -> None:
+        lite = self._lite()
+        if lite is not None:
+            from airflow_datasync.locations.s3_lite import LiteUnavailable
+
+            try:
+                lite.list_page(self.bucket, self.prefix, max_keys=1)
+                if writable:
+                    probe = f"{self.prefix}.~ds-probe-{os.getpid()}-{threading.get_ident()}"
+                    lite.put(self.bucket, probe)
+                    lite.delete(self.bucket, probe)
+                return
+            except LiteUnavailable as exc:
+                log.debug("s3://%s: the fast path could not check (%s); boto3 checks", self.bucket, exc)
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -233,24 +251,49 @@ class S3Location(Location):
         except BotoCoreError as exc:
             raise LocationError(f"{self.uri}: cannot reach S3 ({type(exc).__name__}: {exc})") from None
 
+    def _pages(self, prefix: str) -> Iterator[list[dict[str, Any]]]:
+        """Every ListObjectsV2 page under ``prefix`` (its ``Contents``, keys decoded): through the fast path,
+        and from the first page it cannot handle on, through boto3 (which raises the errors that count)."""
+        lite, token = self._lite(), None
+        if lite is not None:
+            from airflow_datasync.locations.s3_lite import LiteUnavailable
+
+            while True:
+                try:
+                    contents, next_token = lite.list_page(self.bucket, prefix, token)
+                except LiteUnavailable as exc:
+                    log.debug("s3://%s: listing goes on through boto3 (%s)", self.bucket, exc)
+                    break
+                yield contents
+                if next_token is None:
+                    return
+                token = next_token
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if token is not None:
+            kwargs["ContinuationToken"] = token
+        while True:
+            page = self.client.list_objects_v2(**kwargs)
+            yield page.get("Contents") or []
+            if not page.get("IsTruncated"):
+                return
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
     def contains(self, other: Location) -> bool:
         if not isinstance(other, S3Location) or other.bucket != self.bucket:
             return False
-        if self._resolve()["endpoint_url"] != other._resolve()["endpoint_url"]:
+        if self._resolve().endpoint_url != other._resolve().endpoint_url:
             return False
         return other.prefix.startswith(self.prefix)
 
     # -- reading ----------------------------------------------------------------------------------
     def scan(self, batch_size: int = 10_000, hints: ScanHints | None = None,
              needs_metadata: Callable[[str, int], bool] | None = None) -> Iterator[pa.RecordBatch]:
-        # ListObjectsV2 through boto3: keys exactly as stored (``dir/`` markers keep their slash, control
-        # characters arrive URL-encoded and decoded), a page of 1,000 at a time, straight into Arrow.
+        # ListObjectsV2: keys exactly as stored (``dir/`` markers keep their slash, control characters
+        # arrive URL-encoded and decoded), a page of 1,000 at a time, straight into Arrow.
         # POSIX metadata lives in user metadata, which only HEAD returns: objects whose ETag matches what
         # an earlier execution saw take it from ``hints`` instead, so a re-run costs LISTs, not HEADs.
-        paginator = self.client.get_paginator("list_objects_v2")
         with ThreadPoolExecutor(max_workers=HEAD_CONCURRENCY, thread_name_prefix="s3head") as pool:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
-                contents = page.get("Contents") or []
+            for contents in self._pages(self.prefix):
                 if contents:
                     yield self._listing(contents, pool, hints, needs_metadata)
 
@@ -299,6 +342,14 @@ class S3Location(Location):
         return pa.RecordBatch.from_pylist(rows, schema=LISTING_SCHEMA)
 
     def _head(self, key: str) -> dict[str, Any] | None:
+        lite = self._lite()
+        if lite is not None:
+            from airflow_datasync.locations.s3_lite import LiteUnavailable
+
+            try:
+                return lite.head(self.bucket, key)
+            except LiteUnavailable as exc:
+                log.debug("s3://%s/%s: HEAD through boto3 (%s)", self.bucket, key, exc)
         from botocore.exceptions import ClientError
 
         try:
@@ -363,8 +414,8 @@ class S3Location(Location):
     def list_etags(self) -> dict[str, str]:
         etags: dict[str, str] = {}
         plen = len(self.prefix)
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
-            for obj in page.get("Contents") or []:
+        for contents in self._pages(self.prefix):
+            for obj in contents:
                 etags[obj["Key"][plen:]] = obj["ETag"].strip('"')
         return etags
 
@@ -457,6 +508,16 @@ class S3Location(Location):
              tags: dict[str, str] | None = None) -> None:
         import obstore
 
+        lite = self._lite()
+        if key.endswith("/") and not body and not tags and not self.storage_class and lite is not None:
+            # A directory marker: one signed PUT, no boto3 client needed for it.
+            from airflow_datasync.locations.s3_lite import LiteUnavailable
+
+            try:
+                self._written(key, lite.put(self.bucket, key, b"", headers, if_none_match))
+                return
+            except LiteUnavailable as exc:
+                log.debug("s3://%s/%s: PUT through boto3 (%s)", self.bucket, key, exc)
         if not _obstore_safe(key) or self.storage_class:
             # boto3 for what obstore cannot express: odd keys, directory markers, a storage class.
             extra = {"IfNoneMatch": "*"} if if_none_match else {}
@@ -642,13 +703,96 @@ def _obstore_safe(key: str) -> bool:
 
 
 _CACHE_LOCK = threading.Lock()
-_CACHE: dict[str | None, tuple[float, dict[str, Any]]] = {}
+_CACHE: dict[str | None, tuple[float, "S3Settings"]] = {}
 #: Credentials from a connection may be temporary (an assumed role): re-read them after this long.
 CLIENT_TTL_SECONDS = 600.0
 
 
-def _clients_for(conn_id: str | None) -> dict[str, Any]:
-    """Read an Airflow AWS connection (or the environment) once per process and build both clients.
+class S3Settings:
+    """One connection's endpoint, credentials and clients, shared by every location of a worker process.
+
+    ``lite`` (the signed-HTTP fast path for LIST and HEAD, see :mod:`.s3_lite`) and obstore's config are
+    ready at once; the boto3 client is built on first use, so a run that only lists (a re-run with
+    nothing to copy, given credentials in the environment) never imports boto3.
+    """
+
+    def __init__(self, *, endpoint_url: str | None, region: str, access_key: str | None, secret_key: str | None,
+                 token: str | None, credentials: Callable[[], tuple[str, str, str | None]], verify: Any,
+                 s3_conf: dict[str, Any], botocore_config: Any = None, session: Any = None,
+                 has_proxies: bool = False, conn_id: str | None = None) -> None:
+        from airflow_datasync.locations import s3_lite
+
+        self.endpoint_url, self.region, self.access_key, self.verify = endpoint_url, region, access_key, verify
+        self.conn_id = conn_id
+        self._session, self._botocore_config = session, botocore_config
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self.stores: dict[str, Any] = {}
+        self.lite = (s3_lite.S3Lite(endpoint_url, region, credentials, verify, s3_conf.get("addressing_style"))
+                     if access_key and s3_lite.usable(s3_conf, has_proxies) else None)
+        ob_config: dict[str, Any] = {"region": region, "checksum_algorithm": "CRC64NVME"}
+        if access_key:
+            ob_config.update(access_key_id=access_key, secret_access_key=secret_key)
+        if token:
+            ob_config["session_token"] = token
+        ob_client: dict[str, Any] = {"pool_max_idle_per_host": "64"}
+        if endpoint_url:
+            ob_config["endpoint"] = endpoint_url
+            ob_config["virtual_hosted_style_request"] = s3_conf.get("addressing_style") == "virtual"
+            if endpoint_url.startswith("http://"):
+                ob_client["allow_http"] = True
+        if verify is False:
+            ob_client["allow_invalid_certificates"] = True
+        elif isinstance(verify, str):  # a CA bundle path, as boto3 takes it: obstore trusts the same roots
+            try:
+                with open(verify, "rb") as fh:
+                    ob_client["root_certificate"] = fh.read()
+            except OSError as exc:
+                raise LocationError(f"connection {conn_id!r}: cannot read the CA bundle {verify!r}: {exc.strerror}") from None
+        self.obstore_config, self.obstore_client_options = ob_config, ob_client
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client (thread-safe), built on first use: importing boto3 and building a client
+        costs ~0.35 s."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> Any:
+        from botocore.config import Config
+
+        session = self._session
+        if session is None:
+            import boto3
+
+            session = boto3.Session()
+        cfg = Config(max_pool_connections=64, retries={"max_attempts": 5, "mode": "standard"},
+                     request_checksum_calculation="when_required", response_checksum_validation="when_required")
+        if self._botocore_config is not None:
+            cfg = self._botocore_config.merge(cfg)
+        _use_fast_timestamps(session)
+        client = session.client("s3", endpoint_url=self.endpoint_url, region_name=self.region, verify=self.verify,
+                                config=cfg)
+        _lighter_listings(client)
+        return client
+
+
+def _environment_only() -> bool:
+    """True when boto3's credential chain would stop at the environment variables and no profile or config
+    file could change the region or endpoint: then nothing needs boto3 to read them."""
+    if not (os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY")):
+        return False
+    if os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE"):
+        return False
+    config = os.environ.get("AWS_CONFIG_FILE") or os.path.join(os.path.expanduser("~"), ".aws", "config")
+    return not os.path.exists(config)
+
+
+def _clients_for(conn_id: str | None) -> S3Settings:
+    """Read an Airflow AWS connection (or the environment) once per process: endpoint, credentials, clients.
 
     Everything the Amazon provider's connection holds is honoured: credentials (or a role to assume),
     region, ``endpoint_url`` for S3-compatible stores, ``config_kwargs.s3.addressing_style``, ``verify``.
@@ -658,8 +802,19 @@ def _clients_for(conn_id: str | None) -> dict[str, Any]:
         hit = _CACHE.get(conn_id)
         if hit is not None and now - hit[0] < CLIENT_TTL_SECONDS:
             return hit[1]
-        from botocore.config import Config
-
+        endpoint = None
+        if conn_id is None and _environment_only():
+            # Credentials in the environment and no AWS config file: read them as boto3 would, without it.
+            env = os.environ
+            key, secret = env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+            token = env.get("AWS_SESSION_TOKEN") or env.get("AWS_SECURITY_TOKEN") or None
+            settings = S3Settings(
+                endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
+                region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+                access_key=key, secret_key=secret, token=token, credentials=lambda: (key, secret, token),
+                verify=env.get("AWS_CA_BUNDLE") or None, s3_conf={})
+            _CACHE[conn_id] = (now, settings)
+            return settings
         if conn_id is None:
             # No connection: boto3's own chain (environment, profile, instance role). Importing Airflow is
             # not needed for that, which keeps the CLI quick to start.
@@ -686,34 +841,16 @@ def _clients_for(conn_id: str | None) -> dict[str, Any]:
                 "(conn_id) with login/password or a role, or set credentials in the environment boto3 reads")
         creds = found.get_frozen_credentials()
         s3_conf = (getattr(botocore_config, "s3", None) or {}) if botocore_config else {}
-        cfg = Config(max_pool_connections=64, retries={"max_attempts": 5, "mode": "standard"},
-                     request_checksum_calculation="when_required", response_checksum_validation="when_required")
-        if botocore_config is not None:
-            cfg = botocore_config.merge(cfg)
-        _use_fast_timestamps(session)
-        client = session.client("s3", endpoint_url=endpoint, region_name=region, verify=verify, config=cfg)
-        _lighter_listings(client)
-        ob_config: dict[str, Any] = {"region": region, "checksum_algorithm": "CRC64NVME"}
-        if creds.access_key:
-            ob_config.update(access_key_id=creds.access_key, secret_access_key=creds.secret_key)
-        if creds.token:
-            ob_config["session_token"] = creds.token
-        ob_client: dict[str, Any] = {"pool_max_idle_per_host": "64"}
-        if endpoint:
-            ob_config["endpoint"] = endpoint
-            ob_config["virtual_hosted_style_request"] = s3_conf.get("addressing_style") == "virtual"
-            if endpoint.startswith("http://"):
-                ob_client["allow_http"] = True
-        if verify is False:
-            ob_client["allow_invalid_certificates"] = True
-        elif isinstance(verify, str):  # a CA bundle path, as boto3 takes it: obstore trusts the same roots
-            try:
-                with open(verify, "rb") as fh:
-                    ob_client["root_certificate"] = fh.read()
-            except OSError as exc:
-                raise LocationError(f"connection {conn_id!r}: cannot read the CA bundle {verify!r}: {exc.strerror}") from None
-        settings = {"client": client, "endpoint_url": endpoint, "access_key": creds.access_key,
-                    "obstore_config": ob_config, "obstore_client_options": ob_client, "stores": {}}
+
+        def fresh() -> tuple[str, str, str | None]:
+            current = found.get_frozen_credentials()  # refreshed by botocore when temporary ones expire
+            return current.access_key, current.secret_key, current.token
+
+        settings = S3Settings(endpoint_url=endpoint, region=region, access_key=creds.access_key,
+                              secret_key=creds.secret_key, token=creds.token, credentials=fresh,
+                              verify=verify if conn_id is not None else os.environ.get("AWS_CA_BUNDLE") or None,
+                              s3_conf=s3_conf, botocore_config=botocore_config, session=session,
+                              has_proxies=bool(getattr(botocore_config, "proxies", None)), conn_id=conn_id)
         _CACHE[conn_id] = (now, settings)
         return settings
 

@@ -15,7 +15,7 @@ from airflow_datasync.engine import LocationSpec, run_execution
 from airflow_datasync.locations import LocationError, open_location
 from airflow_datasync.locations.base import Metadata
 from airflow_datasync.locations.s3 import MULTIPART_THRESHOLD
-from tests.s3.conftest import CONN_ID, PERMISSIVE_CONN_ID
+from tests.s3.conftest import CONN_ID, PERMISSIVE_CONN_ID, s3_requests
 
 
 def s3loc(bucket: str, prefix: str = "data") -> LocationSpec:
@@ -373,32 +373,20 @@ def test_credentials_and_endpoint_from_the_environment_without_a_connection(tmp_
 def test_verify_of_single_put_objects_lists_etags_instead_of_heading_each(tmp_path, s3, bucket):
     """VERIFYING compares listed ETags (the server's MD5 of the stored bytes) with the MD5 computed from the
     source while uploading: a few LIST calls for the whole prefix, HEAD only for multipart objects."""
-    from airflow_datasync.locations.s3 import _clients_for
-
     src = tmp_path / "src"
     src.mkdir()
     for i in range(40):
         (src / f"f{i}.txt").write_bytes(os.urandom(100 + i))
     (src / "big.bin").write_bytes(os.urandom(MULTIPART_THRESHOLD + 1))
-    calls: dict[str, int] = {}
-    client = _clients_for(CONN_ID)["client"]
-
-    def count(event_name, **_):
-        op = event_name.rsplit(".", 1)[-1]
-        calls[op] = calls.get(op, 0) + 1
-
     execution = engine.launch(LocationSpec(str(src)), s3loc(bucket), {}, store=str(tmp_path / "store"))
     for shard in engine.prepare(execution):
         engine.transfer(execution, shard["shard"])
     engine.finalize(execution)
-    client.meta.events.register("before-call.s3", count)
-    try:
+    with s3_requests() as calls:
         engine.verify(execution)
-    finally:
-        client.meta.events.unregister("before-call.s3", count)
     report = engine.report(execution)
     assert report["Status"] == "SUCCESS" and report["FilesVerified"] == 41, report
-    assert calls.get("HeadObject") == 1 and calls.get("ListObjectsV2", 0) >= 1, calls
+    assert calls.count("HeadObject") == 1 and calls.count("ListObjectsV2") >= 1, calls
     rows = {r["path"]: r for r in pq.read_table(report["ReportUri"]).to_pylist()}
     assert rows["f0.txt"]["verify_status"] == "VERIFIED" and rows["big.bin"]["verify_status"] == "VERIFIED"
 
@@ -406,28 +394,16 @@ def test_verify_of_single_put_objects_lists_etags_instead_of_heading_each(tmp_pa
 def test_rerun_learns_metadata_from_the_previous_execution_instead_of_heading_every_object(tmp_path, s3, bucket):
     """PREPARING needs each object's POSIX metadata, which only HEAD returns. An object whose ETag is what
     the previous execution saw or wrote takes it from that execution instead; a changed object is HEADed."""
-    from airflow_datasync.locations.s3 import _clients_for
-
     src = tmp_path / "src"
     files = make_tree(src)
     store = str(tmp_path / "store")
     assert run_execution(str(src), s3loc(bucket), {}, store=store)["Status"] == "SUCCESS"
     # Someone else rewrites one object behind our back (no metadata of ours: a fresh LastModified).
     s3.put_object(Bucket=bucket, Key="data/a.txt", Body=b"ALPHA")
-    calls: dict[str, int] = {}
-    client = _clients_for(CONN_ID)["client"]
-
-    def count(event_name, **_):
-        op = event_name.rsplit(".", 1)[-1]
-        calls[op] = calls.get(op, 0) + 1
-
     execution = engine.launch(LocationSpec(str(src)), s3loc(bucket), {}, store=store)
-    client.meta.events.register("before-call.s3", count)
-    try:
+    with s3_requests() as calls:
         shards = engine.prepare(execution)
-    finally:
-        client.meta.events.unregister("before-call.s3", count)
-    assert calls.get("HeadObject") == 1, calls  # only the object that changed
+    assert calls.count("HeadObject") == 1, calls  # only the object that changed
     for shard in shards:
         engine.transfer(execution, shard["shard"])
     engine.finalize(execution)
@@ -511,8 +487,6 @@ def test_point_in_time_verify_compares_listed_etags_and_still_catches_a_changed_
 def test_s3_source_metadata_comes_with_the_get_when_the_plan_needs_no_head(tmp_path, s3, bucket):
     """PREPARING HEADs only objects it must compare (same path and size at the destination); a new object's
     POSIX metadata arrives with its GET and is applied all the same."""
-    from airflow_datasync.locations.s3 import _clients_for
-
     for i in range(6):
         s3.put_object(Bucket=bucket, Key=f"src/f{i}.txt", Body=f"data {i}".encode(),
                       Metadata={"ds-mtime-ns": str(1_600_000_000_000_000_000 + i), "ds-mode": "600"})
@@ -521,20 +495,10 @@ def test_s3_source_metadata_comes_with_the_get_when_the_plan_needs_no_head(tmp_p
     dst = tmp_path / "dst"
     dst.mkdir()
     (dst / "f5.txt").write_text("data 5")  # same size as the object: compared, so HEADed
-    calls: dict[str, int] = {}
-    client = _clients_for(CONN_ID)["client"]
-
-    def count(event_name, **_):
-        op = event_name.rsplit(".", 1)[-1]
-        calls[op] = calls.get(op, 0) + 1
-
     execution = engine.launch(s3loc(bucket, "src"), LocationSpec(str(dst)), {}, store=str(tmp_path / "store"))
-    client.meta.events.register("before-call.s3", count)
-    try:
+    with s3_requests() as calls:
         shards = engine.prepare(execution)
-    finally:
-        client.meta.events.unregister("before-call.s3", count)
-    assert calls.get("HeadObject") == 2, calls  # f5.txt (to compare) and the empty object (maybe a symlink)
+    assert calls.count("HeadObject") == 2, calls  # f5.txt (to compare) and the empty object (maybe a symlink)
     for shard in shards:
         engine.transfer(execution, shard["shard"])
     engine.finalize(execution)
@@ -552,27 +516,15 @@ def test_s3_source_metadata_comes_with_the_get_when_the_plan_needs_no_head(tmp_p
 
 
 def test_metadata_learnt_from_gets_spares_the_next_run_its_heads(tmp_path, s3, bucket):
-    from airflow_datasync.locations.s3 import _clients_for
-
     for i in range(5):
         s3.put_object(Bucket=bucket, Key=f"src/f{i}.txt", Body=f"data {i}".encode(),
                       Metadata={"ds-mtime-ns": str(1_700_000_000_000_000_000 + i)})
     dst, store = tmp_path / "dst", str(tmp_path / "store")
     assert run_execution(s3loc(bucket, "src"), str(dst), {}, store=store)["Status"] == "SUCCESS"
-    calls: dict[str, int] = {}
-    client = _clients_for(CONN_ID)["client"]
-
-    def count(event_name, **_):
-        op = event_name.rsplit(".", 1)[-1]
-        calls[op] = calls.get(op, 0) + 1
-
-    client.meta.events.register("before-call.s3", count)
-    try:
+    with s3_requests() as calls:
         again = run_execution(s3loc(bucket, "src"), str(dst), {}, store=store)
-    finally:
-        client.meta.events.unregister("before-call.s3", count)
     assert again["Status"] == "SUCCESS" and again["FilesTransferred"] == 0, again
-    assert calls.get("HeadObject", 0) == 0, calls  # every object's metadata came with the first run's GETs
+    assert calls.count("HeadObject") == 0 and calls.count("ListObjectsV2") >= 1, calls  # every object's metadata came with the first run's GETs
 
 
 def test_listing_fast_paths_keep_timestamps_and_200_errors_exact(s3, bucket):
@@ -613,30 +565,19 @@ def test_listing_fast_paths_keep_timestamps_and_200_errors_exact(s3, bucket):
 def test_directory_markers_are_one_put_with_metadata_and_finalize_leaves_them(tmp_path, s3, bucket):
     """A marker is written once, with the directory's metadata; FINALIZE sends no request for it (objects
     written below a marker do not change it)."""
-    from airflow_datasync.locations.s3 import _clients_for
-
     src = tmp_path / "src"
     for d in ("a", "a/b", "c"):
         (src / d).mkdir(parents=True)
         (src / d / "f.txt").write_bytes(b"x")
     os.utime(src / "a" / "b", ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
-    calls: list[str] = []
-    client = _clients_for(CONN_ID)["client"]
-
-    def count(event_name, **_):
-        calls.append(event_name.rsplit(".", 1)[-1])
-
     execution = engine.launch(LocationSpec(str(src)), s3loc(bucket), {}, store=str(tmp_path / "store"))
     shards = engine.prepare(execution)
-    client.meta.events.register("before-call.s3", count)
-    try:
+    with s3_requests() as calls:
         for shard in shards:
             engine.transfer(execution, shard["shard"])
         marker_calls = list(calls)
         calls.clear()
         engine.finalize(execution)
-    finally:
-        client.meta.events.unregister("before-call.s3", count)
     assert calls == [], calls  # FINALIZE: nothing to do for markers written with their metadata
     assert "HeadObject" not in marker_calls and marker_calls.count("PutObject") == 3, marker_calls
     head = s3.head_object(Bucket=bucket, Key="data/a/b/")

@@ -1,0 +1,124 @@
+"""The signed-HTTP fast path for LIST and HEAD (``locations/s3_lite.py``): exact against boto3 on a real
+S3-compatible server, signed as AWS's own SigV4 example, and never the only path (boto3 takes over
+whatever it cannot do)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from airflow_datasync.locations import open_location
+from airflow_datasync.locations.s3_lite import EMPTY_SHA256, S3Lite, parse_listing
+from tests.s3.conftest import CONN_ID, s3_requests
+
+ROOT = Path(__file__).resolve().parents[2]
+ODD = ["f0", "with space/50% off+plus#hash&amp;.txt", "naïve café/日本語 ✓.txt", "tab\tname", "<lt>", "q?x=1&y=2",
+       "semi;colon,comma=eq@at!bang'quote(paren)*star~tilde"]
+
+
+def test_signature_matches_aws_sigv4_example():
+    """AWS's documented example (GET /test.txt with a Range header, 2013-05-24, us-east-1)."""
+    lite = S3Lite(None, "us-east-1", lambda: ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", None))
+    signed = lite._sign("GET", "examplebucket.s3.amazonaws.com", "/test.txt", "", {"range": "bytes=0-9"},
+                        EMPTY_SHA256, amz_date="20130524T000000Z")
+    assert signed["authorization"] == (
+        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
+        "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
+        "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
+
+
+def test_listing_page_parsing_decodes_keys_and_refuses_what_it_does_not_know():
+    page = (b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            b"<EncodingType>url</EncodingType><IsTruncated>true</IsTruncated><NextContinuationToken>tok+/=</NextContinuationToken>"
+            b"<Contents><Key>a+b%2Bc%25d/</Key><Size>0</Size><ETag>&quot;x&quot;</ETag>"
+            b"<LastModified>2026-11-26T15:39:12.033Z</LastModified><StorageClass>STANDARD</StorageClass></Contents>"
+            b"</ListBucketResult>")
+    contents, token = parse_listing(page)
+    assert token == "tok+/=" and contents[0]["Key"] == "a b+c%d/" and contents[0]["ETag"] == '"x"'
+    assert contents[0]["LastModified"].isoformat() == "2026-11-26T15:39:12.033000+00:00"
+    import pytest
+
+    from airflow_datasync.locations.s3_lite import LiteUnavailable
+
+    for bad in (b"<Error><Code>InternalError</Code></Error>", page[:-20],
+                page.replace(b"<NextContinuationToken>tok+/=</NextContinuationToken>", b"")):
+        with pytest.raises(LiteUnavailable):
+            parse_listing(bad)
+
+
+def test_fast_path_lists_and_heads_exactly_like_boto3_without_falling_back(s3, bucket):
+    for i, name in enumerate(ODD):
+        s3.put_object(Bucket=bucket, Key=f"data/{name}", Body=b"x" * i, ChecksumAlgorithm="CRC64NVME",
+                      Metadata={"ds-mtime-ns": str(1_600_000_000_000_000_000 + i), "Other-Tool": "kept"})
+    s3.put_object(Bucket=bucket, Key="data/dir/", Body=b"")
+    loc = open_location(f"s3://{bucket}/data", CONN_ID)
+    lite = loc._resolve().lite
+    assert lite is not None
+    with s3_requests() as boto_and_lite:
+        sent: list[str] = []
+        lite.observers.append(sent.append)
+        try:
+            # Pages of two keys: continuation tokens carried across, every key decoded exactly.
+            keys, token = [], None
+            while True:
+                contents, token = lite.list_page(bucket, "data/", token, max_keys=2)
+                keys += [(c["Key"], c["Size"], c["ETag"], c["LastModified"]) for c in contents]
+                if token is None:
+                    break
+            heads = {key: loc._head(key) for key, *_ in keys}
+            missing = loc._head("data/no such key")
+        finally:
+            lite.observers.remove(sent.append)
+    assert boto_and_lite == sent  # nothing went through boto3
+    assert sent.count("ListObjectsV2") == 4 and sent.count("HeadObject") == len(ODD) + 2
+    plain = s3.list_objects_v2(Bucket=bucket, Prefix="data/")["Contents"]
+    assert keys == [(o["Key"], o["Size"], o["ETag"], o["LastModified"]) for o in plain]
+    assert sorted(k[5:] for k, *_ in keys) == sorted(ODD + ["dir/"])
+    assert missing is None
+    for key, ours in heads.items():
+        theirs = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        for field in ("ContentLength", "ETag", "LastModified", "Metadata", "ChecksumCRC64NVME", "ChecksumType"):
+            assert ours.get(field) == theirs.get(field), (key, field)
+    assert heads["data/f0"]["Metadata"] == {"ds-mtime-ns": "1600000000000000000", "other-tool": "kept"}
+
+
+def test_boto3_takes_over_when_the_fast_path_cannot_reach_the_server(s3, bucket, monkeypatch):
+    from tests.servers import free_port
+
+    s3.put_object(Bucket=bucket, Key="data/a.txt", Body=b"a")
+    loc = open_location(f"s3://{bucket}/data", CONN_ID)
+    lite = loc._resolve().lite
+    monkeypatch.setattr(lite, "base_host", f"127.0.0.1:{free_port()}")  # nothing listens there
+    with s3_requests() as sent:
+        rows = [r for b in loc.scan() for r in b.to_pylist()]
+        head = loc._head("data/a.txt")
+    assert [r["path"] for r in rows] == ["a.txt"] and head["ContentLength"] == 1
+    assert "ListObjectsV2" in sent and "HeadObject" in sent  # tried fast, then boto3 did the work
+
+
+def test_runs_with_credentials_in_the_environment_never_import_boto3(tmp_path, s3_server, bucket):
+    """A first run (files, directory markers, verify) and a re-run, credentials from the environment: obstore
+    and the fast path do it all, so the ~0.35 s of importing boto3 and building a client are never paid."""
+    src = tmp_path / "src"
+    for rel in ("a.txt", "d/b.txt", "d/e/c.txt"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(rel)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRFLOW_CONN_"))}
+    env.update(AWS_ACCESS_KEY_ID=s3_server.access_key, AWS_SECRET_ACCESS_KEY=s3_server.secret_key,
+               AWS_ENDPOINT_URL=s3_server.endpoint, AWS_DEFAULT_REGION=s3_server.region, HOME=str(tmp_path),
+               AWS_CONFIG_FILE=str(tmp_path / "no-config"))
+    script = (
+        "import json, sys\n"
+        "from airflow_datasync.engine import run_execution\n"
+        "runs = [run_execution(sys.argv[1], sys.argv[2], {}, store=sys.argv[3]) for _ in range(2)]\n"
+        "print(json.dumps({'boto': sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')),\n"
+        "                  'runs': [(r['Status'], r['FilesTransferred'], r['FilesVerified']) for r in runs]}))\n")
+    out = subprocess.run([sys.executable, "-c", script, str(src), f"s3://{bucket}/env", str(tmp_path / "store")],
+                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["runs"] == [["SUCCESS", 5, 3], ["SUCCESS", 0, 0]], result  # 3 files and 2 directories
+    assert result["boto"] == [], result
