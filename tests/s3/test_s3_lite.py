@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from airflow_datasync.locations import open_location
 from airflow_datasync.locations.s3_lite import EMPTY_SHA256, S3Lite, parse_listing
 from tests.s3.conftest import CONN_ID, s3_requests
@@ -39,8 +41,6 @@ def test_listing_page_parsing_decodes_keys_and_refuses_what_it_does_not_know():
     contents, token = parse_listing(page)
     assert token == "tok+/=" and contents[0]["Key"] == "a b+c%d/" and contents[0]["ETag"] == '"x"'
     assert contents[0]["LastModified"].isoformat() == "2026-11-26T15:39:12.033000+00:00"
-    import pytest
-
     from airflow_datasync.locations.s3_lite import LiteUnavailable
 
     for bad in (b"<Error><Code>InternalError</Code></Error>", page[:-20],
@@ -99,21 +99,29 @@ def test_boto3_takes_over_when_the_fast_path_cannot_reach_the_server(s3, bucket,
     assert "ListObjectsV2" in sent and "HeadObject" in sent  # tried fast, then boto3 did the work
 
 
-def test_runs_with_credentials_in_the_environment_never_import_boto3(tmp_path, s3_server, bucket):
-    """A first run (files, directory markers, verify) and a re-run, credentials from the environment: obstore
-    and the fast path do it all, so the ~0.35 s of importing boto3 and building a client are never paid."""
+@pytest.mark.parametrize("credentials", ["environment", "connection"])
+def test_runs_with_plain_credentials_never_import_boto3(tmp_path, s3_server, bucket, credentials):
+    """A first run (files, directory markers, verify) and a re-run, with a key pair in the environment or in
+    a plain Airflow AWS connection: obstore and the fast path do it all, so the ~0.35 s of importing boto3
+    and building a client are never paid."""
     src = tmp_path / "src"
     for rel in ("a.txt", "d/b.txt", "d/e/c.txt"):
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_text(rel)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AIRFLOW_CONN_"))}
-    env.update(AWS_ACCESS_KEY_ID=s3_server.access_key, AWS_SECRET_ACCESS_KEY=s3_server.secret_key,
-               AWS_ENDPOINT_URL=s3_server.endpoint, AWS_DEFAULT_REGION=s3_server.region, HOME=str(tmp_path),
-               AWS_CONFIG_FILE=str(tmp_path / "no-config"))
+    env.update(HOME=str(tmp_path), AWS_CONFIG_FILE=str(tmp_path / "no-config"))
+    if credentials == "environment":
+        env.update(AWS_ACCESS_KEY_ID=s3_server.access_key, AWS_SECRET_ACCESS_KEY=s3_server.secret_key,
+                   AWS_ENDPOINT_URL=s3_server.endpoint, AWS_DEFAULT_REGION=s3_server.region)
+        conn = "None"
+    else:
+        env["AIRFLOW_CONN_PLAIN_S3"] = s3_server.connection_uri_json()
+        conn = "'plain_s3'"
     script = (
         "import json, sys\n"
-        "from airflow_datasync.engine import run_execution\n"
-        "runs = [run_execution(sys.argv[1], sys.argv[2], {}, store=sys.argv[3]) for _ in range(2)]\n"
+        "from airflow_datasync.engine import LocationSpec, run_execution\n"
+        f"dst = LocationSpec(sys.argv[2], {conn})\n"
+        "runs = [run_execution(sys.argv[1], dst, {}, store=sys.argv[3]) for _ in range(2)]\n"
         "print(json.dumps({'boto': sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')),\n"
         "                  'runs': [(r['Status'], r['FilesTransferred'], r['FilesVerified']) for r in runs]}))\n")
     out = subprocess.run([sys.executable, "-c", script, str(src), f"s3://{bucket}/env", str(tmp_path / "store")],
@@ -122,3 +130,44 @@ def test_runs_with_credentials_in_the_environment_never_import_boto3(tmp_path, s
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["runs"] == [["SUCCESS", 5, 3], ["SUCCESS", 0, 0]], result  # 3 files and 2 directories
     assert result["boto"] == [], result
+
+
+def test_only_plain_connections_skip_the_amazon_providers_hook(s3_server, monkeypatch):
+    from airflow_datasync.locations.s3 import _simple_connection
+
+    plain = json.loads(s3_server.connection_uri_json())
+    variants = {
+        "plain": plain,
+        "addressing": {**plain, "extra": {**plain["extra"], "config_kwargs": {"s3": {"addressing_style": "path"}}}},
+        "role": {**plain, "extra": {**plain["extra"], "role_arn": "arn:aws:iam::123456789012:role/x"}},
+        "profile": {**plain, "extra": {**plain["extra"], "profile_name": "other"}},
+        "per_service": {**plain, "extra": {"service_config": {"s3": {"endpoint_url": s3_server.endpoint}}}},
+        "retries": {**plain, "extra": {**plain["extra"], "config_kwargs": {"retries": {"max_attempts": 9}}}},
+        "no_key": {**plain, "login": None, "password": None},
+    }
+    for name, conn in variants.items():
+        monkeypatch.setenv(f"AIRFLOW_CONN_V_{name.upper()}", json.dumps(conn))
+    settings = _simple_connection("v_plain")
+    assert settings is not None and settings.endpoint_url == s3_server.endpoint and settings.region == s3_server.region
+    assert settings.lite is not None and _simple_connection("v_addressing") is not None
+    for name in ("role", "profile", "per_service", "retries", "no_key"):
+        assert _simple_connection(f"v_{name}") is None, name
+
+
+def test_a_connection_the_hook_must_read_still_works(tmp_path, s3, s3_server, bucket, monkeypatch):
+    """The endpoint only in ``service_config.s3`` (read by the Amazon provider's hook, not by the plain path)."""
+    from airflow_datasync.engine import LocationSpec, run_execution
+    from airflow_datasync.locations import s3 as s3mod
+
+    conn = json.loads(s3_server.connection_uri_json())
+    conn["extra"] = {"region_name": s3_server.region, "service_config": {"s3": {"endpoint_url": s3_server.endpoint}}}
+    monkeypatch.setenv("AIRFLOW_CONN_DATASYNC_PER_SERVICE", json.dumps(conn))
+    monkeypatch.setattr(s3mod, "_CACHE", {})
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "hook.txt").write_text("through the hook")
+    summary = run_execution(str(src), LocationSpec(f"s3://{bucket}/hook", "datasync_per_service"), {},
+                            store=str(tmp_path / "store"))
+    assert summary["Status"] == "SUCCESS", summary
+    assert s3.get_object(Bucket=bucket, Key="hook/hook.txt")["Body"].read() == b"through the hook"
+    assert s3mod._CACHE["datasync_per_service"][1]._session is not None  # the hook's boto3 session
