@@ -537,23 +537,9 @@ class S3Location(Location):
     def _multipart(self, key: str, first: bytearray, rest: Iterator[bytes], headers: dict[str, str],
                    before_commit: Callable[[int], None] | None, if_none_match: bool,
                    tags: dict[str, str] | None = None) -> int:
-        client = self.client
         part_size, in_flight = self.part_size, self.part_concurrency
-        upload = client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=headers,
-                                                ChecksumAlgorithm="CRC64NVME", ChecksumType="FULL_OBJECT",
-                                                **self._object_args(tags))
-        upload_id = upload["UploadId"]
-        parts: list[dict[str, Any]] = []
+        api = self._multipart_api(key, headers, tags)
         total = 0
-
-        def send(number: int, body: bytes) -> tuple[dict[str, Any], int, int]:
-            part_hash = checksum.new_hasher()
-            part_hash.update(body)
-            resp = client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body,
-                                      ChecksumCRC64NVME=part_hash.base64())
-            return ({"PartNumber": number, "ETag": resp["ETag"],
-                     "ChecksumCRC64NVME": resp.get("ChecksumCRC64NVME", part_hash.base64())}, part_hash.value, len(body))
-
         try:
             with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="s3part") as pool:
                 futures = []
@@ -574,29 +560,45 @@ class S3Location(Location):
                         # Bound memory: at most in_flight parts in flight.
                         while sum(1 for f in futures if not f.done()) >= in_flight:
                             next(f for f in futures if not f.done()).result()
-                        futures.append(pool.submit(send, number, body))
+                        futures.append(pool.submit(api.send, number, body))
                         if chunk is None and not held:
                             break
                 sent = [f.result() for f in futures]
-            parts = [part for part, _crc, _n in sent]
             # The whole object's CRC64NVME from the parts' (no second pass over the bytes).
             whole = checksum.new_hasher()
             for _part, crc, n in sent:
                 whole.value = checksum.combine(whole.value, crc, n)
             if before_commit is not None:
                 before_commit(total)
-            extra = {"IfNoneMatch": "*"} if if_none_match else {}
-            done = client.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts},
-                ChecksumCRC64NVME=whole.base64(), ChecksumType="FULL_OBJECT", **extra)
-            self._written(key, done.get("ETag"))
+            self._written(key, api.complete([part for part, _crc, _n in sent], whole.base64(), if_none_match))
         except BaseException:
             try:
-                client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                api.abort()
             except Exception:  # noqa: BLE001 - the original error matters more; lifecycle rules catch leftovers
                 log.warning("could not abort multipart upload of s3://%s/%s", self.bucket, key)
             raise
         return total
+
+    def _multipart_api(self, key: str, headers: dict[str, str], tags: dict[str, str] | None) -> "_Multipart":
+        """A started multipart upload: through the signed-HTTP fast path where it can start one, else boto3."""
+        lite = self._lite()
+        if lite is not None:
+            from airflow_datasync.locations.s3_lite import LiteUnavailable
+
+            extra = {}
+            if self.storage_class:
+                extra["x-amz-storage-class"] = self.storage_class
+            if tags:
+                extra["x-amz-tagging"] = urllib.parse.urlencode(tags)
+            try:
+                return _LiteMultipart(lite, self.bucket, key, lite.create_multipart(self.bucket, key, headers, extra))
+            except LiteUnavailable as exc:
+                log.debug("s3://%s/%s: multipart upload through boto3 (%s)", self.bucket, key, exc)
+        client = self.client
+        upload = client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=headers,
+                                                ChecksumAlgorithm="CRC64NVME", ChecksumType="FULL_OBJECT",
+                                                **self._object_args(tags))
+        return _BotoMultipart(client, self.bucket, key, upload["UploadId"])
 
     def copy_from(self, source: "S3Location", path: str, meta_for: Callable[[StatResult], Metadata], *,
                   expect_etag: str | None, if_none_match: bool = False, keep_tags: bool = True
@@ -682,6 +684,65 @@ class S3Location(Location):
     def delete(self, path: str, *, is_dir: bool) -> None:
         key = self.key(path) + ("/" if is_dir else "")
         self.client.delete_object(Bucket=self.bucket, Key=key)
+
+
+class _Multipart:
+    """One multipart upload in progress: ``send`` a part (returns the part's entry for the completion, its
+    CRC64NVME as an int and its length), ``complete`` with the whole object's CRC64NVME, or ``abort``."""
+
+    def __init__(self, client: Any, bucket: str, key: str, upload_id: str) -> None:
+        self.client, self.bucket, self.key, self.upload_id = client, bucket, key, upload_id
+
+    def send(self, number: int, body: bytes) -> tuple[Any, int, int]:
+        raise NotImplementedError
+
+    def complete(self, parts: list[Any], crc64: str, if_none_match: bool) -> str | None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+
+class _LiteMultipart(_Multipart):
+    def send(self, number: int, body: bytes) -> tuple[Any, int, int]:
+        part_hash = checksum.new_hasher()
+        part_hash.update(body)
+        crc = part_hash.base64()
+        etag = self.client.upload_part(self.bucket, self.key, self.upload_id, number, body, crc)
+        return (number, etag, crc), part_hash.value, len(body)
+
+    def complete(self, parts: list[Any], crc64: str, if_none_match: bool) -> str | None:
+        return self.client.complete_multipart(self.bucket, self.key, self.upload_id, parts, crc64, if_none_match)
+
+    def abort(self) -> None:
+        self.client.abort_multipart(self.bucket, self.key, self.upload_id)
+
+
+class _BotoMultipart(_Multipart):
+    def send(self, number: int, body: bytes) -> tuple[Any, int, int]:
+        part_hash = checksum.new_hasher()
+        part_hash.update(body)
+        resp = self.client.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
+                                       Body=body, ChecksumCRC64NVME=part_hash.base64())
+        return ({"PartNumber": number, "ETag": resp["ETag"],
+                 "ChecksumCRC64NVME": resp.get("ChecksumCRC64NVME", part_hash.base64())}, part_hash.value, len(body))
+
+    def complete(self, parts: list[Any], crc64: str, if_none_match: bool) -> str | None:
+        from botocore.exceptions import ClientError
+
+        extra = {"IfNoneMatch": "*"} if if_none_match else {}
+        try:
+            done = self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": parts},
+                ChecksumCRC64NVME=crc64, ChecksumType="FULL_OBJECT", **extra)
+        except ClientError as exc:
+            if if_none_match and exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                raise FileExistsError(f"{self.key} already exists (OverwriteMode=NEVER)") from None
+            raise
+        return done.get("ETag")
+
+    def abort(self) -> None:
+        self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
 
 
 #: obstore's GET attributes that are HTTP headers, not user metadata.

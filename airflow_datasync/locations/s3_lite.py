@@ -132,11 +132,7 @@ class S3Lite:
         """PutObject of a small body (directory markers, the write probe) with user metadata; its ETag.
 
         Metadata that is not printable ASCII (which S3 would need encoded) is left to boto3."""
-        headers = {"content-length": str(len(body))}
-        for name, value in (metadata or {}).items():
-            if not (name.isascii() and value.isascii() and name.isprintable() and value.isprintable()):
-                raise LiteUnavailable("PutObject: metadata that is not printable ASCII")
-            headers["x-amz-meta-" + name.lower()] = value
+        headers = {"content-length": str(len(body)), **_meta_headers(metadata or {})}
         if if_none_match:
             headers["if-none-match"] = "*"
         status, answer, _ = self.request("PutObject", "PUT", bucket, key, [], headers, body)
@@ -144,13 +140,64 @@ class S3Lite:
             raise LiteUnavailable(f"PutObject answered {status}", status)
         return answer.get("etag")
 
+    # -- multipart uploads (the caller completes only when whole, and aborts on any failure) ----------
+    def create_multipart(self, bucket: str, key: str, metadata: dict[str, str], extra: dict[str, str]) -> str:
+        """CreateMultipartUpload with a full-object CRC64NVME; ``extra`` holds other headers (storage class,
+        tagging). Returns the upload id."""
+        headers = {"x-amz-checksum-algorithm": "CRC64NVME", "x-amz-checksum-type": "FULL_OBJECT", **extra}
+        headers.update(_meta_headers(metadata))
+        status, _, body = self.request("CreateMultipartUpload", "POST", bucket, key, [("uploads", "")], headers)
+        upload_id = _xml_field(body, "InitiateMultipartUploadResult", "UploadId") if status == 200 else None
+        if not upload_id:
+            raise LiteUnavailable(f"CreateMultipartUpload answered {status}", status)
+        return upload_id
+
+    def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: bytes, crc64: str) -> str:
+        """One part, its CRC64NVME (base64) checked by the server; the payload itself is not hashed for the
+        signature (``UNSIGNED-PAYLOAD``: the CRC protects the bytes, a SHA-256 of each part would cost ~2 s
+        of CPU per GB). Returns the part's ETag."""
+        status, headers, _ = self.request(
+            "UploadPart", "PUT", bucket, key, [("partNumber", str(number)), ("uploadId", upload_id)],
+            {"content-length": str(len(body)), "x-amz-checksum-crc64nvme": crc64}, body, unsigned_payload=True)
+        if status != 200 or not headers.get("etag"):
+            raise OSError(f"UploadPart {number} of s3://{bucket}/{key} answered {status}")
+        return headers["etag"]
+
+    def complete_multipart(self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str, str]],
+                           crc64: str, if_none_match: bool) -> str | None:
+        """CompleteMultipartUpload of (number, ETag, CRC64NVME) parts with the whole object's CRC64NVME.
+        S3 may answer 200 with an ``<Error>`` body: that is an error here. Returns the object's ETag."""
+        from xml.sax.saxutils import escape
+
+        xml = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>{escape(etag)}</ETag>"
+                      f"<ChecksumCRC64NVME>{escape(crc)}</ChecksumCRC64NVME></Part>" for n, etag, crc in parts)
+        body = f'<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{xml}</CompleteMultipartUpload>'
+        headers = {"content-type": "application/xml", "x-amz-checksum-crc64nvme": crc64,
+                   "x-amz-checksum-type": "FULL_OBJECT"}
+        if if_none_match:
+            headers["if-none-match"] = "*"
+        status, _, answer = self.request("CompleteMultipartUpload", "POST", bucket, key, [("uploadId", upload_id)],
+                                         headers, body.encode())
+        if status == 412:
+            raise FileExistsError(f"{key} already exists (OverwriteMode=NEVER)")
+        if status != 200 or b"<CompleteMultipartUploadResult" not in answer:
+            code = _xml_field(answer, "Error", "Code") or status
+            raise OSError(f"CompleteMultipartUpload of s3://{bucket}/{key} failed: {code}")
+        return _xml_field(answer, "CompleteMultipartUploadResult", "ETag")
+
+    def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        status, _, _ = self.request("AbortMultipartUpload", "DELETE", bucket, key, [("uploadId", upload_id)])
+        if status not in (200, 204, 404):
+            raise OSError(f"AbortMultipartUpload answered {status}")
+
     def delete(self, bucket: str, key: str) -> None:
         status, _, _ = self.request("DeleteObject", "DELETE", bucket, key, [])
         if status not in (200, 204):
             raise LiteUnavailable(f"DeleteObject answered {status}", status)
 
     def request(self, operation: str, method: str, bucket: str, key: str, query: list[tuple[str, str]],
-                headers: dict[str, str] | None = None, body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+                headers: dict[str, str] | None = None, body: bytes = b"", unsigned_payload: bool = False
+                ) -> tuple[int, dict[str, str], bytes]:
         """Send one signed request; transient failures are retried. Returns (status, lower-cased headers, body)."""
         if self.virtual and _DNS_BUCKET.match(bucket) and not (self.secure and "." in bucket):
             host, path = f"{bucket}.{self.base_host}", f"{self.base_path}/{key}"
@@ -162,7 +209,8 @@ class S3Lite:
         target = f"{path}?{query_string}" if query_string else path
         for observe in self.observers:
             observe(operation)
-        payload = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
+        payload = ("UNSIGNED-PAYLOAD" if unsigned_payload else
+                   hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256)
         for attempt in range(_ATTEMPTS):
             signed = self._sign(method, host, path, query_string, dict(headers or {}), payload)
             conn = self._take(host)
@@ -239,6 +287,27 @@ class S3Lite:
                 free.append(conn)
                 return
         conn.close()
+
+
+def _meta_headers(metadata: dict[str, str]) -> dict[str, str]:
+    """User metadata as ``x-amz-meta-*`` headers; what is not printable ASCII (S3 would need it encoded)
+    is left to boto3."""
+    headers = {}
+    for name, value in metadata.items():
+        if not (name.isascii() and value.isascii() and name.isprintable() and value.isprintable()):
+            raise LiteUnavailable("metadata that is not printable ASCII")
+        headers["x-amz-meta-" + name.lower()] = value
+    return headers
+
+
+def _xml_field(body: bytes, root_tag: str, field: str) -> str | None:
+    """The text of ``field`` in a small S3 XML answer whose root is ``root_tag`` (any namespace)."""
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        return None
+    ns = root.tag[:root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    return root.findtext(ns + field) if root.tag == ns + root_tag else None
 
 
 def _ssl_context(verify: bool | str | None) -> ssl.SSLContext:

@@ -171,3 +171,27 @@ def test_a_connection_the_hook_must_read_still_works(tmp_path, s3, s3_server, bu
     assert summary["Status"] == "SUCCESS", summary
     assert s3.get_object(Bucket=bucket, Key="hook/hook.txt")["Body"].read() == b"through the hook"
     assert s3mod._CACHE["datasync_per_service"][1]._session is not None  # the hook's boto3 session
+
+
+def test_multipart_uploads_go_through_the_fast_path_with_full_object_crc(tmp_path, s3, bucket):
+    """Parts signed with UNSIGNED-PAYLOAD and protected by their CRC64NVME, completed with the whole
+    object's CRC; OverwriteMode=NEVER is a conditional completion that leaves the first object alone."""
+    from airflow_datasync import checksum
+    from airflow_datasync.locations.base import Metadata
+    from airflow_datasync.locations.s3 import MULTIPART_THRESHOLD
+
+    data = os.urandom(2 * MULTIPART_THRESHOLD + 12345)
+    loc = open_location(f"s3://{bucket}/mp", CONN_ID)
+    chunks = [data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)]
+    with s3_requests() as sent:
+        assert loc.write("big.bin", iter(chunks), Metadata(mtime_ns=1_600_000_000_000_000_000), tag="t") == len(data)
+    assert sent == ["CreateMultipartUpload", "UploadPart", "UploadPart", "UploadPart", "CompleteMultipartUpload"]
+    head = s3.head_object(Bucket=bucket, Key="mp/big.bin", ChecksumMode="ENABLED")
+    whole = checksum.new_hasher()
+    whole.update(data)
+    assert head["ChecksumCRC64NVME"] == whole.base64() and head["Metadata"]["ds-mtime-ns"] == "1600000000000000000"
+    assert s3.get_object(Bucket=bucket, Key="mp/big.bin")["Body"].read() == data
+    with pytest.raises(FileExistsError):
+        loc.write("big.bin", iter([os.urandom(MULTIPART_THRESHOLD + 1)]), Metadata(), tag="t", overwrite=False)
+    assert s3.get_object(Bucket=bucket, Key="mp/big.bin")["Body"].read() == data
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
