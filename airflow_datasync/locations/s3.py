@@ -621,9 +621,19 @@ class S3Location(Location):
         theirs = self._meta_from_head(head, False).get("user_metadata") or {}
         headers = {**theirs, **_meta_to_headers(meta)}
         copy_source = {"Bucket": source.bucket, "Key": src_key}
-        client = self.client
         tagging = {"TaggingDirective": "COPY"} if keep_tags else {"TaggingDirective": "REPLACE", "Tagging": ""}
         storage = {"StorageClass": self.storage_class} if self.storage_class else {}
+        lite = self._lite() if size <= COPY_PART_SIZE else None
+        if lite is not None:
+            from airflow_datasync.locations.s3_lite import LiteUnavailable
+
+            try:
+                self._written(key, lite.copy_object(self.bucket, key, source.bucket, src_key, headers, head["ETag"],
+                                                    keep_tags, self.storage_class))
+                return size, _full_object_crc(head)
+            except LiteUnavailable as exc:
+                log.debug("s3://%s/%s: CopyObject through boto3 (%s)", self.bucket, key, exc)
+        client = self.client
         if size <= COPY_PART_SIZE:
             resp = client.copy_object(Bucket=self.bucket, Key=key, CopySource=copy_source, Metadata=headers,
                                       MetadataDirective="REPLACE", ChecksumAlgorithm="CRC64NVME",

@@ -140,6 +140,25 @@ class S3Lite:
             raise LiteUnavailable(f"PutObject answered {status}", status)
         return answer.get("etag")
 
+    def copy_object(self, bucket: str, key: str, source_bucket: str, source_key: str, metadata: dict[str, str],
+                    if_match: str, keep_tags: bool, storage_class: str | None) -> str | None:
+        """Server-side CopyObject with new metadata (``REPLACE``), pinned to the source's ETag, with a
+        CRC64NVME computed by the server. S3 may answer 200 with an ``<Error>`` body: that goes to boto3
+        like any other unexpected answer. Returns the copy's ETag."""
+        headers = {"x-amz-copy-source": urllib.parse.quote(f"/{source_bucket}/{source_key}", safe="/~"),
+                   "x-amz-copy-source-if-match": if_match, "x-amz-metadata-directive": "REPLACE",
+                   "x-amz-checksum-algorithm": "CRC64NVME", **_meta_headers(metadata)}
+        if keep_tags:
+            headers["x-amz-tagging-directive"] = "COPY"
+        else:
+            headers.update({"x-amz-tagging-directive": "REPLACE", "x-amz-tagging": ""})
+        if storage_class:
+            headers["x-amz-storage-class"] = storage_class
+        status, _, body = self.request("CopyObject", "PUT", bucket, key, [], headers)
+        if status != 200 or b"<CopyObjectResult" not in body:
+            raise LiteUnavailable(f"CopyObject answered {status}", status)
+        return _xml_field(body, "CopyObjectResult", "ETag")
+
     # -- multipart uploads (the caller completes only when whole, and aborts on any failure) ----------
     def create_multipart(self, bucket: str, key: str, metadata: dict[str, str], extra: dict[str, str]) -> str:
         """CreateMultipartUpload with a full-object CRC64NVME; ``extra`` holds other headers (storage class,
