@@ -218,11 +218,7 @@ class S3Lite:
                 headers: dict[str, str] | None = None, body: bytes = b"", unsigned_payload: bool = False
                 ) -> tuple[int, dict[str, str], bytes]:
         """Send one signed request; transient failures are retried. Returns (status, lower-cased headers, body)."""
-        if self.virtual and _DNS_BUCKET.match(bucket) and not (self.secure and "." in bucket):
-            host, path = f"{bucket}.{self.base_host}", f"{self.base_path}/{key}"
-        else:
-            host, path = self.base_host, f"{self.base_path}/{bucket}/{key}" if key else f"{self.base_path}/{bucket}"
-        path = urllib.parse.quote(path, safe="/" + _UNRESERVED)
+        host, path = self.address(bucket, key)
         query_string = "&".join(f"{urllib.parse.quote(k, safe=_UNRESERVED)}={urllib.parse.quote(v, safe=_UNRESERVED)}"
                                 for k, v in sorted(query))
         target = f"{path}?{query_string}" if query_string else path
@@ -242,6 +238,7 @@ class S3Lite:
                 raise LiteUnavailable(f"{operation}: {exc}") from None
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
+                self._drop_idle(host)  # the server closed one kept-alive connection: likely all of them
                 if attempt == _ATTEMPTS - 1:
                     raise LiteUnavailable(f"{operation}: {type(exc).__name__}: {exc}") from None
                 time.sleep(0.05 * 2**attempt)
@@ -257,6 +254,15 @@ class S3Lite:
                 continue
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
         raise AssertionError("unreachable")
+
+    def address(self, bucket: str, key: str) -> tuple[str, str]:
+        """(host, URL-encoded path) of an object: virtual-hosted where the settings and the bucket name
+        allow it (a dotted name breaks TLS certificates of ``*.s3…``), else path-style."""
+        if self.virtual and _DNS_BUCKET.match(bucket) and not (self.secure and "." in bucket):
+            host, path = f"{bucket}.{self.base_host}", f"{self.base_path}/{key}"
+        else:
+            host, path = self.base_host, f"{self.base_path}/{bucket}/{key}" if key else f"{self.base_path}/{bucket}"
+        return host, urllib.parse.quote(path, safe="/" + _UNRESERVED)
 
     # -- signing ----------------------------------------------------------------------------------
     def _sign(self, method: str, host: str, path: str, query_string: str, headers: dict[str, str],
@@ -298,6 +304,12 @@ class S3Lite:
         if self.secure:
             return http.client.HTTPSConnection(host, timeout=60, context=self._context)
         return http.client.HTTPConnection(host, timeout=60)
+
+    def _drop_idle(self, host: str) -> None:
+        with self._lock:
+            idle, self._pool[host] = self._pool[host], []
+        for conn in idle:
+            conn.close()
 
     def _give(self, host: str, conn: http.client.HTTPConnection) -> None:
         with self._lock:

@@ -222,3 +222,28 @@ def test_s3_to_s3_copies_are_server_side_through_the_fast_path(tmp_path, s3, buc
         assert got["Body"].read() == f"object {i}".encode() and got["Metadata"]["owner"] == "team-x"
         assert "ds-mtime-ns" in got["Metadata"]
         assert s3.get_object_tagging(Bucket=bucket, Key=f"dst/{name}")["TagSet"] == [{"Key": "k", "Value": "v"}]
+
+
+def test_addresses_follow_the_settings_and_bucket_names():
+    creds = lambda: ("k", "s", None)  # noqa: E731
+    aws = S3Lite(None, "eu-west-1", creds)
+    assert aws.address("my-bucket", "a b/c+d.txt") == ("my-bucket.s3.eu-west-1.amazonaws.com", "/a%20b/c%2Bd.txt")
+    assert aws.address("dotted.bucket", "k") == ("s3.eu-west-1.amazonaws.com", "/dotted.bucket/k")  # TLS-safe
+    assert S3Lite(None, "eu-west-1", creds, addressing_style="path").address("my-bucket", "k") == (
+        "s3.eu-west-1.amazonaws.com", "/my-bucket/k")
+    store = S3Lite("http://127.0.0.1:9000/base/", "us-east-1", creds)
+    assert store.address("b", "x/ü~") == ("127.0.0.1:9000", "/base/b/x/%C3%BC~") and store.address("b", "") == (
+        "127.0.0.1:9000", "/base/b")
+    virtual = S3Lite("https://minio.example:9000", "us-east-1", creds, addressing_style="virtual")
+    assert virtual.address("bkt", "k") == ("bkt.minio.example:9000", "/k")
+
+
+def test_a_server_closing_kept_alive_connections_costs_a_retry_not_an_error(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="data/a.txt", Body=b"a")
+    loc = open_location(f"s3://{bucket}/data", CONN_ID)
+    lite = loc._resolve().lite
+    assert lite.head(bucket, "data/a.txt")["ContentLength"] == 1
+    for conns in lite._pool.values():  # what an idle timeout at the server does to the pool
+        for conn in conns:
+            conn.sock.shutdown(2)
+    assert lite.head(bucket, "data/a.txt")["ContentLength"] == 1
