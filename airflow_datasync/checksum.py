@@ -12,10 +12,19 @@ from __future__ import annotations
 import base64
 from typing import IO, Iterator
 
-from awscrt import checksums
-
 ALGO = "crc64nvme"
 CHUNK = 1 << 20
+#: awscrt's CRC functions, loaded with the first hasher: its native library takes ~50 ms to load, which a
+#: run with nothing to copy (a re-run) never needs.
+_crc64nvme = _combine = None
+
+
+def _load() -> None:
+    global _crc64nvme, _combine
+    from awscrt import checksums
+
+    _combine = checksums.combine_crc64nvme
+    _crc64nvme = checksums.crc64nvme
 
 
 class Crc64Nvme:
@@ -25,9 +34,11 @@ class Crc64Nvme:
 
     def __init__(self) -> None:
         self.value = 0
+        if _crc64nvme is None:
+            _load()
 
     def update(self, data: bytes | memoryview) -> None:
-        self.value = checksums.crc64nvme(data, self.value)
+        self.value = _crc64nvme(data, self.value)
 
     def hexdigest(self) -> str:
         return f"{self.value:016x}"
@@ -50,7 +61,9 @@ def md5_of_etag(etag: str | None) -> str | None:
 
 def combine(crc_a: int, crc_b: int, length_b: int) -> int:
     """CRC64NVME of ``A + B`` from the CRCs of ``A`` and ``B`` (and B's length), without reading the bytes."""
-    return checksums.combine_crc64nvme(crc_a, crc_b, length_b)
+    if _combine is None:
+        _load()
+    return _combine(crc_a, crc_b, length_b)
 
 
 def new_hasher() -> Crc64Nvme:
