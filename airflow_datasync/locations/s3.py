@@ -29,6 +29,7 @@ from typing import IO, Any, Callable, Iterator
 import pyarrow as pa
 
 from airflow_datasync import checksum
+from airflow_datasync.locations import s3_lite
 from airflow_datasync.locations.base import (
     DIR,
     ChangedSinceListingError,
@@ -216,15 +217,13 @@ class S3Location(Location):
 
     # -- checks -----------------------------------------------------------------------------------
     def _lite(self) -> Any:
-        """The signed-HTTP fast path for LIST and HEAD, or None where only boto3 will do."""
+        """The signed-HTTP fast path (:mod:`.s3_lite`), or None where only boto3 will do."""
         lite = self._resolve().lite
         return None if lite is None or lite.broken else lite
 
     def check(self, *, writable: bool) -> None:
         lite = self._lite()
         if lite is not None:
-            from airflow_datasync.locations.s3_lite import LiteUnavailable
-
             try:
                 lite.list_page(self.bucket, self.prefix, max_keys=1)
                 if writable:
@@ -232,7 +231,7 @@ class S3Location(Location):
                     lite.put(self.bucket, probe)
                     lite.delete(self.bucket, probe)
                 return
-            except LiteUnavailable as exc:
+            except s3_lite.LiteUnavailable as exc:
                 log.debug("s3://%s: the fast path could not check (%s); boto3 checks", self.bucket, exc)
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -256,12 +255,10 @@ class S3Location(Location):
         and from the first page it cannot handle on, through boto3 (which raises the errors that count)."""
         lite, token = self._lite(), None
         if lite is not None:
-            from airflow_datasync.locations.s3_lite import LiteUnavailable
-
             while True:
                 try:
                     contents, next_token = lite.list_page(self.bucket, prefix, token)
-                except LiteUnavailable as exc:
+                except s3_lite.LiteUnavailable as exc:
                     log.debug("s3://%s: listing goes on through boto3 (%s)", self.bucket, exc)
                     break
                 yield contents
@@ -344,11 +341,9 @@ class S3Location(Location):
     def _head(self, key: str) -> dict[str, Any] | None:
         lite = self._lite()
         if lite is not None:
-            from airflow_datasync.locations.s3_lite import LiteUnavailable
-
             try:
                 return lite.head(self.bucket, key)
-            except LiteUnavailable as exc:
+            except s3_lite.LiteUnavailable as exc:
                 log.debug("s3://%s/%s: HEAD through boto3 (%s)", self.bucket, key, exc)
         from botocore.exceptions import ClientError
 
@@ -511,12 +506,10 @@ class S3Location(Location):
         lite = self._lite()
         if key.endswith("/") and not body and not tags and not self.storage_class and lite is not None:
             # A directory marker: one signed PUT, no boto3 client needed for it.
-            from airflow_datasync.locations.s3_lite import LiteUnavailable
-
             try:
                 self._written(key, lite.put(self.bucket, key, b"", headers, if_none_match))
                 return
-            except LiteUnavailable as exc:
+            except s3_lite.LiteUnavailable as exc:
                 log.debug("s3://%s/%s: PUT through boto3 (%s)", self.bucket, key, exc)
         if not _obstore_safe(key) or self.storage_class:
             # boto3 for what obstore cannot express: odd keys, directory markers, a storage class.
@@ -583,8 +576,6 @@ class S3Location(Location):
         """A started multipart upload: through the signed-HTTP fast path where it can start one, else boto3."""
         lite = self._lite()
         if lite is not None:
-            from airflow_datasync.locations.s3_lite import LiteUnavailable
-
             extra = {}
             if self.storage_class:
                 extra["x-amz-storage-class"] = self.storage_class
@@ -592,7 +583,7 @@ class S3Location(Location):
                 extra["x-amz-tagging"] = urllib.parse.urlencode(tags)
             try:
                 return _LiteMultipart(lite, self.bucket, key, lite.create_multipart(self.bucket, key, headers, extra))
-            except LiteUnavailable as exc:
+            except s3_lite.LiteUnavailable as exc:
                 log.debug("s3://%s/%s: multipart upload through boto3 (%s)", self.bucket, key, exc)
         client = self.client
         upload = client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=headers,
@@ -620,21 +611,19 @@ class S3Location(Location):
         meta = meta_for(self._stat_from_head(head))
         theirs = self._meta_from_head(head, False).get("user_metadata") or {}
         headers = {**theirs, **_meta_to_headers(meta)}
-        copy_source = {"Bucket": source.bucket, "Key": src_key}
-        tagging = {"TaggingDirective": "COPY"} if keep_tags else {"TaggingDirective": "REPLACE", "Tagging": ""}
-        storage = {"StorageClass": self.storage_class} if self.storage_class else {}
         lite = self._lite() if size <= COPY_PART_SIZE else None
         if lite is not None:
-            from airflow_datasync.locations.s3_lite import LiteUnavailable
-
             try:
                 self._written(key, lite.copy_object(self.bucket, key, source.bucket, src_key, headers, head["ETag"],
                                                     keep_tags, self.storage_class))
                 return size, _full_object_crc(head)
-            except LiteUnavailable as exc:
+            except s3_lite.LiteUnavailable as exc:
                 log.debug("s3://%s/%s: CopyObject through boto3 (%s)", self.bucket, key, exc)
         client = self.client
+        copy_source = {"Bucket": source.bucket, "Key": src_key}
         if size <= COPY_PART_SIZE:
+            tagging = {"TaggingDirective": "COPY"} if keep_tags else {"TaggingDirective": "REPLACE", "Tagging": ""}
+            storage = {"StorageClass": self.storage_class} if self.storage_class else {}
             resp = client.copy_object(Bucket=self.bucket, Key=key, CopySource=copy_source, Metadata=headers,
                                       MetadataDirective="REPLACE", ChecksumAlgorithm="CRC64NVME",
                                       CopySourceIfMatch=head["ETag"], **tagging, **storage)
@@ -704,6 +693,12 @@ class _Multipart:
         self.client, self.bucket, self.key, self.upload_id = client, bucket, key, upload_id
 
     def send(self, number: int, body: bytes) -> tuple[Any, int, int]:
+        part_hash = checksum.new_hasher()
+        part_hash.update(body)
+        return self._upload(number, body, part_hash.base64()), part_hash.value, len(body)
+
+    def _upload(self, number: int, body: bytes, crc64: str) -> Any:
+        """Upload one part with its CRC64NVME (base64); return its entry for the completion."""
         raise NotImplementedError
 
     def complete(self, parts: list[Any], crc64: str, if_none_match: bool) -> str | None:
@@ -714,12 +709,8 @@ class _Multipart:
 
 
 class _LiteMultipart(_Multipart):
-    def send(self, number: int, body: bytes) -> tuple[Any, int, int]:
-        part_hash = checksum.new_hasher()
-        part_hash.update(body)
-        crc = part_hash.base64()
-        etag = self.client.upload_part(self.bucket, self.key, self.upload_id, number, body, crc)
-        return (number, etag, crc), part_hash.value, len(body)
+    def _upload(self, number: int, body: bytes, crc64: str) -> Any:
+        return number, self.client.upload_part(self.bucket, self.key, self.upload_id, number, body, crc64), crc64
 
     def complete(self, parts: list[Any], crc64: str, if_none_match: bool) -> str | None:
         return self.client.complete_multipart(self.bucket, self.key, self.upload_id, parts, crc64, if_none_match)
@@ -729,13 +720,10 @@ class _LiteMultipart(_Multipart):
 
 
 class _BotoMultipart(_Multipart):
-    def send(self, number: int, body: bytes) -> tuple[Any, int, int]:
-        part_hash = checksum.new_hasher()
-        part_hash.update(body)
+    def _upload(self, number: int, body: bytes, crc64: str) -> Any:
         resp = self.client.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
-                                       Body=body, ChecksumCRC64NVME=part_hash.base64())
-        return ({"PartNumber": number, "ETag": resp["ETag"],
-                 "ChecksumCRC64NVME": resp.get("ChecksumCRC64NVME", part_hash.base64())}, part_hash.value, len(body))
+                                       Body=body, ChecksumCRC64NVME=crc64)
+        return {"PartNumber": number, "ETag": resp["ETag"], "ChecksumCRC64NVME": resp.get("ChecksumCRC64NVME", crc64)}
 
     def complete(self, parts: list[Any], crc64: str, if_none_match: bool) -> str | None:
         from botocore.exceptions import ClientError
@@ -782,17 +770,16 @@ CLIENT_TTL_SECONDS = 600.0
 class S3Settings:
     """One connection's endpoint, credentials and clients, shared by every location of a worker process.
 
-    ``lite`` (the signed-HTTP fast path for LIST and HEAD, see :mod:`.s3_lite`) and obstore's config are
+    ``lite`` (the signed-HTTP fast path, see :mod:`.s3_lite`) and obstore's config are
     ready at once; the boto3 client is built on first use, so a run that only lists (a re-run with
     nothing to copy, given credentials in the environment) never imports boto3.
     """
 
-    def __init__(self, *, endpoint_url: str | None, region: str, access_key: str | None, secret_key: str | None,
-                 token: str | None, credentials: Callable[[], tuple[str, str, str | None]], verify: Any,
-                 s3_conf: dict[str, Any], botocore_config: Any = None, session: Any = None,
+    def __init__(self, *, endpoint_url: str | None, region: str, credentials: Callable[[], tuple[str, str, str | None]],
+                 verify: Any, s3_conf: dict[str, Any], botocore_config: Any = None, session: Any = None,
                  has_proxies: bool = False, conn_id: str | None = None) -> None:
-        from airflow_datasync.locations import s3_lite
-
+        """``credentials`` returns (access key, secret key, session token or None), fresh at each call."""
+        access_key, secret_key, token = credentials()
         self.endpoint_url, self.region, self.access_key, self.verify = endpoint_url, region, access_key, verify
         self.conn_id = conn_id
         self._session, self._botocore_config, self._credentials = session, botocore_config, credentials
@@ -862,8 +849,13 @@ def _environment_only() -> bool:
         return False
     if os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE"):
         return False
+    return not _aws_config_file_exists()
+
+
+def _aws_config_file_exists() -> bool:
+    """Whether boto3 would read an AWS config file (which may set a region, endpoint or profile)."""
     config = os.environ.get("AWS_CONFIG_FILE") or os.path.join(os.path.expanduser("~"), ".aws", "config")
-    return not os.path.exists(config)
+    return os.path.exists(config)
 
 
 #: Extra keys of an AWS connection that :func:`_simple_connection` reads exactly as the Amazon provider does.
@@ -891,14 +883,12 @@ def _simple_connection(conn_id: str) -> S3Settings | None:
     env = os.environ
     region = extra.get("region_name") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if region is None:
-        config = env.get("AWS_CONFIG_FILE") or os.path.join(os.path.expanduser("~"), ".aws", "config")
-        if os.path.exists(config):
+        if _aws_config_file_exists():
             return None  # a region from an AWS config file: boto3 knows where to look
         region = "us-east-1"
     key, secret, token = conn.login, conn.password, extra.get("aws_session_token") or None
-    return S3Settings(endpoint_url=extra.get("endpoint_url") or None, region=region, access_key=key,
-                      secret_key=secret, token=token, credentials=lambda: (key, secret, token),
-                      verify=extra.get("verify"), s3_conf=(config_kwargs or {}).get("s3") or {},
+    return S3Settings(endpoint_url=extra.get("endpoint_url") or None, region=region,
+                      credentials=lambda: (key, secret, token), verify=extra.get("verify"), s3_conf=(config_kwargs or {}).get("s3") or {},
                       botocore_config=config_kwargs or None, conn_id=conn_id)
 
 
@@ -913,7 +903,6 @@ def _clients_for(conn_id: str | None) -> S3Settings:
         hit = _CACHE.get(conn_id)
         if hit is not None and now - hit[0] < CLIENT_TTL_SECONDS:
             return hit[1]
-        endpoint = None
         if conn_id is None and _environment_only():
             # Credentials in the environment and no AWS config file: read them as boto3 would, without it.
             env = os.environ
@@ -922,8 +911,7 @@ def _clients_for(conn_id: str | None) -> S3Settings:
             settings = S3Settings(
                 endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
                 region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
-                access_key=key, secret_key=secret, token=token, credentials=lambda: (key, secret, token),
-                verify=env.get("AWS_CA_BUNDLE") or None, s3_conf={})
+                credentials=lambda: (key, secret, token), verify=env.get("AWS_CA_BUNDLE") or None, s3_conf={})
             _CACHE[conn_id] = (now, settings)
             return settings
         if conn_id is None:
@@ -932,7 +920,7 @@ def _clients_for(conn_id: str | None) -> S3Settings:
             import boto3
 
             session = boto3.Session()
-            verify = None
+            verify = os.environ.get("AWS_CA_BUNDLE") or None  # what boto3 itself would trust
             botocore_config = None
             endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
             region = session.region_name or "us-east-1"
@@ -954,16 +942,13 @@ def _clients_for(conn_id: str | None) -> S3Settings:
             raise LocationError(
                 f"no AWS credentials for connection {conn_id!r}: give the S3 location an Airflow AWS connection "
                 "(conn_id) with login/password or a role, or set credentials in the environment boto3 reads")
-        creds = found.get_frozen_credentials()
         s3_conf = (getattr(botocore_config, "s3", None) or {}) if botocore_config else {}
 
         def fresh() -> tuple[str, str, str | None]:
             current = found.get_frozen_credentials()  # refreshed by botocore when temporary ones expire
             return current.access_key, current.secret_key, current.token
 
-        settings = S3Settings(endpoint_url=endpoint, region=region, access_key=creds.access_key,
-                              secret_key=creds.secret_key, token=creds.token, credentials=fresh,
-                              verify=verify if conn_id is not None else os.environ.get("AWS_CA_BUNDLE") or None,
+        settings = S3Settings(endpoint_url=endpoint, region=region, credentials=fresh, verify=verify,
                               s3_conf=s3_conf, botocore_config=botocore_config, session=session,
                               has_proxies=bool(getattr(botocore_config, "proxies", None)), conn_id=conn_id)
         _CACHE[conn_id] = (now, settings)
@@ -1042,28 +1027,17 @@ def _parse_listing_page(operation_model: Any, response_dict: Any, customized_res
     fields (continuation token, truncation). Each object carries ``Key``, ``Size``, ``ETag``,
     ``LastModified`` and ``StorageClass``. Anything unexpected is left to botocore untouched.
     """
-    from xml.etree import ElementTree
-
     body = response_dict.get("body") if response_dict and response_dict.get("status_code") == 200 else None
     if not body or b"<Contents>" not in body:
         return
-    try:
-        root = ElementTree.fromstring(body)
-    except ElementTree.ParseError:
+    document = s3_lite.xml_document(body)
+    if document is None:
         return  # botocore's parser and 200-error check deal with it
-    ns = root.tag[:root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    root, ns = document
     if root.tag != ns + "ListBucketResult":
         return
-    key, size, etag, modified, storage = (ns + "Key", ns + "Size", ns + "ETag", ns + "LastModified",
-                                          ns + "StorageClass")
-    contents = []
-    for item in root.iterfind(ns + "Contents"):
-        entry = {"Key": item.findtext(key), "Size": int(item.findtext(size) or 0), "ETag": item.findtext(etag),
-                 "LastModified": _fast_timestamp(item.findtext(modified) or "")}
-        if (sc := item.findtext(storage)) is not None:
-            entry["StorageClass"] = sc
-        contents.append(entry)
-    if any(e["Key"] is None for e in contents):
+    contents = s3_lite.listing_contents(root, ns, _fast_timestamp)
+    if contents is None:
         return
     customized_response_dict["Contents"] = contents
     response_dict["body"] = _CONTENTS.sub(b"", body)

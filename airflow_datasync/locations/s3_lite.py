@@ -45,10 +45,6 @@ _BOTO_ONLY_VARIABLES = ("AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT", "
 class LiteUnavailable(Exception):
     """This request needs boto3: an answer the fast path does not handle (the caller retries with boto3)."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
 
 def usable(s3_config: dict[str, Any] | None, has_proxies: bool) -> bool:
     """True when this client reaches S3 exactly as boto3 would with these settings."""
@@ -102,7 +98,7 @@ class S3Lite:
             query.append(("continuation-token", token))
         status, _headers, body = self.request("ListObjectsV2", "GET", bucket, "", query)
         if status != 200:
-            raise LiteUnavailable(f"ListObjectsV2 answered {status}", status)
+            raise LiteUnavailable(f"ListObjectsV2 answered {status}")
         return parse_listing(body)
 
     def head(self, bucket: str, key: str) -> dict[str, Any] | None:
@@ -112,7 +108,7 @@ class S3Lite:
         if status == 404:
             return None
         if status != 200:
-            raise LiteUnavailable(f"HeadObject answered {status}", status)
+            raise LiteUnavailable(f"HeadObject answered {status}")
         try:
             out: dict[str, Any] = {
                 "ContentLength": int(headers["content-length"]),
@@ -137,7 +133,7 @@ class S3Lite:
             headers["if-none-match"] = "*"
         status, answer, _ = self.request("PutObject", "PUT", bucket, key, [], headers, body)
         if status != 200:
-            raise LiteUnavailable(f"PutObject answered {status}", status)
+            raise LiteUnavailable(f"PutObject answered {status}")
         return answer.get("etag")
 
     def copy_object(self, bucket: str, key: str, source_bucket: str, source_key: str, metadata: dict[str, str],
@@ -156,7 +152,7 @@ class S3Lite:
             headers["x-amz-storage-class"] = storage_class
         status, _, body = self.request("CopyObject", "PUT", bucket, key, [], headers)
         if status != 200 or b"<CopyObjectResult" not in body:
-            raise LiteUnavailable(f"CopyObject answered {status}", status)
+            raise LiteUnavailable(f"CopyObject answered {status}")
         return _xml_field(body, "CopyObjectResult", "ETag")
 
     # -- multipart uploads (the caller completes only when whole, and aborts on any failure) ----------
@@ -168,7 +164,7 @@ class S3Lite:
         status, _, body = self.request("CreateMultipartUpload", "POST", bucket, key, [("uploads", "")], headers)
         upload_id = _xml_field(body, "InitiateMultipartUploadResult", "UploadId") if status == 200 else None
         if not upload_id:
-            raise LiteUnavailable(f"CreateMultipartUpload answered {status}", status)
+            raise LiteUnavailable(f"CreateMultipartUpload answered {status}")
         return upload_id
 
     def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: bytes, crc64: str) -> str:
@@ -212,7 +208,7 @@ class S3Lite:
     def delete(self, bucket: str, key: str) -> None:
         status, _, _ = self.request("DeleteObject", "DELETE", bucket, key, [])
         if status not in (200, 204):
-            raise LiteUnavailable(f"DeleteObject answered {status}", status)
+            raise LiteUnavailable(f"DeleteObject answered {status}")
 
     def request(self, operation: str, method: str, bucket: str, key: str, query: list[tuple[str, str]],
                 headers: dict[str, str] | None = None, body: bytes = b"", unsigned_payload: bool = False
@@ -331,14 +327,41 @@ def _meta_headers(metadata: dict[str, str]) -> dict[str, str]:
     return headers
 
 
-def _xml_field(body: bytes, root_tag: str, field: str) -> str | None:
-    """The text of ``field`` in a small S3 XML answer whose root is ``root_tag`` (any namespace)."""
+def xml_document(body: bytes) -> tuple[ElementTree.Element, str] | None:
+    """An S3 XML answer's root element and its namespace prefix (``{…}`` or ""), or None if it does not parse."""
     try:
         root = ElementTree.fromstring(body)
     except ElementTree.ParseError:
         return None
-    ns = root.tag[:root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    return root, root.tag[:root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+
+
+def _xml_field(body: bytes, root_tag: str, field: str) -> str | None:
+    """The text of ``field`` in a small S3 XML answer whose root is ``root_tag`` (any namespace)."""
+    document = xml_document(body)
+    if document is None:
+        return None
+    root, ns = document
     return root.findtext(ns + field) if root.tag == ns + root_tag else None
+
+
+def listing_contents(root: ElementTree.Element, ns: str, timestamp: Callable[[str], Any], decode: bool = False
+                     ) -> list[dict[str, Any]] | None:
+    """The ``Contents`` of a ListBucketResult as boto3 gives them: Key (URL-decoded with ``decode``), Size,
+    ETag, LastModified (through ``timestamp``) and StorageClass. None if an object has no Key."""
+    key, size, etag, modified, storage = (ns + "Key", ns + "Size", ns + "ETag", ns + "LastModified",
+                                          ns + "StorageClass")
+    contents = []
+    for item in root.iterfind(ns + "Contents"):
+        name = item.findtext(key)
+        if name is None:
+            return None
+        entry = {"Key": urllib.parse.unquote_plus(name) if decode else name, "Size": int(item.findtext(size) or 0),
+                 "ETag": item.findtext(etag), "LastModified": timestamp(item.findtext(modified) or "")}
+        if (sc := item.findtext(storage)) is not None:
+            entry["StorageClass"] = sc
+        contents.append(entry)
+    return contents
 
 
 def _ssl_context(verify: bool | str | None) -> ssl.SSLContext:
@@ -362,27 +385,16 @@ def _ssl_context(verify: bool | str | None) -> ssl.SSLContext:
 
 def parse_listing(body: bytes) -> tuple[list[dict[str, Any]], str | None]:
     """A ListObjectsV2 page (``encoding-type=url``) as (objects, next continuation token or None)."""
-    try:
-        root = ElementTree.fromstring(body)
-    except ElementTree.ParseError as exc:
-        raise LiteUnavailable(f"ListObjectsV2: the page does not parse ({exc})") from None
-    ns = root.tag[:root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    document = xml_document(body)
+    if document is None:
+        raise LiteUnavailable("ListObjectsV2: the page does not parse")
+    root, ns = document
     if root.tag != ns + "ListBucketResult":
         raise LiteUnavailable(f"ListObjectsV2: a {root.tag!r} document, not a listing")
     encoded = (root.findtext(ns + "EncodingType") or "").lower() == "url"
-    key, size, etag, modified, storage = (ns + "Key", ns + "Size", ns + "ETag", ns + "LastModified",
-                                          ns + "StorageClass")
-    contents = []
-    for item in root.iterfind(ns + "Contents"):
-        name = item.findtext(key)
-        stamp = item.findtext(modified)
-        if name is None or stamp is None:
-            raise LiteUnavailable("ListObjectsV2: an object without Key or LastModified")
-        entry = {"Key": urllib.parse.unquote_plus(name) if encoded else name, "Size": int(item.findtext(size) or 0),
-                 "ETag": item.findtext(etag), "LastModified": iso_timestamp(stamp)}
-        if (sc := item.findtext(storage)) is not None:
-            entry["StorageClass"] = sc
-        contents.append(entry)
+    contents = listing_contents(root, ns, iso_timestamp, decode=encoded)
+    if contents is None:
+        raise LiteUnavailable("ListObjectsV2: an object without a Key")
     truncated = (root.findtext(ns + "IsTruncated") or "false").strip().lower() == "true"
     token = root.findtext(ns + "NextContinuationToken") if truncated else None
     if truncated and not token:
