@@ -222,12 +222,12 @@ class S3Location(Location):
         return None if lite is None or lite.broken else lite
 
     def check(self, *, writable: bool) -> None:
+        probe = f"{self.prefix}.~ds-probe-{os.getpid()}-{threading.get_ident()}"
         lite = self._lite()
         if lite is not None:
             try:
                 lite.list_page(self.bucket, self.prefix, max_keys=1)
                 if writable:
-                    probe = f"{self.prefix}.~ds-probe-{os.getpid()}-{threading.get_ident()}"
                     lite.put(self.bucket, probe)
                     lite.delete(self.bucket, probe)
                 return
@@ -238,7 +238,6 @@ class S3Location(Location):
         try:
             self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
             if writable:
-                probe = f"{self.prefix}.~ds-probe-{os.getpid()}-{threading.get_ident()}"
                 self.client.put_object(Bucket=self.bucket, Key=probe, Body=b"")
                 self.client.delete_object(Bucket=self.bucket, Key=probe)
         except ClientError as exc:
