@@ -75,8 +75,12 @@ def _load(execution: ExecutionDir) -> tuple[dict[str, Any], Location, Location, 
 
 # -- LAUNCHING -------------------------------------------------------------------------------------
 def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions | dict | None = None, *,
-           task_name: str = "datasync", store: str | None = None, store_conn_id: str | None = None) -> ExecutionDir:
-    """Validate both locations and the options, allocate an execution and write its record."""
+           task_name: str = "datasync", store: str | None = None, store_conn_id: str | None = None,
+           airflow: dict[str, Any] | None = None) -> ExecutionDir:
+    """Validate both locations and the options, allocate an execution and write its record.
+
+    ``airflow`` names the task instance that launched it (``dag_id``, ``run_id``, ``task_id``, ``group_id``,
+    ``map_index``, ``try_number``): the UI shows an execution only to users who may read that DAG."""
     if not isinstance(options, TaskOptions):
         options = TaskOptions.from_dict(options)
     src, dst = source.open(), destination.open()
@@ -93,6 +97,7 @@ def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions
         "execution_id": execution.execution_id, "task_name": task_name, "status": "LAUNCHING",
         "launched_at": utcnow(),
         "source": source.to_dict(), "destination": destination.to_dict(), "options_dict": _options_for_record(options),
+        "airflow": airflow,
     })
     log.info("LAUNCHING %s: %s → %s", execution.execution_id, redact_uri(source.uri), redact_uri(destination.uri))
     return execution

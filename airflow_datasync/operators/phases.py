@@ -92,10 +92,20 @@ class SyncLaunchOperator(BaseOperator):
                 engine.LocationSpec(self.source, self.source_conn_id),
                 engine.LocationSpec(self.destination, self.destination_conn_id),
                 options, task_name=name, store=self.manifest_store, store_conn_id=self.manifest_store_conn_id,
+                airflow=_launched_by(context, self),
             )
         except (LocationError, OptionsError) as exc:
             raise AirflowFailException(str(exc)) from exc  # bad input: retrying will not help
         return {**execution.ref(), "execution_id": execution.execution_id, "task_name": name}
+
+
+def _launched_by(context, operator: BaseOperator) -> dict[str, Any]:
+    """Which task instance launched an execution, for launch.json (the UI filters executions by DAG)."""
+    ti = context["ti"]
+    group = operator.task_group
+    return {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id,
+            "group_id": group.group_id if group is not None and not group.is_root else None,
+            "map_index": ti.map_index, "try_number": ti.try_number}
 
 
 class _ExecutionOperator(BaseOperator):

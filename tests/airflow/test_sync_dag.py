@@ -70,6 +70,9 @@ def test_dag_runs_all_phases_with_mapped_shards_then_skips_everything(sync_dag, 
     assert report["FilesTransferred"] == report["EstimatedFilesToTransfer"] > 60
     assert report["FilesVerified"] == 61  # 60 files + zero.bin; symlinks and directories are not hashed
     assert report["ShardCount"] == len(st["sync.transfer"])
+    launched = json.loads(Path(report["ExecutionUri"], "launch.json").read_text())["airflow"]
+    assert launched == {"dag_id": "datasync_test_sync", "run_id": run.run_id, "task_id": "sync.launch",
+                        "group_id": "sync", "map_index": -1, "try_number": 1}
 
     rerun = sync_dag.test(run_conf=conf)
     assert str(rerun.state) == "success", states(rerun)
