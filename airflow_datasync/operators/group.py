@@ -10,6 +10,7 @@ from typing import Any
 
 from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule, TaskGroup
 
+from airflow_datasync.assets import default_alias_name, report_outlets
 from airflow_datasync.operators.phases import (
     SyncFinalizeOperator,
     SyncLaunchOperator,
@@ -17,6 +18,7 @@ from airflow_datasync.operators.phases import (
     SyncReportOperator,
     SyncTransferOperator,
     SyncVerifyOperator,
+    _is_templated,
 )
 
 
@@ -43,6 +45,8 @@ def sync_task_group(
     transfer_retries: int = 2,
     transfer_retry_delay: timedelta = timedelta(seconds=30),
     fail_on_error: bool = True,
+    emit_asset_on: str | None = "SUCCESS",
+    asset_alias: str | None = None,
     **group_kwargs: Any,
 ) -> TaskGroup:
     """Build the tasks of one sync execution inside a TaskGroup and return it.
@@ -51,6 +55,11 @@ def sync_task_group(
     and splits BytesPerSecond between them. ``transfer_retries`` retries a failed shard after
     ``transfer_retry_delay``; a retry resumes from the shard's journal. Permanent failures do not retry.
     The group's report task is ``group.report`` (its XCom holds the DataSync-style summary).
+
+    The report task emits an asset event for the destination when the execution ends in SUCCESS
+    (``emit_asset_on="ANY"``: any final status; ``None``: no asset). A destination known at parse time is
+    declared as ``destination_asset(destination)``; a templated one through the ``AssetAlias``
+    ``asset_alias`` (default ``datasync:<dag_id>.<group_id>``). See docs/sensors.md#asset-events.
     """
     with TaskGroup(group_id, **group_kwargs) as group:
         launch = SyncLaunchOperator(
@@ -66,7 +75,12 @@ def sync_task_group(
         ).expand(shard=prepare.output)
         finalize = SyncFinalizeOperator(task_id="finalize", execution=launch.output, trigger_rule="none_failed")
         verify = SyncVerifyOperator(task_id="verify", execution=launch.output, trigger_rule="none_failed")
-        report = SyncReportOperator(task_id="report", execution=launch.output, fail_on_error=fail_on_error)
+        outlets = report_outlets(
+            destination, templated=_is_templated(destination), emit_on=emit_asset_on, fail_on_error=fail_on_error,
+            alias_name=asset_alias or default_alias_name(group.dag.dag_id if group.dag else "dag", group.group_id),
+        )
+        report = SyncReportOperator(task_id="report", execution=launch.output, fail_on_error=fail_on_error,
+                                    emit_asset_on=emit_asset_on or "SUCCESS", outlets=outlets)
         launch >> prepare >> transfer >> finalize >> verify >> report
     group.report = report  # type: ignore[attr-defined]
     return group

@@ -9,10 +9,11 @@ import json
 import logging
 from typing import Any, Sequence
 
-from airflow.sdk import BaseOperator, conf
+from airflow.sdk import Asset, AssetAlias, BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_datasync import engine
+from airflow_datasync.assets import EMIT_ON, asset_event_extra, destination_asset, should_emit
 from airflow_datasync.locations import LocationError
 from airflow_datasync.manifest import ExecutionDir
 from airflow_datasync.options import OptionsError, TaskOptions
@@ -183,14 +184,36 @@ class SyncReportOperator(_ExecutionOperator):
 
     Runs whatever happened upstream (``trigger_rule="all_done"``) and fails when the status is ERROR, so
     the DAG run's state matches the execution's.
+
+    Asset events (see :mod:`airflow_datasync.assets`): for a declared outlet ``Asset``, the event Airflow
+    emits on success carries the counters as its extra; for a declared ``AssetAlias``, the destination's
+    asset is added to it, with that extra, when the status qualifies (``emit_asset_on``: ``"SUCCESS"``, the
+    default, or ``"ANY"`` final status).
     """
 
     ui_color = "#fadbd8"
 
-    def __init__(self, *, fail_on_error: bool = True, **kwargs) -> None:
+    def __init__(self, *, fail_on_error: bool = True, emit_asset_on: str = "SUCCESS", **kwargs) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
         self.fail_on_error = fail_on_error
+        if emit_asset_on not in EMIT_ON:
+            raise ValueError(f"emit_asset_on must be one of {', '.join(EMIT_ON)}, got {emit_asset_on!r}")
+        self.emit_asset_on = emit_asset_on
+        if not fail_on_error and emit_asset_on == "SUCCESS" and any(isinstance(o, Asset) for o in self.outlets):
+            raise ValueError(f"{self.task_id}: with fail_on_error=False an ERROR report succeeds, and Airflow emits "
+                             "an event for every declared Asset outlet when a task succeeds; declare an AssetAlias "
+                             "instead (the destination's asset is added to it only for a SUCCESS)")
+
+    def _emit_asset_events(self, context, summary: dict[str, Any]) -> None:
+        if not self.outlets or not should_emit(summary["Status"], self.emit_asset_on):
+            return
+        extra = asset_event_extra(summary)
+        for outlet in self.outlets:
+            if isinstance(outlet, AssetAlias):
+                context["outlet_events"][outlet].add(destination_asset(summary["DestinationLocation"]), extra=extra)
+            elif isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra = extra
 
     def execute(self, context) -> dict[str, Any]:
         if self.execution is None or self.execution == "None":
@@ -198,6 +221,7 @@ class SyncReportOperator(_ExecutionOperator):
         summary = engine.report(_execution(self.execution))
         log.info("execution report\n%s", render(summary))
         context["ti"].xcom_push(key="summary", value=summary)
+        self._emit_asset_events(context, summary)
         if summary["Status"] != "SUCCESS" and self.fail_on_error:
             raise AirflowFailException(f"execution {summary['TaskExecutionId']} ended in ERROR: {format_summary(summary)}")
         return summary
