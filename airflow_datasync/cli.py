@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--store-conn-id", help="AWS connection of an s3:// manifest store")
     args = parser.parse_args(argv)
 
-    from airflow_datasync.report import render
+    from airflow_datasync.report_text import render
 
     if args.command == "report":
         execution = ExecutionDir(args.execution, args.store_conn_id)

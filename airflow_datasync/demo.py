@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from airflow_datasync.report import render
+from airflow_datasync.report_text import render
 
 ROOT = Path.cwd()
 DATA = ROOT / "demo-data"

@@ -373,9 +373,11 @@ def _descriptors_of(execution: ExecutionDir, ids: np.ndarray, sizes: np.ndarray)
 
 
 # -- TRANSFERRING ----------------------------------------------------------------------------------
-def transfer(execution: ExecutionDir, shard: int, *, bytes_per_second: int | None = None) -> dict[str, Any]:
+def transfer(execution: ExecutionDir, shard: int, *, bytes_per_second: int | None = None,
+             try_number: int | None = None) -> dict[str, Any]:
+    """TRANSFERRING of one shard; ``try_number`` (Airflow's) goes into its summary and progress file."""
     _record, src, dst, options = _load(execution)
-    return transfer_shard(execution, shard, src, dst, options, bytes_per_second)
+    return transfer_shard(execution, shard, src, dst, options, bytes_per_second, try_number)
 
 
 def finalize(execution: ExecutionDir) -> dict[str, Any]:

@@ -14,6 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_datasync.manifest import MANIFEST_SCHEMA, RESULT_SCHEMA, VERIFY_SCHEMA, ExecutionDir, utcnow
+# The text forms moved to report_text; importable from here too, for code written against the old place.
+from airflow_datasync.report_text import format_summary, render  # noqa: F401
 
 log = logging.getLogger("airflow_datasync")
 
@@ -143,21 +145,3 @@ def _per_file(manifest: pa.Table, results: pa.Table, verify_rows: pa.Table) -> p
     joined = joined.set_column(joined.schema.get_field_index("status"), "status", status)
     joined = joined.set_column(joined.schema.get_field_index("error"), "error", error)
     return joined.select(REPORT_COLUMNS).sort_by("path")
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    keys = ["Status", "FilesTransferred", "BytesWritten", "FilesSkipped", "FilesDeleted", "FilesVerified", "FilesFailed",
-            "TotalDuration"]
-    text = ", ".join(f"{k}={summary.get(k)}" for k in keys)
-    if summary.get("ErrorCode"):
-        text += f", ErrorCode={summary['ErrorCode']}, ErrorDetail={summary['ErrorDetail']}"
-    return text
-
-
-def render(summary: dict[str, Any]) -> str:
-    """A human-readable block for the CLI and `make demo`."""
-    width = max(len(k) for k in summary)
-    lines = [f"  {k.ljust(width)}  {v}" for k, v in summary.items() if k != "Warnings"]
-    if summary.get("Warnings"):
-        lines.append(f"  {'Warnings'.ljust(width)}  " + "; ".join(summary["Warnings"][:5]))
-    return "\n".join(lines)

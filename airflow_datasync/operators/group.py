@@ -28,6 +28,10 @@ TRANSFER_RETRY_POLICY = ExceptionRetryPolicy(rules=[
 ])
 
 
+#: Rendered by Airflow before execute() from the expanded shard (so a running shard shows it) and again after.
+TRANSFER_LABEL = "{{ task.shard_label }}"
+
+
 def sync_task_group(
     group_id: str,
     *,
@@ -62,7 +66,7 @@ def sync_task_group(
         transfer = SyncTransferOperator.partial(
             task_id="transfer", parallel_shards=parallel_shards, max_active_tis_per_dagrun=parallel_shards,
             retries=transfer_retries, retry_delay=transfer_retry_delay, retry_policy=TRANSFER_RETRY_POLICY,
-            map_index_template="{{ shard_label }}",
+            map_index_template=TRANSFER_LABEL,
         ).expand(shard=prepare.output)
         finalize = SyncFinalizeOperator(task_id="finalize", execution=launch.output, trigger_rule="none_failed")
         verify = SyncVerifyOperator(task_id="verify", execution=launch.output, trigger_rule="none_failed")

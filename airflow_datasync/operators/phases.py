@@ -16,7 +16,7 @@ from airflow_datasync import engine
 from airflow_datasync.locations import LocationError
 from airflow_datasync.manifest import ExecutionDir
 from airflow_datasync.options import OptionsError, TaskOptions
-from airflow_datasync.report import format_summary, render
+from airflow_datasync.report_text import format_bytes, format_summary, plural, render
 
 log = logging.getLogger("airflow_datasync")
 
@@ -145,16 +145,27 @@ class SyncTransferOperator(BaseOperator):
         self.shard = shard
         self.parallel_shards = max(1, int(parallel_shards))
 
+    @property
+    def shard_label(self) -> str:
+        """``shard 3 · 1,000 entries · 104.2 MB``: the mapped instance's label. Its map_index_template
+        ``{{ task.shard_label }}`` reads it from the expanded shard descriptor, which Airflow has before
+        execute(), so the label shows while the shard runs, not only after it ends."""
+        shard = self.shard if isinstance(self.shard, dict) else {}
+        files = shard.get("files")
+        entries = plural(int(files), "entry", "entries") if isinstance(files, int) else "? entries"
+        return f"shard {shard.get('shard', '?')} · {entries} · {format_bytes(shard.get('bytes') or 0)}"
+
     def execute(self, context) -> dict[str, Any]:
         shard = self.shard
-        context["shard_label"] = f"shard {shard['shard']} · {shard.get('files', '?')} entries · {shard.get('bytes', 0):,} B"
+        context["shard_label"] = self.shard_label  # for templates written as "{{ shard_label }}"
         execution = _execution(shard)
         limit = None
         record = execution.read_json(execution.launch) or {}
         bps = (record.get("options_dict") or {}).get("BytesPerSecond", -1)
         if bps and bps > 0:
             limit = max(1, bps // self.parallel_shards)
-        return engine.transfer(execution, int(shard["shard"]), bytes_per_second=limit)
+        return engine.transfer(execution, int(shard["shard"]), bytes_per_second=limit,
+                               try_number=context["ti"].try_number)
 
 
 class SyncFinalizeOperator(_ExecutionOperator):
