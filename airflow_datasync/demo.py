@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from airflow_datasync.report_text import render
+from airflow_datasync.progress import progress_line
+from airflow_datasync.report_text import format_bytes, format_duration, plural, render
 
 ROOT = Path.cwd()
 DATA = ROOT / "demo-data"
@@ -73,14 +74,22 @@ def latest_report() -> dict:
     return json.loads((runs[-1] / "report.json").read_text())
 
 
+def shard_lines(report: dict) -> list[str]:
+    """Each shard's last progress snapshot (what the UI showed while it ran), one line a shard."""
+    folder = Path(report["ExecutionUri"]) / "progress"
+    snapshots = [json.loads(p.read_text()) for p in sorted(folder.glob("shard-*.json"))] if folder.is_dir() else []
+    return ["  " + progress_line(s) for s in snapshots]
+
+
 def run(label: str, n: int, conf: dict) -> dict:
     log = DATA / f"airflow-dags-test-{n}.log"
     t0 = time.monotonic()
     rc = airflow("dags", "test", "example_datasync_migration", "--conf", json.dumps(conf), log=log)
     took = time.monotonic() - t0
     report = latest_report()
-    print(f"\n=== {label}: `airflow dags test` exit {rc} in {took:.1f} s (Airflow log: {log.relative_to(ROOT)})")
+    print(f"\n=== {label}: `airflow dags test` exit {rc} in {format_duration(took * 1000)} (Airflow log: {log.relative_to(ROOT)})")
     print("  Airflow tasks run: " + tasks_run(log))
+    print("\n".join(shard_lines(report)))
     print(render(report))
     if rc != 0 or report["Status"] != "SUCCESS":
         sys.exit(f"demo failed: see {log}")
@@ -93,7 +102,8 @@ def main() -> None:
     os.environ.setdefault("AIRFLOW_DATASYNC_DEMO_ROOT", str(DATA))
     t0 = time.monotonic()
     files, size = generate(SOURCE)
-    print(f"generated {files:,} files ({size / 1e6:,.0f} MB) under {SOURCE.relative_to(ROOT)} in {time.monotonic() - t0:.1f} s")
+    print(f"generated {plural(files, 'file')} ({format_bytes(size)}) under {SOURCE.relative_to(ROOT)} "
+          f"in {format_duration((time.monotonic() - t0) * 1000)}")
     print("migrating the Airflow metadata DB (SQLite in .airflow/) ...")
     if airflow("db", "migrate") != 0:
         sys.exit("airflow db migrate failed")
@@ -102,7 +112,8 @@ def main() -> None:
     first = run("first run: everything is new", 1, conf)
     second = run("second run: nothing changed", 2, conf)
     assert second["FilesTransferred"] == 0 and second["FilesSkipped"] == first["FilesPrepared"], second
-    print(f"\nsecond run transferred {second['FilesTransferred']} files and skipped {second['FilesSkipped']:,}: "
+    print(f"\nsecond run transferred {plural(second['FilesTransferred'], 'entry', 'entries')} and skipped "
+          f"{plural(second['FilesSkipped'], 'entry', 'entries')}: "
           f"the destination is in sync. Execution records: {STORE.relative_to(ROOT) if STORE.is_relative_to(ROOT) else STORE}")
 
 

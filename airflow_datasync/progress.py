@@ -141,20 +141,7 @@ class ShardProgress:
         return round(max(estimates), 1) if estimates else None
 
     def line(self, snap: dict[str, Any] | None = None) -> str:
-        """The task-log form of a snapshot: entries and bytes done of total, rates, ETA, a current file."""
-        s = snap or self.snapshot()
-        parts = [f"shard {s['shard']}: {s['files_done']:,}/{plural(s['files_total'], 'entry', 'entries')}",
-                 f"{format_bytes(s['bytes_done'])} of {format_bytes(s['bytes_total'])}",
-                 f"{format_bytes(s['bytes_per_second'])}/s", f"{s['files_per_second']:,.1f} files/s"]
-        if s["state"] == "RUNNING":
-            eta = s["eta_seconds"]
-            parts.append("ETA " + (format_duration(eta * 1000) if eta is not None else "unknown"))
-            if s["current"]:
-                more = len(s["current"]) - 1
-                parts.append("copying " + s["current"][0] + (f" (+{more} more)" if more else ""))
-        else:
-            parts.append(s["state"])
-        return ", ".join(parts)
+        return progress_line(snap or self.snapshot())
 
     # -- the writer thread ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -193,6 +180,23 @@ class ShardProgress:
             if not self._write_failed:
                 log.warning("shard %d: could not write its progress file (%s); the copy goes on", self.shard, exc)
             self._write_failed = True
+
+
+def progress_line(s: dict[str, Any]) -> str:
+    """A progress file's snapshot as the task log shows it: entries and bytes done of total, rates, then
+    the ETA and a file being copied (running) or the final state."""
+    parts = [f"shard {s['shard']}: {s['files_done']:,}/{plural(s['files_total'], 'entry', 'entries')}",
+             f"{format_bytes(s['bytes_done'])} of {format_bytes(s['bytes_total'])}",
+             f"{format_bytes(s['bytes_per_second'])}/s", f"{s['files_per_second']:,.1f} files/s"]
+    if s["state"] == "RUNNING":
+        eta = s["eta_seconds"]
+        parts.append("ETA " + (format_duration(eta * 1000) if eta is not None else "unknown"))
+        if s["current"]:
+            more = len(s["current"]) - 1
+            parts.append("copying " + s["current"][0] + (f" (+{more} more)" if more else ""))
+    else:
+        parts.append(s["state"] + (f" (try {s['try_number']})" if s.get("try_number") else ""))
+    return ", ".join(parts)
 
 
 class RateLimiter:

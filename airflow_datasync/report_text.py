@@ -76,6 +76,8 @@ def phases_line(summary: dict[str, Any]) -> str:
         transfer = f"TRANSFERRING {format_duration(summary.get('TransferDuration'))}"
         if completed < shards:
             transfer += f" ({completed:,} of {plural(shards, 'shard')} finished)"
+        elif not shards:
+            transfer += " (nothing to copy)"
         steps.append(transfer)
         if summary.get("VerifyMode") == "NONE":
             steps.append("VERIFYING skipped (VerifyMode NONE)")
@@ -124,7 +126,9 @@ def render(summary: dict[str, Any]) -> str:
     overview = [("Status", status)]
     if summary.get("ErrorCode"):
         overview.append(("Error code", str(summary["ErrorCode"])))
-        overview.append(("Error detail", str(summary.get("ErrorDetail") or _NONE)))
+        # ErrorDetail joins one sentence per problem with "; ": one line each reads better.
+        for i, problem in enumerate(str(summary.get("ErrorDetail") or _NONE).split("; ")):
+            overview.append(("Error detail" if i == 0 else "", problem))
     overview += [("Phases", phases_line(summary)),
                  ("Total duration", format_duration(summary.get("TotalDuration"))),
                  ("Started", format_time(summary.get("StartTime"))),
@@ -165,7 +169,7 @@ def render(summary: dict[str, Any]) -> str:
         if _count(summary, "FilesResumed"):
             results.append(("Resumed from an earlier try", f"{_count(summary, 'FilesResumed'):,}"))
         shards, completed = _count(summary, "ShardCount"), _count(summary, "ShardsCompleted")
-        results.append(("Shards", f"{completed:,} of {plural(shards, 'shard')} completed"))
+        results.append(("Shards", f"{completed:,} of {plural(shards, 'shard')} completed" if shards else "none (nothing to copy)"))
         lines += ["", "Results"] + _rows(results)
 
     records = [("Per-file report", str(summary.get("ReportUri") or "not written (TaskReportConfig)")),
