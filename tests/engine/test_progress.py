@@ -87,6 +87,7 @@ def test_failed_shard_ends_failed_and_its_retry_resumes(tmp_path, make_tree, sto
     assert failed["eta_seconds"] is None
 
     moved.write_bytes(kept)
+    caplog.clear()  # only the retry's lines
     with caplog.at_level(logging.INFO, logger="airflow_datasync"):
         engine.transfer(ex, shard, try_number=2)
     retried = read_progress(ex, shard)
