@@ -120,3 +120,19 @@ def test_progress_file_is_json_with_the_contract_keys_for_an_empty_shard(tmp_pat
     assert set(snap) == KEYS
     assert snap["state"] == "SUCCESS" and snap["files_done"] == snap["files_total"] == 1
     assert snap["bytes_done"] == snap["bytes_total"] == 0
+
+
+def test_progress_objects_in_an_s3_manifest_store(tmp_path, make_tree, s3_server, s3, bucket):
+    from tests.fixtures_servers import S3_CONN_ID
+
+    src = make_tree(tmp_path / "src", {"a.bin": os.urandom(5000), "d": {"b.bin": os.urandom(7000)}})
+    ex = engine.launch(LocationSpec(str(src)), LocationSpec(str(tmp_path / "dst")), {},
+                       store=f"s3://{bucket}/manifests", store_conn_id=S3_CONN_ID)
+    (shard,) = [s["shard"] for s in engine.prepare(ex)]
+    engine.transfer(ex, shard, try_number=1)
+
+    key = f"manifests/datasync/{ex.execution_id}/progress/shard-{shard:05d}.json"
+    body = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert set(body) == KEYS and body["state"] == "SUCCESS"
+    assert (body["files_done"], body["files_total"], body["bytes_done"], body["bytes_total"]) == (3, 3, 12000, 12000)
+    assert read_progress(ex, shard) == body
