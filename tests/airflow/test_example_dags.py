@@ -19,9 +19,10 @@ def test_example_migration_dag_with_trigger_form_options(airflow_db, dags_folder
     (dst / "stale.txt").write_text("not in the source")
     (dst / "keep.tmp").write_text("excluded, so never deleted")
     (src / "scratch.tmp").write_text("excluded, so never copied")
-    options = {"PreserveDeletedFiles": "REMOVE", "Excludes": "*.tmp", "VerifyMode": "POINT_IN_TIME_CONSISTENT",
+    # The trigger form's fields (datasync_params): one per option, with DataSync's names.
+    options = {"PreserveDeletedFiles": "REMOVE", "Excludes": ["*.tmp"], "VerifyMode": "POINT_IN_TIME_CONSISTENT",
                "files_per_shard": 4}
-    run = dag.test(run_conf={"source": str(src), "destination": str(dst), "options": options})
+    run = dag.test(run_conf={"source": str(src), "destination": str(dst), **options})
     assert str(run.state) == "success", states(run)
     assert not (dst / "stale.txt").exists()
     assert (dst / "keep.tmp").read_text() == "excluded, so never deleted"
