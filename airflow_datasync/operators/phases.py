@@ -34,7 +34,7 @@ def parse_options(value: Any) -> TaskOptions:
 def options_dict(value: Any) -> dict[str, Any]:
     """:func:`parse_options`' input as a dict of option names, not yet validated."""
     if isinstance(value, TaskOptions):
-        return TaskOptions.to_dict(value)
+        return value.to_dict()
     if value is None or value == "":
         return {}
     if isinstance(value, str):
@@ -79,17 +79,17 @@ class SyncLaunchOperator(BaseOperator):
         With ``options_from_params`` and no source given, the run's ``source`` param.
     :param destination: URI of the destination location. Templated. As ``source``.
     :param options: DataSync ``Options`` (plus Includes, Excludes, TaskReportConfig and engine settings). Templated.
-    :param options_from_params: take the options from the run's params (the fields of
-        :func:`airflow_datasync.params.datasync_params`), over ``options``; also the locations and their
-        connection ids when they are not given here.
-    :param dry_run: force a dry run (LAUNCHING and PREPARING only; nothing is written at the destination),
-        whatever the options say.
     :param source_conn_id: Airflow connection for the source (remote stores); none for local paths.
     :param destination_conn_id: Airflow connection for the destination.
     :param sync_task_name: names the execution folder in the manifest store (defaults to ``<dag_id>.<task_id>``).
     :param manifest_store: where execution records and manifests live: a local directory (default
         ``$AIRFLOW_DATASYNC_MANIFEST_STORE``) or an ``s3://bucket/prefix`` that every worker can reach.
     :param manifest_store_conn_id: the AWS connection for an S3 manifest store.
+    :param options_from_params: take the options from the run's params (the fields of
+        :func:`airflow_datasync.params.datasync_params`), over ``options``; also the locations and their
+        connection ids when they are not given here.
+    :param dry_run: force a dry run (LAUNCHING and PREPARING only; nothing is written at the destination),
+        whatever the options say.
     Returns ``{"execution": <dir or s3 URI>, "store_conn_id": ..., "execution_id": ..., "task_name": ...}``.
     """
 
