@@ -103,6 +103,16 @@ def test_report_fields_bandwidth_and_conf_options_object():
         options_from_params({"options": "VerifyMode=NONE"})
 
 
+def test_option_schema_is_what_the_params_are_made_of():
+    from airflow_datasync.options import option_schema
+
+    schema = option_schema()
+    params = datasync_params()
+    assert list(schema) == [spec.name for spec in OPTION_SPECS]
+    for name, field in schema.items():
+        assert {k: v for k, v in field.items() if k != "description"} == params[name].schema, name
+
+
 def test_every_option_has_a_spec_and_a_description():
     assert set(SPECS) >= {"VerifyMode", "TransferMode", "OverwriteMode", "PreserveDeletedFiles", "BytesPerSecond",
                           "Includes", "Excludes", "ReportOutputType", "ReportLevel", "dry_run", "files_per_shard"}
