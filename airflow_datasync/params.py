@@ -20,7 +20,7 @@ from typing import Any
 from airflow.sdk import Param
 from airflow.sdk.exceptions import ParamValidationError
 
-from airflow_datasync.options import OPTION_SPECS, SPECS, OptionsError, OptionSpec, json_schema
+from airflow_datasync.options import OPTION_SPECS, SPECS, OptionsError, OptionSpec, TaskOptions, json_schema
 
 #: The location fields of the form (section "Locations"); everything else is an option.
 LOCATION_PARAMS: dict[str, dict[str, Any]] = {
@@ -36,6 +36,8 @@ LOCATION_PARAMS: dict[str, dict[str, Any]] = {
     "destination_conn_id": {"type": ["null", "string"], "title": "Destination connection",
                             "description": "Airflow connection with the destination's credentials."},
 }
+#: Marks a location field without a default: the run must give it.
+_NO_DEFAULT = object()
 #: The conf key a REST API caller may use to send DataSync's ``Options`` as one JSON object (see
 #: :func:`options_from_params`); it is not a form field.
 OPTIONS_CONF_KEY = "options"
@@ -46,7 +48,8 @@ def datasync_params(**overrides: Any) -> dict[str, Param]:
 
     Keyword arguments change a field's default (``source="/mnt/a"``, ``VerifyMode="NONE"``,
     ``Excludes=["*.tmp"]``) or replace the field (a :class:`~airflow.sdk.Param`). A default that the
-    field would refuse raises :class:`~airflow_datasync.options.OptionsError` when the DAG is parsed.
+    field would refuse, or defaults that make invalid options together, raise
+    :class:`~airflow_datasync.options.OptionsError` when the DAG is parsed.
     ``source`` and ``destination`` have no default unless given: a run must then say them.
     """
     unknown = sorted(set(overrides) - set(LOCATION_PARAMS) - set(SPECS))
@@ -59,13 +62,10 @@ def datasync_params(**overrides: Any) -> dict[str, Param]:
         params[name] = _param(name, {**schema, "section": "Locations"}, default)
     for spec in OPTION_SPECS:
         params[spec.name] = _param(spec.name, json_schema(spec), overrides.get(spec.name, _form_default(spec)))
-    for name, value in overrides.items():
-        if isinstance(value, Param):
-            params[name] = value
+    # The defaults together must make valid options (e.g. not REMOVE with TransferMode ALL): say so now,
+    # not when the first run launches.
+    TaskOptions.from_dict(options_from_params({spec.name: params[spec.name].value for spec in OPTION_SPECS}))
     return params
-
-
-_NO_DEFAULT = object()
 
 
 def _form_default(spec: OptionSpec) -> Any:
@@ -76,6 +76,8 @@ def _form_default(spec: OptionSpec) -> Any:
 
 
 def _param(name: str, schema: dict[str, Any], default: Any) -> Param:
+    """A Param of ``schema`` (help text as its description), its default checked now; a Param given as the
+    override replaces the field whole."""
     if isinstance(default, Param):
         return default
     schema = copy.deepcopy(schema)

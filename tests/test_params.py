@@ -70,6 +70,8 @@ def test_overrides_change_defaults_and_are_checked():
     assert options["Excludes"] == "*.tmp|/scratch" and options["BytesPerSecond"] == 1024
     with pytest.raises(OptionsError, match="VerifyMode='FULL' is invalid"):
         datasync_params(VerifyMode="FULL")
+    with pytest.raises(OptionsError, match="PreserveDeletedFiles=REMOVE cannot be combined with TransferMode=ALL"):
+        datasync_params(PreserveDeletedFiles="REMOVE", TransferMode="ALL")
     with pytest.raises(OptionsError, match="unknown field.*'Verifymode'"):
         datasync_params(Verifymode="NONE")
     custom = Param("/data", type="string", pattern="^/data")
