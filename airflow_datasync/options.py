@@ -138,7 +138,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "Which files, objects and folders of the source not to transfer: patterns such as *.tmp or "
                "/scratch (a list, or one string joined with |)."),
     OptionSpec("BytesPerSecond", "integer", -1, "Throttling", "Bandwidth limit (bytes per second)",
-               "Limits the bandwidth the task uses, e.g. 1048576 for at most 1 MiB/s. Empty (or -1): no limit.",
+               "Limits the bandwidth the task uses, e.g. 1048576 for at most 1 MiB/s. Empty: no limit.",
                minimum=1, nullable=True, null_means=-1),
     _choice("ReportOutputType", "STANDARD", "Report type",
             "SUMMARY_ONLY: the counters, status and durations of the execution. STANDARD: also the per-file "
