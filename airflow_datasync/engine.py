@@ -100,6 +100,7 @@ def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions
         "execution_id": execution.execution_id, "task_name": task_name, "status": "LAUNCHING",
         "launched_at": utcnow(),
         "source": source.to_dict(), "destination": destination.to_dict(), "options_dict": _options_for_record(options),
+        # False only for a dry run towards a missing folder that a real run would create.
         "airflow": airflow, "destination_exists": destination_exists is not False,
     })
     log.info("LAUNCHING %s: %s → %s%s", execution.execution_id, redact_uri(source.uri), redact_uri(destination.uri),
@@ -191,8 +192,7 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
 
 
 def _empty_listing(execution: ExecutionDir, path: str) -> int:
-    with execution.sink(path, LISTING_SCHEMA):
-        pass
+    execution.write_table(path, LISTING_SCHEMA.empty_table(), LISTING_SCHEMA)
     return 0
 
 
