@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--store-conn-id", help="AWS connection of an s3:// manifest store")
     run.add_argument("--source-conn-id", help="Airflow connection of the source (s3://, smb://)")
     run.add_argument("--destination-conn-id", help="Airflow connection of the destination (s3://, smb://)")
+    run.add_argument("--dry-run", action="store_true", help="LAUNCHING and PREPARING only: report what would be copied, skipped and deleted; write nothing at the destination")
     run.add_argument("--json", action="store_true",
                      help="print only the summary, as JSON, on stdout (logs and anything else go to stderr)")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("execution", help="an execution directory or s3:// URI")
     rep.add_argument("--store-conn-id", help="AWS connection of an s3:// manifest store")
     args = parser.parse_args(argv)
+    if getattr(args, "dry_run", False):
+        args.option.append(("dry_run", True))  # the engine setting; the report then has "DryRun": true
 
     from airflow_datasync.report_text import render
 

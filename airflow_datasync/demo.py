@@ -27,27 +27,28 @@ TASK_NAME = "example-migration"
 NAMES = ["report", "données", "日本語", "naïve café", "emoji 🚀", "with space", "UPPER", "a-b_c.d"]
 
 
-def generate(root: Path, files: int = 3000, seed: int = 7) -> tuple[int, int]:
-    """A deterministic tree: nested dirs, empty files and dirs, a few large files, unicode names."""
+def generate(root: Path, files: int = 3000, seed: int = 7, large_files: int = 3) -> tuple[int, int]:
+    """A deterministic tree: nested dirs, empty files and dirs, ``large_files`` of 24 MiB, unicode names."""
     rng = random.Random(seed)
-    total = 0
+    total, first = 0, root
     for i in range(files):
         depth = rng.randint(0, 3)
         parts = [f"{rng.choice(NAMES)} {level}" for level in range(depth)]
         path = root.joinpath(*parts, f"{rng.choice(NAMES)}-{i:05d}.{rng.choice(['txt', 'csv', 'bin', 'json'])}")
         path.parent.mkdir(parents=True, exist_ok=True)
+        first = path if i == 0 else first
         size = 0 if i % 50 == 0 else int(rng.lognormvariate(8, 1.5)) % (2 << 20)
         path.write_bytes(rng.randbytes(size))
         total += size
-    for i in range(3):
+    for i in range(large_files):
         big = root / "large" / f"video-{i}.raw"
         big.parent.mkdir(parents=True, exist_ok=True)
         big.write_bytes(rng.randbytes(24 << 20))
         total += 24 << 20
     for i in range(5):
         (root / "empty dirs" / f"empty-{i}").mkdir(parents=True, exist_ok=True)
-    (root / "latest.csv").symlink_to("large/video-0.raw")
-    return files + 3, total
+    (root / "latest.csv").symlink_to("large/video-0.raw" if large_files else first.relative_to(root))
+    return files + large_files, total
 
 
 def airflow(*args: str, log: Path | None = None) -> int:
@@ -107,8 +108,9 @@ def main() -> None:
     print("migrating the Airflow metadata DB (SQLite in .airflow/) ...")
     if airflow("db", "migrate") != 0:
         sys.exit("airflow db migrate failed")
+    # The trigger form's field names (airflow_datasync.params.datasync_params).
     conf = {"source": str(SOURCE), "destination": str(DESTINATION),
-            "options": {"VerifyMode": "ONLY_FILES_TRANSFERRED", "files_per_shard": 1000}}
+            "VerifyMode": "ONLY_FILES_TRANSFERRED", "files_per_shard": 1000}
     first = run("first run: everything is new", 1, conf)
     second = run("second run: nothing changed", 2, conf)
     assert second["FilesTransferred"] == 0 and second["FilesSkipped"] == first["FilesPrepared"], second

@@ -113,10 +113,16 @@ class LocalLocation(Location):
         return self._prefix + safe_relpath(path) if path else self.root
 
     # -- checks -----------------------------------------------------------------------------------
-    def check(self, *, writable: bool) -> None:
+    def check(self, *, writable: bool, dry_run: bool = False) -> bool:
         if writable and not os.path.lexists(self.root) and os.path.isdir(os.path.dirname(self.root)):
             # A destination folder is created when its parent exists (e.g. one folder per day);
             # a missing parent is more likely a typo or an unmounted export, so that is an error.
+            if dry_run:
+                parent = os.path.dirname(self.root)
+                if not os.access(parent, os.W_OK | os.X_OK):
+                    raise LocationError(f"{self.uri}: {self.root} does not exist and {parent} is not writable by "
+                                        f"uid {os.geteuid()}, so it could not be created.")
+                return False
             os.mkdir(self.root)
         if not os.path.exists(self.root):
             raise LocationError(f"{self.uri}: {self.root} does not exist. Create it, mount it, or fix the path.")
@@ -126,6 +132,7 @@ class LocalLocation(Location):
             raise LocationError(f"{self.uri}: {self.root} is not readable by uid {os.geteuid()}.")
         if writable and not os.access(self.root, os.W_OK | os.X_OK):
             raise LocationError(f"{self.uri}: {self.root} is not writable by uid {os.geteuid()}.")
+        return True
 
     def contains(self, other: Location) -> bool:
         if not isinstance(other, LocalLocation):

@@ -221,7 +221,9 @@ class S3Location(Location):
         lite = self._resolve().lite
         return None if lite is None or lite.broken else lite
 
-    def check(self, *, writable: bool) -> None:
+    def check(self, *, writable: bool, dry_run: bool = False) -> bool:
+        # A prefix always "exists"; a dry run lists it (read permission) but writes no probe object.
+        writable = writable and not dry_run
         probe = f"{self.prefix}.~ds-probe-{os.getpid()}-{threading.get_ident()}"
         lite = self._lite()
         if lite is not None:
@@ -230,7 +232,7 @@ class S3Location(Location):
                 if writable:
                     lite.put(self.bucket, probe)
                     lite.delete(self.bucket, probe)
-                return
+                return True
             except s3_lite.LiteUnavailable as exc:
                 log.debug("s3://%s: the fast path could not check (%s); boto3 checks", self.bucket, exc)
         from botocore.exceptions import BotoCoreError, ClientError
@@ -248,6 +250,7 @@ class S3Location(Location):
                                 f"(connection {self.conn_id or 'from the environment'})") from None
         except BotoCoreError as exc:
             raise LocationError(f"{self.uri}: cannot reach S3 ({type(exc).__name__}: {exc})") from None
+        return True
 
     def _pages(self, prefix: str) -> Iterator[list[dict[str, Any]]]:
         """Every ListObjectsV2 page under ``prefix`` (its ``Contents``, keys decoded): through the fast path,

@@ -443,12 +443,14 @@ class SmbLocation(Location):
         return "\\\\" + "\\".join(parts)
 
     # -- checks -----------------------------------------------------------------------------------
-    def check(self, *, writable: bool) -> None:
+    def check(self, *, writable: bool, dry_run: bool = False) -> bool:
         try:
             s = self.stat("")
             if s is None and writable and self.target.base:
                 parent_unc = "\\\\" + "\\".join([self.target.server, self.target.share, *self.target.base[:-1]])
                 if self._stat_unc(parent_unc, "") is not None:
+                    if dry_run:  # a real run would create it; the share's ACLs show only on writing
+                        return False
                     import smbclient
 
                     self._call(lambda: smbclient.mkdir(self._unc(), **self._kw()))
@@ -462,13 +464,14 @@ class SmbLocation(Location):
                                 "Create it or fix the path.")
         if s.type != DIR:
             raise LocationError(f"{self.uri}: is not a directory")
-        if writable:
+        if writable and not dry_run:
             probe = f"{TEMP_PREFIX}probe-{uuid.uuid4().hex[:12]}"
             try:
                 self._write_temp(probe, iter([b""]))
                 self._remove(probe, is_dir=False)
             except OSError as exc:
                 raise LocationError(f"{self.uri}: not writable by {self.config.username!r}: {exc.strerror or exc}") from None
+        return True
 
     def contains(self, other: Location) -> bool:
         if not isinstance(other, SmbLocation):

@@ -9,13 +9,14 @@ import json
 import logging
 from typing import Any, Sequence
 
-from airflow.sdk import BaseOperator, conf
+from airflow.sdk import BaseOperator, ExceptionRetryPolicy, RetryAction, RetryRule, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_datasync import engine
 from airflow_datasync.locations import LocationError
 from airflow_datasync.manifest import ExecutionDir
 from airflow_datasync.options import OptionsError, TaskOptions
+from airflow_datasync.params import options_from_params
 from airflow_datasync.report_text import format_bytes, format_summary, plural, render
 
 log = logging.getLogger("airflow_datasync")
@@ -27,10 +28,15 @@ def _is_templated(value: Any) -> bool:
 
 def parse_options(value: Any) -> TaskOptions:
     """Options as a dict, a TaskOptions, or the JSON/Python-literal string a template renders to."""
+    return TaskOptions.from_dict(options_dict(value))
+
+
+def options_dict(value: Any) -> dict[str, Any]:
+    """:func:`parse_options`' input as a dict of option names, not yet validated."""
     if isinstance(value, TaskOptions):
-        return value
+        return value.to_dict()
     if value is None or value == "":
-        return TaskOptions()
+        return {}
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -41,7 +47,7 @@ def parse_options(value: Any) -> TaskOptions:
                 raise OptionsError(f"options must be a dict (or its JSON), got {value!r}") from None
     if not isinstance(value, dict):
         raise OptionsError(f"options must be a dict of DataSync option names, got {type(value).__name__}")
-    return TaskOptions.from_dict(value)
+    return dict(value)
 
 
 def _execution(value: Any) -> ExecutionDir:
@@ -53,11 +59,25 @@ def _execution(value: Any) -> ExecutionDir:
     return ExecutionDir(value, conn_id)
 
 
+#: LAUNCHING fails at once on what a retry cannot fix: a bad option or location (raised as
+#: AirflowFailException anyway), and a template that does not render (an undefined variable, bad syntax).
+LAUNCH_RETRY_POLICY = ExceptionRetryPolicy(rules=[
+    RetryRule(exception=[OptionsError, LocationError], action=RetryAction.FAIL,
+              reason="a bad option or location: retrying cannot help"),
+    RetryRule(exception=["jinja2.exceptions.UndefinedError", "jinja2.exceptions.TemplateSyntaxError"],
+              action=RetryAction.FAIL, reason="a template that does not render: retrying cannot help"),
+])
+
+
 class SyncLaunchOperator(BaseOperator):
     """LAUNCHING: validate source, destination and options; create the execution record.
 
+    A bad option or location fails the task at once, without retries, naming the option and the values
+    it accepts (whether it came from the DAG file, a template, the trigger form or a REST API conf).
+
     :param source: URI of the source location (``/abs/path`` or ``file:///abs/path``). Templated.
-    :param destination: URI of the destination location. Templated.
+        With ``options_from_params`` and no source given, the run's ``source`` param.
+    :param destination: URI of the destination location. Templated. As ``source``.
     :param options: DataSync ``Options`` (plus Includes, Excludes, TaskReportConfig and engine settings). Templated.
     :param source_conn_id: Airflow connection for the source (remote stores); none for local paths.
     :param destination_conn_id: Airflow connection for the destination.
@@ -65,6 +85,11 @@ class SyncLaunchOperator(BaseOperator):
     :param manifest_store: where execution records and manifests live: a local directory (default
         ``$AIRFLOW_DATASYNC_MANIFEST_STORE``) or an ``s3://bucket/prefix`` that every worker can reach.
     :param manifest_store_conn_id: the AWS connection for an S3 manifest store.
+    :param options_from_params: take the options from the run's params (the fields of
+        :func:`airflow_datasync.params.datasync_params`), over ``options``; also the locations and their
+        connection ids when they are not given here.
+    :param dry_run: force a dry run (LAUNCHING and PREPARING only; nothing is written at the destination),
+        whatever the options say.
     Returns ``{"execution": <dir or s3 URI>, "store_conn_id": ..., "execution_id": ..., "task_name": ...}``.
     """
 
@@ -72,31 +97,62 @@ class SyncLaunchOperator(BaseOperator):
     template_fields_renderers = {"options": "json"}
     ui_color = "#d6eaf8"
 
-    def __init__(self, *, source: str, destination: str, options: dict | str | None = None,
+    def __init__(self, *, source: str | None = None, destination: str | None = None, options: dict | str | None = None,
                  source_conn_id: str | None = None, destination_conn_id: str | None = None,
                  sync_task_name: str | None = None, manifest_store: str | None = None,
-                 manifest_store_conn_id: str | None = None, **kwargs) -> None:
+                 manifest_store_conn_id: str | None = None, options_from_params: bool = False,
+                 dry_run: bool = False, **kwargs) -> None:
+        kwargs.setdefault("retry_policy", LAUNCH_RETRY_POLICY)
         super().__init__(**kwargs)
         self.source, self.destination, self.options = source, destination, options
         self.source_conn_id, self.destination_conn_id = source_conn_id, destination_conn_id
         self.sync_task_name, self.manifest_store = sync_task_name, manifest_store
         self.manifest_store_conn_id = manifest_store_conn_id
+        self.options_from_params, self.dry_run = options_from_params, dry_run
+        if not options_from_params and (source is None or destination is None):
+            raise OptionsError(f"{self.task_id}: give source and destination, or options_from_params=True "
+                               "to take them from the run's params")
         if not _is_templated(options) and isinstance(options, (dict, TaskOptions, type(None))):
             parse_options(options)  # fail when the DAG is parsed, naming the bad option
 
     def execute(self, context) -> dict[str, Any]:
-        options = parse_options(self.options)
         name = self.sync_task_name or f"{self.dag_id}.{self.task_id.rsplit('.', 1)[0]}".replace("/", "_")
         try:
+            locations = self._locations(context)
             execution = engine.launch(
-                engine.LocationSpec(self.source, self.source_conn_id),
-                engine.LocationSpec(self.destination, self.destination_conn_id),
-                options, task_name=name, store=self.manifest_store, store_conn_id=self.manifest_store_conn_id,
-                airflow=_launched_by(context, self),
+                engine.LocationSpec(locations["source"], locations["source_conn_id"]),
+                engine.LocationSpec(locations["destination"], locations["destination_conn_id"]),
+                self._options(context), task_name=name, store=self.manifest_store,
+                store_conn_id=self.manifest_store_conn_id, airflow=_launched_by(context, self),
             )
         except (LocationError, OptionsError) as exc:
-            raise AirflowFailException(str(exc)) from exc  # bad input: retrying will not help
+            raise AirflowFailException(f"LAUNCHING failed: {exc}") from exc  # bad input: retrying will not help
         return {**execution.ref(), "execution_id": execution.execution_id, "task_name": name}
+
+    def _locations(self, context) -> dict[str, str | None]:
+        """Source, destination and their connection ids: the arguments, else (options_from_params) the params."""
+        given = {"source": self.source, "destination": self.destination,
+                 "source_conn_id": self.source_conn_id, "destination_conn_id": self.destination_conn_id}
+        params = (context.get("params") or {}) if self.options_from_params else {}
+        found = {name: value if value is not None else params.get(name) for name, value in given.items()}
+        for name in ("source", "destination"):
+            if not isinstance(found[name], str) or not found[name]:
+                raise OptionsError(f"{name} is missing: pass {name}= to the task group or set the {name!r} param "
+                                   f"(got {found[name]!r})")
+        return {name: value or None for name, value in found.items()}
+
+    def _options(self, context) -> TaskOptions:
+        """The options argument, with the run's params over it (options_from_params), and dry_run forced."""
+        options = options_dict(self.options)
+        if self.options_from_params:
+            from_params = options_from_params(context.get("params") or {})
+            overridden = sorted(k for k, v in from_params.items() if k in options and options[k] != v)
+            if overridden:
+                log.warning("the run's params override options %s given to the task", ", ".join(overridden))
+            options.update(from_params)
+        if self.dry_run:
+            options["dry_run"] = True
+        return TaskOptions.from_dict(options)
 
 
 def _launched_by(context, operator: BaseOperator) -> dict[str, Any]:
@@ -174,7 +230,7 @@ class SyncFinalizeOperator(_ExecutionOperator):
     ui_color = "#fcf3cf"
 
     def execute(self, context) -> dict[str, Any]:
-        return engine.finalize(_execution(self.execution))
+        return engine.finalize(_execution(self.execution))  # a dry run's: nothing done, says so
 
 
 class SyncVerifyOperator(_ExecutionOperator):
@@ -183,8 +239,8 @@ class SyncVerifyOperator(_ExecutionOperator):
     ui_color = "#e8daef"
 
     def execute(self, context) -> dict[str, Any]:
-        summary = engine.verify(_execution(self.execution))
-        if summary["failed"]:
+        summary = engine.verify(_execution(self.execution))  # a dry run's: nothing verified, says so
+        if summary.get("failed"):
             log.error("VERIFYING found %d mismatches, e.g. %s", summary["failed"], summary["examples"][:3])
         return summary
 
