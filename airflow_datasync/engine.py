@@ -36,6 +36,7 @@ from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.progress import Progress
 from airflow_datasync.transfer import metadata_for, run_by_depth, transfer_shard, with_security_descriptor
 from airflow_datasync.uri import redact_uri
+from airflow_datasync.wording import entries
 
 log = logging.getLogger("airflow_datasync")
 
@@ -344,7 +345,7 @@ def _hints(previous: ExecutionDir, side: str) -> ScanHints | None:
     except (OSError, ValueError, KeyError, pa.ArrowException) as exc:  # hints only save requests: never fail on them
         log.warning("not using hints from %s: %s", previous.execution_id, exc)
         return None
-    log.info("PREPARING: %d %s entries known from execution %s", len(hints), side, previous.execution_id)
+    log.info("PREPARING: %s known on the %s side from execution %s", entries(len(hints)), side, previous.execution_id)
     return hints
 
 

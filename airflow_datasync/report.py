@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_datasync.manifest import MANIFEST_SCHEMA, RESULT_SCHEMA, VERIFY_SCHEMA, ExecutionDir, utcnow
+from airflow_datasync.wording import counted, entries
 
 log = logging.getLogger("airflow_datasync")
 
@@ -65,9 +66,9 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
     if prepare is None:
         problems.append(("PrepareFailed", "PREPARING did not complete; see the prepare task's log"))
     elif len(shards) < expected_shards:
-        problems.append(("TransferIncomplete", f"{expected_shards - len(shards)} of {expected_shards} shards did not finish"))
+        problems.append(("TransferIncomplete", f"{expected_shards - len(shards)} of {counted(expected_shards, 'shard')} did not finish"))
     if source_errors.num_rows:
-        problems.append(("SourceErrors", _examples(source_errors["path"], source_errors["reason"], source_errors.num_rows, "were refused at the source (unreadable, an unsafe name, or a name clash at the destination)")))
+        problems.append(("SourceErrors", _examples(source_errors["path"], source_errors["reason"], source_errors.num_rows, "{were} refused at the source (unreadable, an unsafe name, or a name clash at the destination)")))
     if failed_results.num_rows:
         problems.append(("FilesFailed", _examples(failed_results["path"], failed_results["error"], failed_results.num_rows, "failed to transfer")))
     if failed_deletes.num_rows:
@@ -122,7 +123,7 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
 def _examples(paths, errors, count: int, what: str) -> str:
     # Always name the path: source-scan reasons ("cannot list directory: ...") do not contain it.
     shown = [(e if p in e else f"{p}: {e}") if e else p for p, e in zip(paths.to_pylist()[:3], errors.to_pylist()[:3])]
-    return f"{count} entries {what}, e.g. " + " | ".join(shown)
+    return f"{entries(count)} {what.format(were='was' if count == 1 else 'were')}, e.g. " + " | ".join(shown)
 
 
 def _per_file(manifest: pa.Table, results: pa.Table, verify_rows: pa.Table) -> pa.Table:

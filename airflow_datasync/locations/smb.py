@@ -453,15 +453,21 @@ class SmbLocation(Location):
 
                     self._call(lambda: smbclient.mkdir(self._unc(), **self._kw()))
                     s = self.stat("")
+            share_root = f"\\\\{self.target.server}\\{self.target.share}"
+            share_exists = s is not None or self._stat_unc(share_root, "") is not None
         except OSError as exc:
             raise LocationError(f"{self.uri}: cannot reach the share: {exc.strerror or exc}") from None
         except ConnectionError as exc:
             raise LocationError(f"{self.uri}: cannot connect to {self.target.server}:{self.port}: {exc}") from None
+        if not share_exists:  # a missing share reads as a missing path (ENOENT): tell them apart for the fix
+            raise LocationError(f"{self.uri}: server {self.target.server} has no share {self.target.share!r}. "
+                                "Fix the share name, or share the folder.")
         if s is None:
-            raise LocationError(f"{self.uri}: the folder does not exist on share {self.target.share!r}. "
+            created = " (a destination folder is created only inside an existing one)" if writable else ""
+            raise LocationError(f"{self.uri}: the folder does not exist on share {self.target.share!r}{created}. "
                                 "Create it or fix the path.")
         if s.type != DIR:
-            raise LocationError(f"{self.uri}: is not a directory")
+            raise LocationError(f"{self.uri}: is not a directory; a location names a folder, fix the path.")
         if writable:
             probe = f"{TEMP_PREFIX}probe-{uuid.uuid4().hex[:12]}"
             try:

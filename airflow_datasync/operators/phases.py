@@ -19,6 +19,7 @@ from airflow_datasync.locations import LocationError
 from airflow_datasync.manifest import ExecutionDir
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.report import format_summary, render
+from airflow_datasync.wording import counted
 
 log = logging.getLogger("airflow_datasync")
 XCOM_RETURN_KEY = BaseXCom.XCOM_RETURN_KEY
@@ -180,7 +181,7 @@ class SyncVerifyOperator(_ExecutionOperator):
     def execute(self, context) -> dict[str, Any]:
         summary = engine.verify(_execution(self.execution))
         if summary["failed"]:
-            log.error("VERIFYING found %d mismatches, e.g. %s", summary["failed"], summary["examples"][:3])
+            log.error("VERIFYING found %s, e.g. %s", counted(summary["failed"], "mismatch", "mismatches"), summary["examples"][:3])
         return summary
 
 
