@@ -173,7 +173,7 @@ class LocalLocation(Location):
                 if rel_dir:
                     add(rel_dir + "/", DIR, error=f"cannot list directory: {exc.strerror}")
                     continue
-                raise LocationError(f"{self.uri}: cannot list the root: {exc}") from exc
+                raise LocationError(f"{self.uri}: cannot list the root: {exc.strerror or exc}") from exc
             subdirs = []
             for entry in entries:
                 name = entry.name

@@ -362,6 +362,8 @@ class SmbLocation(Location):
     @property
     def config(self):
         if self._config is None:
+            from airflow.sdk.exceptions import AirflowNotFoundException
+
             from airflow_datasync.hooks.smb import SmbConnectionError, SmbShareHook
 
             conn_id = self.conn_id or SmbShareHook.default_conn_name
@@ -369,12 +371,10 @@ class SmbLocation(Location):
                 self._config = SmbShareHook(conn_id).get_config()
             except SmbConnectionError as exc:
                 raise LocationError(f"{self.uri}: {exc}") from None
-            except Exception as exc:  # noqa: BLE001 - Airflow raises its own "not found" types
-                if "not defined" in str(exc) or "NotFound" in type(exc).__name__ or "not found" in str(exc).lower():
-                    raise LocationError(
-                        f"{self.uri}: Airflow connection {conn_id!r} (type datasync_smb) is not defined; create it or "
-                        "set source_conn_id/destination_conn_id") from None
-                raise
+            except AirflowNotFoundException:  # airflow.exceptions re-exports this class
+                raise LocationError(
+                    f"{self.uri}: Airflow connection {conn_id!r} (type datasync_smb) is not defined; create it or "
+                    "set source_conn_id/destination_conn_id") from None
         return self._config
 
     @property

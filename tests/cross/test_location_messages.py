@@ -68,6 +68,8 @@ def test_smb_refusals_tell_a_missing_share_from_a_missing_folder(tmp_path, smb_f
     message = refusal(LocationSpec(no_share, folder.conn_id), local, store)
     assert_names_once(message, no_share)
     assert "no share 'no-such-share'" in message
+    message = refusal(LocationSpec(folder.uri, "datasync_no_such_smb_conn"), local, store)
+    assert message.startswith(f"{folder.uri}: ") and "'datasync_no_such_smb_conn'" in message and "create it" in message
     (tmp_path / "src").mkdir()
     deeper = folder.uri + "/deeper"
     message = refusal(LocationSpec(str(tmp_path / "src")), LocationSpec(deeper, folder.conn_id), store)
