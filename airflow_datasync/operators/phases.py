@@ -19,7 +19,7 @@ from airflow_datasync.locations import LocationError
 from airflow_datasync.manifest import ExecutionDir
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.report import format_summary, render
-from airflow_datasync.wording import counted
+from airflow_datasync.wording import counted, entries
 
 log = logging.getLogger("airflow_datasync")
 XCOM_RETURN_KEY = BaseXCom.XCOM_RETURN_KEY
@@ -154,7 +154,8 @@ class SyncTransferOperator(BaseOperator):
 
     def execute(self, context) -> dict[str, Any]:
         shard = self.shard
-        context["shard_label"] = f"shard {shard['shard']} · {shard.get('files', '?')} entries · {shard.get('bytes', 0):,} B"
+        files = entries(shard["files"]) if "files" in shard else "? entries"
+        context["shard_label"] = f"shard {shard['shard']} · {files} · {shard.get('bytes', 0):,} B"
         execution = _execution(shard)
         limit = None
         record = execution.read_json(execution.launch) or {}

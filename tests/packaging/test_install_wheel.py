@@ -136,3 +136,18 @@ def test_installed_airflow_lists_the_plugin_and_the_provider(airflow_venv):
     assert ours["source"].startswith("airflow-datasync==")
     providers = json.loads(run([str(venv / "bin" / "airflow"), "providers", "list", "--output", "json"], cwd=venv, env=env))
     assert "airflow-datasync" in {p["package_name"] for p in providers}
+
+
+def test_provider_info_is_valid_for_airflow_and_links_nowhere_made_up():
+    """Airflow validates provider info against its runtime schema at discovery; external-doc-url is
+    optional there, and the project has no public site, so the info names no URL at all."""
+    import jsonschema
+    from airflow.providers_manager import _create_provider_info_schema_validator
+
+    from airflow_datasync.provider import get_provider_info
+
+    info = get_provider_info()
+    _create_provider_info_schema_validator().validate(info)
+    assert "http" not in json.dumps(info)
+    with pytest.raises(jsonschema.ValidationError):  # the validator is live: a wrong shape is refused
+        _create_provider_info_schema_validator().validate({**info, "integrations": "not a list"})
