@@ -100,3 +100,14 @@ def test_a_report_with_one_failure_says_1_entry(tmp_path):
     assert summary["Status"] == "ERROR" and summary["ErrorCode"] == "VerificationFailed", summary
     assert re.search(r"\b1 entry failed verification", summary["ErrorDetail"]), summary["ErrorDetail"]
     assert not re.search(r"\b1 (entries|shards|files)\b", summary["ErrorDetail"])
+
+
+def test_the_cli_refuses_a_missing_source_in_one_line(tmp_path, capsys):
+    """``airflow-datasync run /missing /tmp/x``, as a new user first typed it."""
+    from airflow_datasync.cli import main
+
+    missing = str(tmp_path / "missing")
+    assert main(["run", missing, str(tmp_path / "x"), "--store", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {missing}: ") and err.count(missing) == 1 and "\n" not in err, err
+    assert not (tmp_path / "store").exists()
