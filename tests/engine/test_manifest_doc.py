@@ -131,3 +131,12 @@ def test_every_json_record_has_the_documented_keys_in_order(execution_dir):
         keys = [documented[pat] for pat in documented if fnmatch.fnmatch(rel, pat)]
         assert keys, f"{rel} is not in docs/manifest.md's JSON records"
         assert list(json.loads(path.read_text())) == keys[0], rel
+
+
+def test_journal_lines_have_the_documented_keys(execution_dir):
+    text = DOC.read_text()
+    after = text[text.index("The journal `shards/shard-NNNNN.journal` is JSON lines"):]
+    documented = re.findall(r'"(\w+)"', next(t for t in TICKED.findall(after) if t.startswith("{")))
+    lines = [json.loads(line) for p in execution_dir.glob("shards/shard-*.journal")
+             for line in p.read_text().splitlines() if line.strip()]
+    assert lines and all(list(line) == documented for line in lines), (documented, lines[:2])
