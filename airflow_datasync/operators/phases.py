@@ -186,7 +186,7 @@ class SyncVerifyOperator(_ExecutionOperator):
         return summary
 
 
-class SyncReportOperator(BaseOperator):
+class SyncReportOperator(_ExecutionOperator):
     """Write the execution report (JSON summary + per-file Parquet) and push the summary to XCom.
 
     Runs whatever happened upstream (``trigger_rule="all_done"``) and fails when the status is ERROR, so
@@ -198,19 +198,20 @@ class SyncReportOperator(BaseOperator):
     :param launch_task_id: the LAUNCHING task to pull the execution reference from (instead of ``execution``).
     """
 
-    template_fields: Sequence[str] = ("execution",)
     ui_color = "#fadbd8"
 
     def __init__(self, *, execution: Any = None, launch_task_id: str | None = None, fail_on_error: bool = True,
                  **kwargs) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
-        super().__init__(**kwargs)
+        launch_op = None
         if isinstance(execution, PlainXComArg) and execution.key == XCOM_RETURN_KEY and launch_task_id is None:
             launch_task_id, launch_op, execution = execution.operator.task_id, execution.operator, None
+        super().__init__(execution=execution, **kwargs)
+        if launch_op is not None:
             self.set_upstream(launch_op)  # the edge the XComArg in a template field would have made
         if execution is None and launch_task_id is None:
             raise ValueError(f"{self.task_id}: give execution= (the launch task's output) or launch_task_id=")
-        self.execution, self.launch_task_id = execution, launch_task_id
+        self.launch_task_id = launch_task_id
         self.fail_on_error = fail_on_error
 
     def _pull(self, context, key: str) -> Any:
