@@ -49,8 +49,9 @@ def source_files(package_dir: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def checkout_copy(tmp_path_factory) -> Path:
     copy = tmp_path_factory.mktemp("checkout")
-    for name in ("pyproject.toml", "README.md", ".gitignore"):
-        shutil.copy(ROOT / name, copy / name)
+    for top in ROOT.iterdir():  # pyproject.toml, README.md, .gitignore (hatch honours it), any license file
+        if top.is_file():
+            shutil.copy(top, copy / top.name)
     shutil.copytree(ROOT / PACKAGE, copy / PACKAGE, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for rel, text in PROBES.items():
         (copy / PACKAGE / rel).parent.mkdir(parents=True, exist_ok=True)
