@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from airflow_datasync.progress import progress_line
-from airflow_datasync.report_text import format_bytes, format_duration, plural, render
+from airflow_datasync.report_text import format_bytes, format_duration, render
+from airflow_datasync.wording import counted
 
 ROOT = Path.cwd()
 DATA = ROOT / "demo-data"
@@ -103,7 +104,7 @@ def main() -> None:
     os.environ.setdefault("AIRFLOW_DATASYNC_DEMO_ROOT", str(DATA))
     t0 = time.monotonic()
     files, size = generate(SOURCE)
-    print(f"generated {plural(files, 'file')} ({format_bytes(size)}) under {SOURCE.relative_to(ROOT)} "
+    print(f"generated {counted(files, 'file')} ({format_bytes(size)}) under {SOURCE.relative_to(ROOT)} "
           f"in {format_duration((time.monotonic() - t0) * 1000)}")
     print("migrating the Airflow metadata DB (SQLite in .airflow/) ...")
     if airflow("db", "migrate") != 0:
@@ -114,8 +115,8 @@ def main() -> None:
     first = run("first run: everything is new", 1, conf)
     second = run("second run: nothing changed", 2, conf)
     assert second["FilesTransferred"] == 0 and second["FilesSkipped"] == first["FilesPrepared"], second
-    print(f"\nsecond run transferred {plural(second['FilesTransferred'], 'entry', 'entries')} and skipped "
-          f"{plural(second['FilesSkipped'], 'entry', 'entries')}: "
+    print(f"\nsecond run transferred {counted(second['FilesTransferred'], 'entry', 'entries')} and skipped "
+          f"{counted(second['FilesSkipped'], 'entry', 'entries')}: "
           f"the destination is in sync. Execution records: {STORE.relative_to(ROOT) if STORE.is_relative_to(ROOT) else STORE}")
 
 

@@ -36,6 +36,7 @@ from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.progress import Progress
 from airflow_datasync.transfer import metadata_for, run_by_depth, transfer_shard, with_security_descriptor
 from airflow_datasync.uri import redact_uri
+from airflow_datasync.wording import counted, entries
 
 log = logging.getLogger("airflow_datasync")
 
@@ -180,10 +181,10 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
         "shard_count": shard_plan.count, "files_per_shard": shard_plan.files_per_shard,
         "bytes_per_shard": shard_plan.bytes_per_shard, **est, "warnings": _prepare_warnings(options, dst),
     })
-    log.info("PREPARING %s: %s entries at source, %s at destination; %s to transfer (%s bytes), %s to delete, "
-             "%s shards", execution.execution_id, src_count, dst_count,
+    log.info("PREPARING %s: %s at source, %s at destination; %s to transfer (%s bytes), %s to delete, %s",
+             execution.execution_id, entries(src_count), dst_count,
              est["EstimatedFilesToTransfer"], est["EstimatedBytesToTransfer"], est["EstimatedFilesToDelete"],
-             shard_plan.count)
+             counted(shard_plan.count, "shard"))
     if options.dry_run:
         log.info("PREPARING %s: dry run: no shard is transferred; the report lists what a run would do",
                  execution.execution_id)
@@ -365,7 +366,7 @@ def _hints(previous: ExecutionDir, side: str) -> ScanHints | None:
     except (OSError, ValueError, KeyError, pa.ArrowException) as exc:  # hints only save requests: never fail on them
         log.warning("not using hints from %s: %s", previous.execution_id, exc)
         return None
-    log.info("PREPARING: %d %s entries known from execution %s", len(hints), side, previous.execution_id)
+    log.info("PREPARING: %s known on the %s side from execution %s", entries(len(hints)), side, previous.execution_id)
     return hints
 
 

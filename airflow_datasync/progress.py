@@ -10,7 +10,8 @@ import time
 from typing import Any, Callable
 
 from airflow_datasync.manifest import utcnow
-from airflow_datasync.report_text import format_bytes, format_duration, plural
+from airflow_datasync.report_text import format_bytes, format_duration
+from airflow_datasync.wording import counted
 
 log = logging.getLogger("airflow_datasync")
 
@@ -145,9 +146,9 @@ class ShardProgress:
 
     # -- the writer thread ------------------------------------------------------------------------------
     def start(self) -> None:
-        resumed = (f", {plural(self.items, 'entry', 'entries')} ({format_bytes(self.bytes)}) already done by an earlier try"
+        resumed = (f", {counted(self.items, 'entry', 'entries')} ({format_bytes(self.bytes)}) already done by an earlier try"
                    if self.items else "")
-        log.info("shard %d: starting, %s, %s%s", self.shard, plural(self.total_items, "entry", "entries"),
+        log.info("shard %d: starting, %s, %s%s", self.shard, counted(self.total_items, "entry", "entries"),
                  format_bytes(self.total_bytes), resumed)
         self._emit(self.snapshot(), log_it=False)
         self._thread = threading.Thread(target=self._run, name=f"progress-shard{self.shard}", daemon=True)
@@ -185,7 +186,7 @@ class ShardProgress:
 def progress_line(s: dict[str, Any]) -> str:
     """A progress file's snapshot as the task log shows it: entries and bytes done of total, rates, then
     the ETA and a file being copied (running) or the final state."""
-    parts = [f"shard {s['shard']}: {s['files_done']:,}/{plural(s['files_total'], 'entry', 'entries')}",
+    parts = [f"shard {s['shard']}: {s['files_done']:,}/{counted(s['files_total'], 'entry', 'entries')}",
              f"{format_bytes(s['bytes_done'])} of {format_bytes(s['bytes_total'])}",
              f"{format_bytes(s['bytes_per_second'])}/s", f"{s['files_per_second']:,.1f} files/s"]
     if s["state"] == "RUNNING":

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from airflow_datasync.manifest import MANIFEST_SCHEMA, RESULT_SCHEMA, VERIFY_SCHEMA, ExecutionDir, utcnow
 # The text forms moved to report_text; importable from here too, for code written against the old place.
 from airflow_datasync.report_text import format_summary, render  # noqa: F401
+from airflow_datasync.wording import counted, entries
 
 log = logging.getLogger("airflow_datasync")
 
@@ -74,9 +75,9 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
     if prepare is None:
         problems.append(("PrepareFailed", "PREPARING did not complete; see the prepare task's log"))
     elif len(shards) < expected_shards and not dry_run:
-        problems.append(("TransferIncomplete", f"{expected_shards - len(shards)} of {expected_shards} shards did not finish"))
+        problems.append(("TransferIncomplete", f"{expected_shards - len(shards)} of {counted(expected_shards, 'shard')} did not finish"))
     if source_errors.num_rows and not dry_run:  # a dry run names them in Warnings: only PREPARING ran
-        problems.append(("SourceErrors", _examples(source_errors["path"], source_errors["reason"], source_errors.num_rows, "were refused at the source (unreadable, an unsafe name, or a name clash at the destination)")))
+        problems.append(("SourceErrors", _examples(source_errors["path"], source_errors["reason"], source_errors.num_rows, "{were} refused at the source (unreadable, an unsafe name, or a name clash at the destination)")))
     if failed_results.num_rows:
         problems.append(("FilesFailed", _examples(failed_results["path"], failed_results["error"], failed_results.num_rows, "failed to transfer")))
     if failed_deletes.num_rows:
@@ -139,7 +140,7 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
 def _examples(paths, errors, count: int, what: str) -> str:
     # Always name the path: source-scan reasons ("cannot list directory: ...") do not contain it.
     shown = [(e if p in e else f"{p}: {e}") if e else p for p, e in zip(paths.to_pylist()[:3], errors.to_pylist()[:3])]
-    return f"{count} entries {what}, e.g. " + " | ".join(shown)
+    return f"{entries(count)} {what.format(were='was' if count == 1 else 'were')}, e.g. " + " | ".join(shown)
 
 
 def _per_file(manifest: pa.Table, results: pa.Table, verify_rows: pa.Table) -> pa.Table:

@@ -11,16 +11,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from airflow_datasync.wording import counted
+
 #: Warnings listed in full; the rest are counted ("… and 7 more"): report.json has every one.
 MAX_WARNINGS = 10
 _UNITS = ["B", "kB", "MB", "GB", "TB", "PB"]
 _NONE = "—"
-
-
-def plural(count: int, singular: str, plural_form: str | None = None) -> str:
-    """``1 entry``, ``2 entries``, ``1,000 entries``."""
-    word = singular if count == 1 else (plural_form or singular + "s")
-    return f"{count:,} {word}"
 
 
 def format_bytes(count: float | None) -> str:
@@ -75,7 +71,7 @@ def phases_line(summary: dict[str, Any]) -> str:
         shards, completed = _count(summary, "ShardCount"), _count(summary, "ShardsCompleted")
         transfer = f"TRANSFERRING {format_duration(summary.get('TransferDuration'))}"
         if completed < shards:
-            transfer += f" ({completed:,} of {plural(shards, 'shard')} finished)"
+            transfer += f" ({completed:,} of {counted(shards, 'shard')} finished)"
         elif not shards:
             transfer += " (nothing to copy)"
         steps.append(transfer)
@@ -93,10 +89,10 @@ def headline(summary: dict[str, Any]) -> str:
     """What happened, in one sentence of counts (the first line of :func:`render`, the tail of :func:`format_summary`)."""
     took = format_duration(summary.get("TotalDuration"))
     if summary.get("DryRun"):
-        return (f"would transfer {plural(_count(summary, 'EstimatedFilesToTransfer'), 'entry', 'entries')} "
+        return (f"would transfer {counted(_count(summary, 'EstimatedFilesToTransfer'), 'entry', 'entries')} "
                 f"({format_bytes(_count(summary, 'EstimatedBytesToTransfer'))}), "
                 f"skip {_count(summary, 'FilesSkipped'):,}, delete {_count(summary, 'EstimatedFilesToDelete'):,}, in {took}")
-    return (f"{plural(_count(summary, 'FilesTransferred'), 'entry', 'entries')} transferred "
+    return (f"{counted(_count(summary, 'FilesTransferred'), 'entry', 'entries')} transferred "
             f"({format_bytes(_count(summary, 'BytesWritten'))}), {_count(summary, 'FilesSkipped'):,} skipped, "
             f"{_count(summary, 'FilesDeleted'):,} deleted, {_count(summary, 'FilesVerified'):,} verified, "
             f"{_count(summary, 'FilesFailed'):,} failed, in {took}")
@@ -148,11 +144,11 @@ def render(summary: dict[str, Any]) -> str:
     if dry_run:
         lines += ["", "Dry run (nothing was written at the destination)"]
         lines += _rows([
-            ("Would transfer (files, directories, symlinks)", f"{plural(_count(summary, 'EstimatedFilesToTransfer'), 'entry', 'entries')}, "
+            ("Would transfer (files, directories, symlinks)", f"{counted(_count(summary, 'EstimatedFilesToTransfer'), 'entry', 'entries')}, "
                                                               f"{format_bytes(_count(summary, 'EstimatedBytesToTransfer'))}"),
-            ("Would skip (already in sync)", plural(_count(summary, "FilesSkipped"), "entry", "entries")),
-            ("Would delete", plural(_count(summary, "EstimatedFilesToDelete"), "entry", "entries")),
-            ("Refused at the source", plural(_count(summary, "FilesFailed"), "entry", "entries")),
+            ("Would skip (already in sync)", counted(_count(summary, "FilesSkipped"), "entry", "entries")),
+            ("Would delete", counted(_count(summary, "EstimatedFilesToDelete"), "entry", "entries")),
+            ("Refused at the source", counted(_count(summary, "FilesFailed"), "entry", "entries")),
         ])
     else:
         verified = f"{_count(summary, 'FilesVerified'):,}"
@@ -169,7 +165,7 @@ def render(summary: dict[str, Any]) -> str:
         if _count(summary, "FilesResumed"):
             results.append(("Resumed from an earlier try", f"{_count(summary, 'FilesResumed'):,}"))
         shards, completed = _count(summary, "ShardCount"), _count(summary, "ShardsCompleted")
-        results.append(("Shards", f"{completed:,} of {plural(shards, 'shard')} completed" if shards else "none (nothing to copy)"))
+        results.append(("Shards", f"{completed:,} of {counted(shards, 'shard')} completed" if shards else "none (nothing to copy)"))
         lines += ["", "Results"] + _rows(results)
 
     records = [("Per-file report", str(summary.get("ReportUri") or "not written (TaskReportConfig)")),

@@ -27,6 +27,7 @@ from airflow_datasync.manifest import RESULT_SCHEMA, ExecutionDir, Journal, utcn
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.plan import without_ownership
 from airflow_datasync.progress import RateLimiter, ShardProgress
+from airflow_datasync.wording import entries
 
 log = logging.getLogger("airflow_datasync")
 
@@ -333,7 +334,7 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
     if failed:
         names = "; ".join(r["error"] for r in failed[:5])
         error = ShardFailedError if any(r["retryable"] for r in failed) else PermanentShardError
-        raise error(f"shard {shard}: {len(failed)} of {len(results)} entries failed: {names}"
+        raise error(f"shard {shard}: {len(failed)} of {entries(len(results))} failed: {names}"
                                + (" …" if len(failed) > 5 else ""))
     return summary
 

@@ -8,7 +8,8 @@ import pytest
 
 from airflow_datasync import engine
 from airflow_datasync.engine import LocationSpec, run_execution
-from airflow_datasync.report_text import MAX_WARNINGS, format_bytes, format_duration, format_summary, plural, render
+from airflow_datasync.report_text import MAX_WARNINGS, format_bytes, format_duration, format_summary, render
+from airflow_datasync.wording import counted
 
 DURATION = r"\d[\d,.]* (ms|s|min)"
 
@@ -116,5 +117,5 @@ def test_durations_in_units(ms, text):
 
 
 def test_plural():
-    assert (plural(1, "entry", "entries"), plural(2, "entry", "entries"), plural(1000, "shard")) == (
+    assert (counted(1, "entry", "entries"), counted(2, "entry", "entries"), counted(1000, "shard")) == (
         "1 entry", "2 entries", "1,000 shards")

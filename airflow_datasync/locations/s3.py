@@ -181,7 +181,10 @@ class S3Location(Location):
     def _resolve(self) -> "S3Settings":
         """The connection's settings and clients, shared by every location of this worker process."""
         if self._settings is None:
-            self._settings = _clients_for(self.conn_id)
+            try:
+                self._settings = _clients_for(self.conn_id)
+            except LocationError as exc:  # about the connection: say which location needed it
+                raise LocationError(f"{self.uri}: {exc}") from None
         return self._settings
 
     @property

@@ -10,6 +10,8 @@ import logging
 from typing import Any, Sequence
 
 from airflow.sdk import BaseOperator, ExceptionRetryPolicy, RetryAction, RetryRule, conf
+from airflow.sdk.bases.xcom import BaseXCom
+from airflow.sdk.definitions.xcom_arg import PlainXComArg
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_datasync import engine
@@ -17,9 +19,13 @@ from airflow_datasync.locations import LocationError
 from airflow_datasync.manifest import ExecutionDir
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.params import options_from_params
-from airflow_datasync.report_text import format_bytes, format_summary, plural, render
+from airflow_datasync.report_text import format_bytes, format_summary, render
+from airflow_datasync.wording import counted, entries
 
 log = logging.getLogger("airflow_datasync")
+XCOM_RETURN_KEY = BaseXCom.XCOM_RETURN_KEY
+#: XCom key under which LAUNCHING leaves the reason it refused an execution (the report task shows it).
+LAUNCH_ERROR_KEY = "launch_error"
 
 
 def _is_templated(value: Any) -> bool:
@@ -126,6 +132,7 @@ class SyncLaunchOperator(BaseOperator):
                 store_conn_id=self.manifest_store_conn_id, airflow=_launched_by(context, self),
             )
         except (LocationError, OptionsError) as exc:
+            context["ti"].xcom_push(key=LAUNCH_ERROR_KEY, value=str(exc))  # the report task repeats it
             raise AirflowFailException(f"LAUNCHING failed: {exc}") from exc  # bad input: retrying will not help
         return {**execution.ref(), "execution_id": execution.execution_id, "task_name": name}
 
@@ -208,7 +215,7 @@ class SyncTransferOperator(BaseOperator):
         execute(), so the label shows while the shard runs, not only after it ends."""
         shard = self.shard if isinstance(self.shard, dict) else {}
         files = shard.get("files")
-        entries = plural(int(files), "entry", "entries") if isinstance(files, int) else "? entries"
+        entries = counted(int(files), "entry", "entries") if isinstance(files, int) else "? entries"
         return f"shard {shard.get('shard', '?')} · {entries} · {format_bytes(shard.get('bytes') or 0)}"
 
     def execute(self, context) -> dict[str, Any]:
@@ -241,7 +248,7 @@ class SyncVerifyOperator(_ExecutionOperator):
     def execute(self, context) -> dict[str, Any]:
         summary = engine.verify(_execution(self.execution))  # a dry run's: nothing verified, says so
         if summary.get("failed"):
-            log.error("VERIFYING found %d mismatches, e.g. %s", summary["failed"], summary["examples"][:3])
+            log.error("VERIFYING found %s, e.g. %s", counted(summary["failed"], "mismatch", "mismatches"), summary["examples"][:3])
         return summary
 
 
@@ -250,19 +257,43 @@ class SyncReportOperator(_ExecutionOperator):
 
     Runs whatever happened upstream (``trigger_rule="all_done"``) and fails when the status is ERROR, so
     the DAG run's state matches the execution's.
+
+    :param execution: the LAUNCHING task's output. Given as ``launch.output`` (an XComArg), the report
+        pulls it itself in ``execute``: Airflow resolves an XComArg before ``execute`` and logs an
+        "XCom not found" error when LAUNCHING failed, ahead of the report's own message.
+    :param launch_task_id: the LAUNCHING task to pull the execution reference from (instead of ``execution``).
     """
 
     ui_color = "#fadbd8"
 
-    def __init__(self, *, fail_on_error: bool = True, **kwargs) -> None:
+    def __init__(self, *, execution: Any = None, launch_task_id: str | None = None, fail_on_error: bool = True,
+                 **kwargs) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
-        super().__init__(**kwargs)
+        launch_op = None
+        if isinstance(execution, PlainXComArg) and execution.key == XCOM_RETURN_KEY and launch_task_id is None:
+            launch_task_id, launch_op, execution = execution.operator.task_id, execution.operator, None
+        super().__init__(execution=execution, **kwargs)
+        if launch_op is not None:
+            self.set_upstream(launch_op)  # the edge the XComArg in a template field would have made
+        if execution is None and launch_task_id is None:
+            raise ValueError(f"{self.task_id}: give execution= (the launch task's output) or launch_task_id=")
+        self.launch_task_id = launch_task_id
         self.fail_on_error = fail_on_error
 
+    def _pull(self, context, key: str) -> Any:
+        ti = context["ti"]
+        if ti.map_index is not None and ti.map_index >= 0:  # in a mapped group: the launch of the same index
+            return ti.xcom_pull(task_ids=self.launch_task_id, key=key, map_indexes=ti.map_index)
+        return ti.xcom_pull(task_ids=self.launch_task_id, key=key)  # all map indexes: None, no error, when absent
+
     def execute(self, context) -> dict[str, Any]:
-        if self.execution is None or self.execution == "None":
-            raise AirflowFailException("LAUNCHING failed: no execution was created (see the launch task's log)")
-        summary = engine.report(_execution(self.execution))
+        execution = self.execution if self.launch_task_id is None else self._pull(context, XCOM_RETURN_KEY)
+        if execution is None or execution == "None" or execution == []:
+            reason = self._pull(context, LAUNCH_ERROR_KEY) if self.launch_task_id else None
+            raise AirflowFailException(
+                "LAUNCHING failed, so no execution was created and there is nothing to report: "
+                + (reason or f"see the log of {self.launch_task_id or 'the launch task'} for why"))
+        summary = engine.report(_execution(execution))
         log.info("execution report\n%s", render(summary))
         context["ti"].xcom_push(key="summary", value=summary)
         if summary["Status"] != "SUCCESS" and self.fail_on_error:
