@@ -67,17 +67,14 @@ def should_emit(status: str, emit_on: str | None) -> bool:
     return emit_on == "ANY" or (emit_on == "SUCCESS" and status == "SUCCESS")
 
 
-def report_outlets(destination: str, *, templated: bool, emit_on: str | None, fail_on_error: bool,
-                   alias_name: str) -> list[Asset | AssetAlias]:
-    """What the report task declares. A destination known when the DAG is parsed is declared as the asset
-    itself (shown in the DAG's lineage) — unless the task can succeed for an ERROR that must not emit
-    (``fail_on_error=False`` with ``emit_on="SUCCESS"``): Airflow emits for a declared asset whenever the
-    task succeeds, so then, as for a templated destination, an alias is declared and the asset added to
-    it at run time only when the status qualifies."""
+def report_outlets(destination: str | None, *, emit_on: str | None, alias_name: str) -> list[Asset | AssetAlias]:
+    """What the report task declares: the destination's asset when the DAG names it at parse time (it
+    shows in the DAG's lineage), else (templated, or taken from the run's params) an alias the asset is
+    added to at run time. ``emit_on=None``: nothing."""
     if emit_on is None:
         return []
     if emit_on not in EMIT_ON:
         raise ValueError(f"emit_asset_on must be one of {', '.join(EMIT_ON)} or None, got {emit_on!r}")
-    if not templated and (fail_on_error or emit_on == "ANY"):
+    if destination and "{{" not in destination and "{%" not in destination:
         return [destination_asset(destination)]
     return [AssetAlias(alias_name)]

@@ -18,7 +18,6 @@ from airflow_datasync.operators.phases import (
     SyncReportOperator,
     SyncTransferOperator,
     SyncVerifyOperator,
-    _is_templated,
 )
 
 
@@ -30,12 +29,18 @@ TRANSFER_RETRY_POLICY = ExceptionRetryPolicy(rules=[
 ])
 
 
+#: Rendered by Airflow before execute() from the expanded shard (so a running shard shows it) and again after.
+TRANSFER_LABEL = "{{ task.shard_label }}"
+
+
 def sync_task_group(
     group_id: str,
     *,
-    source: str,
-    destination: str,
+    source: str | None = None,
+    destination: str | None = None,
     options: dict | str | None = None,
+    options_from_params: bool = False,
+    dry_run: bool = False,
     source_conn_id: str | None = None,
     destination_conn_id: str | None = None,
     sync_task_name: str | None = None,
@@ -57,27 +62,34 @@ def sync_task_group(
     The group's report task is ``group.report`` (its XCom holds the DataSync-style summary).
 
     The report task emits an asset event for the destination when the execution ends in SUCCESS
-    (``emit_asset_on="ANY"``: any final status; ``None``: no asset). A destination known at parse time is
-    declared as ``destination_asset(destination)``; a templated one through the ``AssetAlias``
-    ``asset_alias`` (default ``datasync:<dag_id>.<group_id>``). See docs/sensors.md#asset-events.
+    (``emit_asset_on="ANY"``: any final status; ``None``: no asset; never for a dry run). A destination
+    known at parse time is declared as ``destination_asset(destination)``; a templated one (or one from
+    the params) through the ``AssetAlias`` ``asset_alias`` (default ``datasync:<dag_id>.<group_id>``).
+    See docs/sensors.md#asset-events.
+
+    ``options_from_params=True`` takes the options from the run's params (the trigger form of
+    :func:`airflow_datasync.params.datasync_params`) over ``options``, and source, destination and their
+    connection ids from there too unless given here. ``dry_run=True`` makes every run a dry run: LAUNCHING
+    and PREPARING only, the transfer tasks skipped, a report of what a run would do, nothing written at
+    the destination (``dry_run`` in the options or params does the same per run).
     """
     with TaskGroup(group_id, **group_kwargs) as group:
         launch = SyncLaunchOperator(
             task_id="launch", source=source, destination=destination, options=options,
             source_conn_id=source_conn_id, destination_conn_id=destination_conn_id,
             sync_task_name=sync_task_name, manifest_store=manifest_store, manifest_store_conn_id=manifest_store_conn_id,
+            options_from_params=options_from_params, dry_run=dry_run,
         )
         prepare = SyncPrepareOperator(task_id="prepare", execution=launch.output)
         transfer = SyncTransferOperator.partial(
             task_id="transfer", parallel_shards=parallel_shards, max_active_tis_per_dagrun=parallel_shards,
             retries=transfer_retries, retry_delay=transfer_retry_delay, retry_policy=TRANSFER_RETRY_POLICY,
-            map_index_template="{{ shard_label }}",
+            map_index_template=TRANSFER_LABEL,
         ).expand(shard=prepare.output)
         finalize = SyncFinalizeOperator(task_id="finalize", execution=launch.output, trigger_rule="none_failed")
         verify = SyncVerifyOperator(task_id="verify", execution=launch.output, trigger_rule="none_failed")
         outlets = report_outlets(
-            destination, templated=_is_templated(destination), emit_on=emit_asset_on, fail_on_error=fail_on_error,
-            alias_name=asset_alias or default_alias_name(group.dag.dag_id if group.dag else "dag", group.group_id),
+            destination, emit_on=emit_asset_on, alias_name=asset_alias or default_alias_name(group.dag.dag_id if group.dag else "dag", group.group_id),
         )
         report = SyncReportOperator(task_id="report", execution=launch.output, fail_on_error=fail_on_error,
                                     emit_asset_on=emit_asset_on or "SUCCESS", outlets=outlets)

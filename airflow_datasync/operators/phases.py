@@ -9,7 +9,9 @@ import json
 import logging
 from typing import Any, Sequence
 
-from airflow.sdk import Asset, AssetAlias, BaseOperator, conf
+from airflow.sdk import Asset, AssetAlias, BaseOperator, ExceptionRetryPolicy, RetryAction, RetryRule, conf
+from airflow.sdk.bases.xcom import BaseXCom
+from airflow.sdk.definitions.xcom_arg import PlainXComArg
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_datasync import engine
@@ -17,9 +19,14 @@ from airflow_datasync.assets import EMIT_ON, asset_event_extra, destination_asse
 from airflow_datasync.locations import LocationError
 from airflow_datasync.manifest import ExecutionDir
 from airflow_datasync.options import OptionsError, TaskOptions
-from airflow_datasync.report import format_summary, render
+from airflow_datasync.params import options_from_params
+from airflow_datasync.report_text import format_bytes, format_summary, render
+from airflow_datasync.wording import counted, entries
 
 log = logging.getLogger("airflow_datasync")
+XCOM_RETURN_KEY = BaseXCom.XCOM_RETURN_KEY
+#: XCom key under which LAUNCHING leaves the reason it refused an execution (the report task shows it).
+LAUNCH_ERROR_KEY = "launch_error"
 
 
 def _is_templated(value: Any) -> bool:
@@ -28,10 +35,15 @@ def _is_templated(value: Any) -> bool:
 
 def parse_options(value: Any) -> TaskOptions:
     """Options as a dict, a TaskOptions, or the JSON/Python-literal string a template renders to."""
+    return TaskOptions.from_dict(options_dict(value))
+
+
+def options_dict(value: Any) -> dict[str, Any]:
+    """:func:`parse_options`' input as a dict of option names, not yet validated."""
     if isinstance(value, TaskOptions):
-        return value
+        return value.to_dict()
     if value is None or value == "":
-        return TaskOptions()
+        return {}
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -42,7 +54,7 @@ def parse_options(value: Any) -> TaskOptions:
                 raise OptionsError(f"options must be a dict (or its JSON), got {value!r}") from None
     if not isinstance(value, dict):
         raise OptionsError(f"options must be a dict of DataSync option names, got {type(value).__name__}")
-    return TaskOptions.from_dict(value)
+    return dict(value)
 
 
 def _execution(value: Any) -> ExecutionDir:
@@ -54,11 +66,25 @@ def _execution(value: Any) -> ExecutionDir:
     return ExecutionDir(value, conn_id)
 
 
+#: LAUNCHING fails at once on what a retry cannot fix: a bad option or location (raised as
+#: AirflowFailException anyway), and a template that does not render (an undefined variable, bad syntax).
+LAUNCH_RETRY_POLICY = ExceptionRetryPolicy(rules=[
+    RetryRule(exception=[OptionsError, LocationError], action=RetryAction.FAIL,
+              reason="a bad option or location: retrying cannot help"),
+    RetryRule(exception=["jinja2.exceptions.UndefinedError", "jinja2.exceptions.TemplateSyntaxError"],
+              action=RetryAction.FAIL, reason="a template that does not render: retrying cannot help"),
+])
+
+
 class SyncLaunchOperator(BaseOperator):
     """LAUNCHING: validate source, destination and options; create the execution record.
 
+    A bad option or location fails the task at once, without retries, naming the option and the values
+    it accepts (whether it came from the DAG file, a template, the trigger form or a REST API conf).
+
     :param source: URI of the source location (``/abs/path`` or ``file:///abs/path``). Templated.
-    :param destination: URI of the destination location. Templated.
+        With ``options_from_params`` and no source given, the run's ``source`` param.
+    :param destination: URI of the destination location. Templated. As ``source``.
     :param options: DataSync ``Options`` (plus Includes, Excludes, TaskReportConfig and engine settings). Templated.
     :param source_conn_id: Airflow connection for the source (remote stores); none for local paths.
     :param destination_conn_id: Airflow connection for the destination.
@@ -66,6 +92,11 @@ class SyncLaunchOperator(BaseOperator):
     :param manifest_store: where execution records and manifests live: a local directory (default
         ``$AIRFLOW_DATASYNC_MANIFEST_STORE``) or an ``s3://bucket/prefix`` that every worker can reach.
     :param manifest_store_conn_id: the AWS connection for an S3 manifest store.
+    :param options_from_params: take the options from the run's params (the fields of
+        :func:`airflow_datasync.params.datasync_params`), over ``options``; also the locations and their
+        connection ids when they are not given here.
+    :param dry_run: force a dry run (LAUNCHING and PREPARING only; nothing is written at the destination),
+        whatever the options say.
     Returns ``{"execution": <dir or s3 URI>, "store_conn_id": ..., "execution_id": ..., "task_name": ...}``.
     """
 
@@ -73,31 +104,63 @@ class SyncLaunchOperator(BaseOperator):
     template_fields_renderers = {"options": "json"}
     ui_color = "#d6eaf8"
 
-    def __init__(self, *, source: str, destination: str, options: dict | str | None = None,
+    def __init__(self, *, source: str | None = None, destination: str | None = None, options: dict | str | None = None,
                  source_conn_id: str | None = None, destination_conn_id: str | None = None,
                  sync_task_name: str | None = None, manifest_store: str | None = None,
-                 manifest_store_conn_id: str | None = None, **kwargs) -> None:
+                 manifest_store_conn_id: str | None = None, options_from_params: bool = False,
+                 dry_run: bool = False, **kwargs) -> None:
+        kwargs.setdefault("retry_policy", LAUNCH_RETRY_POLICY)
         super().__init__(**kwargs)
         self.source, self.destination, self.options = source, destination, options
         self.source_conn_id, self.destination_conn_id = source_conn_id, destination_conn_id
         self.sync_task_name, self.manifest_store = sync_task_name, manifest_store
         self.manifest_store_conn_id = manifest_store_conn_id
+        self.options_from_params, self.dry_run = options_from_params, dry_run
+        if not options_from_params and (source is None or destination is None):
+            raise OptionsError(f"{self.task_id}: give source and destination, or options_from_params=True "
+                               "to take them from the run's params")
         if not _is_templated(options) and isinstance(options, (dict, TaskOptions, type(None))):
             parse_options(options)  # fail when the DAG is parsed, naming the bad option
 
     def execute(self, context) -> dict[str, Any]:
-        options = parse_options(self.options)
         name = self.sync_task_name or f"{self.dag_id}.{self.task_id.rsplit('.', 1)[0]}".replace("/", "_")
         try:
+            locations = self._locations(context)
             execution = engine.launch(
-                engine.LocationSpec(self.source, self.source_conn_id),
-                engine.LocationSpec(self.destination, self.destination_conn_id),
-                options, task_name=name, store=self.manifest_store, store_conn_id=self.manifest_store_conn_id,
-                airflow=_launched_by(context, self),
+                engine.LocationSpec(locations["source"], locations["source_conn_id"]),
+                engine.LocationSpec(locations["destination"], locations["destination_conn_id"]),
+                self._options(context), task_name=name, store=self.manifest_store,
+                store_conn_id=self.manifest_store_conn_id, airflow=_launched_by(context, self),
             )
         except (LocationError, OptionsError) as exc:
-            raise AirflowFailException(str(exc)) from exc  # bad input: retrying will not help
+            context["ti"].xcom_push(key=LAUNCH_ERROR_KEY, value=str(exc))  # the report task repeats it
+            raise AirflowFailException(f"LAUNCHING failed: {exc}") from exc  # bad input: retrying will not help
         return {**execution.ref(), "execution_id": execution.execution_id, "task_name": name}
+
+    def _locations(self, context) -> dict[str, str | None]:
+        """Source, destination and their connection ids: the arguments, else (options_from_params) the params."""
+        given = {"source": self.source, "destination": self.destination,
+                 "source_conn_id": self.source_conn_id, "destination_conn_id": self.destination_conn_id}
+        params = (context.get("params") or {}) if self.options_from_params else {}
+        found = {name: value if value is not None else params.get(name) for name, value in given.items()}
+        for name in ("source", "destination"):
+            if not isinstance(found[name], str) or not found[name]:
+                raise OptionsError(f"{name} is missing: pass {name}= to the task group or set the {name!r} param "
+                                   f"(got {found[name]!r})")
+        return {name: value or None for name, value in found.items()}
+
+    def _options(self, context) -> TaskOptions:
+        """The options argument, with the run's params over it (options_from_params), and dry_run forced."""
+        options = options_dict(self.options)
+        if self.options_from_params:
+            from_params = options_from_params(context.get("params") or {})
+            overridden = sorted(k for k, v in from_params.items() if k in options and options[k] != v)
+            if overridden:
+                log.warning("the run's params override options %s given to the task", ", ".join(overridden))
+            options.update(from_params)
+        if self.dry_run:
+            options["dry_run"] = True
+        return TaskOptions.from_dict(options)
 
 
 def _launched_by(context, operator: BaseOperator) -> dict[str, Any]:
@@ -146,16 +209,27 @@ class SyncTransferOperator(BaseOperator):
         self.shard = shard
         self.parallel_shards = max(1, int(parallel_shards))
 
+    @property
+    def shard_label(self) -> str:
+        """``shard 3 · 1,000 entries · 104.2 MB``: the mapped instance's label. Its map_index_template
+        ``{{ task.shard_label }}`` reads it from the expanded shard descriptor, which Airflow has before
+        execute(), so the label shows while the shard runs, not only after it ends."""
+        shard = self.shard if isinstance(self.shard, dict) else {}
+        files = shard.get("files")
+        entries = counted(int(files), "entry", "entries") if isinstance(files, int) else "? entries"
+        return f"shard {shard.get('shard', '?')} · {entries} · {format_bytes(shard.get('bytes') or 0)}"
+
     def execute(self, context) -> dict[str, Any]:
         shard = self.shard
-        context["shard_label"] = f"shard {shard['shard']} · {shard.get('files', '?')} entries · {shard.get('bytes', 0):,} B"
+        context["shard_label"] = self.shard_label  # for templates written as "{{ shard_label }}"
         execution = _execution(shard)
         limit = None
         record = execution.read_json(execution.launch) or {}
         bps = (record.get("options_dict") or {}).get("BytesPerSecond", -1)
         if bps and bps > 0:
             limit = max(1, bps // self.parallel_shards)
-        return engine.transfer(execution, int(shard["shard"]), bytes_per_second=limit)
+        return engine.transfer(execution, int(shard["shard"]), bytes_per_second=limit,
+                               try_number=context["ti"].try_number)
 
 
 class SyncFinalizeOperator(_ExecutionOperator):
@@ -164,7 +238,7 @@ class SyncFinalizeOperator(_ExecutionOperator):
     ui_color = "#fcf3cf"
 
     def execute(self, context) -> dict[str, Any]:
-        return engine.finalize(_execution(self.execution))
+        return engine.finalize(_execution(self.execution))  # a dry run's: nothing done, says so
 
 
 class SyncVerifyOperator(_ExecutionOperator):
@@ -173,9 +247,9 @@ class SyncVerifyOperator(_ExecutionOperator):
     ui_color = "#e8daef"
 
     def execute(self, context) -> dict[str, Any]:
-        summary = engine.verify(_execution(self.execution))
-        if summary["failed"]:
-            log.error("VERIFYING found %d mismatches, e.g. %s", summary["failed"], summary["examples"][:3])
+        summary = engine.verify(_execution(self.execution))  # a dry run's: nothing verified, says so
+        if summary.get("failed"):
+            log.error("VERIFYING found %s, e.g. %s", counted(summary["failed"], "mismatch", "mismatches"), summary["examples"][:3])
         return summary
 
 
@@ -185,28 +259,41 @@ class SyncReportOperator(_ExecutionOperator):
     Runs whatever happened upstream (``trigger_rule="all_done"``) and fails when the status is ERROR, so
     the DAG run's state matches the execution's.
 
-    Asset events (see :mod:`airflow_datasync.assets`): for a declared outlet ``Asset``, the event Airflow
-    emits on success carries the counters as its extra; for a declared ``AssetAlias``, the destination's
-    asset is added to it, with that extra, when the status qualifies (``emit_asset_on``: ``"SUCCESS"``, the
-    default, or ``"ANY"`` final status).
+    :param execution: the LAUNCHING task's output. Given as ``launch.output`` (an XComArg), the report
+        pulls it itself in ``execute``: Airflow resolves an XComArg before ``execute`` and logs an
+        "XCom not found" error when LAUNCHING failed, ahead of the report's own message.
+    :param launch_task_id: the LAUNCHING task to pull the execution reference from (instead of ``execution``).
+    :param emit_asset_on: ``"SUCCESS"`` (default) or ``"ANY"`` final status. Asset events (see
+        :mod:`airflow_datasync.assets`): for a declared outlet ``Asset``, the event Airflow emits on success
+        carries the counters as its extra; for a declared ``AssetAlias``, the destination's asset is added
+        to it, with that extra, when the status qualifies.
     """
 
     ui_color = "#fadbd8"
 
-    def __init__(self, *, fail_on_error: bool = True, emit_asset_on: str = "SUCCESS", **kwargs) -> None:
+    def __init__(self, *, execution: Any = None, launch_task_id: str | None = None, fail_on_error: bool = True,
+                 emit_asset_on: str = "SUCCESS", **kwargs) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
-        super().__init__(**kwargs)
+        launch_op = None
+        if isinstance(execution, PlainXComArg) and execution.key == XCOM_RETURN_KEY and launch_task_id is None:
+            launch_task_id, launch_op, execution = execution.operator.task_id, execution.operator, None
+        super().__init__(execution=execution, **kwargs)
+        if launch_op is not None:
+            self.set_upstream(launch_op)  # the edge the XComArg in a template field would have made
+        if execution is None and launch_task_id is None:
+            raise ValueError(f"{self.task_id}: give execution= (the launch task's output) or launch_task_id=")
+        self.launch_task_id = launch_task_id
         self.fail_on_error = fail_on_error
         if emit_asset_on not in EMIT_ON:
             raise ValueError(f"emit_asset_on must be one of {', '.join(EMIT_ON)}, got {emit_asset_on!r}")
         self.emit_asset_on = emit_asset_on
-        if not fail_on_error and emit_asset_on == "SUCCESS" and any(isinstance(o, Asset) for o in self.outlets):
-            raise ValueError(f"{self.task_id}: with fail_on_error=False an ERROR report succeeds, and Airflow emits "
-                             "an event for every declared Asset outlet when a task succeeds; declare an AssetAlias "
-                             "instead (the destination's asset is added to it only for a SUCCESS)")
 
     def _emit_asset_events(self, context, summary: dict[str, Any]) -> None:
-        if not self.outlets or not should_emit(summary["Status"], self.emit_asset_on):
+        """Attach the counters to the destination's event, or make sure there is none: Airflow emits an
+        event for every declared Asset outlet of a task that succeeds, read from the task's outlets when it
+        ends, so a report that must not emit (an ERROR with ``fail_on_error=False``, a dry run) drops them."""
+        if not should_emit(summary["Status"], self.emit_asset_on) or summary.get("DryRun"):
+            self.outlets = [o for o in self.outlets if not isinstance(o, Asset)]
             return
         extra = asset_event_extra(summary)
         for outlet in self.outlets:
@@ -215,10 +302,20 @@ class SyncReportOperator(_ExecutionOperator):
             elif isinstance(outlet, Asset):
                 context["outlet_events"][outlet].extra = extra
 
+    def _pull(self, context, key: str) -> Any:
+        ti = context["ti"]
+        if ti.map_index is not None and ti.map_index >= 0:  # in a mapped group: the launch of the same index
+            return ti.xcom_pull(task_ids=self.launch_task_id, key=key, map_indexes=ti.map_index)
+        return ti.xcom_pull(task_ids=self.launch_task_id, key=key)  # all map indexes: None, no error, when absent
+
     def execute(self, context) -> dict[str, Any]:
-        if self.execution is None or self.execution == "None":
-            raise AirflowFailException("LAUNCHING failed: no execution was created (see the launch task's log)")
-        summary = engine.report(_execution(self.execution))
+        execution = self.execution if self.launch_task_id is None else self._pull(context, XCOM_RETURN_KEY)
+        if execution is None or execution == "None" or execution == []:
+            reason = self._pull(context, LAUNCH_ERROR_KEY) if self.launch_task_id else None
+            raise AirflowFailException(
+                "LAUNCHING failed, so no execution was created and there is nothing to report: "
+                + (reason or f"see the log of {self.launch_task_id or 'the launch task'} for why"))
+        summary = engine.report(_execution(execution))
         log.info("execution report\n%s", render(summary))
         context["ti"].xcom_push(key="summary", value=summary)
         self._emit_asset_events(context, summary)
