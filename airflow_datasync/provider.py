@@ -34,6 +34,14 @@ def get_provider_info() -> dict:
             {"integration-name": "airflow-datasync", "python-modules": ["airflow_datasync.operators.phases"]}
         ],
         "task-decorators": [],
+        "sensors": [
+            {"integration-name": "airflow-datasync",
+             "python-modules": ["airflow_datasync.sensors.execution", "airflow_datasync.sensors.location_quiet"]}
+        ],
+        "triggers": [
+            {"integration-name": "airflow-datasync",
+             "python-modules": ["airflow_datasync.triggers.execution", "airflow_datasync.triggers.location_quiet"]}
+        ],
         "hooks": [
             {"integration-name": "airflow-datasync", "python-modules": ["airflow_datasync.hooks.smb"]}
         ],

@@ -3,7 +3,13 @@
 Paths are templated by the run's date: ``$AIRFLOW_DATASYNC_DEMO_ROOT/daily/source/<YYYY-MM-DD>`` is synced
 to ``.../daily/destination/<YYYY-MM-DD>`` (root default ``/tmp/airflow-datasync-demo``). A run triggered by
 hand may have no logical date, so the date falls back to the run's ``run_after`` instead of failing on an
-undefined ``{{ ds }}``. A day whose source folder is missing fails its first task, saying what to set.
+undefined ``{{ ds }}``.
+
+Before copying, ``wait_for_day`` (a deferrable LocationQuietSensor: it waits in the triggerer, holding no
+worker slot) waits until the producer has finished the day's folder: nothing in it changed for
+``AIRFLOW_DATASYNC_DEMO_QUIET_SECONDS`` (default 60) and, if the run's ``marker`` param names one (e.g.
+``_SUCCESS``), that file exists. A day folder that does not exist yet is waited for; a missing
+``<root>/daily/source`` is a setup mistake, so the first task fails at once, saying what to set.
 """
 
 from __future__ import annotations
@@ -11,24 +17,28 @@ from __future__ import annotations
 import os
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_datasync.operators import sync_task_group
+from airflow_datasync.sensors import LocationQuietSensor
 
 ROOT = os.environ.get("AIRFLOW_DATASYNC_DEMO_ROOT", "/tmp/airflow-datasync-demo")
 DAY = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
+QUIET_SECONDS = float(os.environ.get("AIRFLOW_DATASYNC_DEMO_QUIET_SECONDS", "60"))
 
 
 @task
-def check_day_folder(source: str) -> str:
-    """Fail at once, saying what to set, when the day's source folder is missing (no retry can create it)."""
-    if not os.path.isdir(source):
+def check_source_root(source: str) -> str:
+    """Fail at once, saying what to set, when ``<root>/daily/source`` is missing: that is a setup mistake no
+    waiting fixes (a missing day folder below it is a late producer, which the sensor waits for)."""
+    if not os.path.isdir(os.path.dirname(source.rstrip("/"))):
         raise AirflowFailException(
-            f"{source} does not exist. This example syncs one folder per day, laid out as "
+            f"{os.path.dirname(source.rstrip('/'))} does not exist, so {source} never will. This example syncs "
+            "one folder per day, laid out as "
             f"<root>/daily/source/<YYYY-MM-DD> with <root> = AIRFLOW_DATASYNC_DEMO_ROOT (now {ROOT!r}). "
             "Set AIRFLOW_DATASYNC_DEMO_ROOT for the scheduler and workers to a folder with that layout, "
-            "or create the folder for this day.")
+            "or create that folder.")
     return source
 
 
@@ -38,6 +48,8 @@ def check_day_folder(source: str) -> str:
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
     tags=["airflow-datasync", "example"],
+    params={"marker": Param("", type="string", title="Marker file",
+                            description="Wait for this file in the day's folder too (e.g. _SUCCESS); empty: no marker.")},
 )
 def example_datasync_backfill():
     source = f"{ROOT}/daily/source/{DAY}"
@@ -48,7 +60,11 @@ def example_datasync_backfill():
         options={"VerifyMode": "POINT_IN_TIME_CONSISTENT", "Excludes": "*.tmp|/scratch"},
         sync_task_name="example-daily",
     )
-    check_day_folder(source) >> daily
+    wait_for_day = LocationQuietSensor(
+        task_id="wait_for_day", uri=source, marker="{{ params.marker }}", quiet_period=QUIET_SECONDS,
+        poke_interval=min(30.0, max(QUIET_SECONDS / 3, 0.5)), timeout=6 * 3600,
+    )
+    check_source_root(source) >> wait_for_day >> daily
 
 
 backfill_dag = example_datasync_backfill()

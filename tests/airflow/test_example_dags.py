@@ -38,7 +38,9 @@ def test_example_migration_dag_with_trigger_form_options(airflow_db, dags_folder
 @pytest.mark.parametrize("logical_date", [dt.datetime(2026, 11, 3, tzinfo=dt.timezone.utc), None])
 def test_backfill_dag_paths_follow_the_run_date_even_without_logical_date(
         airflow_db, dags_folder, tmp_path, monkeypatch, logical_date):
+    """The day's folder exists and is settled: the quiet sensor lets the sync run once it stayed unchanged."""
     monkeypatch.setenv("AIRFLOW_DATASYNC_DEMO_ROOT", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_DATASYNC_DEMO_QUIET_SECONDS", "1")
     dag = load_dag(dags_folder, "example_datasync_backfill.py", "example_datasync_backfill")
     run_after = dt.datetime(2026, 11, 4, 6, tzinfo=dt.timezone.utc)
     day = (logical_date or run_after).strftime("%Y-%m-%d")
@@ -47,6 +49,7 @@ def test_backfill_dag_paths_follow_the_run_date_even_without_logical_date(
     (tmp_path / "daily" / "destination").mkdir(parents=True)
     run = dag.test(logical_date=logical_date, run_after=run_after)
     assert str(run.state) == "success", states(run)
+    assert states(run)["wait_for_day"] == ["success"]
     assert tree(tmp_path / "daily" / "destination" / day) == tree(src)
 
 
@@ -61,13 +64,13 @@ def test_example_migration_runs_green_in_a_fresh_airflow(airflow_db, dags_folder
     assert tree(root / "destination") == tree(root / "source")
 
 
-def test_backfill_dag_says_what_to_set_when_the_day_folder_is_missing(airflow_db, dags_folder, tmp_path, monkeypatch,
+def test_backfill_dag_says_what_to_set_when_the_source_root_is_missing(airflow_db, dags_folder, tmp_path, monkeypatch,
                                                                       capfd):
     monkeypatch.setenv("AIRFLOW_DATASYNC_DEMO_ROOT", str(tmp_path))
     dag = load_dag(dags_folder, "example_datasync_backfill.py", "example_datasync_backfill")
     run = dag.test(logical_date=dt.datetime(2026, 11, 5, tzinfo=dt.timezone.utc))
     assert str(run.state) == "failed"
-    check = next(ti for ti in run.get_task_instances() if ti.task_id == "check_day_folder")
+    check = next(ti for ti in run.get_task_instances() if ti.task_id == "check_source_root")
     assert str(check.state) == "failed" and check.try_number == 1
     out = capfd.readouterr()
     message = next(line for line in (out.out + out.err).splitlines() if "AirflowFailException:" in line)
