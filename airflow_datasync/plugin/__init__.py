@@ -24,6 +24,14 @@ def report_summary(execution: Any) -> dict[str, Any] | None:
     return ex.read_json(ex.report)
 
 
+def _fastapi_apps() -> list[dict[str, Any]]:
+    from airflow_datasync.plugin.app import URL_PREFIX, create_datasync_app
+
+    return [{"app": create_datasync_app(), "url_prefix": URL_PREFIX, "name": "airflow-datasync"}]
+
+
 class DataSyncNativePlugin(AirflowPlugin):
     name = "datasync_native"
     macros = [report_summary]
+    # The executions UI and its JSON API, behind Airflow's authentication (plugin/app.py).
+    fastapi_apps = _fastapi_apps()
