@@ -30,11 +30,12 @@ def make_tree(root: Path, files: int = 12) -> Path:
 
 def run_sync(src: Path | str, dst: Path | str, store: Path | str, *, task_name: str = "catalog-test",
              airflow: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
-             src_conn_id: str | None = None, dst_conn_id: str | None = None) -> ExecutionDir:
+             src_conn_id: str | None = None, dst_conn_id: str | None = None,
+             store_conn_id: str | None = None) -> ExecutionDir:
     """A whole execution through the engine's phases, as the operators run them (shard failures end up in
     the report, as with ``trigger_rule="all_done"``)."""
     ex = engine.launch(LocationSpec(str(src), src_conn_id), LocationSpec(str(dst), dst_conn_id), options or {},
-                       task_name=task_name, store=str(store), airflow=airflow)
+                       task_name=task_name, store=str(store), store_conn_id=store_conn_id, airflow=airflow)
     shards = engine.prepare(ex)
     ok = True
     for shard in shards:
