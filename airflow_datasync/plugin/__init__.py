@@ -30,8 +30,28 @@ def _fastapi_apps() -> list[dict[str, Any]]:
     return [{"app": create_datasync_app(), "url_prefix": URL_PREFIX, "name": "airflow-datasync"}]
 
 
+def _external_views() -> list[dict[str, Any]]:
+    """The nav entry and the DAG run / task instance tabs: our pages in the UI's iframe (same origin, so the
+    browser sends the ``_token`` cookie). Hrefs start with the path of ``[api] base_url``, as the UI's own
+    links do; the UI fills ``{DAG_ID}``, ``{RUN_ID}``, ``{TASK_ID}`` and ``{MAP_INDEX}`` in tabs."""
+    from airflow_datasync.operators.links import PLUGIN_PREFIX, base_path
+
+    pages = f"{base_path()}{PLUGIN_PREFIX}"
+    return [
+        {"name": "DataSync executions", "href": f"{pages}/executions", "destination": "nav",
+         "category": "browse", "url_route": "datasync"},
+        {"name": "DataSync", "href": f"{pages}/runs/{{DAG_ID}}/{{RUN_ID}}", "destination": "dag_run",
+         "url_route": "datasync_run"},
+        {"name": "DataSync", "href": f"{pages}/tasks/{{DAG_ID}}/{{RUN_ID}}/{{TASK_ID}}/{{MAP_INDEX}}",
+         "destination": "task_instance", "url_route": "datasync_task"},
+    ]
+
+
 class DataSyncNativePlugin(AirflowPlugin):
     name = "datasync_native"
     macros = [report_summary]
     # The executions UI and its JSON API, behind Airflow's authentication (plugin/app.py).
     fastapi_apps = _fastapi_apps()
+    external_views = _external_views()
+    # No plugin-level operator_extra_links: the operators declare theirs (operators/links.py), which the
+    # worker resolves; a plugin registration would make the API server resolve them, without a task context.
