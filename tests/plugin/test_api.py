@@ -264,3 +264,19 @@ def test_no_secret_in_any_answer(env):
     assert [i for i, text in enumerate(answers) if secret in text] == []
     # Nor the launch record's connection ids and options (they stay in the store).
     assert [i for i, text in enumerate(answers[:2]) if "conn_id" in text or "options_dict" in text] == []
+
+
+def test_a_token_from_airflow_login_route_reads_the_api(env):
+    """The docs' example: POST /auth/token with a simple-auth-manager user, then the token on our API."""
+    from tests.plugin.api_auth_manager import OneDagDeniedAuthManager
+
+    password = OneDagDeniedAuthManager.get_passwords()["viewer"]
+    client = env["client"]
+    client.cookies.clear()
+    login = client.post("/auth/token", json={"username": "viewer", "password": password})
+    assert login.status_code == 201, login.text
+    token = login.json()["access_token"]
+    client.cookies.clear()
+    answer = client.get(PREFIX + "/api/executions", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200 and env["dag_exec"] in {i["execution_id"] for i in answer.json()["items"]}
+    client.cookies.clear()
