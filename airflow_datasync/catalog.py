@@ -24,6 +24,7 @@ import posixpath
 import re
 import shutil
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
@@ -141,12 +142,10 @@ class _Files:
         self.ex = ex
         self.launch = ex.read_json(ex.launch)
         self.report = ex.read_json(ex.report)
-        final = self.report is not None
-        # A finished execution's report has what the list needs; the other records are read on demand.
+        # The other records are read when first asked for ({} caches "absent").
         self._prepare = self._finalize = self._verify = None
         self._shards: dict[int, dict[str, Any]] | None = None
         self._progress: dict[int, dict[str, Any]] | None = None
-        self.final = final
 
     @property
     def prepare(self) -> dict[str, Any] | None:
@@ -373,11 +372,24 @@ def _info(ex: ExecutionDir, store: StoreRef, files: _Files) -> ExecutionInfo:
     }
 
 
-#: List rows of finished executions, which never change again (their report.json is written last), keyed by
-#: execution URI: a page of a store with many executions then reads only the new and the running ones.
-_FINAL_INFO: "OrderedDict[tuple[str, str | None], ExecutionInfo]" = OrderedDict()
+#: List rows of finished executions keyed by execution URI, so that a page of a store with many executions
+#: reads only the new and the running ones. A cleared and re-run report task rewrites report.json (an ERROR
+#: may become a SUCCESS), so an entry holds while report.json keeps its modification time (one stat, local
+#: stores) or, for object stores where that check costs a request, for :data:`_S3_INFO_SECONDS`.
+_FINAL_INFO: "OrderedDict[tuple[str, str | None], tuple[ExecutionInfo, Any, float]]" = OrderedDict()
 _FINAL_INFO_MAX = 4096
+_S3_INFO_SECONDS = 30.0
 _cache_lock = threading.Lock()
+
+
+def _report_stamp(ex: ExecutionDir) -> Any:
+    if not ex.store.local:
+        return None
+    try:
+        stat = os.stat(ex.report)
+    except FileNotFoundError:
+        return "missing"
+    return (stat.st_mtime_ns, stat.st_size)
 
 
 def execution_info(ex: ExecutionDir, store: StoreRef | None = None) -> ExecutionInfo:
@@ -386,13 +398,16 @@ def execution_info(ex: ExecutionDir, store: StoreRef | None = None) -> Execution
     with _cache_lock:
         cached = _FINAL_INFO.get(key)
     if cached is not None:
-        return dict(cached)
+        info, stamp, at = cached
+        if (stamp is not None and stamp == _report_stamp(ex)) or (
+                stamp is None and time.monotonic() - at < _S3_INFO_SECONDS):
+            return dict(info)
     store = store or StoreRef(posixpath.dirname(posixpath.dirname(ex.uri)), ex.conn_id)
-    files = _Files(ex)
-    info = _info(ex, store, files)
+    stamp = _report_stamp(ex)
+    info = _info(ex, store, _Files(ex))
     if info["final"]:
         with _cache_lock:
-            _FINAL_INFO[key] = info
+            _FINAL_INFO[key] = (info, stamp, time.monotonic())
             while len(_FINAL_INFO) > _FINAL_INFO_MAX:
                 _FINAL_INFO.popitem(last=False)
     return dict(info)
@@ -477,7 +492,7 @@ def find_execution(stores: Iterable[StoreRef | str] | StoreRef | str, execution_
         fs_store = Store.for_uri(store.uri, store.conn_id)
         root = Store.path_of(store.uri)
         for task in fs_store.listdir(root):
-            if fs_store.exists(f"{root}/{task}/{execution_id}/launch.json"):
+            if fs_store.exists(f"{root}/{task}/{execution_id}"):
                 ex = ExecutionDir(_execution_uri(store, task, execution_id), store.conn_id)
                 return Execution(ex, store, execution_info(ex, store))
     return None
@@ -595,7 +610,7 @@ def execution_detail(ex: ExecutionDir, store: StoreRef | None = None) -> dict[st
         "verify_mode": (report or {}).get("VerifyMode") or files.options.get("VerifyMode"),
         "shard_count": int((files.prepare or {}).get("shard_count") or 0),
         "report_files": report_files,
-        "running": is_running(ex, report_exists=report is not None) if report is None else False,
+        "running": report is None and is_running(ex, report_exists=False),
     }
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 import time
 from pathlib import Path
 
@@ -212,3 +210,18 @@ def test_prune_by_age_and_abandoned_executions(tmp_path):
 def test_store_ref_parses_uri_and_connection():
     assert StoreRef.parse(" s3://bucket/prefix::aws_store ") == StoreRef("s3://bucket/prefix", "aws_store")
     assert StoreRef.parse("/data/executions") == StoreRef("/data/executions", None)
+
+
+def test_a_rerun_report_replaces_the_listed_status(tmp_path):
+    """Clearing the failed tasks re-runs the shard and the report: the list must not keep the old ERROR."""
+    from airflow_datasync import engine
+
+    ex = run_with_failed_file(tmp_path, tmp_path / "store")
+    assert catalog.list_executions([str(tmp_path / "store")])["items"][0]["status"] == "ERROR"
+    (tmp_path / "dst-failing" / "zero.bin").rmdir()
+    engine.transfer(ex, 0)
+    engine.finalize(ex)
+    engine.verify(ex)
+    engine.report(ex)
+    row = catalog.list_executions([str(tmp_path / "store")])["items"][0]
+    assert (row["status"], row["counters"]["FilesFailed"]) == ("SUCCESS", 0)

@@ -59,3 +59,21 @@ def test_prune_needs_a_rule(tmp_path, capsys):
     assert "--keep-last" in capsys.readouterr().err
     assert main(["prune", "--store", str(tmp_path), "--older-than", "soon"]) == 2
     assert "use a number and a unit" in capsys.readouterr().err
+
+
+def test_list_and_prune_an_s3_manifest_store(tmp_path, capsys, s3_server):
+    from tests.fixtures_servers import S3_CONN_ID
+
+    s3_server.client().create_bucket(Bucket="cli-prune")
+    store = "s3://cli-prune/manifests"
+    src = make_tree(tmp_path / "src", files=2)
+    made = [run_sync(src, tmp_path / f"dst{i}", store, task_name="to-s3", store_conn_id=S3_CONN_ID) for i in range(2)]
+    capsys.readouterr()  # the runs' log lines
+    assert main(["list", "--store", store, "--store-conn-id", S3_CONN_ID, "--json"]) == 0
+    assert [i["execution_id"] for i in json.loads(capsys.readouterr().out)["items"]] == [
+        made[1].execution_id, made[0].execution_id]
+    assert main(["prune", "--store", store, "--store-conn-id", S3_CONN_ID, "--keep-last", "1"]) == 0
+    assert f"removed to-s3/{made[0].execution_id}" in capsys.readouterr().out
+    keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket="cli-prune").get("Contents", [])]
+    assert keys and not [k for k in keys if made[0].execution_id in k]
+    assert [k for k in keys if made[1].execution_id in k]
