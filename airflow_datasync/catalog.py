@@ -244,16 +244,10 @@ def _ms(a: str | None, b: str | None) -> int | None:
     return int((_as_time(b) - _as_time(a)).total_seconds() * 1000)
 
 
-def _shift(stamp: str | None, ms: int | None) -> str | None:
-    if not stamp or ms is None:
-        return None
-    return (_as_time(stamp) - dt.timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
-
-
 def _live_counters(files: _Files) -> dict[str, Any]:
     prepare = files.prepare or {}
     done_files = done_bytes = failed = 0
-    for number, summary in files.shards.items():
+    for summary in files.shards.values():
         done_files += int(summary.get("succeeded") or 0)
         done_bytes += int(summary.get("bytes_total") or 0)
         failed += int(summary.get("failed") or 0)
@@ -312,8 +306,8 @@ def _timeline(files: _Files, status: str) -> list[dict[str, Any]]:
         start = min(shard_starts) if shard_starts else (prepare.get("ended_at") if finalize or final else None)
         if finalize and not shards_failed and len(files.shards) >= expected:
             state = "SUCCESS"
-        elif final:
-            state = "FAILED" if (shards_failed or len(files.shards) < expected or not finalize) else "SUCCESS"
+        elif final:  # a shard failed or never finished, or finalize did not run
+            state = "FAILED"
         else:
             state = "RUNNING"
             start = start or prepare.get("ended_at")
