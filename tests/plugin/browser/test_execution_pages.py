@@ -8,6 +8,7 @@ Set ``UPDATE_SCREENSHOTS=1`` to refresh ``docs/images/execution-page.png`` from 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -16,7 +17,10 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import expect
 
+from airflow_datasync import engine
+from airflow_datasync.manifest import utcnow
 from tests.airflow.test_sync_dag import latest_report, load_dag, make_tree
+from tests.catalog.builders import start_running
 
 ROOT = Path(__file__).resolve().parents[3]
 SCREENSHOT = ROOT / "docs" / "images" / "execution-page.png"
@@ -117,3 +121,30 @@ def test_dag_run_tab_and_extra_links(airflow_server, page, failed_run):
                              f"{quote(run.run_id, safe='')}/taskInstances/sync.report/links")
     assert links.ok, links.text()
     assert links.json()["extra_links"]["DataSync execution"] == f"/datasync/executions/{execution_id}"
+
+
+def test_running_execution_updates_itself(airflow_server, page, failed_run, tmp_path):
+    """The page of a running execution re-reads its live parts while a person watches, then shows the end."""
+    run, _ = failed_run
+    store = Path(os.environ["AIRFLOW_DATASYNC_MANIFEST_STORE"])
+    airflow = {"dag_id": run.dag_id, "run_id": run.run_id, "task_id": "sync.launch", "group_id": "sync",
+               "map_index": -1, "try_number": 1}
+    ex = start_running(tmp_path, store, task_name="live", airflow=airflow)
+    log_in(page, airflow_server, f"/datasync/executions/{ex.execution_id}")
+    shard = page.locator("#shard-1")
+    expect(shard).to_contain_text("RUNNING")
+    expect(shard).to_contain_text("dir1/file-4.txt")
+
+    progress = Path(ex.file("progress/shard-00001.json"))
+    update = json.loads(progress.read_text())
+    update.update(files_done=8, current=["dir2/file-17.txt"], updated_at=utcnow())
+    progress.write_text(json.dumps(update))
+    expect(shard).to_contain_text("dir2/file-17.txt", timeout=30_000)  # no reload: the script swapped it in
+
+    for number in range(1, ex.read_json(ex.prepare)["shard_count"]):  # shard 0 was done already
+        engine.transfer(ex, number)
+    engine.finalize(ex)
+    engine.verify(ex)
+    engine.report(ex)
+    expect(page.locator("#status")).to_contain_text("SUCCESS", timeout=30_000)
+    expect(page.locator("body")).to_have_attribute("data-final", "true")
