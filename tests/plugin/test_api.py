@@ -128,6 +128,8 @@ def test_every_route_requires_a_user_and_a_valid_token(env):
         client.cookies.clear()
         assert client.get(PREFIX + url).status_code == 401, url
         assert client.get(PREFIX + url, headers={"Authorization": "Bearer not-a-jwt"}).status_code == 403, url
+        assert client.get(PREFIX + url, cookies={"_token": "not-a-jwt"}).status_code == 403, url
+        client.cookies.clear()
         good = client.get(PREFIX + url, headers={"Authorization": f"Bearer {env['tokens']['admin']}"})
         assert good.status_code == 200, (url, good.status_code, good.text[:300])
         client.cookies.set("_token", env["tokens"]["admin"])
