@@ -2,7 +2,7 @@
 
 - An execution launched by a DAG (``launch.json``'s ``airflow.dag_id``) is visible to a user who may read
   that DAG (``get_authorized_dag_ids(user=..., method="GET")``, the same rule as Airflow's own DAG list).
-  A DAG no longer in Airflow's database is readable by nobody through this rule.
+  A DAG deleted from Airflow's database (not merely stale) is readable by nobody through this rule.
 - An execution no DAG launched (``"airflow": null``: the CLI, a script) belongs to no DAG; it is visible only
   to users who may read Airflow's connections (``is_authorized_connection(method="GET")``: Op and Admin in
   the simple and FAB auth managers), as its records name connection ids and paths of the whole installation.
