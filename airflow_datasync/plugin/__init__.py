@@ -1,8 +1,8 @@
 """The airflow-datasync Airflow plugin (entry point ``airflow.plugins``).
 
-Small for now: it registers the plugin and a macro that reads an execution's report summary, so that a
-downstream task can template ``{{ macros.datasync_native.report_summary(ti.xcom_pull(...)) }}``.
-The executions page in the Airflow UI grows here.
+It registers the executions UI (a FastAPI app Airflow mounts at ``/datasync``, behind Airflow's auth:
+plugin/app.py; docs/ui.md), its nav entry and tabs, and a macro that reads an execution's report summary,
+so that a downstream task can template ``{{ macros.datasync_native.report_summary(ti.xcom_pull(...)) }}``.
 """
 
 from __future__ import annotations
