@@ -25,9 +25,9 @@ def report_summary(execution: Any) -> dict[str, Any] | None:
 
 
 def _fastapi_apps() -> list[dict[str, Any]]:
-    from airflow_datasync.plugin.app import URL_PREFIX, create_datasync_app
+    from airflow_datasync.plugin.app import URL_PREFIX, LazyDataSyncApp
 
-    return [{"app": create_datasync_app(), "url_prefix": URL_PREFIX, "name": "airflow-datasync"}]
+    return [{"app": LazyDataSyncApp(), "url_prefix": URL_PREFIX, "name": "airflow-datasync"}]
 
 
 def _external_views() -> list[dict[str, Any]]:

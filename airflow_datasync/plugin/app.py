@@ -10,15 +10,12 @@ the browser sends with the pages the UI shows in an iframe.
 from __future__ import annotations
 
 import html
+import threading
+from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import HTMLResponse, Response
-
-from airflow.api_fastapi.app import get_auth_manager
-from airflow.api_fastapi.core_api.security import requires_authenticated
-
-from airflow_datasync.plugin import api, pages
+if TYPE_CHECKING:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import Response
 
 URL_PREFIX = "/datasync"
 
@@ -43,6 +40,12 @@ def _is_api(request: Request) -> bool:
 async def _auth_error_page(request: Request, exc: Exception) -> Response:
     """401/403 outside ``/api`` as a short page linking to Airflow's login (a JSON body in the UI's iframe
     says nothing to a person); everything else as FastAPI answers it."""
+    from fastapi import HTTPException
+    from fastapi.exception_handlers import http_exception_handler
+    from fastapi.responses import HTMLResponse
+
+    from airflow.api_fastapi.app import get_auth_manager
+
     assert isinstance(exc, HTTPException)
     if exc.status_code not in (401, 403) or _is_api(request):
         return await http_exception_handler(request, exc)
@@ -60,6 +63,12 @@ async def _auth_error_page(request: Request, exc: Exception) -> Response:
 
 def create_datasync_app() -> FastAPI:
     """The app Airflow mounts at ``/datasync``: JSON API under ``/api``, HTML pages at the root."""
+    from fastapi import Depends, FastAPI, HTTPException
+
+    from airflow.api_fastapi.core_api.security import requires_authenticated
+
+    from airflow_datasync.plugin import api, pages
+
     app = FastAPI(
         title="airflow-datasync",
         description="DataSync executions: JSON API and pages (authenticated by Airflow's auth manager)",
@@ -71,3 +80,26 @@ def create_datasync_app() -> FastAPI:
     app.include_router(pages.router)
     app.add_exception_handler(HTTPException, _auth_error_page)
     return app
+
+
+class LazyDataSyncApp:
+    """The ASGI app registered in ``fastapi_apps``: it builds :func:`create_datasync_app` on first use.
+
+    Airflow imports plugins in every process (task runners, DAG processor, scheduler) but only the API server
+    serves this app; building it at import would cost each task about a second of FastAPI and Airflow API
+    imports for nothing."""
+
+    def __init__(self) -> None:
+        self._app: FastAPI | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def app(self) -> FastAPI:
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    self._app = create_datasync_app()
+        return self._app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)

@@ -99,7 +99,7 @@ def get(env, path: str, user: str | None = "admin", **params):
 
 def datasync_app(env):
     mount = next(r for r in env["client"].app.routes if isinstance(r, Mount) and r.path == PREFIX)
-    return mount.app
+    return mount.app.app  # the FastAPI app inside plugin.app.LazyDataSyncApp
 
 
 def route_urls(env) -> list[str]:
