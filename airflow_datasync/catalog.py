@@ -125,6 +125,11 @@ def _execution_uri(store: StoreRef, task_name: str, execution_id: str) -> str:
 
 def _candidates(store: StoreRef, task_name: str | None) -> Iterator[tuple[str, str]]:
     """(task name, execution id) of every execution directory in a store, read from two directory levels."""
+    if task_name:
+        try:
+            check_name("task name", task_name)  # one path component: a filter never reads outside the store
+        except ValueError:
+            return
     fs_store = Store.for_uri(store.uri, store.conn_id)
     root = Store.path_of(store.uri)
     tasks = [task_name] if task_name else fs_store.listdir(root)

@@ -67,6 +67,7 @@ def test_list_filters_and_pages(store):
     assert ids(catalog.list_executions([str(store)], since=launched)) == ids(every)[:2]
     assert ids(catalog.list_executions([str(store)], until=launched.isoformat())) == ids(every)[1:]
     assert catalog.list_executions([str(store / "nothing-here")])["total"] == 0
+    assert catalog.list_executions([str(store / "alpha")], task_name="../beta")["total"] == 0
 
 
 def test_find_execution_across_stores_and_refuses_paths(store, tmp_path):
