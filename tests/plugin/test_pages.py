@@ -171,10 +171,10 @@ def test_execution_page_shows_counters_phases_and_failed_file_first(env):
 
 def test_file_browser_filters(env):
     only_copied = page(env, f"/executions/{env['dag_exec']}", file_status="SUCCESS", path_prefix="dir1").text
-    rows = re.findall(r'<td class="mono path">([^<]*)</td>', only_copied)
+    rows = re.findall(r'<td class="mono path file-path">([^<]*)</td>', only_copied)
     assert rows and all(r.startswith("dir1") for r in rows)
     assert "zero.bin" not in rows
-    assert re.findall(r'<td class="mono path">([^<]*)</td>', page(env, f"/executions/{env['dag_exec']}", q="zero").text) == ["zero.bin"]
+    assert re.findall(r'<td class="mono path file-path">([^<]*)</td>', page(env, f"/executions/{env['dag_exec']}", q="zero").text) == ["zero.bin"]
 
 
 def test_everything_from_the_store_is_escaped(env):

@@ -111,8 +111,10 @@ def airflow_server(airflow_db) -> AirflowServer:
 def chromium():
     if not os.path.exists(CHROMIUM):
         pytest.fail("Chromium is missing: `make test` installs it (apt-get install chromium)", pytrace=False)
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Waits, not time limits: the 2-core machine is shared, and the UI loads its frame after its own data.
+    expect.set_options(timeout=30_000)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
@@ -123,5 +125,6 @@ def chromium():
 def page(chromium):
     """A fresh browser context (no cookies) with the viewport of the documentation's screenshot."""
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(60_000)
     yield context.new_page()
     context.close()
