@@ -12,27 +12,16 @@ A task whose LAUNCHING failed has no execution and gets no link (an empty URL hi
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
 
-from airflow.sdk import BaseOperatorLink, conf
+from airflow.sdk import BaseOperatorLink
+
+from airflow_datasync.plugin.urls import execution_path
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
 
-#: Where the plugin's FastAPI app is mounted (airflow_datasync.plugin); the pages live under it.
-PLUGIN_PREFIX = "/datasync"
 LAUNCH_TASK = "launch"
-
-
-def base_path() -> str:
-    """The path part of ``[api] base_url`` (``/airflow`` behind a proxy, empty at the root)."""
-    return urlsplit(conf.get("api", "base_url", fallback="/") or "/").path.rstrip("/")
-
-
-def execution_url(execution_id: str, fragment: str | None = None) -> str:
-    url = f"{base_path()}{PLUGIN_PREFIX}/executions/{quote(execution_id, safe='')}"
-    return f"{url}#{fragment}" if fragment else url
 
 
 def _launch_task_id(task_id: str) -> str:
@@ -59,7 +48,7 @@ class SyncExecutionLink(BaseOperatorLink):
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         execution_id = launched_execution_id(ti_key)
-        return execution_url(execution_id) if execution_id else ""
+        return execution_path(execution_id) if execution_id else ""
 
 
 class SyncShardLink(BaseOperatorLink):
@@ -76,4 +65,4 @@ class SyncShardLink(BaseOperatorLink):
         number = shard.get("shard") if isinstance(shard, dict) else None
         if number is None:
             number = ti_key.map_index
-        return execution_url(execution_id, fragment=f"shard-{int(number)}")
+        return execution_path(execution_id, fragment=f"shard-{int(number)}")

@@ -34,9 +34,9 @@ def _external_views() -> list[dict[str, Any]]:
     """The nav entry and the DAG run / task instance tabs: our pages in the UI's iframe (same origin, so the
     browser sends the ``_token`` cookie). Hrefs start with the path of ``[api] base_url``, as the UI's own
     links do; the UI fills ``{DAG_ID}``, ``{RUN_ID}``, ``{TASK_ID}`` and ``{MAP_INDEX}`` in tabs."""
-    from airflow_datasync.operators.links import PLUGIN_PREFIX, base_path
+    from airflow_datasync.plugin.urls import pages_path
 
-    pages = f"{base_path()}{PLUGIN_PREFIX}"
+    pages = pages_path()
     return [
         {"name": "DataSync executions", "href": f"{pages}/executions", "destination": "nav",
          "category": "browse", "url_route": "datasync"},

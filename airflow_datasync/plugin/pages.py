@@ -27,10 +27,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from airflow.api_fastapi.core_api.security import GetUserDep
 
 from airflow_datasync import catalog
-from airflow_datasync.operators.links import base_path
 from airflow_datasync.plugin import formatting
 from airflow_datasync.plugin.auth import ReadableExecution, can_read_dag, listing_scope
 from airflow_datasync.plugin.settings import manifest_stores
+from airflow_datasync.plugin.urls import base_path
 
 router = APIRouter(include_in_schema=False)
 
