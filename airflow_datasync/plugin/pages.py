@@ -28,7 +28,7 @@ from airflow.api_fastapi.core_api.security import GetUserDep
 
 from airflow_datasync import catalog
 from airflow_datasync.plugin import formatting
-from airflow_datasync.plugin.auth import ReadableExecution, can_read_dag, listing_scope
+from airflow_datasync.plugin.auth import can_read_dag, listing_scope, require_execution
 from airflow_datasync.plugin.settings import manifest_stores
 from airflow_datasync.plugin.urls import base_path
 
@@ -114,8 +114,12 @@ def _day(text: str | None) -> tuple[dt.datetime | None, dt.datetime | None]:
     return start, start + dt.timedelta(days=1) - dt.timedelta(microseconds=1)
 
 
-def _not_found(what: str) -> HTTPException:
-    return HTTPException(http_status.HTTP_404_NOT_FOUND, f"{what} not found")
+def _not_found(request: Request, what: str) -> HTMLResponse:
+    """The same 404 whether the thing does not exist or the user may not read its DAG (no existence leak);
+    a page, not JSON, because it shows in the UI's frame."""
+    response = _render(request, "not_found.html", what=what)
+    response.status_code = http_status.HTTP_404_NOT_FOUND
+    return response
 
 
 def _offset(value: str | None) -> int:
@@ -138,10 +142,16 @@ def executions_page(request: Request, user: GetUserDep, task_name: str | None = 
 
 
 @router.get("/executions/{execution_id}", response_class=HTMLResponse)
-def execution_page(request: Request, execution: ReadableExecution, action: str | None = None,
+def execution_page(request: Request, user: GetUserDep, execution_id: str, action: str | None = None,
                    file_status: str | None = None, path_prefix: str | None = None, q: str | None = None,
                    offset: str | None = None) -> HTMLResponse:
     """One execution: status, counters, timeline, progress, shards, warnings and the file browser."""
+    try:
+        execution = require_execution(execution_id, user)
+    except HTTPException as exc:
+        if exc.status_code != http_status.HTTP_404_NOT_FOUND:
+            raise
+        return _not_found(request, f"Execution {execution_id}")
     detail = catalog.execution_detail(execution.dir, execution.store)
     action = action if action in FILE_ACTIONS else None
     file_status = file_status if file_status in FILE_STATUSES else None
@@ -172,7 +182,7 @@ def _timeline_bars(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def run_tab(request: Request, user: GetUserDep, dag_id: str, run_id: str) -> HTMLResponse:
     """The DAG run tab: the executions that run launched."""
     if not can_read_dag(user, dag_id):
-        raise _not_found(f"DAG {dag_id}")
+        return _not_found(request, f"DAG {dag_id}")
     page = catalog.list_executions(manifest_stores(), dag_id=dag_id, run_id=run_id, limit=100,
                                    **listing_scope(user))
     return _render(request, "run.html", dag_id=dag_id, run_id=run_id, page=page, counters=COUNTERS)
@@ -185,7 +195,7 @@ def task_tab(request: Request, user: GetUserDep, dag_id: str, run_id: str, task_
 
     Airflow leaves ``{MAP_INDEX}`` unreplaced for a task that is not mapped: any non-number means -1."""
     if not can_read_dag(user, dag_id):
-        raise _not_found(f"DAG {dag_id}")
+        return _not_found(request, f"DAG {dag_id}")
     index = int(map_index) if map_index.lstrip("-").isdigit() else -1
     page = catalog.list_executions(manifest_stores(), dag_id=dag_id, run_id=run_id, task_id=task_id, limit=20,
                                    **listing_scope(user))

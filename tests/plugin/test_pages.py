@@ -227,8 +227,12 @@ def test_a_user_who_may_not_read_the_dag_gets_404_on_every_page(env):
                  f"/tasks/{DENIED_DAG}/{run_id}/sync.transfer/0"):
         assert page(env, path, DENIED_USER).status_code == 404, path
         assert page(env, path, "viewer").status_code == 200, path
-    missing = page(env, "/executions/exec-20200101T000000000000-00000000", DENIED_USER)
-    assert missing.status_code == 404
+    missing_id = "exec-20200101T000000000000-00000000"
+    missing = page(env, f"/executions/{missing_id}", DENIED_USER)
+    denied = page(env, f"/executions/{env['dag_exec']}", DENIED_USER)
+    assert missing.status_code == denied.status_code == 404
+    assert missing.headers["content-type"].startswith("text/html")  # a page in the UI's frame, not JSON
+    assert denied.text.replace(env["dag_exec"], "X") == missing.text.replace(missing_id, "X")  # no existence leak
 
 
 @pytest.mark.parametrize(("value", "text"), [
