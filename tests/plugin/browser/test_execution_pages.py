@@ -105,7 +105,7 @@ def test_execution_page_screenshot(airflow_server, page, failed_run, tmp_path):
         shutil.copy(shot, SCREENSHOT)
 
 
-def test_dag_run_tab_and_extra_links(airflow_server, page, failed_run):
+def test_dag_run_and_task_instance_tabs_and_extra_links(airflow_server, page, failed_run):
     run, report = failed_run
     execution_id = report["TaskExecutionId"]
     tab = f"/dags/{run.dag_id}/runs/{quote(run.run_id, safe='')}/plugin/datasync_run"
@@ -115,6 +115,13 @@ def test_dag_run_tab_and_extra_links(airflow_server, page, failed_run):
     card = frame.locator("section", has=frame.get_by_role("link", name=execution_id))
     expect(card).to_contain_text("ERROR")
     expect(card.locator("[data-counter=FilesFailed] .value")).to_have_text("1")
+
+    # The task instance tab of the failed transfer instance: its shard's row, highlighted.
+    failed = next(ti for ti in run.get_task_instances() if ti.task_id == "sync.transfer" and str(ti.state) == "failed")
+    page.goto(f"{airflow_server.base_url}/dags/{run.dag_id}/runs/{quote(run.run_id, safe='')}/tasks/sync.transfer/"
+              f"mapped/{failed.map_index}/plugin/datasync_task")
+    shard_row = page.frame_locator("iframe").locator(f"tr#shard-{failed.map_index}.highlight")
+    expect(shard_row).to_contain_text("FAILED")
 
     # The report task's button, as the UI asks Airflow's REST API for it (the cookie authenticates).
     links = page.request.get(f"{airflow_server.base_url}/api/v2/dags/{run.dag_id}/dagRuns/"
