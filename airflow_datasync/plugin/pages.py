@@ -162,7 +162,7 @@ def execution_page(request: Request, user: GetUserDep, execution_id: str, action
                                  "path_prefix": path_prefix or "", "q": q or ""},
                    file_actions=FILE_ACTIONS, file_statuses=FILE_STATUSES, counters=COUNTERS, estimates=ESTIMATES,
                    dry_run_counts=_dry_run_counts(execution) if detail["dry_run"] else None,
-                   timeline=_timeline_bars(detail["timeline"]), highlight_shard=None)
+                   timeline=_timeline_bars(detail["timeline"]))
 
 
 def _dry_run_counts(execution: catalog.Execution) -> dict[str, int]:

@@ -8,7 +8,6 @@ a connection whose secret must never appear. Users: ``viewer`` and ``outsider`` 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
