@@ -91,6 +91,11 @@ def test_execution_in_the_airflow_ui(airflow_server, page, failed_run):
     expect(frame.locator("#shards tbody tr")).to_have_count(report["ShardCount"])
     expect(frame.get_by_role("link", name="report.parquet")).to_be_visible()
 
+    # A link into Airflow (the DAG) opens in the UI around the frame, not inside it.
+    frame.get_by_role("link", name=run.dag_id).first.click()
+    page.wait_for_url(f"{airflow_server.base_url}/dags/{run.dag_id}")
+    expect(page.locator("iframe")).to_have_count(0)
+
 
 def test_execution_page_screenshot(airflow_server, page, failed_run, tmp_path):
     _, report = failed_run
