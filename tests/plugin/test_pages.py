@@ -244,3 +244,18 @@ def test_bytes_in_units(value, text):
     (None, "–"), (12, "12 ms"), (1_234, "1.2 s"), (184_000, "3 min 04 s"), (7_500_000, "2 h 05 min")])
 def test_durations_in_units(ms, text):
     assert formatting.human_duration_ms(ms) == text
+
+
+def test_links_and_views_follow_the_base_url_path(monkeypatch):
+    """Behind a proxy serving Airflow under /airflow, every href of the plugin starts with that path."""
+    from airflow_datasync.plugin import _external_views
+    from airflow_datasync.plugin.urls import execution_path
+
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://example.com/airflow/")
+    hrefs = {view["destination"]: view["href"] for view in _external_views()}
+    assert hrefs == {"nav": "/airflow/datasync/executions",
+                     "dag_run": "/airflow/datasync/runs/{DAG_ID}/{RUN_ID}",
+                     "task_instance": "/airflow/datasync/tasks/{DAG_ID}/{RUN_ID}/{TASK_ID}/{MAP_INDEX}"}
+    assert execution_path("exec-1", "shard-3") == "/airflow/datasync/executions/exec-1#shard-3"
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://127.0.0.1:8080")
+    assert execution_path("exec-1") == "/datasync/executions/exec-1"
