@@ -34,6 +34,10 @@ def get_provider_info() -> dict:
             {"integration-name": "airflow-datasync", "python-modules": ["airflow_datasync.operators.phases"]}
         ],
         "task-decorators": [],
+        "extra-links": [
+            "airflow_datasync.operators.links.SyncExecutionLink",
+            "airflow_datasync.operators.links.SyncShardLink",
+        ],
         "hooks": [
             {"integration-name": "airflow-datasync", "python-modules": ["airflow_datasync.hooks.smb"]}
         ],
