@@ -4,7 +4,8 @@ An execution's phases leave one record each in its directory of the manifest sto
 finished" is "does P's record exist": ``launch.json`` (LAUNCHING), ``prepare.json`` (PREPARING),
 ``finalize.json`` (TRANSFERRING: all shards and the deletions), ``verify.json`` (VERIFYING), ``report.json``
 (the final ``Status``, SUCCESS or ERROR). A SUCCESS report means every phase finished (VerifyMode NONE
-writes no checks but still reaches the end).
+writes no checks but still reaches the end). The status and live counters come from
+:mod:`airflow_datasync.catalog`, so a sensor and the UI always say the same thing about an execution.
 
 The functions here block (a local disk or an S3 store): the trigger calls them through
 ``asyncio.to_thread`` and the sensor calls them on the worker.
@@ -22,7 +23,8 @@ from typing import Any, AsyncIterator
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_datasync.manifest import ExecutionDir, Store, check_name
+from airflow_datasync import catalog
+from airflow_datasync.manifest import ExecutionDir, check_name
 
 log = logging.getLogger("airflow_datasync")
 
@@ -54,7 +56,7 @@ class ExecutionTarget:
         if self.task_name:
             check_name("task name", self.task_name)  # one path component: never reads outside the store
         if self.launched_after:
-            _as_utc(self.launched_after)  # a bad date fails on the worker, not in the triggerer
+            dt.datetime.fromisoformat(self.launched_after.replace("Z", "+00:00"))  # fails on the worker, not later
 
     @classmethod
     def from_reference(cls, value: Any, store_conn_id: str | None = None) -> "ExecutionTarget":
@@ -70,19 +72,6 @@ class ExecutionTarget:
                 "manifest_store": self.manifest_store, "launched_after": self.launched_after}
 
 
-def _as_utc(text: str) -> dt.datetime:
-    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-
-
-def _launch_time(execution_id: str) -> dt.datetime | None:
-    """The UTC time written in an execution id (``exec-YYYYmmddTHHMMSSffffff-<random>``)."""
-    try:
-        return dt.datetime.strptime(execution_id.split("-")[1], "%Y%m%dT%H%M%S%f").replace(tzinfo=dt.timezone.utc)
-    except (IndexError, ValueError):
-        return None
-
-
 def default_store() -> str:
     """The manifest store the operators use when none is given (read now: tests and workers set it late)."""
     from airflow_datasync import engine
@@ -94,45 +83,30 @@ def resolve(target: ExecutionTarget) -> ExecutionDir | None:
     """The execution directory to read, or None while no execution qualifies yet (keep waiting)."""
     if target.execution:
         return ExecutionDir(target.execution, target.store_conn_id)
-    store_uri = target.manifest_store or default_store()
-    store = Store.for_uri(store_uri, target.store_conn_id)
-    root = f"{Store.path_of(store_uri)}/{target.task_name}"
-    after = _as_utc(target.launched_after) if target.launched_after else None
-    for execution_id in reversed(store.listdir(root)):  # ids sort in launch order
-        if not execution_id.startswith("exec-") or ".tmp-" in execution_id:
-            continue
-        launched = _launch_time(execution_id)
-        if after is not None and (launched is None or launched < after):
-            return None  # the newest is older than asked: nothing newer exists yet
-        uri = f"{store_uri.rstrip('/')}/{target.task_name}/{execution_id}" if store_uri.startswith("s3://") \
-            else f"{root}/{execution_id}"
-        return ExecutionDir(uri, target.store_conn_id)
-    return None
+    store = catalog.StoreRef(target.manifest_store or default_store(), target.store_conn_id)
+    newest = next(catalog.iter_executions(store, task_name=target.task_name, since=target.launched_after), None)
+    return newest.dir if newest is not None else None
 
 
 def execution_state(execution: ExecutionDir) -> dict[str, Any]:
-    """What an execution's records say: ``status`` (running phase, or SUCCESS/ERROR), ``phases_done``, the
-    report's counters and error once it exists. JSON-only, no connection secrets (records hold conn ids)."""
+    """What an execution's records say: ``status`` and live counters as the catalog (the UI) derives them,
+    ``phases_done`` from the records each finished phase writes, and the report's error once it exists.
+    JSON-only, no secrets (records name connections by id only)."""
+    info = catalog.execution_info(execution)
     records = {name: execution.read_json(getattr(execution, name)) for name in ("launch", "prepare", "finalize",
                                                                                  "verify", "report")}
     report = records["report"]
     if report is not None and report.get("Status") == "SUCCESS":
-        done = list(WAIT_FOR)
+        done = list(WAIT_FOR)  # VerifyMode NONE or a dry run may skip a record, but reached the end
     else:
         done = [phase for phase in WAIT_FOR if records[_RECORD_OF[phase]] is not None]
-    if report is not None:
-        status = report.get("Status") or "ERROR"
-    else:
-        status = next((p for p in WAIT_FOR[:-1] if p not in done), "VERIFYING")  # the phase running now
-        if records["launch"] is None:
-            status = "LAUNCHING"
     state: dict[str, Any] = {"execution": execution.uri, "store_conn_id": execution.conn_id,
                              "execution_id": execution.execution_id, "task_name": execution.task_name,
-                             "status": status, "phases_done": [p for p in done if p != "DONE"]}
-    if report is not None:
-        state.update({key: report.get(key) for key in SUMMARY_COUNTERS})
-        state.update(ErrorCode=report.get("ErrorCode"), ErrorDetail=report.get("ErrorDetail"),
-                     DestinationLocation=report.get("DestinationLocation"))
+                             "status": info["status"], "phase": info["phase"],
+                             "phases_done": [p for p in done if p != "DONE"], "airflow": info.get("airflow"),
+                             "DestinationLocation": info.get("destination") or None}
+    state.update({key: info["counters"].get(key) for key in SUMMARY_COUNTERS})
+    state.update(ErrorCode=(report or {}).get("ErrorCode"), ErrorDetail=(report or {}).get("ErrorDetail"))
     return state
 
 
