@@ -13,8 +13,10 @@ The functions here block (a local disk or an S3 store): the trigger calls them t
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import datetime as dt
+import json
 import logging
 import os
 import time
@@ -60,7 +62,16 @@ class ExecutionTarget:
 
     @classmethod
     def from_reference(cls, value: Any, store_conn_id: str | None = None) -> "ExecutionTarget":
-        """The launch task's XCom (``{"execution", "store_conn_id", ...}``) or a bare execution URI."""
+        """The launch task's XCom (``{"execution", "store_conn_id", ...}``, also as the text a template renders
+        it to without ``render_template_as_native_obj``) or a bare execution URI."""
+        if isinstance(value, str) and value.lstrip().startswith("{"):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                try:
+                    value = ast.literal_eval(value)
+                except (ValueError, SyntaxError):
+                    raise ValueError(f"cannot read an execution reference from {value!r}") from None
         if isinstance(value, dict):
             return cls(execution=value.get("execution"), store_conn_id=value.get("store_conn_id", store_conn_id))
         if isinstance(value, str) and value and value != "None":

@@ -129,3 +129,13 @@ def test_quiet_trigger_polls_off_the_event_loop(tmp_path):
     trigger._poll = lambda: (seen.append(threading.get_ident()), original())[1]
     assert asyncio.run(scenario())["status"] == "success"
     assert seen and main not in seen and ticks
+
+
+def test_an_execution_reference_rendered_as_text_is_read_back():
+    """``"{{ ti.xcom_pull(task_ids='sync.launch') }}"`` renders the launch output as Python-literal text
+    unless the DAG renders native objects: both forms name the same execution."""
+    from airflow_datasync.triggers.execution import ExecutionTarget
+
+    ref = {"execution": "/store/t/exec-1", "store_conn_id": None, "execution_id": "exec-1"}
+    assert ExecutionTarget.from_reference(str(ref)) == ExecutionTarget.from_reference(ref)
+    assert ExecutionTarget.from_reference(json.dumps(ref)).execution == "/store/t/exec-1"
