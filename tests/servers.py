@@ -121,7 +121,10 @@ def start_seaweedfs(access_key: str = "datasync-test-key", secret_key: str = "da
     cmd = [weed_binary(), f"-logdir={workdir}", "mini", f"-dir={workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
            f"-s3.port={ports['s3']}", f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
            f"-filer.port={ports['filer']}", f"-webdav.port={ports['webdav']}", f"-admin.port={ports['admin']}",
-           f"-debug.port={free_port()}", f"-s3.debug.port={free_port()}", "-master.telemetry=false", "-admin.ui=false"]
+           f"-debug.port={free_port()}", f"-s3.debug.port={free_port()}", "-master.telemetry=false", "-admin.ui=false",
+           # The Iceberg and Lance catalogs listen on fixed ports (8181, 9101) unless disabled: a second
+           # weed on the machine (another test session) would die on "address already in use".
+           "-s3.port.iceberg=0", "-s3.port.lance=0"]
     scheme, s3_port, ca = "http", ports["s3"], None
     if tls:
         ca, cert, key = make_test_ca(workdir)

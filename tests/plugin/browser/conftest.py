@@ -107,8 +107,11 @@ def airflow_server(airflow_db) -> AirflowServer:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
+    """Per module, not per session: Playwright's sync API keeps an asyncio loop running in the main thread
+    while it is open, and every later ``asyncio.run()`` there (``dag.test()`` running a deferrable
+    sensor's trigger in line) would fail with "cannot be called from a running event loop"."""
     if not os.path.exists(CHROMIUM):
         pytest.fail("Chromium is missing: `make test` installs it (apt-get install chromium)", pytrace=False)
     from playwright.sync_api import expect, sync_playwright
