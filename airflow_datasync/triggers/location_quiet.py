@@ -164,6 +164,7 @@ class LocationQuietTrigger(BaseTrigger):
         return take_snapshot(self._location, self.marker)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        last_error: str | None = None
         try:
             while True:
                 try:
@@ -172,11 +173,14 @@ class LocationQuietTrigger(BaseTrigger):
                         yield TriggerEvent({"status": "success", "uri": redact_uri(self.uri),
                                             "snapshot": snapshot.to_dict()})
                         return
+                    last_error = None
                 except (LocationError, OSError) as exc:  # unreachable for now: retried until the deadline
+                    last_error = f"{type(exc).__name__}: {exc}"
                     log.warning("%s: cannot list it yet (%s); polling again", redact_uri(self.uri), exc)
                 if self.deadline is not None and time.time() >= self.deadline:
+                    why = f"the last listing failed ({last_error})" if last_error else self.watch.reason()
                     yield TriggerEvent({"status": "timeout", "uri": redact_uri(self.uri),
-                                        "message": f"{redact_uri(self.uri)} not quiet in time: {self.watch.reason()}",
+                                        "message": f"{redact_uri(self.uri)} not quiet in time: {why}",
                                         "snapshot": self.watch.previous.to_dict() if self.watch.previous else None})
                     return
                 await asyncio.sleep(self.poll_interval)

@@ -139,3 +139,20 @@ def test_an_execution_reference_rendered_as_text_is_read_back():
     ref = {"execution": "/store/t/exec-1", "store_conn_id": None, "execution_id": "exec-1"}
     assert ExecutionTarget.from_reference(str(ref)) == ExecutionTarget.from_reference(ref)
     assert ExecutionTarget.from_reference(json.dumps(ref)).execution == "/store/t/exec-1"
+
+
+def test_a_listing_that_keeps_failing_is_named_in_the_timeout(tmp_path):
+    """Not a missing folder but one the triggerer cannot list: waited for (it may come back), and the
+    timeout says why, not "does not exist"."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    (folder / "a").write_text("a")
+    trigger = LocationQuietTrigger(uri=str(folder), quiet_period=0, poll_interval=0.05, deadline=time.time() + 0.3)
+
+    def refuse():
+        raise LocationError(f"{folder}: cannot list the root: permission denied")
+
+    trigger._poll = refuse
+    event = first_event(trigger)
+    assert event["status"] == "timeout"
+    assert "the last listing failed (LocationError:" in event["message"] and "permission denied" in event["message"]
