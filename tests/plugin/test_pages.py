@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from airflow_datasync import engine
+from airflow_datasync import engine, report_text
 from airflow_datasync.engine import LocationSpec
 from airflow_datasync.manifest import MANIFEST_SCHEMA, utcnow
 from airflow_datasync.plugin import formatting
@@ -241,9 +241,20 @@ def test_bytes_in_units(value, text):
 
 
 @pytest.mark.parametrize(("ms", "text"), [
-    (None, "–"), (12, "12 ms"), (1_234, "1.2 s"), (184_000, "3 min 04 s"), (7_500_000, "2 h 05 min")])
+    (None, "–"), (12, "12 ms"), (1_234, "1.2 s"), (184_000, "3 min 4 s"), (7_500_000, "2 h 5 min")])
 def test_durations_in_units(ms, text):
     assert formatting.human_duration_ms(ms) == text
+
+
+@pytest.mark.parametrize("value", [0, 999, 999.6, 1_500, 999_960, 104_200_000, 3 << 30, 3.2e12])
+def test_pages_and_report_text_write_bytes_alike(value):
+    """A page and a log line show one number the same way; only the mark for unknown differs ("–" vs "—")."""
+    assert formatting.human_bytes(value) == report_text.format_bytes(value)
+
+
+@pytest.mark.parametrize("ms", [0, 12, 999.6, 1_234, 59_960, 120_000, 184_000, 7_500_000, 200 * 3_600_000])
+def test_pages_and_report_text_write_durations_alike(ms):
+    assert formatting.human_duration_ms(ms) == report_text.format_duration(ms)
 
 
 def test_links_and_views_follow_the_base_url_path(monkeypatch):
