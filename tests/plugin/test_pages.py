@@ -57,15 +57,11 @@ def _dry_run(tmp: Path, store: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, airflow_db, dags_folder, s3_server):
+def env(tmp_path_factory, airflow_db, dags_folder, s3_server, plugin_app):
     tmp = tmp_path_factory.mktemp("pages")
     store = tmp / "store"
     default_store = Path(os.environ["AIRFLOW_DATASYNC_MANIFEST_STORE"])
-    saved = {k: os.environ.get(k) for k in ("AIRFLOW__CORE__AUTH_MANAGER", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
-                                            "AIRFLOW__DATASYNC__MANIFEST_STORES")}
-    os.environ["AIRFLOW__CORE__AUTH_MANAGER"] = "tests.plugin.api_auth_manager.OneDagDeniedAuthManager"
-    os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = ",".join(f"{u}:{r.lower()}" for u, r in ROLES.items())
-    os.environ["AIRFLOW__DATASYNC__MANIFEST_STORES"] = f"{store}, {default_store}"
+    manifest_stores = f"{store}, {default_store}"
 
     src, dst = make_tree(tmp / "dag-src", files=10), tmp / "dag-dst"
     (dst / "zero.bin").mkdir(parents=True)
@@ -83,24 +79,10 @@ def env(tmp_path_factory, airflow_db, dags_folder, s3_server):
                      airflow={**OTHER_DAG, "run_id": "manual__s3"}, dst_conn_id=S3_CONN_ID)
     dry = _dry_run(tmp, store)
 
-    from airflow.api_fastapi.app import create_app, get_auth_manager, purge_cached_app
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-    from fastapi.testclient import TestClient
-
-    purge_cached_app()
-    app = create_app()
-    manager = get_auth_manager()
-    tokens = {u: manager.generate_jwt(SimpleAuthManagerUser(username=u, role=r)) for u, r in ROLES.items()}
-    client = TestClient(app)
-    yield {"client": client, "tokens": tokens, "run": run, "dag_exec": dag_exec, "hostile": hostile.execution_id,
-           "running": running.execution_id, "s3": to_s3.execution_id, "dry": dry, "secret": s3_server.secret_key}
-    client.close()
-    purge_cached_app()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    app = plugin_app(roles=ROLES, manifest_stores=manifest_stores)
+    return {"client": app.client, "tokens": app.tokens, "run": run, "dag_exec": dag_exec,
+            "hostile": hostile.execution_id, "running": running.execution_id, "s3": to_s3.execution_id, "dry": dry,
+            "secret": s3_server.secret_key}
 
 
 def page(env, path: str, user: str = "viewer", **params):
