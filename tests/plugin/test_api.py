@@ -21,10 +21,10 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Mount
 
-from tests.airflow.test_sync_dag import load_dag
 from tests.catalog.builders import make_tree, run_sync, start_running, write_big_report
 from tests.fixtures_servers import S3_CONN_ID
 from tests.plugin.api_auth_manager import DENIED_DAG, DENIED_USER
+from tests.plugin.executions import failed_dag_run
 
 PREFIX = "/datasync"
 ROLES = {"admin": "ADMIN", "op": "OP", "viewer": "VIEWER", DENIED_USER: "VIEWER"}
@@ -40,13 +40,8 @@ def env(tmp_path_factory, airflow_db, dags_folder, s3_server, plugin_app):
     default_store = Path(os.environ["AIRFLOW_DATASYNC_MANIFEST_STORE"])
     manifest_stores = f"{local_store}, s3://api-test/manifests::{S3_CONN_ID}, {default_store}"
 
-    # A real DAG run (the whole task group, mapped shards) with one file failing.
-    src, dst = make_tree(tmp / "dag-src", files=10), tmp / "dag-dst"
-    (dst / "zero.bin").mkdir(parents=True)
-    dag = load_dag(dags_folder, "datasync_test_dags.py", "datasync_test_sync")
-    run = dag.test(run_conf={"source": str(src), "destination": str(dst), "options": {"files_per_shard": 5}})
-    assert str(run.state) == "failed"
-    dag_exec = sorted((default_store / "test-sync").iterdir())[-1].name
+    run, report = failed_dag_run(dags_folder, tmp)
+    dag_exec = report["TaskExecutionId"]
 
     s3_airflow = {"dag_id": "datasync_test_s3_sync", "run_id": "manual__s3", "task_id": "sync.launch",
                   "group_id": "sync", "map_index": -1, "try_number": 1}

@@ -21,10 +21,10 @@ from airflow_datasync import engine, report_text
 from airflow_datasync.engine import LocationSpec
 from airflow_datasync.manifest import MANIFEST_SCHEMA, utcnow
 from airflow_datasync.plugin import formatting
-from tests.airflow.test_sync_dag import load_dag
 from tests.catalog.builders import make_tree, run_sync, start_running
 from tests.fixtures_servers import S3_CONN_ID
 from tests.plugin.api_auth_manager import DENIED_DAG, DENIED_USER
+from tests.plugin.executions import failed_dag_run
 
 PREFIX = "/datasync"
 ROLES = {"viewer": "VIEWER", DENIED_USER: "VIEWER", "op": "OP"}
@@ -63,11 +63,8 @@ def env(tmp_path_factory, airflow_db, dags_folder, s3_server, plugin_app):
     default_store = Path(os.environ["AIRFLOW_DATASYNC_MANIFEST_STORE"])
     manifest_stores = f"{store}, {default_store}"
 
-    src, dst = make_tree(tmp / "dag-src", files=10), tmp / "dag-dst"
-    (dst / "zero.bin").mkdir(parents=True)
-    dag = load_dag(dags_folder, "datasync_test_dags.py", "datasync_test_sync")
-    run = dag.test(run_conf={"source": str(src), "destination": str(dst), "options": {"files_per_shard": 5}})
-    dag_exec = sorted((default_store / "test-sync").iterdir())[-1].name
+    run, report = failed_dag_run(dags_folder, tmp)
+    dag_exec = report["TaskExecutionId"]
 
     hostile_src = make_tree(tmp / "hostile-src", files=2)
     (hostile_src / HOSTILE).write_text("x")
