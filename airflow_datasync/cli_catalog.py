@@ -11,6 +11,8 @@ import json
 import sys
 from typing import Any
 
+from airflow_datasync import units
+
 COMMANDS = ("list", "prune")
 
 
@@ -33,23 +35,13 @@ def add_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     pr.add_argument("--json", action="store_true", help="print the removed executions as JSON")
 
 
-def human_bytes(n: int | float | None) -> str:
-    """``104.2 MB``: decimal units, as AWS DataSync's console shows bytes."""
-    value = float(n or 0)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} PB"
-
-
 def _row(info: dict[str, Any]) -> list[str]:
     airflow = info.get("airflow") or {}
     counters = info.get("counters") or {}
     owner = f"{airflow['dag_id']} / {airflow.get('run_id')}" if airflow.get("dag_id") else "(no DAG)"
     return [info["execution_id"], info["task_name"], info["status"] + (" (dry run)" if info.get("dry_run") else ""),
             (info.get("launched_at") or "")[:19].replace("T", " "), str(counters.get("FilesTransferred", 0)),
-            human_bytes(counters.get("BytesWritten")), str(counters.get("FilesFailed", 0)), owner]
+            units.byte_size(counters.get("BytesWritten") or 0), str(counters.get("FilesFailed", 0)), owner]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

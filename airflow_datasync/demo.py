@@ -18,7 +18,7 @@ from pathlib import Path
 
 from airflow_datasync.progress import progress_line
 from airflow_datasync.report_text import format_bytes, format_duration, render
-from airflow_datasync.wording import counted
+from airflow_datasync.units import counted
 
 ROOT = Path.cwd()
 DATA = ROOT / "demo-data"

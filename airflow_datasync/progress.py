@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from airflow_datasync.manifest import utcnow
 from airflow_datasync.report_text import format_bytes, format_duration
-from airflow_datasync.wording import counted
+from airflow_datasync.units import counted
 
 log = logging.getLogger("airflow_datasync")
 

@@ -18,6 +18,27 @@ def smb_version_schema() -> dict:
             "values_display": {"null": "Auto (negotiate the highest)", **{v: f"SMB {v}" for v in SMB_VERSIONS}}}
 
 
+#: ``[datasync]`` in Airflow's configuration (``airflow config list`` shows it); plugin/settings.py reads it.
+CONFIG = {
+    "datasync": {
+        "description": "The DataSync executions pages and JSON API of the airflow-datasync plugin.",
+        "options": {
+            "manifest_stores": {
+                "description": "The manifest stores whose executions the DataSync pages and API show, "
+                               "comma-separated. Each is a directory or an s3:// prefix, optionally followed "
+                               "by :: and the AWS connection id that reads it. Empty: the engine's default "
+                               "store ($AIRFLOW_DATASYNC_MANIFEST_STORE, else $AIRFLOW_HOME/datasync/executions), "
+                               "where operators write when given no manifest_store.",
+                "version_added": "0.1.0",
+                "type": "string",
+                "example": "/data/datasync/executions, s3://ops-bucket/datasync::aws_manifests",
+                "default": "",
+            },
+        },
+    },
+}
+
+
 def get_provider_info() -> dict:
     return {
         "package-name": "airflow-datasync",
@@ -75,4 +96,5 @@ def get_provider_info() -> dict:
                 },
             }
         ],
+        "config": CONFIG,
     }

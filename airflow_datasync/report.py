@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from airflow_datasync.manifest import MANIFEST_SCHEMA, RESULT_SCHEMA, VERIFY_SCHEMA, ExecutionDir, utcnow
 # The text forms moved to report_text; importable from here too, for code written against the old place.
 from airflow_datasync.report_text import format_summary, render  # noqa: F401
-from airflow_datasync.wording import counted, entries
+from airflow_datasync.units import counted, entries
 
 log = logging.getLogger("airflow_datasync")
 

@@ -3,59 +3,35 @@
 :func:`render` groups the summary like the DataSync console shows a task execution: status, phases with
 their durations, what was estimated, what happened, where the records are, warnings. :func:`format_summary`
 says the same in one line, for exception messages. Bytes are in decimal units (1 kB = 1,000 B), as the
-DataSync console shows them; durations in ms, s, min or h. No value prints as ``None``.
+DataSync console shows them; durations in ms, s, min or h (both from :mod:`airflow_datasync.units`, which
+the pages use too). No value prints as ``None``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
-from airflow_datasync.wording import counted
+from airflow_datasync import units
+from airflow_datasync.units import counted
 
 #: Warnings listed in full; the rest are counted ("… and 7 more"): report.json has every one.
 MAX_WARNINGS = 10
-_UNITS = ["B", "kB", "MB", "GB", "TB", "PB"]
 _NONE = "—"
 
 
 def format_bytes(count: float | None) -> str:
     """Decimal units like the DataSync console: ``512 B``, ``1.5 kB``, ``104.2 MB``."""
-    if count is None:
-        return _NONE
-    value, unit = float(count), 0
-    while abs(value) >= 1000 and unit < len(_UNITS) - 1:
-        value, unit = value / 1000, unit + 1
-    return f"{int(value):,} B" if unit == 0 else f"{value:,.1f} {_UNITS[unit]}"
+    return _NONE if count is None else units.byte_size(count)
 
 
 def format_duration(ms: float | None) -> str:
     """``850 ms``, ``1.2 s``, ``2 min 5 s``, ``1 h 2 min``."""
-    if ms is None:
-        return _NONE
-    if ms < 1000:
-        return f"{ms:,.0f} ms"
-    seconds = ms / 1000
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return _NONE if ms is None else units.duration_ms(ms)
 
 
 def format_time(iso: str | None) -> str:
     """An ISO-8601 timestamp as ``2026-12-01 09:50:29 UTC``."""
-    if not iso:
-        return _NONE
-    try:
-        when = dt.datetime.fromisoformat(iso)
-    except ValueError:
-        return iso
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.timezone.utc)
-    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return units.timestamp(iso) if iso else _NONE
 
 
 def _count(summary: dict[str, Any], key: str) -> int:

@@ -27,7 +27,7 @@ from airflow_datasync.manifest import RESULT_SCHEMA, ExecutionDir, Journal, utcn
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.plan import without_ownership
 from airflow_datasync.progress import RateLimiter, ShardProgress
-from airflow_datasync.wording import entries
+from airflow_datasync.units import entries
 
 log = logging.getLogger("airflow_datasync")
 

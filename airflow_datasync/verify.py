@@ -23,7 +23,7 @@ from airflow_datasync.manifest import VERIFY_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.progress import Progress
 from airflow_datasync.transfer import run_parallel
-from airflow_datasync.wording import entries
+from airflow_datasync.units import entries
 
 log = logging.getLogger("airflow_datasync")
 

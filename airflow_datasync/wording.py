@@ -1,13 +1,8 @@
-"""Counts in messages: ``1 entry``, ``3 entries`` (never "1 entries"), in one place so every message agrees."""
+"""Counts in messages (``1 entry``, ``3 entries``): they live in :mod:`airflow_datasync.units` with the other
+numbers; importable from here for the modules written against this place."""
 
 from __future__ import annotations
 
+from airflow_datasync.units import counted, entries
 
-def counted(count: int, singular: str, plural: str | None = None) -> str:
-    """``counted(1, "entry", "entries")`` → ``"1 entry"``; ``counted(1200, "file")`` → ``"1,200 files"``."""
-    return f"{count:,} {singular if count == 1 else (plural or singular + 's')}"
-
-
-def entries(count: int) -> str:
-    """Entries are what a manifest lists: files, directories and symlinks."""
-    return counted(count, "entry", "entries")
+__all__ = ["counted", "entries"]

@@ -9,7 +9,7 @@ import pytest
 from airflow_datasync import engine
 from airflow_datasync.engine import LocationSpec, run_execution
 from airflow_datasync.report_text import MAX_WARNINGS, format_bytes, format_duration, format_summary, render
-from airflow_datasync.wording import counted
+from airflow_datasync.units import counted
 
 DURATION = r"\d[\d,.]* (ms|s|min)"
 
@@ -105,13 +105,14 @@ def test_a_dry_run_summary_says_nothing_was_written(tmp_path):
 
 
 @pytest.mark.parametrize("count, text", [(0, "0 B"), (999, "999 B"), (1000, "1.0 kB"), (104_200_000, "104.2 MB"),
-                                         (3 << 30, "3.2 GB"), (None, "—")])
+                                         (3 << 30, "3.2 GB"), (999_960, "1.0 MB"), (None, "—")])
 def test_bytes_in_decimal_units(count, text):
     assert format_bytes(count) == text
 
 
 @pytest.mark.parametrize("ms, text", [(0, "0 ms"), (850, "850 ms"), (1234, "1.2 s"), (125_000, "2 min 5 s"),
-                                      (120_000, "2 min"), (3_720_000, "1 h 2 min"), (None, "—")])
+                                      (120_000, "2 min"), (3_720_000, "1 h 2 min"), (999.6, "1.0 s"), (59_960, "1 min"),
+                                      (200 * 3_600_000, "8 d 8 h"), (None, "—")])
 def test_durations_in_units(ms, text):
     assert format_duration(ms) == text
 

@@ -12,7 +12,7 @@ import pytest
 from airflow_datasync import engine
 from airflow_datasync.engine import LocationSpec
 from airflow_datasync.locations import LocationError
-from airflow_datasync.wording import counted, entries
+from airflow_datasync.units import counted, entries
 from tests.fixtures_servers import S3_CONN_ID
 
 FIX_WORDS = ("create", "fix", "mount", "give", "set", "share the folder")

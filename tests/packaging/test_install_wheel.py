@@ -149,6 +149,7 @@ def test_provider_info_is_valid_for_airflow_and_links_nowhere_made_up():
 
     info = get_provider_info()
     _create_provider_info_schema_validator().validate(info)
+    assert set(info["config"]["datasync"]["options"]) == {"manifest_stores"}  # validated above with the rest
     assert "http" not in json.dumps(info)
     with pytest.raises(jsonschema.ValidationError):  # the validator is live: a wrong shape is refused
         _create_provider_info_schema_validator().validate({**info, "integrations": "not a list"})

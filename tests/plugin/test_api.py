@@ -24,42 +24,24 @@ from starlette.routing import Mount
 from tests.catalog.builders import make_tree, run_sync, start_running, write_big_report
 from tests.fixtures_servers import S3_CONN_ID
 from tests.plugin.api_auth_manager import DENIED_DAG, DENIED_USER
+from tests.plugin.executions import failed_dag_run
 
 PREFIX = "/datasync"
 ROLES = {"admin": "ADMIN", "op": "OP", "viewer": "VIEWER", DENIED_USER: "VIEWER"}
 
 
-def _load_dag(dags_folder: Path, filename: str, dag_id: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(filename.removesuffix(".py"), dags_folder / filename)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return next(v for v in vars(module).values() if getattr(v, "dag_id", None) == dag_id and hasattr(v, "test"))
-
-
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, airflow_db, dags_folder, s3_server):
-    """Airflow configured with our auth manager and stores, the executions, then the app (once per module)."""
+def env(tmp_path_factory, airflow_db, dags_folder, s3_server, plugin_app):
+    """The executions, then Airflow's app configured with our auth manager and their stores (once per module)."""
     tmp = tmp_path_factory.mktemp("api")
     s3 = s3_server.client()
     s3.create_bucket(Bucket="api-test")
     local_store = tmp / "store"
     default_store = Path(os.environ["AIRFLOW_DATASYNC_MANIFEST_STORE"])
-    saved = {k: os.environ.get(k) for k in ("AIRFLOW__CORE__AUTH_MANAGER", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
-                                            "AIRFLOW__DATASYNC__MANIFEST_STORES")}
-    os.environ["AIRFLOW__CORE__AUTH_MANAGER"] = "tests.plugin.api_auth_manager.OneDagDeniedAuthManager"
-    os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = ",".join(f"{u}:{r.lower()}" for u, r in ROLES.items())
-    os.environ["AIRFLOW__DATASYNC__MANIFEST_STORES"] = (
-        f"{local_store}, s3://api-test/manifests::{S3_CONN_ID}, {default_store}")
+    manifest_stores = f"{local_store}, s3://api-test/manifests::{S3_CONN_ID}, {default_store}"
 
-    # A real DAG run (the whole task group, mapped shards) with one file failing.
-    src, dst = make_tree(tmp / "dag-src", files=10), tmp / "dag-dst"
-    (dst / "zero.bin").mkdir(parents=True)
-    dag = _load_dag(dags_folder, "datasync_test_dags.py", "datasync_test_sync")
-    run = dag.test(run_conf={"source": str(src), "destination": str(dst), "options": {"files_per_shard": 5}})
-    assert str(run.state) == "failed"
-    dag_exec = sorted((default_store / "test-sync").iterdir())[-1].name
+    run, report = failed_dag_run(dags_folder, tmp)
+    dag_exec = report["TaskExecutionId"]
 
     s3_airflow = {"dag_id": "datasync_test_s3_sync", "run_id": "manual__s3", "task_id": "sync.launch",
                   "group_id": "sync", "map_index": -1, "try_number": 1}
@@ -71,25 +53,10 @@ def env(tmp_path_factory, airflow_db, dags_folder, s3_server):
                    airflow={**s3_airflow, "run_id": "manual__big"})
     big_table = write_big_report(big, 120_000)
 
-    from airflow.api_fastapi.app import create_app, get_auth_manager, purge_cached_app
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-    from fastapi.testclient import TestClient
-
-    purge_cached_app()
-    app = create_app()
-    manager = get_auth_manager()
-    tokens = {u: manager.generate_jwt(SimpleAuthManagerUser(username=u, role=r)) for u, r in ROLES.items()}
-    client = TestClient(app)
-    yield {"client": client, "tokens": tokens, "run": run, "dag_exec": dag_exec, "s3_exec": s3_exec.execution_id,
-           "cli_exec": cli_exec.execution_id, "running": running.execution_id, "big": big.execution_id,
-           "big_table": big_table, "secret": s3_server.secret_key}
-    client.close()
-    purge_cached_app()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    app = plugin_app(roles=ROLES, manifest_stores=manifest_stores)
+    return {"client": app.client, "tokens": app.tokens, "run": run, "dag_exec": dag_exec,
+            "s3_exec": s3_exec.execution_id, "cli_exec": cli_exec.execution_id, "running": running.execution_id, "big": big.execution_id,
+            "big_table": big_table, "secret": s3_server.secret_key}
 
 
 def get(env, path: str, user: str | None = "admin", **params):

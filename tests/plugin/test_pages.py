@@ -17,14 +17,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from airflow_datasync import engine
+from airflow_datasync import engine, report_text
 from airflow_datasync.engine import LocationSpec
 from airflow_datasync.manifest import MANIFEST_SCHEMA, utcnow
 from airflow_datasync.plugin import formatting
-from tests.airflow.test_sync_dag import load_dag
 from tests.catalog.builders import make_tree, run_sync, start_running
 from tests.fixtures_servers import S3_CONN_ID
 from tests.plugin.api_auth_manager import DENIED_DAG, DENIED_USER
+from tests.plugin.executions import failed_dag_run
 
 PREFIX = "/datasync"
 ROLES = {"viewer": "VIEWER", DENIED_USER: "VIEWER", "op": "OP"}
@@ -57,21 +57,14 @@ def _dry_run(tmp: Path, store: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, airflow_db, dags_folder, s3_server):
+def env(tmp_path_factory, airflow_db, dags_folder, s3_server, plugin_app):
     tmp = tmp_path_factory.mktemp("pages")
     store = tmp / "store"
     default_store = Path(os.environ["AIRFLOW_DATASYNC_MANIFEST_STORE"])
-    saved = {k: os.environ.get(k) for k in ("AIRFLOW__CORE__AUTH_MANAGER", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
-                                            "AIRFLOW__DATASYNC__MANIFEST_STORES")}
-    os.environ["AIRFLOW__CORE__AUTH_MANAGER"] = "tests.plugin.api_auth_manager.OneDagDeniedAuthManager"
-    os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = ",".join(f"{u}:{r.lower()}" for u, r in ROLES.items())
-    os.environ["AIRFLOW__DATASYNC__MANIFEST_STORES"] = f"{store}, {default_store}"
+    manifest_stores = f"{store}, {default_store}"
 
-    src, dst = make_tree(tmp / "dag-src", files=10), tmp / "dag-dst"
-    (dst / "zero.bin").mkdir(parents=True)
-    dag = load_dag(dags_folder, "datasync_test_dags.py", "datasync_test_sync")
-    run = dag.test(run_conf={"source": str(src), "destination": str(dst), "options": {"files_per_shard": 5}})
-    dag_exec = sorted((default_store / "test-sync").iterdir())[-1].name
+    run, report = failed_dag_run(dags_folder, tmp)
+    dag_exec = report["TaskExecutionId"]
 
     hostile_src = make_tree(tmp / "hostile-src", files=2)
     (hostile_src / HOSTILE).write_text("x")
@@ -83,24 +76,10 @@ def env(tmp_path_factory, airflow_db, dags_folder, s3_server):
                      airflow={**OTHER_DAG, "run_id": "manual__s3"}, dst_conn_id=S3_CONN_ID)
     dry = _dry_run(tmp, store)
 
-    from airflow.api_fastapi.app import create_app, get_auth_manager, purge_cached_app
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-    from fastapi.testclient import TestClient
-
-    purge_cached_app()
-    app = create_app()
-    manager = get_auth_manager()
-    tokens = {u: manager.generate_jwt(SimpleAuthManagerUser(username=u, role=r)) for u, r in ROLES.items()}
-    client = TestClient(app)
-    yield {"client": client, "tokens": tokens, "run": run, "dag_exec": dag_exec, "hostile": hostile.execution_id,
-           "running": running.execution_id, "s3": to_s3.execution_id, "dry": dry, "secret": s3_server.secret_key}
-    client.close()
-    purge_cached_app()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    app = plugin_app(roles=ROLES, manifest_stores=manifest_stores)
+    return {"client": app.client, "tokens": app.tokens, "run": run, "dag_exec": dag_exec,
+            "hostile": hostile.execution_id, "running": running.execution_id, "s3": to_s3.execution_id, "dry": dry,
+            "secret": s3_server.secret_key}
 
 
 def page(env, path: str, user: str = "viewer", **params):
@@ -241,9 +220,20 @@ def test_bytes_in_units(value, text):
 
 
 @pytest.mark.parametrize(("ms", "text"), [
-    (None, "–"), (12, "12 ms"), (1_234, "1.2 s"), (184_000, "3 min 04 s"), (7_500_000, "2 h 05 min")])
+    (None, "–"), (12, "12 ms"), (1_234, "1.2 s"), (184_000, "3 min 4 s"), (7_500_000, "2 h 5 min")])
 def test_durations_in_units(ms, text):
     assert formatting.human_duration_ms(ms) == text
+
+
+@pytest.mark.parametrize("value", [0, 999, 999.6, 1_500, 999_960, 104_200_000, 3 << 30, 3.2e12])
+def test_pages_and_report_text_write_bytes_alike(value):
+    """A page and a log line show one number the same way; only the mark for unknown differs ("–" vs "—")."""
+    assert formatting.human_bytes(value) == report_text.format_bytes(value)
+
+
+@pytest.mark.parametrize("ms", [0, 12, 999.6, 1_234, 59_960, 120_000, 184_000, 7_500_000, 200 * 3_600_000])
+def test_pages_and_report_text_write_durations_alike(ms):
+    assert formatting.human_duration_ms(ms) == report_text.format_duration(ms)
 
 
 def test_links_and_views_follow_the_base_url_path(monkeypatch):

@@ -79,172 +79,41 @@ def test_auto_connects_to_a_real_server(samba, monkeypatch):
 
 
 # -- the form in a real browser -----------------------------------------------------------------------------
-# Airflow's api-server (all users admins, so no login page) on 127.0.0.1 and headless Chromium driven over
-# the DevTools protocol (websockets, which Airflow's uvicorn brings): what a user sees in "SMB version",
-# and what the form saves for Auto.
-
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run",
-                  "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "--window-size=1400,1000"]
-WAIT_SECONDS = 120  # a bound for a shared, loaded machine, never an assertion on speed
+# The session's api-server and Chromium (tests/browser_env.py), logged in as admin (a viewer may not add a
+# connection): what a user sees in "SMB version", and what the form saves for Auto.
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(process) -> None:
-    import os
-    import signal
-    import subprocess
-
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-def _wait_for(check, what: str):
-    import time
-
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"gave up waiting for {what}")
-
-
-@pytest.fixture(scope="module")
-def api_server(airflow_db, tmp_path_factory):
-    import os
-    import subprocess
-    import sys
-    import urllib.request
-    from pathlib import Path
-
-    port = _free_port()
-    env = {**os.environ, "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-           "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}"}
-    log = tmp_path_factory.mktemp("api-server") / "api-server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "api-server", "--host", "127.0.0.1",
-                                    "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert process.poll() is None, log.read_text()[-3000:]
-        try:
-            return urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=5).status == 200
-        except OSError:
-            return False
-
-    try:
-        _wait_for(up, "the api-server")
-        yield base
-    finally:
-        _stop(process)
-
-
-class Browser:
-    """Just enough of the DevTools protocol: evaluate JavaScript, type, press keys, click."""
-
-    def __init__(self, ws) -> None:
-        self.ws, self.next_id = ws, 0
-
-    def call(self, method: str, **params):
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        while True:
-            message = json.loads(self.ws.recv())
-            if message.get("id") == self.next_id:
-                assert "error" not in message, message
-                return message.get("result", {})
-
-    def js(self, expression: str):
-        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
-
-    def key(self, name: str, code: int) -> None:
-        for kind in ("keyDown", "keyUp"):
-            self.call("Input.dispatchKeyEvent", type=kind, key=name, code=name, windowsVirtualKeyCode=code)
-
-    def click(self, selector_js: str) -> None:
-        """A real mouse click at the middle of the element ``selector_js`` evaluates to."""
-        x, y = self.js(f"(() => {{ const e = {selector_js}; e.scrollIntoView({{block: 'center'}}); "
-                       "const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()")
-        for kind in ("mousePressed", "mouseReleased"):
-            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
-
-
-@pytest.fixture
-def browser(tmp_path):
-    import shutil
-    import subprocess
-    import urllib.request
-
-    from websockets.sync.client import connect
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.fail("the browser test needs Chromium: apt-get install -y chromium", pytrace=False)
-    profile = tmp_path / "chromium-profile"
-    process = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        port_file = profile / "DevToolsActivePort"
-        port = _wait_for(lambda: port_file.exists() and port_file.read_text().split("\n")[0], "Chromium's port")
-        pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json"))
-        url = next(p["webSocketDebuggerUrl"] for p in pages if p["type"] == "page")
-        with connect(url, max_size=None, open_timeout=WAIT_SECONDS) as ws:
-            yield Browser(ws)
-    finally:
-        _stop(process)
-
-
-def test_the_form_in_a_browser_shows_auto_and_saves_null(api_server, browser):
-    import urllib.request
-
+def test_the_form_in_a_browser_shows_auto_and_saves_null(airflow_server, admin_page):
     from airflow.sdk import Connection
+    from playwright.sync_api import expect
 
     from airflow_datasync.hooks.smb import SmbConnectionConfig
 
-    dialog = "document.querySelector('[role=dialog]')"
-    browser.call("Page.navigate", url=f"{api_server}/connections")
-    add = "[...document.querySelectorAll('button')].find(b => b.innerText.trim() == 'Add Connection')"
-    _wait_for(lambda: browser.js(f"!!({add})"), "the connections page")
-    browser.js(f"{add}.click()")
-    _wait_for(lambda: browser.js(f"!!{dialog}?.querySelector('input[role=combobox]')"), "the Add Connection dialog")
-    browser.js(f"{dialog}.querySelector('input[role=combobox]').focus()")
-    browser.call("Input.insertText", text="SMB share (airflow")
-    _wait_for(lambda: browser.js("[...document.querySelectorAll('[role=option]')].length == 1"), "the type's option")
-    browser.key("Enter", 13)
-    extra = f"[...{dialog}.querySelectorAll('*')].find(e => !e.children.length && e.textContent.trim() == 'Extra Fields')"
-    _wait_for(lambda: browser.js(f"!!({extra})"), "the SMB connection's fields")
-    browser.click(extra)
-    field = "document.getElementById('element_smb_version')"
-    shown = _wait_for(lambda: browser.js(f"{field}?.checkVisibility() && {field}.innerText.trim()"), "SMB version")
-    assert shown == "Auto (negotiate the highest)"
+    page = admin_page
+    page.goto(f"{airflow_server.base_url}/connections")
+    page.get_by_role("button", name="Add Connection", exact=True).click()
+    dialog = page.get_by_role("dialog")
+    dialog.locator("input[role=combobox]").first.press_sequentially("SMB share (airflow")
+    expect(page.get_by_role("option")).to_have_count(1)  # the type's option
+    page.keyboard.press("Enter")
+    dialog.get_by_text("Extra Fields", exact=True).click()
+    field = page.locator("#element_smb_version")
+    expect(field).to_be_visible()
+    expect(field).to_have_text("Auto (negotiate the highest)")
 
-    browser.js(f"{field}.querySelector('input').focus()")
-    browser.key("ArrowDown", 40)
-    options = _wait_for(lambda: browser.js("[...document.querySelectorAll('[role=option]')].map(o => o.innerText)"),
-                        "the SMB version choices")
-    assert options == ["Auto (negotiate the highest)", *(f"SMB {v}" for v in SMB_VERSIONS)]
-    browser.key("Enter", 13)  # Auto
+    field.get_by_role("combobox").focus()
+    page.keyboard.press("ArrowDown")
+    choices = ["Auto (negotiate the highest)", *(f"SMB {v}" for v in SMB_VERSIONS)]
+    expect(page.get_by_role("option")).to_have_text(choices)
+    page.keyboard.press("Enter")  # Auto
 
-    browser.js(f"{dialog}.querySelector('input[name=connection_id]').focus()")
-    browser.call("Input.insertText", text="smb_form_browser")
-    browser.click(f"[...{dialog}.querySelectorAll('button')].find(b => b.innerText.trim() == 'Save')")
-    _wait_for(lambda: browser.js("document.body.innerText.includes('successfully created')"), "the saved connection")
+    dialog.locator("input[name=connection_id]").fill("smb_form_browser")
+    page.keyboard.press("Tab")  # the form validates on blur, and only a valid form enables Save
+    dialog.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("body")).to_contain_text("successfully created")
 
-    saved = json.load(urllib.request.urlopen(f"{api_server}/api/v2/connections/smb_form_browser"))
+    # Through the REST API, with the session cookie the login set.
+    saved = page.request.get(f"{airflow_server.base_url}/api/v2/connections/smb_form_browser").json()
     extra_saved = json.loads(saved["extra"])
     assert saved["conn_type"] == "datasync_smb" and extra_saved["smb_version"] is None
     config = SmbConnectionConfig.from_connection(Connection(conn_id="smb_form_browser", conn_type="datasync_smb",

@@ -19,8 +19,9 @@ from playwright.sync_api import expect
 
 from airflow_datasync import engine
 from airflow_datasync.manifest import utcnow
-from tests.airflow.test_sync_dag import latest_report, load_dag, make_tree
+from tests.browser_env import log_in
 from tests.catalog.builders import start_running
+from tests.plugin.executions import failed_dag_run
 
 ROOT = Path(__file__).resolve().parents[3]
 SCREENSHOT = ROOT / "docs" / "images" / "execution-page.png"
@@ -30,25 +31,7 @@ PHASES = ["LAUNCHING", "PREPARING", "TRANSFERRING", "VERIFYING"]
 @pytest.fixture(scope="module")
 def failed_run(airflow_db, dags_folder, tmp_path_factory):
     """One execution with 10 files, one of which fails: (dag run, report.json)."""
-    root = tmp_path_factory.mktemp("browser-run")
-    src, dst = root / "src", root / "dst"
-    make_tree(src, files=10)
-    dst.mkdir()
-    (dst / "zero.bin").mkdir()
-    dag = load_dag(dags_folder, "datasync_test_dags.py", "datasync_test_sync")
-    run = dag.test(run_conf={"source": str(src), "destination": str(dst), "options": {"files_per_shard": 5}})
-    report = latest_report(airflow_db / "executions", "test-sync")
-    assert report["Status"] == "ERROR" and report["FilesFailed"] == 1
-    return run, report
-
-
-def log_in(page, server, next_path: str) -> None:
-    """Through Airflow's own login form, as a person does; Airflow then sets the ``_token`` cookie."""
-    page.goto(f"{server.base_url}/auth/login?next={quote(server.base_url + next_path, safe='')}")
-    page.locator("input[name=username]").fill(server.username)
-    page.locator("input[name=password]").fill(server.password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: url.startswith(server.base_url + next_path) and "/auth/" not in url)
+    return failed_dag_run(dags_folder, tmp_path_factory.mktemp("browser-run"))
 
 
 def test_anonymous_visitor_is_asked_to_log_in(airflow_server, page):

@@ -1,9 +1,12 @@
 """A real ``airflow api-server`` on 127.0.0.1 and Debian's Chromium driven by Playwright, once per session.
 
-The server shares the tests' AIRFLOW_HOME, metadata DB and manifest store (tests/conftest.py), so the
-executions a test runs with ``dag.test()`` are the ones its pages show. It logs users in with the simple
-auth manager: one ``viewer`` whose password is written to a private passwords file. Playwright cannot
-download its own browser on this network; it launches ``/usr/bin/chromium`` (``make test`` installs it).
+Every real-browser test uses these fixtures (registered in tests/conftest.py): the DataSync pages
+(tests/plugin/browser/) and the SMB connection form (tests/smb/test_smb_connection_form.py). The server
+shares the tests' AIRFLOW_HOME, metadata DB and manifest store (tests/conftest.py), so the executions a
+test runs with ``dag.test()`` are the ones its pages show. It logs users in with the simple auth manager:
+``viewer`` (role viewer, what the pages need) and ``admin`` (who may add connections), with passwords in a
+private passwords file. Playwright cannot download its own browser on this network; it launches
+``/usr/bin/chromium`` (``make test`` installs it).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -30,14 +34,14 @@ CHROMIUM = "/usr/bin/chromium"
 #: Without the networking flags Chromium keeps dialling out, which this closed network refuses.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-VIEWER = "viewer"
+VIEWER, ADMIN = "viewer", "admin"
+ROLES = {VIEWER: "viewer", ADMIN: "admin"}
 
 
 @dataclass(frozen=True)
 class AirflowServer:
     base_url: str
-    username: str
-    password: str
+    passwords: dict[str, str]  # user name → password, for the login form
     log: Path
 
 
@@ -75,9 +79,9 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="session")
 def airflow_server(airflow_db) -> AirflowServer:
     workdir = Path(tempfile.mkdtemp(prefix="datasync-api-server-"))
-    password = secrets.token_urlsafe(12)
-    passwords = workdir / "passwords.json"
-    passwords.write_text(json.dumps({VIEWER: password}))
+    passwords = {user: secrets.token_urlsafe(12) for user in ROLES}
+    passwords_file = workdir / "passwords.json"
+    passwords_file.write_text(json.dumps(passwords))
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {
@@ -87,9 +91,9 @@ def airflow_server(airflow_db) -> AirflowServer:
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__CORE__AUTH_MANAGER":
             "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{VIEWER}:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{user}:{role}" for user, role in ROLES.items()),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
     }
     log = workdir / "api-server.log"
@@ -101,7 +105,7 @@ def airflow_server(airflow_db) -> AirflowServer:
         )
     try:
         _wait_healthy(f"{base_url}/api/v2/monitor/health", proc, log)
-        yield AirflowServer(base_url=base_url, username=VIEWER, password=password, log=log)
+        yield AirflowServer(base_url=base_url, passwords=passwords, log=log)
     finally:
         _stop(proc)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -131,3 +135,19 @@ def page(chromium):
     context.set_default_timeout(60_000)
     yield context.new_page()
     context.close()
+
+
+def log_in(page, server: AirflowServer, next_path: str, user: str = VIEWER) -> None:
+    """Through Airflow's own login form, as a person does; Airflow then sets the ``_token`` cookie."""
+    page.goto(f"{server.base_url}/auth/login?next={quote(server.base_url + next_path, safe='')}")
+    page.locator("input[name=username]").fill(user)
+    page.locator("input[name=password]").fill(server.passwords[user])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: url.startswith(server.base_url + next_path) and "/auth/" not in url)
+
+
+@pytest.fixture
+def admin_page(airflow_server, page):
+    """A fresh page logged in as ``admin`` (on the UI's home page), for what a viewer may not do."""
+    log_in(page, airflow_server, "/", user=ADMIN)
+    return page
