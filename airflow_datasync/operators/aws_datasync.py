@@ -38,6 +38,11 @@ _CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 def _is_templated(value: Any) -> bool:
+    """Whether Jinja will still change ``value`` (Airflow renders strings nested in dicts and lists too)."""
+    if isinstance(value, dict):
+        return any(_is_templated(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_is_templated(v) for v in value)
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
@@ -80,14 +85,18 @@ class AwsSyncStartExecutionOperator(BaseOperator):
         self.manifest_config, self.task_report_config, self.tags = manifest_config, task_report_config, tags
         self.aws_conn_id, self.region_name, self.cancel_on_kill = aws_conn_id, region_name, cancel_on_kill
         self._started_arn: str | None = None
-        if not any(_is_templated(getattr(self, name)) for name in self.template_fields):
-            self._request()  # fail when the DAG is parsed, naming the bad option
+        if not any(_is_templated(value) for value in (task_arn, options, includes, excludes, manifest_config,
+                                                       task_report_config, tags)):
+            self._build_request()  # fail when the DAG is parsed, naming the bad option (OptionsError)
+
+    def _build_request(self) -> dict[str, Any]:
+        return start_request(self.task_arn, options=self.options, includes=self.includes, excludes=self.excludes,
+                             manifest_config=self.manifest_config, task_report_config=self.task_report_config,
+                             tags=self.tags)
 
     def _request(self) -> dict[str, Any]:
         try:
-            return start_request(self.task_arn, options=self.options, includes=self.includes, excludes=self.excludes,
-                                 manifest_config=self.manifest_config, task_report_config=self.task_report_config,
-                                 tags=self.tags)
+            return self._build_request()
         except OptionsError as exc:
             raise AirflowFailException(str(exc)) from exc  # bad input: retrying will not help
 

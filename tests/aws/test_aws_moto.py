@@ -85,3 +85,13 @@ def test_trigger_on_kill_cancels_the_execution_in_moto(moto_datasync):
     asyncio.run(waits_then_is_killed())
     assert moto_datasync.execution_status(arn) == "ERROR"  # moto turns a cancelled execution into ERROR at once
     assert AwsSyncClient(MOTO_CONN_ID).describe_task(task_arn).get("CurrentTaskExecutionArn") is None
+
+
+def test_example_dag_runs_against_moto_and_reads_the_counters(airflow_db, dags_folder, moto_datasync, permissive_s3,
+                                                             monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", permissive_s3.connection_uri_json())
+    dag = load_dag(dags_folder, "example_aws_datasync.py", "example_aws_datasync")
+    task_arn = moto_datasync.create_task()
+    run = dag.test(run_conf={"task_arn": task_arn, "verify_mode": "NONE", "excludes": "*.tmp"})
+    assert str(run.state) == "success", states(run)
+    assert xcom(run, "announce").endswith(": 0 files, 0 bytes")
