@@ -79,6 +79,21 @@ class AwsSyncClient:
     def describe_task(self, task_arn: str) -> dict[str, Any]:
         return self._call("DescribeTask", self._client.describe_task, TaskArn=task_arn)
 
+    def persist_console_link(self, context, operator, task_execution_arn: str) -> None:
+        """The Amazon provider's "DataSync Task Execution" button (AWS console) for ``operator``'s task
+        instance; pushed before a sensor defers, so it shows while the task waits."""
+        from airflow.providers.amazon.aws.links.datasync import DataSyncTaskExecutionLink
+
+        task_part, _, execution = task_execution_arn.partition("/execution/")
+        try:
+            region, partition = self.hook.conn_region_name, self.hook.conn_partition
+        except Exception as exc:  # a missing button must never fail the task: the link is decoration
+            log.warning("no AWS console link for %s: %s", task_execution_arn, exc)
+            return
+        DataSyncTaskExecutionLink.persist(context=context, operator=operator, region_name=region,
+                                          aws_partition=partition, task_id=task_part.rsplit("/", 1)[-1],
+                                          task_execution_id=execution)
+
     def cancel(self, task_execution_arn: str) -> bool:
         """Cancel a running execution; False (not an error) when it already finished or is unknown."""
         try:

@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 from typing import Any, Sequence
 
+from airflow.providers.amazon.aws.links.datasync import DataSyncTaskExecutionLink
 from airflow.sdk import BaseOperator, TaskGroup, chain
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
@@ -73,6 +74,7 @@ class AwsSyncStartExecutionOperator(BaseOperator):
                                       "task_report_config", "tags")
     template_fields_renderers = {"options": "json", "manifest_config": "json", "task_report_config": "json",
                                  "tags": "json"}
+    operator_extra_links = (DataSyncTaskExecutionLink(),)
     ui_color = "#d6eaf8"
 
     def __init__(self, *, task_arn: str, options: dict | str | None = None, includes: Any = None,
@@ -109,12 +111,18 @@ class AwsSyncStartExecutionOperator(BaseOperator):
             if arn is None:
                 store.set(STARTING_KEY, {"TaskArn": request["TaskArn"],
                                          "since": dt.datetime.now(dt.timezone.utc).isoformat()})
-                arn = client.start(request)
+                try:
+                    arn = client.start(request)
+                except AwsSyncApiError as exc:
+                    if not exc.transient:
+                        store.delete(STARTING_KEY)  # AWS refused it: no execution exists to adopt later
+                    raise
                 # Stored before anything else can fail, so that every later try finds it.
                 store.set(EXECUTION_KEY, {"TaskExecutionArn": arn, "TaskArn": request["TaskArn"]})
                 store.delete(STARTING_KEY)
                 self.log.info("started AWS DataSync execution %s", arn)
             self._started_arn = arn
+            client.persist_console_link(context, self, arn)
             status = client.describe_execution(arn).get("Status")
         except AwsSyncApiError as exc:
             if exc.transient:

@@ -12,6 +12,7 @@ import logging
 from datetime import timedelta
 from typing import Any, Sequence
 
+from airflow.providers.amazon.aws.links.datasync import DataSyncTaskExecutionLink
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
@@ -37,6 +38,7 @@ class AwsSyncPhaseSensor(BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("task_execution_arn",)
+    operator_extra_links = (DataSyncTaskExecutionLink(),)
     ui_color = "#fdebd0"
 
     def __init__(self, *, task_execution_arn: Any, phase: str, aws_conn_id: str | None = "aws_default",
@@ -57,6 +59,7 @@ class AwsSyncPhaseSensor(BaseSensorOperator):
 
     def execute(self, context) -> Any:
         arn = self._arn()
+        AwsSyncClient(self.aws_conn_id, self.region_name).persist_console_link(context, self, arn)
         if not self.deferrable:
             return super().execute(context)
         # No poke on the worker first: the trigger's first poll happens at once, and the slot is freed now.

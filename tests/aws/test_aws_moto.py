@@ -48,6 +48,10 @@ def test_moto_full_group_start_each_phase_through_its_trigger_then_report(moto_d
     for phase in PHASE_TASKS:
         left = xcom(run, f"{GROUP}.{phase}")
         assert left["Phase"] == phase.upper() and left["TaskExecutionArn"] == arn
+    for task in ("start", "transferring"):  # the Amazon provider's console button, there while a sensor waits
+        link = xcom(run, f"{GROUP}.{task}", key="datasync_task_execution")
+        assert link == {"region_name": "us-east-1", "aws_domain": "aws.amazon.com",
+                        "task_id": task_arn.rsplit("/", 1)[-1], "task_execution_id": arn.rsplit("/", 1)[-1]}
     report = xcom(run, f"{GROUP}.report", key="summary")
     assert report["Status"] == "SUCCESS" and report["TaskExecutionArn"] == arn
     assert report["TaskExecutionId"] == arn.rsplit("/", 1)[-1]
