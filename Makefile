@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW_DATASYNC_MANIFEST_STORE := $(CURDIR)/.airflow/datasync/executions
 
-.PHONY: setup test demo clean samba bench bench-full
+.PHONY: setup test demo clean samba chromium bench bench-full
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -26,7 +26,11 @@ setup: .venv/.synced
 samba:
 	@command -v smbd >/dev/null || test -x /usr/sbin/smbd || (apt-get update && apt-get install -y --no-install-recommends samba)
 
-test: setup samba
+# The connection-form test drives a headless Chromium (Debian package chromium; its own download cannot work here).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+test: setup samba chromium
 	$(PY) -m pytest -x -q
 
 demo: setup

@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from airflow_datasync.report import render
+from airflow_datasync.progress import progress_line
+from airflow_datasync.report_text import format_bytes, format_duration, render
+from airflow_datasync.wording import counted
 
 ROOT = Path.cwd()
 DATA = ROOT / "demo-data"
@@ -26,27 +28,28 @@ TASK_NAME = "example-migration"
 NAMES = ["report", "données", "日本語", "naïve café", "emoji 🚀", "with space", "UPPER", "a-b_c.d"]
 
 
-def generate(root: Path, files: int = 3000, seed: int = 7) -> tuple[int, int]:
-    """A deterministic tree: nested dirs, empty files and dirs, a few large files, unicode names."""
+def generate(root: Path, files: int = 3000, seed: int = 7, large_files: int = 3) -> tuple[int, int]:
+    """A deterministic tree: nested dirs, empty files and dirs, ``large_files`` of 24 MiB, unicode names."""
     rng = random.Random(seed)
-    total = 0
+    total, first = 0, root
     for i in range(files):
         depth = rng.randint(0, 3)
         parts = [f"{rng.choice(NAMES)} {level}" for level in range(depth)]
         path = root.joinpath(*parts, f"{rng.choice(NAMES)}-{i:05d}.{rng.choice(['txt', 'csv', 'bin', 'json'])}")
         path.parent.mkdir(parents=True, exist_ok=True)
+        first = path if i == 0 else first
         size = 0 if i % 50 == 0 else int(rng.lognormvariate(8, 1.5)) % (2 << 20)
         path.write_bytes(rng.randbytes(size))
         total += size
-    for i in range(3):
+    for i in range(large_files):
         big = root / "large" / f"video-{i}.raw"
         big.parent.mkdir(parents=True, exist_ok=True)
         big.write_bytes(rng.randbytes(24 << 20))
         total += 24 << 20
     for i in range(5):
         (root / "empty dirs" / f"empty-{i}").mkdir(parents=True, exist_ok=True)
-    (root / "latest.csv").symlink_to("large/video-0.raw")
-    return files + 3, total
+    (root / "latest.csv").symlink_to("large/video-0.raw" if large_files else first.relative_to(root))
+    return files + large_files, total
 
 
 def airflow(*args: str, log: Path | None = None) -> int:
@@ -73,14 +76,22 @@ def latest_report() -> dict:
     return json.loads((runs[-1] / "report.json").read_text())
 
 
+def shard_lines(report: dict) -> list[str]:
+    """Each shard's last progress snapshot (what the UI showed while it ran), one line a shard."""
+    folder = Path(report["ExecutionUri"]) / "progress"
+    snapshots = [json.loads(p.read_text()) for p in sorted(folder.glob("shard-*.json"))] if folder.is_dir() else []
+    return ["  " + progress_line(s) for s in snapshots]
+
+
 def run(label: str, n: int, conf: dict) -> dict:
     log = DATA / f"airflow-dags-test-{n}.log"
     t0 = time.monotonic()
     rc = airflow("dags", "test", "example_datasync_migration", "--conf", json.dumps(conf), log=log)
     took = time.monotonic() - t0
     report = latest_report()
-    print(f"\n=== {label}: `airflow dags test` exit {rc} in {took:.1f} s (Airflow log: {log.relative_to(ROOT)})")
+    print(f"\n=== {label}: `airflow dags test` exit {rc} in {format_duration(took * 1000)} (Airflow log: {log.relative_to(ROOT)})")
     print("  Airflow tasks run: " + tasks_run(log))
+    print("\n".join(shard_lines(report)))
     print(render(report))
     if rc != 0 or report["Status"] != "SUCCESS":
         sys.exit(f"demo failed: see {log}")
@@ -93,16 +104,19 @@ def main() -> None:
     os.environ.setdefault("AIRFLOW_DATASYNC_DEMO_ROOT", str(DATA))
     t0 = time.monotonic()
     files, size = generate(SOURCE)
-    print(f"generated {files:,} files ({size / 1e6:,.0f} MB) under {SOURCE.relative_to(ROOT)} in {time.monotonic() - t0:.1f} s")
+    print(f"generated {counted(files, 'file')} ({format_bytes(size)}) under {SOURCE.relative_to(ROOT)} "
+          f"in {format_duration((time.monotonic() - t0) * 1000)}")
     print("migrating the Airflow metadata DB (SQLite in .airflow/) ...")
     if airflow("db", "migrate") != 0:
         sys.exit("airflow db migrate failed")
+    # The trigger form's field names (airflow_datasync.params.datasync_params).
     conf = {"source": str(SOURCE), "destination": str(DESTINATION),
-            "options": {"VerifyMode": "ONLY_FILES_TRANSFERRED", "files_per_shard": 1000}}
+            "VerifyMode": "ONLY_FILES_TRANSFERRED", "files_per_shard": 1000}
     first = run("first run: everything is new", 1, conf)
     second = run("second run: nothing changed", 2, conf)
     assert second["FilesTransferred"] == 0 and second["FilesSkipped"] == first["FilesPrepared"], second
-    print(f"\nsecond run transferred {second['FilesTransferred']} files and skipped {second['FilesSkipped']:,}: "
+    print(f"\nsecond run transferred {counted(second['FilesTransferred'], 'entry', 'entries')} and skipped "
+          f"{counted(second['FilesSkipped'], 'entry', 'entries')}: "
           f"the destination is in sync. Execution records: {STORE.relative_to(ROOT) if STORE.is_relative_to(ROOT) else STORE}")
 
 

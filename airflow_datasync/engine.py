@@ -36,6 +36,7 @@ from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.progress import Progress
 from airflow_datasync.transfer import metadata_for, run_by_depth, transfer_shard, with_security_descriptor
 from airflow_datasync.uri import redact_uri
+from airflow_datasync.wording import counted, entries
 
 log = logging.getLogger("airflow_datasync")
 
@@ -80,7 +81,10 @@ def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions
     """Validate both locations and the options, allocate an execution and write its record.
 
     ``airflow`` names the task instance that launched it (``dag_id``, ``run_id``, ``task_id``, ``group_id``,
-    ``map_index``, ``try_number``): the UI shows an execution only to users who may read that DAG."""
+    ``map_index``, ``try_number``): the UI shows an execution only to users who may read that DAG.
+
+    A dry run (``options.dry_run``) checks the destination without writing to it: no missing folder is
+    created and no probe written; a missing folder a real run would create counts as an empty one."""
     if not isinstance(options, TaskOptions):
         options = TaskOptions.from_dict(options)
     src, dst = source.open(), destination.open()
@@ -91,15 +95,17 @@ def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions
             f"source {redact_uri(source.uri)} and destination {redact_uri(destination.uri)} overlap "
             "(one lies inside the other); a sync between them would copy into itself or delete its own input."
         )
-    dst.check(writable=True)
+    destination_exists = dst.check(writable=True, dry_run=options.dry_run)
     execution = create_execution_dir(store or DEFAULT_STORE, task_name, store_conn_id)
     execution.write_json(execution.launch, {
         "execution_id": execution.execution_id, "task_name": task_name, "status": "LAUNCHING",
         "launched_at": utcnow(),
         "source": source.to_dict(), "destination": destination.to_dict(), "options_dict": _options_for_record(options),
-        "airflow": airflow,
+        # False only for a dry run towards a missing folder that a real run would create.
+        "airflow": airflow, "destination_exists": destination_exists is not False,
     })
-    log.info("LAUNCHING %s: %s → %s", execution.execution_id, redact_uri(source.uri), redact_uri(destination.uri))
+    log.info("LAUNCHING %s: %s → %s%s", execution.execution_id, redact_uri(source.uri), redact_uri(destination.uri),
+             " (dry run: nothing is written at the destination)" if options.dry_run else "")
     return execution
 
 
@@ -138,7 +144,10 @@ def _scan_to(execution: ExecutionDir, location: Location, path: str, what: str,
 
 
 def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[dict[str, Any]]:
-    """Scan both sides, write the manifest, cut shards; return the shard descriptors for XCom."""
+    """Scan both sides, write the manifest, cut shards; return the shard descriptors for XCom.
+
+    A dry run plans the same way (the manifest says what a run would do, shard by shard) but returns no
+    shards, so that nothing is transferred."""
     t0 = time.monotonic()
     started = utcnow()
     record, src, dst, options = _load(execution)
@@ -148,7 +157,11 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
     compare = options.TransferMode == "CHANGED"
     # The side that can skip metadata reads is listed second, knowing what the first side holds.
     # TransferMode=ALL still lists the destination: it tells a directory from a file before we write.
-    if src.uses_scan_hints:
+    if not record.get("destination_exists", True):
+        # A dry run towards a folder a real run would create: what it would find there is nothing.
+        dst_count = _empty_listing(execution, execution.destination_listing)
+        src_count = _scan_to(execution, src, execution.source_listing, "source", src_hints)
+    elif src.uses_scan_hints:
         dst_count = _scan_to(execution, dst, execution.destination_listing, "destination", dst_hints)
         src_count = _scan_to(execution, src, execution.source_listing, "source", src_hints,
                              execution.destination_listing, compare)
@@ -168,11 +181,20 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
         "shard_count": shard_plan.count, "files_per_shard": shard_plan.files_per_shard,
         "bytes_per_shard": shard_plan.bytes_per_shard, **est, "warnings": _prepare_warnings(options, dst),
     })
-    log.info("PREPARING %s: %s entries at source, %s at destination; %s to transfer (%s bytes), %s to delete, "
-             "%s shards", execution.execution_id, src_count, dst_count,
+    log.info("PREPARING %s: %s at source, %s at destination; %s to transfer (%s bytes), %s to delete, %s",
+             execution.execution_id, entries(src_count), dst_count,
              est["EstimatedFilesToTransfer"], est["EstimatedBytesToTransfer"], est["EstimatedFilesToDelete"],
-             shard_plan.count)
+             counted(shard_plan.count, "shard"))
+    if options.dry_run:
+        log.info("PREPARING %s: dry run: no shard is transferred; the report lists what a run would do",
+                 execution.execution_id)
+        return []
     return shards
+
+
+def _empty_listing(execution: ExecutionDir, path: str) -> int:
+    execution.write_table(path, LISTING_SCHEMA.empty_table(), LISTING_SCHEMA)
+    return 0
 
 
 def _plan_in_memory(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions, limit: int
@@ -344,7 +366,7 @@ def _hints(previous: ExecutionDir, side: str) -> ScanHints | None:
     except (OSError, ValueError, KeyError, pa.ArrowException) as exc:  # hints only save requests: never fail on them
         log.warning("not using hints from %s: %s", previous.execution_id, exc)
         return None
-    log.info("PREPARING: %d %s entries known from execution %s", len(hints), side, previous.execution_id)
+    log.info("PREPARING: %s known on the %s side from execution %s", entries(len(hints)), side, previous.execution_id)
     return hints
 
 
@@ -373,9 +395,13 @@ def _descriptors_of(execution: ExecutionDir, ids: np.ndarray, sizes: np.ndarray)
 
 
 # -- TRANSFERRING ----------------------------------------------------------------------------------
-def transfer(execution: ExecutionDir, shard: int, *, bytes_per_second: int | None = None) -> dict[str, Any]:
+def transfer(execution: ExecutionDir, shard: int, *, bytes_per_second: int | None = None,
+             try_number: int | None = None) -> dict[str, Any]:
+    """TRANSFERRING of one shard; ``try_number`` (Airflow's) goes into its summary and progress file."""
     _record, src, dst, options = _load(execution)
-    return transfer_shard(execution, shard, src, dst, options, bytes_per_second)
+    if options.dry_run:  # PREPARING hands out no shards for a dry run; never write for one that got here
+        raise OptionsError(f"execution {execution.execution_id} is a dry run: TRANSFERRING writes nothing")
+    return transfer_shard(execution, shard, src, dst, options, bytes_per_second, try_number)
 
 
 def finalize(execution: ExecutionDir) -> dict[str, Any]:
@@ -387,6 +413,8 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
     """
     t0 = time.monotonic()
     _record, src, dst, options = _load(execution)
+    if options.dry_run:
+        return _dry_run_summary("finalize", "nothing deleted, no directory metadata set")
     options = planning.without_ownership(options, dst)
     manifest = execution.read_table(execution.manifest, MANIFEST_SCHEMA)
     deletes = manifest.filter(pc.equal(manifest["action"], "delete")).select(["path", "type"]).to_pylist()
@@ -462,12 +490,21 @@ def verify(execution: ExecutionDir) -> dict[str, Any]:
     from airflow_datasync.verify import verify_execution
 
     _record, src, dst, options = _load(execution)
+    if options.dry_run:
+        return {**_dry_run_summary("verify", "nothing was transferred, so nothing to verify"), "failed": 0,
+                "examples": []}
     hints = {}
     if options.VerifyMode == "POINT_IN_TIME_CONSISTENT":
         # The second listing re-reads metadata this execution already has, for every ETag still unchanged.
         hints = {side: _hints(execution, side) for side, loc in (("source", src), ("destination", dst))
                  if loc.uses_scan_hints}
     return verify_execution(execution, src, dst, options, hints)
+
+
+def _dry_run_summary(phase: str, what: str) -> dict[str, Any]:
+    """What finalize and verify return for a dry run: they do nothing and write no file."""
+    log.info("%s: dry run: %s", phase, what)
+    return {"dry_run": True, "detail": f"dry run: {what}"}
 
 
 def report(execution: ExecutionDir) -> dict[str, Any]:
@@ -478,7 +515,9 @@ def report(execution: ExecutionDir) -> dict[str, Any]:
 
 def run_execution(source: LocationSpec | str, destination: LocationSpec | str, options: TaskOptions | dict | None = None,
                   *, task_name: str = "datasync", store: str | None = None, store_conn_id: str | None = None) -> dict[str, Any]:
-    """Run a whole execution in this process, shard after shard; return the report summary."""
+    """Run a whole execution in this process, shard after shard; return the report summary.
+
+    With ``dry_run`` in the options: LAUNCHING and PREPARING only, then the report of what a run would do."""
     source = source if isinstance(source, LocationSpec) else LocationSpec(source)
     destination = destination if isinstance(destination, LocationSpec) else LocationSpec(destination)
     execution = launch(source, destination, options, task_name=task_name, store=store, store_conn_id=store_conn_id)

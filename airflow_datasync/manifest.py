@@ -366,6 +366,10 @@ class ExecutionDir:
     def shard_file(self, shard: int, suffix: str) -> str:
         return self.file(f"shards/shard-{shard:05d}.{suffix}")
 
+    def progress_file(self, shard: int) -> str:
+        """Live progress of a running shard (rewritten every few seconds; see progress.ShardProgress)."""
+        return self.file(f"progress/shard-{shard:05d}.json")
+
     # -- I/O in this execution's store ---------------------------------------------------------------
     def write_json(self, path: str, data: dict[str, Any]) -> None:
         write_json(path, data, self.store)

@@ -19,26 +19,176 @@ class OptionsError(ValueError):
     """An option name, value or combination is invalid; the message names it and the fix."""
 
 
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "VerifyMode": ("ONLY_FILES_TRANSFERRED", "POINT_IN_TIME_CONSISTENT", "NONE"),
-    "OverwriteMode": ("ALWAYS", "NEVER"),
-    "Atime": ("BEST_EFFORT", "NONE"),
-    "Mtime": ("PRESERVE", "NONE"),
-    "Uid": ("INT_VALUE", "NONE"),
-    "Gid": ("INT_VALUE", "NONE"),
-    "PreserveDeletedFiles": ("PRESERVE", "REMOVE"),
-    "PreserveDevices": ("NONE",),
-    "PosixPermissions": ("PRESERVE", "NONE"),
-    "TaskQueueing": ("ENABLED", "DISABLED"),
-    "LogLevel": ("OFF", "BASIC", "TRANSFER"),
-    "TransferMode": ("CHANGED", "ALL"),
-    "SecurityDescriptorCopyFlags": ("NONE", "OWNER_DACL", "OWNER_DACL_SACL"),
-    "ObjectTags": ("PRESERVE", "NONE"),
-}
-#: DataSync values we recognise but do not implement yet: refused with a clear message, never ignored.
-_NOT_YET = {"Uid": ("NAME", "BOTH"), "Gid": ("NAME", "BOTH"), "PreserveDevices": ("PRESERVE",)}
-_REPORT_OUTPUT = ("SUMMARY_ONLY", "STANDARD")
-_REPORT_LEVEL = ("ERRORS_ONLY", "SUCCESSES_AND_ERRORS")
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option: its name, type, allowed values, default and help, in DataSync's words.
+
+    :data:`OPTION_SPECS` is the one schema of the options: :class:`TaskOptions` validates against it, and
+    :func:`airflow_datasync.params.datasync_params` builds the trigger form's Params from it, so the form,
+    the CLI and the DAG accept the same values.
+    """
+
+    name: str
+    kind: str  #: "choice", "integer", "boolean" or "filter"
+    default: Any
+    section: str
+    title: str
+    description: str
+    #: Allowed values with a label each (the form's drop-down shows the label).
+    choices: dict[str, str] = field(default_factory=dict)
+    #: DataSync values we recognise but do not implement yet: refused with a clear message, never ignored.
+    not_yet: tuple[str, ...] = ()
+    minimum: int | None = None
+    #: Where the value lives in a TaskOptions: a field, or "TaskReportConfig.<field>".
+    target: str | None = None
+    #: ``None`` is allowed (the form shows an optional field), meaning ``null_means``.
+    nullable: bool = False
+    null_means: Any = None
+
+    @property
+    def path(self) -> str:
+        return self.target or self.name
+
+    def check(self, value: Any) -> None:
+        """Raise :class:`OptionsError` naming the option and what it accepts, unless ``value`` fits."""
+        if self.kind == "choice":
+            if value in self.not_yet:
+                raise OptionsError(f"{self.path}={value!r} is a DataSync value that airflow-datasync does not "
+                                   f"support yet; use one of {', '.join(self.choices)}")
+            if value not in self.choices:
+                raise OptionsError(f"{self.path}={value!r} is invalid; use one of {', '.join(self.choices)}")
+        elif self.kind == "boolean":
+            if not isinstance(value, bool):
+                raise OptionsError(f"{self.path}={value!r} is invalid; use true or false")
+        elif self.kind == "integer":
+            lowest = self.minimum if self.minimum is not None else 1
+            valid = isinstance(value, int) and not isinstance(value, bool) and (
+                value >= lowest or (self.nullable and value == self.null_means))
+            if not valid:
+                if self.name == "BytesPerSecond":
+                    raise OptionsError(f"BytesPerSecond={value!r} is invalid; use -1 (no limit) or a positive integer")
+                raise OptionsError(f"{self.path}={value!r} is invalid; use a positive integer"
+                                   + (" (or 0 for the locations' default)" if lowest == 0 else ""))
+
+
+def _choice(name: str, default: str, title: str, description: str, choices: dict[str, str], **kw: Any) -> OptionSpec:
+    return OptionSpec(name, "choice", default, kw.pop("section", "Options"), title, description, choices, **kw)
+
+
+#: The options, in the order the trigger form shows them. Descriptions follow DataSync's API reference.
+OPTION_SPECS: tuple[OptionSpec, ...] = (
+    OptionSpec("dry_run", "boolean", False, "Options", "Dry run",
+               "Run LAUNCHING and PREPARING only: the report lists what would be copied, skipped and deleted, "
+               "and nothing is written at the destination."),
+    _choice("TransferMode", "CHANGED", "Transfer mode",
+            "Whether DataSync transfers only the data (including metadata) that differs between locations "
+            "after an initial copy, or all data every time the task runs.",
+            {"CHANGED": "CHANGED: only what is new or changed at the source",
+             "ALL": "ALL: everything, without comparing with the destination"}),
+    _choice("VerifyMode", "ONLY_FILES_TRANSFERRED", "Verify mode",
+            "Whether and how DataSync checks the integrity of the data at the end of the transfer.",
+            {"ONLY_FILES_TRANSFERRED": "ONLY_FILES_TRANSFERRED: checksums of the transferred files",
+             "POINT_IN_TIME_CONSISTENT": "POINT_IN_TIME_CONSISTENT: scan and compare both locations fully",
+             "NONE": "NONE: integrity checks during the transfer only"}),
+    _choice("OverwriteMode", "ALWAYS", "Overwrite mode",
+            "Whether DataSync modifies data at the destination when the source data (including metadata) has "
+            "changed (ALWAYS), or never overwrites it (NEVER).",
+            {"ALWAYS": "ALWAYS: overwrite changed data", "NEVER": "NEVER: keep what the destination has"}),
+    _choice("PreserveDeletedFiles", "PRESERVE", "Keep deleted files",
+            "Whether files at the destination that do not exist at the source are kept (PRESERVE) or deleted "
+            "(REMOVE). REMOVE cannot be combined with TransferMode ALL.",
+            {"PRESERVE": "PRESERVE: keep them (recommended)", "REMOVE": "REMOVE: delete them"}),
+    _choice("Mtime", "PRESERVE", "Modification time",
+            "Whether to preserve the time a file was last written to before PREPARING; needed to run the "
+            "task more than once.",
+            {"PRESERVE": "PRESERVE: keep the original Mtime (recommended)", "NONE": "NONE: ignore Mtime"}),
+    _choice("Atime", "BEST_EFFORT", "Access time",
+            "Whether to preserve the time a file was last read or written to. BEST_EFFORT requires Mtime "
+            "PRESERVE; NONE requires Mtime NONE.",
+            {"BEST_EFFORT": "BEST_EFFORT: try to keep the original Atime", "NONE": "NONE: ignore Atime"}),
+    _choice("Uid", "INT_VALUE", "Owner (UID)", "The POSIX user ID of the file's owner.",
+            {"INT_VALUE": "INT_VALUE: keep the numeric UID (recommended)", "NONE": "NONE: ignore the UID"},
+            not_yet=("NAME", "BOTH")),
+    _choice("Gid", "INT_VALUE", "Group (GID)", "The POSIX group ID of the file's owners.",
+            {"INT_VALUE": "INT_VALUE: keep the numeric GID (recommended)", "NONE": "NONE: ignore the GID"},
+            not_yet=("NAME", "BOTH")),
+    _choice("PosixPermissions", "PRESERVE", "POSIX permissions",
+            "Which users or groups can read, write or execute a file.",
+            {"PRESERVE": "PRESERVE: keep POSIX permissions (recommended)", "NONE": "NONE: ignore them"}),
+    _choice("PreserveDevices", "NONE", "Devices",
+            "Whether to recreate block and character devices and their metadata at the destination.",
+            {"NONE": "NONE: ignore special devices (recommended)"}, not_yet=("PRESERVE",)),
+    _choice("SecurityDescriptorCopyFlags", "OWNER_DACL", "SMB security descriptor",
+            "Which components of the SMB security descriptor are copied from source to destination objects.",
+            {"OWNER_DACL": "OWNER_DACL: owner and DACLs", "OWNER_DACL_SACL": "OWNER_DACL_SACL: owner, DACLs and SACLs",
+             "NONE": "NONE: none of them"}),
+    _choice("ObjectTags", "PRESERVE", "Object tags",
+            "Whether object tags are kept when transferring between object storage systems.",
+            {"PRESERVE": "PRESERVE: keep object tags", "NONE": "NONE: do not copy them"}),
+    _choice("TaskQueueing", "ENABLED", "Task queueing",
+            "Whether executions of the task are queued when several run at once.",
+            {"ENABLED": "ENABLED", "DISABLED": "DISABLED"}),
+    _choice("LogLevel", "BASIC", "Log level",
+            "What the task logs: nothing (OFF), errors and progress (BASIC), or every file transferred (TRANSFER).",
+            {"OFF": "OFF", "BASIC": "BASIC", "TRANSFER": "TRANSFER"}),
+    OptionSpec("Includes", "filter", None, "Filters", "Include filters",
+               "Which files, objects and folders of the source to transfer: patterns such as /folder1 or *.csv "
+               "(a list, or one string joined with |). Empty: everything."),
+    OptionSpec("Excludes", "filter", None, "Filters", "Exclude filters",
+               "Which files, objects and folders of the source not to transfer: patterns such as *.tmp or "
+               "/scratch (a list, or one string joined with |)."),
+    OptionSpec("BytesPerSecond", "integer", -1, "Throttling", "Bandwidth limit (bytes per second)",
+               "Limits the bandwidth the task uses, e.g. 1048576 for at most 1 MiB/s. Empty: no limit.",
+               minimum=1, nullable=True, null_means=-1),
+    _choice("ReportOutputType", "STANDARD", "Report type",
+            "SUMMARY_ONLY: the counters, status and durations of the execution. STANDARD: also the per-file "
+            "report of everything transferred, skipped, deleted and verified.",
+            {"STANDARD": "STANDARD: summary and per-file report", "SUMMARY_ONLY": "SUMMARY_ONLY: summary only"},
+            section="Report", target="TaskReportConfig.OutputType"),
+    _choice("ReportLevel", "SUCCESSES_AND_ERRORS", "Report level",
+            "Whether the per-file report lists only what went wrong or also what succeeded.",
+            {"SUCCESSES_AND_ERRORS": "SUCCESSES_AND_ERRORS: every entry", "ERRORS_ONLY": "ERRORS_ONLY: failures only"},
+            section="Report", target="TaskReportConfig.ReportLevel"),
+    OptionSpec("files_per_shard", "integer", 10_000, "Engine", "Files per shard",
+               "At most this many entries per TRANSFERRING task (one mapped task instance per shard)."),
+    OptionSpec("bytes_per_shard", "integer", 10 * 1024**3, "Engine", "Bytes per shard",
+               "At most about this many bytes per TRANSFERRING task (a larger file gets a shard of its own)."),
+    OptionSpec("max_shards", "integer", 1024, "Engine", "Maximum shards",
+               "At most this many shards (and Airflow's [core] max_map_length); shards grow to fit."),
+    OptionSpec("concurrency", "integer", 0, "Engine", "Concurrency",
+               "Entries copied at once per transfer task; 0 lets the locations choose (local 8, SMB 16, S3 64).",
+               minimum=0),
+    OptionSpec("sync_writes", "boolean", True, "Engine", "Flush writes",
+               "Flush the destination file system before a shard records itself complete, so a power cut never "
+               "leaves entries marked done whose data was still in memory."),
+)
+SPECS: dict[str, OptionSpec] = {spec.name: spec for spec in OPTION_SPECS}
+#: Specs by where they live in a TaskOptions ("VerifyMode", "TaskReportConfig.OutputType", ...).
+_BY_PATH: dict[str, OptionSpec] = {spec.path: spec for spec in OPTION_SPECS}
+#: The allowed values of each TaskOptions choice field (derived from the specs).
+_CHOICES: dict[str, tuple[str, ...]] = {spec.name: tuple(spec.choices) for spec in OPTION_SPECS
+                                        if spec.kind == "choice" and spec.target is None}
+
+
+def option_schema() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of each option, by name (what the trigger form's Params are made of)."""
+    return {spec.name: json_schema(spec) for spec in OPTION_SPECS}
+
+
+def json_schema(spec: OptionSpec) -> dict[str, Any]:
+    """One option as JSON Schema, with the attributes Airflow's trigger form renders (section, title, ...)."""
+    schema: dict[str, Any] = {"title": spec.title, "description": spec.description, "section": spec.section}
+    if spec.kind == "choice":
+        schema.update(type="string", enum=list(spec.choices), values_display=dict(spec.choices))
+    elif spec.kind == "boolean":
+        schema.update(type="boolean")
+    elif spec.kind == "integer":
+        schema.update(type=["null", "integer"] if spec.nullable else "integer",
+                      minimum=spec.minimum if spec.minimum is not None else 1)
+    elif spec.kind == "filter":
+        # One string "a|b" as DataSync takes it, or a list of patterns; the form shows a free text field.
+        schema.update(type=["null", "string", "array"], items={"type": "string"})
+    return schema
 
 
 @dataclass(frozen=True)
@@ -50,10 +200,8 @@ class TaskReportConfig:
     ReportLevel: str = "SUCCESSES_AND_ERRORS"
 
     def __post_init__(self) -> None:
-        if self.OutputType not in _REPORT_OUTPUT:
-            raise OptionsError(f"TaskReportConfig.OutputType={self.OutputType!r} is invalid; use one of {', '.join(_REPORT_OUTPUT)}")
-        if self.ReportLevel not in _REPORT_LEVEL:
-            raise OptionsError(f"TaskReportConfig.ReportLevel={self.ReportLevel!r} is invalid; use one of {', '.join(_REPORT_LEVEL)}")
+        _BY_PATH["TaskReportConfig.OutputType"].check(self.OutputType)
+        _BY_PATH["TaskReportConfig.ReportLevel"].check(self.ReportLevel)
 
 
 @dataclass(frozen=True)
@@ -91,19 +239,13 @@ class TaskOptions:
     #: cut never leaves "done" entries whose data was still in memory. False trades that for speed, as
     #: cp and rclone do (2 x 500 MB locally: the flush took 0.67 s of a 1.1 s copy here).
     sync_writes: bool = True
+    #: LAUNCHING and PREPARING only: the report says what a run would do; nothing is written at the destination.
+    dry_run: bool = False
 
     def __post_init__(self) -> None:
-        for name, allowed in _CHOICES.items():
-            value = getattr(self, name)
-            if value in _NOT_YET.get(name, ()):
-                raise OptionsError(f"{name}={value!r} is a DataSync value that airflow-datasync does not support yet; "
-                                   f"use one of {', '.join(allowed)}")
-            if value not in allowed:
-                raise OptionsError(f"{name}={value!r} is invalid; use one of {', '.join(allowed)}")
-        if not isinstance(self.BytesPerSecond, int) or isinstance(self.BytesPerSecond, bool) or (
-            self.BytesPerSecond != -1 and self.BytesPerSecond < 1
-        ):
-            raise OptionsError(f"BytesPerSecond={self.BytesPerSecond!r} is invalid; use -1 (no limit) or a positive integer")
+        for spec in OPTION_SPECS:
+            if spec.kind in ("choice", "integer", "boolean") and spec.target is None:
+                spec.check(getattr(self, spec.name))
         if self.PreserveDeletedFiles == "REMOVE" and self.TransferMode == "ALL":
             raise OptionsError("PreserveDeletedFiles=REMOVE cannot be combined with TransferMode=ALL "
                                "(as in DataSync: ALL does not scan the destination for deletions)")
@@ -116,21 +258,13 @@ class TaskOptions:
                 compile_filter(getattr(self, name))
             except FilterError as exc:
                 raise OptionsError(f"{name}: {exc}") from None
-        if not isinstance(self.sync_writes, bool):
-            raise OptionsError(f"sync_writes={self.sync_writes!r} is invalid; use true or false")
-        for name in ("files_per_shard", "bytes_per_shard", "max_shards", "concurrency"):
-            value = getattr(self, name)
-            lowest = 0 if name == "concurrency" else 1
-            if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
-                raise OptionsError(f"{name}={value!r} is invalid; use a positive integer"
-                                   + (" (or 0 for the locations' default)" if lowest == 0 else ""))
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, options: dict[str, Any] | None = None, **extra: Any) -> "TaskOptions":
         """Build from DataSync's ``Options`` dict plus optional Includes/Excludes/TaskReportConfig/engine keys.
 
-        Filters may be given as DataSync's ``[{"FilterType": "SIMPLE_PATTERN", "Value": "..."}]`` too.
+        Filters may be given as DataSync's ``[{"FilterType": "SIMPLE_PATTERN", "Value": "..."}]`` too,.
         """
         merged = copy.deepcopy(dict(options or {}))
         merged.update(copy.deepcopy(extra))
@@ -190,3 +324,17 @@ def _filter_rules_to_string(name: str, rules: list) -> str | None:
             raise OptionsError(f"{name}: each rule must be {{'FilterType': 'SIMPLE_PATTERN', 'Value': '...'}}, got {rule!r}")
         values.append(rule["Value"])
     return "|".join(values) if values else None
+
+
+def _check_schema_covers_fields() -> None:
+    """Every TaskOptions field has exactly one spec with the same default: the form cannot drift from it."""
+    fields = {f.name: f for f in dataclasses.fields(TaskOptions) if f.name != "TaskReportConfig"}
+    fields.update({f"TaskReportConfig.{f.name}": f for f in dataclasses.fields(TaskReportConfig)})
+    if set(fields) != set(_BY_PATH):
+        raise RuntimeError(f"OPTION_SPECS and TaskOptions differ: {sorted(set(fields) ^ set(_BY_PATH))}")
+    for path, f in fields.items():
+        if f.default != _BY_PATH[path].default:
+            raise RuntimeError(f"{path}: TaskOptions default {f.default!r}, OPTION_SPECS default {_BY_PATH[path].default!r}")
+
+
+_check_schema_covers_fields()

@@ -5,6 +5,19 @@ from __future__ import annotations
 from airflow_datasync import __version__
 
 
+#: The dialects the form offers; the hook's SMB_VERSIONS (not imported: discovery must not import the SDK).
+SMB_VERSIONS = ("2.0.2", "2.1", "3.0", "3.0.2", "3.1.1")
+
+
+def smb_version_schema() -> dict:
+    """The form field of ``smb_version``: null means "negotiate", labelled so the dropdown shows a choice.
+
+    Airflow's form labels each ``enum`` value with ``values_display[str(value)]`` (``"null"`` for None) and
+    shows the raw value when there is no label, hence the literal ``null`` an unlabelled None displayed."""
+    return {"type": ["string", "null"], "default": None, "enum": [None, *SMB_VERSIONS],
+            "values_display": {"null": "Auto (negotiate the highest)", **{v: f"SMB {v}" for v in SMB_VERSIONS}}}
+
+
 def get_provider_info() -> dict:
     return {
         "package-name": "airflow-datasync",
@@ -13,11 +26,9 @@ def get_provider_info() -> dict:
         "with DataSync's phases, options and reports, as Airflow tasks.",
         "versions": [__version__],
         "integrations": [
-            {
-                "integration-name": "airflow-datasync",
-                "external-doc-url": "https://github.com/airflow-datasync/airflow-datasync",
-                "tags": ["software"],
-            }
+            # No external-doc-url (optional in Airflow's schema): the project has no public site, and the
+            # documentation ships with it (README.md and docs/, the wheel's description is the README).
+            {"integration-name": "airflow-datasync", "tags": ["software"]}
         ],
         "operators": [
             {"integration-name": "airflow-datasync", "python-modules": ["airflow_datasync.operators.phases"]},
@@ -47,9 +58,9 @@ def get_provider_info() -> dict:
                     "domain": {"label": "Domain", "description": "Windows/AD domain of the user (optional).",
                                "schema": {"type": ["string", "null"]}},
                     "smb_version": {"label": "SMB version",
-                                    "description": "Pin a dialect; empty negotiates the highest both sides support.",
-                                    "schema": {"type": ["string", "null"],
-                                               "enum": [None, "2.0.2", "2.1", "3.0", "3.0.2", "3.1.1"]}},
+                                    "description": "Auto negotiates the highest dialect both sides support; "
+                                                   "pick one to pin it.",
+                                    "schema": smb_version_schema()},
                     "require_signing": {"label": "Require signing", "schema": {"type": "boolean", "default": True}},
                     "encrypt": {"label": "Encrypt (SMB 3)", "schema": {"type": "boolean", "default": False}},
                     "auth_protocol": {"label": "Authentication",

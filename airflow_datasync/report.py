@@ -14,6 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_datasync.manifest import MANIFEST_SCHEMA, RESULT_SCHEMA, VERIFY_SCHEMA, ExecutionDir, utcnow
+# The text forms moved to report_text; importable from here too, for code written against the old place.
+from airflow_datasync.report_text import format_summary, render  # noqa: F401
+from airflow_datasync.wording import counted, entries
 
 log = logging.getLogger("airflow_datasync")
 
@@ -29,6 +32,12 @@ def _ms_between(a: str | None, b: str | None) -> int:
 
 
 def build_report(execution: ExecutionDir) -> dict[str, Any]:
+    """Write report.json (and report.parquet, as TaskReportConfig asks) from the phases' files; return it.
+
+    A dry run's report (``"DryRun": true``) says what a run would do: the Estimated* counters, FilesSkipped,
+    and one row per manifest entry with status DRY_RUN and the planned action. It is SUCCESS once PREPARING
+    completed; entries a run would fail on (action error) count in FilesFailed and are named in Warnings.
+    """
     launch = execution.read_json(execution.launch) or {}
     prepare = execution.read_json(execution.prepare)
     finalize = execution.read_json(execution.finalize)
@@ -39,6 +48,7 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
     deletes = execution.read_table(execution.delete_rows, RESULT_SCHEMA)
     verify_rows = execution.read_table(execution.verify_rows, VERIFY_SCHEMA)
     options = launch.get("options_dict", {})
+    dry_run = bool(options.get("dry_run"))
 
     ok = pc.equal(results["status"], "SUCCESS")
     failed_results = results.filter(pc.equal(results["status"], "FAILED"))
@@ -64,19 +74,19 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
     problems: list[tuple[str, str]] = []
     if prepare is None:
         problems.append(("PrepareFailed", "PREPARING did not complete; see the prepare task's log"))
-    elif len(shards) < expected_shards:
-        problems.append(("TransferIncomplete", f"{expected_shards - len(shards)} of {expected_shards} shards did not finish"))
-    if source_errors.num_rows:
-        problems.append(("SourceErrors", _examples(source_errors["path"], source_errors["reason"], source_errors.num_rows, "were refused at the source (unreadable, an unsafe name, or a name clash at the destination)")))
+    elif len(shards) < expected_shards and not dry_run:
+        problems.append(("TransferIncomplete", f"{expected_shards - len(shards)} of {counted(expected_shards, 'shard')} did not finish"))
+    if source_errors.num_rows and not dry_run:  # a dry run names them in Warnings: only PREPARING ran
+        problems.append(("SourceErrors", _examples(source_errors["path"], source_errors["reason"], source_errors.num_rows, "{were} refused at the source (unreadable, an unsafe name, or a name clash at the destination)")))
     if failed_results.num_rows:
         problems.append(("FilesFailed", _examples(failed_results["path"], failed_results["error"], failed_results.num_rows, "failed to transfer")))
     if failed_deletes.num_rows:
         problems.append(("DeleteFailed", _examples(failed_deletes["path"], failed_deletes["error"], failed_deletes.num_rows, "could not be deleted")))
-    if prepare is not None and len(shards) >= expected_shards and finalize is None and expected_shards + (prepare.get("EstimatedFilesToDelete") or 0) > 0:
+    if prepare is not None and not dry_run and len(shards) >= expected_shards and finalize is None and expected_shards + (prepare.get("EstimatedFilesToDelete") or 0) > 0:
         problems.append(("TransferIncomplete", "deletions and directory metadata were not applied (finalize did not run)"))
     if bad_verify.num_rows:
         problems.append(("VerificationFailed", _examples(bad_verify["path"], bad_verify["verify_error"], bad_verify.num_rows, "failed verification")))
-    if prepare is not None and verify is None and options.get("VerifyMode") != "NONE" and not problems:
+    if prepare is not None and verify is None and options.get("VerifyMode") != "NONE" and not problems and not dry_run:
         problems.append(("VerificationIncomplete", "VERIFYING did not run"))
 
     launched_at = launch.get("launched_at")
@@ -87,6 +97,7 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
         "TaskExecutionId": execution.execution_id,
         "TaskName": execution.task_name,
         "Status": "ERROR" if problems else "SUCCESS",
+        "DryRun": dry_run,
         "SourceLocation": (launch.get("source") or {}).get("uri"),
         "DestinationLocation": (launch.get("destination") or {}).get("uri"),
         "StartTime": launched_at,
@@ -106,9 +117,16 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
         "ReportUri": execution.uri_of(execution.report_rows),
         "ExecutionUri": execution.uri,
     }
+    if dry_run and source_errors.num_rows:
+        summary["Warnings"].insert(0, "dry run: a run would fail on " + _examples(
+            source_errors["path"], source_errors["reason"], source_errors.num_rows,
+            "refused at the source (unreadable, an unsafe name, or a name clash at the destination)"))
     report_config = options.get("TaskReportConfig") or {}
     if report_config.get("OutputType", "STANDARD") == "STANDARD":
         rows = _per_file(manifest, pa.concat_tables([results, deletes]), verify_rows)
+        if dry_run:  # nothing ran: every row is a plan, its action what a run would do
+            rows = rows.set_column(rows.schema.get_field_index("status"), "status",
+                                   pa.repeat(pa.scalar("DRY_RUN", pa.string()), rows.num_rows))
         if report_config.get("ReportLevel") == "ERRORS_ONLY":
             rows = rows.filter(pc.or_(pc.equal(rows["status"], "FAILED"), pc.is_valid(rows["error"])))
         execution.write_table(execution.report_rows, rows, rows.schema)
@@ -122,7 +140,7 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
 def _examples(paths, errors, count: int, what: str) -> str:
     # Always name the path: source-scan reasons ("cannot list directory: ...") do not contain it.
     shown = [(e if p in e else f"{p}: {e}") if e else p for p, e in zip(paths.to_pylist()[:3], errors.to_pylist()[:3])]
-    return f"{count} entries {what}, e.g. " + " | ".join(shown)
+    return f"{entries(count)} {what.format(were='was' if count == 1 else 'were')}, e.g. " + " | ".join(shown)
 
 
 def _per_file(manifest: pa.Table, results: pa.Table, verify_rows: pa.Table) -> pa.Table:
@@ -143,21 +161,3 @@ def _per_file(manifest: pa.Table, results: pa.Table, verify_rows: pa.Table) -> p
     joined = joined.set_column(joined.schema.get_field_index("status"), "status", status)
     joined = joined.set_column(joined.schema.get_field_index("error"), "error", error)
     return joined.select(REPORT_COLUMNS).sort_by("path")
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    keys = ["Status", "FilesTransferred", "BytesWritten", "FilesSkipped", "FilesDeleted", "FilesVerified", "FilesFailed",
-            "TotalDuration"]
-    text = ", ".join(f"{k}={summary.get(k)}" for k in keys)
-    if summary.get("ErrorCode"):
-        text += f", ErrorCode={summary['ErrorCode']}, ErrorDetail={summary['ErrorDetail']}"
-    return text
-
-
-def render(summary: dict[str, Any]) -> str:
-    """A human-readable block for the CLI and `make demo`."""
-    width = max(len(k) for k in summary)
-    lines = [f"  {k.ljust(width)}  {v}" for k, v in summary.items() if k != "Warnings"]
-    if summary.get("Warnings"):
-        lines.append(f"  {'Warnings'.ljust(width)}  " + "; ".join(summary["Warnings"][:5]))
-    return "\n".join(lines)

@@ -13,6 +13,7 @@ import errno
 import hashlib
 import itertools
 import logging
+import posixpath
 import threading
 import time
 from typing import Any, Callable
@@ -25,7 +26,8 @@ from airflow_datasync.locations.base import DIR, FILE, SYMLINK, Location, Locati
 from airflow_datasync.manifest import RESULT_SCHEMA, ExecutionDir, Journal, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.plan import without_ownership
-from airflow_datasync.progress import Progress, RateLimiter
+from airflow_datasync.progress import RateLimiter, ShardProgress
+from airflow_datasync.wording import entries
 
 log = logging.getLogger("airflow_datasync")
 
@@ -83,7 +85,7 @@ def _same(a: StatResult | None, size: int | None, mtime_ns: int | None) -> bool:
 
 class ShardCopier:
     def __init__(self, src: Location, dst: Location, options: TaskOptions, tag: str, journal: Journal,
-                 limiter: RateLimiter, progress: Progress) -> None:
+                 limiter: RateLimiter, progress: ShardProgress) -> None:
         self.src, self.dst, self.options, self.tag = src, dst, options, tag
         self.journal, self.limiter, self.progress = journal, limiter, progress
 
@@ -92,14 +94,18 @@ class ShardCopier:
         result = {"path": path, "type": kind, "action": action, "status": "SUCCESS", "bytes_written": 0, "retryable": False,
                   "checksum_algo": None, "src_checksum": None, "src_md5": None, "dst_etag": None, "resumed": False,
                   "error": None, "warning": None}
+        streamed = [0]  # bytes of this entry the progress already counted as they streamed
+        self.progress.begin(path)
         try:
             prior = done.get(path)
-            if prior is not None and self._still_done(prior):
-                result.update(bytes_written=prior.get("bytes", 0), checksum_algo=prior.get("algo"),
-                              src_checksum=prior.get("checksum"), src_md5=prior.get("md5"),
-                              dst_etag=prior.get("etag"), resumed=True)
-                self.progress.add(1, 0)
-                return result
+            if prior is not None:
+                if self._still_done(prior):
+                    result.update(bytes_written=prior.get("bytes", 0), checksum_algo=prior.get("algo"),
+                                  src_checksum=prior.get("checksum"), src_md5=prior.get("md5"),
+                                  dst_etag=prior.get("etag"), resumed=True)
+                    self.progress.resumed(path)  # counted as done when the shard started
+                    return result
+                self.progress.uncount(prior.get("bytes") or 0)
             if action == "mkdir":
                 self.dst.mkdir(path, metadata_for(row, self.options))
             elif action == "meta":
@@ -109,12 +115,12 @@ class ShardCopier:
                 before = self._stat_source(path, SYMLINK)
                 self.dst.symlink(path, before.link_target or "", metadata_for(before, self.options), tag=self.tag)
             elif kind == FILE:
-                result.update(self._copy_file(path, row))
+                result.update(self._copy_file(path, row, streamed))
             else:
                 raise LocationError(f"cannot copy entry of type {kind!r}")
         except (OSError, LocationError, SourceChangedError) as exc:
             result.update(status="FAILED", error=_describe(exc, path), retryable=_retryable(exc))
-            self.progress.add(1, 0)
+            self.progress.end(path)  # bytes streamed before the failure stay counted: they did move
             return result
         written_etags = getattr(self.dst, "written_etags", None)
         if written_etags:
@@ -127,7 +133,7 @@ class ShardCopier:
                              "size": result["bytes_written"] if is_data else None,
                              "mtime_ns": result.get("mtime_written", row.get("mtime_ns"))
                              if is_data and self.options.Mtime == "PRESERVE" else None})
-        self.progress.add(1, result["bytes_written"])
+        self.progress.end(path, (result["bytes_written"] or 0) - streamed[0])
         return result
 
     def _still_done(self, prior: dict[str, Any]) -> bool:
@@ -143,7 +149,7 @@ class ShardCopier:
             raise SourceChangedError(f"changed type at the source ({kind} → {s.type}) after PREPARING")
         return s
 
-    def _copy_file(self, path: str, row: dict[str, Any]) -> dict[str, Any]:
+    def _copy_file(self, path: str, row: dict[str, Any], streamed: list[int]) -> dict[str, Any]:
         # An object store's listing names one version of each object (its ETag): the copy reads exactly
         # that version (If-Match), so neither a stat before nor one after is needed. File systems are
         # stat'ed before and after instead, and a file that changed in between is not published.
@@ -193,6 +199,8 @@ class ShardCopier:
 
         def counted(n: int) -> None:
             self.limiter.acquire(n)
+            streamed[0] += n
+            self.progress.add_bytes(n)
 
         md5 = hashlib.md5(usedforsecurity=False) if self.dst.etag_is_md5(before.size) else None
         with (self.src.open_version(path, before.etag) if pinned else self.src.open_read(path)) as fh:
@@ -271,51 +279,79 @@ def _describe(exc: BaseException, path: str) -> str:
 
 
 def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Location, options: TaskOptions,
-                   bytes_per_second: int | None = None) -> dict[str, Any]:
-    """Copy every entry of ``shard``; write its results and summary; raise if any entry failed."""
+                   bytes_per_second: int | None = None, try_number: int | None = None) -> dict[str, Any]:
+    """Copy every entry of ``shard``; write its results and summary; raise if any entry failed.
+
+    While it runs, ``progress/shard-NNNNN.json`` tells how far it got (see :class:`ShardProgress`).
+    ``try_number`` (Airflow's, None outside Airflow) is recorded in the progress file and the summary.
+    """
     options = without_ownership(options, dst)
     started = utcnow()
     t0 = time.monotonic()
     rows = execution.read_table(execution.manifest, filters=[("shard", "=", shard)])
     rows = rows.filter(pc.is_in(rows["action"], pa.array(["copy", "mkdir", "meta"])))
-    total_bytes = int(pc.sum(rows["size"]).as_py() or 0) if rows.num_rows else 0
     journal = execution.journal(shard)
     done = journal.load()
-    progress = Progress(f"shard {shard}", rows.num_rows, total_bytes)
     limiter = RateLimiter(bytes_per_second if bytes_per_second is not None else options.BytesPerSecond)
     if options.sync_writes and hasattr(dst, "early_writeback"):
         dst.early_writeback = True
-    copier = ShardCopier(src, dst, options, f"{execution.execution_id[-8:]}-{shard}", journal, limiter, progress)
     records = rows.select(["path", "type", "action", "size", "mtime_ns", "atime_ns", "mode", "uid", "gid",
                            "etag"]).to_pylist()
+    progress = _shard_progress(execution, shard, records, done, try_number)
+    copier = ShardCopier(src, dst, options, f"{execution.execution_id[-8:]}-{shard}", journal, limiter, progress)
     # Directories first, shallowest level first (files need their parents), each level in parallel; then
     # everything else in parallel.
     workers = options.workers(src, dst)
     dirs = [r for r in records if r["action"] == "mkdir"]
     others = [r for r in records if r["action"] != "mkdir"]
     results: list[dict[str, Any]] = []
+    state = "FAILED"  # unless every entry succeeds and the records are written
+    progress.start()
     try:
-        results.extend(run_by_depth(lambda r: copier.run_one(r, done), dirs, workers, f"shard{shard}"))
-        results.extend(run_parallel(lambda r: copier.run_one(r, done), others, workers, f"shard{shard}"))
-        if options.sync_writes:
-            dst.sync()
+        try:
+            results.extend(run_by_depth(lambda r: copier.run_one(r, done), dirs, workers, f"shard{shard}"))
+            results.extend(run_parallel(lambda r: copier.run_one(r, done), others, workers, f"shard{shard}"))
+            if options.sync_writes:
+                dst.sync()
+        finally:
+            journal.close()
+        table = pa.Table.from_pylist(results, schema=RESULT_SCHEMA)  # keys outside the schema are left out
+        execution.write_table(execution.shard_file(shard, "parquet"), table, RESULT_SCHEMA)
+        failed = [r for r in results if r["status"] == "FAILED"]
+        summary = {
+            "shard": shard, "try_number": try_number, "started_at": started, "ended_at": utcnow(),
+            "duration_ms": int((time.monotonic() - t0) * 1000),
+            "entries": len(results), "succeeded": len(results) - len(failed), "failed": len(failed),
+            "resumed": sum(1 for r in results if r["resumed"]),
+            "bytes_written": sum(r["bytes_written"] or 0 for r in results if not r["resumed"]),
+            "bytes_total": sum(r["bytes_written"] or 0 for r in results),
+        }
+        execution.write_json(execution.shard_file(shard, "json"), summary)
+        if not failed:
+            state = "SUCCESS"
     finally:
-        journal.close()
-    progress.log()
-    table = pa.Table.from_pylist(results, schema=RESULT_SCHEMA)  # keys outside the schema are left out
-    execution.write_table(execution.shard_file(shard, "parquet"), table, RESULT_SCHEMA)
-    failed = [r for r in results if r["status"] == "FAILED"]
-    summary = {
-        "shard": shard, "started_at": started, "ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000),
-        "entries": len(results), "succeeded": len(results) - len(failed), "failed": len(failed),
-        "resumed": sum(1 for r in results if r["resumed"]),
-        "bytes_written": sum(r["bytes_written"] or 0 for r in results if not r["resumed"]),
-        "bytes_total": sum(r["bytes_written"] or 0 for r in results),
-    }
-    execution.write_json(execution.shard_file(shard, "json"), summary)
+        progress.finish(state)
     if failed:
         names = "; ".join(r["error"] for r in failed[:5])
         error = ShardFailedError if any(r["retryable"] for r in failed) else PermanentShardError
-        raise error(f"shard {shard}: {len(failed)} of {len(results)} entries failed: {names}"
+        raise error(f"shard {shard}: {len(failed)} of {entries(len(results))} failed: {names}"
                                + (" …" if len(failed) > 5 else ""))
     return summary
+
+
+def _shard_progress(execution: ExecutionDir, shard: int, records: list[dict[str, Any]], done: dict[str, Any],
+                    try_number: int | None) -> ShardProgress:
+    """The shard's live progress, counting what its journal already holds as done (a retry resumes)."""
+    total_bytes = sum(r["size"] or 0 for r in records if r["action"] == "copy" and r["type"] == FILE)
+    resumed = [done[r["path"]] for r in records if r["path"] in done]
+    path = execution.progress_file(shard)
+    made_dir: list[bool] = []
+
+    def write(snapshot: dict[str, Any]) -> None:
+        if not made_dir:  # a local store's progress/ directory, made on first write (S3 has no directories)
+            execution.store.makedirs(posixpath.dirname(path))
+            made_dir.append(True)
+        execution.write_json(path, snapshot)
+
+    return ShardProgress(shard, len(records), total_bytes, write, try_number=try_number,
+                         done_items=len(resumed), done_bytes=sum(p.get("bytes") or 0 for p in resumed))

@@ -23,6 +23,7 @@ from airflow_datasync.manifest import VERIFY_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.progress import Progress
 from airflow_datasync.transfer import run_parallel
+from airflow_datasync.wording import entries
 
 log = logging.getLogger("airflow_datasync")
 
@@ -151,10 +152,10 @@ def verify_execution(execution: ExecutionDir, src: Location, dst: Location, opti
                "failed": len(bad), "examples": [r["verify_error"] for r in bad[:10]]}
     execution.write_json(execution.verify, summary)
     if bad:
-        log.error("VERIFYING %s: %d of %d entries do not match, e.g. %s", execution.execution_id, len(bad), len(rows),
-                  bad[0]["verify_error"])
+        log.error("VERIFYING %s: %d of %s %s not match, e.g. %s", execution.execution_id, len(bad), entries(len(rows)),
+                  "does" if len(bad) == 1 else "do", bad[0]["verify_error"])
     else:
-        log.info("VERIFYING %s: %d entries verified (%s)", execution.execution_id, len(rows), options.VerifyMode)
+        log.info("VERIFYING %s: %s verified (%s)", execution.execution_id, entries(len(rows)), options.VerifyMode)
     return summary
 
 

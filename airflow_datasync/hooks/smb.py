@@ -5,8 +5,8 @@ dialect pin, Kerberos) and the location, not the hook, does the file work. Field
 
 - host: the server (informative; the location URI names the server it connects to), port (default 445);
 - login / password; schema is unused and hidden in the form;
-- extras: ``domain``, ``smb_version`` (``2.0.2``, ``2.1``, ``3.0``, ``3.0.2``, ``3.1.1``; empty = negotiate the
-  highest), ``require_signing`` (default true), ``encrypt`` (default false), ``auth_protocol``
+- extras: ``domain``, ``smb_version`` (``2.0.2``, ``2.1``, ``3.0``, ``3.0.2``, ``3.1.1``; null, missing, empty or
+  ``auto`` = negotiate the highest), ``require_signing`` (default true), ``encrypt`` (default false), ``auth_protocol``
   (``negotiate`` default, ``ntlm``, ``kerberos``: Kerberos needs a ticket in the worker's environment).
 
 The password never leaves :class:`SmbConnectionConfig` (``repr=False``): it is not logged, not in XCom,
@@ -23,6 +23,10 @@ from airflow.sdk import BaseHook
 #: smb_version values → smbprotocol dialect numbers (smbprotocol.connection.Dialects).
 DIALECTS = {"2.0.2": 0x0202, "2.1": 0x0210, "2.1.0": 0x0210, "3.0": 0x0300, "3.0.0": 0x0300, "3.0.2": 0x0302,
             "3.1.1": 0x0311}
+#: The versions the connection form offers (DIALECTS also accepts the three-part spellings).
+SMB_VERSIONS = ("2.0.2", "2.1", "3.0", "3.0.2", "3.1.1")
+#: smb_version values that mean "negotiate the highest dialect": unset in old connections, or the form's Auto.
+NEGOTIATE = (None, "", "auto", "null", "none")
 AUTH_PROTOCOLS = ("negotiate", "ntlm", "kerberos")
 
 
@@ -79,11 +83,11 @@ class SmbConnectionConfig:
 
         version = get("smb_version")
         dialect = None
-        if version is not None:
+        if (str(version).strip().lower() if version is not None else None) not in NEGOTIATE:
             dialect = DIALECTS.get(str(version).strip())
             if dialect is None:
                 raise SmbConnectionError(f"connection {conn_id!r}: smb_version {version!r} is not one of "
-                                         f"{', '.join(sorted(set(DIALECTS) - {'2.1.0', '3.0.0'}))} (or empty to negotiate)")
+                                         f"{', '.join(SMB_VERSIONS)} (or auto/empty to negotiate)")
         auth = str(get("auth_protocol") or "negotiate").strip().lower()
         if auth not in AUTH_PROTOCOLS:
             raise SmbConnectionError(f"connection {conn_id!r}: auth_protocol {auth!r} is not one of {', '.join(AUTH_PROTOCOLS)}")

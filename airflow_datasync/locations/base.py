@@ -190,8 +190,12 @@ class Location(abc.ABC):
 
     # -- checks -----------------------------------------------------------------------------------
     @abc.abstractmethod
-    def check(self, *, writable: bool) -> None:
-        """Raise :class:`LocationError` unless the root exists and is readable (and writable)."""
+    def check(self, *, writable: bool, dry_run: bool = False) -> bool:
+        """Raise :class:`LocationError` unless the root exists and is readable (and writable).
+
+        A missing destination folder whose parent exists is created. With ``dry_run`` nothing changes: no
+        folder is created and no probe written (writability is judged from permissions where the protocol
+        shows them), and such a missing folder passes as an empty one. Returns whether the root exists."""
 
     def contains(self, other: "Location") -> bool:
         """True if ``other`` lies inside this location (or is the same): such pairs are refused."""

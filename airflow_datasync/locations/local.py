@@ -113,19 +113,33 @@ class LocalLocation(Location):
         return self._prefix + safe_relpath(path) if path else self.root
 
     # -- checks -----------------------------------------------------------------------------------
-    def check(self, *, writable: bool) -> None:
+    def check(self, *, writable: bool, dry_run: bool = False) -> bool:
         if writable and not os.path.lexists(self.root) and os.path.isdir(os.path.dirname(self.root)):
             # A destination folder is created when its parent exists (e.g. one folder per day);
             # a missing parent is more likely a typo or an unmounted export, so that is an error.
-            os.mkdir(self.root)
+            if dry_run:
+                parent = os.path.dirname(self.root)
+                if not os.access(parent, os.W_OK | os.X_OK):
+                    raise LocationError(f"{self.uri}: does not exist and {parent} is not writable by "
+                                        f"uid {os.geteuid()}, so it could not be created.")
+                return False
+            try:
+                os.mkdir(self.root)
+            except OSError as exc:
+                raise LocationError(f"{self.uri}: does not exist and cannot be created ({exc.strerror}). "
+                                    "Create it, mount it, or fix the path.") from None
+        # The URI names the path (a file:// URI spells it out too): messages say it once.
         if not os.path.exists(self.root):
-            raise LocationError(f"{self.uri}: {self.root} does not exist. Create it, mount it, or fix the path.")
+            missing = "does not exist, nor does its parent folder (a destination folder is created only " \
+                      "inside an existing one)" if writable else "does not exist"
+            raise LocationError(f"{self.uri}: {missing}. Create it, mount it, or fix the path.")
         if not os.path.isdir(self.root):
-            raise LocationError(f"{self.uri}: {self.root} is not a directory.")
+            raise LocationError(f"{self.uri}: is not a directory; a location names a folder, fix the path.")
         if not os.access(self.root, os.R_OK | os.X_OK):
-            raise LocationError(f"{self.uri}: {self.root} is not readable by uid {os.geteuid()}.")
+            raise LocationError(f"{self.uri}: is not readable by uid {os.geteuid()}.")
         if writable and not os.access(self.root, os.W_OK | os.X_OK):
-            raise LocationError(f"{self.uri}: {self.root} is not writable by uid {os.geteuid()}.")
+            raise LocationError(f"{self.uri}: is not writable by uid {os.geteuid()}.")
+        return True
 
     def contains(self, other: Location) -> bool:
         if not isinstance(other, LocalLocation):
@@ -166,7 +180,7 @@ class LocalLocation(Location):
                 if rel_dir:
                     add(rel_dir + "/", DIR, error=f"cannot list directory: {exc.strerror}")
                     continue
-                raise LocationError(f"{self.uri}: cannot list the root: {exc}") from exc
+                raise LocationError(f"{self.uri}: cannot list the root: {exc.strerror or exc}") from exc
             subdirs = []
             for entry in entries:
                 name = entry.name

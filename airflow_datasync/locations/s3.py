@@ -181,7 +181,10 @@ class S3Location(Location):
     def _resolve(self) -> "S3Settings":
         """The connection's settings and clients, shared by every location of this worker process."""
         if self._settings is None:
-            self._settings = _clients_for(self.conn_id)
+            try:
+                self._settings = _clients_for(self.conn_id)
+            except LocationError as exc:  # about the connection: say which location needed it
+                raise LocationError(f"{self.uri}: {exc}") from None
         return self._settings
 
     @property
@@ -221,7 +224,9 @@ class S3Location(Location):
         lite = self._resolve().lite
         return None if lite is None or lite.broken else lite
 
-    def check(self, *, writable: bool) -> None:
+    def check(self, *, writable: bool, dry_run: bool = False) -> bool:
+        # A prefix always "exists"; a dry run lists it (read permission) but writes no probe object.
+        writable = writable and not dry_run
         probe = f"{self.prefix}.~ds-probe-{os.getpid()}-{threading.get_ident()}"
         lite = self._lite()
         if lite is not None:
@@ -230,7 +235,7 @@ class S3Location(Location):
                 if writable:
                     lite.put(self.bucket, probe)
                     lite.delete(self.bucket, probe)
-                return
+                return True
             except s3_lite.LiteUnavailable as exc:
                 log.debug("s3://%s: the fast path could not check (%s); boto3 checks", self.bucket, exc)
         from botocore.exceptions import BotoCoreError, ClientError
@@ -248,6 +253,7 @@ class S3Location(Location):
                                 f"(connection {self.conn_id or 'from the environment'})") from None
         except BotoCoreError as exc:
             raise LocationError(f"{self.uri}: cannot reach S3 ({type(exc).__name__}: {exc})") from None
+        return True
 
     def _pages(self, prefix: str) -> Iterator[list[dict[str, Any]]]:
         """Every ListObjectsV2 page under ``prefix`` (its ``Contents``, keys decoded): through the fast path,

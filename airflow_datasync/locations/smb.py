@@ -362,6 +362,8 @@ class SmbLocation(Location):
     @property
     def config(self):
         if self._config is None:
+            from airflow.sdk.exceptions import AirflowNotFoundException
+
             from airflow_datasync.hooks.smb import SmbConnectionError, SmbShareHook
 
             conn_id = self.conn_id or SmbShareHook.default_conn_name
@@ -369,12 +371,10 @@ class SmbLocation(Location):
                 self._config = SmbShareHook(conn_id).get_config()
             except SmbConnectionError as exc:
                 raise LocationError(f"{self.uri}: {exc}") from None
-            except Exception as exc:  # noqa: BLE001 - Airflow raises its own "not found" types
-                if "not defined" in str(exc) or "NotFound" in type(exc).__name__ or "not found" in str(exc).lower():
-                    raise LocationError(
-                        f"{self.uri}: Airflow connection {conn_id!r} (type datasync_smb) is not defined; create it or "
-                        "set source_conn_id/destination_conn_id") from None
-                raise
+            except AirflowNotFoundException:  # airflow.exceptions re-exports this class
+                raise LocationError(
+                    f"{self.uri}: Airflow connection {conn_id!r} (type datasync_smb) is not defined; create it or "
+                    "set source_conn_id/destination_conn_id") from None
         return self._config
 
     @property
@@ -443,32 +443,41 @@ class SmbLocation(Location):
         return "\\\\" + "\\".join(parts)
 
     # -- checks -----------------------------------------------------------------------------------
-    def check(self, *, writable: bool) -> None:
+    def check(self, *, writable: bool, dry_run: bool = False) -> bool:
         try:
             s = self.stat("")
             if s is None and writable and self.target.base:
                 parent_unc = "\\\\" + "\\".join([self.target.server, self.target.share, *self.target.base[:-1]])
                 if self._stat_unc(parent_unc, "") is not None:
+                    if dry_run:  # a real run would create it; the share's ACLs show only on writing
+                        return False
                     import smbclient
 
                     self._call(lambda: smbclient.mkdir(self._unc(), **self._kw()))
                     s = self.stat("")
+            share_root = f"\\\\{self.target.server}\\{self.target.share}"
+            share_exists = s is not None or self._stat_unc(share_root, "") is not None
         except OSError as exc:
             raise LocationError(f"{self.uri}: cannot reach the share: {exc.strerror or exc}") from None
         except ConnectionError as exc:
             raise LocationError(f"{self.uri}: cannot connect to {self.target.server}:{self.port}: {exc}") from None
+        if not share_exists:  # a missing share reads as a missing path (ENOENT): tell them apart for the fix
+            raise LocationError(f"{self.uri}: server {self.target.server} has no share {self.target.share!r}. "
+                                "Fix the share name, or share the folder.")
         if s is None:
-            raise LocationError(f"{self.uri}: the folder does not exist on share {self.target.share!r}. "
+            created = " (a destination folder is created only inside an existing one)" if writable else ""
+            raise LocationError(f"{self.uri}: the folder does not exist on share {self.target.share!r}{created}. "
                                 "Create it or fix the path.")
         if s.type != DIR:
-            raise LocationError(f"{self.uri}: is not a directory")
-        if writable:
+            raise LocationError(f"{self.uri}: is not a directory; a location names a folder, fix the path.")
+        if writable and not dry_run:
             probe = f"{TEMP_PREFIX}probe-{uuid.uuid4().hex[:12]}"
             try:
                 self._write_temp(probe, iter([b""]))
                 self._remove(probe, is_dir=False)
             except OSError as exc:
                 raise LocationError(f"{self.uri}: not writable by {self.config.username!r}: {exc.strerror or exc}") from None
+        return True
 
     def contains(self, other: Location) -> bool:
         if not isinstance(other, SmbLocation):

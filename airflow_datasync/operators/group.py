@@ -28,12 +28,18 @@ TRANSFER_RETRY_POLICY = ExceptionRetryPolicy(rules=[
 ])
 
 
+#: Rendered by Airflow before execute() from the expanded shard (so a running shard shows it) and again after.
+TRANSFER_LABEL = "{{ task.shard_label }}"
+
+
 def sync_task_group(
     group_id: str,
     *,
-    source: str,
-    destination: str,
+    source: str | None = None,
+    destination: str | None = None,
     options: dict | str | None = None,
+    options_from_params: bool = False,
+    dry_run: bool = False,
     source_conn_id: str | None = None,
     destination_conn_id: str | None = None,
     sync_task_name: str | None = None,
@@ -51,18 +57,25 @@ def sync_task_group(
     and splits BytesPerSecond between them. ``transfer_retries`` retries a failed shard after
     ``transfer_retry_delay``; a retry resumes from the shard's journal. Permanent failures do not retry.
     The group's report task is ``group.report`` (its XCom holds the DataSync-style summary).
+
+    ``options_from_params=True`` takes the options from the run's params (the trigger form of
+    :func:`airflow_datasync.params.datasync_params`) over ``options``, and source, destination and their
+    connection ids from there too unless given here. ``dry_run=True`` makes every run a dry run: LAUNCHING
+    and PREPARING only, the transfer tasks skipped, a report of what a run would do, nothing written at
+    the destination (``dry_run`` in the options or params does the same per run).
     """
     with TaskGroup(group_id, **group_kwargs) as group:
         launch = SyncLaunchOperator(
             task_id="launch", source=source, destination=destination, options=options,
             source_conn_id=source_conn_id, destination_conn_id=destination_conn_id,
             sync_task_name=sync_task_name, manifest_store=manifest_store, manifest_store_conn_id=manifest_store_conn_id,
+            options_from_params=options_from_params, dry_run=dry_run,
         )
         prepare = SyncPrepareOperator(task_id="prepare", execution=launch.output)
         transfer = SyncTransferOperator.partial(
             task_id="transfer", parallel_shards=parallel_shards, max_active_tis_per_dagrun=parallel_shards,
             retries=transfer_retries, retry_delay=transfer_retry_delay, retry_policy=TRANSFER_RETRY_POLICY,
-            map_index_template="{{ shard_label }}",
+            map_index_template=TRANSFER_LABEL,
         ).expand(shard=prepare.output)
         finalize = SyncFinalizeOperator(task_id="finalize", execution=launch.output, trigger_rule="none_failed")
         verify = SyncVerifyOperator(task_id="verify", execution=launch.output, trigger_rule="none_failed")

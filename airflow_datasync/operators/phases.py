@@ -9,16 +9,23 @@ import json
 import logging
 from typing import Any, Sequence
 
-from airflow.sdk import BaseOperator, conf
+from airflow.sdk import BaseOperator, ExceptionRetryPolicy, RetryAction, RetryRule, conf
+from airflow.sdk.bases.xcom import BaseXCom
+from airflow.sdk.definitions.xcom_arg import PlainXComArg
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_datasync import engine
 from airflow_datasync.locations import LocationError
 from airflow_datasync.manifest import ExecutionDir
 from airflow_datasync.options import OptionsError, TaskOptions
-from airflow_datasync.report import format_summary, render
+from airflow_datasync.params import options_from_params
+from airflow_datasync.report_text import format_bytes, format_summary, render
+from airflow_datasync.wording import counted, entries
 
 log = logging.getLogger("airflow_datasync")
+XCOM_RETURN_KEY = BaseXCom.XCOM_RETURN_KEY
+#: XCom key under which LAUNCHING leaves the reason it refused an execution (the report task shows it).
+LAUNCH_ERROR_KEY = "launch_error"
 
 
 def _is_templated(value: Any) -> bool:
@@ -27,10 +34,15 @@ def _is_templated(value: Any) -> bool:
 
 def parse_options(value: Any) -> TaskOptions:
     """Options as a dict, a TaskOptions, or the JSON/Python-literal string a template renders to."""
+    return TaskOptions.from_dict(options_dict(value))
+
+
+def options_dict(value: Any) -> dict[str, Any]:
+    """:func:`parse_options`' input as a dict of option names, not yet validated."""
     if isinstance(value, TaskOptions):
-        return value
+        return value.to_dict()
     if value is None or value == "":
-        return TaskOptions()
+        return {}
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -41,7 +53,7 @@ def parse_options(value: Any) -> TaskOptions:
                 raise OptionsError(f"options must be a dict (or its JSON), got {value!r}") from None
     if not isinstance(value, dict):
         raise OptionsError(f"options must be a dict of DataSync option names, got {type(value).__name__}")
-    return TaskOptions.from_dict(value)
+    return dict(value)
 
 
 def _execution(value: Any) -> ExecutionDir:
@@ -53,11 +65,25 @@ def _execution(value: Any) -> ExecutionDir:
     return ExecutionDir(value, conn_id)
 
 
+#: LAUNCHING fails at once on what a retry cannot fix: a bad option or location (raised as
+#: AirflowFailException anyway), and a template that does not render (an undefined variable, bad syntax).
+LAUNCH_RETRY_POLICY = ExceptionRetryPolicy(rules=[
+    RetryRule(exception=[OptionsError, LocationError], action=RetryAction.FAIL,
+              reason="a bad option or location: retrying cannot help"),
+    RetryRule(exception=["jinja2.exceptions.UndefinedError", "jinja2.exceptions.TemplateSyntaxError"],
+              action=RetryAction.FAIL, reason="a template that does not render: retrying cannot help"),
+])
+
+
 class SyncLaunchOperator(BaseOperator):
     """LAUNCHING: validate source, destination and options; create the execution record.
 
+    A bad option or location fails the task at once, without retries, naming the option and the values
+    it accepts (whether it came from the DAG file, a template, the trigger form or a REST API conf).
+
     :param source: URI of the source location (``/abs/path`` or ``file:///abs/path``). Templated.
-    :param destination: URI of the destination location. Templated.
+        With ``options_from_params`` and no source given, the run's ``source`` param.
+    :param destination: URI of the destination location. Templated. As ``source``.
     :param options: DataSync ``Options`` (plus Includes, Excludes, TaskReportConfig and engine settings). Templated.
     :param source_conn_id: Airflow connection for the source (remote stores); none for local paths.
     :param destination_conn_id: Airflow connection for the destination.
@@ -65,6 +91,11 @@ class SyncLaunchOperator(BaseOperator):
     :param manifest_store: where execution records and manifests live: a local directory (default
         ``$AIRFLOW_DATASYNC_MANIFEST_STORE``) or an ``s3://bucket/prefix`` that every worker can reach.
     :param manifest_store_conn_id: the AWS connection for an S3 manifest store.
+    :param options_from_params: take the options from the run's params (the fields of
+        :func:`airflow_datasync.params.datasync_params`), over ``options``; also the locations and their
+        connection ids when they are not given here.
+    :param dry_run: force a dry run (LAUNCHING and PREPARING only; nothing is written at the destination),
+        whatever the options say.
     Returns ``{"execution": <dir or s3 URI>, "store_conn_id": ..., "execution_id": ..., "task_name": ...}``.
     """
 
@@ -72,31 +103,63 @@ class SyncLaunchOperator(BaseOperator):
     template_fields_renderers = {"options": "json"}
     ui_color = "#d6eaf8"
 
-    def __init__(self, *, source: str, destination: str, options: dict | str | None = None,
+    def __init__(self, *, source: str | None = None, destination: str | None = None, options: dict | str | None = None,
                  source_conn_id: str | None = None, destination_conn_id: str | None = None,
                  sync_task_name: str | None = None, manifest_store: str | None = None,
-                 manifest_store_conn_id: str | None = None, **kwargs) -> None:
+                 manifest_store_conn_id: str | None = None, options_from_params: bool = False,
+                 dry_run: bool = False, **kwargs) -> None:
+        kwargs.setdefault("retry_policy", LAUNCH_RETRY_POLICY)
         super().__init__(**kwargs)
         self.source, self.destination, self.options = source, destination, options
         self.source_conn_id, self.destination_conn_id = source_conn_id, destination_conn_id
         self.sync_task_name, self.manifest_store = sync_task_name, manifest_store
         self.manifest_store_conn_id = manifest_store_conn_id
+        self.options_from_params, self.dry_run = options_from_params, dry_run
+        if not options_from_params and (source is None or destination is None):
+            raise OptionsError(f"{self.task_id}: give source and destination, or options_from_params=True "
+                               "to take them from the run's params")
         if not _is_templated(options) and isinstance(options, (dict, TaskOptions, type(None))):
             parse_options(options)  # fail when the DAG is parsed, naming the bad option
 
     def execute(self, context) -> dict[str, Any]:
-        options = parse_options(self.options)
         name = self.sync_task_name or f"{self.dag_id}.{self.task_id.rsplit('.', 1)[0]}".replace("/", "_")
         try:
+            locations = self._locations(context)
             execution = engine.launch(
-                engine.LocationSpec(self.source, self.source_conn_id),
-                engine.LocationSpec(self.destination, self.destination_conn_id),
-                options, task_name=name, store=self.manifest_store, store_conn_id=self.manifest_store_conn_id,
-                airflow=_launched_by(context, self),
+                engine.LocationSpec(locations["source"], locations["source_conn_id"]),
+                engine.LocationSpec(locations["destination"], locations["destination_conn_id"]),
+                self._options(context), task_name=name, store=self.manifest_store,
+                store_conn_id=self.manifest_store_conn_id, airflow=_launched_by(context, self),
             )
         except (LocationError, OptionsError) as exc:
-            raise AirflowFailException(str(exc)) from exc  # bad input: retrying will not help
+            context["ti"].xcom_push(key=LAUNCH_ERROR_KEY, value=str(exc))  # the report task repeats it
+            raise AirflowFailException(f"LAUNCHING failed: {exc}") from exc  # bad input: retrying will not help
         return {**execution.ref(), "execution_id": execution.execution_id, "task_name": name}
+
+    def _locations(self, context) -> dict[str, str | None]:
+        """Source, destination and their connection ids: the arguments, else (options_from_params) the params."""
+        given = {"source": self.source, "destination": self.destination,
+                 "source_conn_id": self.source_conn_id, "destination_conn_id": self.destination_conn_id}
+        params = (context.get("params") or {}) if self.options_from_params else {}
+        found = {name: value if value is not None else params.get(name) for name, value in given.items()}
+        for name in ("source", "destination"):
+            if not isinstance(found[name], str) or not found[name]:
+                raise OptionsError(f"{name} is missing: pass {name}= to the task group or set the {name!r} param "
+                                   f"(got {found[name]!r})")
+        return {name: value or None for name, value in found.items()}
+
+    def _options(self, context) -> TaskOptions:
+        """The options argument, with the run's params over it (options_from_params), and dry_run forced."""
+        options = options_dict(self.options)
+        if self.options_from_params:
+            from_params = options_from_params(context.get("params") or {})
+            overridden = sorted(k for k, v in from_params.items() if k in options and options[k] != v)
+            if overridden:
+                log.warning("the run's params override options %s given to the task", ", ".join(overridden))
+            options.update(from_params)
+        if self.dry_run:
+            options["dry_run"] = True
+        return TaskOptions.from_dict(options)
 
 
 def _launched_by(context, operator: BaseOperator) -> dict[str, Any]:
@@ -145,16 +208,27 @@ class SyncTransferOperator(BaseOperator):
         self.shard = shard
         self.parallel_shards = max(1, int(parallel_shards))
 
+    @property
+    def shard_label(self) -> str:
+        """``shard 3 · 1,000 entries · 104.2 MB``: the mapped instance's label. Its map_index_template
+        ``{{ task.shard_label }}`` reads it from the expanded shard descriptor, which Airflow has before
+        execute(), so the label shows while the shard runs, not only after it ends."""
+        shard = self.shard if isinstance(self.shard, dict) else {}
+        files = shard.get("files")
+        entries = counted(int(files), "entry", "entries") if isinstance(files, int) else "? entries"
+        return f"shard {shard.get('shard', '?')} · {entries} · {format_bytes(shard.get('bytes') or 0)}"
+
     def execute(self, context) -> dict[str, Any]:
         shard = self.shard
-        context["shard_label"] = f"shard {shard['shard']} · {shard.get('files', '?')} entries · {shard.get('bytes', 0):,} B"
+        context["shard_label"] = self.shard_label  # for templates written as "{{ shard_label }}"
         execution = _execution(shard)
         limit = None
         record = execution.read_json(execution.launch) or {}
         bps = (record.get("options_dict") or {}).get("BytesPerSecond", -1)
         if bps and bps > 0:
             limit = max(1, bps // self.parallel_shards)
-        return engine.transfer(execution, int(shard["shard"]), bytes_per_second=limit)
+        return engine.transfer(execution, int(shard["shard"]), bytes_per_second=limit,
+                               try_number=context["ti"].try_number)
 
 
 class SyncFinalizeOperator(_ExecutionOperator):
@@ -163,7 +237,7 @@ class SyncFinalizeOperator(_ExecutionOperator):
     ui_color = "#fcf3cf"
 
     def execute(self, context) -> dict[str, Any]:
-        return engine.finalize(_execution(self.execution))
+        return engine.finalize(_execution(self.execution))  # a dry run's: nothing done, says so
 
 
 class SyncVerifyOperator(_ExecutionOperator):
@@ -172,9 +246,9 @@ class SyncVerifyOperator(_ExecutionOperator):
     ui_color = "#e8daef"
 
     def execute(self, context) -> dict[str, Any]:
-        summary = engine.verify(_execution(self.execution))
-        if summary["failed"]:
-            log.error("VERIFYING found %d mismatches, e.g. %s", summary["failed"], summary["examples"][:3])
+        summary = engine.verify(_execution(self.execution))  # a dry run's: nothing verified, says so
+        if summary.get("failed"):
+            log.error("VERIFYING found %s, e.g. %s", counted(summary["failed"], "mismatch", "mismatches"), summary["examples"][:3])
         return summary
 
 
@@ -183,19 +257,43 @@ class SyncReportOperator(_ExecutionOperator):
 
     Runs whatever happened upstream (``trigger_rule="all_done"``) and fails when the status is ERROR, so
     the DAG run's state matches the execution's.
+
+    :param execution: the LAUNCHING task's output. Given as ``launch.output`` (an XComArg), the report
+        pulls it itself in ``execute``: Airflow resolves an XComArg before ``execute`` and logs an
+        "XCom not found" error when LAUNCHING failed, ahead of the report's own message.
+    :param launch_task_id: the LAUNCHING task to pull the execution reference from (instead of ``execution``).
     """
 
     ui_color = "#fadbd8"
 
-    def __init__(self, *, fail_on_error: bool = True, **kwargs) -> None:
+    def __init__(self, *, execution: Any = None, launch_task_id: str | None = None, fail_on_error: bool = True,
+                 **kwargs) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
-        super().__init__(**kwargs)
+        launch_op = None
+        if isinstance(execution, PlainXComArg) and execution.key == XCOM_RETURN_KEY and launch_task_id is None:
+            launch_task_id, launch_op, execution = execution.operator.task_id, execution.operator, None
+        super().__init__(execution=execution, **kwargs)
+        if launch_op is not None:
+            self.set_upstream(launch_op)  # the edge the XComArg in a template field would have made
+        if execution is None and launch_task_id is None:
+            raise ValueError(f"{self.task_id}: give execution= (the launch task's output) or launch_task_id=")
+        self.launch_task_id = launch_task_id
         self.fail_on_error = fail_on_error
 
+    def _pull(self, context, key: str) -> Any:
+        ti = context["ti"]
+        if ti.map_index is not None and ti.map_index >= 0:  # in a mapped group: the launch of the same index
+            return ti.xcom_pull(task_ids=self.launch_task_id, key=key, map_indexes=ti.map_index)
+        return ti.xcom_pull(task_ids=self.launch_task_id, key=key)  # all map indexes: None, no error, when absent
+
     def execute(self, context) -> dict[str, Any]:
-        if self.execution is None or self.execution == "None":
-            raise AirflowFailException("LAUNCHING failed: no execution was created (see the launch task's log)")
-        summary = engine.report(_execution(self.execution))
+        execution = self.execution if self.launch_task_id is None else self._pull(context, XCOM_RETURN_KEY)
+        if execution is None or execution == "None" or execution == []:
+            reason = self._pull(context, LAUNCH_ERROR_KEY) if self.launch_task_id else None
+            raise AirflowFailException(
+                "LAUNCHING failed, so no execution was created and there is nothing to report: "
+                + (reason or f"see the log of {self.launch_task_id or 'the launch task'} for why"))
+        summary = engine.report(_execution(execution))
         log.info("execution report\n%s", render(summary))
         context["ti"].xcom_push(key="summary", value=summary)
         if summary["Status"] != "SUCCESS" and self.fail_on_error:

@@ -19,9 +19,10 @@ def test_example_migration_dag_with_trigger_form_options(airflow_db, dags_folder
     (dst / "stale.txt").write_text("not in the source")
     (dst / "keep.tmp").write_text("excluded, so never deleted")
     (src / "scratch.tmp").write_text("excluded, so never copied")
-    options = {"PreserveDeletedFiles": "REMOVE", "Excludes": "*.tmp", "VerifyMode": "POINT_IN_TIME_CONSISTENT",
+    # The trigger form's fields (datasync_params): one per option, with DataSync's names.
+    options = {"PreserveDeletedFiles": "REMOVE", "Excludes": ["*.tmp"], "VerifyMode": "POINT_IN_TIME_CONSISTENT",
                "files_per_shard": 4}
-    run = dag.test(run_conf={"source": str(src), "destination": str(dst), "options": options})
+    run = dag.test(run_conf={"source": str(src), "destination": str(dst), **options})
     assert str(run.state) == "success", states(run)
     assert not (dst / "stale.txt").exists()
     assert (dst / "keep.tmp").read_text() == "excluded, so never deleted"
@@ -47,3 +48,28 @@ def test_backfill_dag_paths_follow_the_run_date_even_without_logical_date(
     run = dag.test(logical_date=logical_date, run_after=run_after)
     assert str(run.state) == "success", states(run)
     assert tree(tmp_path / "daily" / "destination" / day) == tree(src)
+
+
+def test_example_migration_runs_green_in_a_fresh_airflow(airflow_db, dags_folder, tmp_path, monkeypatch):
+    """Unpaused with nothing set up, the example writes its small sample source and syncs it."""
+    root = tmp_path / "demo-root"
+    monkeypatch.setenv("AIRFLOW_DATASYNC_DEMO_ROOT", str(root))
+    dag = load_dag(dags_folder, "example_datasync_migration.py", "example_datasync_migration")
+    run = dag.test()
+    assert str(run.state) == "success", states(run)
+    assert len(tree(root / "source")) > 100
+    assert tree(root / "destination") == tree(root / "source")
+
+
+def test_backfill_dag_says_what_to_set_when_the_day_folder_is_missing(airflow_db, dags_folder, tmp_path, monkeypatch,
+                                                                      capfd):
+    monkeypatch.setenv("AIRFLOW_DATASYNC_DEMO_ROOT", str(tmp_path))
+    dag = load_dag(dags_folder, "example_datasync_backfill.py", "example_datasync_backfill")
+    run = dag.test(logical_date=dt.datetime(2026, 11, 5, tzinfo=dt.timezone.utc))
+    assert str(run.state) == "failed"
+    check = next(ti for ti in run.get_task_instances() if ti.task_id == "check_day_folder")
+    assert str(check.state) == "failed" and check.try_number == 1
+    out = capfd.readouterr()
+    message = next(line for line in (out.out + out.err).splitlines() if "AirflowFailException:" in line)
+    assert "AIRFLOW_DATASYNC_DEMO_ROOT" in message and "<root>/daily/source/<YYYY-MM-DD>" in message
+    assert f"{tmp_path}/daily/source/2026-11-05" in message
