@@ -24,7 +24,7 @@ from airflow_datasync.aws.request import start_request
 from airflow_datasync.aws.status import PHASES, RUNNING_STATUSES, execution_id
 from airflow_datasync.aws.summary import execution_summary
 from airflow_datasync.options import OptionsError
-from airflow_datasync.report import format_summary, render
+from airflow_datasync.report_text import format_summary, render
 from airflow_datasync.sensors.aws_datasync import AwsSyncPhaseSensor
 
 log = logging.getLogger("airflow_datasync")

@@ -100,3 +100,16 @@ def test_provider_info_lists_the_aws_modules_and_they_import():
             "airflow_datasync.triggers.aws_datasync"} <= modules
     for module in modules:
         importlib.import_module(module)
+
+
+def test_the_native_report_renderer_prints_an_aws_summary_without_shard_lines():
+    from airflow_datasync.report_text import render
+
+    summary = execution_summary({"TaskExecutionArn": f"{TASK}/execution/exec-7", "Status": "SUCCESS",
+                                 "FilesTransferred": 12, "BytesWritten": 1_500_000, "FilesVerified": 12,
+                                 "Result": {"PrepareDuration": 1200, "TransferDuration": 3400, "VerifyDuration": 800,
+                                            "TotalDuration": 6000}})
+    text = render(summary)
+    assert text.startswith("DataSync execution exec-7 of task task-0abc: SUCCESS")
+    assert "12 entries transferred (1.5 MB)" in text and "TRANSFERRING 3.4 s" in text
+    assert "shard" not in text.lower() and "nothing to copy" not in text
