@@ -26,7 +26,8 @@ setup: .venv/.synced
 samba:
 	@command -v smbd >/dev/null || test -x /usr/sbin/smbd || (apt-get update && apt-get install -y --no-install-recommends samba)
 
-# The connection-form test drives a headless Chromium (Debian package chromium; its own download cannot work here).
+# The browser tests (pages, connection form) drive Debian's Chromium through Playwright (a dev dependency in
+# uv.lock); Playwright's own browser download cannot work on a closed network, so tests use /usr/bin/chromium.
 chromium:
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 

@@ -2,6 +2,8 @@
 
     airflow-datasync run /data/src /mnt/nfs/dst --option VerifyMode=POINT_IN_TIME_CONSISTENT --store /tmp/m
     airflow-datasync report <execution dir>
+    airflow-datasync list --store /tmp/m --status ERROR
+    airflow-datasync prune --store /tmp/m --keep-last 20 --older-than 30d --dry-run
 """
 
 from __future__ import annotations
@@ -54,7 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("report", help="print the report summary of an execution directory")
     rep.add_argument("execution", help="an execution directory or s3:// URI")
     rep.add_argument("--store-conn-id", help="AWS connection of an s3:// manifest store")
+    from airflow_datasync import cli_catalog  # list, prune
+
+    cli_catalog.add_parsers(sub)
     args = parser.parse_args(argv)
+    if args.command in cli_catalog.COMMANDS:
+        return cli_catalog.main(args)
     if getattr(args, "dry_run", False):
         args.option.append(("dry_run", True))  # the engine setting; the report then has "DryRun": true
 

@@ -41,6 +41,10 @@ def get_provider_info() -> dict:
             {"integration-name": "airflow-datasync", "python-modules": ["airflow_datasync.triggers.aws_datasync"]},
         ],
         "task-decorators": [],
+        "extra-links": [
+            "airflow_datasync.operators.links.SyncExecutionLink",
+            "airflow_datasync.operators.links.SyncShardLink",
+        ],
         "hooks": [
             {"integration-name": "airflow-datasync", "python-modules": ["airflow_datasync.hooks.smb"]}
         ],

@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_datasync import engine
 from airflow_datasync.locations import LocationError
 from airflow_datasync.manifest import ExecutionDir
+from airflow_datasync.operators.links import SyncExecutionLink, SyncShardLink
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.params import options_from_params
 from airflow_datasync.report_text import format_bytes, format_summary, render
@@ -102,6 +103,7 @@ class SyncLaunchOperator(BaseOperator):
     template_fields: Sequence[str] = ("source", "destination", "options", "manifest_store", "sync_task_name")
     template_fields_renderers = {"options": "json"}
     ui_color = "#d6eaf8"
+    operator_extra_links = (SyncExecutionLink(),)
 
     def __init__(self, *, source: str | None = None, destination: str | None = None, options: dict | str | None = None,
                  source_conn_id: str | None = None, destination_conn_id: str | None = None,
@@ -173,6 +175,7 @@ def _launched_by(context, operator: BaseOperator) -> dict[str, Any]:
 
 class _ExecutionOperator(BaseOperator):
     template_fields: Sequence[str] = ("execution",)
+    operator_extra_links = (SyncExecutionLink(),)
 
     def __init__(self, *, execution: Any, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -202,6 +205,7 @@ class SyncTransferOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("shard",)
     ui_color = "#fcf3cf"
+    operator_extra_links = (SyncExecutionLink(), SyncShardLink())
 
     def __init__(self, *, shard: dict[str, Any], parallel_shards: int = 1, **kwargs) -> None:
         super().__init__(**kwargs)
