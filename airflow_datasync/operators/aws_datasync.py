@@ -224,6 +224,7 @@ def aws_datasync_task_group(
     poll_interval: float = 30,
     phase_timeout: dt.timedelta | None = None,
     deferrable: bool = True,
+    sensor_mode: str = "poke",
     start_retries: int = 3,
     start_retry_delay: dt.timedelta = dt.timedelta(seconds=30),
     cancel_on_kill: bool = True,
@@ -234,7 +235,8 @@ def aws_datasync_task_group(
     task and return the TaskGroup (its report task is ``group.report``, its start task ``group.start``).
 
     ``start_retries`` are safe: a retry reattaches instead of starting a second execution.
-    ``phase_timeout`` bounds each phase sensor's wait (default: Airflow's sensor timeout).
+    ``phase_timeout`` bounds each phase sensor's wait (default: Airflow's sensor timeout). With
+    ``deferrable=False`` the sensors poke on a worker; ``sensor_mode="reschedule"`` frees the slot between pokes.
     """
     with TaskGroup(group_id, **group_kwargs) as group:
         start = AwsSyncStartExecutionOperator(
@@ -247,7 +249,7 @@ def aws_datasync_task_group(
         sensors = [
             AwsSyncPhaseSensor(task_id=phase.lower(), phase=phase, task_execution_arn=start.output,
                                aws_conn_id=aws_conn_id, region_name=region_name, poll_interval=poll_interval,
-                               deferrable=deferrable, cancel_on_kill=cancel_on_kill, **timeout)
+                               deferrable=deferrable, mode=sensor_mode, cancel_on_kill=cancel_on_kill, **timeout)
             for phase in PHASES
         ]
         report = AwsSyncReportOperator(task_id="report", task_execution_arn=start.output, aws_conn_id=aws_conn_id,

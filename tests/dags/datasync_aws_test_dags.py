@@ -29,12 +29,13 @@ aws_fake_dag = _aws_dag("datasync_test_aws_fake", "datasync_test_aws_fake")
 
 
 def _aws_poke_dag() -> DAG:
-    """The same group with ``deferrable=False``: the phase sensors poke on the worker."""
+    """The same group with ``deferrable=False``: the phase sensors poke, rescheduled between pokes."""
     with DAG("datasync_test_aws_fake_poke", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
              catchup=False, params={"task_arn": Param("arn:aws:datasync:us-east-1:123456789012:task/task-0",
                                                       type="string")}) as dag:
         aws_datasync_task_group("aws_sync", task_arn="{{ params.task_arn }}", aws_conn_id="datasync_test_aws_fake",
-                                poll_interval=0.1, deferrable=False, start_retry_delay=timedelta(0))
+                                poll_interval=0.1, deferrable=False, sensor_mode="reschedule",
+                                start_retry_delay=timedelta(0))
     return dag
 
 
