@@ -34,8 +34,11 @@ def launched_execution_id(ti_key: TaskInstanceKey) -> str | None:
     """The execution id the group's LAUNCHING task returned, or None when it returned none (failed)."""
     from airflow.sdk.execution_time.xcom import XCom
 
-    value: Any = XCom.get_one(key="return_value", dag_id=ti_key.dag_id, run_id=ti_key.run_id,
-                              task_id=_launch_task_id(ti_key.task_id), map_index=-1)
+    # get_all, not get_one: an absent XCom is an empty list here, where get_one logs an "XCom not found"
+    # error into the task log of every phase task after a failed LAUNCHING.
+    values: Any = XCom.get_all(key="return_value", dag_id=ti_key.dag_id, run_id=ti_key.run_id,
+                               task_id=_launch_task_id(ti_key.task_id))
+    value = values[0] if isinstance(values, list) and len(values) == 1 else None
     if isinstance(value, dict) and isinstance(value.get("execution_id"), str):
         return value["execution_id"]
     return None
