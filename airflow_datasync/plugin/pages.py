@@ -47,22 +47,22 @@ SECURITY_HEADERS = {
 }
 FILE_ACTIONS = ["copy", "mkdir", "meta", "skip", "delete", "error"]
 FILE_STATUSES = ["FAILED", "SUCCESS", "SKIPPED", "DRY_RUN"]
-#: The counters of an execution page, in the order the AWS console shows them, with their labels.
+#: The counters of an execution page, in the order the AWS console shows them, with their labels. DataSync
+#: names them Files*, but they count entries: directories and symlinks too (only VERIFYING counts files).
 COUNTERS = [
-    ("FilesTransferred", "Files transferred", "count"),
+    ("FilesTransferred", "Entries transferred", "count"),
     ("BytesWritten", "Data written", "bytes"),
-    ("FilesSkipped", "Files skipped", "count"),
-    ("FilesDeleted", "Files deleted", "count"),
+    ("FilesSkipped", "Entries skipped (in sync)", "count"),
+    ("FilesDeleted", "Entries deleted", "count"),
     ("FilesVerified", "Files verified", "count"),
-    ("FilesFailed", "Files failed", "count"),
+    ("FilesFailed", "Entries failed", "count"),
 ]
 ESTIMATES = [
     ("FilesPrepared", "Entries prepared", "count"),
-    ("EstimatedFilesToTransfer", "Estimated files to transfer", "count"),
+    ("EstimatedFilesToTransfer", "Estimated entries to transfer", "count"),
     ("EstimatedBytesToTransfer", "Estimated data to transfer", "bytes"),
-    ("EstimatedFilesToDelete", "Estimated files to delete", "count"),
+    ("EstimatedFilesToDelete", "Estimated entries to delete", "count"),
 ]
-
 _templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),

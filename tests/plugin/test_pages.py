@@ -161,7 +161,7 @@ def test_execution_page_shows_counters_phases_and_failed_file_first(env):
     text = text_of(html)
     for phase in ("LAUNCHING", "PREPARING", "TRANSFERRING", "VERIFYING"):
         assert phase in text
-    assert "FilesFailed" in text and "Files transferred" in text and "Data written" in text
+    assert "FilesFailed" in text and "Entries transferred" in text and "Data written" in text
     first_row = re.search(r'<table id="file-table">.*?<tbody>\s*(<tr.*?</tr>)', html, re.S).group(1)
     assert "zero.bin" in first_row and "FAILED" in first_row and 'class="failed"' in first_row
     assert 'id="shard-0"' in html and "/download/report.parquet" in html
@@ -210,7 +210,7 @@ def test_no_secret_on_any_page(env):
 def test_run_and_task_tabs(env):
     run_id = env["run"].run_id
     tab = page(env, f"/runs/{DENIED_DAG}/{quote(run_id, safe='')}").text
-    assert env["dag_exec"] in tab and "Files failed" in tab
+    assert env["dag_exec"] in tab and "Entries failed" in tab
     shard = page(env, f"/tasks/{DENIED_DAG}/{quote(run_id, safe='')}/sync.transfer/1").text
     assert env["dag_exec"] in shard and re.search(r'<tr id="shard-1" class="highlight">', shard)
     # Airflow leaves {MAP_INDEX} as it is for a task that is not mapped.
