@@ -38,7 +38,8 @@ class Progress:
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         rate, bps = self.items / elapsed, self.bytes / elapsed
-        parts = [f"{self.what}: {self.items:,}" + (f"/{self.total_items:,}" if self.total_items else "") + " entries",
+        done = f"{self.items:,}/{self.total_items:,} entries" if self.total_items else counted(self.items, "entry", "entries")
+        parts = [f"{self.what}: {done}",
                  f"{rate:,.0f} files/s"]
         if self.bytes or self.total_bytes:  # a scan counts entries only
             parts[1:1] = [format_bytes(self.bytes)]

@@ -39,11 +39,15 @@ def _is_free(port: int) -> bool:
             return False
 
 
+class ServerExited(RuntimeError):
+    """The server process ended before it answered."""
+
+
 def wait_port(port: int, timeout: float = 90.0, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-2000:] if log else ''}")
+            raise ServerExited(f"server exited with {proc.returncode}: {log.read_text()[-2000:] if log else ''}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -112,7 +116,19 @@ def start_seaweedfs(access_key: str = "datasync-test-key", secret_key: str = "da
                     region: str = "us-east-1", tls: bool = False) -> S3Server:
     """``weed mini`` on loopback ports of its own; SigV4 enforced with the given credentials.
 
-    With ``tls`` the S3 API is served over HTTPS with a certificate from a private CA (``server.ca``)."""
+    With ``tls`` the S3 API is served over HTTPS with a certificate from a private CA (``server.ca``).
+    A server that exits while starting is started again on new ports: its seven ports are chosen free
+    but bound only later, so another process on the machine may take one in between."""
+    for attempt in range(3):
+        try:
+            return _start_seaweedfs(access_key, secret_key, region, tls)
+        except ServerExited:
+            if attempt == 2:
+                raise
+    raise AssertionError("not reached")
+
+
+def _start_seaweedfs(access_key: str, secret_key: str, region: str, tls: bool) -> S3Server:
     workdir = Path(tempfile.mkdtemp(prefix="seaweedfs-"))
     grpc = (10000,)  # SeaweedFS puts each gRPC port at http port + 10000
     ports = {name: free_port(grpc) for name in ("s3", "master", "volume", "filer", "webdav", "admin")}
@@ -140,6 +156,8 @@ def start_seaweedfs(access_key: str = "datasync-test-key", secret_key: str = "da
                 client.list_buckets()
                 break
             except Exception:
+                if proc.poll() is not None:
+                    raise ServerExited(f"weed exited with {proc.returncode}: {log.read_text()[-2000:]}") from None
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
