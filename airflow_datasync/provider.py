@@ -52,7 +52,14 @@ def get_provider_info() -> dict:
             {"integration-name": "airflow-datasync", "tags": ["software"]}
         ],
         "operators": [
-            {"integration-name": "airflow-datasync", "python-modules": ["airflow_datasync.operators.phases"]}
+            {"integration-name": "airflow-datasync", "python-modules": ["airflow_datasync.operators.phases"]},
+            {"integration-name": "airflow-datasync", "python-modules": ["airflow_datasync.operators.aws_datasync"]},
+        ],
+        "sensors": [
+            {"integration-name": "airflow-datasync", "python-modules": ["airflow_datasync.sensors.aws_datasync"]},
+        ],
+        "triggers": [
+            {"integration-name": "airflow-datasync", "python-modules": ["airflow_datasync.triggers.aws_datasync"]},
         ],
         "task-decorators": [],
         "sensors": [

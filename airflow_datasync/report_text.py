@@ -48,7 +48,7 @@ def phases_line(summary: dict[str, Any]) -> str:
         transfer = f"TRANSFERRING {format_duration(summary.get('TransferDuration'))}"
         if completed < shards:
             transfer += f" ({completed:,} of {counted(shards, 'shard')} finished)"
-        elif not shards:
+        elif not shards and "ShardCount" in summary:  # an AWS service execution has no shards of ours
             transfer += " (nothing to copy)"
         steps.append(transfer)
         if summary.get("VerifyMode") == "NONE":
@@ -141,7 +141,8 @@ def render(summary: dict[str, Any]) -> str:
         if _count(summary, "FilesResumed"):
             results.append(("Resumed from an earlier try", f"{_count(summary, 'FilesResumed'):,}"))
         shards, completed = _count(summary, "ShardCount"), _count(summary, "ShardsCompleted")
-        results.append(("Shards", f"{completed:,} of {counted(shards, 'shard')} completed" if shards else "none (nothing to copy)"))
+        if "ShardCount" in summary:
+            results.append(("Shards", f"{completed:,} of {counted(shards, 'shard')} completed" if shards else "none (nothing to copy)"))
         lines += ["", "Results"] + _rows(results)
 
     records = [("Per-file report", str(summary.get("ReportUri") or "not written (TaskReportConfig)")),

@@ -4,6 +4,11 @@ Names start with ``Sync``/``sync_`` so they are never confused with the Amazon p
 ``DataSyncOperator`` and ``DataSyncHook``, which drive the AWS DataSync service.
 """
 
+from airflow_datasync.operators.aws_datasync import (
+    AwsSyncReportOperator,
+    AwsSyncStartExecutionOperator,
+    aws_datasync_task_group,
+)
 from airflow_datasync.operators.group import sync_task_group
 from airflow_datasync.operators.phases import (
     SyncFinalizeOperator,
@@ -15,6 +20,9 @@ from airflow_datasync.operators.phases import (
 )
 
 __all__ = [
+    "AwsSyncReportOperator",
+    "AwsSyncStartExecutionOperator",
+    "aws_datasync_task_group",
     "SyncFinalizeOperator",
     "SyncLaunchOperator",
     "SyncPrepareOperator",
