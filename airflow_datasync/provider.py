@@ -55,20 +55,16 @@ def get_provider_info() -> dict:
             {"integration-name": "airflow-datasync", "python-modules": ["airflow_datasync.operators.phases"]},
             {"integration-name": "airflow-datasync", "python-modules": ["airflow_datasync.operators.aws_datasync"]},
         ],
-        "sensors": [
-            {"integration-name": "airflow-datasync", "python-modules": ["airflow_datasync.sensors.aws_datasync"]},
-        ],
-        "triggers": [
-            {"integration-name": "airflow-datasync", "python-modules": ["airflow_datasync.triggers.aws_datasync"]},
-        ],
         "task-decorators": [],
         "sensors": [
             {"integration-name": "airflow-datasync",
-             "python-modules": ["airflow_datasync.sensors.execution", "airflow_datasync.sensors.location_quiet"]}
+             "python-modules": ["airflow_datasync.sensors.execution", "airflow_datasync.sensors.location_quiet",
+                                "airflow_datasync.sensors.aws_datasync"]},
         ],
         "triggers": [
             {"integration-name": "airflow-datasync",
-             "python-modules": ["airflow_datasync.triggers.execution", "airflow_datasync.triggers.location_quiet"]}
+             "python-modules": ["airflow_datasync.triggers.execution", "airflow_datasync.triggers.location_quiet",
+                                "airflow_datasync.triggers.aws_datasync"]},
         ],
         "extra-links": [
             "airflow_datasync.operators.links.SyncExecutionLink",

@@ -13,6 +13,10 @@ def test_sensors_and_triggers_sections_name_importable_modules():
                for section in ("sensors", "triggers")}
     assert "airflow_datasync.sensors.location_quiet" in modules["sensors"]
     assert "airflow_datasync.triggers.execution" in modules["triggers"]
+    # Both engines' sensors: two "sensors" keys in one dict literal would silently keep only the last.
+    assert "airflow_datasync.sensors.aws_datasync" in modules["sensors"]
+    assert "airflow_datasync.triggers.aws_datasync" in modules["triggers"]
+    assert [e["integration-name"] for e in info["sensors"]] == ["airflow-datasync"]
     for names in modules.values():
         for name in names:
             importlib.import_module(name)
