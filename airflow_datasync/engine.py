@@ -157,7 +157,10 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
     compare = options.TransferMode == "CHANGED"
     # The side that can skip metadata reads is listed second, knowing what the first side holds.
     # TransferMode=ALL still lists the destination: it tells a directory from a file before we write.
-    if not record.get("destination_exists", True):
+    if options.ManifestConfig is not None:
+        # Only what the manifest lists is stat'ed, on both sides: neither side is listed (manifest_list).
+        src_count, dst_count = _listed_to(execution, record, src, dst, options)
+    elif not record.get("destination_exists", True):
         # A dry run towards a folder a real run would create: what it would find there is nothing.
         dst_count = _empty_listing(execution, execution.destination_listing)
         src_count = _scan_to(execution, src, execution.source_listing, "source", src_hints)
@@ -190,6 +193,21 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
                  execution.execution_id)
         return []
     return shards
+
+
+def _listed_to(execution: ExecutionDir, record: dict[str, Any], src: Location, dst: Location,
+               options: TaskOptions) -> tuple[int, int]:
+    """The two listings of a ManifestConfig execution, from stats of the listed paths; their entry counts."""
+    from airflow_datasync import manifest_list
+
+    source, destination = manifest_list.listings_for(record, src, dst, options)
+    if not record.get("destination_exists", True):
+        destination = LISTING_SCHEMA.empty_table()
+    execution.write_table(execution.source_listing, source, LISTING_SCHEMA)
+    execution.write_table(execution.destination_listing, destination, LISTING_SCHEMA)
+    log.info("PREPARING %s: ManifestConfig: %s listed, %s of them at the destination", execution.execution_id,
+             entries(source.num_rows), destination.num_rows)
+    return source.num_rows, destination.num_rows
 
 
 def _empty_listing(execution: ExecutionDir, path: str) -> int:
