@@ -33,6 +33,7 @@ from airflow_datasync.manifest import (
     utcnow,
 )
 from airflow_datasync.options import OptionsError, TaskOptions
+from airflow_datasync.owners import OwnerMap
 from airflow_datasync.progress import Progress
 from airflow_datasync.transfer import metadata_for, run_by_depth, transfer_shard, with_security_descriptor
 from airflow_datasync.uri import redact_uri
@@ -157,7 +158,10 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
     compare = options.TransferMode == "CHANGED"
     # The side that can skip metadata reads is listed second, knowing what the first side holds.
     # TransferMode=ALL still lists the destination: it tells a directory from a file before we write.
-    if not record.get("destination_exists", True):
+    if options.ManifestConfig is not None:
+        # Only what the manifest lists is stat'ed, on both sides: neither side is listed (manifest_list).
+        src_count, dst_count = _listed_to(execution, record, src, dst, options)
+    elif not record.get("destination_exists", True):
         # A dry run towards a folder a real run would create: what it would find there is nothing.
         dst_count = _empty_listing(execution, execution.destination_listing)
         src_count = _scan_to(execution, src, execution.source_listing, "source", src_hints)
@@ -179,7 +183,7 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
         "started_at": started, "ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000),
         "source_entries": src_count, "destination_entries": dst_count,
         "shard_count": shard_plan.count, "files_per_shard": shard_plan.files_per_shard,
-        "bytes_per_shard": shard_plan.bytes_per_shard, **est, "warnings": _prepare_warnings(options, dst),
+        "bytes_per_shard": shard_plan.bytes_per_shard, **est, "warnings": _prepare_warnings(options, dst, src),
     })
     log.info("PREPARING %s: %s at source, %s at destination; %s to transfer (%s bytes), %s to delete, %s",
              execution.execution_id, entries(src_count), dst_count,
@@ -190,6 +194,21 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
                  execution.execution_id)
         return []
     return shards
+
+
+def _listed_to(execution: ExecutionDir, record: dict[str, Any], src: Location, dst: Location,
+               options: TaskOptions) -> tuple[int, int]:
+    """The two listings of a ManifestConfig execution, from stats of the listed paths; their entry counts."""
+    from airflow_datasync import manifest_list
+
+    source, destination = manifest_list.listings_for(record, src, dst, options)
+    if not record.get("destination_exists", True):
+        destination = LISTING_SCHEMA.empty_table()
+    execution.write_table(execution.source_listing, source, LISTING_SCHEMA)
+    execution.write_table(execution.destination_listing, destination, LISTING_SCHEMA)
+    log.info("PREPARING %s: ManifestConfig: %s listed, %s of them at the destination", execution.execution_id,
+             entries(source.num_rows), destination.num_rows)
+    return source.num_rows, destination.num_rows
 
 
 def _empty_listing(execution: ExecutionDir, path: str) -> int:
@@ -294,7 +313,12 @@ def _partition_of(paths: pa.Array, parts: int, by_top: bool) -> np.ndarray:
     return np.fromiter(map(hash, paths.to_pylist()), dtype=np.int64, count=len(paths)) % parts
 
 
-def _prepare_warnings(options: TaskOptions, dst: Location) -> list[str]:
+def _prepare_warnings(options: TaskOptions, dst: Location, src: Location | None = None) -> list[str]:
+    mapped = [f"{name}={value}" for name, value in (("Uid", options.Uid), ("Gid", options.Gid)) if value in ("NAME", "BOTH")]
+    no_owners = [loc.scheme for loc in (src, dst) if loc is not None and not loc.posix_metadata]
+    if mapped and no_owners:
+        return [f"{', '.join(mapped)}: {no_owners[0].upper()} has no POSIX owners, so owners are neither mapped by "
+                "name nor kept between these locations"]
     if (options.Uid != "NONE" or options.Gid != "NONE") and not dst.keeps_ownership:
         return [f"Uid/Gid: ownership is neither kept nor compared: the worker runs as uid {os.geteuid()} and only "
                 "root may give files to other owners at the destination (run as root, or set Uid/Gid NONE)"]
@@ -352,8 +376,8 @@ def _hints(previous: ExecutionDir, side: str) -> ScanHints | None:
                 rows = rows.filter(pc.or_(pc.is_valid(rows["src_mtime_ns"]), pc.fill_null(rows["meta_known"], True)))
                 # What a HEAD would now return: only the metadata the options had us write.
                 kept = {"mtime_ns": options.Mtime == "PRESERVE", "atime_ns": options.Atime == "BEST_EFFORT",
-                        "mode": options.PosixPermissions == "PRESERVE", "uid": options.Uid == "INT_VALUE",
-                        "gid": options.Gid == "INT_VALUE"}
+                        "mode": options.PosixPermissions == "PRESERVE", "uid": options.Uid != "NONE",
+                        "gid": options.Gid != "NONE"}
                 cols = {"path": rows["path"], "etag": rows["dst_etag"], "type": rows["type"],
                         "link_target": rows["link_target"]}
                 for name, keep in kept.items():
@@ -474,7 +498,7 @@ def _directory_metadata(src: Location, dst: Location, row: dict[str, Any], optio
     """The planned times of a directory; SMB → SMB also what a file gets at copy time (see
     ShardCopier._copy_file): creation time and attributes from a stat of the source directory, and its
     security descriptor as SecurityDescriptorCopyFlags asks. Other pairs: the manifest row alone."""
-    meta = metadata_for(row, options)
+    meta = metadata_for(row, options, OwnerMap(src, dst, options))
     if not src.scheme == dst.scheme == "smb":
         return meta
     now = src.stat(row["path"])

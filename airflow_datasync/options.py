@@ -29,7 +29,7 @@ class OptionSpec:
     """
 
     name: str
-    kind: str  #: "choice", "integer", "boolean" or "filter"
+    kind: str  #: "choice", "integer", "boolean", "filter" or "manifest" (a ManifestConfig dict)
     default: Any
     section: str
     title: str
@@ -69,6 +69,47 @@ class OptionSpec:
                     raise OptionsError(f"BytesPerSecond={value!r} is invalid; use -1 (no limit) or a positive integer")
                 raise OptionsError(f"{self.path}={value!r} is invalid; use a positive integer"
                                    + (" (or 0 for the locations' default)" if lowest == 0 else ""))
+        elif self.kind == "manifest" and value is not None:
+            check_manifest_config(value)
+
+
+def check_manifest_config(config: Any) -> None:
+    """Raise :class:`OptionsError` unless ``config`` is a ManifestConfig both engines take: DataSync's
+    ``{"Action": "TRANSFER", "Format": "CSV", "Source": {"S3": {...}}}``, or the native engine's
+    ``"Source": {"Uri": "<location URI of the CSV file>", "ConnId": "<optional connection id>"}``."""
+    if not isinstance(config, dict):
+        raise OptionsError(f"ManifestConfig must be a dict, got {type(config).__name__}")
+    unknown = sorted(set(config) - {"Action", "Format", "Source"})
+    if unknown:
+        raise OptionsError(f"ManifestConfig: unknown key(s) {unknown}; use Action, Format and Source")
+    if config.get("Action", "TRANSFER") != "TRANSFER":
+        raise OptionsError(f"ManifestConfig.Action={config['Action']!r} is invalid; use TRANSFER")
+    if config.get("Format", "CSV") != "CSV":
+        raise OptionsError(f"ManifestConfig.Format={config['Format']!r} is invalid; use CSV")
+    source = config.get("Source")
+    if not isinstance(source, dict) or len(source) == 0:
+        raise OptionsError("ManifestConfig.Source is required: {'S3': {'S3BucketArn': ..., 'ManifestObjectPath': ..., "
+                           "'BucketAccessRoleArn': ...}} or {'Uri': '<location URI of the CSV file>', 'ConnId': ...}")
+    if "S3" in source:
+        s3 = source["S3"]
+        if set(source) != {"S3"} or not isinstance(s3, dict):
+            raise OptionsError("ManifestConfig.Source: give either S3 or Uri (with an optional ConnId), not both")
+        bad = sorted(set(s3) - {"S3BucketArn", "ManifestObjectPath", "BucketAccessRoleArn", "ManifestObjectVersionId"})
+        if bad:
+            raise OptionsError(f"ManifestConfig.Source.S3: unknown key(s) {bad}")
+        for key in ("S3BucketArn", "ManifestObjectPath"):
+            if not isinstance(s3.get(key), str) or not s3[key]:
+                raise OptionsError(f"ManifestConfig.Source.S3.{key} is required (a string)")
+        if not s3["S3BucketArn"].startswith("arn:"):
+            raise OptionsError(f"ManifestConfig.Source.S3.S3BucketArn={s3['S3BucketArn']!r} is not an ARN; "
+                               "use arn:aws:s3:::<bucket>")
+    else:
+        bad = sorted(set(source) - {"Uri", "ConnId"})
+        if bad or not isinstance(source.get("Uri"), str) or not source["Uri"].strip():
+            raise OptionsError("ManifestConfig.Source needs S3 (DataSync's form) or Uri (a location URI of the CSV "
+                               f"file) with an optional ConnId; got keys {sorted(source)}")
+        if source.get("ConnId") is not None and not isinstance(source["ConnId"], str):
+            raise OptionsError("ManifestConfig.Source.ConnId must be a connection id (a string)")
 
 
 def _choice(name: str, default: str, title: str, description: str, choices: dict[str, str], **kw: Any) -> OptionSpec:
@@ -107,11 +148,13 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
             "PRESERVE; NONE requires Mtime NONE.",
             {"BEST_EFFORT": "BEST_EFFORT: try to keep the original Atime", "NONE": "NONE: ignore Atime"}),
     _choice("Uid", "INT_VALUE", "Owner (UID)", "The POSIX user ID of the file's owner.",
-            {"INT_VALUE": "INT_VALUE: keep the numeric UID (recommended)", "NONE": "NONE: ignore the UID"},
-            not_yet=("NAME", "BOTH")),
+            {"INT_VALUE": "INT_VALUE: keep the numeric UID (recommended)",
+             "NAME": "NAME: map by user name", "BOTH": "BOTH: by name where known, else the numeric UID",
+             "NONE": "NONE: ignore the UID"}),
     _choice("Gid", "INT_VALUE", "Group (GID)", "The POSIX group ID of the file's owners.",
-            {"INT_VALUE": "INT_VALUE: keep the numeric GID (recommended)", "NONE": "NONE: ignore the GID"},
-            not_yet=("NAME", "BOTH")),
+            {"INT_VALUE": "INT_VALUE: keep the numeric GID (recommended)",
+             "NAME": "NAME: map by group name", "BOTH": "BOTH: by name where known, else the numeric GID",
+             "NONE": "NONE: ignore the GID"}),
     _choice("PosixPermissions", "PRESERVE", "POSIX permissions",
             "Which users or groups can read, write or execute a file.",
             {"PRESERVE": "PRESERVE: keep POSIX permissions (recommended)", "NONE": "NONE: ignore them"}),
@@ -137,6 +180,10 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("Excludes", "filter", None, "Filters", "Exclude filters",
                "Which files, objects and folders of the source not to transfer: patterns such as *.tmp or "
                "/scratch (a list, or one string joined with |)."),
+    OptionSpec("ManifestConfig", "manifest", None, "Filters", "Manifest (list of files)",
+               "Transfer exactly the files listed in a CSV manifest (one path per line, relative to the source "
+               "location): {\"Action\": \"TRANSFER\", \"Format\": \"CSV\", \"Source\": {\"Uri\": "
+               "\"s3://bucket/list.csv\", \"ConnId\": \"...\"}} or DataSync's Source.S3 form. Empty: the whole source."),
     OptionSpec("BytesPerSecond", "integer", -1, "Throttling", "Bandwidth limit (bytes per second)",
                "Limits the bandwidth the task uses, e.g. 1048576 for at most 1 MiB/s. Empty: no limit.",
                minimum=1, nullable=True, null_means=-1),
@@ -185,6 +232,8 @@ def json_schema(spec: OptionSpec) -> dict[str, Any]:
     elif spec.kind == "integer":
         schema.update(type=["null", "integer"] if spec.nullable else "integer",
                       minimum=spec.minimum if spec.minimum is not None else 1)
+    elif spec.kind == "manifest":
+        schema.update(type=["null", "object"])
     elif spec.kind == "filter":
         # One string "a|b" as DataSync takes it, or a list of patterns; the form shows a free text field.
         schema.update(type=["null", "string", "array"], items={"type": "string"})
@@ -228,6 +277,9 @@ class TaskOptions:
     ObjectTags: str = "PRESERVE"
     Includes: str | None = None
     Excludes: str | None = None
+    #: DataSync's ManifestConfig (or its native form, see :func:`check_manifest_config`): transfer only the
+    #: files a CSV manifest lists, without listing the source.
+    ManifestConfig: dict[str, Any] | None = None
     TaskReportConfig: TaskReportConfig = field(default_factory=TaskReportConfig)
     # Engine settings (not DataSync options).
     files_per_shard: int = 10_000
@@ -244,11 +296,14 @@ class TaskOptions:
 
     def __post_init__(self) -> None:
         for spec in OPTION_SPECS:
-            if spec.kind in ("choice", "integer", "boolean") and spec.target is None:
+            if spec.kind in ("choice", "integer", "boolean", "manifest") and spec.target is None:
                 spec.check(getattr(self, spec.name))
         if self.PreserveDeletedFiles == "REMOVE" and self.TransferMode == "ALL":
             raise OptionsError("PreserveDeletedFiles=REMOVE cannot be combined with TransferMode=ALL "
                                "(as in DataSync: ALL does not scan the destination for deletions)")
+        if self.ManifestConfig is not None and self.PreserveDeletedFiles == "REMOVE":
+            raise OptionsError("PreserveDeletedFiles=REMOVE cannot be combined with ManifestConfig (as in DataSync: "
+                               "a manifest transfers the files it lists and never deletes); use PRESERVE")
         if self.Atime == "BEST_EFFORT" and self.Mtime == "NONE":
             raise OptionsError("Atime=BEST_EFFORT requires Mtime=PRESERVE (as in DataSync); set Atime=NONE with Mtime=NONE")
         if self.Atime == "NONE" and self.Mtime == "PRESERVE":

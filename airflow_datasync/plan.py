@@ -59,6 +59,9 @@ def comparable(source: pa.Table, destination: pa.Table, options: TaskOptions, sr
     if not (getattr(src, "posix_metadata", True) and getattr(dst, "posix_metadata", True)):
         options = dataclasses.replace(options, PosixPermissions="NONE", Uid="NONE", Gid="NONE")
     options = without_ownership(options, dst)
+    from airflow_datasync.owners import OwnerMap  # Uid/Gid NAME/BOTH: compare owners in the source's terms
+
+    source, destination = OwnerMap(src, dst, options).comparable(source, destination)
     if getattr(dst, "case_insensitive", False):
         source, destination = fold_case(source, destination, options)
     return source, destination, options
@@ -174,9 +177,9 @@ def diff(source: pa.Table, destination: pa.Table, options: TaskOptions, *, compa
     meta = np.zeros(n, dtype=bool)
     if options.PosixPermissions == "PRESERVE":
         meta |= differs("mode")
-    if options.Uid == "INT_VALUE":
+    if options.Uid != "NONE":
         meta |= differs("uid")
-    if options.Gid == "INT_VALUE":
+    if options.Gid != "NONE":
         meta |= differs("gid")
     meta_upd = both & ~is_dir & meta
     action[meta_upd], reason[meta_upd] = "meta", "metadata changed"

@@ -25,6 +25,7 @@ from airflow_datasync import checksum
 from airflow_datasync.locations.base import DIR, FILE, SYMLINK, Location, LocationError, Metadata, StatResult
 from airflow_datasync.manifest import RESULT_SCHEMA, ExecutionDir, Journal, utcnow
 from airflow_datasync.options import TaskOptions
+from airflow_datasync.owners import OwnerMap
 from airflow_datasync.plan import without_ownership
 from airflow_datasync.progress import RateLimiter, ShardProgress
 from airflow_datasync.units import entries
@@ -54,20 +55,23 @@ _PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, err
                      errno.ELOOP, errno.EINVAL, errno.EEXIST}
 
 
-def metadata_for(row: dict[str, Any] | StatResult, options: TaskOptions) -> Metadata:
+def metadata_for(row: dict[str, Any] | StatResult, options: TaskOptions, owners: OwnerMap | None = None) -> Metadata:
+    """The metadata to write for a source entry (a manifest row or a stat); ``owners`` maps its uid/gid to the
+    destination's for Uid/Gid NAME and BOTH (without it, the ids are written as read)."""
     get = row.get if isinstance(row, dict) else (lambda k: getattr(row, k))
-    return Metadata(
+    meta = Metadata(
         mtime_ns=get("mtime_ns") if options.Mtime == "PRESERVE" else None,
         atime_ns=get("atime_ns") if options.Atime == "BEST_EFFORT" else None,
         mode=get("mode") if options.PosixPermissions == "PRESERVE" else None,
-        uid=get("uid") if options.Uid == "INT_VALUE" else None,
-        gid=get("gid") if options.Gid == "INT_VALUE" else None,
+        uid=get("uid") if options.Uid != "NONE" else None,
+        gid=get("gid") if options.Gid != "NONE" else None,
         # SMB only (None elsewhere): creation time with the other times, standard file attributes always.
         creation_ns=get("creation_ns") if options.Mtime == "PRESERVE" and not isinstance(row, dict) else None,
         attributes=None if isinstance(row, dict) else get("attributes"),
         # S3 only (None elsewhere): the source object's own user metadata travels with it.
         user_metadata=None if isinstance(row, dict) else get("user_metadata"),
     )
+    return owners.apply(meta, row) if owners is not None else meta
 
 
 def with_security_descriptor(src: Location, dst: Location, path: str, meta: Metadata, options: TaskOptions) -> Metadata:
@@ -88,6 +92,7 @@ class ShardCopier:
                  limiter: RateLimiter, progress: ShardProgress) -> None:
         self.src, self.dst, self.options, self.tag = src, dst, options, tag
         self.journal, self.limiter, self.progress = journal, limiter, progress
+        self.owners = OwnerMap(src, dst, options)  # Uid/Gid NAME/BOTH; a no-op otherwise
 
     def run_one(self, row: dict[str, Any], done: dict[str, Any]) -> dict[str, Any]:
         path, action, kind = row["path"], row["action"], row["type"]
@@ -107,13 +112,13 @@ class ShardCopier:
                     return result
                 self.progress.uncount(prior.get("bytes") or 0)
             if action == "mkdir":
-                self.dst.mkdir(path, metadata_for(row, self.options))
+                self.dst.mkdir(path, metadata_for(row, self.options, self.owners))
             elif action == "meta":
-                warnings = self.dst.set_metadata(path, metadata_for(row, self.options), is_dir=kind == DIR)
+                warnings = self.dst.set_metadata(path, metadata_for(row, self.options, self.owners), is_dir=kind == DIR)
                 result["warning"] = "; ".join(warnings) or None
             elif kind == SYMLINK:
                 before = self._stat_source(path, SYMLINK)
-                self.dst.symlink(path, before.link_target or "", metadata_for(before, self.options), tag=self.tag)
+                self.dst.symlink(path, before.link_target or "", metadata_for(before, self.options, self.owners), tag=self.tag)
             elif kind == FILE:
                 result.update(self._copy_file(path, row, streamed))
             else:
@@ -163,7 +168,7 @@ class ShardCopier:
 
         def meta_for(stat: StatResult) -> Metadata:
             seen.append(stat)
-            return with_security_descriptor(self.src, self.dst, path, metadata_for(stat, self.options), self.options)
+            return with_security_descriptor(self.src, self.dst, path, metadata_for(stat, self.options, self.owners), self.options)
 
         def read_as(result: dict[str, Any]) -> dict[str, Any]:
             st = seen[-1] if seen else before

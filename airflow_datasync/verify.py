@@ -162,7 +162,15 @@ def verify_execution(execution: ExecutionDir, src: Location, dst: Location, opti
 def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions,
                    hints: dict[str, ScanHints | None]) -> list[dict[str, Any]]:
     listings = {}
+    if options.ManifestConfig is not None:
+        # With a manifest, both locations are compared on the listed files (and their folders) only.
+        from airflow_datasync.manifest_list import listings_for
+
+        found = listings_for(execution.read_json(execution.launch), src, dst, options)
+        listings = {name: plan.apply_filters(table, options) for name, table in zip(("source", "destination"), found)}
     for name, loc in (("source", src), ("destination", dst)):
+        if name in listings:
+            break
         path = execution.file(f"verify-{name}.parquet")
         with execution.sink(path, LISTING_SCHEMA) as sink:
             for batch in loc.scan(hints=hints.get(name)):

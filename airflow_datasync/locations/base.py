@@ -105,6 +105,10 @@ class StatResult:
     etag: str | None = None  #: object stores: changes whenever the content does
     #: S3 only: the object's user metadata other than ours (kept on S3 → S3 copies).
     user_metadata: dict[str, str] | None = None
+    #: S3 only: the owner's user and group names stored beside the ids (Uid/Gid NAME or BOTH); file
+    #: systems name their ids through their user database instead (see airflow_datasync.owners).
+    user_name: str | None = None
+    group_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,9 @@ class Metadata:
     #: (ObjectTags=PRESERVE).
     user_metadata: dict[str, str] | None = None
     tags: dict[str, str] | None = None
+    #: S3 only (ignored elsewhere): owner names to store beside the ids (Uid/Gid NAME or BOTH).
+    user_name: str | None = None
+    group_name: str | None = None
 
 
 class ScanHints:
@@ -177,6 +184,9 @@ class Location(abc.ABC):
     mtime_resolution_ns: int = 1
     #: Whether the store keeps POSIX mode/uid/gid; if either side does not, they are not compared.
     posix_metadata: bool = True
+    #: How the store names owner ids for Uid/Gid NAME and BOTH: "posix" (the user database, pwd/grp),
+    #: "metadata" (names stored beside the ids with each entry: S3) or None (no POSIX owners: SMB).
+    owner_names: str | None = None
     #: Whether names that differ only in case name the same entry (SMB): the planner then matches such
     #: names between the two sides and refuses source entries that would collide (see plan.fold_case).
     case_insensitive: bool = False

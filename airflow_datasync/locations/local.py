@@ -92,6 +92,7 @@ def path_from_uri(uri: str) -> str:
 
 class LocalLocation(Location):
     scheme = "file"
+    owner_names = "posix"  #: Uid/Gid NAME/BOTH: names from this machine's pwd/grp databases
     #: Set when the shard will end with :meth:`sync` (``sync_writes``): large files then start their disk
     #: writes while they are copied, so the final flush has little left to wait for.
     early_writeback = False

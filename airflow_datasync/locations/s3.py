@@ -128,6 +128,11 @@ def _meta_to_headers(meta: Metadata, kind: str = FILE, link_target: str | None =
         out[META_PREFIX + "uid"] = str(meta.uid)
     if meta.gid is not None:
         out[META_PREFIX + "gid"] = str(meta.gid)
+    # Owner names (Uid/Gid NAME or BOTH), quoted: S3 user metadata travels in ASCII HTTP headers.
+    if meta.user_name is not None:
+        out[META_PREFIX + "user"] = urllib.parse.quote(meta.user_name, safe="")
+    if meta.group_name is not None:
+        out[META_PREFIX + "group"] = urllib.parse.quote(meta.group_name, safe="")
     if kind == SYMLINK:
         out[META_PREFIX + "type"] = "symlink"
         out[META_PREFIX + "link-target"] = urllib.parse.quote(link_target or "", safe="/")
@@ -161,6 +166,7 @@ class _ChunkReader(io.RawIOBase):
 
 class S3Location(Location):
     scheme = "s3"
+    owner_names = "metadata"  #: Uid/Gid NAME/BOTH: ds-user/ds-group stored beside ds-uid/ds-gid
     default_concurrency = 64
     uses_scan_hints = True
     keeps_directory_metadata = False
@@ -377,6 +383,9 @@ class S3Location(Location):
             value = _int(m.get(META_PREFIX + name), base)
             if value is not None:
                 out[field] = value
+        for field, name in (("user_name", "user"), ("group_name", "group")):
+            if m.get(META_PREFIX + name):
+                out[field] = urllib.parse.unquote(m[META_PREFIX + name])
         if not is_dir and m.get(META_PREFIX + "type") == "symlink":
             out.update(type=SYMLINK, size=0, link_target=urllib.parse.unquote(m.get(META_PREFIX + "link-target", "")))
         return out
@@ -400,7 +409,8 @@ class S3Location(Location):
         kind = meta.get("type", DIR if is_dir else FILE)
         return StatResult(kind, 0 if kind != FILE else head["ContentLength"], mtime, meta.get("atime_ns"),
                           meta.get("mode"), meta.get("uid"), meta.get("gid"), meta.get("link_target"),
-                          etag=head.get("ETag"), user_metadata=meta.get("user_metadata"))
+                          etag=head.get("ETag"), user_metadata=meta.get("user_metadata"),
+                          user_name=meta.get("user_name"), group_name=meta.get("group_name"))
 
     def _written(self, key: str, etag: str | None) -> None:
         if etag:
