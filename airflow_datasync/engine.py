@@ -37,7 +37,7 @@ from airflow_datasync.owners import OwnerMap
 from airflow_datasync.progress import Progress
 from airflow_datasync.transfer import metadata_for, run_by_depth, transfer_shard, with_security_descriptor
 from airflow_datasync.uri import redact_uri
-from airflow_datasync.wording import counted, entries
+from airflow_datasync.units import counted, entries
 
 log = logging.getLogger("airflow_datasync")
 

@@ -4,8 +4,6 @@ summary at the end. Manifests stay in the manifest store."""
 
 from __future__ import annotations
 
-import ast
-import json
 import logging
 from typing import Any, Sequence
 
@@ -21,8 +19,9 @@ from airflow_datasync.manifest import ExecutionDir
 from airflow_datasync.operators.links import SyncExecutionLink, SyncShardLink
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.params import options_from_params
+from airflow_datasync.rendered import parse_rendered
 from airflow_datasync.report_text import format_bytes, format_summary, render
-from airflow_datasync.wording import counted, entries
+from airflow_datasync.units import counted, entries
 
 log = logging.getLogger("airflow_datasync")
 XCOM_RETURN_KEY = BaseXCom.XCOM_RETURN_KEY
@@ -47,12 +46,9 @@ def options_dict(value: Any) -> dict[str, Any]:
         return {}
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = parse_rendered(value)
         except ValueError:
-            try:
-                value = ast.literal_eval(value)
-            except (ValueError, SyntaxError):
-                raise OptionsError(f"options must be a dict (or its JSON), got {value!r}") from None
+            raise OptionsError(f"options must be a dict (or its JSON), got {value!r}") from None
     if not isinstance(value, dict):
         raise OptionsError(f"options must be a dict of DataSync option names, got {type(value).__name__}")
     return dict(value)

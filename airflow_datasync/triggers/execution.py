@@ -13,10 +13,8 @@ The functions here block (a local disk or an S3 store): the trigger calls them t
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import datetime as dt
-import json
 import logging
 import os
 import time
@@ -27,6 +25,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_datasync import catalog
 from airflow_datasync.manifest import ExecutionDir, check_name
+from airflow_datasync.rendered import parse_rendered
 
 log = logging.getLogger("airflow_datasync")
 
@@ -66,12 +65,9 @@ class ExecutionTarget:
         it to without ``render_template_as_native_obj``) or a bare execution URI."""
         if isinstance(value, str) and value.lstrip().startswith("{"):
             try:
-                value = json.loads(value)
+                value = parse_rendered(value)
             except ValueError:
-                try:
-                    value = ast.literal_eval(value)
-                except (ValueError, SyntaxError):
-                    raise ValueError(f"cannot read an execution reference from {value!r}") from None
+                raise ValueError(f"cannot read an execution reference from {value!r}") from None
         if isinstance(value, dict):
             return cls(execution=value.get("execution"), store_conn_id=value.get("store_conn_id", store_conn_id))
         if isinstance(value, str) and value and value != "None":
