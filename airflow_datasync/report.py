@@ -108,7 +108,8 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
         "VerifyDuration": (verify or {}).get("duration_ms", 0),
         "TotalDuration": _ms_between(launched_at, ended),
         "ErrorCode": problems[0][0] if problems else None,
-        "ErrorDetail": "; ".join(d for _, d in problems) if problems else None,
+        # One clause per problem; a detail quoting an error message may end with its full stop (not ".;").
+        "ErrorDetail": "; ".join(d.rstrip(".") for _, d in problems) if problems else None,
         "VerifyMode": options.get("VerifyMode"),
         "ShardCount": expected_shards,
         "ShardsCompleted": len(shards),
