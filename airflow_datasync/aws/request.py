@@ -9,9 +9,7 @@ shape (``ManifestConfig``, ``TaskReportConfig``, ``Tags``).
 
 from __future__ import annotations
 
-import ast
 import copy
-import json
 from functools import lru_cache
 from typing import Any
 
@@ -19,6 +17,7 @@ from botocore.validate import ParamValidator
 
 from airflow_datasync.options import _CHOICES as NATIVE_CHOICES  # the one table of our option values
 from airflow_datasync.options import OptionsError, TaskOptions, TaskReportConfig
+from airflow_datasync.rendered import parse_rendered
 
 
 @lru_cache(maxsize=1)
@@ -41,12 +40,9 @@ def parse_structure(name: str, value: Any) -> Any:
         if text[0] not in "[{":
             return value  # a plain filter string such as "/logs|*.tmp"
         try:
-            return json.loads(text)
+            return parse_rendered(text)
         except ValueError:
-            try:
-                return ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                raise OptionsError(f"{name} must be a dict or list (or its JSON), got {value!r}") from None
+            raise OptionsError(f"{name} must be a dict or list (or its JSON), got {value!r}") from None
     return copy.deepcopy(value)
 
 
