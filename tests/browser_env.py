@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.servers import free_port
+from tests.servers import free_port, stop_airflow_processes
 
 CHROMIUM = "/usr/bin/chromium"
 #: Without the networking flags Chromium keeps dialling out, which this closed network refuses.
@@ -59,21 +58,6 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
             pass
         time.sleep(0.5)
     raise RuntimeError(f"airflow api-server not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGINT first (uvicorn shuts its workers down), then the whole process group if anything is left."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +91,7 @@ def airflow_server(airflow_db) -> AirflowServer:
         _wait_healthy(f"{base_url}/api/v2/monitor/health", proc, log)
         yield AirflowServer(base_url=base_url, passwords=passwords, log=log)
     finally:
-        _stop(proc)
+        stop_airflow_processes([proc], timeout=30)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

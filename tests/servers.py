@@ -90,6 +90,24 @@ class S3Server:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def stop_airflow_processes(procs: list[subprocess.Popen], timeout: float) -> None:
+    """Stop Airflow components started in sessions of their own: SIGINT to all first (they shut down their
+    workers), up to ``timeout`` s each, then SIGKILL to each process group for whatever is left."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for proc in procs:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
 def weed_binary() -> str:
     candidate = Path(sys.executable).parent / "weed"
     found = str(candidate) if candidate.exists() else shutil.which("weed")

@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
+from tests.servers import free_port, stop_airflow_processes
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 DAGS = Path(__file__).parent / "real_dags"
@@ -75,19 +74,7 @@ class RealAirflow:
 
     def stop(self) -> None:
         """SIGINT to every component, then the process groups of anything left (LocalExecutor's workers)."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for proc in self.procs.values():
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+        stop_airflow_processes(list(self.procs.values()), timeout=20)
 
     def logs(self) -> str:
         return "\n".join(f"--- {name}\n{(self.home / f'{name}.log').read_text(errors='replace')[-3000:]}"
