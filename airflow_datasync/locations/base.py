@@ -8,11 +8,24 @@ from __future__ import annotations
 
 import abc
 import posixpath
-from dataclasses import dataclass
-from typing import IO, Callable, Iterator
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import IO, Any, Callable, Iterator, Mapping
 
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401 - pa.compute in ScanHints
+
+from airflow_datasync.errors import (  # noqa: F401 - the vocabulary, re-exported where backends import it
+    AlreadyExistsError,
+    ChangedSinceListingError,
+    ConnectionLostError,
+    DirectoryNotEmptyError,
+    LocationError,
+    NotFoundError,
+    PermissionDeniedError,
+    TransientError,
+    UnsafePathError,
+)
 
 #: Entry types in listings and manifests.
 FILE, DIR, SYMLINK, OTHER = "file", "dir", "symlink", "other"
@@ -50,20 +63,8 @@ def listing_batch(cols: dict[str, list]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=LISTING_SCHEMA)
 
 
-class LocationError(Exception):
-    """A location cannot be used as asked. The message names the location, the path and the fix."""
-
-
-class DirectoryNotEmptyError(LocationError):
-    """A directory to delete still holds entries (excluded by filters, or new): it is kept, not an error."""
-
-
-class ChangedSinceListingError(LocationError):
-    """The entry is no longer the version PREPARING listed; the next execution copies the new one."""
-
-
-class UnsafePathError(LocationError):
-    """A relative path would escape the location root (``..``, absolute, NUL, empty component)."""
+#: Names that start with this prefix are this engine's temporary files: every backend hides them from scan.
+TEMP_PREFIX = ".~ds-"
 
 
 def safe_relpath(path: str) -> str:
@@ -85,6 +86,80 @@ def safe_relpath(path: str) -> str:
 
 def parent_of(path: str) -> str:
     return posixpath.dirname(path)
+
+
+#: An empty, read-only extras map (the default of :attr:`StatResult.extras` and :attr:`Metadata.extras`).
+NO_EXTRAS: Mapping[str, Any] = MappingProxyType({})
+
+#: The extras keys the backends know, namespaced by the protocol that gives them meaning (like rclone's
+#: metadata map). A backend declares in :attr:`Capabilities.extras_read` and ``extras_write`` which of
+#: them it reads and writes; the engine copies the keys both sides declare (and the options allow).
+SMB_CREATION_NS = "smb.creation_ns"            #: int: creation time, ns since 1970 (with Mtime=PRESERVE)
+SMB_ATTRIBUTES = "smb.attributes"              #: int: the FILE_ATTRIBUTE_* bits a client may copy
+SMB_SECURITY_DESCRIPTOR = "smb.security_descriptor"  #: bytes: self-relative owner + DACL (+ SACL)
+SMB_SECURITY_FLAGS = "smb.security_flags"      #: str: the SecurityDescriptorCopyFlags it was read with
+S3_USER_METADATA = "s3.user_metadata"          #: dict[str, str]: x-amz-meta-* other than ours
+S3_TAGS = "s3.tags"                            #: dict[str, str]: object tags (ObjectTags=PRESERVE)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, declared once per backend (or per location where it depends on the
+    process, e.g. whether it may chown). The engine decides from these alone: it never asks a location's
+    scheme or probes it for methods."""
+
+    #: Copy threads when the task's ``concurrency`` is 0 (per-request latency: more pay off on object stores).
+    concurrency: int = 8
+    #: Verification threads with ``concurrency`` 0 when this location is checked against another; None:
+    #: as :attr:`concurrency`. A file system hashing local files is interpreter-bound: fewer threads.
+    verify_concurrency: int | None = None
+    #: Resolution of the modification times the store keeps (SMB: 100 ns).
+    mtime_resolution_ns: int = 1
+    #: Whether the store keeps POSIX mode/uid/gid; if either side does not, they are neither set nor compared.
+    posix_metadata: bool = True
+    #: False where this process cannot give entries to other owners (a file system, not as root).
+    keeps_ownership: bool = True
+    #: How owner ids get names for Uid/Gid NAME and BOTH: "posix" (pwd/grp), "metadata" (stored beside the
+    #: ids with each entry) or None.
+    owner_names: str | None = None
+    #: Whether names that differ only in case name the same entry (SMB).
+    case_insensitive: bool = False
+    #: False where directories are markers whose metadata a store may not keep (S3 on SeaweedFS).
+    keeps_directory_metadata: bool = True
+    #: True where writing inside a directory changes its times (file systems): FINALIZE sets them last.
+    directory_times_follow_children: bool = True
+    #: True where :meth:`Location.scan` uses :class:`ScanHints` (a request per entry for metadata otherwise).
+    scan_hints: bool = False
+    #: True where a listing's ETag pins one immutable version (:meth:`Location.open_version`).
+    versioned_reads: bool = False
+    #: True where :meth:`Location.list_etags` gives path → ETag from listing requests.
+    listed_etags: bool = False
+    #: True where :meth:`Location.native_checksum` may return the store's own CRC64NVME.
+    native_checksums: bool = False
+    #: True where :meth:`Location.copy_object` can copy server-side from locations it :meth:`can_copy_from`.
+    server_side_copy: bool = False
+    #: True where :meth:`Location.sync` makes writes durable (a file system's syncfs); stores whose writes
+    #: are durable when acknowledged declare False.
+    needs_sync: bool = False
+    #: Extras keys this backend fills in :attr:`StatResult.extras` (or returns from :meth:`read_extras`).
+    extras_read: frozenset[str] = frozenset()
+    #: Extras keys this backend applies from :attr:`Metadata.extras` when it writes an entry.
+    extras_write: frozenset[str] = frozenset()
+    #: The subset of :attr:`extras_read` that costs a request of its own: only :meth:`read_extras` returns them.
+    extras_on_request: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Written:
+    """What :meth:`Location.write` (or :meth:`Location.copy_object`) put at the destination."""
+
+    size: int
+    #: The destination's ETag (object stores), so that VERIFYING and a retry need not ask again.
+    etag: str | None = None
+    #: The version id, where the store keeps versions.
+    version: str | None = None
+    #: The store's own CRC64NVME of what it holds (hex), where it computed one (a server-side copy).
+    checksum: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +184,8 @@ class StatResult:
     #: systems name their ids through their user database instead (see airflow_datasync.owners).
     user_name: str | None = None
     group_name: str | None = None
+    #: Backend-specific metadata by namespaced key (see :data:`SMB_ATTRIBUTES` and the others).
+    extras: Mapping[str, Any] = field(default_factory=lambda: NO_EXTRAS, compare=False)
 
 
 @dataclass(frozen=True)
@@ -133,6 +210,9 @@ class Metadata:
     #: S3 only (ignored elsewhere): owner names to store beside the ids (Uid/Gid NAME or BOTH).
     user_name: str | None = None
     group_name: str | None = None
+    #: Backend-specific metadata to apply, by namespaced key; a backend applies the keys it declares in
+    #: :attr:`Capabilities.extras_write` and ignores the others.
+    extras: Mapping[str, Any] = field(default_factory=lambda: NO_EXTRAS, compare=False)
 
 
 class ScanHints:
@@ -197,6 +277,22 @@ class Location(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.uri!r})"
+
+    def __enter__(self) -> "Location":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this location can do; the engine decides from this alone."""
+        return Capabilities(
+            concurrency=self.default_concurrency, mtime_resolution_ns=self.mtime_resolution_ns,
+            posix_metadata=self.posix_metadata, keeps_ownership=self.keeps_ownership, owner_names=self.owner_names,
+            case_insensitive=self.case_insensitive, keeps_directory_metadata=self.keeps_directory_metadata,
+            directory_times_follow_children=self.directory_times_follow_children, scan_hints=self.uses_scan_hints,
+            versioned_reads=self.listing_is_snapshot)
 
     # -- checks -----------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -285,6 +381,28 @@ class Location(abc.ABC):
 
     def set_security_descriptor(self, path: str, descriptor: bytes | None, flags: str) -> None:
         """Apply a descriptor from :meth:`get_security_descriptor`; stores without them ignore it."""
+
+    def read_extras(self, path: str, wanted: Mapping[str, Any]) -> dict[str, Any]:
+        """The extras of ``path`` named in ``wanted`` that cost a request of their own
+        (:attr:`Capabilities.extras_on_request`), as ``{key: value}``. ``wanted`` maps each key to what the
+        options ask of it (``smb.security_descriptor``: the SecurityDescriptorCopyFlags value; others True)."""
+        return {}
+
+    def can_copy_from(self, source: "Location") -> bool:
+        """True where :meth:`copy_object` can copy entries of ``source`` without their bytes passing
+        through this process (the same S3 endpoint and credentials)."""
+        return False
+
+    def copy_object(self, source: "Location", path: str, meta_for: Callable[[StatResult], Metadata], *,
+                    expect_etag: str | None, overwrite: bool, extras: frozenset[str] = frozenset()) -> Written:
+        """Copy ``path`` from ``source`` server-side, only if it still has ``expect_etag``
+        (:class:`ChangedSinceListingError` otherwise). ``meta_for`` turns the source's stat into the metadata
+        to write; ``extras`` names extras the server carries over itself (e.g. ``s3.tags``)."""
+        raise NotImplementedError(f"{type(self).__name__} copies no objects server-side")
+
+    def prepare_writes(self, *, durable: bool) -> None:
+        """Called before a shard writes; ``durable``: the shard ends with :meth:`sync`, so a backend may
+        start flushing large files while they are written."""
 
     def sync(self) -> None:
         """Make what was written durable (e.g. ``syncfs``); called before a shard records completion."""
