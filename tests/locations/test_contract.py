@@ -1,0 +1,287 @@
+"""The location contract, tested once and run by every backend against its real server.
+
+Each test takes ``location`` (a fresh empty root; see ``conftest.py``) and so runs on local paths,
+SeaweedFS S3, smbd and Azurite alike. What differs between backends is read from
+``location.capabilities``, never from the scheme: a backend passes by keeping what it declares.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pytest
+
+from airflow_datasync import errors
+from airflow_datasync.locations.base import (
+    DIR,
+    FILE,
+    LISTING_SCHEMA,
+    S3_TAGS,
+    S3_USER_METADATA,
+    SMB_ATTRIBUTES,
+    SMB_CREATION_NS,
+    SMB_SECURITY_DESCRIPTOR,
+    SMB_SECURITY_FLAGS,
+    TEMP_PREFIX,
+    Capabilities,
+    Location,
+    Metadata,
+    Written,
+)
+
+#: A modification time with every nanosecond digit set, so that each backend's resolution shows.
+MTIME_NS = 1_700_000_000_123_456_789
+UNSAFE_PATHS = ("../x", "a/../../x", "/abs", "a//b", "a/./b", "a\x00b")
+
+
+class Veto(Exception):
+    """Raised by a ``before_commit`` callback: the source changed during the copy."""
+
+
+def put(loc: Location, path: str, data: bytes = b"data", meta: Metadata | None = None, **kw: Any) -> Written:
+    return loc.write(path, iter([data]), meta or Metadata(), tag="conf", **kw)
+
+
+def read(loc: Location, path: str) -> bytes:
+    with loc.open_read(path) as fh:
+        return fh.read()
+
+
+def listed(loc: Location, **kw: Any) -> dict[str, dict]:
+    """Path → listing row for every entry below the root."""
+    table = pa.Table.from_batches(list(loc.scan(**kw)), schema=LISTING_SCHEMA)
+    return {row["path"]: row for row in table.to_pylist()}
+
+
+def test_capabilities_are_one_frozen_declaration(location):
+    caps = location.capabilities
+    assert isinstance(caps, Capabilities)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        caps.concurrency = 1  # type: ignore[misc]
+    assert caps.mtime_resolution_ns >= 1 and caps.concurrency >= 1
+    assert caps.extras_on_request <= caps.extras_read
+
+
+def test_a_location_is_its_own_context_manager(backend):
+    root = backend.root()
+    with root.open() as loc:
+        assert isinstance(loc, Location)
+        loc.check(writable=True)
+        put(loc, "x.txt", b"inside")
+    with root.open() as again:  # what the first wrote is there for the next opener
+        assert read(again, "x.txt") == b"inside"
+
+
+def test_a_fresh_root_lists_nothing_and_a_missing_path_stats_as_none(location):
+    assert listed(location) == {}
+    assert location.stat("missing.txt") is None
+    assert location.stat("no/such/folder/file.txt") is None
+
+
+def test_write_returns_what_it_wrote(location):
+    written = location.write("w.bin", iter([b"hello ", b"", b"world"]), Metadata(), tag="conf")
+    assert isinstance(written, Written)
+    assert written.size == 11
+    assert read(location, "w.bin") == b"hello world"
+    entry = location.stat("w.bin")
+    assert entry.type == FILE and entry.size == 11
+    assert put(location, "empty.bin", b"").size == 0
+    assert location.stat("empty.bin").size == 0 and read(location, "empty.bin") == b""
+
+
+def test_a_vetoed_commit_leaves_nothing_at_the_name_and_no_temporary(location):
+    seen: list[tuple[int, Any, list[str]]] = []
+
+    def veto(size: int) -> None:
+        # Before the commit nothing is visible at the name, and the data written so far is not listed.
+        seen.append((size, location.stat("v.txt"), sorted(listed(location))))
+        raise Veto("source changed during the copy")
+
+    with pytest.raises(Veto):
+        location.write("v.txt", iter([b"abc", b"def"]), Metadata(), tag="conf", before_commit=veto)
+    assert seen == [(6, None, [])]
+    assert location.stat("v.txt") is None
+    assert listed(location) == {}
+
+
+def test_a_vetoed_replacement_keeps_the_old_content(location):
+    put(location, "keep.txt", b"old")
+
+    def veto(size: int) -> None:
+        assert read(location, "keep.txt") == b"old"
+        raise Veto("source changed during the copy")
+
+    with pytest.raises(Veto):
+        location.write("keep.txt", iter([b"new content"]), Metadata(), tag="conf", before_commit=veto)
+    assert read(location, "keep.txt") == b"old"
+    assert sorted(listed(location)) == ["keep.txt"]
+
+
+def test_a_stream_that_fails_midway_publishes_nothing(location):
+    def failing() -> Iterator[bytes]:
+        yield b"x" * 1000
+        raise Veto("source read failed")
+
+    with pytest.raises(Veto):
+        location.write("half.bin", failing(), Metadata(), tag="conf")
+    assert location.stat("half.bin") is None
+    assert listed(location) == {}
+
+
+def test_never_overwrite_keeps_the_entry_in_the_way(location):
+    put(location, "x.txt", b"first")
+    with pytest.raises(errors.AlreadyExistsError):
+        put(location, "x.txt", b"second", overwrite=False)
+    assert read(location, "x.txt") == b"first"
+    assert sorted(listed(location)) == ["x.txt"]
+    assert put(location, "new.txt", b"fresh", overwrite=False).size == 5  # no entry in the way: written
+
+
+def test_temporary_names_are_never_listed(location):
+    location.mkdir("d")
+    put(location, f"{TEMP_PREFIX}left-by-a-killed-writer", b"partial")
+    put(location, f"d/{TEMP_PREFIX}another", b"partial")
+    put(location, "d/real.txt", b"real")
+    assert sorted(listed(location)) == ["d", "d/real.txt"]
+
+
+@pytest.mark.parametrize("path", UNSAFE_PATHS, ids=repr)
+def test_unsafe_paths_are_refused_before_any_request(location, path):
+    consumed: list[bytes] = []
+
+    def chunks() -> Iterator[bytes]:
+        consumed.append(b"started")
+        yield b"never"
+
+    calls = {
+        "stat": lambda: location.stat(path),
+        "open_read": lambda: read(location, path),
+        "write": lambda: location.write(path, chunks(), Metadata(), tag="conf"),
+        "mkdir": lambda: location.mkdir(path),
+        "set_metadata": lambda: location.set_metadata(path, Metadata(mtime_ns=MTIME_NS)),
+        "delete": lambda: location.delete(path, is_dir=False),
+        "delete dir": lambda: location.delete(path, is_dir=True),
+    }
+    for name, call in calls.items():
+        with pytest.raises(errors.UnsafePathError):
+            call()
+            pytest.fail(f"{name}({path!r}) was not refused")
+    assert consumed == [], "write read its stream before refusing the path"
+    assert listed(location) == {}
+
+
+def test_deleting_a_directory_that_holds_entries_keeps_it(location):
+    location.mkdir("d")
+    put(location, "d/f.txt", b"still here")
+    with pytest.raises(errors.DirectoryNotEmptyError):
+        location.delete("d", is_dir=True)
+    assert location.stat("d").type == DIR
+    assert read(location, "d/f.txt") == b"still here"
+    location.delete("d/f.txt", is_dir=False)
+    location.delete("d", is_dir=True)
+    assert location.stat("d/f.txt") is None and location.stat("d") is None
+    assert listed(location) == {}
+
+
+def test_mtime_is_kept_at_the_declared_resolution(location):
+    caps = location.capabilities
+    expected = MTIME_NS // caps.mtime_resolution_ns * caps.mtime_resolution_ns
+    put(location, "t.txt", b"time", Metadata(mtime_ns=MTIME_NS, mode=0o640))
+    assert location.stat("t.txt").mtime_ns == expected
+    assert listed(location)["t.txt"]["mtime_ns"] == expected
+    if caps.posix_metadata:
+        assert location.stat("t.txt").mode == 0o640
+    later = MTIME_NS + 86_400 * 10**9 + 7
+    assert location.set_metadata("t.txt", Metadata(mtime_ns=later)) == []
+    assert location.stat("t.txt").mtime_ns == later // caps.mtime_resolution_ns * caps.mtime_resolution_ns
+    assert read(location, "t.txt") == b"time"  # metadata changes never touch the bytes
+
+
+def _sample_extras(location: Location, keys: frozenset[str]) -> dict[str, Any]:
+    """A value for each extras key that differs from what a fresh entry gets by default."""
+    samples: dict[str, Any] = {
+        SMB_CREATION_NS: MTIME_NS - MTIME_NS % 100 - 3_600 * 10**9,
+        SMB_ATTRIBUTES: 0x2 | 0x20,  # FILE_ATTRIBUTE_HIDDEN | FILE_ATTRIBUTE_ARCHIVE
+        S3_USER_METADATA: {"colour": "blue", "owner-team": "data"},
+        S3_TAGS: {"project": "datasync", "tier": "gold"},
+        SMB_SECURITY_FLAGS: "OWNER_DACL",
+    }
+    if SMB_SECURITY_DESCRIPTOR in keys:  # a real descriptor: the one the server gives a new file
+        put(location, "sd-donor.txt", b"donor")
+        donor = location.read_extras("sd-donor.txt", {SMB_SECURITY_DESCRIPTOR: "OWNER_DACL"})
+        samples[SMB_SECURITY_DESCRIPTOR] = donor[SMB_SECURITY_DESCRIPTOR]
+    unknown = keys - samples.keys()
+    assert not unknown, f"no sample value for extras {sorted(unknown)}: add one here"
+    return {key: samples[key] for key in keys}
+
+
+def test_extras_a_backend_reads_and_writes_round_trip(location):
+    caps = location.capabilities
+    keys = caps.extras_read & caps.extras_write
+    extras = _sample_extras(location, keys)
+    put(location, "e.txt", b"extras", Metadata(mtime_ns=MTIME_NS, extras=extras))
+    on_request = keys & caps.extras_on_request
+    wanted = {key: extras.get(SMB_SECURITY_FLAGS, True) if key == SMB_SECURITY_DESCRIPTOR else True
+              for key in on_request}
+    got = {**location.stat("e.txt").extras, **location.read_extras("e.txt", wanted)}
+    for key in keys - {SMB_SECURITY_FLAGS}:  # the flags say how a descriptor was read, not a property kept
+        assert got.get(key) == extras[key], key
+    assert read(location, "e.txt") == b"extras"
+
+
+def test_listing_streams_in_batches(location):
+    location.mkdir("sub")
+    for i in range(9):
+        put(location, f"sub/f{i}.txt" if i % 2 else f"f{i}.txt", b"x" * i)
+    batches = list(location.scan(batch_size=3))
+    assert len(batches) > 1
+    assert all(batch.schema.equals(LISTING_SCHEMA) for batch in batches)
+    rows = pa.Table.from_batches(batches).to_pylist()
+    assert sorted(r["path"] for r in rows) == sorted(
+        ["sub"] + [f"sub/f{i}.txt" if i % 2 else f"f{i}.txt" for i in range(9)])
+    by_path = {r["path"]: r for r in rows}
+    assert by_path["sub"]["type"] == DIR
+    assert by_path["sub/f7.txt"]["type"] == FILE and by_path["sub/f7.txt"]["size"] == 7
+
+
+def _escaped(exc: BaseException) -> bool:
+    """True where an exception is not the vocabulary: neither a LocationError nor a built-in OSError
+    (the built-in twins of NotFoundError and the others, raised by code written against the stdlib)."""
+    return not (isinstance(exc, errors.LocationError) or (isinstance(exc, OSError) and type(exc).__module__ == "builtins"))
+
+
+def test_a_missing_file_reads_as_not_found(location):
+    with pytest.raises(errors.NotFoundError):
+        read(location, "missing.txt")
+
+
+def test_no_client_exception_escapes(location):
+    put(location, "file.txt", b"a file")
+    location.mkdir("dir")
+    attempts = {
+        "open_read of a missing file": lambda: read(location, "missing/deeper.txt"),
+        "set_metadata of a missing file": lambda: location.set_metadata("missing.txt", Metadata(mtime_ns=MTIME_NS)),
+        "open_read of a directory": lambda: read(location, "dir"),
+        "write below a file": lambda: put(location, "file.txt/below.txt"),
+        "mkdir below a file": lambda: location.mkdir("file.txt/below"),
+        "write over a directory": lambda: put(location, "dir"),
+    }
+    escaped = {}
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+        except Exception as exc:  # noqa: BLE001 - the type is what is tested
+            if _escaped(exc):
+                escaped[name] = f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
+    assert escaped == {}, "client exceptions escaped the backend"
+
+
+def test_content_round_trips_byte_for_byte(location):
+    data = bytes(range(256)) * 4096 + b"tail"  # 1 MiB and a bit: several chunks on every backend
+    chunks = [data[i:i + 65_536] for i in range(0, len(data), 65_536)]
+    location.mkdir("nested")
+    assert location.write("nested/big.bin", iter(chunks), Metadata(), tag="conf").size == len(data)
+    assert hashlib.sha256(read(location, "nested/big.bin")).digest() == hashlib.sha256(data).digest()
