@@ -121,14 +121,21 @@ def test_a_vetoed_replacement_keeps_the_old_content(location):
 
 
 def test_a_stream_that_fails_midway_publishes_nothing(location):
+    put(location, "keep.bin", b"previous content")
+
     def failing() -> Iterator[bytes]:
-        yield b"x" * 1000
+        # Past Samba's 8 MiB largest write and the S3 backend's 16 MiB multipart threshold: the paths
+        # that write in pieces must abandon them too.
+        yield b"x" * (9 << 20)
+        yield b"y" * (9 << 20)
         raise Veto("source read failed")
 
-    with pytest.raises(Veto):
-        location.write("half.bin", failing(), Metadata(), tag="conf")
+    for path in ("half.bin", "keep.bin"):
+        with pytest.raises(Veto):
+            location.write(path, failing(), Metadata(), tag="conf")
     assert location.stat("half.bin") is None
-    assert listed(location) == {}
+    assert read(location, "keep.bin") == b"previous content"
+    assert sorted(listed(location)) == ["keep.bin"]
 
 
 def test_never_overwrite_keeps_the_entry_in_the_way(location):

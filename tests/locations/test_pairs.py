@@ -4,7 +4,7 @@
 Per pair, on a tree of seven entries (a nested directory, an empty file, a 1 MiB file): the copy keeps
 what both sides keep, a re-run transfers nothing, the copy back to a fresh root of the source's kind
 round-trips it, PreserveDeletedFiles=REMOVE deletes only what left the source, POINT_IN_TIME_CONSISTENT
-catches one byte changed at the destination, and no secret of either connection reaches a record.
+catches one byte changed at the destination, and no secret of either connection reaches a record or a log.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ FILES: dict[str, bytes] = {
     "empty.bin": b"",
     "big.bin": random.Random(12).randbytes(1 << 20),
     "nested/b.txt": b"bravo\n" * 10,
-    "nested/deeper/c.txt": b"charlie",
+    "nested/deeper/naïve café ✓ 50%+#.txt": b"charlie",  # what URL-encoding and name rules must pass
 }
 
 
@@ -71,7 +71,8 @@ def store_bytes(store: Path) -> bytes:
     return blob
 
 
-def test_pair(source_backend, destination_backend, tmp_path):
+def test_pair(source_backend, destination_backend, tmp_path, caplog):
+    caplog.set_level("DEBUG")
     src_root, dst_root = source_backend.root("src"), destination_backend.root("dst")
     src_spec, dst_spec = LocationSpec(src_root.uri, src_root.conn_id), LocationSpec(dst_root.uri, dst_root.conn_id)
     store = tmp_path / "store"
@@ -120,8 +121,8 @@ def test_pair(source_backend, destination_backend, tmp_path):
         assert caught["Status"] == "ERROR" and caught["ErrorCode"] == "VerificationFailed", caught
         assert "a.txt" in caught["ErrorDetail"], caught
 
-    # No secret of either connection in any record of any execution above.
-    records = store_bytes(store)
+    # No secret of either connection in any record of any execution above, nor in a log line.
+    records = store_bytes(store) + caplog.text.encode()
     for side in (source_backend, destination_backend):
         assert side.secrets() or side.conn_id is None, f"{side.name}: no secret found to look for"
     secrets = source_backend.secrets() + destination_backend.secrets()
