@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pytest
 
-from airflow_datasync import errors
+from airflow_datasync import checksum, errors
 from airflow_datasync.locations.base import (
     DIR,
     FILE,
@@ -292,3 +292,86 @@ def test_content_round_trips_byte_for_byte(location):
     location.mkdir("nested")
     assert location.write("nested/big.bin", iter(chunks), Metadata(), tag="conf").size == len(data)
     assert hashlib.sha256(read(location, "nested/big.bin")).digest() == hashlib.sha256(data).digest()
+
+
+# -- each declared capability is honoured; an undeclared one keeps the "cannot" default ------------------
+def test_case_insensitivity_is_as_declared(location):
+    put(location, "Mixed.txt", b"case")
+    other_case = location.stat("MIXED.TXT")
+    if location.capabilities.case_insensitive:
+        assert other_case is not None and other_case.size == 4
+    else:
+        assert other_case is None
+
+
+def test_listed_etags_are_the_listing_etags(location):
+    put(location, "a.txt", b"a")
+    location.mkdir("d")
+    put(location, "d/b.txt", b"bb")
+    etags = location.list_etags()
+    if location.capabilities.listed_etags:
+        rows = listed(location)
+        assert {path: etags[path] for path in ("a.txt", "d/b.txt")} == \
+            {path: rows[path]["etag"] for path in ("a.txt", "d/b.txt")}
+    else:
+        assert etags is None
+
+
+def test_native_checksums_are_the_crc64nvme_of_the_bytes(location):
+    data = b"checksum me " * 1000
+    put(location, "c.bin", data)
+    hasher = checksum.new_hasher()
+    hasher.update(data)
+    native = location.native_checksum("c.bin")
+    if location.capabilities.native_checksums:
+        assert native == hasher.hexdigest()
+    else:
+        assert native is None
+
+
+def test_versioned_reads_return_the_listed_version_or_refuse(location):
+    put(location, "v.txt", b"version one")
+    if not location.capabilities.versioned_reads:
+        with pytest.raises(NotImplementedError):
+            location.open_version("v.txt", "any-etag")
+        return
+    etag = listed(location)["v.txt"]["etag"]
+    assert etag
+    stream, entry = location.open_version("v.txt", etag)
+    with stream:
+        assert stream.read() == b"version one"
+    assert entry.size == len(b"version one") and entry.etag == etag
+    put(location, "v.txt", b"version two")
+    with pytest.raises(errors.ChangedSinceListingError):
+        stream, _ = location.open_version("v.txt", etag)
+        stream.read()
+
+
+def test_server_side_copy_where_declared(backend):
+    with backend.root("from").open() as source, backend.root("to").open() as destination:
+        source.check(writable=True)
+        destination.check(writable=True)
+        put(source, "s.txt", b"server side", Metadata(mtime_ns=MTIME_NS))
+        if not destination.capabilities.server_side_copy:
+            assert destination.can_copy_from(source) is False
+            return
+        assert destination.can_copy_from(source)
+        etag = listed(source)["s.txt"]["etag"]
+        written = destination.copy_object(source, "s.txt", lambda entry: Metadata(mtime_ns=entry.mtime_ns),
+                                          expect_etag=etag, overwrite=True)
+        assert isinstance(written, Written) and written.size == len(b"server side")
+        assert read(destination, "s.txt") == b"server side"
+        assert destination.stat("s.txt").mtime_ns == source.stat("s.txt").mtime_ns
+        with pytest.raises(errors.AlreadyExistsError):
+            destination.copy_object(source, "s.txt", lambda entry: Metadata(), expect_etag=etag, overwrite=False)
+        put(source, "s.txt", b"changed since the listing")
+        with pytest.raises(errors.ChangedSinceListingError):
+            destination.copy_object(source, "s.txt", lambda entry: Metadata(), expect_etag=etag, overwrite=True)
+        assert read(destination, "s.txt") == b"server side"
+
+
+def test_sync_and_prepare_writes_are_safe_on_every_backend(location):
+    location.prepare_writes(durable=True)
+    put(location, "durable.txt", b"durable")
+    location.sync()  # a no-op where writes are durable when acknowledged (needs_sync False)
+    assert read(location, "durable.txt") == b"durable"
