@@ -21,11 +21,11 @@ from airflow_datasync import checksum, plan
 from airflow_datasync.locations.base import FILE, LISTING_SCHEMA, SYMLINK, Location, ScanHints
 from airflow_datasync.manifest import VERIFY_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
-from airflow_datasync.progress import Progress
 from airflow_datasync.phases.finalize import dry_run_summary
 from airflow_datasync.phases.hints import execution_hints
 from airflow_datasync.phases.launch import load
 from airflow_datasync.phases.transfer import run_parallel
+from airflow_datasync.progress import Progress
 from airflow_datasync.units import entries
 
 log = logging.getLogger("airflow_datasync")
