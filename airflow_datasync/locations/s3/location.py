@@ -28,7 +28,9 @@ import pyarrow as pa
 from airflow_datasync import checksum
 from airflow_datasync.locations.base import (
     DIR,
+    TEMP_PREFIX,
     ChangedSinceListingError,
+    DirectoryNotEmptyError,
     ScanHints,
     FILE,
     LISTING_SCHEMA,
@@ -204,8 +206,10 @@ class S3Location(Location):
         # an earlier execution saw take it from ``hints`` instead, so a re-run costs LISTs, not HEADs.
         with ThreadPoolExecutor(max_workers=HEAD_CONCURRENCY, thread_name_prefix="s3head") as pool:
             for contents in self._pages(self.prefix):
-                if contents:
-                    yield self._listing(contents, pool, hints, needs_metadata)
+                for start in range(0, len(contents), batch_size):  # a page holds up to 1,000 keys
+                    batch = self._listing(contents[start:start + batch_size], pool, hints, needs_metadata)
+                    if batch.num_rows:
+                        yield batch
 
     def _listing(self, contents: list[dict[str, Any]], pool: ThreadPoolExecutor,
                  hints: ScanHints | None = None, needs_metadata: Callable[[str, int], bool] | None = None
@@ -219,8 +223,8 @@ class S3Location(Location):
         plen = len(self.prefix)
         for key, size, mtime, etag in zip(keys, sizes, modified, etags):
             rel = key[plen:]
-            if not rel or rel.startswith(".~ds-"):
-                continue
+            if not rel or rel.rstrip("/").rsplit("/", 1)[-1].startswith(TEMP_PREFIX):
+                continue  # another writer's temporary, at any depth
             is_dir = rel.endswith("/")
             rel = rel[:-1] if is_dir else rel
             row = {"path": rel, "type": DIR if is_dir else FILE, "size": 0 if is_dir else size, "mtime_ns": mtime,
@@ -579,6 +583,11 @@ class S3Location(Location):
 
     def delete(self, path: str, *, is_dir: bool) -> None:
         key = self.key(path) + ("/" if is_dir else "")
+        if is_dir and any(c["Key"] != key for c in next(self._pages(key), [])):
+            # Objects below keep the directory in every listing: deleting the marker would only drop its
+            # metadata, so it is kept as a file system keeps a non-empty directory.
+            raise DirectoryNotEmptyError(f"{self.uri}: directory {path!r} still holds entries (excluded by "
+                                         "filters, or new); kept")
         self.client.delete_object(Bucket=self.bucket, Key=key)
 
 
