@@ -4,7 +4,7 @@
 Per pair, on a tree of seven entries (a nested directory, an empty file, a 1 MiB file): the copy keeps
 what both sides keep, a re-run transfers nothing, the copy back to a fresh root of the source's kind
 round-trips it, PreserveDeletedFiles=REMOVE deletes only what left the source, POINT_IN_TIME_CONSISTENT
-catches one byte changed at the destination, and no secret of either connection reaches a record or a log.
+and ONLY_FILES_TRANSFERRED each catch one byte changed at the destination, and no secret of either connection reaches a record or a log.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from airflow_datasync import engine
 from airflow_datasync.engine import LocationSpec, run_execution
 from airflow_datasync.locations.base import FILE, LISTING_SCHEMA, Location, Metadata
 
@@ -43,6 +44,11 @@ def seed(loc: Location) -> None:
         loc.write(path, iter(chunks), meta, tag="seed")
 
 
+def read_all(loc: Location, path: str) -> bytes:
+    with loc.open_read(path) as fh:
+        return fh.read()
+
+
 def tree(loc: Location, resolution_ns: int, modes: bool) -> dict[str, tuple]:
     """Path → what both sides of a pair keep: type; for files also size, SHA-256, mtime at ``resolution_ns``
     and (where both keep POSIX metadata) the mode."""
@@ -50,8 +56,7 @@ def tree(loc: Location, resolution_ns: int, modes: bool) -> dict[str, tuple]:
     out: dict[str, tuple] = {}
     for row in rows:
         if row["type"] == FILE:
-            with loc.open_read(row["path"]) as fh:
-                digest = hashlib.sha256(fh.read()).hexdigest()
+            digest = hashlib.sha256(read_all(loc, row["path"])).hexdigest()
             out[row["path"]] = (FILE, row["size"], digest, row["mtime_ns"] // resolution_ns,
                                 row["mode"] if modes else None)
         else:
@@ -120,6 +125,21 @@ def test_pair(source_backend, destination_backend, tmp_path, caplog):
         caught = run_execution(src_spec, dst_spec, PIT, store=str(store))
         assert caught["Status"] == "ERROR" and caught["ErrorCode"] == "VerificationFailed", caught
         assert "a.txt" in caught["ErrorDetail"], caught
+
+        # ONLY_FILES_TRANSFERRED: a file changed at the source is copied; one byte of it changed at the
+        # destination between TRANSFERRING and VERIFYING fails the execution.
+        src.write("a.txt", iter([b"ALPHA!\n"]), Metadata(mtime_ns=BASE_NS + 10**12), tag="change")
+        execution = engine.launch(src_spec, dst_spec, {"VerifyMode": "ONLY_FILES_TRANSFERRED"}, store=str(store))
+        for shard in engine.prepare(execution):
+            engine.transfer(execution, shard["shard"])
+        engine.finalize(execution)
+        copied = dst.stat("a.txt")
+        assert read_all(dst, "a.txt") == b"ALPHA!\n"
+        dst.write("a.txt", iter([b"ALPHA?\n"]), Metadata(mtime_ns=copied.mtime_ns, mode=copied.mode), tag="corrupt")
+        engine.verify(execution)
+        transferred = engine.report(execution)
+        assert transferred["Status"] == "ERROR" and transferred["ErrorCode"] == "VerificationFailed", transferred
+        assert transferred["FilesTransferred"] == 1 and "a.txt" in transferred["ErrorDetail"], transferred
 
     # No secret of either connection in any record of any execution above, nor in a log line.
     records = store_bytes(store) + caplog.text.encode()
