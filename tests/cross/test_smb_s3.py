@@ -1,6 +1,7 @@
-"""SMB ↔ S3 end to end, against the real smbd and SeaweedFS of the session: contents, modification times
-across the hop (S3 user metadata ``ds-mtime-ns`` ↔ SMB last-write time, a 100 ns FILETIME), incremental
-re-runs that transfer nothing, deletes, POINT_IN_TIME_CONSISTENT verification, and S3 keys Windows forbids."""
+"""SMB ↔ S3 specifics, against the real smbd and SeaweedFS of the session: objects other tools wrote
+(no ``ds-*`` metadata, bare markers) and their times on SMB (a 100 ns FILETIME), S3 keys Windows forbids,
+and multipart parts read from SMB. Copies, re-runs, deletes, round trips and verification between the two
+are the pair matrix's (tests/locations/test_pairs.py)."""
 
 from __future__ import annotations
 
@@ -65,54 +66,12 @@ def s3_tree(s3, bucket: str, prefix: str) -> dict[str, str]:
     return out
 
 
-def file_mtimes(root: Path) -> dict[str, int]:
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
-
-
 def floor100(ns: int) -> int:
     return ns // 100 * 100
 
 
-def test_smb_to_s3_keeps_contents_and_mtimes_reruns_transfer_nothing_and_round_trips(
-        smb_folder, s3, bucket, s3_prefix, tmp_path):
-    src = smb_folder()
-    files = make_files(src.disk)
-    store = str(tmp_path / "store")
-
-    up = run_execution(smb(src), s3_prefix("data"), PIT, store=store)
-    assert up["Status"] == "SUCCESS", up
-    assert s3_tree(s3, bucket, "data") == disk_tree(src.disk)  # files and directories (as key/ markers)
-    assert up["FilesVerified"] == up["FilesPrepared"] == len(files) + 5  # + empty-dir, docs, docs/deep,
-    # docs/deep/er, with space: POINT_IN_TIME_CONSISTENT checked every entry, mtimes included
-    for rel, ns in file_mtimes(src.disk).items():
-        meta = s3.head_object(Bucket=bucket, Key=f"data/{rel}")["Metadata"]
-        # smbd reports the disk's ns mtime as a FILETIME (100 ns); that is what S3 keeps
-        assert meta["ds-mtime-ns"] == str(floor100(ns)), rel
-
-    again = run_execution(smb(src), s3_prefix("data"), PIT, store=store)
-    assert again["Status"] == "SUCCESS", again
-    assert again["FilesTransferred"] == 0 and again["BytesWritten"] == 0
-    assert again["FilesSkipped"] == up["FilesPrepared"]
-
-    # A changed and a deleted file on the share: the next run copies one and (REMOVE) deletes one.
-    (src.disk / "a.txt").write_bytes(b"alpha changed\n")
-    (src.disk / "docs" / "readme ✓.md").unlink()
-    third = run_execution(smb(src), s3_prefix("data"), {**PIT, "PreserveDeletedFiles": "REMOVE"}, store=store)
-    assert third["Status"] == "SUCCESS", third
-    # a.txt only: directory markers on an object store are not compared (keeps_directory_metadata=False)
-    assert third["FilesTransferred"] == 1 and third["FilesDeleted"] == 1
-    assert s3.get_object(Bucket=bucket, Key="data/a.txt")["Body"].read() == b"alpha changed\n"
-    assert s3_tree(s3, bucket, "data") == disk_tree(src.disk)
-
-    # And back to another share: the times survive SMB → S3 → SMB exactly (both ends are 100 ns).
-    back = smb_folder("other")
-    down = run_execution(s3_prefix("data"), smb(back), PIT, store=store)
-    assert down["Status"] == "SUCCESS", down
-    assert disk_tree(back.disk) == disk_tree(src.disk)
-    assert file_mtimes(back.disk) == {rel: floor100(ns) for rel, ns in file_mtimes(src.disk).items()}
-
-
-def test_s3_to_smb_keeps_contents_and_mtimes_reruns_transfer_nothing(smb_folder, s3, bucket, s3_prefix, tmp_path):
+def test_objects_other_tools_wrote_reach_smb_with_their_s3_times(smb_folder, s3, bucket, s3_prefix, tmp_path):
+    # (re-runs, deletes and round trips of SMB <-> S3 are tests/locations/test_pairs.py's)
     seed = tmp_path / "seed"
     files = make_files(seed)
     store = str(tmp_path / "store")
@@ -133,22 +92,6 @@ def test_s3_to_smb_keeps_contents_and_mtimes_reruns_transfer_nothing(smb_folder,
         assert (dst.disk / rel).stat().st_mtime_ns == floor100(ds_mtime), rel  # S3 → SMB: 100 ns
     last_modified = s3.head_object(Bucket=bucket, Key="data/foreign.csv")["LastModified"]
     assert (dst.disk / "foreign.csv").stat().st_mtime_ns == int(last_modified.timestamp()) * 1_000_000_000
-
-    again = run_execution(s3_prefix("data"), smb(dst), PIT, store=store)
-    assert again["Status"] == "SUCCESS", again
-    assert again["FilesTransferred"] == 0 and again["BytesWritten"] == 0
-    assert again["FilesSkipped"] == down["FilesPrepared"]
-
-    # An object replaced (same size, new time) and one deleted in S3: one copy and (REMOVE) one delete.
-    head = s3.head_object(Bucket=bucket, Key="data/a.txt")
-    s3.put_object(Bucket=bucket, Key="data/a.txt", Body=b"ALPHA\n",
-                  Metadata={**head["Metadata"], "ds-mtime-ns": str(BASE_NS + 10**12)})
-    s3.delete_object(Bucket=bucket, Key="data/foreign.csv")
-    third = run_execution(s3_prefix("data"), smb(dst), {**PIT, "PreserveDeletedFiles": "REMOVE"}, store=store)
-    assert third["Status"] == "SUCCESS", third
-    assert third["FilesTransferred"] == 1 and third["FilesDeleted"] == 1
-    assert (dst.disk / "a.txt").read_bytes() == b"ALPHA\n" and not (dst.disk / "foreign.csv").exists()
-    assert (dst.disk / "a.txt").stat().st_mtime_ns == floor100(BASE_NS + 10**12)
 
 
 def test_s3_keys_that_windows_forbids_fail_per_entry_on_smb(smb_folder, s3, bucket, s3_prefix, tmp_path):

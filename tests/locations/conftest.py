@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -78,9 +79,19 @@ def _local(request: pytest.FixtureRequest) -> Backend:
     return Backend("local", make)
 
 
+@pytest.fixture(scope="session")
+def conformance_bucket(s3_server) -> str:
+    """One bucket for the whole suite: SeaweedFS gives each bucket volumes of its own, and a bucket per
+    test (hundreds in a session) exhausts its volume slots (500 InternalError on PUT)."""
+    name = f"conformance-{os.getpid()}"
+    s3_server.client().create_bucket(Bucket=name)
+    return name
+
+
 def _s3(request: pytest.FixtureRequest) -> Backend:
-    bucket = request.getfixturevalue("bucket")  # a fresh bucket per test; roots are prefixes in it
-    return Backend("s3", lambda name: Root(f"s3://{bucket}/{name}", S3_CONN_ID), S3_CONN_ID)
+    bucket = request.getfixturevalue("conformance_bucket")
+    test = uuid.uuid4().hex[:10]  # roots of one test are prefixes below a prefix of its own
+    return Backend("s3", lambda name: Root(f"s3://{bucket}/{test}/{name}", S3_CONN_ID), S3_CONN_ID)
 
 
 def _smb(request: pytest.FixtureRequest) -> Backend:
