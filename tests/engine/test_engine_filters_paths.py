@@ -108,22 +108,6 @@ def test_safe_relpath_refuses_escapes(bad):
         safe_relpath(bad)
 
 
-def test_local_location_refuses_unsafe_paths(tmp_path):
-    from airflow_datasync.locations import open_location
-    from airflow_datasync.locations.base import Metadata
-
-    (tmp_path / "root").mkdir()
-    (tmp_path / "secret").write_text("keep")
-    loc = open_location(str(tmp_path / "root"))
-    with pytest.raises(UnsafePathError):
-        loc.write("../secret", iter([b"evil"]), Metadata(), tag="t")
-    with pytest.raises(UnsafePathError):
-        loc.delete("../secret", is_dir=False)
-    with pytest.raises(UnsafePathError):
-        loc.stat("a/../../secret")
-    assert (tmp_path / "secret").read_text() == "keep"
-
-
 # -- redact_uri ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("uri,expected", [
     ("smb://alice:s3cret@host/share", "smb://***@host/share"),
