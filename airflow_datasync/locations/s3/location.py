@@ -28,16 +28,17 @@ import pyarrow as pa
 from airflow_datasync import checksum
 from airflow_datasync.locations.base import (
     DIR,
-    TEMP_PREFIX,
-    ChangedSinceListingError,
-    DirectoryNotEmptyError,
-    ScanHints,
     FILE,
     LISTING_SCHEMA,
     SYMLINK,
+    TEMP_PREFIX,
+    ChangedSinceListingError,
+    DirectoryNotEmptyError,
     Location,
     LocationError,
     Metadata,
+    NotFoundError,
+    ScanHints,
     StatResult,
     UnsafePathError,
     safe_relpath,
@@ -60,7 +61,7 @@ HEAD_CONCURRENCY = 32
 
 class _ChunkReader(io.RawIOBase):
     """A read-only file over an iterator of byte chunks (obstore's streaming GET): each read returns the
-    next chunk, whatever ``size`` asks (the copy loop only needs chunks)."""
+    next chunk, whatever ``size`` asks (the copy loop only needs chunks); ``read()`` returns the rest."""
 
     def __init__(self, chunks: Iterator[Any]) -> None:
         self._chunks = chunks
@@ -68,7 +69,9 @@ class _ChunkReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:  # read() is the whole rest, as for any file
+            return b"".join(bytes(chunk) for chunk in self._chunks)
         for chunk in self._chunks:
             data = bytes(chunk)
             if data:
@@ -329,12 +332,20 @@ class S3Location(Location):
 
     def open_read(self, path: str) -> IO[bytes]:
         import obstore
+        from botocore.exceptions import ClientError
 
         key = self.key(path)
-        if not _obstore_safe(key):
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-            return _ChunkReader(body.iter_chunks(checksum.CHUNK))
-        return _ChunkReader(iter(obstore.get(self.store, key).stream(min_chunk_size=checksum.CHUNK)))
+        try:
+            if not _obstore_safe(key):
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+                return _ChunkReader(body.iter_chunks(checksum.CHUNK))
+            return _ChunkReader(iter(obstore.get(self.store, key).stream(min_chunk_size=checksum.CHUNK)))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                raise
+        except FileNotFoundError:  # obstore's NotFoundError is one
+            pass
+        raise NotFoundError(f"{self.uri}: {path} does not exist")
 
     def open_version(self, path: str, etag: str) -> IO[bytes]:
         """GET with If-Match: the object as listed, or ChangedSinceListingError (one request, no HEAD)."""

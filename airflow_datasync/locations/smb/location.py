@@ -24,10 +24,13 @@ from airflow_datasync.locations.base import (
     OTHER,
     SYMLINK,
     TEMP_PREFIX,
+    AlreadyExistsError,
     DirectoryNotEmptyError,
     Location,
     LocationError,
     Metadata,
+    NotFoundError,
+    PermissionDeniedError,
     StatResult,
     listing_batch,
     safe_relpath,
@@ -85,6 +88,12 @@ def _basic_info(meta: Metadata, *, is_dir: bool) -> tuple[int, int, int, int]:
     keep = meta.mtime_ns is not None
     creation = filetime_from_ns(getattr(meta, "creation_ns", None)) if keep else 0
     return creation, (filetime_from_ns(atime) if keep else 0), filetime_from_ns(meta.mtime_ns), attrs
+
+
+#: errno → the vocabulary error that is also that errno's built-in OSError, so that callers testing
+#: ``exc.errno`` keep working.
+_OS_TWINS: dict[int, type[OSError]] = {errno.ENOENT: NotFoundError, errno.EEXIST: AlreadyExistsError,
+                                       errno.EACCES: PermissionDeniedError, errno.EPERM: PermissionDeniedError}
 
 
 class SmbLocation(Location):
@@ -173,10 +182,10 @@ class SmbLocation(Location):
         shown = f"{self.uri.rstrip('/')}/{path}" if path else self.uri
         if isinstance(exc, SMBOSError):
             code, text = STATUS_ERRNO.get(exc.ntstatus, (exc.errno or errno.EIO, exc.strerror))
-            return OSError(code, f"{text} (NTSTATUS 0x{exc.ntstatus:08x})", shown)
+            return _OS_TWINS.get(code, OSError)(code, f"{text} (NTSTATUS 0x{exc.ntstatus:08x})", shown)
         if isinstance(exc, SMBResponseException):
             code, text = STATUS_ERRNO.get(exc.status, (errno.EIO, exc.message))
-            return OSError(code, f"{text} (NTSTATUS 0x{exc.status:08x})", shown)
+            return _OS_TWINS.get(code, OSError)(code, f"{text} (NTSTATUS 0x{exc.status:08x})", shown)
         if isinstance(exc, OSError) and not exc.filename:
             return OSError(exc.errno or errno.EIO, exc.strerror or str(exc), shown)
         if isinstance(exc, OSError):
@@ -513,7 +522,7 @@ class SmbLocation(Location):
 
     def _replace(self, src: str, dst: str, *, overwrite: bool = True) -> None:
         """Rename ``src`` over ``dst`` (one SET_INFO FileRenameInformation); ``overwrite=False`` never replaces:
-        an entry that appeared meanwhile raises :class:`FileExistsError`."""
+        an entry that appeared meanwhile raises :class:`AlreadyExistsError`."""
         import smbclient
 
         move = smbclient.replace if overwrite else smbclient.rename
