@@ -222,6 +222,7 @@ def _sample_extras(location: Location, keys: frozenset[str]) -> dict[str, Any]:
         S3_USER_METADATA: {"colour": "blue", "owner-team": "data"},
         S3_TAGS: {"project": "datasync", "tier": "gold"},
         SMB_SECURITY_FLAGS: "OWNER_DACL",
+        "azure.metadata": {"colour": "blue", "owner_team": "data"},  # blob metadata other than ours
     }
     if SMB_SECURITY_DESCRIPTOR in keys:  # a real descriptor: the one the server gives a new file
         put(location, "sd-donor.txt", b"donor")
