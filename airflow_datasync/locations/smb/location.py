@@ -32,6 +32,7 @@ from airflow_datasync.locations.base import (
     listing_batch,
     safe_relpath,
 )
+from airflow_datasync.locations.smb.connection import read_connection
 from airflow_datasync.locations.smb.names import check_windows_path
 from airflow_datasync.locations.smb.protocol import (
     ACCESS_SYSTEM_SECURITY,
@@ -109,19 +110,7 @@ class SmbLocation(Location):
     @property
     def config(self):
         if self._config is None:
-            from airflow.sdk.exceptions import AirflowNotFoundException
-
-            from airflow_datasync.hooks.smb import SmbConnectionError, SmbShareHook
-
-            conn_id = self.conn_id or SmbShareHook.default_conn_name
-            try:
-                self._config = SmbShareHook(conn_id).get_config()
-            except SmbConnectionError as exc:
-                raise LocationError(f"{self.uri}: {exc}") from None
-            except AirflowNotFoundException:  # airflow.exceptions re-exports this class
-                raise LocationError(
-                    f"{self.uri}: Airflow connection {conn_id!r} (type datasync_smb) is not defined; create it or "
-                    "set source_conn_id/destination_conn_id") from None
+            self._config = read_connection(self.conn_id, self.uri)
         return self._config
 
     @property
