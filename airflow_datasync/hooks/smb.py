@@ -14,18 +14,15 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from airflow_datasync.locations.smb.connection import (
-    AUTH_PROTOCOLS,
     DEFAULT_CONN_ID,
     DIALECTS,
-    NEGOTIATE,
     SMB_VERSIONS,
     SmbConnectionConfig,
     SmbConnectionError,
 )
 from airflow_datasync.locations.smb.sessions import open_session
 
-__all__ = ["AUTH_PROTOCOLS", "DIALECTS", "NEGOTIATE", "SMB_VERSIONS", "SmbConnectionConfig", "SmbConnectionError",
-           "SmbShareHook"]
+__all__ = ["DIALECTS", "SMB_VERSIONS", "SmbConnectionConfig", "SmbConnectionError", "SmbShareHook"]
 
 
 class SmbShareHook(BaseHook):
