@@ -1,6 +1,6 @@
 """Real servers shared by every test directory, loaded as a pytest plugin from ``tests/conftest.py``
 (``pytest_plugins = ["tests.fixtures_servers"]``), so each starts at most once per session whichever
-directories use it (``tests/s3``, ``tests/locations/smb``, ``tests/cross``):
+directories use it (``tests/locations/s3``, ``tests/locations/smb``, ``tests/cross``):
 
 - ``s3_server``: SeaweedFS (S3, SigV4 enforced), reached through the AWS connection ``datasync_test_s3``;
 - ``permissive_s3``: moto's S3 server, which stores keys such as ``../x`` as AWS does
@@ -12,7 +12,7 @@ plus the per-test helpers built on them: ``s3`` (a boto3 client), ``bucket`` (a 
 ``smb_folder`` (a fresh folder on a share) and ``drop_connections``.
 
 Connections reach the locations through ``AIRFLOW_CONN_*`` environment variables (JSON form), so the
-engine needs no metadata database. The constants live here; ``tests/s3/conftest.py`` and
+engine needs no metadata database. The constants live here; ``tests/locations/s3/conftest.py`` and
 ``tests/locations/smb/conftest.py`` re-export them for the tests that import them from there. Fixture functions
 must not be imported into a conftest: pytest would register them a second time there and start a
 second server.
