@@ -54,5 +54,5 @@ class SmbShareHook(BaseHook):
                 return False, "set Server (host) to test the connection"
             open_session(config.host, config.port, config)
             return True, f"authenticated to {config.host}:{config.port}"
-        except Exception as exc:  # noqa: BLE001 - reported to the UI; messages never carry the password
+        except Exception as exc:  # reported to the UI; messages never carry the password
             return False, f"{type(exc).__name__}: {exc}"

@@ -12,7 +12,8 @@ import stat as st
 import threading
 import uuid
 import zlib
-from typing import IO, Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import IO, Any, TypeVar
 
 import pyarrow as pa
 
@@ -33,6 +34,15 @@ from airflow_datasync.locations.base import (
     safe_relpath,
 )
 from airflow_datasync.locations.smb.connection import read_connection
+from airflow_datasync.locations.smb.error_table import (
+    AuthenticationError,
+    ConnectionBusyError,
+    HandleLost,
+    UnsupportedError,
+    is_connection_lost,
+    reason,
+    to_location_error,
+)
 from airflow_datasync.locations.smb.names import check_windows_path
 from airflow_datasync.locations.smb.protocol import (
     ACCESS_SYSTEM_SECURITY,
@@ -62,15 +72,6 @@ from airflow_datasync.locations.smb.protocol import (
     set_basic,
     set_info_on,
     set_security,
-)
-from airflow_datasync.locations.smb.error_table import (
-    AuthenticationError,
-    ConnectionBusyError,
-    HandleLost,
-    UnsupportedError,
-    is_connection_lost,
-    reason,
-    to_location_error,
 )
 from airflow_datasync.locations.smb.reader import ReconnectingReader
 from airflow_datasync.locations.smb.sessions import drop_session, open_session, pool, wait_for_credits
@@ -143,7 +144,7 @@ class SmbLocation(Location):
             return fn()
         except LocationError:
             raise
-        except Exception as exc:  # noqa: BLE001 - sorted by the error table; not the client's: raised as is
+        except Exception as exc:  # sorted by the error table; not the client's: raised as is
             account = f"{self.config.username!r} (connection {self.config.conn_id!r})"
             error = to_location_error(exc, self._where(path), account=account, setting_up=setting_up)
             if error is None:
@@ -366,7 +367,7 @@ class SmbLocation(Location):
         for chunk in chunks:
             view = memoryview(chunk)
             while view:
-                n = wait_for_credits(lambda: write_some(view))
+                n = wait_for_credits(lambda v=view: write_some(v))
                 view = view[n:]
                 written += n
         return written
@@ -427,7 +428,7 @@ class SmbLocation(Location):
                 close_quietly(raw)
                 try:
                     self._remove(tmp, is_dir=False)
-                except Exception:  # noqa: BLE001 - best effort; scans never list temporary names
+                except Exception:  # best effort; scans never list temporary names
                     pass
             raise
         finally:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import stat as st
 import struct
 from collections import OrderedDict
+from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any
 
 EPOCH_FILETIME = 116444736000000000  # 1970-01-01 as a FILETIME (100 ns ticks since 1601)
 
@@ -167,7 +168,7 @@ def create_exclusive(unc: str, extra_access: int, kw: dict):
 def close_quietly(raw) -> None:
     try:
         raw.close()
-    except Exception:  # noqa: BLE001 - the connection may be gone; the caller removes the temp file
+    except Exception:  # the connection may be gone; the caller removes the temp file
         pass
 
 
@@ -237,11 +238,11 @@ def delete_on_close(raw) -> bool:
         info = FileDispositionInformation()
         info["delete_pending"] = True
         set_info_on(raw, info)
-    except Exception:  # noqa: BLE001 - the caller falls back to closing and removing by path
+    except Exception:  # the caller falls back to closing and removing by path
         return False
     try:
         raw.close()
-    except Exception:  # noqa: BLE001 - delete is pending; a dropped connection closes the handle anyway
+    except Exception:  # delete is pending; a dropped connection closes the handle anyway
         pass
     return True
 

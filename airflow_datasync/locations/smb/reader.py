@@ -52,6 +52,6 @@ class ReconnectingReader(io.RawIOBase):
         if not self.closed:
             try:
                 self._raw.close()
-            except Exception:  # noqa: BLE001 - closing a handle on a dropped connection
+            except Exception:  # closing a handle on a dropped connection
                 pass
         super().close()

@@ -11,7 +11,8 @@ import itertools
 import logging
 import os
 import threading
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from airflow_datasync.locations.smb.error_table import is_connection_busy
 from airflow_datasync.locations.smb.protocol import client_guid, connection_alive
@@ -83,7 +84,7 @@ def open_session(server: str, port: int, config):
 def _quiet_disconnect(conn: Any) -> None:
     try:
         conn.disconnect(close=True, timeout=5)
-    except Exception:  # noqa: BLE001 - the connection is already broken
+    except Exception:  # the connection is already broken
         pass
 
 
