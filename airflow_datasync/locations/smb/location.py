@@ -451,7 +451,7 @@ class SmbLocation(Location):
         """SET_INFO FileRenameInformation on the open temp handle. On failure the final path is looked at once:
         a directory there is a clear :class:`LocationError`; a read-only file (which Windows refuses to
         replace) loses its read-only attribute and the rename is tried again."""
-        info = rename_request(self._unc(path), overwrite, self._kw())
+        info = self._call(lambda: rename_request(self._unc(path), overwrite, self._kw()), path)
         for attempt in range(2):
             try:
                 self._on_handle(raw, lambda: set_info_on(raw, info), path)
