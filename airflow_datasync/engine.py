@@ -35,7 +35,7 @@ from airflow_datasync.manifest import (
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.owners import OwnerMap
 from airflow_datasync.progress import Progress
-from airflow_datasync.transfer import metadata_for, run_by_depth, transfer_shard, with_security_descriptor
+from airflow_datasync.transfer import copied_extras, metadata_for, run_by_depth, transfer_shard, with_extras
 from airflow_datasync.uri import redact_uri
 from airflow_datasync.units import counted, entries
 
@@ -129,7 +129,7 @@ def _scan_to(execution: ExecutionDir, location: Location, path: str, what: str,
     file of the same size."""
     progress = Progress(f"scanning {what}")
     needs = None
-    if other is not None and location.uses_scan_hints:
+    if other is not None and location.capabilities.scan_hints:
         # The other side's file sizes as a dict: memory grows with the tree here, for object stores only.
         listing = execution.read_table(other, LISTING_SCHEMA)
         files = listing.filter(pc.equal(listing["type"], "file"))
@@ -152,9 +152,10 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
     t0 = time.monotonic()
     started = utcnow()
     record, src, dst, options = _load(execution)
-    previous = _previous_execution(execution, record) if src.uses_scan_hints or dst.uses_scan_hints else None
-    src_hints = _hints(previous, "source") if previous is not None and src.uses_scan_hints else None
-    dst_hints = _hints(previous, "destination") if previous is not None and dst.uses_scan_hints else None
+    src_scan_hints, dst_scan_hints = src.capabilities.scan_hints, dst.capabilities.scan_hints
+    previous = _previous_execution(execution, record) if src_scan_hints or dst_scan_hints else None
+    src_hints = _hints(previous, "source") if previous is not None and src_scan_hints else None
+    dst_hints = _hints(previous, "destination") if previous is not None and dst_scan_hints else None
     compare = options.TransferMode == "CHANGED"
     # The side that can skip metadata reads is listed second, knowing what the first side holds.
     # TransferMode=ALL still lists the destination: it tells a directory from a file before we write.
@@ -165,7 +166,7 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
         # A dry run towards a folder a real run would create: what it would find there is nothing.
         dst_count = _empty_listing(execution, execution.destination_listing)
         src_count = _scan_to(execution, src, execution.source_listing, "source", src_hints)
-    elif src.uses_scan_hints:
+    elif src_scan_hints:
         dst_count = _scan_to(execution, dst, execution.destination_listing, "destination", dst_hints)
         src_count = _scan_to(execution, src, execution.source_listing, "source", src_hints,
                              execution.destination_listing, compare)
@@ -222,7 +223,7 @@ def _plan_in_memory(execution: ExecutionDir, src: Location, dst: Location, optio
     source = execution.read_table(execution.source_listing, LISTING_SCHEMA)
     destination = execution.read_table(execution.destination_listing, LISTING_SCHEMA)
     manifest = planning.diff(*planning.comparable(source, destination, options, src, dst),
-                             compare_dir_metadata=dst.keeps_directory_metadata)
+                             compare_dir_metadata=dst.capabilities.keeps_directory_metadata)
     manifest, shard_plan = planning.assign_shards(manifest, options.files_per_shard, options.bytes_per_shard, limit)
     manifest = manifest.sort_by([("shard", "ascending"), ("path", "ascending")])
     execution.write_table(execution.manifest, manifest, MANIFEST_SCHEMA)
@@ -243,7 +244,7 @@ def _plan_partitioned(execution: ExecutionDir, src: Location, dst: Location, opt
     which the report quotes the first of), then the work rows, shard after shard.
     """
     log.info("PREPARING %s: planning in %d partitions", execution.execution_id, parts)
-    by_top = getattr(dst, "case_insensitive", False)
+    by_top = dst.capabilities.case_insensitive
     est: dict[str, int] = {}
     sizes: list[np.ndarray] = []
     errors: list[pa.Table] = []
@@ -278,7 +279,7 @@ def _plan_part(src_part: str, dst_part: str, work_part: str, out: ParquetSink, o
     ``out``, its work rows to ``work_part``; return its estimates, the cut bytes of its work rows and its
     error rows."""
     manifest = planning.diff(*planning.comparable(read_scratch(src_part), read_scratch(dst_part), options, src, dst),
-                             compare_dir_metadata=dst.keeps_directory_metadata)
+                             compare_dir_metadata=dst.capabilities.keeps_directory_metadata)
     work, work_sizes = planning.work_sizes(manifest)
     is_error = pc.equal(manifest["action"], "error").to_numpy(zero_copy_only=False)
     out.write(manifest.filter(pa.array(~work & ~is_error)))
@@ -315,11 +316,11 @@ def _partition_of(paths: pa.Array, parts: int, by_top: bool) -> np.ndarray:
 
 def _prepare_warnings(options: TaskOptions, dst: Location, src: Location | None = None) -> list[str]:
     mapped = [f"{name}={value}" for name, value in (("Uid", options.Uid), ("Gid", options.Gid)) if value in ("NAME", "BOTH")]
-    no_owners = [loc.scheme for loc in (src, dst) if loc is not None and not loc.posix_metadata]
+    no_owners = [loc.scheme for loc in (src, dst) if loc is not None and not loc.capabilities.posix_metadata]
     if mapped and no_owners:
         return [f"{', '.join(mapped)}: {no_owners[0].upper()} has no POSIX owners, so owners are neither mapped by "
                 "name nor kept between these locations"]
-    if (options.Uid != "NONE" or options.Gid != "NONE") and not dst.keeps_ownership:
+    if (options.Uid != "NONE" or options.Gid != "NONE") and not dst.capabilities.keeps_ownership:
         return [f"Uid/Gid: ownership is neither kept nor compared: the worker runs as uid {os.geteuid()} and only "
                 "root may give files to other owners at the destination (run as root, or set Uid/Gid NONE)"]
     return []
@@ -455,11 +456,11 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
             failed += 1
             results.append({"path": row["path"], "type": row["type"], "action": "delete", "status": "FAILED",
                             "error": f"{row['path']}: {exc}"})
-    dir_rows = _directories_to_finish(manifest, dst.directory_times_follow_children)
+    dir_rows = _directories_to_finish(manifest, dst.capabilities.directory_times_follow_children)
 
     def finish(row: dict[str, Any]) -> list[str]:
         try:
-            return dst.set_metadata(row["path"], _directory_metadata(src, dst, row, options), is_dir=True)
+            return dst.set_metadata(row["path"], _directory_metadata(src, dst, row, options, extras), is_dir=True)
         except FileNotFoundError:
             return []  # its creation failed in a shard, which reports it
         except LocationError as exc:  # behind a symlink at the destination: not applied through it
@@ -468,6 +469,7 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
             return [f"{row['path']}: directory metadata not set: {exc.strerror}"]
 
     # Deepest level first (a parent's mode may close the way to its children), each level in parallel.
+    extras = copied_extras(src, dst, options)
     warnings = [w for found in run_by_depth(finish, dir_rows, options.workers(src, dst), "finalize",
                                             deepest_first=True) for w in found]
     execution.write_table(execution.delete_rows, pa.Table.from_pylist(results, schema=RESULT_SCHEMA), RESULT_SCHEMA)
@@ -494,19 +496,18 @@ def _directories_to_finish(manifest: pa.Table, follow_children: bool = True) -> 
     return manifest.filter(pc.and_(is_dir, wanted)).to_pylist()
 
 
-def _directory_metadata(src: Location, dst: Location, row: dict[str, Any], options: TaskOptions) -> Metadata:
-    """The planned times of a directory; SMB → SMB also what a file gets at copy time (see
-    ShardCopier._copy_file): creation time and attributes from a stat of the source directory, and its
-    security descriptor as SecurityDescriptorCopyFlags asks. Other pairs: the manifest row alone."""
+def _directory_metadata(src: Location, dst: Location, row: dict[str, Any], options: TaskOptions,
+                        extras: frozenset[str]) -> Metadata:
+    """The planned times of a directory, and where the pair copies ``extras`` (see
+    transfer.copied_extras) also what a file gets at copy time: those of a stat of the source directory,
+    and those that cost a request of their own (a security descriptor). Otherwise the manifest row alone."""
     meta = metadata_for(row, options, OwnerMap(src, dst, options))
-    if not src.scheme == dst.scheme == "smb":
+    if not extras:
         return meta
     now = src.stat(row["path"])
     if now is None or now.type != DIR:
         return meta
-    from_source = metadata_for(now, options)
-    meta = dataclasses.replace(meta, creation_ns=from_source.creation_ns, attributes=from_source.attributes)
-    return with_security_descriptor(src, dst, row["path"], meta, options)
+    return with_extras(src, row["path"], meta, now, extras, options)
 
 
 # -- VERIFYING and report ---------------------------------------------------------------------------
@@ -521,7 +522,7 @@ def verify(execution: ExecutionDir) -> dict[str, Any]:
     if options.VerifyMode == "POINT_IN_TIME_CONSISTENT":
         # The second listing re-reads metadata this execution already has, for every ETag still unchanged.
         hints = {side: _hints(execution, side) for side, loc in (("source", src), ("destination", dst))
-                 if loc.uses_scan_hints}
+                 if loc.capabilities.scan_hints}
     return verify_execution(execution, src, dst, options, hints)
 
 

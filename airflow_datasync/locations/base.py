@@ -298,13 +298,15 @@ class Location(abc.ABC):
         """
 
     @abc.abstractmethod
-    def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> None:
-        """Create or atomically replace a symlink at ``path``."""
+    def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> Written | None:
+        """Create or atomically replace a symlink at ``path``; returns what was written where the store
+        says (an object store's ETag for the object that holds the link), else None."""
 
     @abc.abstractmethod
-    def mkdir(self, path: str, meta: Metadata | None = None) -> None:
+    def mkdir(self, path: str, meta: Metadata | None = None) -> Written | None:
         """Create a directory (and missing parents); fine if it exists. ``meta`` is what FINALIZE will set
-        on it; a store whose directories keep it from creation (no later change) may write it now."""
+        on it; a store whose directories keep it from creation (no later change) may write it now. Returns
+        what was written where the store says (an object store's marker ETag), else None."""
 
     @abc.abstractmethod
     def set_metadata(self, path: str, meta: Metadata, *, is_dir: bool = False) -> list[str]:
