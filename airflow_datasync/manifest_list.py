@@ -27,7 +27,7 @@ import pyarrow as pa
 from airflow_datasync.locations import Location, open_location
 from airflow_datasync.locations.base import DIR, FILE, LISTING_SCHEMA, StatResult, UnsafePathError, safe_relpath
 from airflow_datasync.options import OptionsError, TaskOptions
-from airflow_datasync.transfer import run_parallel
+from airflow_datasync.phases.transfer import run_parallel
 
 #: Larger manifests are refused: the listed paths are held in memory while PREPARING stats them.
 MAX_MANIFEST_BYTES = 256 * 1024**2

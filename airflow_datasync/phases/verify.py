@@ -21,8 +21,11 @@ from airflow_datasync import checksum, plan
 from airflow_datasync.locations.base import FILE, LISTING_SCHEMA, SYMLINK, Location, ScanHints
 from airflow_datasync.manifest import VERIFY_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
+from airflow_datasync.phases.finalize import dry_run_summary
+from airflow_datasync.phases.hints import execution_hints
+from airflow_datasync.phases.launch import opened
+from airflow_datasync.phases.transfer import run_parallel
 from airflow_datasync.progress import Progress
-from airflow_datasync.transfer import run_parallel
 from airflow_datasync.units import entries
 
 log = logging.getLogger("airflow_datasync")
@@ -191,3 +194,17 @@ def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, option
                     for p in extra["path"].to_pylist())
     progress.log()
     return rows
+
+
+def verify(execution: ExecutionDir) -> dict[str, Any]:
+    """VERIFYING of the execution, as its VerifyMode asks; a dry run verifies nothing."""
+    with opened(execution) as (_record, src, dst, options):
+        if options.dry_run:
+            return {**dry_run_summary("verify", "nothing was transferred, so nothing to verify"), "failed": 0,
+                    "examples": []}
+        hints = {}
+        if options.VerifyMode == "POINT_IN_TIME_CONSISTENT":
+            # The second listing re-reads metadata this execution already has, for every ETag still unchanged.
+            hints = {side: execution_hints(execution, side) for side, loc in (("source", src), ("destination", dst))
+                     if loc.capabilities.scan_hints}
+        return verify_execution(execution, src, dst, options, hints)

@@ -37,8 +37,9 @@ from airflow_datasync.locations.base import (
     Written,
 )
 from airflow_datasync.manifest import RESULT_SCHEMA, ExecutionDir, Journal, utcnow
-from airflow_datasync.options import TaskOptions
+from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.owners import OwnerMap
+from airflow_datasync.phases.launch import opened
 from airflow_datasync.plan import without_ownership
 from airflow_datasync.progress import RateLimiter, ShardProgress
 from airflow_datasync.units import entries
@@ -398,3 +399,12 @@ def _shard_progress(execution: ExecutionDir, shard: int, records: list[dict[str,
 
     return ShardProgress(shard, len(records), total_bytes, write, try_number=try_number,
                          done_items=len(resumed), done_bytes=sum(p.get("bytes") or 0 for p in resumed))
+
+
+def transfer(execution: ExecutionDir, shard: int, *, bytes_per_second: int | None = None,
+             try_number: int | None = None) -> dict[str, Any]:
+    """TRANSFERRING of one shard; ``try_number`` (Airflow's) goes into its summary and progress file."""
+    with opened(execution) as (_record, src, dst, options):
+        if options.dry_run:  # PREPARING hands out no shards for a dry run; never write for one that got here
+            raise OptionsError(f"execution {execution.execution_id} is a dry run: TRANSFERRING writes nothing")
+        return transfer_shard(execution, shard, src, dst, options, bytes_per_second, try_number)
