@@ -49,9 +49,12 @@ def test_smb_to_smb_keeps_directory_security_descriptor_attributes_and_creation_
         again = run(smb(src_dir), smb(dst_dir), {"SecurityDescriptorCopyFlags": flags}, tmp_path / "store")
         assert again["Status"] == "SUCCESS" and again["FilesTransferred"] == 0, again
 
-    assert owner_and_aces(copies["OWNER_DACL"].get_security_descriptor("docs/deep", "OWNER_DACL")) == source_acl
+    def acl_of(location: SmbLocation):
+        return owner_and_aces(location.read_extras("docs/deep", SD_OWNER_DACL)[SMB_SECURITY_DESCRIPTOR])
+
+    assert acl_of(copies["OWNER_DACL"]) == source_acl
     # NONE leaves the destination's inherited ACL: the source's restricted one is not copied.
-    assert owner_and_aces(copies["NONE"].get_security_descriptor("docs/deep", "OWNER_DACL")) != source_acl
+    assert acl_of(copies["NONE"]) != source_acl
 
 
 def report_rows(summary) -> dict[str, dict]:
