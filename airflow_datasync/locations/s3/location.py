@@ -323,7 +323,16 @@ class S3Location(Location):
         """The object's tags (``s3.tags``: ObjectTags=PRESERVE carries them to an S3 destination)."""
         if S3_TAGS not in wanted:
             return {}
-        return {S3_TAGS: self._tags(self.key(path))}
+        from botocore.exceptions import ClientError
+
+        key = self.key(path)
+        for candidate in (key, key + "/"):  # an object, else a directory's marker
+            try:
+                return {S3_TAGS: self._tags(candidate)}
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404", "NotFound"):
+                    raise
+        return {}  # an implied directory (no marker object) has no tags
 
     def _tags(self, key: str) -> dict[str, str]:
         resp = self.client.get_object_tagging(Bucket=self.bucket, Key=key)
@@ -586,7 +595,7 @@ class S3Location(Location):
         if wanted == current:
             return []
         if is_dir:
-            self._put(key, b"", wanted, False)
+            self._put(key, b"", wanted, False, meta.extras.get(S3_TAGS))  # a marker is re-put: with its tags
         else:
             self.client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
                                     Metadata=wanted, MetadataDirective="REPLACE", CopySourceIfMatch=head["ETag"],
