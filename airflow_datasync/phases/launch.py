@@ -8,8 +8,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from airflow_datasync.locations import Location, LocationError, open_location
 from airflow_datasync.manifest import ExecutionDir, create_execution_dir, utcnow
