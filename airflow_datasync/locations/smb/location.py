@@ -12,7 +12,7 @@ import stat as st
 import threading
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any, TypeVar
 
 import pyarrow as pa
@@ -23,13 +23,19 @@ from airflow_datasync.locations.base import (
     FILE,
     LISTING_SCHEMA,
     OTHER,
+    SMB_ATTRIBUTES,
+    SMB_CREATION_NS,
+    SMB_SECURITY_DESCRIPTOR,
+    SMB_SECURITY_FLAGS,
     SYMLINK,
     TEMP_PREFIX,
+    Capabilities,
     DirectoryNotEmptyError,
     Location,
     LocationError,
     Metadata,
     StatResult,
+    Written,
     listing_batch,
     safe_relpath,
 )
@@ -84,25 +90,28 @@ T = TypeVar("T")
 def _basic_info(meta: Metadata, *, is_dir: bool) -> tuple[int, int, int, int]:
     """FILETIMEs (creation, last access, last write) and FILE_ATTRIBUTE_* bits to set for ``meta``; 0 means
     "leave as is". Creation and access times go with the write time (Mtime=PRESERVE), as DataSync does."""
-    attributes = getattr(meta, "attributes", None)
+    attributes = meta.extras.get(SMB_ATTRIBUTES)
     attrs = 0
     if attributes is not None:
         attrs = (attributes & COPIED_ATTRIBUTES) | (ATTR_DIRECTORY if is_dir else 0) or ATTR_NORMAL
     atime = meta.atime_ns if meta.atime_ns is not None else meta.mtime_ns
     keep = meta.mtime_ns is not None
-    creation = filetime_from_ns(getattr(meta, "creation_ns", None)) if keep else 0
+    creation = filetime_from_ns(meta.extras.get(SMB_CREATION_NS)) if keep else 0
     return creation, (filetime_from_ns(atime) if keep else 0), filetime_from_ns(meta.mtime_ns), attrs
+
+
+#: What SMB keeps beside the data: creation time and attributes come with every stat; the security
+#: descriptor costs a request of its own (:meth:`SmbLocation.read_extras`).
+SMB_EXTRAS = frozenset({SMB_CREATION_NS, SMB_ATTRIBUTES, SMB_SECURITY_DESCRIPTOR, SMB_SECURITY_FLAGS})
 
 
 class SmbLocation(Location):
     scheme = "smb"
-    default_concurrency = 16
-    #: SMB keeps times as FILETIMEs: 100 ns ticks.
-    mtime_resolution_ns = 100
-    #: POSIX mode/uid/gid are not kept by SMB: the planner does not compare them.
-    posix_metadata = False
+    #: Times are FILETIMEs (100 ns ticks); POSIX mode/uid/gid are not SMB concepts (neither set nor compared);
     #: ``Report.txt`` and ``report.txt`` are one entry on a share (Windows, and Samba for SMB2+ clients).
-    case_insensitive = True
+    capabilities = Capabilities(concurrency=16, mtime_resolution_ns=100, posix_metadata=False, case_insensitive=True,
+                                extras_read=SMB_EXTRAS, extras_write=SMB_EXTRAS,
+                                extras_on_request=frozenset({SMB_SECURITY_DESCRIPTOR, SMB_SECURITY_FLAGS}))
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
         super().__init__(uri, conn_id)
@@ -303,20 +312,25 @@ class SmbLocation(Location):
             kind = FILE
         link = self._readlink(path) if kind == SYMLINK else None
         return StatResult(kind, s.st_size if kind == FILE else 0, s.st_mtime_ns, s.st_atime_ns, link_target=link,
-                          creation_ns=s.st_ctime_ns, attributes=s.st_file_attributes & COPIED_ATTRIBUTES)
+                          extras={SMB_CREATION_NS: s.st_ctime_ns,
+                                  SMB_ATTRIBUTES: s.st_file_attributes & COPIED_ATTRIBUTES})
 
     def open_read(self, path: str) -> IO[bytes]:
         return io.BufferedReader(ReconnectingReader(self, path), buffer_size=1 << 20)
 
     # -- security descriptors -----------------------------------------------------------------------
-    def get_security_descriptor(self, path: str, flags: str) -> bytes | None:
-        info = SECURITY_FLAGS.get(flags)
+    def read_extras(self, path: str, wanted: Mapping[str, Any]) -> dict[str, Any]:
+        """The security descriptor as SecurityDescriptorCopyFlags (``wanted[SMB_SECURITY_DESCRIPTOR]``) asks,
+        with the flags it was read with (what applying it needs)."""
+        flags = wanted.get(SMB_SECURITY_DESCRIPTOR) or wanted.get(SMB_SECURITY_FLAGS)
+        info = SECURITY_FLAGS.get(flags) if isinstance(flags, str) else None
         if info is None:
-            return None
+            return {}
         access = READ_CONTROL | (ACCESS_SYSTEM_SECURITY if info & SACL_SECURITY_INFORMATION else 0)
-        return self._call(lambda: query_security(self._unc(path), info, access, self._kw()), path)
+        descriptor = self._call(lambda: query_security(self._unc(path), info, access, self._kw()), path)
+        return {SMB_SECURITY_DESCRIPTOR: descriptor, SMB_SECURITY_FLAGS: flags} if descriptor else {}
 
-    def set_security_descriptor(self, path: str, descriptor: bytes | None, flags: str) -> None:
+    def _set_security_descriptor(self, path: str, descriptor: bytes | None, flags: str) -> None:
         info = SECURITY_FLAGS.get(flags)
         if info is None or not descriptor:
             return
@@ -389,15 +403,15 @@ class SmbLocation(Location):
             raise HandleLost() from None
 
     def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
-              before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> int:
+              before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> Written:
         """One handle per file: create the temp → write(s) → SET_INFO security + basic info → ``before_commit`` →
         SET_INFO rename (ReplaceIfExists per ``overwrite``) → close: no request on the final path unless the
         rename fails (a directory or a read-only file in the way is then looked at)."""
         self._check_dest_path(path)
         self._ensure_dir(os.path.dirname(path))
         tmp = self._temp_for(path, tag)
-        sd = getattr(meta, "security_descriptor", None)
-        sd_info = SECURITY_FLAGS.get(getattr(meta, "security_flags", None) or "OWNER_DACL") if sd else None
+        sd = meta.extras.get(SMB_SECURITY_DESCRIPTOR)
+        sd_info = SECURITY_FLAGS.get(meta.extras.get(SMB_SECURITY_FLAGS) or "OWNER_DACL") if sd else None
         extra = DELETE
         if sd_info:
             extra |= WRITE_DAC | WRITE_OWNER | (ACCESS_SYSTEM_SECURITY if sd_info & SACL_SECURITY_INFORMATION else 0)
@@ -434,7 +448,7 @@ class SmbLocation(Location):
         finally:
             if committed:
                 close_quietly(raw)
-        return written
+        return Written(size=written)
 
     def _meta_infos(self, meta: Metadata, sd: bytes | None, sd_info: int | None, *, is_dir: bool) -> list:
         """The SET_INFO requests that apply ``meta``: the security descriptor first (writing an owner or ACL may
@@ -462,7 +476,7 @@ class SmbLocation(Location):
                     raise LocationError(f"{self.uri}: {path!r} is a directory at the destination and a file at the "
                                         "source.") from None
                 if (attempt == 0 and overwrite and existing is not None
-                        and (existing.attributes or 0) & ATTR_READONLY):
+                        and existing.extras.get(SMB_ATTRIBUTES, 0) & ATTR_READONLY):
                     self._set_basic(path, attributes=ATTR_NORMAL)  # a read-only file cannot be replaced
                     continue
                 raise
@@ -482,10 +496,10 @@ class SmbLocation(Location):
                                      kw=self._kw()), path)
 
     def _apply(self, path: str, meta: Metadata, *, is_dir: bool) -> None:
-        sd = getattr(meta, "security_descriptor", None)
+        sd = meta.extras.get(SMB_SECURITY_DESCRIPTOR)
         if sd:
             # Before the times: writing an owner or ACL may update the change time, never the write time.
-            self.set_security_descriptor(path, sd, getattr(meta, "security_flags", None) or "OWNER_DACL")
+            self._set_security_descriptor(path, sd, meta.extras.get(SMB_SECURITY_FLAGS) or "OWNER_DACL")
         creation, atime, mtime, attrs = _basic_info(meta, is_dir=is_dir)
         self._set_basic(path, creation=creation, atime=atime, mtime=mtime, attributes=attrs)
 
