@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_datasync import checksum, plan
-from airflow_datasync.locations.base import FILE, LISTING_SCHEMA, SYMLINK, Location, ScanHints
+from airflow_datasync.locations.base import FILE, LISTING_SCHEMA, SYMLINK, Location, LocationError, ScanHints
 from airflow_datasync.manifest import VERIFY_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.phases.finalize import dry_run_summary
@@ -45,6 +45,11 @@ def _md5(location: Location, path: str) -> str:
         return checksum.file_checksum(fh, hashlib.md5(usedforsecurity=False))
 
 
+def _why(exc: BaseException) -> str:
+    """A local OSError's own words; a backend's vocabulary error already names the location and path."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
 def _row(path, status, src=None, dst=None, error=None, algo=checksum.ALGO) -> dict[str, Any]:
     return {"path": path, "verify_status": status, "checksum_algo": algo if (src or dst) else None,
             "src_checksum": src, "dst_checksum": dst, "verify_error": error}
@@ -56,14 +61,14 @@ def _check_transferred(src: Location, dst: Location, row: dict[str, Any], progre
         # A server-side copy of an object that S3 stores without a checksum: read the source now.
         try:
             row = {**row, "src_checksum": _hash(src, path)}
-        except OSError as exc:
+        except (OSError, LocationError) as exc:  # a backend's vocabulary error, or a local OSError
             return _row(path, "ERROR", None, None, f"{path}: cannot read the source to verify: {exc}")
     try:
         actual = _hash(dst, path)
     except FileNotFoundError:
         return _row(path, "MISSING", row["src_checksum"], None, f"{path}: missing at the destination")
-    except OSError as exc:
-        return _row(path, "ERROR", row["src_checksum"], None, f"{path}: cannot read the destination: {exc.strerror}")
+    except (OSError, LocationError) as exc:  # a backend's vocabulary error, or a local OSError
+        return _row(path, "ERROR", row["src_checksum"], None, f"{path}: cannot read the destination: {_why(exc)}")
     finally:
         progress.add(1, row.get("bytes_written") or 0)
     if actual != row["src_checksum"]:
@@ -116,14 +121,14 @@ def _check_entry(src: Location, dst: Location, row: dict[str, Any], options: Tas
         # (its own listed ETag on an object store, else read) instead of a HEAD per object.
         try:
             src_md5 = checksum.md5_of_etag(row.get("etag")) if src.capabilities.versioned_reads else _md5(src, path)
-        except OSError as exc:
-            return _row(path, "ERROR", error=f"{path}: cannot read: {exc.strerror or exc}")
+        except (OSError, LocationError) as exc:  # a backend's vocabulary error, or a local OSError
+            return _row(path, "ERROR", error=f"{path}: cannot read: {_why(exc)}")
         if src_md5 == dst_md5:
             return _row(path, "VERIFIED", src_md5, dst_md5, algo="md5-etag")
     try:
         a, b = _hash(src, path), _hash(dst, path)
-    except OSError as exc:
-        return _row(path, "ERROR", error=f"{path}: cannot read: {exc.strerror}")
+    except (OSError, LocationError) as exc:  # a backend's vocabulary error, or a local OSError
+        return _row(path, "ERROR", error=f"{path}: cannot read: {_why(exc)}")
     if a != b:
         return _row(path, "MISMATCH", a, b, f"{path}: checksum {a} at the source, {b} at the destination")
     return _row(path, "VERIFIED", a, b)

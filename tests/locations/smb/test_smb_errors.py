@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 
+import pyarrow.parquet as pq
 import pytest
 from smbprotocol.exceptions import SMBConnectionClosed, SMBException, SMBOSError
 
@@ -29,6 +30,7 @@ from airflow_datasync.locations.smb.error_table import (
 from airflow_datasync.locations.smb.sessions import wait_for_credits
 
 from .conftest import CONN_ID
+from .test_smb_sync import run, smb
 
 
 def test_failures_on_a_real_share_are_vocabulary_errors(smb_folder):
@@ -119,3 +121,27 @@ def test_no_credits_left_is_waited_for(smb_folder):
         assert wait_for_credits(echo) is not None and len(attempts) == 2
     finally:
         window["high"] = max(window["high"], high)
+
+
+def test_a_file_held_open_elsewhere_is_a_verify_error_not_a_crash(smb_folder, tmp_path):
+    from smbclient._io import SMBFileIO
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "free.txt").write_bytes(b"free")
+    (src / "held.txt").write_bytes(b"held")
+    dst = smb_folder()
+    store = tmp_path / "store"
+    assert run(str(src), smb(dst), {}, store)["Status"] == "SUCCESS"
+    other = SmbLocation(dst.uri, CONN_ID)  # another client: the file is open with no sharing allowed
+    holder = SMBFileIO(other._unc("held.txt"), mode="rb", share_access="", **other._kw())
+    holder.open()
+    try:
+        out = run(str(src), smb(dst), {"VerifyMode": "POINT_IN_TIME_CONSISTENT"}, store)
+    finally:
+        holder.close()
+    assert out["Status"] == "ERROR", out
+    rows = {r["path"]: r for r in pq.read_table(out["ReportUri"]).to_pylist()}
+    assert rows["free.txt"]["verify_status"] == "VERIFIED"
+    assert rows["held.txt"]["verify_status"] == "ERROR" and "sharing violation" in rows["held.txt"]["error"]
+    assert out["FilesVerified"] == 1 and out["ErrorCode"] == "VerificationFailed"
