@@ -12,6 +12,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from airflow_datasync.errors import LocationError
+from airflow_datasync.uri import redact_uri
 
 SCHEMES = ("azure", "az")
 _MIB = 1024 * 1024
@@ -39,7 +40,7 @@ class AzureUri:
     access_tier: str | None = None
 
 
-def _size(uri: str, name: str, value: str) -> int:
+def _size(shown: str, name: str, value: str) -> int:
     text = value.strip().upper()
     for suffix, factor in (("GIB", 1024**3), ("MIB", _MIB), ("KIB", 1024), ("B", 1)):
         if text.endswith(suffix):
@@ -50,7 +51,7 @@ def _size(uri: str, name: str, value: str) -> int:
     try:
         return int(float(text) * mult)
     except ValueError:
-        raise LocationError(f"{uri}: {name}={value!r} is not a size (e.g. 64MiB)") from None
+        raise LocationError(f"{shown}: {name}={value!r} is not a size (e.g. 64MiB)") from None
 
 
 def parse_azure_uri(uri: str) -> AzureUri:
@@ -60,37 +61,38 @@ def parse_azure_uri(uri: str) -> AzureUri:
     ``block_concurrency`` the blocks of one file in flight (1-64), ``access_tier`` the tier written blobs
     get (HOT, COOL, COLD, ARCHIVE; default: the account's).
     """
+    shown = redact_uri(uri)  # a key someone put in the URI never reaches a message
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme not in SCHEMES or not parsed.netloc:
-        raise LocationError(f"{uri}: an Azure Blob location is azure://container[/prefix] (the account comes "
+        raise LocationError(f"{shown}: an Azure Blob location is azure://container[/prefix] (the account comes "
                             "from the connection)")
     container = parsed.netloc
     if "@" in container:
-        raise LocationError(f"{uri}: put the account and its key in the connection, not in the URI "
+        raise LocationError(f"{shown}: put the account and its key in the connection, not in the URI "
                             "(azure://container/prefix)")
     if not _CONTAINER.match(container):
-        raise LocationError(f"{uri}: {container!r} is not a valid container name (3-63 lower-case letters, digits "
+        raise LocationError(f"{shown}: {container!r} is not a valid container name (3-63 lower-case letters, digits "
                             "and single hyphens)")
     settings: dict[str, object] = {}
     for name, value in urllib.parse.parse_qsl(parsed.query, keep_blank_values=True):
         if name == "block_size":
-            size = _size(uri, name, value)
+            size = _size(shown, name, value)
             if not _MIB <= size <= MAX_BLOCK_SIZE:
-                raise LocationError(f"{uri}: block_size must be between 1MiB and 4000MiB (Azure's limit), got {value!r}")
+                raise LocationError(f"{shown}: block_size must be between 1MiB and 4000MiB (Azure's limit), got {value!r}")
             settings["block_size"] = size
         elif name == "block_concurrency":
             if not value.isdigit() or not 1 <= int(value) <= 64:
-                raise LocationError(f"{uri}: block_concurrency must be an integer from 1 to 64, got {value!r}")
+                raise LocationError(f"{shown}: block_concurrency must be an integer from 1 to 64, got {value!r}")
             settings["block_concurrency"] = int(value)
         elif name == "access_tier":
             if value.upper() not in ACCESS_TIERS:
-                raise LocationError(f"{uri}: access_tier={value!r} is invalid; use one of {', '.join(ACCESS_TIERS)}")
+                raise LocationError(f"{shown}: access_tier={value!r} is invalid; use one of {', '.join(ACCESS_TIERS)}")
             settings["access_tier"] = ACCESS_TIERS[value.upper()]
         else:
-            raise LocationError(f"{uri}: unknown parameter {name!r}; use block_size, block_concurrency, access_tier")
+            raise LocationError(f"{shown}: unknown parameter {name!r}; use block_size, block_concurrency, access_tier")
     prefix = parsed.path.lstrip("/")
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     if "//" in prefix or any(part in (".", "..") for part in prefix.split("/")[:-1]) or "\\" in prefix:
-        raise LocationError(f"{uri}: the prefix has empty, '.' or '..' segments or a backslash")
+        raise LocationError(f"{shown}: the prefix has empty, '.' or '..' segments or a backslash")
     return AzureUri(container, prefix, **settings)  # type: ignore[arg-type]
