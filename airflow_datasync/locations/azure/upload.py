@@ -37,6 +37,9 @@ def upload_blob(blob: Any, chunks: Iterator[bytes], *, metadata: dict[str, str],
                 concurrency: int, before_commit: Callable[[int], None] | None, overwrite: bool,
                 access_tier: str | None, where: str) -> Written:
     """Write ``chunks`` to the block blob behind the SDK's ``BlobClient`` ``blob``; see the module doc."""
+    from azure.storage.blob import StandardBlobTier
+
+    tier = StandardBlobTier(access_tier) if access_tier else None
     pending: list[bytes] = []
     held = 0
     iterator = iter(chunks)
@@ -48,18 +51,18 @@ def upload_blob(blob: Any, chunks: Iterator[bytes], *, metadata: dict[str, str],
         if held > block_size:
             return _staged(blob, pending, held, iterator, metadata=metadata, block_size=block_size,
                            concurrency=concurrency, before_commit=before_commit, overwrite=overwrite,
-                           access_tier=access_tier, where=where)
+                           tier=tier, where=where)
     body = b"".join(pending)
     if before_commit is not None:
         before_commit(len(body))
     response = azure_call(lambda: blob.upload_blob(body, length=len(body), overwrite=overwrite, metadata=metadata,
-                                                   standard_blob_tier=access_tier), where)
+                                                   standard_blob_tier=tier), where)
     return _written(response, len(body))
 
 
 def _staged(blob: Any, pending: list[bytes], held: int, rest: Iterator[bytes], *, metadata: dict[str, str],
             block_size: int, concurrency: int, before_commit: Callable[[int], None] | None, overwrite: bool,
-            access_tier: str | None, where: str) -> Written:
+            tier: Any, where: str) -> Written:
     from azure.core import MatchConditions
     from azure.storage.blob import BlobBlock
 
@@ -94,6 +97,6 @@ def _staged(blob: Any, pending: list[bytes], held: int, rest: Iterator[bytes], *
         before_commit(total)
     condition = {} if overwrite else {"match_condition": MatchConditions.IfMissing}
     response = azure_call(lambda: blob.commit_block_list([BlobBlock(block_id) for block_id in staged],
-                                                         metadata=metadata, standard_blob_tier=access_tier,
+                                                         metadata=metadata, standard_blob_tier=tier,
                                                          **condition), where)
     return _written(response, total)

@@ -54,3 +54,12 @@ def test_a_key_put_in_the_uri_never_reaches_the_message():
     with pytest.raises(LocationError) as caught:
         parse_azure_uri("azure://account:s3cr3tKey@container/x")
     assert "s3cr3tKey" not in str(caught.value)
+
+
+def test_the_access_tier_is_what_written_blobs_get(azure_container):
+    from airflow_datasync.locations import open_location
+    from airflow_datasync.locations.base import Metadata
+
+    loc = open_location(azure_container.uri("t?access_tier=COOL"), azure_container.conn_id)
+    loc.write("f", iter([b"x"]), Metadata(), tag="t")
+    assert azure_container.client.get_blob_client("t/f").get_blob_properties().blob_tier == "Cool"
