@@ -18,7 +18,13 @@ import pyarrow as pa
 
 from airflow_datasync.locations.azure import connection
 from airflow_datasync.locations.azure.errors import azure_call, to_location_error
-from airflow_datasync.locations.azure.metadata import AZURE_METADATA, is_ours, stat_from_properties, to_blob_metadata
+from airflow_datasync.locations.azure.metadata import (
+    AZURE_METADATA,
+    is_ours,
+    quoted_etag,
+    stat_from_properties,
+    to_blob_metadata,
+)
 from airflow_datasync.locations.azure.upload import upload_blob
 from airflow_datasync.locations.azure.uri import parse_azure_uri
 from airflow_datasync.locations.base import (
@@ -61,16 +67,17 @@ CAPABILITIES = Capabilities(
 
 
 class _BlobReader(io.RawIOBase):
-    """A read-only stream over a download's chunks (each read returns the next chunk, whatever ``size``
-    asks: the copy loop only needs chunks), its errors mapped like every other call's."""
+    """A read-only stream over a download's chunks, its errors mapped like every other call's: ``read(n)``
+    returns at most ``n`` bytes (the next chunk, or what is left of it), ``read()`` everything left."""
 
     def __init__(self, chunks: Iterator[bytes], where: str, precondition: type[LocationError]) -> None:
         self._chunks, self._where, self._precondition = chunks, where, precondition
+        self._left = b""
 
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:
+    def _next_chunk(self) -> bytes:
         from azure.core.exceptions import AzureError
 
         try:
@@ -80,6 +87,20 @@ class _BlobReader(io.RawIOBase):
         except AzureError as exc:
             raise to_location_error(exc, self._where, precondition=self._precondition) from None
         return b""
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            parts = [self._left]
+            while chunk := self._next_chunk():
+                parts.append(chunk)
+            self._left = b""
+            return b"".join(parts)
+        data = self._left or self._next_chunk()
+        self._left = data[size:]
+        return data[:size]
+
+    def readall(self) -> bytes:
+        return self.read(-1)
 
 
 class AzureLocation(Location):
@@ -233,7 +254,7 @@ class AzureLocation(Location):
 
     def list_etags(self) -> dict[str, str]:
         plen = len(self.prefix)
-        return {blob.name[plen:]: blob.etag.strip('"') for page in self._pages(self.prefix) for blob in page}
+        return {blob.name[plen:].rstrip("/"): quoted_etag(blob.etag) for page in self._pages(self.prefix) for blob in page}
 
     # -- writing ----------------------------------------------------------------------------------
     def _upload(self, key: str, chunks: Iterator[bytes], metadata: dict[str, str], *,
