@@ -144,7 +144,8 @@ class AzureLocation(Location):
         return key
 
     def _where(self, path: str = "") -> str:
-        return f"{self.uri.rstrip('/')}/{path}" if path else self.uri
+        """``azure://container/prefix/path`` for messages (the URI's query left out)."""
+        return f"azure://{self.container_name}/{self.prefix}{path}"
 
     # -- checks -----------------------------------------------------------------------------------
     def check(self, *, writable: bool, dry_run: bool = False) -> bool:
