@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import threading
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from airflow_datasync.errors import LocationError
 
@@ -104,7 +105,7 @@ def credentials_for(conn_id: str | None) -> AzureCredentials:
 
     try:
         conn = BaseHook.get_connection(conn_id)
-    except Exception as exc:  # noqa: BLE001 - Airflow's own "not defined" error, whatever its type
+    except Exception as exc:
         raise LocationError(f"Airflow connection {conn_id!r} cannot be read: {type(exc).__name__}") from None
     return credentials_from_fields(conn.login, conn.password, conn.host, conn.extra_dejson or {},
                                    f"connection {conn_id!r}")

@@ -9,8 +9,9 @@ status, never the request URL: a SAS token travels in its query string.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from enum import Enum
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from airflow_datasync.errors import (
     AlreadyExistsError,

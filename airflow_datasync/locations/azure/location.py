@@ -12,7 +12,8 @@ from __future__ import annotations
 import io
 import os
 import threading
-from typing import IO, Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, Any
 
 import pyarrow as pa
 

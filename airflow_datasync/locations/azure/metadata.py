@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import datetime
 import urllib.parse
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from airflow_datasync.locations.base import DIR, FILE, SYMLINK, Metadata, StatResult
 
@@ -26,7 +27,7 @@ RCLONE_MTIME = "mtime"
 
 def _rfc3339(ns: int) -> str:
     seconds, rest = divmod(ns, 1_000_000_000)
-    when = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    when = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S") + f".{rest:09d}Z"
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import base64
 import itertools
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from airflow_datasync.locations.azure.errors import azure_call
 from airflow_datasync.locations.azure.metadata import quoted_etag

@@ -59,7 +59,7 @@ def test_every_form_works_against_the_service(azurite, azure_container, monkeypa
 
     sas = generate_account_sas(azurite.account, azurite.key, ResourceTypes(container=True, object=True),
                                AccountSasPermissions(read=True, write=True, delete=True, list=True),
-                               datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
+                               datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1))
     forms = {
         "az_form_key": {"login": azurite.account, "password": azurite.key, "host": azurite.endpoint},
         "az_form_string": {"extra": {"connection_string": azurite.connection_string()}},
@@ -106,3 +106,31 @@ def test_no_connection_reads_the_environment(azurite, azure_container, monkeypat
         assert open_location(azure_container.uri()).check(writable=True)
     finally:
         connection._CLIENTS.pop(None, None)
+
+
+def test_a_refused_connection_is_retried_then_lost_and_the_sas_never_shown(monkeypatch):
+    from tests.servers import free_port
+
+    conn_id = _with_connection(monkeypatch, "az_nobody_listens",
+                               {"host": f"http://127.0.0.1:{free_port()}/acct", "extra": {"sas_token": "sv=1&sig=S3CRETSIG"}})
+    location = open_location("azure://container/x", conn_id)
+    with pytest.raises(LocationError) as caught:
+        location.stat("f")
+    assert caught.value.retryable and type(caught.value).__name__ == "ConnectionLostError"
+    assert "S3CRETSIG" not in str(caught.value) and caught.value.__cause__ is None
+
+
+def test_a_transient_failure_is_tried_again():
+    from azure.core.exceptions import ServiceResponseError
+
+    from airflow_datasync.locations.azure.errors import azure_call
+
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ServiceResponseError("connection reset by peer")
+        return "done"
+
+    assert azure_call(flaky, "azure://c/p") == "done" and len(calls) == 3
