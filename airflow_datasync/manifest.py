@@ -188,9 +188,9 @@ class Store:
 
 def _s3_filesystem(conn_id: str | None):
     """A pyarrow S3FileSystem with the credentials and endpoint of an Airflow AWS connection."""
-    from airflow_datasync.locations.s3 import _clients_for
+    from airflow_datasync.locations.s3 import settings_for
 
-    settings = _clients_for(conn_id)
+    settings = settings_for(conn_id)
     cfg = settings.obstore_config
     kwargs: dict[str, Any] = {"region": cfg["region"], "allow_bucket_creation": False, "allow_bucket_deletion": False}
     if cfg.get("access_key_id"):

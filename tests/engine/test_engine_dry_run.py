@@ -100,7 +100,7 @@ def s3_objects(s3, bucket: str) -> dict[str, tuple]:
 
 
 def test_s3_dry_run_sends_no_write_request(tmp_path, store, make_tree, s3, bucket):
-    from tests.s3.conftest import s3_requests
+    from tests.locations.s3.conftest import s3_requests
 
     src = source_tree(make_tree, tmp_path / "src")
     s3.put_object(Bucket=bucket, Key="dst/stale.txt", Body=b"gone at the source")

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 
 from airflow_datasync.engine import LocationSpec, run_execution
 from airflow_datasync.locations.s3 import S3Location
-from tests.s3.conftest import CONN_ID, s3_requests
+from tests.locations.s3.conftest import CONN_ID, s3_requests
 
 
 def _fill(s3, bucket: str, count: int = 40) -> None:

@@ -18,9 +18,9 @@ __all__ = ["CONN_ID", "PERMISSIVE_CONN_ID", "s3_requests"]
 def s3_requests(conn_id: str = CONN_ID) -> Iterator[list[str]]:
     """The names of the S3 requests sent for ``conn_id`` while inside, in order: boto3's (counted by its
     ``before-call`` events) and the signed-HTTP fast path's (by its observers)."""
-    from airflow_datasync.locations.s3 import _clients_for
+    from airflow_datasync.locations.s3 import settings_for
 
-    settings = _clients_for(conn_id)
+    settings = settings_for(conn_id)
     sent: list[str] = []
 
     def boto(event_name: str, **_: object) -> None:

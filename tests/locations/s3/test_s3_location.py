@@ -15,7 +15,7 @@ from airflow_datasync.engine import LocationSpec, run_execution
 from airflow_datasync.locations import LocationError, open_location
 from airflow_datasync.locations.base import Metadata
 from airflow_datasync.locations.s3 import MULTIPART_THRESHOLD
-from tests.s3.conftest import CONN_ID, PERMISSIVE_CONN_ID, s3_requests
+from tests.locations.s3.conftest import CONN_ID, PERMISSIVE_CONN_ID, s3_requests
 
 
 def s3loc(bucket: str, prefix: str = "data") -> LocationSpec:
@@ -258,9 +258,9 @@ def test_bad_credentials_and_missing_bucket_are_clear_errors(tmp_path, s3_server
     bad = json.loads(s3_server.connection_uri_json())
     bad["password"] = "wrong-secret-value"
     monkeypatch.setenv("AIRFLOW_CONN_DATASYNC_BAD_S3", json.dumps(bad))
-    from airflow_datasync.locations import s3 as s3mod
+    from airflow_datasync.locations.s3 import settings as s3settings
 
-    s3mod._CACHE.clear()
+    s3settings._CACHE.clear()
     with pytest.raises(LocationError, match="secret key is wrong|SignatureDoesNotMatch|AccessDenied"):
         run_execution(LocationSpec("s3://anything/x", "datasync_bad_s3"), str(tmp_path / "d"), {},
                       store=str(tmp_path / "store"))
@@ -320,9 +320,9 @@ def test_s3_to_s3_keeps_user_metadata_and_tags_as_asked(tmp_path, s3, bucket, ob
 
 
 def test_multipart_server_side_copy_above_the_copy_part_size(tmp_path, s3, bucket, monkeypatch):
-    from airflow_datasync.locations import s3 as s3mod
+    from airflow_datasync.locations.s3 import location as s3location
 
-    monkeypatch.setattr(s3mod, "COPY_PART_SIZE", 6 * 1024 * 1024)
+    monkeypatch.setattr(s3location, "COPY_PART_SIZE", 6 * 1024 * 1024)
     data = os.urandom(14 * 1024 * 1024)
     s3.put_object(Bucket=bucket, Key="from/big.bin", Body=data, Tagging="k=v")
     summary = run_execution(s3loc(bucket, "from"), s3loc(bucket, "to"), {}, store=str(tmp_path / "store"))
@@ -355,13 +355,13 @@ def test_location_parameters_storage_class_and_part_size(tmp_path, s3, bucket):
 
 def test_credentials_and_endpoint_from_the_environment_without_a_connection(tmp_path, s3_server, s3, bucket,
                                                                              monkeypatch):
-    from airflow_datasync.locations import s3 as s3mod
+    from airflow_datasync.locations.s3 import settings as s3settings
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
     monkeypatch.setenv("AWS_DEFAULT_REGION", s3_server.region)
-    monkeypatch.setattr(s3mod, "_CACHE", {})
+    monkeypatch.setattr(s3settings, "_CACHE", {})
     src = tmp_path / "src"
     src.mkdir()
     (src / "env.txt").write_text("from the environment")
@@ -420,7 +420,7 @@ def test_tls_endpoint_behind_a_private_ca_from_the_connections_verify_bundle(tmp
     trusted by both clients (boto3 and obstore); without it the launch fails with a clear error."""
     import json
 
-    from airflow_datasync.locations import s3 as s3mod
+    from airflow_datasync.locations.s3 import settings as s3settings
     from tests.servers import start_seaweedfs
 
     server = start_seaweedfs(tls=True)
@@ -438,7 +438,7 @@ def test_tls_endpoint_behind_a_private_ca_from_the_connections_verify_bundle(tmp
         untrusting = json.loads(server.connection_uri_json())
         untrusting["extra"].pop("verify")
         monkeypatch.setenv("AIRFLOW_CONN_DATASYNC_TLS_S3_NOCA", json.dumps(untrusting))
-        monkeypatch.setattr(s3mod, "_CACHE", {})
+        monkeypatch.setattr(s3settings, "_CACHE", {})
         with pytest.raises(LocationError, match="cannot reach S3|SSL|certificate"):
             run_execution(str(src), LocationSpec("s3://tls-bucket/y", "datasync_tls_s3_noca"), {},
                           store=str(tmp_path / "store"))

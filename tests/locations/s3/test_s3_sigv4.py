@@ -1,4 +1,4 @@
-"""The signed-HTTP fast path for LIST and HEAD (``locations/s3_lite.py``): exact against boto3 on a real
+"""The signed-HTTP fast path for LIST and HEAD (``locations/s3/sigv4.py``): exact against boto3 on a real
 S3-compatible server, signed as AWS's own SigV4 example, and never the only path (boto3 takes over
 whatever it cannot do)."""
 
@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from airflow_datasync.locations import open_location
-from airflow_datasync.locations.s3_lite import EMPTY_SHA256, S3Lite, parse_listing
-from tests.s3.conftest import CONN_ID, s3_requests
+from airflow_datasync.locations.s3.sigv4 import EMPTY_SHA256, S3Lite, parse_listing
+from tests.locations.s3.conftest import CONN_ID, s3_requests
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ODD = ["f0", "with space/50% off+plus#hash&amp;.txt", "naïve café/日本語 ✓.txt", "tab\tname", "<lt>", "q?x=1&y=2",
        "semi;colon,comma=eq@at!bang'quote(paren)*star~tilde"]
 
@@ -41,7 +41,7 @@ def test_listing_page_parsing_decodes_keys_and_refuses_what_it_does_not_know():
     contents, token = parse_listing(page)
     assert token == "tok+/=" and contents[0]["Key"] == "a b+c%d/" and contents[0]["ETag"] == '"x"'
     assert contents[0]["LastModified"].isoformat() == "2026-11-26T15:39:12.033000+00:00"
-    from airflow_datasync.locations.s3_lite import LiteUnavailable
+    from airflow_datasync.locations.s3.sigv4 import LiteUnavailable
 
     for bad in (b"<Error><Code>InternalError</Code></Error>", page[:-20],
                 page.replace(b"<NextContinuationToken>tok+/=</NextContinuationToken>", b"")):
@@ -133,7 +133,7 @@ def test_runs_with_plain_credentials_never_import_boto3(tmp_path, s3_server, buc
 
 
 def test_only_plain_connections_skip_the_amazon_providers_hook(s3_server, monkeypatch):
-    from airflow_datasync.locations.s3 import _simple_connection
+    from airflow_datasync.locations.s3.settings import _simple_connection
 
     plain = json.loads(s3_server.connection_uri_json())
     variants = {
@@ -157,12 +157,12 @@ def test_only_plain_connections_skip_the_amazon_providers_hook(s3_server, monkey
 def test_a_connection_the_hook_must_read_still_works(tmp_path, s3, s3_server, bucket, monkeypatch):
     """The endpoint only in ``service_config.s3`` (read by the Amazon provider's hook, not by the plain path)."""
     from airflow_datasync.engine import LocationSpec, run_execution
-    from airflow_datasync.locations import s3 as s3mod
+    from airflow_datasync.locations.s3 import settings as s3settings
 
     conn = json.loads(s3_server.connection_uri_json())
     conn["extra"] = {"region_name": s3_server.region, "service_config": {"s3": {"endpoint_url": s3_server.endpoint}}}
     monkeypatch.setenv("AIRFLOW_CONN_DATASYNC_PER_SERVICE", json.dumps(conn))
-    monkeypatch.setattr(s3mod, "_CACHE", {})
+    monkeypatch.setattr(s3settings, "_CACHE", {})
     src = tmp_path / "src"
     src.mkdir()
     (src / "hook.txt").write_text("through the hook")
@@ -170,7 +170,7 @@ def test_a_connection_the_hook_must_read_still_works(tmp_path, s3, s3_server, bu
                             store=str(tmp_path / "store"))
     assert summary["Status"] == "SUCCESS", summary
     assert s3.get_object(Bucket=bucket, Key="hook/hook.txt")["Body"].read() == b"through the hook"
-    assert s3mod._CACHE["datasync_per_service"][1]._session is not None  # the hook's boto3 session
+    assert s3settings._CACHE["datasync_per_service"][1]._session is not None  # the hook's boto3 session
 
 
 def test_multipart_uploads_go_through_the_fast_path_with_full_object_crc(tmp_path, s3, bucket):
@@ -184,7 +184,7 @@ def test_multipart_uploads_go_through_the_fast_path_with_full_object_crc(tmp_pat
     loc = open_location(f"s3://{bucket}/mp", CONN_ID)
     chunks = [data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)]
     with s3_requests() as sent:
-        assert loc.write("big.bin", iter(chunks), Metadata(mtime_ns=1_600_000_000_000_000_000), tag="t") == len(data)
+        assert loc.write("big.bin", iter(chunks), Metadata(mtime_ns=1_600_000_000_000_000_000), tag="t").size == len(data)
     assert sent == ["CreateMultipartUpload", "UploadPart", "UploadPart", "UploadPart", "CompleteMultipartUpload"]
     head = s3.head_object(Bucket=bucket, Key="mp/big.bin", ChecksumMode="ENABLED")
     whole = checksum.new_hasher()
@@ -201,12 +201,12 @@ def test_s3_to_s3_copies_are_server_side_through_the_fast_path(tmp_path, s3, buc
     """HEAD + CopyObject per object (pinned to the listed ETag, metadata replaced with ours plus the
     source's own), nothing through boto3; the copies keep bytes, user metadata and tags."""
     from airflow_datasync.engine import LocationSpec, run_execution
-    from airflow_datasync.locations.s3 import _clients_for
+    from airflow_datasync.locations.s3 import settings_for
 
     for i, name in enumerate(["a.txt", "dir/b.txt", "odd name+%.txt"]):
         s3.put_object(Bucket=bucket, Key=f"src/{name}", Body=f"object {i}".encode(), Metadata={"owner": "team-x"},
                       Tagging="k=v")
-    lite = _clients_for(CONN_ID).lite
+    lite = settings_for(CONN_ID).lite
     fast: list[str] = []
     lite.observers.append(fast.append)
     try:

@@ -9,7 +9,7 @@ import pytest
 
 from airflow_datasync.engine import LocationSpec, run_execution
 from tests.engine.test_engine_owner_names import UNNAMED_GID, UNNAMED_UID, owned_tree, owner
-from tests.s3.conftest import CONN_ID
+from tests.locations.s3.conftest import CONN_ID
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="giving files to other owners needs root")
 

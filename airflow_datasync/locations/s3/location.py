@@ -1,0 +1,627 @@
+"""Amazon S3 and S3-compatible object stores (MinIO, SeaweedFS, Ceph, …): ``s3://bucket/prefix``.
+
+Credentials, region, endpoint, addressing style and TLS settings come from an Airflow AWS connection
+(the Amazon provider's hook reads them), or from the environment boto3 honours when no connection id is
+given. Bytes move with the client that measured fastest here: obstore (Rust ``object_store``) lists and
+PUTs small objects and streams GETs; boto3 does what obstore cannot do safely or at all: multipart
+uploads that are always completed or aborted, HEAD with checksums and user metadata, server-side copies.
+
+POSIX metadata lives in user metadata (``x-amz-meta-*``) so an S3 → file system round trip restores it:
+``ds-mtime-ns``, ``ds-atime-ns``, ``ds-mode`` (octal), ``ds-uid``, ``ds-gid``; ``ds-type: symlink`` with
+``ds-link-target`` (percent-encoded) marks a symlink; ``mtime`` (seconds, as rclone writes it) is added
+for other tools. Directories are empty ``key/`` objects, as DataSync writes them.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import logging
+import os
+import threading
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any, Callable, Iterator, Mapping
+
+import pyarrow as pa
+
+from airflow_datasync import checksum
+from airflow_datasync.locations.base import (
+    DIR,
+    FILE,
+    LISTING_SCHEMA,
+    S3_TAGS,
+    S3_USER_METADATA,
+    SYMLINK,
+    AlreadyExistsError,
+    Capabilities,
+    ChangedSinceListingError,
+    Location,
+    LocationError,
+    Metadata,
+    NotFoundError,
+    ScanHints,
+    StatResult,
+    UnsafePathError,
+    Written,
+    safe_relpath,
+)
+from airflow_datasync.locations.s3 import sigv4
+from airflow_datasync.locations.s3.headers import (
+    STANDARD_ATTRIBUTES,
+    full_object_crc,
+    meta_from_head,
+    meta_to_headers,
+)
+from airflow_datasync.locations.s3.multipart import BotoMultipart, Multipart, SigV4Multipart
+from airflow_datasync.locations.s3.settings import S3Settings, settings_for
+from airflow_datasync.locations.s3.uri import COPY_PART_SIZE, MAX_KEY_BYTES, parse_s3_uri
+
+log = logging.getLogger("airflow_datasync")
+
+HEAD_CONCURRENCY = 32
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-only file over an iterator of byte chunks (obstore's streaming GET): each read returns the
+    next chunk, whatever ``size`` asks (the copy loop only needs chunks)."""
+
+    def __init__(self, chunks: Iterator[Any]) -> None:
+        self._chunks = chunks
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        for chunk in self._chunks:
+            data = bytes(chunk)
+            if data:
+                return data
+        return b""
+
+
+#: What S3 keeps beside the data and a copy carries: the object's own user metadata (with every HEAD or GET)
+#: and its tags (a request of their own).
+S3_EXTRAS = frozenset({S3_USER_METADATA, S3_TAGS})
+
+
+class S3Location(Location):
+    scheme = "s3"
+    #: Per-request latency dominates: many copies in flight. Owner names (Uid/Gid NAME/BOTH) are stored as
+    #: ds-user/ds-group beside ds-uid/ds-gid. Directory markers are objects that writes below them do not
+    #: change, and S3-compatible stores that are file systems underneath (SeaweedFS) drop their metadata.
+    capabilities = Capabilities(concurrency=64, owner_names="metadata", keeps_directory_metadata=False,
+                                directory_times_follow_children=False, scan_hints=True, versioned_reads=True,
+                                listed_etags=True, native_checksums=True, server_side_copy=True,
+                                extras_read=S3_EXTRAS, extras_write=S3_EXTRAS, extras_on_request=frozenset({S3_TAGS}))
+
+    def __init__(self, uri: str, conn_id: str | None = None) -> None:
+        super().__init__(uri, conn_id)
+        self.bucket, self.prefix, tuning = parse_s3_uri(uri)
+        self.storage_class: str | None = tuning["storage_class"]
+        self.part_size: int = tuning["part_size"]
+        self.part_concurrency: int = tuning["part_concurrency"]
+        self._settings: S3Settings | None = None
+
+    # -- clients ----------------------------------------------------------------------------------
+    def _resolve(self) -> S3Settings:
+        """The connection's settings and clients, shared by every location of this worker process."""
+        if self._settings is None:
+            try:
+                self._settings = settings_for(self.conn_id)
+            except LocationError as exc:  # about the connection: say which location needed it
+                raise LocationError(f"{self.uri}: {exc}") from None
+        return self._settings
+
+    @property
+    def client(self):
+        """One boto3 S3 client per connection and process (thread-safe; creating one costs ~0.3 s)."""
+        return self._resolve().client
+
+    @property
+    def store(self):
+        """One obstore S3Store per bucket (thread-safe; its connection pool is shared by all copy threads)."""
+        return self._resolve().store(self.bucket)
+
+    def can_copy_from(self, source: Location) -> bool:
+        """True when a server-side copy from ``source`` is possible (same endpoint and credentials)."""
+        other = source
+        if not isinstance(other, S3Location):
+            return False
+        a, b = self._resolve(), other._resolve()
+        return a.endpoint_url == b.endpoint_url and a.access_key == b.access_key
+
+    def key(self, path: str) -> str:
+        key = self.prefix + safe_relpath(path)
+        if len(key.encode()) > MAX_KEY_BYTES:
+            raise LocationError(f"{self.uri}: key for {path!r} is longer than S3's 1024 bytes")
+        return key
+
+    # -- checks -----------------------------------------------------------------------------------
+    def _lite(self) -> Any:
+        """The signed-HTTP fast path (:mod:`.sigv4`), or None where only boto3 will do."""
+        lite = self._resolve().lite
+        return None if lite is None or lite.broken else lite
+
+    def check(self, *, writable: bool, dry_run: bool = False) -> bool:
+        # A prefix always "exists"; a dry run lists it (read permission) but writes no probe object.
+        writable = writable and not dry_run
+        probe = f"{self.prefix}.~ds-probe-{os.getpid()}-{threading.get_ident()}"
+        lite = self._lite()
+        if lite is not None:
+            try:
+                lite.list_page(self.bucket, self.prefix, max_keys=1)
+                if writable:
+                    lite.put(self.bucket, probe)
+                    lite.delete(self.bucket, probe)
+                return True
+            except sigv4.LiteUnavailable as exc:
+                log.debug("s3://%s: the fast path could not check (%s); boto3 checks", self.bucket, exc)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+            if writable:
+                self.client.put_object(Bucket=self.bucket, Key=probe, Body=b"")
+                self.client.delete_object(Bucket=self.bucket, Key=probe)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            hint = {"NoSuchBucket": "the bucket does not exist", "AccessDenied": "the credentials lack permission",
+                    "InvalidAccessKeyId": "the access key is unknown", "SignatureDoesNotMatch": "the secret key is wrong"}
+            raise LocationError(f"{self.uri}: {hint.get(code, code or str(exc))} "
+                                f"(connection {self.conn_id or 'from the environment'})") from None
+        except BotoCoreError as exc:
+            raise LocationError(f"{self.uri}: cannot reach S3 ({type(exc).__name__}: {exc})") from None
+        return True
+
+    def _pages(self, prefix: str) -> Iterator[list[dict[str, Any]]]:
+        """Every ListObjectsV2 page under ``prefix`` (its ``Contents``, keys decoded): through the fast path,
+        and from the first page it cannot handle on, through boto3 (which raises the errors that count)."""
+        lite, token = self._lite(), None
+        if lite is not None:
+            while True:
+                try:
+                    contents, next_token = lite.list_page(self.bucket, prefix, token)
+                except sigv4.LiteUnavailable as exc:
+                    log.debug("s3://%s: listing goes on through boto3 (%s)", self.bucket, exc)
+                    break
+                yield contents
+                if next_token is None:
+                    return
+                token = next_token
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if token is not None:
+            kwargs["ContinuationToken"] = token
+        while True:
+            page = self.client.list_objects_v2(**kwargs)
+            yield page.get("Contents") or []
+            if not page.get("IsTruncated"):
+                return
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+    def contains(self, other: Location) -> bool:
+        if not isinstance(other, S3Location) or other.bucket != self.bucket:
+            return False
+        if self._resolve().endpoint_url != other._resolve().endpoint_url:
+            return False
+        return other.prefix.startswith(self.prefix)
+
+    # -- reading ----------------------------------------------------------------------------------
+    def scan(self, batch_size: int = 10_000, hints: ScanHints | None = None,
+             needs_metadata: Callable[[str, int], bool] | None = None) -> Iterator[pa.RecordBatch]:
+        # ListObjectsV2: keys exactly as stored (``dir/`` markers keep their slash, control characters
+        # arrive URL-encoded and decoded), a page of 1,000 at a time, straight into Arrow.
+        # POSIX metadata lives in user metadata, which only HEAD returns: objects whose ETag matches what
+        # an earlier execution saw take it from ``hints`` instead, so a re-run costs LISTs, not HEADs.
+        with ThreadPoolExecutor(max_workers=HEAD_CONCURRENCY, thread_name_prefix="s3head") as pool:
+            for contents in self._pages(self.prefix):
+                if contents:
+                    yield self._listing(contents, pool, hints, needs_metadata)
+
+    def _listing(self, contents: list[dict[str, Any]], pool: ThreadPoolExecutor,
+                 hints: ScanHints | None = None, needs_metadata: Callable[[str, int], bool] | None = None
+                 ) -> pa.RecordBatch:
+        keys = [c["Key"] for c in contents]
+        sizes = [c["Size"] for c in contents]
+        etags = [c.get("ETag") for c in contents]
+        modified = [int(c["LastModified"].timestamp() * 1_000_000_000) for c in contents]
+        rows: list[dict[str, Any]] = []
+        heads: list[tuple[int, str]] = []
+        plen = len(self.prefix)
+        for key, size, mtime, etag in zip(keys, sizes, modified, etags):
+            rel = key[plen:]
+            if not rel or rel.startswith(".~ds-"):
+                continue
+            is_dir = rel.endswith("/")
+            rel = rel[:-1] if is_dir else rel
+            row = {"path": rel, "type": DIR if is_dir else FILE, "size": 0 if is_dir else size, "mtime_ns": mtime,
+                   "atime_ns": None, "mode": None, "uid": None, "gid": None, "link_target": None, "error": None,
+                   "etag": etag}
+            try:
+                safe_relpath(rel)
+                rel.encode("utf-8")
+            except (UnsafePathError, UnicodeEncodeError) as exc:
+                row.update(path=_printable(rel), error=f"unsafe object key {key!r} refused: {exc}")
+                rows.append(row)
+                continue
+            known = hints.get(rel, etag) if hints is not None and etag else None
+            if known is not None and (known["type"] == DIR) == is_dir:
+                row.update({k: v for k, v in known.items() if v is not None})
+                if row["type"] != FILE:
+                    row["size"] = 0
+            elif needs_metadata is not None and not is_dir and size > 0 and not needs_metadata(rel, size):
+                # Nothing to compare it with (new, or a different size): metadata comes with the GET.
+                row["meta_known"] = False
+            else:
+                heads.append((len(rows), key))
+            rows.append(row)
+        for index, head in zip([i for i, _ in heads], pool.map(self._head_meta, [k for _, k in heads])):
+            if head is None:
+                continue  # deleted between list and head: keep what the listing said
+            head.pop("user_metadata", None)
+            rows[index].update(head)
+        return pa.RecordBatch.from_pylist(rows, schema=LISTING_SCHEMA)
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        lite = self._lite()
+        if lite is not None:
+            try:
+                return lite.head(self.bucket, key)
+            except sigv4.LiteUnavailable as exc:
+                log.debug("s3://%s/%s: HEAD through boto3 (%s)", self.bucket, key, exc)
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def _head_meta(self, key: str) -> dict[str, Any] | None:
+        head = self._head(key)
+        return None if head is None else meta_from_head(head, key.endswith("/"))
+
+
+    def stat(self, path: str) -> StatResult | None:
+        key = self.key(path)
+        head = self._head(key)
+        is_dir = False
+        if head is None:
+            head = self._head(key + "/")
+            is_dir = head is not None
+        if head is None:
+            return None
+        return self._stat_from_head(head, is_dir)
+
+    @classmethod
+    def _stat_from_head(cls, head: dict[str, Any], is_dir: bool = False) -> StatResult:
+        """A HEAD (or GET) response as a StatResult: our ds-* metadata where present, else S3's own."""
+        meta = meta_from_head(head, is_dir)
+        mtime = meta.get("mtime_ns", int(head["LastModified"].timestamp() * 1_000_000_000))
+        kind = meta.get("type", DIR if is_dir else FILE)
+        return StatResult(kind, 0 if kind != FILE else head["ContentLength"], mtime, meta.get("atime_ns"),
+                          meta.get("mode"), meta.get("uid"), meta.get("gid"), meta.get("link_target"),
+                          etag=head.get("ETag"), user_name=meta.get("user_name"), group_name=meta.get("group_name"),
+                          extras={S3_USER_METADATA: meta["user_metadata"]} if meta.get("user_metadata") else {})
+
+
+    def etag_is_md5(self, size: int) -> bool:
+        # A single PUT (no multipart) without SSE-KMS/SSE-C: S3 and the S3-compatible stores return the MD5.
+        # Where a bucket encrypts with KMS the ETags differ and VERIFYING falls back to HEAD: slower, never wrong.
+        return size <= self.part_size
+
+    def list_etags(self) -> dict[str, str]:
+        etags: dict[str, str] = {}
+        plen = len(self.prefix)
+        for contents in self._pages(self.prefix):
+            for obj in contents:
+                etags[obj["Key"][plen:]] = obj["ETag"].strip('"')
+        return etags
+
+    def read_extras(self, path: str, wanted: Mapping[str, Any]) -> dict[str, Any]:
+        """The object's tags (``s3.tags``: ObjectTags=PRESERVE carries them to an S3 destination)."""
+        if S3_TAGS not in wanted:
+            return {}
+        from botocore.exceptions import ClientError
+
+        key = self.key(path)
+        for candidate in (key, key + "/"):  # an object, else a directory's marker
+            try:
+                return {S3_TAGS: self._tags(candidate)}
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404", "NotFound"):
+                    raise
+        return {}  # an implied directory (no marker object) has no tags
+
+    def _tags(self, key: str) -> dict[str, str]:
+        resp = self.client.get_object_tagging(Bucket=self.bucket, Key=key)
+        return {t["Key"]: t["Value"] for t in resp.get("TagSet", [])}
+
+    def native_checksum(self, path: str) -> str | None:
+        """The object's full-object CRC64NVME as S3 reports it (hex), without downloading it."""
+        head = self._head(self.key(path))
+        if head is None:
+            raise FileNotFoundError(path)
+        return full_object_crc(head)
+
+    def open_read(self, path: str) -> IO[bytes]:
+        import obstore
+
+        key = self.key(path)
+        if not _obstore_safe(key):
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            return _ChunkReader(body.iter_chunks(checksum.CHUNK))
+        return _ChunkReader(iter(obstore.get(self.store, key).stream(min_chunk_size=checksum.CHUNK)))
+
+    def open_version(self, path: str, etag: str) -> tuple[IO[bytes], StatResult]:
+        """GET with If-Match: the object as listed and its stat, or ChangedSinceListingError (one request, no
+        HEAD)."""
+        import obstore
+        from botocore.exceptions import ClientError
+
+        key = self.key(path)
+        changed = ChangedSinceListingError(f"{path}: changed at the source since PREPARING (ETag {etag} no longer "
+                                           "matches); not copied, the next execution copies the new version")
+        try:
+            if not _obstore_safe(key):
+                resp = self.client.get_object(Bucket=self.bucket, Key=key, IfMatch=etag)
+                return _ChunkReader(resp["Body"].iter_chunks(checksum.CHUNK)), self._stat_from_head(resp)
+            result = obstore.get(self.store, key, options={"if_match": etag})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                raise changed from None
+            raise
+        except Exception as exc:  # obstore's PreconditionError / NotFoundError
+            if type(exc).__name__ == "PreconditionError":
+                raise changed from None
+            if type(exc).__name__ == "NotFoundError" or isinstance(exc, FileNotFoundError):
+                raise FileNotFoundError(f"{path}: vanished from the source after PREPARING") from None
+            raise
+        reader = _ChunkReader(iter(result.stream(min_chunk_size=checksum.CHUNK)))
+        # The GET carries the version's metadata: what the copy applies, even where PREPARING skipped the HEAD.
+        info = result.meta
+        user = {k: v for k, v in result.attributes.items() if k not in STANDARD_ATTRIBUTES}
+        return reader, self._stat_from_head({"Metadata": user, "LastModified": info["last_modified"],
+                                             "ContentLength": info["size"], "ETag": info.get("e_tag") or etag})
+
+    # -- writing ----------------------------------------------------------------------------------
+    def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
+              before_commit: Callable[[int], None] | None = None, overwrite: bool = True,
+              kind: str = FILE, link_target: str | None = None) -> Written:
+        """Small objects: buffered, then one PUT. Large ones: a multipart upload completed only when whole.
+
+        Either way nothing is visible at the key until ``before_commit`` has passed; S3 computes and checks
+        the CRC64NVME of the body, so a corrupted transfer is rejected by the server.
+        """
+        key = self.key(path)
+        headers = meta_to_headers(meta, kind, link_target)
+        if_none_match = not overwrite  # OverwriteMode=NEVER: a conditional write, never a clobber
+        tags = meta.extras.get(S3_TAGS)
+        buffer = bytearray()
+        iterator = iter(chunks)
+        for chunk in iterator:
+            buffer += chunk
+            if len(buffer) > self.part_size:
+                return Written(*self._multipart(key, buffer, iterator, headers, before_commit, if_none_match, tags))
+        if before_commit is not None:
+            before_commit(len(buffer))
+        return Written(len(buffer), self._put(key, bytes(buffer), headers, if_none_match, tags))
+
+    def _object_args(self, tags: dict[str, str] | None) -> dict[str, Any]:
+        args: dict[str, Any] = {}
+        if self.storage_class:
+            args["StorageClass"] = self.storage_class
+        if tags:
+            args["Tagging"] = urllib.parse.urlencode(tags)
+        return args
+
+    def _put(self, key: str, body: bytes, headers: dict[str, str], if_none_match: bool,
+             tags: dict[str, str] | None = None) -> str | None:
+        """One PUT; returns the new object's ETag."""
+        import obstore
+
+        lite = self._lite()
+        if key.endswith("/") and not body and not tags and not self.storage_class and lite is not None:
+            # A directory marker: one signed PUT, no boto3 client needed for it.
+            try:
+                return _quoted(lite.put(self.bucket, key, b"", headers, if_none_match))
+            except sigv4.LiteUnavailable as exc:
+                log.debug("s3://%s/%s: PUT through boto3 (%s)", self.bucket, key, exc)
+        if not _obstore_safe(key) or self.storage_class:
+            # boto3 for what obstore cannot express: odd keys, directory markers, a storage class.
+            extra = {"IfNoneMatch": "*"} if if_none_match else {}
+            resp = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=headers,
+                                          ChecksumAlgorithm="CRC64NVME", **self._object_args(tags), **extra)
+            return _quoted(resp.get("ETag"))
+        try:
+            result = obstore.put(self.store, key, body, attributes=headers, use_multipart=False, tags=tags or None,
+                                 mode="create" if if_none_match else None)
+            return _quoted(result.get("e_tag"))
+        except Exception as exc:  # obstore raises its own types: turn them into clear, path-naming errors
+            if type(exc).__name__ == "AlreadyExistsError":
+                raise AlreadyExistsError(f"{key} already exists (OverwriteMode=NEVER)") from None
+            raise OSError(f"PUT s3://{self.bucket}/{key} failed: {exc}") from None
+
+    def _multipart(self, key: str, first: bytearray, rest: Iterator[bytes], headers: dict[str, str],
+                   before_commit: Callable[[int], None] | None, if_none_match: bool,
+                   tags: dict[str, str] | None = None) -> tuple[int, str | None]:
+        """A multipart upload completed only when whole; returns (bytes, the object's ETag)."""
+        part_size, in_flight = self.part_size, self.part_concurrency
+        api = self._multipart_api(key, headers, tags)
+        total = 0
+        try:
+            with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="s3part") as pool:
+                futures = []
+                # Chunks are gathered in a list and joined once per part: one copy of the bytes, not four
+                # (bytearray growth, slice, bytes(), and shifting the rest down).
+                pending: list[bytes | memoryview] = [bytes(first)] if first else []
+                held, number = len(first), 0
+                for chunk in itertools.chain(rest, (None,)):
+                    if chunk is not None:
+                        pending.append(chunk)
+                        held += len(chunk)
+                    while held >= part_size or (chunk is None and (held or number == 0)):
+                        joined = b"".join(pending)
+                        body, tail = joined[:part_size], joined[part_size:]
+                        pending, held = ([tail] if tail else []), len(tail)
+                        number += 1
+                        total += len(body)
+                        # Bound memory: at most in_flight parts in flight.
+                        while sum(1 for f in futures if not f.done()) >= in_flight:
+                            next(f for f in futures if not f.done()).result()
+                        futures.append(pool.submit(api.send, number, body))
+                        if chunk is None and not held:
+                            break
+                sent = [f.result() for f in futures]
+            # The whole object's CRC64NVME from the parts' (no second pass over the bytes).
+            whole = checksum.new_hasher()
+            for _part, crc, n in sent:
+                whole.value = checksum.combine(whole.value, crc, n)
+            if before_commit is not None:
+                before_commit(total)
+            etag = _quoted(api.complete([part for part, _crc, _n in sent], whole.base64(), if_none_match))
+        except BaseException:
+            try:
+                api.abort()
+            except Exception:  # noqa: BLE001 - the original error matters more; lifecycle rules catch leftovers
+                log.warning("could not abort multipart upload of s3://%s/%s", self.bucket, key)
+            raise
+        return total, etag
+
+    def _multipart_api(self, key: str, headers: dict[str, str], tags: dict[str, str] | None) -> Multipart:
+        """A started multipart upload: through the signed-HTTP fast path where it can start one, else boto3."""
+        lite = self._lite()
+        if lite is not None:
+            extra = {}
+            if self.storage_class:
+                extra["x-amz-storage-class"] = self.storage_class
+            if tags:
+                extra["x-amz-tagging"] = urllib.parse.urlencode(tags)
+            try:
+                return SigV4Multipart(lite, self.bucket, key, lite.create_multipart(self.bucket, key, headers, extra))
+            except sigv4.LiteUnavailable as exc:
+                log.debug("s3://%s/%s: multipart upload through boto3 (%s)", self.bucket, key, exc)
+        client = self.client
+        upload = client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=headers,
+                                                ChecksumAlgorithm="CRC64NVME", ChecksumType="FULL_OBJECT",
+                                                **self._object_args(tags))
+        return BotoMultipart(client, self.bucket, key, upload["UploadId"])
+
+    def copy_object(self, source: Location, path: str, meta_for: Callable[[StatResult], Metadata], *,
+                    expect_etag: str | None, overwrite: bool, extras: frozenset[str] = frozenset()) -> Written:
+        """Server-side copy (multipart copy above ``COPY_PART_SIZE``); the Written's checksum is the
+        source's CRC64NVME (hex), where S3 keeps one.
+
+        User metadata of the source object is kept (ours is refreshed); tags are copied where ``extras``
+        names ``s3.tags`` (ObjectTags=PRESERVE) and dropped otherwise.
+        """
+        assert isinstance(source, S3Location), "copy_object is called only where can_copy_from(source)"
+        keep_tags = S3_TAGS in extras
+        src_key, key = source.key(path), self.key(path)
+        head = source._head(src_key)
+        if head is None:
+            raise NotFoundError(f"{path}: vanished from the source before the copy")
+        if expect_etag and head.get("ETag") != expect_etag:
+            raise ChangedSinceListingError(f"{path}: changed at the source since PREPARING (ETag {expect_etag} no "
+                                           "longer matches); not copied, the next execution copies the new version")
+        size = head["ContentLength"]
+        if not overwrite and self._head(key) is not None:
+            raise AlreadyExistsError(f"{key} already exists (OverwriteMode=NEVER)")
+        # The source object's own user metadata travels with it; ours (ds-*) is written from its HEAD.
+        meta = meta_for(self._stat_from_head(head))
+        theirs = meta_from_head(head, False).get("user_metadata") or {}
+        headers = {**theirs, **meta_to_headers(meta)}
+        lite = self._lite() if size <= COPY_PART_SIZE else None
+        if lite is not None:
+            try:
+                etag = lite.copy_object(self.bucket, key, source.bucket, src_key, headers, head["ETag"], keep_tags,
+                                        self.storage_class)
+                return Written(size, _quoted(etag), checksum=full_object_crc(head))
+            except sigv4.LiteUnavailable as exc:
+                log.debug("s3://%s/%s: CopyObject through boto3 (%s)", self.bucket, key, exc)
+        client = self.client
+        copy_source = {"Bucket": source.bucket, "Key": src_key}
+        if size <= COPY_PART_SIZE:
+            tagging = {"TaggingDirective": "COPY"} if keep_tags else {"TaggingDirective": "REPLACE", "Tagging": ""}
+            storage = {"StorageClass": self.storage_class} if self.storage_class else {}
+            resp = client.copy_object(Bucket=self.bucket, Key=key, CopySource=copy_source, Metadata=headers,
+                                      MetadataDirective="REPLACE", ChecksumAlgorithm="CRC64NVME",
+                                      CopySourceIfMatch=head["ETag"], **tagging, **storage)
+            etag = (resp.get("CopyObjectResult") or {}).get("ETag")
+        else:
+            tags = source._tags(src_key) if keep_tags else None
+            upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=headers,
+                                                       ChecksumAlgorithm="CRC64NVME",
+                                                       **self._object_args(tags))["UploadId"]
+            try:
+                parts, offset, number = [], 0, 0
+                while offset < size:
+                    number += 1
+                    end = min(offset + COPY_PART_SIZE, size) - 1
+                    r = client.upload_part_copy(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                                                CopySource=copy_source, CopySourceRange=f"bytes={offset}-{end}",
+                                                CopySourceIfMatch=head["ETag"])
+                    parts.append({"PartNumber": number, "ETag": r["CopyPartResult"]["ETag"]})
+                    offset = end + 1
+                done = client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                                        MultipartUpload={"Parts": parts})
+                etag = done.get("ETag")
+            except BaseException:
+                client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                raise
+        # The source's own checksum, if S3 keeps one: VERIFYING compares it with the copy's. If the source
+        # has none (written without one), VERIFYING reads the source to compute it.
+        return Written(size, _quoted(etag), checksum=full_object_crc(head))
+
+    def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> Written:
+        return self.write(path, iter(()), meta, tag=tag, kind=SYMLINK, link_target=target)
+
+    def mkdir(self, path: str, meta: Metadata | None = None) -> Written:
+        # PREPARING found no marker here: one PUT, with the directory's metadata (a marker does not change
+        # when objects are written below it, so FINALIZE has nothing left to do for it).
+        return Written(0, self._put(self.key(path) + "/", b"", meta_to_headers(meta, DIR) if meta is not None else {},
+                                    False))
+
+    def set_metadata(self, path: str, meta: Metadata, *, is_dir: bool = False) -> list[str]:
+        key = self.key(path) + ("/" if is_dir else "")
+        head = self._head(key)
+        if head is None:
+            if is_dir:
+                return []  # an implied directory (no marker object) has no metadata to set
+            raise FileNotFoundError(path)
+        current = head.get("Metadata") or {}
+        wanted = {**current, **meta_to_headers(meta)}
+        if wanted == current:
+            return []
+        if is_dir:
+            self._put(key, b"", wanted, False, meta.extras.get(S3_TAGS))  # a marker is re-put: with its tags
+        else:
+            self.client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
+                                    Metadata=wanted, MetadataDirective="REPLACE", CopySourceIfMatch=head["ETag"],
+                                    ChecksumAlgorithm="CRC64NVME")
+        return []
+
+    def delete(self, path: str, *, is_dir: bool) -> None:
+        key = self.key(path) + ("/" if is_dir else "")
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+
+
+
+def _obstore_safe(key: str) -> bool:
+    """object_store refuses keys with control characters, escapes '%' and drops a trailing '/' (a
+    directory marker would become a file): boto3 takes those keys."""
+    return key.isprintable() and "%" not in key and not key.endswith("/")
+
+
+
+def _printable(key: str) -> str:
+    return key.replace("\x00", "\\x00")
+
+
+def _quoted(etag: str | None) -> str | None:
+    """An ETag as listings spell it (quoted): what a later execution's hints and VERIFYING compare."""
+    if not etag:
+        return None
+    return etag if etag.startswith('"') else f'"{etag}"'

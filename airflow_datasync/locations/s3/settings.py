@@ -1,0 +1,218 @@
+"""One connection's S3 settings (endpoint, region, credentials, TLS trust) and its clients, read once per
+worker process: from an Airflow AWS connection (plain ones without the Amazon provider's hook), or from
+the environment boto3 honours when no connection id is given. :func:`settings_for` is the one way in."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any, Callable
+
+from airflow_datasync.errors import LocationError
+from airflow_datasync.locations.s3 import sigv4
+from airflow_datasync.locations.s3.botocore_patches import lighter_listings, use_fast_timestamps
+
+_CACHE_LOCK = threading.Lock()
+_CACHE: dict[str | None, tuple[float, "S3Settings"]] = {}
+#: Credentials from a connection may be temporary (an assumed role): re-read them after this long.
+CLIENT_TTL_SECONDS = 600.0
+
+
+class S3Settings:
+    """One connection's endpoint, credentials and clients, shared by every location of a worker process.
+
+    ``lite`` (the signed-HTTP fast path, see :mod:`.sigv4`) and obstore's config are
+    ready at once; the boto3 client is built on first use, so a run that only lists (a re-run with
+    nothing to copy, given credentials in the environment) never imports boto3.
+    """
+
+    def __init__(self, *, endpoint_url: str | None, region: str, credentials: Callable[[], tuple[str, str, str | None]],
+                 verify: Any, s3_conf: dict[str, Any], botocore_config: Any = None, session: Any = None,
+                 has_proxies: bool = False, conn_id: str | None = None) -> None:
+        """``credentials`` returns (access key, secret key, session token or None), fresh at each call."""
+        access_key, secret_key, token = credentials()
+        self.endpoint_url, self.region, self.access_key, self.verify = endpoint_url, region, access_key, verify
+        self.conn_id = conn_id
+        self._session, self._botocore_config, self._credentials = session, botocore_config, credentials
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self.stores: dict[str, Any] = {}
+        self.lite = (sigv4.S3Lite(endpoint_url, region, credentials, verify, s3_conf.get("addressing_style"))
+                     if access_key and sigv4.usable(s3_conf, has_proxies) else None)
+        ob_config: dict[str, Any] = {"region": region, "checksum_algorithm": "CRC64NVME"}
+        if access_key:
+            ob_config.update(access_key_id=access_key, secret_access_key=secret_key)
+        if token:
+            ob_config["session_token"] = token
+        ob_client: dict[str, Any] = {"pool_max_idle_per_host": "64"}
+        if endpoint_url:
+            ob_config["endpoint"] = endpoint_url
+            ob_config["virtual_hosted_style_request"] = s3_conf.get("addressing_style") == "virtual"
+            if endpoint_url.startswith("http://"):
+                ob_client["allow_http"] = True
+        if verify is False:
+            ob_client["allow_invalid_certificates"] = True
+        elif isinstance(verify, str):  # a CA bundle path, as boto3 takes it: obstore trusts the same roots
+            try:
+                with open(verify, "rb") as fh:
+                    ob_client["root_certificate"] = fh.read()
+            except OSError as exc:
+                raise LocationError(f"connection {conn_id!r}: cannot read the CA bundle {verify!r}: {exc.strerror}") from None
+        self.obstore_config, self.obstore_client_options = ob_config, ob_client
+
+    def store(self, bucket: str) -> Any:
+        """One obstore S3Store per bucket (thread-safe; its connection pool is shared by all copy threads)."""
+        with _CACHE_LOCK:
+            store = self.stores.get(bucket)
+            if store is None:
+                from obstore.store import S3Store
+
+                store = self.stores[bucket] = S3Store(
+                    bucket, config=self.obstore_config, client_options=self.obstore_client_options)
+        return store
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client (thread-safe), built on first use: importing boto3 and building a client
+        costs ~0.35 s."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> Any:
+        from botocore.config import Config
+
+        session, explicit = self._session, {}
+        if session is None:  # credentials read without boto3 (environment, a simple connection): hand them over
+            import boto3
+
+            session = boto3.Session()
+            key, secret, token = self._credentials()
+            explicit = {"aws_access_key_id": key, "aws_secret_access_key": secret, "aws_session_token": token}
+        cfg = Config(max_pool_connections=64, retries={"max_attempts": 5, "mode": "standard"},
+                     request_checksum_calculation="when_required", response_checksum_validation="when_required")
+        if isinstance(self._botocore_config, dict):  # a connection's config_kwargs, as the hook reads them
+            cfg = Config(**self._botocore_config).merge(cfg)
+        elif self._botocore_config is not None:
+            cfg = self._botocore_config.merge(cfg)
+        use_fast_timestamps(session)
+        client = session.client("s3", endpoint_url=self.endpoint_url, region_name=self.region, verify=self.verify,
+                                config=cfg, **explicit)
+        lighter_listings(client)
+        return client
+
+
+def _environment_only() -> bool:
+    """True when boto3's credential chain would stop at the environment variables and no profile or config
+    file could change the region or endpoint: then nothing needs boto3 to read them."""
+    if not (os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY")):
+        return False
+    if os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE"):
+        return False
+    return not _aws_config_file_exists()
+
+
+def _aws_config_file_exists() -> bool:
+    """Whether boto3 would read an AWS config file (which may set a region, endpoint or profile)."""
+    config = os.environ.get("AWS_CONFIG_FILE") or os.path.join(os.path.expanduser("~"), ".aws", "config")
+    return os.path.exists(config)
+
+
+#: Extra keys of an AWS connection that :func:`_simple_connection` reads exactly as the Amazon provider does.
+_SIMPLE_EXTRA = {"endpoint_url", "region_name", "verify", "aws_session_token", "config_kwargs"}
+
+
+def _simple_connection(conn_id: str) -> S3Settings | None:
+    """Settings for an AWS connection that holds a key pair and nothing boto3 must interpret (no role to
+    assume, profile, per-service config or botocore options beyond the addressing style): read without the
+    Amazon provider's hook, so a task that only lists, HEADs and PUTs through obstore never imports boto3
+    (~0.35 s per task process). Any other connection returns None and goes through the hook."""
+    try:
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(conn_id)
+    except Exception:  # noqa: BLE001 - the hook raises the error users know for a missing connection
+        return None
+    extra = conn.extra_dejson or {}
+    config_kwargs = extra.get("config_kwargs")
+    if config_kwargs is not None and (not isinstance(config_kwargs, dict) or set(config_kwargs) - {"s3"}
+                                      or set(config_kwargs.get("s3") or {}) - {"addressing_style"}):
+        return None
+    if conn.conn_type != "aws" or not (conn.login and conn.password) or set(extra) - _SIMPLE_EXTRA:
+        return None
+    env = os.environ
+    region = extra.get("region_name") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if region is None:
+        if _aws_config_file_exists():
+            return None  # a region from an AWS config file: boto3 knows where to look
+        region = "us-east-1"
+    key, secret, token = conn.login, conn.password, extra.get("aws_session_token") or None
+    return S3Settings(endpoint_url=extra.get("endpoint_url") or None, region=region,
+                      credentials=lambda: (key, secret, token), verify=extra.get("verify"), s3_conf=(config_kwargs or {}).get("s3") or {},
+                      botocore_config=config_kwargs or None, conn_id=conn_id)
+
+
+def settings_for(conn_id: str | None) -> S3Settings:
+    """Read an Airflow AWS connection (or the environment) once per process: endpoint, credentials, clients.
+
+    Everything the Amazon provider's connection holds is honoured: credentials (or a role to assume),
+    region, ``endpoint_url`` for S3-compatible stores, ``config_kwargs.s3.addressing_style``, ``verify``.
+    """
+    now = time.monotonic()
+    with _CACHE_LOCK:
+        hit = _CACHE.get(conn_id)
+        if hit is not None and now - hit[0] < CLIENT_TTL_SECONDS:
+            return hit[1]
+        if conn_id is None and _environment_only():
+            # Credentials in the environment and no AWS config file: read them as boto3 would, without it.
+            env = os.environ
+            key, secret = env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+            token = env.get("AWS_SESSION_TOKEN") or env.get("AWS_SECURITY_TOKEN") or None
+            settings = S3Settings(
+                endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
+                region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+                credentials=lambda: (key, secret, token), verify=env.get("AWS_CA_BUNDLE") or None, s3_conf={})
+            _CACHE[conn_id] = (now, settings)
+            return settings
+        if conn_id is None:
+            # No connection: boto3's own chain (environment, profile, instance role). Importing Airflow is
+            # not needed for that, which keeps the CLI quick to start.
+            import boto3
+
+            session = boto3.Session()
+            verify = os.environ.get("AWS_CA_BUNDLE") or None  # what boto3 itself would trust
+            botocore_config = None
+            endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+            region = session.region_name or "us-east-1"
+        else:
+            simple = _simple_connection(conn_id)
+            if simple is not None:
+                _CACHE[conn_id] = (now, simple)
+                return simple
+            from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+            hook = AwsBaseHook(aws_conn_id=conn_id, client_type="s3")
+            session = hook.get_session()
+            verify = hook.verify
+            botocore_config = hook.conn_config.botocore_config
+            endpoint = hook.conn_config.get_service_endpoint_url("s3")
+            region = hook.conn_region_name or "us-east-1"
+        found = session.get_credentials()
+        if found is None:
+            raise LocationError(
+                f"no AWS credentials for connection {conn_id!r}: give the S3 location an Airflow AWS connection "
+                "(conn_id) with login/password or a role, or set credentials in the environment boto3 reads")
+        s3_conf = (getattr(botocore_config, "s3", None) or {}) if botocore_config else {}
+
+        def fresh() -> tuple[str, str, str | None]:
+            current = found.get_frozen_credentials()  # refreshed by botocore when temporary ones expire
+            return current.access_key, current.secret_key, current.token
+
+        settings = S3Settings(endpoint_url=endpoint, region=region, credentials=fresh, verify=verify,
+                              s3_conf=s3_conf, botocore_config=botocore_config, session=session,
+                              has_proxies=bool(getattr(botocore_config, "proxies", None)), conn_id=conn_id)
+        _CACHE[conn_id] = (now, settings)
+        return settings
