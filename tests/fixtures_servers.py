@@ -33,8 +33,8 @@ from pathlib import Path
 import pytest
 
 from tests.azurite_server import AzuriteServer, start_azurite
-from tests.servers import start_moto, start_seaweedfs
 from tests.locations.smb.smbd_server import INSTALL_HINT, SambaServer, start_samba
+from tests.servers import start_moto, start_seaweedfs
 
 S3_CONN_ID = "datasync_test_s3"
 PERMISSIVE_S3_CONN_ID = "datasync_test_permissive_s3"
