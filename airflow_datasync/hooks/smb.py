@@ -1,106 +1,28 @@
 """The ``datasync_smb`` connection type: credentials and session options for SMB locations.
 
 Our own connection type, not the Samba provider's ``samba``: the options differ (signing, encryption,
-dialect pin, Kerberos) and the location, not the hook, does the file work. Fields:
-
-- host: the server (informative; the location URI names the server it connects to), port (default 445);
-- login / password; schema is unused and hidden in the form;
-- extras: ``domain``, ``smb_version`` (``2.0.2``, ``2.1``, ``3.0``, ``3.0.2``, ``3.1.1``; null, missing, empty or
-  ``auto`` = negotiate the highest), ``require_signing`` (default true), ``encrypt`` (default false), ``auth_protocol``
-  (``negotiate`` default, ``ntlm``, ``kerberos``: Kerberos needs a ticket in the worker's environment).
-
-The password never leaves :class:`SmbConnectionConfig` (``repr=False``): it is not logged, not in XCom,
-not in any record.
+dialect pin, Kerberos) and the location, not the hook, does the file work. The fields and how they are
+read are in :mod:`airflow_datasync.locations.smb.connection` (the location reads a connection without
+this hook, so that it needs no Airflow import until a connection is read); the hook gives the form its
+type and the Test button.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from airflow.sdk import BaseHook
 
-#: smb_version values → smbprotocol dialect numbers (smbprotocol.connection.Dialects).
-DIALECTS = {"2.0.2": 0x0202, "2.1": 0x0210, "2.1.0": 0x0210, "3.0": 0x0300, "3.0.0": 0x0300, "3.0.2": 0x0302,
-            "3.1.1": 0x0311}
-#: The versions the connection form offers (DIALECTS also accepts the three-part spellings).
-SMB_VERSIONS = ("2.0.2", "2.1", "3.0", "3.0.2", "3.1.1")
-#: smb_version values that mean "negotiate the highest dialect": unset in old connections, or the form's Auto.
-NEGOTIATE = (None, "", "auto", "null", "none")
-AUTH_PROTOCOLS = ("negotiate", "ntlm", "kerberos")
+from airflow_datasync.locations.smb.connection import (
+    DEFAULT_CONN_ID,
+    DIALECTS,
+    SMB_VERSIONS,
+    SmbConnectionConfig,
+    SmbConnectionError,
+)
+from airflow_datasync.locations.smb.sessions import open_session
 
-
-class SmbConnectionError(ValueError):
-    """A ``datasync_smb`` connection is missing or malformed; the message names the connection and the field."""
-
-
-def _bool(value: Any, name: str, conn_id: str, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
-    raise SmbConnectionError(f"connection {conn_id!r}: extra {name!r} must be true or false, got {value!r}")
-
-
-@dataclass(frozen=True)
-class SmbConnectionConfig:
-    """What an SMB location needs to open a session. ``password`` is kept out of ``repr``."""
-
-    conn_id: str
-    host: str | None = None
-    port: int = 445
-    login: str | None = None
-    password: str | None = field(default=None, repr=False)
-    domain: str | None = None
-    dialect: int | None = None
-    require_signing: bool = True
-    encrypt: bool = False
-    auth_protocol: str = "negotiate"
-
-    @property
-    def username(self) -> str | None:
-        if not self.login:
-            return None
-        if self.domain and "\\" not in self.login and "@" not in self.login:
-            return f"{self.domain}\\{self.login}"
-        return self.login
-
-    @classmethod
-    def from_connection(cls, conn: Any) -> "SmbConnectionConfig":
-        conn_id = conn.conn_id
-        extra = conn.extra_dejson or {}
-
-        def get(name: str) -> Any:
-            for key in (name, f"extra__datasync_smb__{name}"):
-                if extra.get(key) not in (None, ""):
-                    return extra[key]
-            return None
-
-        version = get("smb_version")
-        dialect = None
-        if (str(version).strip().lower() if version is not None else None) not in NEGOTIATE:
-            dialect = DIALECTS.get(str(version).strip())
-            if dialect is None:
-                raise SmbConnectionError(f"connection {conn_id!r}: smb_version {version!r} is not one of "
-                                         f"{', '.join(SMB_VERSIONS)} (or auto/empty to negotiate)")
-        auth = str(get("auth_protocol") or "negotiate").strip().lower()
-        if auth not in AUTH_PROTOCOLS:
-            raise SmbConnectionError(f"connection {conn_id!r}: auth_protocol {auth!r} is not one of {', '.join(AUTH_PROTOCOLS)}")
-        try:
-            port = int(conn.port) if conn.port else 445
-        except (TypeError, ValueError):
-            raise SmbConnectionError(f"connection {conn_id!r}: port {conn.port!r} is not a number") from None
-        return cls(
-            conn_id=conn_id, host=conn.host or None, port=port, login=conn.login or None, password=conn.password or None,
-            domain=get("domain"), dialect=dialect,
-            require_signing=_bool(get("require_signing"), "require_signing", conn_id, True),
-            encrypt=_bool(get("encrypt"), "encrypt", conn_id, False), auth_protocol=auth,
-        )
+__all__ = ["DIALECTS", "SMB_VERSIONS", "SmbConnectionConfig", "SmbConnectionError", "SmbShareHook"]
 
 
 class SmbShareHook(BaseHook):
@@ -110,7 +32,7 @@ class SmbShareHook(BaseHook):
     """
 
     conn_name_attr = "smb_conn_id"
-    default_conn_name = "datasync_smb_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = "datasync_smb"
     hook_name = "SMB share (airflow-datasync)"
 
@@ -127,12 +49,10 @@ class SmbShareHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         """Open a session with the connection's host and credentials (the form's Test button)."""
         try:
-            from airflow_datasync.locations.smb import open_session
-
             config = self.get_config()
             if not config.host:
                 return False, "set Server (host) to test the connection"
             open_session(config.host, config.port, config)
             return True, f"authenticated to {config.host}:{config.port}"
-        except Exception as exc:  # noqa: BLE001 - reported to the UI; messages never carry the password
+        except Exception as exc:  # reported to the UI; messages never carry the password
             return False, f"{type(exc).__name__}: {exc}"

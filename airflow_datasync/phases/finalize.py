@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from typing import Any
@@ -16,8 +15,8 @@ from airflow_datasync.locations.base import DIR, DirectoryNotEmptyError, Metadat
 from airflow_datasync.manifest import MANIFEST_SCHEMA, RESULT_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.owners import OwnerMap
-from airflow_datasync.phases.launch import load
-from airflow_datasync.phases.transfer import metadata_for, run_by_depth, with_security_descriptor
+from airflow_datasync.phases.launch import opened
+from airflow_datasync.phases.transfer import copied_extras, metadata_for, run_by_depth, with_extras
 
 log = logging.getLogger("airflow_datasync")
 
@@ -30,45 +29,46 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
     directory changes its mtime.
     """
     t0 = time.monotonic()
-    _record, src, dst, options = load(execution)
-    if options.dry_run:
-        return dry_run_summary("finalize", "nothing deleted, no directory metadata set")
-    options = planning.without_ownership(options, dst)
-    manifest = execution.read_table(execution.manifest, MANIFEST_SCHEMA)
-    deletes = manifest.filter(pc.equal(manifest["action"], "delete")).select(["path", "type"]).to_pylist()
-    deletes.sort(key=lambda r: (r["path"].count("/"), r["type"] != DIR), reverse=True)
-    results, failed = [], 0
-    for row in deletes:
-        try:
-            dst.delete(row["path"], is_dir=row["type"] == DIR)
-            results.append({"path": row["path"], "type": row["type"], "action": "delete", "status": "SUCCESS"})
-        except DirectoryNotEmptyError as exc:
-            results.append({"path": row["path"], "type": row["type"], "action": "delete", "status": "SKIPPED",
-                            "warning": str(exc)})
-        except (OSError, LocationError) as exc:
-            failed += 1
-            results.append({"path": row["path"], "type": row["type"], "action": "delete", "status": "FAILED",
-                            "error": f"{row['path']}: {exc}"})
-    dir_rows = _directories_to_finish(manifest, dst.directory_times_follow_children)
+    with opened(execution) as (_record, src, dst, options):
+        if options.dry_run:
+            return dry_run_summary("finalize", "nothing deleted, no directory metadata set")
+        options = planning.without_ownership(options, dst)
+        manifest = execution.read_table(execution.manifest, MANIFEST_SCHEMA)
+        deletes = manifest.filter(pc.equal(manifest["action"], "delete")).select(["path", "type"]).to_pylist()
+        deletes.sort(key=lambda r: (r["path"].count("/"), r["type"] != DIR), reverse=True)
+        results, failed = [], 0
+        for row in deletes:
+            try:
+                dst.delete(row["path"], is_dir=row["type"] == DIR)
+                results.append({"path": row["path"], "type": row["type"], "action": "delete", "status": "SUCCESS"})
+            except DirectoryNotEmptyError as exc:
+                results.append({"path": row["path"], "type": row["type"], "action": "delete", "status": "SKIPPED",
+                                "warning": str(exc)})
+            except (OSError, LocationError) as exc:
+                failed += 1
+                results.append({"path": row["path"], "type": row["type"], "action": "delete", "status": "FAILED",
+                                "error": f"{row['path']}: {exc}"})
+        dir_rows = _directories_to_finish(manifest, dst.capabilities.directory_times_follow_children)
+        extras = copied_extras(src, dst, options)
 
-    def finish(row: dict[str, Any]) -> list[str]:
-        try:
-            return dst.set_metadata(row["path"], _directory_metadata(src, dst, row, options), is_dir=True)
-        except FileNotFoundError:
-            return []  # its creation failed in a shard, which reports it
-        except LocationError as exc:  # behind a symlink at the destination: not applied through it
-            return [f"{row['path']}: directory metadata not set: {exc}"]
-        except OSError as exc:
-            return [f"{row['path']}: directory metadata not set: {exc.strerror}"]
+        def finish(row: dict[str, Any]) -> list[str]:
+            try:
+                return dst.set_metadata(row["path"], _directory_metadata(src, dst, row, options, extras), is_dir=True)
+            except FileNotFoundError:
+                return []  # its creation failed in a shard, which reports it
+            except LocationError as exc:  # behind a symlink at the destination: not applied through it
+                return [f"{row['path']}: directory metadata not set: {exc}"]
+            except OSError as exc:
+                return [f"{row['path']}: directory metadata not set: {exc.strerror}"]
 
-    # Deepest level first (a parent's mode may close the way to its children), each level in parallel.
-    warnings = [w for found in run_by_depth(finish, dir_rows, options.workers(src, dst), "finalize",
-                                            deepest_first=True) for w in found]
-    execution.write_table(execution.delete_rows, pa.Table.from_pylist(results, schema=RESULT_SCHEMA), RESULT_SCHEMA)
-    summary = {"ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000), "deleted": len(results) - failed,
-               "delete_failed": failed, "directories_updated": len(dir_rows), "warnings": warnings[:100]}
-    execution.write_json(execution.finalize, summary)
-    return summary
+        # Deepest level first (a parent's mode may close the way to its children), each level in parallel.
+        warnings = [w for found in run_by_depth(finish, dir_rows, options.workers(src, dst), "finalize",
+                                                deepest_first=True) for w in found]
+        execution.write_table(execution.delete_rows, pa.Table.from_pylist(results, schema=RESULT_SCHEMA), RESULT_SCHEMA)
+        summary = {"ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000), "deleted": len(results) - failed,
+                   "delete_failed": failed, "directories_updated": len(dir_rows), "warnings": warnings[:100]}
+        execution.write_json(execution.finalize, summary)
+        return summary
 
 
 def _directories_to_finish(manifest: pa.Table, follow_children: bool = True) -> list[dict[str, Any]]:
@@ -88,19 +88,18 @@ def _directories_to_finish(manifest: pa.Table, follow_children: bool = True) -> 
     return manifest.filter(pc.and_(is_dir, wanted)).to_pylist()
 
 
-def _directory_metadata(src: Location, dst: Location, row: dict[str, Any], options: TaskOptions) -> Metadata:
-    """The planned times of a directory; SMB → SMB also what a file gets at copy time (see
-    ShardCopier._copy_file): creation time and attributes from a stat of the source directory, and its
-    security descriptor as SecurityDescriptorCopyFlags asks. Other pairs: the manifest row alone."""
+def _directory_metadata(src: Location, dst: Location, row: dict[str, Any], options: TaskOptions,
+                        extras: frozenset[str]) -> Metadata:
+    """The planned times of a directory, and where the pair copies ``extras`` (see
+    transfer.copied_extras) also what a file gets at copy time: those of a stat of the source directory,
+    and those that cost a request of their own (a security descriptor). Otherwise the manifest row alone."""
     meta = metadata_for(row, options, OwnerMap(src, dst, options))
-    if not src.scheme == dst.scheme == "smb":
+    if not extras:
         return meta
     now = src.stat(row["path"])
     if now is None or now.type != DIR:
         return meta
-    from_source = metadata_for(now, options)
-    meta = dataclasses.replace(meta, creation_ns=from_source.creation_ns, attributes=from_source.attributes)
-    return with_security_descriptor(src, dst, row["path"], meta, options)
+    return with_extras(src, row["path"], meta, now, extras, options)
 
 
 def dry_run_summary(phase: str, what: str) -> dict[str, Any]:

@@ -33,7 +33,7 @@ def plan_partitioned(execution: ExecutionDir, src: Location, dst: Location, opti
     which the report quotes the first of), then the work rows, shard after shard.
     """
     log.info("PREPARING %s: planning in %d partitions", execution.execution_id, parts)
-    by_top = getattr(dst, "case_insensitive", False)
+    by_top = dst.capabilities.case_insensitive
     est: dict[str, int] = {}
     sizes: list[np.ndarray] = []
     errors: list[pa.Table] = []
@@ -68,7 +68,7 @@ def _plan_part(src_part: str, dst_part: str, work_part: str, out: ParquetSink, o
     ``out``, its work rows to ``work_part``; return its estimates, the cut bytes of its work rows and its
     error rows."""
     manifest = planning.diff(*planning.comparable(read_scratch(src_part), read_scratch(dst_part), options, src, dst),
-                             compare_dir_metadata=dst.keeps_directory_metadata)
+                             compare_dir_metadata=dst.capabilities.keeps_directory_metadata)
     work, work_sizes = planning.work_sizes(manifest)
     is_error = pc.equal(manifest["action"], "error").to_numpy(zero_copy_only=False)
     out.write(manifest.filter(pa.array(~work & ~is_error)))

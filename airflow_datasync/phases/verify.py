@@ -18,12 +18,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_datasync import checksum, plan
-from airflow_datasync.locations.base import FILE, LISTING_SCHEMA, SYMLINK, Location, ScanHints
+from airflow_datasync.locations.base import FILE, LISTING_SCHEMA, SYMLINK, Location, LocationError, ScanHints
 from airflow_datasync.manifest import VERIFY_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.phases.finalize import dry_run_summary
 from airflow_datasync.phases.hints import execution_hints
-from airflow_datasync.phases.launch import load
+from airflow_datasync.phases.launch import opened
 from airflow_datasync.phases.transfer import run_parallel
 from airflow_datasync.progress import Progress
 from airflow_datasync.units import entries
@@ -33,7 +33,7 @@ log = logging.getLogger("airflow_datasync")
 
 def _hash(location: Location, path: str) -> str:
     """The store's own checksum when it keeps one (S3: a HEAD), else a streaming read."""
-    native = location.native_checksum(path)
+    native = location.native_checksum(path) if location.capabilities.native_checksums else None
     if native is not None:
         return native
     with location.open_read(path) as fh:
@@ -43,6 +43,11 @@ def _hash(location: Location, path: str) -> str:
 def _md5(location: Location, path: str) -> str:
     with location.open_read(path) as fh:
         return checksum.file_checksum(fh, hashlib.md5(usedforsecurity=False))
+
+
+def _why(exc: BaseException) -> str:
+    """A local OSError's own words; a backend's vocabulary error already names the location and path."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
 def _row(path, status, src=None, dst=None, error=None, algo=checksum.ALGO) -> dict[str, Any]:
@@ -56,14 +61,14 @@ def _check_transferred(src: Location, dst: Location, row: dict[str, Any], progre
         # A server-side copy of an object that S3 stores without a checksum: read the source now.
         try:
             row = {**row, "src_checksum": _hash(src, path)}
-        except OSError as exc:
+        except (OSError, LocationError) as exc:  # a backend's vocabulary error, or a local OSError
             return _row(path, "ERROR", None, None, f"{path}: cannot read the source to verify: {exc}")
     try:
         actual = _hash(dst, path)
     except FileNotFoundError:
         return _row(path, "MISSING", row["src_checksum"], None, f"{path}: missing at the destination")
-    except OSError as exc:
-        return _row(path, "ERROR", row["src_checksum"], None, f"{path}: cannot read the destination: {exc.strerror}")
+    except (OSError, LocationError) as exc:  # a backend's vocabulary error, or a local OSError
+        return _row(path, "ERROR", row["src_checksum"], None, f"{path}: cannot read the destination: {_why(exc)}")
     finally:
         progress.add(1, row.get("bytes_written") or 0)
     if actual != row["src_checksum"]:
@@ -78,7 +83,7 @@ def _by_listed_etags(dst: Location, todo: list[dict[str, Any]], progress: Progre
     ETag equal to the MD5 we computed from the source proves the content, at one LIST per 1,000 objects
     instead of one HEAD each. Everything else (multipart, other ETags, a mismatch) goes on to
     :func:`_check_transferred`, which compares CRC64NVME checksums."""
-    if not any(r.get("src_md5") for r in todo):
+    if not dst.capabilities.listed_etags or not any(r.get("src_md5") for r in todo):
         return [], todo
     etags = dst.list_etags()
     if etags is None:
@@ -115,15 +120,15 @@ def _check_entry(src: Location, dst: Location, row: dict[str, Any], options: Tas
         # The destination's listed ETag is the server's MD5 of its bytes: compare it with the source's MD5
         # (its own listed ETag on an object store, else read) instead of a HEAD per object.
         try:
-            src_md5 = checksum.md5_of_etag(row.get("etag")) if src.listing_is_snapshot else _md5(src, path)
-        except OSError as exc:
-            return _row(path, "ERROR", error=f"{path}: cannot read: {exc.strerror or exc}")
+            src_md5 = checksum.md5_of_etag(row.get("etag")) if src.capabilities.versioned_reads else _md5(src, path)
+        except (OSError, LocationError) as exc:  # a backend's vocabulary error, or a local OSError
+            return _row(path, "ERROR", error=f"{path}: cannot read: {_why(exc)}")
         if src_md5 == dst_md5:
             return _row(path, "VERIFIED", src_md5, dst_md5, algo="md5-etag")
     try:
         a, b = _hash(src, path), _hash(dst, path)
-    except OSError as exc:
-        return _row(path, "ERROR", error=f"{path}: cannot read: {exc.strerror}")
+    except (OSError, LocationError) as exc:  # a backend's vocabulary error, or a local OSError
+        return _row(path, "ERROR", error=f"{path}: cannot read: {_why(exc)}")
     if a != b:
         return _row(path, "MISMATCH", a, b, f"{path}: checksum {a} at the source, {b} at the destination")
     return _row(path, "VERIFIED", a, b)
@@ -198,13 +203,13 @@ def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, option
 
 def verify(execution: ExecutionDir) -> dict[str, Any]:
     """VERIFYING of the execution, as its VerifyMode asks; a dry run verifies nothing."""
-    _record, src, dst, options = load(execution)
-    if options.dry_run:
-        return {**dry_run_summary("verify", "nothing was transferred, so nothing to verify"), "failed": 0,
-                "examples": []}
-    hints = {}
-    if options.VerifyMode == "POINT_IN_TIME_CONSISTENT":
-        # The second listing re-reads metadata this execution already has, for every ETag still unchanged.
-        hints = {side: execution_hints(execution, side) for side, loc in (("source", src), ("destination", dst))
-                 if loc.uses_scan_hints}
-    return verify_execution(execution, src, dst, options, hints)
+    with opened(execution) as (_record, src, dst, options):
+        if options.dry_run:
+            return {**dry_run_summary("verify", "nothing was transferred, so nothing to verify"), "failed": 0,
+                    "examples": []}
+        hints = {}
+        if options.VerifyMode == "POINT_IN_TIME_CONSISTENT":
+            # The second listing re-reads metadata this execution already has, for every ETag still unchanged.
+            hints = {side: execution_hints(execution, side) for side, loc in (("source", src), ("destination", dst))
+                     if loc.capabilities.scan_hints}
+        return verify_execution(execution, src, dst, options, hints)

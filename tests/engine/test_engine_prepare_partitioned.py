@@ -6,6 +6,7 @@ compares the manifests row by row; shards are checked for bounds, contiguity and
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -163,7 +164,13 @@ def test_partitioned_plan_for_a_case_insensitive_destination(tmp_path, store, mo
     dst.mkdir()
     (dst / "NOTES.txt").write_text("notes.txt")  # the same entry, spelled otherwise
     (dst / "T1").mkdir()  # the same directory as the source's t1
-    monkeypatch.setattr(LocalLocation, "case_insensitive", True)
+    opened = LocalLocation.__init__
+
+    def case_insensitive(self, *args, **kwargs):  # capabilities are declared per instance
+        opened(self, *args, **kwargs)
+        self.capabilities = dataclasses.replace(self.capabilities, case_insensitive=True)
+
+    monkeypatch.setattr(LocalLocation, "__init__", case_insensitive)
     _ex, _shards, whole, whole_record = prepared(src, dst, store, OPTIONS)
     monkeypatch.setattr(prepare_phase, "PARTITION_ROWS", 50)
     ex, shards, parted, record = prepared(src, dst, store, OPTIONS)

@@ -21,7 +21,7 @@ import os
 import threading
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterator, Mapping
 
 import pyarrow as pa
 
@@ -30,8 +30,12 @@ from airflow_datasync.locations.base import (
     DIR,
     FILE,
     LISTING_SCHEMA,
+    S3_TAGS,
+    S3_USER_METADATA,
     SYMLINK,
     TEMP_PREFIX,
+    AlreadyExistsError,
+    Capabilities,
     ChangedSinceListingError,
     DirectoryNotEmptyError,
     Location,
@@ -41,6 +45,7 @@ from airflow_datasync.locations.base import (
     ScanHints,
     StatResult,
     UnsafePathError,
+    Written,
     safe_relpath,
 )
 from airflow_datasync.locations.s3 import sigv4
@@ -79,14 +84,20 @@ class _ChunkReader(io.RawIOBase):
         return b""
 
 
+#: What S3 keeps beside the data and a copy carries: the object's own user metadata (with every HEAD or GET)
+#: and its tags (a request of their own).
+S3_EXTRAS = frozenset({S3_USER_METADATA, S3_TAGS})
+
+
 class S3Location(Location):
     scheme = "s3"
-    owner_names = "metadata"  #: Uid/Gid NAME/BOTH: ds-user/ds-group stored beside ds-uid/ds-gid
-    default_concurrency = 64
-    uses_scan_hints = True
-    keeps_directory_metadata = False
-    directory_times_follow_children = False
-    listing_is_snapshot = True
+    #: Per-request latency dominates: many copies in flight. Owner names (Uid/Gid NAME/BOTH) are stored as
+    #: ds-user/ds-group beside ds-uid/ds-gid. Directory markers are objects that writes below them do not
+    #: change, and S3-compatible stores that are file systems underneath (SeaweedFS) drop their metadata.
+    capabilities = Capabilities(concurrency=64, owner_names="metadata", keeps_directory_metadata=False,
+                                directory_times_follow_children=False, scan_hints=True, versioned_reads=True,
+                                listed_etags=True, native_checksums=True, server_side_copy=True,
+                                extras_read=S3_EXTRAS, extras_write=S3_EXTRAS, extras_on_request=frozenset({S3_TAGS}))
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
         super().__init__(uri, conn_id)
@@ -95,8 +106,6 @@ class S3Location(Location):
         self.part_size: int = tuning["part_size"]
         self.part_concurrency: int = tuning["part_concurrency"]
         self._settings: S3Settings | None = None
-        #: path → ETag of each object this location wrote (recorded so later executions can skip HEADs).
-        self.written_etags: dict[str, str] = {}
 
     # -- clients ----------------------------------------------------------------------------------
     def _resolve(self) -> S3Settings:
@@ -118,8 +127,9 @@ class S3Location(Location):
         """One obstore S3Store per bucket (thread-safe; its connection pool is shared by all copy threads)."""
         return self._resolve().store(self.bucket)
 
-    def same_endpoint(self, other: Location) -> bool:
-        """True when a server-side copy from ``other`` is possible (same endpoint and credentials)."""
+    def can_copy_from(self, source: Location) -> bool:
+        """True when a server-side copy from ``source`` is possible (same endpoint and credentials)."""
+        other = source
         if not isinstance(other, S3Location):
             return False
         a, b = self._resolve(), other._resolve()
@@ -298,12 +308,9 @@ class S3Location(Location):
         kind = meta.get("type", DIR if is_dir else FILE)
         return StatResult(kind, 0 if kind != FILE else head["ContentLength"], mtime, meta.get("atime_ns"),
                           meta.get("mode"), meta.get("uid"), meta.get("gid"), meta.get("link_target"),
-                          etag=head.get("ETag"), user_metadata=meta.get("user_metadata"),
-                          user_name=meta.get("user_name"), group_name=meta.get("group_name"))
+                          etag=head.get("ETag"), user_name=meta.get("user_name"), group_name=meta.get("group_name"),
+                          extras={S3_USER_METADATA: meta["user_metadata"]} if meta.get("user_metadata") else {})
 
-    def _written(self, key: str, etag: str | None) -> None:
-        if etag:
-            self.written_etags[key[len(self.prefix):].rstrip("/")] = etag if etag.startswith('"') else f'"{etag}"'
 
     def etag_is_md5(self, size: int) -> bool:
         # A single PUT (no multipart) without SSE-KMS/SSE-C: S3 and the S3-compatible stores return the MD5.
@@ -318,9 +325,23 @@ class S3Location(Location):
                 etags[obj["Key"][plen:]] = obj["ETag"].strip('"')
         return etags
 
-    def get_tags(self, path: str) -> dict[str, str]:
-        """The object's tags (ObjectTags=PRESERVE carries them to an S3 destination)."""
-        resp = self.client.get_object_tagging(Bucket=self.bucket, Key=self.key(path))
+    def read_extras(self, path: str, wanted: Mapping[str, Any]) -> dict[str, Any]:
+        """The object's tags (``s3.tags``: ObjectTags=PRESERVE carries them to an S3 destination)."""
+        if S3_TAGS not in wanted:
+            return {}
+        from botocore.exceptions import ClientError
+
+        key = self.key(path)
+        for candidate in (key, key + "/"):  # an object, else a directory's marker
+            try:
+                return {S3_TAGS: self._tags(candidate)}
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404", "NotFound"):
+                    raise
+        return {}  # an implied directory (no marker object) has no tags
+
+    def _tags(self, key: str) -> dict[str, str]:
+        resp = self.client.get_object_tagging(Bucket=self.bucket, Key=key)
         return {t["Key"]: t["Value"] for t in resp.get("TagSet", [])}
 
     def native_checksum(self, path: str) -> str | None:
@@ -347,8 +368,9 @@ class S3Location(Location):
             pass
         raise NotFoundError(f"{self.uri}: {path} does not exist")
 
-    def open_version(self, path: str, etag: str) -> IO[bytes]:
-        """GET with If-Match: the object as listed, or ChangedSinceListingError (one request, no HEAD)."""
+    def open_version(self, path: str, etag: str) -> tuple[IO[bytes], StatResult]:
+        """GET with If-Match: the object as listed and its stat, or ChangedSinceListingError (one request, no
+        HEAD)."""
         import obstore
         from botocore.exceptions import ClientError
 
@@ -358,9 +380,7 @@ class S3Location(Location):
         try:
             if not _obstore_safe(key):
                 resp = self.client.get_object(Bucket=self.bucket, Key=key, IfMatch=etag)
-                reader = _ChunkReader(resp["Body"].iter_chunks(checksum.CHUNK))
-                reader.stat = self._stat_from_head(resp)
-                return reader
+                return _ChunkReader(resp["Body"].iter_chunks(checksum.CHUNK)), self._stat_from_head(resp)
             result = obstore.get(self.store, key, options={"if_match": etag})
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
@@ -376,14 +396,13 @@ class S3Location(Location):
         # The GET carries the version's metadata: what the copy applies, even where PREPARING skipped the HEAD.
         info = result.meta
         user = {k: v for k, v in result.attributes.items() if k not in STANDARD_ATTRIBUTES}
-        reader.stat = self._stat_from_head({"Metadata": user, "LastModified": info["last_modified"],
-                                            "ContentLength": info["size"], "ETag": info.get("e_tag") or etag})
-        return reader
+        return reader, self._stat_from_head({"Metadata": user, "LastModified": info["last_modified"],
+                                             "ContentLength": info["size"], "ETag": info.get("e_tag") or etag})
 
     # -- writing ----------------------------------------------------------------------------------
     def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
               before_commit: Callable[[int], None] | None = None, overwrite: bool = True,
-              kind: str = FILE, link_target: str | None = None) -> int:
+              kind: str = FILE, link_target: str | None = None) -> Written:
         """Small objects: buffered, then one PUT. Large ones: a multipart upload completed only when whole.
 
         Either way nothing is visible at the key until ``before_commit`` has passed; S3 computes and checks
@@ -392,16 +411,16 @@ class S3Location(Location):
         key = self.key(path)
         headers = meta_to_headers(meta, kind, link_target)
         if_none_match = not overwrite  # OverwriteMode=NEVER: a conditional write, never a clobber
+        tags = meta.extras.get(S3_TAGS)
         buffer = bytearray()
         iterator = iter(chunks)
         for chunk in iterator:
             buffer += chunk
             if len(buffer) > self.part_size:
-                return self._multipart(key, buffer, iterator, headers, before_commit, if_none_match, meta.tags)
+                return Written(*self._multipart(key, buffer, iterator, headers, before_commit, if_none_match, tags))
         if before_commit is not None:
             before_commit(len(buffer))
-        self._put(key, bytes(buffer), headers, if_none_match, meta.tags)
-        return len(buffer)
+        return Written(len(buffer), self._put(key, bytes(buffer), headers, if_none_match, tags))
 
     def _object_args(self, tags: dict[str, str] | None) -> dict[str, Any]:
         args: dict[str, Any] = {}
@@ -412,15 +431,15 @@ class S3Location(Location):
         return args
 
     def _put(self, key: str, body: bytes, headers: dict[str, str], if_none_match: bool,
-             tags: dict[str, str] | None = None) -> None:
+             tags: dict[str, str] | None = None) -> str | None:
+        """One PUT; returns the new object's ETag."""
         import obstore
 
         lite = self._lite()
         if key.endswith("/") and not body and not tags and not self.storage_class and lite is not None:
             # A directory marker: one signed PUT, no boto3 client needed for it.
             try:
-                self._written(key, lite.put(self.bucket, key, b"", headers, if_none_match))
-                return
+                return _quoted(lite.put(self.bucket, key, b"", headers, if_none_match))
             except sigv4.LiteUnavailable as exc:
                 log.debug("s3://%s/%s: PUT through boto3 (%s)", self.bucket, key, exc)
         if not _obstore_safe(key) or self.storage_class:
@@ -428,20 +447,20 @@ class S3Location(Location):
             extra = {"IfNoneMatch": "*"} if if_none_match else {}
             resp = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=headers,
                                           ChecksumAlgorithm="CRC64NVME", **self._object_args(tags), **extra)
-            self._written(key, resp.get("ETag"))
-            return
+            return _quoted(resp.get("ETag"))
         try:
             result = obstore.put(self.store, key, body, attributes=headers, use_multipart=False, tags=tags or None,
                                  mode="create" if if_none_match else None)
-            self._written(key, result.get("e_tag"))
+            return _quoted(result.get("e_tag"))
         except Exception as exc:  # obstore raises its own types: turn them into clear, path-naming errors
             if type(exc).__name__ == "AlreadyExistsError":
-                raise FileExistsError(f"{key} already exists (OverwriteMode=NEVER)") from None
+                raise AlreadyExistsError(f"{key} already exists (OverwriteMode=NEVER)") from None
             raise OSError(f"PUT s3://{self.bucket}/{key} failed: {exc}") from None
 
     def _multipart(self, key: str, first: bytearray, rest: Iterator[bytes], headers: dict[str, str],
                    before_commit: Callable[[int], None] | None, if_none_match: bool,
-                   tags: dict[str, str] | None = None) -> int:
+                   tags: dict[str, str] | None = None) -> tuple[int, str | None]:
+        """A multipart upload completed only when whole; returns (bytes, the object's ETag)."""
         part_size, in_flight = self.part_size, self.part_concurrency
         api = self._multipart_api(key, headers, tags)
         total = 0
@@ -475,14 +494,14 @@ class S3Location(Location):
                 whole.value = checksum.combine(whole.value, crc, n)
             if before_commit is not None:
                 before_commit(total)
-            self._written(key, api.complete([part for part, _crc, _n in sent], whole.base64(), if_none_match))
+            etag = _quoted(api.complete([part for part, _crc, _n in sent], whole.base64(), if_none_match))
         except BaseException:
             try:
                 api.abort()
             except Exception:  # noqa: BLE001 - the original error matters more; lifecycle rules catch leftovers
                 log.warning("could not abort multipart upload of s3://%s/%s", self.bucket, key)
             raise
-        return total
+        return total, etag
 
     def _multipart_api(self, key: str, headers: dict[str, str], tags: dict[str, str] | None) -> Multipart:
         """A started multipart upload: through the signed-HTTP fast path where it can start one, else boto3."""
@@ -503,22 +522,26 @@ class S3Location(Location):
                                                 **self._object_args(tags))
         return BotoMultipart(client, self.bucket, key, upload["UploadId"])
 
-    def copy_from(self, source: "S3Location", path: str, meta_for: Callable[[StatResult], Metadata], *,
-                  expect_etag: str | None, if_none_match: bool = False, keep_tags: bool = True
-                  ) -> tuple[int, str | None]:
-        """Server-side copy (multipart copy above ``COPY_PART_SIZE``); returns (bytes, the source's CRC64NVME
-        hex or None).
+    def copy_object(self, source: Location, path: str, meta_for: Callable[[StatResult], Metadata], *,
+                    expect_etag: str | None, overwrite: bool, extras: frozenset[str] = frozenset()) -> Written:
+        """Server-side copy (multipart copy above ``COPY_PART_SIZE``); the Written's checksum is the
+        source's CRC64NVME (hex), where S3 keeps one.
 
-        User metadata of the source object is kept (ours is refreshed); tags are copied with
-        ObjectTags=PRESERVE and dropped with NONE.
+        User metadata of the source object is kept (ours is refreshed); tags are copied where ``extras``
+        names ``s3.tags`` (ObjectTags=PRESERVE) and dropped otherwise.
         """
+        assert isinstance(source, S3Location), "copy_object is called only where can_copy_from(source)"
+        keep_tags = S3_TAGS in extras
         src_key, key = source.key(path), self.key(path)
         head = source._head(src_key)
-        if head is None or (expect_etag and head.get("ETag") != expect_etag):
-            raise FileNotFoundError(f"{path}: changed or vanished at the source before the copy")
+        if head is None:
+            raise NotFoundError(f"{path}: vanished from the source before the copy")
+        if expect_etag and head.get("ETag") != expect_etag:
+            raise ChangedSinceListingError(f"{path}: changed at the source since PREPARING (ETag {expect_etag} no "
+                                           "longer matches); not copied, the next execution copies the new version")
         size = head["ContentLength"]
-        if if_none_match and self._head(key) is not None:
-            raise FileExistsError(f"{key} already exists (OverwriteMode=NEVER)")
+        if not overwrite and self._head(key) is not None:
+            raise AlreadyExistsError(f"{key} already exists (OverwriteMode=NEVER)")
         # The source object's own user metadata travels with it; ours (ds-*) is written from its HEAD.
         meta = meta_for(self._stat_from_head(head))
         theirs = meta_from_head(head, False).get("user_metadata") or {}
@@ -526,9 +549,9 @@ class S3Location(Location):
         lite = self._lite() if size <= COPY_PART_SIZE else None
         if lite is not None:
             try:
-                self._written(key, lite.copy_object(self.bucket, key, source.bucket, src_key, headers, head["ETag"],
-                                                    keep_tags, self.storage_class))
-                return size, full_object_crc(head)
+                etag = lite.copy_object(self.bucket, key, source.bucket, src_key, headers, head["ETag"], keep_tags,
+                                        self.storage_class)
+                return Written(size, _quoted(etag), checksum=full_object_crc(head))
             except sigv4.LiteUnavailable as exc:
                 log.debug("s3://%s/%s: CopyObject through boto3 (%s)", self.bucket, key, exc)
         client = self.client
@@ -539,9 +562,9 @@ class S3Location(Location):
             resp = client.copy_object(Bucket=self.bucket, Key=key, CopySource=copy_source, Metadata=headers,
                                       MetadataDirective="REPLACE", ChecksumAlgorithm="CRC64NVME",
                                       CopySourceIfMatch=head["ETag"], **tagging, **storage)
-            self._written(key, (resp.get("CopyObjectResult") or {}).get("ETag"))
+            etag = (resp.get("CopyObjectResult") or {}).get("ETag")
         else:
-            tags = source.get_tags(path) if keep_tags else None
+            tags = source._tags(src_key) if keep_tags else None
             upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=headers,
                                                        ChecksumAlgorithm="CRC64NVME",
                                                        **self._object_args(tags))["UploadId"]
@@ -557,21 +580,22 @@ class S3Location(Location):
                     offset = end + 1
                 done = client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
                                                         MultipartUpload={"Parts": parts})
-                self._written(key, done.get("ETag"))
+                etag = done.get("ETag")
             except BaseException:
                 client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
                 raise
         # The source's own checksum, if S3 keeps one: VERIFYING compares it with the copy's. If the source
         # has none (written without one), VERIFYING reads the source to compute it.
-        return size, full_object_crc(head)
+        return Written(size, _quoted(etag), checksum=full_object_crc(head))
 
-    def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> None:
-        self.write(path, iter(()), meta, tag=tag, kind=SYMLINK, link_target=target)
+    def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> Written:
+        return self.write(path, iter(()), meta, tag=tag, kind=SYMLINK, link_target=target)
 
-    def mkdir(self, path: str, meta: Metadata | None = None) -> None:
+    def mkdir(self, path: str, meta: Metadata | None = None) -> Written:
         # PREPARING found no marker here: one PUT, with the directory's metadata (a marker does not change
         # when objects are written below it, so FINALIZE has nothing left to do for it).
-        self._put(self.key(path) + "/", b"", meta_to_headers(meta, DIR) if meta is not None else {}, False)
+        return Written(0, self._put(self.key(path) + "/", b"", meta_to_headers(meta, DIR) if meta is not None else {},
+                                    False))
 
     def set_metadata(self, path: str, meta: Metadata, *, is_dir: bool = False) -> list[str]:
         key = self.key(path) + ("/" if is_dir else "")
@@ -585,7 +609,7 @@ class S3Location(Location):
         if wanted == current:
             return []
         if is_dir:
-            self._put(key, b"", wanted, False)
+            self._put(key, b"", wanted, False, meta.extras.get(S3_TAGS))  # a marker is re-put: with its tags
         else:
             self.client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
                                     Metadata=wanted, MetadataDirective="REPLACE", CopySourceIfMatch=head["ETag"],
@@ -614,3 +638,9 @@ def _obstore_safe(key: str) -> bool:
 def _printable(key: str) -> str:
     return key.replace("\x00", "\\x00")
 
+
+def _quoted(etag: str | None) -> str | None:
+    """An ETag as listings spell it (quoted): what a later execution's hints and VERIFYING compare."""
+    if not etag:
+        return None
+    return etag if etag.startswith('"') else f'"{etag}"'

@@ -18,8 +18,9 @@ URI: ``smb://server[:port]/share[/path]``; credentials come from a ``datasync_sm
   (Windows servers); Samba refuses them, and the entry is reported failed.
 
 Modules, one concern each: :mod:`.uri` (what a URI names), :mod:`.names` (Windows name rules),
-:mod:`.sessions` (pools, lanes), :mod:`.status` (what a failure means), :mod:`.protocol` (the only code
-below smbclient's public API), :mod:`.reader` (a read that survives a reconnect) and :mod:`.location`
+:mod:`.connection` (the settings read from an Airflow connection), :mod:`.sessions` (pools, lanes,
+credit waits), :mod:`.error_table` (client failures → the errors.py vocabulary), :mod:`.protocol` (the only
+code below smbclient's public API), :mod:`.reader` (a read that survives a reconnect) and :mod:`.location`
 (the :class:`SmbLocation` class).
 """
 

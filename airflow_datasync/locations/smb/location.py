@@ -6,34 +6,48 @@ docstring (:mod:`airflow_datasync.locations.smb`); the wire-level work is in :mo
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import stat as st
 import threading
 import uuid
 import zlib
-from typing import IO, Any, Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, Any, TypeVar
 
 import pyarrow as pa
 
+from airflow_datasync.errors import AlreadyExistsError, ConnectionLostError, NotFoundError, PermissionDeniedError
 from airflow_datasync.locations.base import (
     DIR,
     FILE,
     LISTING_SCHEMA,
     OTHER,
+    SMB_ATTRIBUTES,
+    SMB_CREATION_NS,
+    SMB_SECURITY_DESCRIPTOR,
+    SMB_SECURITY_FLAGS,
     SYMLINK,
     TEMP_PREFIX,
-    AlreadyExistsError,
+    Capabilities,
     DirectoryNotEmptyError,
     Location,
     LocationError,
     Metadata,
-    NotFoundError,
-    PermissionDeniedError,
     StatResult,
+    Written,
     listing_batch,
     safe_relpath,
+)
+from airflow_datasync.locations.smb.connection import read_connection
+from airflow_datasync.locations.smb.error_table import (
+    AuthenticationError,
+    ConnectionBusyError,
+    HandleLost,
+    UnsupportedError,
+    is_connection_lost,
+    reason,
+    to_location_error,
 )
 from airflow_datasync.locations.smb.names import check_windows_path
 from airflow_datasync.locations.smb.protocol import (
@@ -66,45 +80,38 @@ from airflow_datasync.locations.smb.protocol import (
     set_security,
 )
 from airflow_datasync.locations.smb.reader import ReconnectingReader
-from airflow_datasync.locations.smb.sessions import CREDIT_WAITS, open_session, pause_for_credits, pool
-from airflow_datasync.locations.smb.status import (
-    LOGON_STATUSES,
-    STATUS_ERRNO,
-    HandleLost,
-    is_disconnect,
-    out_of_credits,
-)
+from airflow_datasync.locations.smb.sessions import drop_session, open_session, pool, wait_for_credits
 from airflow_datasync.locations.smb.uri import DEFAULT_PORT, parse_smb_uri
+from airflow_datasync.retry import retrying
+
+T = TypeVar("T")
 
 
 def _basic_info(meta: Metadata, *, is_dir: bool) -> tuple[int, int, int, int]:
     """FILETIMEs (creation, last access, last write) and FILE_ATTRIBUTE_* bits to set for ``meta``; 0 means
     "leave as is". Creation and access times go with the write time (Mtime=PRESERVE), as DataSync does."""
-    attributes = getattr(meta, "attributes", None)
+    attributes = meta.extras.get(SMB_ATTRIBUTES)
     attrs = 0
     if attributes is not None:
         attrs = (attributes & COPIED_ATTRIBUTES) | (ATTR_DIRECTORY if is_dir else 0) or ATTR_NORMAL
     atime = meta.atime_ns if meta.atime_ns is not None else meta.mtime_ns
     keep = meta.mtime_ns is not None
-    creation = filetime_from_ns(getattr(meta, "creation_ns", None)) if keep else 0
+    creation = filetime_from_ns(meta.extras.get(SMB_CREATION_NS)) if keep else 0
     return creation, (filetime_from_ns(atime) if keep else 0), filetime_from_ns(meta.mtime_ns), attrs
 
 
-#: errno → the vocabulary error that is also that errno's built-in OSError, so that callers testing
-#: ``exc.errno`` keep working.
-_OS_TWINS: dict[int, type[OSError]] = {errno.ENOENT: NotFoundError, errno.EEXIST: AlreadyExistsError,
-                                       errno.EACCES: PermissionDeniedError, errno.EPERM: PermissionDeniedError}
+#: What SMB keeps beside the data: creation time and attributes come with every stat; the security
+#: descriptor costs a request of its own (:meth:`SmbLocation.read_extras`).
+SMB_EXTRAS = frozenset({SMB_CREATION_NS, SMB_ATTRIBUTES, SMB_SECURITY_DESCRIPTOR, SMB_SECURITY_FLAGS})
 
 
 class SmbLocation(Location):
     scheme = "smb"
-    default_concurrency = 16
-    #: SMB keeps times as FILETIMEs: 100 ns ticks.
-    mtime_resolution_ns = 100
-    #: POSIX mode/uid/gid are not kept by SMB: the planner does not compare them.
-    posix_metadata = False
+    #: Times are FILETIMEs (100 ns ticks); POSIX mode/uid/gid are not SMB concepts (neither set nor compared);
     #: ``Report.txt`` and ``report.txt`` are one entry on a share (Windows, and Samba for SMB2+ clients).
-    case_insensitive = True
+    capabilities = Capabilities(concurrency=16, mtime_resolution_ns=100, posix_metadata=False, case_insensitive=True,
+                                extras_read=SMB_EXTRAS, extras_write=SMB_EXTRAS,
+                                extras_on_request=frozenset({SMB_SECURITY_DESCRIPTOR, SMB_SECURITY_FLAGS}))
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
         super().__init__(uri, conn_id)
@@ -118,19 +125,7 @@ class SmbLocation(Location):
     @property
     def config(self):
         if self._config is None:
-            from airflow.sdk.exceptions import AirflowNotFoundException
-
-            from airflow_datasync.hooks.smb import SmbConnectionError, SmbShareHook
-
-            conn_id = self.conn_id or SmbShareHook.default_conn_name
-            try:
-                self._config = SmbShareHook(conn_id).get_config()
-            except SmbConnectionError as exc:
-                raise LocationError(f"{self.uri}: {exc}") from None
-            except AirflowNotFoundException:  # airflow.exceptions re-exports this class
-                raise LocationError(
-                    f"{self.uri}: Airflow connection {conn_id!r} (type datasync_smb) is not defined; create it or "
-                    "set source_conn_id/destination_conn_id") from None
+            self._config = read_connection(self.conn_id, self.uri)
         return self._config
 
     @property
@@ -143,54 +138,38 @@ class SmbLocation(Location):
                 "encrypt": True if c.encrypt else None, "connection_cache": pool(self.target.server, self.port, c),
                 "auth_protocol": c.auth_protocol, "require_signing": c.require_signing}
 
-    def _session(self, fresh: bool = False):
-        return open_session(self.target.server, self.port, self.config, fresh=fresh)
+    def _session(self):
+        return open_session(self.target.server, self.port, self.config)
 
-    def _call(self, fn: Callable[[], Any], path: str = "") -> Any:
-        """Run one SMB operation; on a dropped connection re-open the session and try again (twice)."""
-        from smbprotocol.exceptions import SMBAuthenticationError, SMBException, SMBResponseException
+    def _drop_session(self) -> None:
+        drop_session(self.target.server, self.port, self.config)
 
-        drops = waits = 0
-        while True:
-            try:
-                self._session(fresh=drops > 0)
-                return fn()
-            except (SMBAuthenticationError, SMBResponseException) as exc:
-                if isinstance(exc, SMBResponseException) and exc.status not in LOGON_STATUSES:
-                    if out_of_credits(exc) or is_disconnect(exc):
-                        drops += 1
-                        if drops <= 2:
-                            continue
-                    raise self._translate(exc, path) from None
-                raise LocationError(f"{self.uri}: authentication failed for {self.config.username!r} "
-                                    f"(connection {self.config.conn_id!r}): {exc}") from None
-            except Exception as exc:  # noqa: BLE001 - sorted below
-                if out_of_credits(exc) and waits < CREDIT_WAITS:
-                    pause_for_credits(waits)
-                    waits += 1
-                    continue
-                if is_disconnect(exc) and drops < 2:
-                    drops += 1
-                    continue
-                if isinstance(exc, (OSError, SMBException)):
-                    raise self._translate(exc, path) from None
+    def _where(self, path: str) -> str:
+        return f"{self.uri.rstrip('/')}/{path}" if path else self.uri
+
+    def _mapped(self, fn: Callable[[], T], path: str, *, setting_up: bool = False) -> T:
+        """``fn()`` with a client failure raised as its errors.py vocabulary type (:mod:`.error_table`)."""
+        try:
+            return fn()
+        except LocationError:
+            raise
+        except Exception as exc:  # sorted by the error table; not the client's: raised as is
+            account = f"{self.config.username!r} (connection {self.config.conn_id!r})"
+            error = to_location_error(exc, self._where(path), account=account, setting_up=setting_up)
+            if error is None:
                 raise
+            raise error from None
 
-    def _translate(self, exc: BaseException, path: str) -> BaseException:
-        from smbprotocol.exceptions import SMBOSError, SMBResponseException
+    def _call(self, fn: Callable[[], T], path: str = "") -> T:
+        """One SMB operation on this thread's session, failures in the errors.py vocabulary: it waits while
+        the connection's credits are used up, and a dropped connection is re-opened and the operation
+        tried again (twice)."""
+        def once() -> T:
+            self._mapped(self._session, path, setting_up=True)
+            return self._mapped(fn, path)
 
-        shown = f"{self.uri.rstrip('/')}/{path}" if path else self.uri
-        if isinstance(exc, SMBOSError):
-            code, text = STATUS_ERRNO.get(exc.ntstatus, (exc.errno or errno.EIO, exc.strerror))
-            return _OS_TWINS.get(code, OSError)(code, f"{text} (NTSTATUS 0x{exc.ntstatus:08x})", shown)
-        if isinstance(exc, SMBResponseException):
-            code, text = STATUS_ERRNO.get(exc.status, (errno.EIO, exc.message))
-            return _OS_TWINS.get(code, OSError)(code, f"{text} (NTSTATUS 0x{exc.status:08x})", shown)
-        if isinstance(exc, OSError) and not exc.filename:
-            return OSError(exc.errno or errno.EIO, exc.strerror or str(exc), shown)
-        if isinstance(exc, OSError):
-            return exc
-        return OSError(errno.ECONNRESET, f"SMB connection problem: {exc}", shown)
+        return retrying(lambda: wait_for_credits(once), attempts=3, retryable=is_connection_lost,
+                        on_connection_lost=self._drop_session)
 
     def _unc(self, path: str = "") -> str:
         parts = [self.target.server, self.target.share, *self.target.base]
@@ -213,10 +192,12 @@ class SmbLocation(Location):
                     s = self.stat("")
             share_root = f"\\\\{self.target.server}\\{self.target.share}"
             share_exists = s is not None or self._stat_unc(share_root, "") is not None
-        except OSError as exc:
-            raise LocationError(f"{self.uri}: cannot reach the share: {exc.strerror or exc}") from None
-        except ConnectionError as exc:
-            raise LocationError(f"{self.uri}: cannot connect to {self.target.server}:{self.port}: {exc}") from None
+        except AuthenticationError:
+            raise
+        except ConnectionLostError as exc:
+            raise LocationError(f"{self.uri}: cannot connect to {self.target.server}:{self.port}: {reason(exc)}") from None
+        except LocationError as exc:
+            raise LocationError(f"{self.uri}: cannot reach the share: {reason(exc)}") from None
         if not share_exists:  # a missing share reads as a missing path (ENOENT): tell them apart for the fix
             raise LocationError(f"{self.uri}: server {self.target.server} has no share {self.target.share!r}. "
                                 "Fix the share name, or share the folder.")
@@ -231,8 +212,8 @@ class SmbLocation(Location):
             try:
                 self._write_temp(probe, iter([b""]))
                 self._remove(probe, is_dir=False)
-            except OSError as exc:
-                raise LocationError(f"{self.uri}: not writable by {self.config.username!r}: {exc.strerror or exc}") from None
+            except LocationError as exc:
+                raise LocationError(f"{self.uri}: not writable by {self.config.username!r}: {reason(exc)}") from None
         return True
 
     def contains(self, other: Location) -> bool:
@@ -265,11 +246,11 @@ class SmbLocation(Location):
             rel_dir = stack.pop()
             try:
                 entries = self._call(lambda d=rel_dir: list_directory(self._unc(d), self._kw()), rel_dir)
-            except OSError as exc:
+            except LocationError as exc:
                 if rel_dir:
-                    add(rel_dir, DIR, error=f"cannot list directory: {exc.strerror}")
+                    add(rel_dir, DIR, error=f"cannot list directory: {reason(exc)}")
                     continue
-                raise LocationError(f"{self.uri}: cannot list the root: {exc.strerror or exc}") from None
+                raise LocationError(f"{self.uri}: cannot list the root: {reason(exc)}") from None
             subdirs = []
             for raw_name, attrs, size, mtime, atime, ea_size in sorted(entries, key=lambda e: e[0].decode("utf-16-le", "surrogatepass")):
                 name = raw_name.decode("utf-16-le", "surrogatepass")
@@ -286,8 +267,8 @@ class SmbLocation(Location):
                     try:
                         link = self._readlink(rel)
                         add(rel, SYMLINK, 0, ns_from_filetime(mtime), ns_from_filetime(atime), link=link)
-                    except OSError as exc:
-                        add(rel, SYMLINK, 0, ns_from_filetime(mtime), ns_from_filetime(atime), error=f"cannot read link: {exc.strerror}")
+                    except LocationError as exc:
+                        add(rel, SYMLINK, 0, ns_from_filetime(mtime), ns_from_filetime(atime), error=f"cannot read link: {reason(exc)}")
                 elif attrs & ATTR_DIRECTORY:
                     add(rel, DIR, 0, ns_from_filetime(mtime), ns_from_filetime(atime))
                     subdirs.append(rel)
@@ -309,17 +290,15 @@ class SmbLocation(Location):
         import smbclient
 
         def go():
-            try:
-                found = quick_lstat(unc, self._kw())
-                if found is None:  # a reparse point: the full query reports its tag
-                    found = smbclient.lstat(unc, **self._kw())
-                return found
-            except OSError as exc:
-                if getattr(exc, "errno", None) == errno.ENOENT:
-                    return None
-                raise
+            found = quick_lstat(unc, self._kw())
+            if found is None:  # a reparse point: the full query reports its tag
+                found = smbclient.lstat(unc, **self._kw())
+            return found
 
-        return self._call(go, path)
+        try:
+            return self._call(go, path)
+        except NotFoundError:
+            return None
 
     def stat(self, path: str) -> StatResult | None:
         s = self._stat_unc(self._unc(path), path)
@@ -333,20 +312,25 @@ class SmbLocation(Location):
             kind = FILE
         link = self._readlink(path) if kind == SYMLINK else None
         return StatResult(kind, s.st_size if kind == FILE else 0, s.st_mtime_ns, s.st_atime_ns, link_target=link,
-                          creation_ns=s.st_ctime_ns, attributes=s.st_file_attributes & COPIED_ATTRIBUTES)
+                          extras={SMB_CREATION_NS: s.st_ctime_ns,
+                                  SMB_ATTRIBUTES: s.st_file_attributes & COPIED_ATTRIBUTES})
 
     def open_read(self, path: str) -> IO[bytes]:
         return io.BufferedReader(ReconnectingReader(self, path), buffer_size=1 << 20)
 
     # -- security descriptors -----------------------------------------------------------------------
-    def get_security_descriptor(self, path: str, flags: str) -> bytes | None:
-        info = SECURITY_FLAGS.get(flags)
+    def read_extras(self, path: str, wanted: Mapping[str, Any]) -> dict[str, Any]:
+        """The security descriptor as SecurityDescriptorCopyFlags (``wanted[SMB_SECURITY_DESCRIPTOR]``) asks,
+        with the flags it was read with (what applying it needs)."""
+        flags = wanted.get(SMB_SECURITY_DESCRIPTOR) or wanted.get(SMB_SECURITY_FLAGS)
+        info = SECURITY_FLAGS.get(flags) if isinstance(flags, str) else None
         if info is None:
-            return None
+            return {}
         access = READ_CONTROL | (ACCESS_SYSTEM_SECURITY if info & SACL_SECURITY_INFORMATION else 0)
-        return self._call(lambda: query_security(self._unc(path), info, access, self._kw()), path)
+        descriptor = self._call(lambda: query_security(self._unc(path), info, access, self._kw()), path)
+        return {SMB_SECURITY_DESCRIPTOR: descriptor, SMB_SECURITY_FLAGS: flags} if descriptor else {}
 
-    def set_security_descriptor(self, path: str, descriptor: bytes | None, flags: str) -> None:
+    def _set_security_descriptor(self, path: str, descriptor: bytes | None, flags: str) -> None:
         info = SECURITY_FLAGS.get(flags)
         if info is None or not descriptor:
             return
@@ -365,14 +349,10 @@ class SmbLocation(Location):
             return
         self._ensure_dir(os.path.dirname(rel_dir))
 
-        def make():
-            try:
-                smbclient.mkdir(self._unc(rel_dir), **self._kw())
-            except OSError as exc:
-                if getattr(exc, "errno", None) != errno.EEXIST:
-                    raise
-
-        self._call(make, rel_dir)
+        try:
+            self._call(lambda: smbclient.mkdir(self._unc(rel_dir), **self._kw()), rel_dir)
+        except AlreadyExistsError:
+            pass  # made by another thread, or there before: the stat below tells which
         s = self.stat(rel_dir)
         if s is None or s.type != DIR:
             raise LocationError(f"{self.uri}: {rel_dir!r} exists at the destination and is not a directory.")
@@ -389,28 +369,21 @@ class SmbLocation(Location):
         return self._call(lambda: create_exclusive(self._unc(tmp), extra_access, self._kw()), tmp)
 
     def _write_chunks(self, raw, tmp: str, chunks: Iterator[bytes]) -> int:
-        """Stream ``chunks`` into the open ``raw`` handle, looping on short writes (capped at the max write size)."""
+        """Stream ``chunks`` into the open ``raw`` handle, looping on short writes (each write is capped at the
+        negotiated max write size and the credits at hand)."""
+        def write_some(view: memoryview) -> int:
+            n = self._mapped(lambda: raw.write(view), tmp)
+            if n <= 0:  # no credits left for this request right now: others return theirs
+                raise ConnectionBusyError(f"{self._where(tmp)}: the server accepted no bytes")
+            return n
+
         written = 0
         for chunk in chunks:
             view = memoryview(chunk)
-            waits = 0
             while view:
-                try:
-                    n = raw.write(view)  # at most the negotiated max write size (and the credits at hand)
-                except Exception as exc:  # noqa: BLE001 - translated; a dropped connection is retryable
-                    if out_of_credits(exc) and waits < CREDIT_WAITS:
-                        n = 0
-                    else:
-                        raise self._translate(exc, tmp) from None
-                if n <= 0:  # no credits left for this request right now: wait for others to return theirs
-                    if waits >= CREDIT_WAITS:
-                        raise OSError(errno.EIO, "the server accepted no bytes", self._unc(tmp))
-                    pause_for_credits(waits)
-                    waits += 1
-                    continue
+                n = wait_for_credits(lambda v=view: write_some(v))
                 view = view[n:]
                 written += n
-                waits = 0
         return written
 
     def _write_temp(self, tmp: str, chunks: Iterator[bytes]) -> int:
@@ -421,36 +394,24 @@ class SmbLocation(Location):
         finally:
             close_quietly(raw)
 
-    def _on_handle(self, raw, fn: Callable[[], Any], path: str) -> Any:
-        """Run one request on the open temp handle, waiting for credits; errors come back translated, and a
-        dropped connection as :class:`HandleLost` (the caller goes on by path)."""
-        waits = 0
-        while True:
-            try:
-                return fn()
-            except Exception as exc:  # noqa: BLE001 - sorted below
-                if out_of_credits(exc) and waits < CREDIT_WAITS:
-                    pause_for_credits(waits)
-                    waits += 1
-                    continue
-                if is_disconnect(exc):
-                    raise HandleLost() from None
-                from smbprotocol.exceptions import SMBException
-
-                if isinstance(exc, (OSError, SMBException)):
-                    raise self._translate(exc, path) from None
-                raise
+    def _on_handle(self, raw, fn: Callable[[], T], path: str) -> T:
+        """One request on the open handle ``raw``, waiting for credits; a dropped connection comes back as
+        :class:`HandleLost` (the handle is gone: the caller goes on by path)."""
+        try:
+            return wait_for_credits(lambda: self._mapped(fn, path))
+        except ConnectionLostError:
+            raise HandleLost() from None
 
     def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
-              before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> int:
+              before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> Written:
         """One handle per file: create the temp → write(s) → SET_INFO security + basic info → ``before_commit`` →
         SET_INFO rename (ReplaceIfExists per ``overwrite``) → close: no request on the final path unless the
         rename fails (a directory or a read-only file in the way is then looked at)."""
         self._check_dest_path(path)
         self._ensure_dir(os.path.dirname(path))
         tmp = self._temp_for(path, tag)
-        sd = getattr(meta, "security_descriptor", None)
-        sd_info = SECURITY_FLAGS.get(getattr(meta, "security_flags", None) or "OWNER_DACL") if sd else None
+        sd = meta.extras.get(SMB_SECURITY_DESCRIPTOR)
+        sd_info = SECURITY_FLAGS.get(meta.extras.get(SMB_SECURITY_FLAGS) or "OWNER_DACL") if sd else None
         extra = DELETE
         if sd_info:
             extra |= WRITE_DAC | WRITE_OWNER | (ACCESS_SYSTEM_SECURITY if sd_info & SACL_SECURITY_INFORMATION else 0)
@@ -481,13 +442,13 @@ class SmbLocation(Location):
                 close_quietly(raw)
                 try:
                     self._remove(tmp, is_dir=False)
-                except Exception:  # noqa: BLE001 - best effort; scans never list temporary names
+                except Exception:  # best effort; scans never list temporary names
                     pass
             raise
         finally:
             if committed:
                 close_quietly(raw)
-        return written
+        return Written(size=written)
 
     def _meta_infos(self, meta: Metadata, sd: bytes | None, sd_info: int | None, *, is_dir: bool) -> list:
         """The SET_INFO requests that apply ``meta``: the security descriptor first (writing an owner or ACL may
@@ -504,18 +465,18 @@ class SmbLocation(Location):
         """SET_INFO FileRenameInformation on the open temp handle. On failure the final path is looked at once:
         a directory there is a clear :class:`LocationError`; a read-only file (which Windows refuses to
         replace) loses its read-only attribute and the rename is tried again."""
-        info = rename_request(self._unc(path), overwrite, self._kw())
+        info = self._call(lambda: rename_request(self._unc(path), overwrite, self._kw()), path)
         for attempt in range(2):
             try:
                 self._on_handle(raw, lambda: set_info_on(raw, info), path)
                 return
-            except OSError:
+            except LocationError:
                 existing = self.stat(path)
                 if existing is not None and existing.type == DIR:
                     raise LocationError(f"{self.uri}: {path!r} is a directory at the destination and a file at the "
                                         "source.") from None
                 if (attempt == 0 and overwrite and existing is not None
-                        and (existing.attributes or 0) & ATTR_READONLY):
+                        and existing.extras.get(SMB_ATTRIBUTES, 0) & ATTR_READONLY):
                     self._set_basic(path, attributes=ATTR_NORMAL)  # a read-only file cannot be replaced
                     continue
                 raise
@@ -535,10 +496,10 @@ class SmbLocation(Location):
                                      kw=self._kw()), path)
 
     def _apply(self, path: str, meta: Metadata, *, is_dir: bool) -> None:
-        sd = getattr(meta, "security_descriptor", None)
+        sd = meta.extras.get(SMB_SECURITY_DESCRIPTOR)
         if sd:
             # Before the times: writing an owner or ACL may update the change time, never the write time.
-            self.set_security_descriptor(path, sd, getattr(meta, "security_flags", None) or "OWNER_DACL")
+            self._set_security_descriptor(path, sd, meta.extras.get(SMB_SECURITY_FLAGS) or "OWNER_DACL")
         creation, atime, mtime, attrs = _basic_info(meta, is_dir=is_dir)
         self._set_basic(path, creation=creation, atime=atime, mtime=mtime, attributes=attrs)
 
@@ -552,15 +513,15 @@ class SmbLocation(Location):
         tmp = self._temp_for(path, tag)
         try:
             self._call(lambda: smbclient.symlink(target.replace("/", "\\"), self._unc(tmp), **self._kw()), tmp)
-        except OSError as exc:
+        except LocationError as exc:
             try:
                 self._remove(tmp, is_dir=False)
-            except OSError:
+            except LocationError:
                 pass
-            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.EACCES):
+            if isinstance(exc, (UnsupportedError, PermissionDeniedError)):
                 self._symlinks_refused = (
                     f"{self.uri}: the SMB server does not support symbolic links (reparse points) here "
-                    f"({exc.strerror}); symlink {path!r} → {target!r} not copied. Samba refuses them; Windows needs "
+                    f"({reason(exc)}); symlink {path!r} → {target!r} not copied. Samba refuses them; Windows needs "
                     "SeCreateSymbolicLinkPrivilege. Exclude symlinks or copy to a local/NFS destination.")
                 raise LocationError(self._symlinks_refused) from None
             raise
@@ -582,24 +543,18 @@ class SmbLocation(Location):
     def _remove(self, path: str, *, is_dir: bool) -> None:
         import smbclient
 
-        def go():
-            try:
-                (smbclient.rmdir if is_dir else smbclient.remove)(self._unc(path), **self._kw())
-            except OSError as exc:
-                if getattr(exc, "errno", None) != errno.ENOENT:
-                    raise
-
-        self._call(go, path)
+        try:
+            self._call(lambda: (smbclient.rmdir if is_dir else smbclient.remove)(self._unc(path), **self._kw()), path)
+        except NotFoundError:
+            pass  # gone already: what a removal wants
 
     def delete(self, path: str, *, is_dir: bool) -> None:
         safe_relpath(path)
         try:
             self._remove(path, is_dir=is_dir)
-        except OSError as exc:
-            if exc.errno == errno.ENOTEMPTY:
-                raise DirectoryNotEmptyError(f"{self.uri}: directory {path!r} still holds entries (excluded by filters, "
-                                             "or new); kept") from None
-            raise
+        except DirectoryNotEmptyError:
+            raise DirectoryNotEmptyError(f"{self.uri}: directory {path!r} still holds entries (excluded by filters, "
+                                         "or new); kept") from None
         with self._lock:
             self._known_dirs.discard(path)
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import stat as st
 import struct
 from collections import OrderedDict
+from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any
 
 EPOCH_FILETIME = 116444736000000000  # 1970-01-01 as a FILETIME (100 ns ticks since 1601)
 
@@ -27,7 +28,7 @@ COPIED_ATTRIBUTES = ATTR_READONLY | ATTR_HIDDEN | ATTR_SYSTEM | ATTR_ARCHIVE | A
 IO_REPARSE_TAG_SYMLINK = 0xA000000C
 
 # SECURITY_INFORMATION flags (MS-DTYP 2.4.7) for SecurityDescriptorCopyFlags.
-OWNER_SECURITY_INFORMATION, GROUP_SECURITY_INFORMATION = 0x1, 0x2
+OWNER_SECURITY_INFORMATION = 0x1
 DACL_SECURITY_INFORMATION, SACL_SECURITY_INFORMATION = 0x4, 0x8
 SECURITY_FLAGS = {
     "OWNER_DACL": OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION,
@@ -53,6 +54,11 @@ def client_guid():
     from smbclient._pool import ClientConfig
 
     return ClientConfig().client_guid
+
+
+def connection_alive(connection: Any) -> bool:
+    """Whether a pooled ``Connection``'s socket is open and its receiver thread has not failed."""
+    return connection.transport.connected and connection._t_exc is None
 
 
 # -- directory listing -------------------------------------------------------------------------------
@@ -143,6 +149,11 @@ def open_for_read(unc: str, kw: dict):
     return _opened(SMBFileIO(unc, mode="rb", share_access="rw", **kw))
 
 
+def end_of_file(raw) -> int:
+    """The size of the file open in ``raw`` as the server reported it at open."""
+    return raw.fd.end_of_file
+
+
 def create_exclusive(unc: str, extra_access: int, kw: dict):
     """Create (or truncate) ``unc`` with no sharing and return the open ``SMBFileIO``."""
     from smbclient._io import SMBFileIO
@@ -157,7 +168,7 @@ def create_exclusive(unc: str, extra_access: int, kw: dict):
 def close_quietly(raw) -> None:
     try:
         raw.close()
-    except Exception:  # noqa: BLE001 - the connection may be gone; the caller removes the temp file
+    except Exception:  # the connection may be gone; the caller removes the temp file
         pass
 
 
@@ -227,11 +238,11 @@ def delete_on_close(raw) -> bool:
         info = FileDispositionInformation()
         info["delete_pending"] = True
         set_info_on(raw, info)
-    except Exception:  # noqa: BLE001 - the caller falls back to closing and removing by path
+    except Exception:  # the caller falls back to closing and removing by path
         return False
     try:
         raw.close()
-    except Exception:  # noqa: BLE001 - delete is pending; a dropped connection closes the handle anyway
+    except Exception:  # delete is pending; a dropped connection closes the handle anyway
         pass
     return True
 
@@ -327,3 +338,19 @@ def set_security(unc: str, info: int, access: int, descriptor: bytes, kw: dict) 
             return resp
 
         transaction += (req, receive)
+
+
+def refused_for_credits(exc: BaseException) -> bool:
+    """Whether smbprotocol refused to send because concurrent requests hold every credit the server granted.
+
+    It says so only in a bare SMBException raised by ``Connection._send`` before anything is sent; the
+    raising function, not the message, tells it from the other bare SMBExceptions."""
+    from smbprotocol.connection import Connection
+    from smbprotocol.exceptions import SMBException
+
+    if type(exc) is not SMBException or exc.__traceback__ is None:
+        return False
+    tb = exc.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code is Connection._send.__code__

@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING
 
-from airflow_datasync.locations.smb.protocol import open_for_read
-from airflow_datasync.locations.smb.sessions import CREDIT_WAITS, pause_for_credits
-from airflow_datasync.locations.smb.status import is_disconnect, out_of_credits
+from airflow_datasync.locations.smb.error_table import ConnectionBusyError, is_connection_lost
+from airflow_datasync.locations.smb.protocol import end_of_file, open_for_read
+from airflow_datasync.locations.smb.sessions import wait_for_credits
+from airflow_datasync.retry import retrying
 
 if TYPE_CHECKING:
     from airflow_datasync.locations.smb.location import SmbLocation
@@ -27,36 +28,30 @@ class ReconnectingReader(io.RawIOBase):
             raw.seek(self._offset)
         return raw
 
+    def _reopen(self) -> None:
+        self._loc._drop_session()
+        self._raw = self._open()
+
     def readable(self) -> bool:
         return True
 
+    def _read_some(self, b) -> int:
+        n = self._loc._mapped(lambda: self._raw.readinto(b), self._path)  # at most the max read size and the credits at hand
+        if n == 0 and len(b) and self._offset < end_of_file(self._raw):
+            # Zero credits gave a zero-length read before the end: not the end of the file.
+            raise ConnectionBusyError(f"{self._loc._where(self._path)}: the server returned no bytes before the end")
+        return n
+
     def readinto(self, b) -> int:
-        drops = waits = 0
-        while True:
-            try:
-                n = self._raw.readinto(b)  # at most the max read size and the credits at hand
-            except Exception as exc:  # noqa: BLE001 - sorted below
-                if out_of_credits(exc) and waits < CREDIT_WAITS:
-                    n = 0
-                elif is_disconnect(exc) and drops < 2:
-                    drops += 1
-                    self._loc._session(fresh=True)
-                    self._raw = self._open()
-                    continue
-                else:
-                    raise self._loc._translate(exc, self._path) from None
-            if n == 0 and len(b) and self._offset < self._raw.fd.end_of_file and waits < CREDIT_WAITS:
-                pause_for_credits(waits)  # zero credits gave a zero-length read before the end: not EOF, wait
-                waits += 1
-                continue
-            self._offset += n
-            return n
+        n = retrying(lambda: wait_for_credits(lambda: self._read_some(b)), attempts=3, retryable=is_connection_lost,
+                     on_connection_lost=self._reopen)
+        self._offset += n
+        return n
 
     def close(self) -> None:
         if not self.closed:
             try:
                 self._raw.close()
-            except Exception:  # noqa: BLE001 - closing a handle on a dropped connection
+            except Exception:  # closing a handle on a dropped connection
                 pass
         super().close()
-

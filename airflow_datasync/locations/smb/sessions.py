@@ -11,10 +11,14 @@ import itertools
 import logging
 import os
 import threading
-import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from airflow_datasync.locations.smb.protocol import client_guid
+from airflow_datasync.locations.smb.error_table import is_connection_busy
+from airflow_datasync.locations.smb.protocol import client_guid, connection_alive
+from airflow_datasync.retry import retrying
+
+T = TypeVar("T")
 
 # smbprotocol logs every open/close at INFO: thousands of lines per shard in a task log. Quiet it unless
 # the user configured its level.
@@ -26,7 +30,7 @@ _POOL_LOCK = threading.RLock()
 _POOLS: dict[tuple, dict] = {}
 #: Connections per server and worker process. A server handles one connection's requests mostly one at a
 #: time (Samba forks one smbd per connection), so copy threads are spread over several connections
-#: ("lanes"): 300 small files to Samba took 6.3 s over one connection with 16 threads, the same as with one.
+#: ("lanes"): over one connection, 16 copy threads are no faster than one.
 MAX_LANES = 8
 _LANE = threading.local()
 _LANES = itertools.count()
@@ -52,11 +56,7 @@ def pool(server: str, port: int, config) -> dict:
         return _POOLS.setdefault(_pool_key(server, port, config), {})
 
 
-def _alive(connection: Any) -> bool:
-    return connection is not None and connection.transport.connected and getattr(connection, "_t_exc", None) is None
-
-
-def open_session(server: str, port: int, config, *, fresh: bool = False):
+def open_session(server: str, port: int, config):
     """The pooled session for ``server:port`` with ``config`` (opened, or re-opened if its connection dropped)."""
     import smbclient
     from smbprotocol.connection import Connection
@@ -65,7 +65,7 @@ def open_session(server: str, port: int, config, *, fresh: bool = False):
     key = f"{server.lower()}:{port}"
     with _POOL_LOCK:
         conn = cache.get(key)
-        if fresh or not _alive(conn):
+        if conn is None or not connection_alive(conn):
             cache.pop(key, None)
             if conn is not None:
                 _quiet_disconnect(conn)
@@ -84,7 +84,7 @@ def open_session(server: str, port: int, config, *, fresh: bool = False):
 def _quiet_disconnect(conn: Any) -> None:
     try:
         conn.disconnect(close=True, timeout=5)
-    except Exception:  # noqa: BLE001 - the connection is already broken
+    except Exception:  # the connection is already broken
         pass
 
 
@@ -97,10 +97,20 @@ def reset_pools() -> None:
             cache.clear()
 
 
-def pause_for_credits(attempt: int) -> None:
-    """Back off while other requests on the connection return their credits (at most ~0.1 s per wait)."""
-    time.sleep(min(0.001 * (2 ** min(attempt, 7)), 0.1))
+def drop_session(server: str, port: int, config) -> None:
+    """Forget this lane's connection to ``server:port`` (it dropped): the next :func:`open_session` opens anew."""
+    cache = pool(server, port, config)
+    with _POOL_LOCK:
+        conn = cache.pop(f"{server.lower()}:{port}", None)
+    if conn is not None:
+        _quiet_disconnect(conn)
 
 
-#: How many times an operation waits for credits before giving up (about 30 s in all).
+#: How many times an operation waits for credits before giving up (about 20 s in all).
 CREDIT_WAITS = 300
+
+
+def wait_for_credits(call: Callable[[], T]) -> T:
+    """``call()``, tried again while it fails with :class:`ConnectionBusyError`: other requests on the
+    connection return their credits within milliseconds, so the waits are short (at most 0.1 s each)."""
+    return retrying(call, attempts=CREDIT_WAITS, first_pause=0.001, max_pause=0.1, retryable=is_connection_busy)

@@ -84,10 +84,10 @@ def start_samba(root: Path, user: str = "root", password: str = "Sm8-test-pass!w
 {share_text}""")
     subprocess.run([smbpasswd, "-c", str(conf), "-s", "-a", user], input=f"{password}\n{password}\n",
                    text=True, check=True, capture_output=True)
-    log = open(root / "smbd.out", "wb")
-    proc = subprocess.Popen([smbd, "--foreground", "--no-process-group", "--debug-stdout", "-s", str(conf)],
-                            stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # smbd signals its whole process group on exit
+    with open(root / "smbd.out", "wb") as log:  # smbd keeps its own copy of the descriptor
+        proc = subprocess.Popen([smbd, "--foreground", "--no-process-group", "--debug-stdout", "-s", str(conf)],
+                                stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # smbd signals its whole process group on exit
     server = SambaServer(root, port, user, password, shares, proc)
     deadline = time.monotonic() + 30
     while True:
@@ -99,5 +99,5 @@ def start_samba(root: Path, user: str = "root", password: str = "Sm8-test-pass!w
         except OSError:
             if time.monotonic() > deadline:
                 server.stop()
-                raise RuntimeError(f"smbd did not listen on 127.0.0.1:{port}: {(root / 'smbd.out').read_text()[-2000:]}")
+                raise RuntimeError(f"smbd did not listen on 127.0.0.1:{port}: {(root / 'smbd.out').read_text()[-2000:]}") from None
             time.sleep(0.05)

@@ -55,8 +55,9 @@ def test_dag_run_with_smb_destination(samba, smb_folder, airflow_db, dags_folder
         states.setdefault(ti.task_id, []).append(str(ti.state))
     assert str(run.state) == "success", states
     assert len(states["sync.transfer"]) >= 2
-    digest = lambda root: {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-                           for p in root.rglob("*") if p.is_file()}
+    def digest(root):
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+
     assert digest(dst.disk) == digest(src)
     runs = sorted((airflow_db / "executions" / "test-smb-sync").iterdir())
     report = json.loads((runs[-1] / "report.json").read_text())
