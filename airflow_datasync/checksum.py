@@ -14,7 +14,7 @@ from typing import IO, Iterator
 
 ALGO = "crc64nvme"
 CHUNK = 1 << 20
-#: awscrt's CRC functions, loaded with the first hasher: its native library takes ~50 ms to load, which a
+#: awscrt's CRC functions, loaded with the first hasher: loading its native library is a fixed cost that a
 #: run with nothing to copy (a re-run) never needs.
 _crc64nvme = _combine = None
 

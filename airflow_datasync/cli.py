@@ -91,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
 
         # What the imports built lives as long as this process: keep it out of every garbage collection (the
         # run allocates per-file objects that trigger them), and at the end, out of the interpreter's final
-        # collections (~0.2 s of a 1.1 s re-run of 5,000 files went there).
+        # collections, a visible share of a short re-run (docs/benchmarks.md).
         gc.freeze()
         try:
             summary = run_execution(LocationSpec(args.source, args.source_conn_id),

@@ -44,10 +44,8 @@ def pattern_to_regex(pattern: str) -> str:
         if not body:
             return r"^.*$"  # "/" matches everything
         return "^" + _glob_to_re(body) + r"(/.*)?$"
-    body = pattern.rstrip("/")
-    if "/" in body:
-        return "(^|/)" + _glob_to_re(body) + r"(/.*)?$"
-    return "(^|/)" + _glob_to_re(body) + r"(/.*)?$"
+    # Unanchored (``*.tmp``, ``cache/tmp``): the name, or the trailing path components, at any depth.
+    return "(^|/)" + _glob_to_re(pattern.rstrip("/")) + r"(/.*)?$"
 
 
 def compile_filter(value: str | None) -> str | None:

@@ -27,7 +27,7 @@ import pyarrow as pa
 from airflow_datasync.locations import Location, open_location
 from airflow_datasync.locations.base import DIR, FILE, LISTING_SCHEMA, StatResult, UnsafePathError, safe_relpath
 from airflow_datasync.options import OptionsError, TaskOptions
-from airflow_datasync.transfer import run_parallel
+from airflow_datasync.phases.transfer import run_parallel
 
 #: Larger manifests are refused: the listed paths are held in memory while PREPARING stats them.
 MAX_MANIFEST_BYTES = 256 * 1024**2
@@ -67,12 +67,8 @@ def read_manifest(uri: str, conn_id: str | None) -> list[ListedEntry]:
     folder, name = uri.rstrip("/").rsplit("/", 1)
     if not folder or folder.endswith(":/"):  # "/list.csv" or "s3://bucket/list.csv" without a folder part
         folder += "/"
-    location = open_location(folder, conn_id)
-    try:
-        with location.open_read(name) as stream:
-            data = stream.read(MAX_MANIFEST_BYTES + 1)
-    finally:
-        location.close()
+    with open_location(folder, conn_id) as location, location.open_read(name) as stream:
+        data = stream.read(MAX_MANIFEST_BYTES + 1)
     if len(data) > MAX_MANIFEST_BYTES:
         raise OptionsError(f"ManifestConfig: the manifest {uri} is larger than {MAX_MANIFEST_BYTES} bytes")
     rows = []

@@ -10,9 +10,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_datasync.filters import FilterError, compile_filter
+
+if TYPE_CHECKING:
+    from airflow_datasync.locations.base import Location
 
 
 class OptionsError(ValueError):
@@ -348,24 +351,23 @@ class TaskOptions:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def workers(self, *locations) -> int:
-        """Copy threads: ``concurrency``, or with 0 the largest default of the locations involved
-        (per-request latency dominates on object stores, so more requests in flight pay off there)."""
+    def workers(self, *locations: Location) -> int:
+        """Copy threads: ``concurrency``, or with 0 the largest :attr:`Capabilities.concurrency` of the
+        locations involved (per-request latency dominates on object stores, so more requests in flight pay
+        off there)."""
         if self.concurrency:
             return self.concurrency
-        return max((getattr(loc, "default_concurrency", 8) for loc in locations), default=8)
+        return max((loc.capabilities.concurrency for loc in locations), default=8)
 
-    def verify_workers(self, *locations) -> int:
-        """Verification threads: ``concurrency``, or with 0 as for copies, except that a local file system
-        checked against an object store gets the local default (8): VERIFYING then compares the store's
-        listed ETags with MD5s of local files, interpreter-bound work that more threads only slow down
-        (POINT_IN_TIME_CONSISTENT of 5,000 files, local vs S3: 0.74–0.93 s with 64 threads, 0.61–0.72 s
-        with 8)."""
+    def verify_workers(self, *locations: Location) -> int:
+        """Verification threads: ``concurrency``, or with 0 the smallest
+        :attr:`Capabilities.verify_concurrency` a location declares (a file system hashing its files in the
+        interpreter, which more threads only slow down), else as for copies."""
         if self.concurrency:
             return self.concurrency
-        if {getattr(loc, "scheme", None) for loc in locations} == {"file", "s3"}:
-            return 8
-        return self.workers(*locations)
+        declared = [loc.capabilities.verify_concurrency for loc in locations
+                    if loc.capabilities.verify_concurrency is not None]
+        return min([*declared, self.workers(*locations)])
 
     @property
     def preserve_mtime(self) -> bool:

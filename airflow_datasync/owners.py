@@ -6,7 +6,7 @@
   created with).
 - ``BOTH`` uses the name where both sides know it and falls back to the numeric id otherwise.
 
-How a location names ids (:attr:`Location.owner_names`): a file system through this machine's user
+How a location names ids (:attr:`Capabilities.owner_names`): a file system through this machine's user
 database (``pwd``/``grp``); S3 through names stored with each object beside its ids (``ds-user``/
 ``ds-group`` user metadata: an object store has no user database, so the names travel with the data);
 SMB has no POSIX owners (``posix_metadata`` False: Uid/Gid are neither applied nor compared there).
@@ -51,7 +51,7 @@ class OwnerMap:
     """Maps the owners of source entries to destination owners for Uid/Gid NAME and BOTH."""
 
     def __init__(self, src: Location, dst: Location, options: Any) -> None:
-        self.src_names, self.dst_names = src.owner_names, dst.owner_names
+        self.src_names, self.dst_names = src.capabilities.owner_names, dst.capabilities.owner_names
         self.modes = {field: getattr(options, option) for option, field, _ in _KINDS}
         self.active = any(mode in MAPPED for mode in self.modes.values()) and None not in (self.src_names,
                                                                                              self.dst_names)

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_datasync.filters import keep_mask
+from airflow_datasync.locations.base import Location
 from airflow_datasync.manifest import MANIFEST_SCHEMA
 from airflow_datasync.options import TaskOptions
 
@@ -32,15 +33,15 @@ def apply_filters(listing: pa.Table, options: TaskOptions) -> pa.Table:
     return listing.filter(keep_mask(listing["path"], listing["type"], options.Includes, options.Excludes))
 
 
-def without_ownership(options: TaskOptions, dst) -> TaskOptions:
+def without_ownership(options: TaskOptions, dst: Location) -> TaskOptions:
     """Uid/Gid as NONE where the destination cannot take other owners (not root on a file system): neither
     applied (a refused chown per file) nor compared (every re-run would plan an update it cannot make)."""
-    if getattr(dst, "keeps_ownership", True) or (options.Uid == "NONE" and options.Gid == "NONE"):
+    if dst.capabilities.keeps_ownership or (options.Uid == "NONE" and options.Gid == "NONE"):
         return options
     return dataclasses.replace(options, Uid="NONE", Gid="NONE")
 
 
-def comparable(source: pa.Table, destination: pa.Table, options: TaskOptions, src, dst
+def comparable(source: pa.Table, destination: pa.Table, options: TaskOptions, src: Location, dst: Location
                ) -> tuple[pa.Table, pa.Table, TaskOptions]:
     """Listings and options as the two locations can compare them.
 
@@ -48,7 +49,8 @@ def comparable(source: pa.Table, destination: pa.Table, options: TaskOptions, sr
     POSIX mode/uid/gid are not compared when either store does not keep them (SMB), so an unchanged file
     is neither copied nor updated again on every run.
     """
-    resolution = max(getattr(src, "mtime_resolution_ns", 1), getattr(dst, "mtime_resolution_ns", 1))
+    have, want = src.capabilities, dst.capabilities
+    resolution = max(have.mtime_resolution_ns, want.mtime_resolution_ns)
     if resolution > 1:
         def floor(table: pa.Table) -> pa.Table:
             m = table["mtime_ns"]
@@ -56,13 +58,13 @@ def comparable(source: pa.Table, destination: pa.Table, options: TaskOptions, sr
             down = pc.if_else(pc.greater(down, m), pc.subtract(down, resolution), down)  # floor before 1970 too
             return table.set_column(table.schema.get_field_index("mtime_ns"), "mtime_ns", down)
         source, destination = floor(source), floor(destination)
-    if not (getattr(src, "posix_metadata", True) and getattr(dst, "posix_metadata", True)):
+    if not (have.posix_metadata and want.posix_metadata):
         options = dataclasses.replace(options, PosixPermissions="NONE", Uid="NONE", Gid="NONE")
     options = without_ownership(options, dst)
     from airflow_datasync.owners import OwnerMap  # Uid/Gid NAME/BOTH: compare owners in the source's terms
 
     source, destination = OwnerMap(src, dst, options).comparable(source, destination)
-    if getattr(dst, "case_insensitive", False):
+    if want.case_insensitive:
         source, destination = fold_case(source, destination, options)
     return source, destination, options
 

@@ -141,7 +141,7 @@ class Harness:
             self._s3_client = self.s3.client()
             print(f"SeaweedFS S3 on {self.s3.endpoint} (ready in {time.monotonic() - t0:.1f} s)", flush=True)
         if need_smb:
-            from tests.smb.smbd_server import INSTALL_HINT, start_samba
+            from tests.locations.smb.smbd_server import INSTALL_HINT, start_samba
 
             if not (shutil.which("smbd") or os.path.exists("/usr/sbin/smbd")):
                 self.skipped["smb"] = INSTALL_HINT

@@ -1,7 +1,7 @@
 """A real ``airflow api-server`` on 127.0.0.1 and Debian's Chromium driven by Playwright, once per session.
 
 Every real-browser test uses these fixtures (registered in tests/conftest.py): the DataSync pages
-(tests/plugin/browser/) and the SMB connection form (tests/smb/test_smb_connection_form.py). The server
+(tests/plugin/browser/) and the SMB connection form (tests/locations/smb/test_smb_connection_form.py). The server
 shares the tests' AIRFLOW_HOME, metadata DB and manifest store (tests/conftest.py), so the executions a
 test runs with ``dag.test()`` are the ones its pages show. It logs users in with the simple auth manager:
 ``viewer`` (role viewer, what the pages need) and ``admin`` (who may add connections), with passwords in a

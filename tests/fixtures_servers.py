@@ -1,6 +1,6 @@
 """Real servers shared by every test directory, loaded as a pytest plugin from ``tests/conftest.py``
 (``pytest_plugins = ["tests.fixtures_servers"]``), so each starts at most once per session whichever
-directories use it (``tests/locations/s3``, ``tests/smb``, ``tests/cross``):
+directories use it (``tests/locations/s3``, ``tests/locations/smb``, ``tests/cross``):
 
 - ``s3_server``: SeaweedFS (S3, SigV4 enforced), reached through the AWS connection ``datasync_test_s3``;
 - ``permissive_s3``: moto's S3 server, which stores keys such as ``../x`` as AWS does
@@ -13,7 +13,7 @@ plus the per-test helpers built on them: ``s3`` (a boto3 client), ``bucket`` (a 
 
 Connections reach the locations through ``AIRFLOW_CONN_*`` environment variables (JSON form), so the
 engine needs no metadata database. The constants live here; ``tests/locations/s3/conftest.py`` and
-``tests/smb/conftest.py`` re-export them for the tests that import them from there. Fixture functions
+``tests/locations/smb/conftest.py`` re-export them for the tests that import them from there. Fixture functions
 must not be imported into a conftest: pytest would register them a second time there and start a
 second server.
 """
@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import start_moto, start_seaweedfs
-from tests.smb.smbd_server import INSTALL_HINT, SambaServer, start_samba
+from tests.locations.smb.smbd_server import INSTALL_HINT, SambaServer, start_samba
 
 S3_CONN_ID = "datasync_test_s3"
 PERMISSIVE_S3_CONN_ID = "datasync_test_permissive_s3"

@@ -7,7 +7,6 @@ Arrow record batches so that a tree of millions of entries never lives in Python
 from __future__ import annotations
 
 import abc
-import posixpath
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import IO, Any, Callable, Iterator, Mapping
@@ -82,10 +81,6 @@ def safe_relpath(path: str) -> str:
     if "//" in padded or "/./" in padded or "/../" in padded:
         raise UnsafePathError(f"unsafe path {path!r}: '.', '..' and empty components are refused")
     return path
-
-
-def parent_of(path: str) -> str:
-    return posixpath.dirname(path)
 
 
 #: An empty, read-only extras map (the default of :attr:`StatResult.extras` and :attr:`Metadata.extras`).
@@ -174,14 +169,10 @@ class StatResult:
     uid: int | None = None
     gid: int | None = None
     link_target: str | None = None
-    #: SMB only: creation time and the FILE_ATTRIBUTE_* bits a client may copy (None elsewhere).
-    creation_ns: int | None = None
-    attributes: int | None = None
     etag: str | None = None  #: object stores: changes whenever the content does
-    #: S3 only: the object's user metadata other than ours (kept on S3 → S3 copies).
-    user_metadata: dict[str, str] | None = None
-    #: S3 only: the owner's user and group names stored beside the ids (Uid/Gid NAME or BOTH); file
-    #: systems name their ids through their user database instead (see airflow_datasync.owners).
+    #: Stores with ``owner_names == "metadata"``: the owner's user and group names stored beside the ids
+    #: (Uid/Gid NAME or BOTH); file systems name their ids through their user database instead (see
+    #: airflow_datasync.owners).
     user_name: str | None = None
     group_name: str | None = None
     #: Backend-specific metadata by namespaced key (see :data:`SMB_ATTRIBUTES` and the others).
@@ -197,17 +188,8 @@ class Metadata:
     mode: int | None = None
     uid: int | None = None
     gid: int | None = None
-    #: SMB only (ignored by other backends): creation time, FILE_ATTRIBUTE_* bits, and a self-relative
-    #: security descriptor with the SecurityDescriptorCopyFlags value it was read with.
-    creation_ns: int | None = None
-    attributes: int | None = None
-    security_descriptor: bytes | None = None
-    security_flags: str | None = None
-    #: S3 only (ignored elsewhere): user metadata carried over from an S3 source, and object tags
-    #: (ObjectTags=PRESERVE).
-    user_metadata: dict[str, str] | None = None
-    tags: dict[str, str] | None = None
-    #: S3 only (ignored elsewhere): owner names to store beside the ids (Uid/Gid NAME or BOTH).
+    #: Stores with ``owner_names == "metadata"`` (ignored elsewhere): owner names to store beside the ids
+    #: (Uid/Gid NAME or BOTH).
     user_name: str | None = None
     group_name: str | None = None
     #: Backend-specific metadata to apply, by namespaced key; a backend applies the keys it declares in
@@ -243,33 +225,10 @@ class Location(abc.ABC):
     """A tree of files at a URI. Paths are always relative to the location root."""
 
     scheme: str = ""
-    #: Copy threads when the task's ``concurrency`` is 0 (the default): see TaskOptions.workers.
-    default_concurrency: int = 8
-    #: True where :meth:`scan` can use :class:`ScanHints` (stores that need a request per entry for metadata).
-    uses_scan_hints: bool = False
-    #: True where a listing's ETag pins one immutable version of an entry (:meth:`open_version`).
-    listing_is_snapshot: bool = False
-    #: False where this process cannot give entries to other owners (a file system, not as root): Uid/Gid
-    #: are then neither applied nor compared, and the report says so once instead of failing every file.
-    keeps_ownership: bool = True
-    #: False where directories are markers whose metadata a store may not keep (S3-compatible stores that
-    #: are file systems underneath, such as SeaweedFS, drop it): their metadata is written, not compared.
-    keeps_directory_metadata: bool = True
-    #: True where writing or deleting inside a directory changes the directory's own times (file systems,
-    #: SMB): its metadata is then set once more after the shards, deepest first. False for object-store
-    #: markers, which are objects like any other: created with their metadata, nothing changes them after.
-    directory_times_follow_children: bool = True
-    #: Resolution of the modification times the store keeps (SMB: 100 ns); finer source times are
-    #: compared at this resolution so that an unchanged file is not copied again.
-    mtime_resolution_ns: int = 1
-    #: Whether the store keeps POSIX mode/uid/gid; if either side does not, they are not compared.
-    posix_metadata: bool = True
-    #: How the store names owner ids for Uid/Gid NAME and BOTH: "posix" (the user database, pwd/grp),
-    #: "metadata" (names stored beside the ids with each entry: S3) or None (no POSIX owners: SMB).
-    owner_names: str | None = None
-    #: Whether names that differ only in case name the same entry (SMB): the planner then matches such
-    #: names between the two sides and refuses source entries that would collide (see plan.fold_case).
-    case_insensitive: bool = False
+    #: What this location can do (a frozen :class:`Capabilities`). A backend declares it as a class
+    #: attribute, or sets it per instance in ``__init__`` where it depends on the process (whether it may
+    #: chown); the engine decides from this alone and never asks the scheme or probes for methods.
+    capabilities: Capabilities = Capabilities()
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
         self.uri = uri
@@ -283,16 +242,6 @@ class Location(abc.ABC):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    @property
-    def capabilities(self) -> Capabilities:
-        """What this location can do; the engine decides from this alone."""
-        return Capabilities(
-            concurrency=self.default_concurrency, mtime_resolution_ns=self.mtime_resolution_ns,
-            posix_metadata=self.posix_metadata, keeps_ownership=self.keeps_ownership, owner_names=self.owner_names,
-            case_insensitive=self.case_insensitive, keeps_directory_metadata=self.keeps_directory_metadata,
-            directory_times_follow_children=self.directory_times_follow_children, scan_hints=self.uses_scan_hints,
-            versioned_reads=self.listing_is_snapshot)
 
     # -- checks -----------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -327,32 +276,37 @@ class Location(abc.ABC):
     def open_read(self, path: str) -> IO[bytes]:
         """Open a file for streaming reads."""
 
-    def open_version(self, path: str, etag: str) -> IO[bytes]:
-        """Read exactly the version a listing named (stores with :attr:`listing_is_snapshot`); raise
+    def open_version(self, path: str, etag: str) -> tuple[IO[bytes], StatResult]:
+        """Read exactly the version a listing named (:attr:`Capabilities.versioned_reads`): the stream and
+        that version's own stat (its metadata, which the listing may not have read). Raise
         :class:`ChangedSinceListingError` if the entry changed since."""
         raise NotImplementedError(f"{type(self).__name__} does not pin versions")
 
     # -- writing ----------------------------------------------------------------------------------
     @abc.abstractmethod
     def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
-              before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> int:
+              before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> Written:
         """Write a file atomically: nothing appears at ``path`` unless the whole stream was written.
 
         ``tag`` makes the temporary name unique to the writer (execution and shard). ``before_commit``
         is called with the byte count after the data is written and before it becomes visible; if it
         raises (e.g. the source changed during the copy) the temporary data is removed. With
         ``overwrite=False`` (OverwriteMode=NEVER) an entry that appeared at ``path`` meanwhile is never
-        replaced: :class:`FileExistsError`. Returns bytes written.
+        replaced: :class:`AlreadyExistsError`. ``meta.extras`` keys in :attr:`Capabilities.extras_write`
+        are applied, others ignored. Returns what was written (bytes, and the ETag/version where the
+        store gives them).
         """
 
     @abc.abstractmethod
-    def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> None:
-        """Create or atomically replace a symlink at ``path``."""
+    def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> Written | None:
+        """Create or atomically replace a symlink at ``path``; returns what was written where the store
+        says (an object store's ETag for the object that holds the link), else None."""
 
     @abc.abstractmethod
-    def mkdir(self, path: str, meta: Metadata | None = None) -> None:
+    def mkdir(self, path: str, meta: Metadata | None = None) -> Written | None:
         """Create a directory (and missing parents); fine if it exists. ``meta`` is what FINALIZE will set
-        on it; a store whose directories keep it from creation (no later change) may write it now."""
+        on it; a store whose directories keep it from creation (no later change) may write it now. Returns
+        what was written where the store says (an object store's marker ETag), else None."""
 
     @abc.abstractmethod
     def set_metadata(self, path: str, meta: Metadata, *, is_dir: bool = False) -> list[str]:
@@ -375,13 +329,6 @@ class Location(abc.ABC):
         """The store's own CRC64NVME of ``path`` (hex) if it keeps one, so VERIFYING need not read the data."""
         return None
 
-    def get_security_descriptor(self, path: str, flags: str) -> bytes | None:
-        """The entry's security descriptor as SecurityDescriptorCopyFlags asks; ``None`` where there is none."""
-        return None
-
-    def set_security_descriptor(self, path: str, descriptor: bytes | None, flags: str) -> None:
-        """Apply a descriptor from :meth:`get_security_descriptor`; stores without them ignore it."""
-
     def read_extras(self, path: str, wanted: Mapping[str, Any]) -> dict[str, Any]:
         """The extras of ``path`` named in ``wanted`` that cost a request of their own
         (:attr:`Capabilities.extras_on_request`), as ``{key: value}``. ``wanted`` maps each key to what the
@@ -401,8 +348,8 @@ class Location(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} copies no objects server-side")
 
     def prepare_writes(self, *, durable: bool) -> None:
-        """Called before a shard writes; ``durable``: the shard ends with :meth:`sync`, so a backend may
-        start flushing large files while they are written."""
+        """Called once before a shard writes; ``durable``: the shard ends with :meth:`sync`, so a backend
+        may start flushing large files while they are written."""
 
     def sync(self) -> None:
         """Make what was written durable (e.g. ``syncfs``); called before a shard records completion."""

@@ -19,23 +19,24 @@ from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 
+from airflow_datasync.errors import from_oserror
 from airflow_datasync.locations.base import (
     DIR,
     FILE,
     LISTING_SCHEMA,
     OTHER,
     SYMLINK,
-    DirectoryNotEmptyError,
+    TEMP_PREFIX,
+    AlreadyExistsError,
+    Capabilities,
     Location,
     LocationError,
     Metadata,
     StatResult,
+    Written,
     listing_batch,
     safe_relpath,
 )
-
-#: Names that start with this prefix are our temporary files; scans skip them.
-TEMP_PREFIX = ".~ds-"
 
 try:
     _libc = ctypes.CDLL(None, use_errno=True)
@@ -92,13 +93,17 @@ def path_from_uri(uri: str) -> str:
 
 class LocalLocation(Location):
     scheme = "file"
-    owner_names = "posix"  #: Uid/Gid NAME/BOTH: names from this machine's pwd/grp databases
-    #: Set when the shard will end with :meth:`sync` (``sync_writes``): large files then start their disk
-    #: writes while they are copied, so the final flush has little left to wait for.
-    early_writeback = False
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
         super().__init__(uri, conn_id)
+        # Per instance: only root may give files to other owners, so ownership is kept only when running as
+        # root. Names for Uid/Gid NAME/BOTH come from this machine's pwd/grp databases. Verifying hashes
+        # local files in the interpreter: more threads than 8 only slow it down.
+        self.capabilities = Capabilities(concurrency=8, verify_concurrency=8, keeps_ownership=os.geteuid() == 0,
+                                         owner_names="posix", needs_sync=True)
+        #: Set by :meth:`prepare_writes` when the shard ends with :meth:`sync`: large files then start their
+        #: disk writes while they are copied, so the final flush has little left to wait for.
+        self._early_writeback = False
         self.root = path_from_uri(uri)
         self._prefix = self.root.rstrip("/") + "/"  # _abs(): root + path, no os.path.join per call
         self._known_dirs: set[str] = {""}
@@ -106,10 +111,6 @@ class LocalLocation(Location):
         self._umask = _read_umask()  # read per location (per phase), not once per process
 
     # -- helpers ----------------------------------------------------------------------------------
-    @property
-    def keeps_ownership(self) -> bool:  # type: ignore[override]
-        return os.geteuid() == 0
-
     def _abs(self, path: str) -> str:
         return self._prefix + safe_relpath(path) if path else self.root
 
@@ -218,17 +219,23 @@ class LocalLocation(Location):
             yield flush()
 
     def stat(self, path: str) -> StatResult | None:
+        full = self._abs(path)
         try:
-            s = os.lstat(self._abs(path))
+            s = os.lstat(full)
+            link = os.readlink(full) if st.S_ISLNK(s.st_mode) else None
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise from_oserror(exc, f"{self.uri}: {path}") from None
         kind = _kind(s.st_mode)
-        link = os.readlink(self._abs(path)) if kind == SYMLINK else None
         return StatResult(kind, s.st_size if kind == FILE else 0, s.st_mtime_ns, s.st_atime_ns,
                           st.S_IMODE(s.st_mode), s.st_uid, s.st_gid, link)
 
     def open_read(self, path: str) -> IO[bytes]:
-        fd = os.open(self._abs(path), os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            fd = os.open(self._abs(path), os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise from_oserror(exc, f"{self.uri}: {path}") from None
         return os.fdopen(fd, "rb", buffering=0)
 
     # -- writing ----------------------------------------------------------------------------------
@@ -283,7 +290,7 @@ class LocalLocation(Location):
         return warnings
 
     def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
-              before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> int:
+              before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> Written:
         final = self._abs(path)
         self._ensure_dir(os.path.dirname(path))
         tmp = self._temp_for(path, tag)
@@ -295,7 +302,7 @@ class LocalLocation(Location):
         if direct:
             meta = dataclasses.replace(meta, mode=None)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, create_mode)
-        kick = _sync_file_range if self.early_writeback else None
+        kick = _sync_file_range if self._early_writeback else None
         flushed = 0
         try:
             try:
@@ -321,13 +328,18 @@ class LocalLocation(Location):
                     os.unlink(tmp)
             except IsADirectoryError:
                 raise LocationError(f"{self.uri}: {path!r} is a directory at the destination and a file at the source.") from None
+            except FileExistsError:
+                raise AlreadyExistsError(f"{self.uri}: {path!r} exists at the destination; OverwriteMode=NEVER "
+                                         "keeps it") from None
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            if isinstance(exc, LocationError):
+                raise
+            raise from_oserror(exc, f"{self.uri}: {path}") from None
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            _unlink_quietly(tmp)
             raise
-        return written
+        return Written(size=written)
 
     def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> None:
         final = self._abs(path)
@@ -370,11 +382,15 @@ class LocalLocation(Location):
         except FileNotFoundError:
             pass
         except OSError as exc:
-            if exc.errno == errno.ENOTEMPTY:
-                raise DirectoryNotEmptyError(f"{self.uri}: directory {path!r} still holds entries (excluded by filters, or new); kept") from exc
-            raise
+            # ENOTEMPTY becomes DirectoryNotEmptyError, which FINALIZE reports as kept, not failed.
+            where = (f"{self.uri}: directory {path!r} still holds entries (excluded by filters, or new); kept"
+                     if exc.errno == errno.ENOTEMPTY else f"{self.uri}: {path}")
+            raise from_oserror(exc, where) from None
         with self._lock:
             self._known_dirs.discard(path)
+
+    def prepare_writes(self, *, durable: bool) -> None:
+        self._early_writeback = durable
 
     def sync(self) -> None:
         """One ``syncfs`` for the whole destination file system: far cheaper than fsync per small file."""
@@ -386,9 +402,9 @@ class LocalLocation(Location):
         finally:
             os.close(fd)
 
-    @staticmethod
-    def _lstat_or_none(p: str):
-        try:
-            return os.lstat(p)
-        except FileNotFoundError:
-            return None
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -24,7 +24,7 @@ from airflow_datasync.operators.phases import (
 #: A shard whose failures a retry cannot fix fails at once; other failures (a file that changed during the
 #: copy, an I/O error on a mount) use the task's retries, each of which resumes from the shard's journal.
 TRANSFER_RETRY_POLICY = ExceptionRetryPolicy(rules=[
-    RetryRule(exception="airflow_datasync.transfer.PermanentShardError", action=RetryAction.FAIL,
+    RetryRule(exception="airflow_datasync.phases.transfer.PermanentShardError", action=RetryAction.FAIL,
               reason="permission denied, a directory in the way or a file gone: retrying cannot help"),
 ])
 

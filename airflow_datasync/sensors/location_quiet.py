@@ -67,11 +67,8 @@ class LocationQuietSensor(DeferringSensor):
 
     def poke(self, context) -> PokeReturnValue:
         watch = self._load_watch(context)
-        location = open_location(self._watched(), self.conn_id)
-        try:
+        with open_location(self._watched(), self.conn_id) as location:
             snapshot = take_snapshot(location, self.marker or None)
-        finally:
-            location.close()
         ready = watch.observe(snapshot)
         if self.reschedule and not ready:
             context["task_state_store"].set(_STATE_KEY, watch.to_kwargs())

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from airflow_datasync import engine
 from airflow_datasync.engine import LocationSpec
 from airflow_datasync.manifest import ROW_GROUP_SIZE, ExecutionDir, utcnow
-from airflow_datasync.report import REPORT_COLUMNS
+from airflow_datasync.phases.report import REPORT_COLUMNS
 
 
 def make_tree(root: Path, files: int = 12) -> Path:

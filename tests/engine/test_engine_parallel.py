@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from airflow_datasync.transfer import run_parallel
+from airflow_datasync.phases.transfer import run_parallel
 
 
 def test_results_come_back_in_input_order_from_several_threads():

@@ -1,4 +1,4 @@
-"""PREPARING a large tree in hash partitions (engine.PARTITION_ROWS lowered): the same plan as in memory.
+"""PREPARING a large tree in hash partitions (phases.prepare.PARTITION_ROWS lowered): the same plan as in memory.
 
 Each test prepares the same two real trees twice, once in memory and once in partitions of 50 rows, and
 compares the manifests row by row; shards are checked for bounds, contiguity and their descriptors.
@@ -6,6 +6,7 @@ compares the manifests row by row; shards are checked for bounds, contiguity and
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -15,9 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_datasync import engine
 from airflow_datasync.engine import LocationSpec, launch, prepare, run_execution
 from airflow_datasync.locations.local import LocalLocation
+from airflow_datasync.phases import partition
+from airflow_datasync.phases import prepare as prepare_phase
 
 T0 = 1_650_000_000_000_000_000
 OPTIONS = {"PreserveDeletedFiles": "REMOVE", "Excludes": "*.tmp|/skipme", "files_per_shard": 7}
@@ -91,14 +93,14 @@ def by_path(manifest: pa.Table) -> dict[str, dict]:
 
 def check_shards(execution, shards: list[dict], manifest: pa.Table, record: dict) -> None:
     """Every work row in exactly one shard, shards contiguous and ascending after the unsharded rows,
-    descriptors as engine._shard_descriptors computes them from the written manifest."""
+    descriptors as prepare_phase._shard_descriptors computes them from the written manifest."""
     rows = manifest.to_pylist()
     assert all((r["shard"] >= 0) == (r["action"] in WORK) for r in rows)
     order = [r["shard"] for r in rows]
     first = next((i for i, s in enumerate(order) if s >= 0), len(order))
     assert set(order[:first]) <= {-1} and -1 not in order[first:]
     assert order[first:] == sorted(order[first:])
-    assert shards == engine._shard_descriptors(execution, manifest)
+    assert shards == prepare_phase._shard_descriptors(execution, manifest)
     assert [s["shard"] for s in shards] == list(range(record["shard_count"]))
     assert sum(s["files"] for s in shards) == record["EstimatedFilesToTransfer"]
     assert all(s["files"] <= record["files_per_shard"] for s in shards)
@@ -117,7 +119,7 @@ def check_shards(execution, shards: list[dict], manifest: pa.Table, record: dict
 def test_partitioned_plan_equals_in_memory_plan(trees, store, monkeypatch, caplog, options):
     src, dst = trees
     whole_ex, whole_shards, whole, whole_record = prepared(src, dst, store, options)
-    monkeypatch.setattr(engine, "PARTITION_ROWS", 50)
+    monkeypatch.setattr(prepare_phase, "PARTITION_ROWS", 50)
     with caplog.at_level(logging.INFO, logger="airflow_datasync"):
         ex, shards, parted, record = prepared(src, dst, store, options)
     assert "planning in 6 partitions" in caplog.text  # 283 source entries / 50
@@ -143,7 +145,7 @@ def test_partitioned_shards_fit_max_shards(trees, store, monkeypatch):
     src, dst = trees
     options = {**OPTIONS, "files_per_shard": 1}
     _ex, _shards, whole, whole_record = prepared(src, dst, store, options, max_shards=3)
-    monkeypatch.setattr(engine, "PARTITION_ROWS", 50)
+    monkeypatch.setattr(prepare_phase, "PARTITION_ROWS", 50)
     ex, shards, parted, record = prepared(src, dst, store, options, max_shards=3)
     assert by_path(parted) == by_path(whole)
     assert record["shard_count"] == whole_record["shard_count"] == len(shards) <= 3
@@ -162,9 +164,15 @@ def test_partitioned_plan_for_a_case_insensitive_destination(tmp_path, store, mo
     dst.mkdir()
     (dst / "NOTES.txt").write_text("notes.txt")  # the same entry, spelled otherwise
     (dst / "T1").mkdir()  # the same directory as the source's t1
-    monkeypatch.setattr(LocalLocation, "case_insensitive", True)
+    opened = LocalLocation.__init__
+
+    def case_insensitive(self, *args, **kwargs):  # capabilities are declared per instance
+        opened(self, *args, **kwargs)
+        self.capabilities = dataclasses.replace(self.capabilities, case_insensitive=True)
+
+    monkeypatch.setattr(LocalLocation, "__init__", case_insensitive)
     _ex, _shards, whole, whole_record = prepared(src, dst, store, OPTIONS)
-    monkeypatch.setattr(engine, "PARTITION_ROWS", 50)
+    monkeypatch.setattr(prepare_phase, "PARTITION_ROWS", 50)
     ex, shards, parted, record = prepared(src, dst, store, OPTIONS)
     assert by_path(parted) == by_path(whole)
     rows = by_path(parted)
@@ -179,8 +187,8 @@ def test_partitioned_plan_for_a_case_insensitive_destination(tmp_path, store, mo
 
 def test_case_insensitive_partition_key_is_the_lower_cased_top_name():
     paths = pa.array(["Data", "data/x", "DATA/y/z", "data", "dAtA/Other/deep"])
-    assert len(set(engine._partition_of(paths, 97, by_top=True))) == 1
-    spread = engine._partition_of(pa.array([f"d{i}/x" for i in range(200)]), 4, by_top=True)
+    assert len(set(partition._partition_of(paths, 97, by_top=True))) == 1
+    spread = partition._partition_of(pa.array([f"d{i}/x" for i in range(200)]), 4, by_top=True)
     assert set(spread) == {0, 1, 2, 3}
 
 
@@ -188,7 +196,7 @@ def test_run_execution_partitioned_copies_then_transfers_nothing(tmp_path, store
     src = build_source(tmp_path / "src")
     dst = build_destination(src, tmp_path / "dst")
     before = snapshot(dst)
-    monkeypatch.setattr(engine, "PARTITION_ROWS", 50)
+    monkeypatch.setattr(prepare_phase, "PARTITION_ROWS", 50)
 
     summary = run_execution(str(src), str(dst), OPTIONS, store=str(store), task_name="part")
     assert summary["Status"] == "SUCCESS", summary
@@ -212,7 +220,7 @@ def test_a_retried_prepare_removes_scratch_left_by_a_killed_attempt(trees, store
     """A PREPARING killed half way leaves ``prepare.tmp-<pid>-…`` behind; the retry removes it (its process
     is gone) but never the scratch of a process that is still running."""
     src, dst = trees
-    monkeypatch.setattr(engine, "PARTITION_ROWS", 50)
+    monkeypatch.setattr(prepare_phase, "PARTITION_ROWS", 50)
     execution = launch(LocationSpec(str(src)), LocationSpec(str(dst)), OPTIONS, task_name="part", store=str(store))
     gone = 2 ** 22 + 12345  # above Linux's default pid_max: no such process
     with pytest.raises(ProcessLookupError):

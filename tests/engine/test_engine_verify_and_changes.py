@@ -10,7 +10,7 @@ import pytest
 
 from airflow_datasync import engine
 from airflow_datasync.engine import LocationSpec, run_execution
-from airflow_datasync.transfer import ShardFailedError
+from airflow_datasync.phases.transfer import ShardFailedError
 
 
 def _launch_prepare_transfer(src, dst, store, opts):

@@ -17,7 +17,7 @@ import pytest
 from airflow_datasync.engine import run_execution
 from airflow_datasync.locations.base import LISTING_SCHEMA
 from airflow_datasync.manifest import MANIFEST_SCHEMA, RESULT_SCHEMA, VERIFY_SCHEMA
-from airflow_datasync.report import REPORT_COLUMNS
+from airflow_datasync.phases.report import REPORT_COLUMNS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "manifest.md"
 TICKED = re.compile(r"`([^`]+)`")

@@ -15,7 +15,7 @@ import pytest
 
 from airflow_datasync import engine
 from airflow_datasync.engine import LocationSpec
-from airflow_datasync.transfer import PermanentShardError
+from airflow_datasync.phases.transfer import PermanentShardError
 
 KEYS = {"shard", "state", "try_number", "hostname", "files_done", "files_total", "bytes_done", "bytes_total",
         "current", "bytes_per_second", "files_per_second", "eta_seconds", "started_at", "updated_at"}

@@ -7,13 +7,13 @@ import urllib.parse
 from typing import Any
 
 from airflow_datasync import checksum
-from airflow_datasync.locations.base import FILE, SYMLINK, Metadata
+from airflow_datasync.locations.base import FILE, S3_USER_METADATA, SYMLINK, Metadata
 
 META_PREFIX = "ds-"
 
 
 def meta_to_headers(meta: Metadata, kind: str = FILE, link_target: str | None = None) -> dict[str, str]:
-    out: dict[str, str] = dict(meta.user_metadata or {})
+    out: dict[str, str] = dict(meta.extras.get(S3_USER_METADATA) or {})
     if meta.mtime_ns is not None:
         out[META_PREFIX + "mtime-ns"] = str(meta.mtime_ns)
         out["mtime"] = f"{meta.mtime_ns / 1e9:.9f}"

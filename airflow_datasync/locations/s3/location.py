@@ -17,7 +17,7 @@ import itertools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
@@ -28,7 +28,11 @@ from airflow_datasync.locations.base import (
     DIR,
     FILE,
     LISTING_SCHEMA,
+    S3_TAGS,
+    S3_USER_METADATA,
     SYMLINK,
+    AlreadyExistsError,
+    Capabilities,
     ChangedSinceListingError,
     ConnectionLostError,
     Location,
@@ -38,6 +42,7 @@ from airflow_datasync.locations.base import (
     ScanHints,
     StatResult,
     UnsafePathError,
+    Written,
     safe_relpath,
 )
 from airflow_datasync.locations.s3.headers import (
@@ -55,16 +60,20 @@ log = logging.getLogger("airflow_datasync")
 HEAD_CONCURRENCY = 32
 
 
+#: What S3 keeps beside the data and a copy carries: the object's own user metadata (with every HEAD or GET)
+#: and its tags (a request of their own).
+S3_EXTRAS = frozenset({S3_USER_METADATA, S3_TAGS})
 
 
 class S3Location(Location):
     scheme = "s3"
-    owner_names = "metadata"  #: Uid/Gid NAME/BOTH: ds-user/ds-group stored beside ds-uid/ds-gid
-    default_concurrency = 64
-    uses_scan_hints = True
-    keeps_directory_metadata = False
-    directory_times_follow_children = False
-    listing_is_snapshot = True
+    #: Per-request latency dominates: many copies in flight. Owner names (Uid/Gid NAME/BOTH) are stored as
+    #: ds-user/ds-group beside ds-uid/ds-gid. Directory markers are objects that writes below them do not
+    #: change, and S3-compatible stores that are file systems underneath (SeaweedFS) drop their metadata.
+    capabilities = Capabilities(concurrency=64, owner_names="metadata", keeps_directory_metadata=False,
+                                directory_times_follow_children=False, scan_hints=True, versioned_reads=True,
+                                listed_etags=True, native_checksums=True, server_side_copy=True,
+                                extras_read=S3_EXTRAS, extras_write=S3_EXTRAS, extras_on_request=frozenset({S3_TAGS}))
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
         super().__init__(uri, conn_id)
@@ -73,8 +82,6 @@ class S3Location(Location):
         self.part_size: int = tuning["part_size"]
         self.part_concurrency: int = tuning["part_concurrency"]
         self._settings: S3Settings | None = None
-        #: path → ETag of each object this location wrote (recorded so later executions can skip HEADs).
-        self.written_etags: dict[str, str] = {}
 
     # -- clients ----------------------------------------------------------------------------------
     def _resolve(self) -> S3Settings:
@@ -91,8 +98,9 @@ class S3Location(Location):
         """The connection's S3 operations, shared by every location of this worker process."""
         return self._resolve().transport
 
-    def same_endpoint(self, other: Location) -> bool:
-        """True when a server-side copy from ``other`` is possible (same endpoint and credentials)."""
+    def can_copy_from(self, source: Location) -> bool:
+        """True when a server-side copy from ``source`` is possible (same endpoint and credentials)."""
+        other = source
         if not isinstance(other, S3Location):
             return False
         a, b = self._resolve(), other._resolve()
@@ -221,12 +229,9 @@ class S3Location(Location):
         kind = meta.get("type", DIR if is_dir else FILE)
         return StatResult(kind, 0 if kind != FILE else head["ContentLength"], mtime, meta.get("atime_ns"),
                           meta.get("mode"), meta.get("uid"), meta.get("gid"), meta.get("link_target"),
-                          etag=head.get("ETag"), user_metadata=meta.get("user_metadata"),
-                          user_name=meta.get("user_name"), group_name=meta.get("group_name"))
+                          etag=head.get("ETag"), user_name=meta.get("user_name"), group_name=meta.get("group_name"),
+                          extras={S3_USER_METADATA: meta["user_metadata"]} if meta.get("user_metadata") else {})
 
-    def _written(self, key: str, etag: str | None) -> None:
-        if etag:
-            self.written_etags[key[len(self.prefix):].rstrip("/")] = etag if etag.startswith('"') else f'"{etag}"'
 
     def etag_is_md5(self, size: int) -> bool:
         # A single PUT (no multipart) without SSE-KMS/SSE-C: S3 and the S3-compatible stores return the MD5.
@@ -241,9 +246,20 @@ class S3Location(Location):
                 etags[obj["Key"][plen:]] = obj["ETag"].strip('"')
         return etags
 
-    def get_tags(self, path: str) -> dict[str, str]:
-        """The object's tags (ObjectTags=PRESERVE carries them to an S3 destination)."""
-        return self.transport.get_tags(self.bucket, self.key(path))
+    def read_extras(self, path: str, wanted: Mapping[str, Any]) -> dict[str, Any]:
+        """The object's tags (``s3.tags``: ObjectTags=PRESERVE carries them to an S3 destination)."""
+        if S3_TAGS not in wanted:
+            return {}
+        key = self.key(path)
+        for candidate in (key, key + "/"):  # an object, else a directory's marker
+            try:
+                return {S3_TAGS: self._tags(candidate)}
+            except NotFoundError:
+                continue
+        return {}  # an implied directory (no marker object) has no tags
+
+    def _tags(self, key: str) -> dict[str, str]:
+        return self.transport.get_tags(self.bucket, key)
 
     def native_checksum(self, path: str) -> str | None:
         """The object's full-object CRC64NVME as S3 reports it (hex), without downloading it."""
@@ -256,8 +272,9 @@ class S3Location(Location):
         _head, body = self.transport.get(self.bucket, self.key(path))
         return body
 
-    def open_version(self, path: str, etag: str) -> IO[bytes]:
-        """GET with If-Match: the object as listed, or ChangedSinceListingError (one request, no HEAD)."""
+    def open_version(self, path: str, etag: str) -> tuple[IO[bytes], StatResult]:
+        """GET with If-Match: the object as listed and its stat, or ChangedSinceListingError (one request, no
+        HEAD)."""
         try:
             head, reader = self.transport.get(self.bucket, self.key(path), if_match=etag)
         except ChangedSinceListingError:
@@ -266,13 +283,12 @@ class S3Location(Location):
         except NotFoundError:
             raise NotFoundError(f"{path}: vanished from the source after PREPARING") from None
         # The GET carries the version's metadata: what the copy applies, even where PREPARING skipped the HEAD.
-        reader.stat = self._stat_from_head(head)
-        return reader
+        return reader, self._stat_from_head(head)
 
     # -- writing ----------------------------------------------------------------------------------
     def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
               before_commit: Callable[[int], None] | None = None, overwrite: bool = True,
-              kind: str = FILE, link_target: str | None = None) -> int:
+              kind: str = FILE, link_target: str | None = None) -> Written:
         """Small objects: buffered, then one PUT. Large ones: a multipart upload completed only when whole.
 
         Either way nothing is visible at the key until ``before_commit`` has passed; S3 computes and checks
@@ -281,25 +297,27 @@ class S3Location(Location):
         key = self.key(path)
         headers = meta_to_headers(meta, kind, link_target)
         if_none_match = not overwrite  # OverwriteMode=NEVER: a conditional write, never a clobber
+        tags = meta.extras.get(S3_TAGS)
         buffer = bytearray()
         iterator = iter(chunks)
         for chunk in iterator:
             buffer += chunk
             if len(buffer) > self.part_size:
-                return self._multipart(key, buffer, iterator, headers, before_commit, if_none_match, meta.tags)
+                return Written(*self._multipart(key, buffer, iterator, headers, before_commit, if_none_match, tags))
         if before_commit is not None:
             before_commit(len(buffer))
-        self._put(key, bytes(buffer), headers, if_none_match, meta.tags)
-        return len(buffer)
+        return Written(len(buffer), self._put(key, bytes(buffer), headers, if_none_match, tags))
 
     def _put(self, key: str, body: bytes, headers: dict[str, str], if_none_match: bool,
-             tags: dict[str, str] | None = None) -> None:
-        self._written(key, self.transport.put(self.bucket, key, body, headers, if_none_match=if_none_match, tags=tags,
-                                              storage_class=self.storage_class))
+             tags: dict[str, str] | None = None) -> str | None:
+        """One PUT; returns the new object's ETag."""
+        return _quoted(self.transport.put(self.bucket, key, body, headers, if_none_match=if_none_match, tags=tags,
+                                          storage_class=self.storage_class))
 
     def _multipart(self, key: str, first: bytearray, rest: Iterator[bytes], headers: dict[str, str],
                    before_commit: Callable[[int], None] | None, if_none_match: bool,
-                   tags: dict[str, str] | None = None) -> int:
+                   tags: dict[str, str] | None = None) -> tuple[int, str | None]:
+        """A multipart upload completed only when whole; returns (bytes, the object's ETag)."""
         part_size, in_flight = self.part_size, self.part_concurrency
         api = self._multipart_api(key, headers, tags)
         total = 0
@@ -333,14 +351,14 @@ class S3Location(Location):
                 whole.value = checksum.combine(whole.value, crc, n)
             if before_commit is not None:
                 before_commit(total)
-            self._written(key, api.complete([part for part, _crc, _n in sent], whole.base64(), if_none_match))
+            etag = _quoted(api.complete([part for part, _crc, _n in sent], whole.base64(), if_none_match))
         except BaseException:
             try:
                 api.abort()
             except Exception:  # the original error matters more; lifecycle rules catch leftovers
                 log.warning("could not abort multipart upload of s3://%s/%s", self.bucket, key)
             raise
-        return total
+        return total, etag
 
     def _multipart_api(self, key: str, headers: dict[str, str], tags: dict[str, str] | None) -> Multipart:
         """A started multipart upload with a full-object CRC64NVME."""
@@ -348,32 +366,36 @@ class S3Location(Location):
                                                     storage_class=self.storage_class)
         return Multipart(self.transport, self.bucket, key, upload_id)
 
-    def copy_from(self, source: S3Location, path: str, meta_for: Callable[[StatResult], Metadata], *,
-                  expect_etag: str | None, if_none_match: bool = False, keep_tags: bool = True
-                  ) -> tuple[int, str | None]:
-        """Server-side copy (multipart copy above ``COPY_PART_SIZE``); returns (bytes, the source's CRC64NVME
-        hex or None).
+    def copy_object(self, source: Location, path: str, meta_for: Callable[[StatResult], Metadata], *,
+                    expect_etag: str | None, overwrite: bool, extras: frozenset[str] = frozenset()) -> Written:
+        """Server-side copy (multipart copy above ``COPY_PART_SIZE``); the Written's checksum is the
+        source's CRC64NVME (hex), where S3 keeps one.
 
-        User metadata of the source object is kept (ours is refreshed); tags are copied with
-        ObjectTags=PRESERVE and dropped with NONE.
+        User metadata of the source object is kept (ours is refreshed); tags are copied where ``extras``
+        names ``s3.tags`` (ObjectTags=PRESERVE) and dropped otherwise.
         """
+        assert isinstance(source, S3Location), "copy_object is called only where can_copy_from(source)"
+        keep_tags = S3_TAGS in extras
         src_key, key = source.key(path), self.key(path)
         head = source._head(src_key)
-        if head is None or (expect_etag and head.get("ETag") != expect_etag):
-            raise FileNotFoundError(f"{path}: changed or vanished at the source before the copy")
+        if head is None:
+            raise NotFoundError(f"{path}: vanished from the source before the copy")
+        if expect_etag and head.get("ETag") != expect_etag:
+            raise ChangedSinceListingError(f"{path}: changed at the source since PREPARING (ETag {expect_etag} no "
+                                           "longer matches); not copied, the next execution copies the new version")
         size = head["ContentLength"]
-        if if_none_match and self._head(key) is not None:
-            raise FileExistsError(f"{key} already exists (OverwriteMode=NEVER)")
+        if not overwrite and self._head(key) is not None:
+            raise AlreadyExistsError(f"{key} already exists (OverwriteMode=NEVER)")
         # The source object's own user metadata travels with it; ours (ds-*) is written from its HEAD.
         meta = meta_for(self._stat_from_head(head))
         theirs = meta_from_head(head, False).get("user_metadata") or {}
         headers = {**theirs, **meta_to_headers(meta)}
         transport = self.transport
         if size <= COPY_PART_SIZE:
-            self._written(key, transport.copy(self.bucket, key, source.bucket, src_key, headers, if_match=head["ETag"],
-                                              keep_tags=keep_tags, storage_class=self.storage_class))
+            etag = transport.copy(self.bucket, key, source.bucket, src_key, headers, if_match=head["ETag"],
+                                  keep_tags=keep_tags, storage_class=self.storage_class)
         else:
-            tags = source.get_tags(path) if keep_tags else None
+            tags = source._tags(src_key) if keep_tags else None
             upload_id = transport.create_multipart(self.bucket, key, headers, full_object_crc=False, tags=tags,
                                                    storage_class=self.storage_class)
             try:
@@ -386,21 +408,22 @@ class S3Location(Location):
                                                                      src_key, (offset, end), if_match=head["ETag"]),
                                   None))
                     offset = end + 1
-                self._written(key, transport.complete_multipart(self.bucket, key, upload_id, parts))
+                etag = transport.complete_multipart(self.bucket, key, upload_id, parts)
             except BaseException:
                 transport.abort_multipart(self.bucket, key, upload_id)
                 raise
         # The source's own checksum, if S3 keeps one: VERIFYING compares it with the copy's. If the source
         # has none (written without one), VERIFYING reads the source to compute it.
-        return size, full_object_crc(head)
+        return Written(size, _quoted(etag), checksum=full_object_crc(head))
 
-    def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> None:
-        self.write(path, iter(()), meta, tag=tag, kind=SYMLINK, link_target=target)
+    def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> Written:
+        return self.write(path, iter(()), meta, tag=tag, kind=SYMLINK, link_target=target)
 
-    def mkdir(self, path: str, meta: Metadata | None = None) -> None:
+    def mkdir(self, path: str, meta: Metadata | None = None) -> Written:
         # PREPARING found no marker here: one PUT, with the directory's metadata (a marker does not change
         # when objects are written below it, so FINALIZE has nothing left to do for it).
-        self._put(self.key(path) + "/", b"", meta_to_headers(meta, DIR) if meta is not None else {}, False)
+        return Written(0, self._put(self.key(path) + "/", b"", meta_to_headers(meta, DIR) if meta is not None else {},
+                                    False))
 
     def set_metadata(self, path: str, meta: Metadata, *, is_dir: bool = False) -> list[str]:
         key = self.key(path) + ("/" if is_dir else "")
@@ -414,7 +437,7 @@ class S3Location(Location):
         if wanted == current:
             return []
         if is_dir:
-            self._put(key, b"", wanted, False)
+            self._put(key, b"", wanted, False, meta.extras.get(S3_TAGS))  # a marker is re-put: with its tags
         else:
             self.transport.copy(self.bucket, key, self.bucket, key, wanted, if_match=head["ETag"], keep_tags=True,
                                 storage_class=self.storage_class)
@@ -425,8 +448,12 @@ class S3Location(Location):
         self.transport.delete(self.bucket, key)
 
 
-
-
 def _printable(key: str) -> str:
     return key.replace("\x00", "\\x00")
 
+
+def _quoted(etag: str | None) -> str | None:
+    """An ETag as listings spell it (quoted): what a later execution's hints and VERIFYING compare."""
+    if not etag:
+        return None
+    return etag if etag.startswith('"') else f'"{etag}"'

@@ -7,10 +7,14 @@ import os
 
 import pyarrow.parquet as pq
 
+from airflow_datasync.locations.base import SMB_ATTRIBUTES, SMB_CREATION_NS, SMB_SECURITY_DESCRIPTOR
 from airflow_datasync.locations.smb import EPOCH_FILETIME, SmbLocation
 
 from .conftest import CONN_ID
 from .test_smb_sync import files_of, make_tree, owner_and_aces, run, smb
+
+#: What read_extras is asked for a security descriptor (SecurityDescriptorCopyFlags=OWNER_DACL).
+SD_OWNER_DACL = {SMB_SECURITY_DESCRIPTOR: "OWNER_DACL"}
 
 HIDDEN, SYSTEM, DIRECTORY = 0x2, 0x4, 0x10
 CREATED_NS = 981_173_106_000_000_000  # 2001-02-03 04:05:06 UTC
@@ -25,7 +29,7 @@ def test_smb_to_smb_keeps_directory_security_descriptor_attributes_and_creation_
                    creation=CREATED_NS // 100 + EPOCH_FILETIME)
     # A DACL that differs from what a new folder inherits: no access for group and others.
     os.chmod(src_dir.disk / "docs" / "deep", 0o700)
-    source_acl = owner_and_aces(src.get_security_descriptor("docs/deep", "OWNER_DACL"))
+    source_acl = owner_and_aces(src.read_extras("docs/deep", SD_OWNER_DACL)[SMB_SECURITY_DESCRIPTOR])
 
     copies = {}
     for flags in ("OWNER_DACL", "NONE"):
@@ -37,17 +41,20 @@ def test_smb_to_smb_keeps_directory_security_descriptor_attributes_and_creation_
         copies[flags] = dst = SmbLocation(dst_dir.uri, CONN_ID)
         # Attributes and creation time travel with every SMB → SMB copy, like a file's.
         docs = dst.stat("docs")
-        assert docs.attributes & (HIDDEN | SYSTEM) == HIDDEN | SYSTEM, hex(docs.attributes)
-        assert docs.creation_ns == src.stat("docs").creation_ns == CREATED_NS
+        assert docs.extras[SMB_ATTRIBUTES] & (HIDDEN | SYSTEM) == HIDDEN | SYSTEM, hex(docs.extras[SMB_ATTRIBUTES])
+        assert docs.extras[SMB_CREATION_NS] == src.stat("docs").extras[SMB_CREATION_NS] == CREATED_NS
         assert docs.mtime_ns == src.stat("docs").mtime_ns
-        assert not dst.stat("data").attributes & (HIDDEN | SYSTEM)  # a plain folder stays plain
+        assert not dst.stat("data").extras[SMB_ATTRIBUTES] & (HIDDEN | SYSTEM)  # a plain folder stays plain
         # A re-run finds nothing to copy.
         again = run(smb(src_dir), smb(dst_dir), {"SecurityDescriptorCopyFlags": flags}, tmp_path / "store")
         assert again["Status"] == "SUCCESS" and again["FilesTransferred"] == 0, again
 
-    assert owner_and_aces(copies["OWNER_DACL"].get_security_descriptor("docs/deep", "OWNER_DACL")) == source_acl
+    def acl_of(location: SmbLocation):
+        return owner_and_aces(location.read_extras("docs/deep", SD_OWNER_DACL)[SMB_SECURITY_DESCRIPTOR])
+
+    assert acl_of(copies["OWNER_DACL"]) == source_acl
     # NONE leaves the destination's inherited ACL: the source's restricted one is not copied.
-    assert owner_and_aces(copies["NONE"].get_security_descriptor("docs/deep", "OWNER_DACL")) != source_acl
+    assert acl_of(copies["NONE"]) != source_acl
 
 
 def report_rows(summary) -> dict[str, dict]:

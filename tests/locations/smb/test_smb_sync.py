@@ -13,10 +13,13 @@ import pytest
 
 from airflow_datasync.engine import LocationSpec, run_execution
 from airflow_datasync.locations import LocationError, open_location
-from airflow_datasync.locations.base import Metadata
+from airflow_datasync.locations.base import SMB_ATTRIBUTES, SMB_CREATION_NS, SMB_SECURITY_DESCRIPTOR, Metadata
 from airflow_datasync.locations.smb import SmbLocation, reset_pools, windows_name_problem
 
 from .conftest import CONN_ID, ENCRYPTED_CONN_ID
+
+#: What read_extras is asked for a security descriptor (SecurityDescriptorCopyFlags=OWNER_DACL).
+SD_OWNER_DACL = {SMB_SECURITY_DESCRIPTOR: "OWNER_DACL"}
 
 BIG = 20 * 1024 * 1024  # above Samba's 8 MiB max write: the write loop must handle short writes
 
@@ -108,21 +111,21 @@ def test_smb_to_smb_keeps_times_attributes_and_security_descriptor(smb_folder, t
     assert run(str(tmp_path / "seed"), smb(src_dir), {}, tmp_path / "store")["Status"] == "SUCCESS"
     src = SmbLocation(src_dir.uri, CONN_ID)
     src._set_basic("a.txt", attributes=0x2 | 0x20)  # hidden + archive
-    created = src.stat("docs/readme ✓.md").creation_ns
+    created = src.stat("docs/readme ✓.md").extras[SMB_CREATION_NS]
 
     out = run(smb(src_dir), smb(dst_dir), {"VerifyMode": "POINT_IN_TIME_CONSISTENT",
                                              "SecurityDescriptorCopyFlags": "OWNER_DACL"}, tmp_path / "store")
     assert out["Status"] == "SUCCESS", out
     assert files_of(dst_dir.disk) == files_of(src_dir.disk)
     dst = SmbLocation(dst_dir.uri, CONN_ID)
-    assert dst.stat("a.txt").attributes & 0x2
-    assert dst.stat("docs/readme ✓.md").creation_ns == created
+    assert dst.stat("a.txt").extras[SMB_ATTRIBUTES] & 0x2
+    assert dst.stat("docs/readme ✓.md").extras[SMB_CREATION_NS] == created
     assert dst.stat("docs/readme ✓.md").mtime_ns == src.stat("docs/readme ✓.md").mtime_ns
     for path in ("a.txt", "docs/deep/er/x.bin"):
         # Samba (without vfs_acl_xattr) stores a DACL as a POSIX ACL and may return it with a duplicate
         # entry: compare the owner and the set of access entries, not the bytes.
-        assert owner_and_aces(dst.get_security_descriptor(path, "OWNER_DACL")) == \
-            owner_and_aces(src.get_security_descriptor(path, "OWNER_DACL"))
+        assert owner_and_aces(dst.read_extras(path, SD_OWNER_DACL)[SMB_SECURITY_DESCRIPTOR]) == \
+            owner_and_aces(src.read_extras(path, SD_OWNER_DACL)[SMB_SECURITY_DESCRIPTOR])
     assert run(smb(src_dir), smb(dst_dir), {}, tmp_path / "store")["FilesTransferred"] == 0
 
 

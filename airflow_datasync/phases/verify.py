@@ -21,8 +21,11 @@ from airflow_datasync import checksum, plan
 from airflow_datasync.locations.base import FILE, LISTING_SCHEMA, SYMLINK, Location, ScanHints
 from airflow_datasync.manifest import VERIFY_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
+from airflow_datasync.phases.finalize import dry_run_summary
+from airflow_datasync.phases.hints import execution_hints
+from airflow_datasync.phases.launch import opened
+from airflow_datasync.phases.transfer import run_parallel
 from airflow_datasync.progress import Progress
-from airflow_datasync.transfer import run_parallel
 from airflow_datasync.units import entries
 
 log = logging.getLogger("airflow_datasync")
@@ -30,7 +33,7 @@ log = logging.getLogger("airflow_datasync")
 
 def _hash(location: Location, path: str) -> str:
     """The store's own checksum when it keeps one (S3: a HEAD), else a streaming read."""
-    native = location.native_checksum(path)
+    native = location.native_checksum(path) if location.capabilities.native_checksums else None
     if native is not None:
         return native
     with location.open_read(path) as fh:
@@ -75,7 +78,7 @@ def _by_listed_etags(dst: Location, todo: list[dict[str, Any]], progress: Progre
     ETag equal to the MD5 we computed from the source proves the content, at one LIST per 1,000 objects
     instead of one HEAD each. Everything else (multipart, other ETags, a mismatch) goes on to
     :func:`_check_transferred`, which compares CRC64NVME checksums."""
-    if not any(r.get("src_md5") for r in todo):
+    if not dst.capabilities.listed_etags or not any(r.get("src_md5") for r in todo):
         return [], todo
     etags = dst.list_etags()
     if etags is None:
@@ -112,7 +115,7 @@ def _check_entry(src: Location, dst: Location, row: dict[str, Any], options: Tas
         # The destination's listed ETag is the server's MD5 of its bytes: compare it with the source's MD5
         # (its own listed ETag on an object store, else read) instead of a HEAD per object.
         try:
-            src_md5 = checksum.md5_of_etag(row.get("etag")) if src.listing_is_snapshot else _md5(src, path)
+            src_md5 = checksum.md5_of_etag(row.get("etag")) if src.capabilities.versioned_reads else _md5(src, path)
         except OSError as exc:
             return _row(path, "ERROR", error=f"{path}: cannot read: {exc.strerror or exc}")
         if src_md5 == dst_md5:
@@ -191,3 +194,17 @@ def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, option
                     for p in extra["path"].to_pylist())
     progress.log()
     return rows
+
+
+def verify(execution: ExecutionDir) -> dict[str, Any]:
+    """VERIFYING of the execution, as its VerifyMode asks; a dry run verifies nothing."""
+    with opened(execution) as (_record, src, dst, options):
+        if options.dry_run:
+            return {**dry_run_summary("verify", "nothing was transferred, so nothing to verify"), "failed": 0,
+                    "examples": []}
+        hints = {}
+        if options.VerifyMode == "POINT_IN_TIME_CONSISTENT":
+            # The second listing re-reads metadata this execution already has, for every ETag still unchanged.
+            hints = {side: execution_hints(execution, side) for side, loc in (("source", src), ("destination", dst))
+                     if loc.capabilities.scan_hints}
+        return verify_execution(execution, src, dst, options, hints)

@@ -162,3 +162,8 @@ def _per_file(manifest: pa.Table, results: pa.Table, verify_rows: pa.Table) -> p
     joined = joined.set_column(joined.schema.get_field_index("status"), "status", status)
     joined = joined.set_column(joined.schema.get_field_index("error"), "error", error)
     return joined.select(REPORT_COLUMNS).sort_by("path")
+
+
+def report(execution: ExecutionDir) -> dict[str, Any]:
+    """The report phase: :func:`build_report`."""
+    return build_report(execution)

@@ -9,7 +9,6 @@ or cleared task skips what it already did (after checking that the destination s
 from __future__ import annotations
 
 import dataclasses
-import errno
 import hashlib
 import itertools
 import logging
@@ -22,10 +21,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_datasync import checksum
-from airflow_datasync.locations.base import DIR, FILE, SYMLINK, Location, LocationError, Metadata, StatResult
+from airflow_datasync.errors import is_retryable
+from airflow_datasync.locations.base import (
+    DIR,
+    FILE,
+    S3_TAGS,
+    SMB_CREATION_NS,
+    SMB_SECURITY_DESCRIPTOR,
+    SMB_SECURITY_FLAGS,
+    SYMLINK,
+    Location,
+    LocationError,
+    Metadata,
+    StatResult,
+    Written,
+)
 from airflow_datasync.manifest import RESULT_SCHEMA, ExecutionDir, Journal, utcnow
-from airflow_datasync.options import TaskOptions
+from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.owners import OwnerMap
+from airflow_datasync.phases.launch import opened
 from airflow_datasync.plan import without_ownership
 from airflow_datasync.progress import RateLimiter, ShardProgress
 from airflow_datasync.units import entries
@@ -50,14 +64,10 @@ class PermanentShardError(ShardFailedError):
     a file gone from the source): the task fails at once instead of burning its retries."""
 
 
-#: errno values that a retry will not fix; anything else (EIO, ESTALE, ETIMEDOUT on a mount…) may pass.
-_PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.ENAMETOOLONG, errno.EROFS,
-                     errno.ELOOP, errno.EINVAL, errno.EEXIST}
-
-
 def metadata_for(row: dict[str, Any] | StatResult, options: TaskOptions, owners: OwnerMap | None = None) -> Metadata:
-    """The metadata to write for a source entry (a manifest row or a stat); ``owners`` maps its uid/gid to the
-    destination's for Uid/Gid NAME and BOTH (without it, the ids are written as read)."""
+    """The metadata to write for a source entry (a manifest row or a stat), without extras (see
+    :func:`with_extras`); ``owners`` maps its uid/gid to the destination's for Uid/Gid NAME and BOTH
+    (without it, the ids are written as read)."""
     get = row.get if isinstance(row, dict) else (lambda k: getattr(row, k))
     meta = Metadata(
         mtime_ns=get("mtime_ns") if options.Mtime == "PRESERVE" else None,
@@ -65,22 +75,42 @@ def metadata_for(row: dict[str, Any] | StatResult, options: TaskOptions, owners:
         mode=get("mode") if options.PosixPermissions == "PRESERVE" else None,
         uid=get("uid") if options.Uid != "NONE" else None,
         gid=get("gid") if options.Gid != "NONE" else None,
-        # SMB only (None elsewhere): creation time with the other times, standard file attributes always.
-        creation_ns=get("creation_ns") if options.Mtime == "PRESERVE" and not isinstance(row, dict) else None,
-        attributes=None if isinstance(row, dict) else get("attributes"),
-        # S3 only (None elsewhere): the source object's own user metadata travels with it.
-        user_metadata=None if isinstance(row, dict) else get("user_metadata"),
     )
     return owners.apply(meta, row) if owners is not None else meta
 
 
-def with_security_descriptor(src: Location, dst: Location, path: str, meta: Metadata, options: TaskOptions) -> Metadata:
-    """SMB → SMB only: add the source's owner + DACL (+ SACL) as SecurityDescriptorCopyFlags asks, as
-    DataSync copies them for files and directories; other pairs are returned unchanged."""
-    flags = options.SecurityDescriptorCopyFlags
-    if not (src.scheme == dst.scheme == "smb") or flags == "NONE":
+def copied_extras(src: Location, dst: Location, options: TaskOptions) -> frozenset[str]:
+    """The extras keys a copy from ``src`` to ``dst`` carries: those the source reads and the destination
+    writes, less those an option turns off (creation time goes with Mtime, security descriptors with
+    SecurityDescriptorCopyFlags, object tags with ObjectTags)."""
+    keys = src.capabilities.extras_read & dst.capabilities.extras_write
+    if options.Mtime != "PRESERVE":
+        keys -= {SMB_CREATION_NS}
+    if options.SecurityDescriptorCopyFlags == "NONE":
+        keys -= {SMB_SECURITY_DESCRIPTOR, SMB_SECURITY_FLAGS}
+    if options.ObjectTags != "PRESERVE":
+        keys -= {S3_TAGS}
+    return keys
+
+
+def extras_request(keys: frozenset[str], options: TaskOptions) -> dict[str, Any]:
+    """What :meth:`Location.read_extras` is asked for ``keys``: the SecurityDescriptorCopyFlags value for
+    the security descriptor (it says which parts to read), True for the others."""
+    return {key: options.SecurityDescriptorCopyFlags if key in (SMB_SECURITY_DESCRIPTOR, SMB_SECURITY_FLAGS) else True
+            for key in keys}
+
+
+def with_extras(src: Location, path: str, meta: Metadata, stat: StatResult, keys: frozenset[str],
+                options: TaskOptions, *, on_request: bool = True) -> Metadata:
+    """``meta`` with the extras named in ``keys``: from the source's ``stat``, and (``on_request``) those
+    that cost a request of their own from :meth:`Location.read_extras`."""
+    if not keys:
         return meta
-    return dataclasses.replace(meta, security_descriptor=src.get_security_descriptor(path, flags), security_flags=flags)
+    extras = {key: value for key, value in stat.extras.items() if key in keys}
+    requested = keys & src.capabilities.extras_on_request
+    if on_request and requested:
+        extras.update(src.read_extras(path, extras_request(requested, options)))
+    return dataclasses.replace(meta, extras=extras) if extras else meta
 
 
 def _same(a: StatResult | None, size: int | None, mtime_ns: int | None) -> bool:
@@ -93,6 +123,8 @@ class ShardCopier:
         self.src, self.dst, self.options, self.tag = src, dst, options, tag
         self.journal, self.limiter, self.progress = journal, limiter, progress
         self.owners = OwnerMap(src, dst, options)  # Uid/Gid NAME/BOTH; a no-op otherwise
+        self.extras = copied_extras(src, dst, options)
+        self.server_copy = dst.capabilities.server_side_copy and dst.can_copy_from(src)
 
     def run_one(self, row: dict[str, Any], done: dict[str, Any]) -> dict[str, Any]:
         path, action, kind = row["path"], row["action"], row["type"]
@@ -111,25 +143,28 @@ class ShardCopier:
                     self.progress.resumed(path)  # counted as done when the shard started
                     return result
                 self.progress.uncount(prior.get("bytes") or 0)
+            written: Written | None = None
             if action == "mkdir":
-                self.dst.mkdir(path, metadata_for(row, self.options, self.owners))
+                written = self.dst.mkdir(path, metadata_for(row, self.options, self.owners))
             elif action == "meta":
                 warnings = self.dst.set_metadata(path, metadata_for(row, self.options, self.owners), is_dir=kind == DIR)
                 result["warning"] = "; ".join(warnings) or None
             elif kind == SYMLINK:
                 before = self._stat_source(path, SYMLINK)
-                self.dst.symlink(path, before.link_target or "", metadata_for(before, self.options, self.owners), tag=self.tag)
+                meta = with_extras(self.src, path, metadata_for(before, self.options, self.owners), before,
+                                   self.extras, self.options, on_request=False)
+                written = self.dst.symlink(path, before.link_target or "", meta, tag=self.tag)
             elif kind == FILE:
-                result.update(self._copy_file(path, row, streamed))
+                copied, written = self._copy_file(path, row, streamed)
+                result.update(copied)
             else:
                 raise LocationError(f"cannot copy entry of type {kind!r}")
         except (OSError, LocationError, SourceChangedError) as exc:
             result.update(status="FAILED", error=_describe(exc, path), retryable=_retryable(exc))
             self.progress.end(path)  # bytes streamed before the failure stay counted: they did move
             return result
-        written_etags = getattr(self.dst, "written_etags", None)
-        if written_etags:
-            result["dst_etag"] = written_etags.get(path)
+        if written is not None and written.etag:
+            result["dst_etag"] = written.etag
         # What a retry checks at the destination before trusting this line: the size written and the mtime
         # set (known without another stat, which would cost a request per file on an object store).
         is_data = kind == FILE and action == "copy"
@@ -154,11 +189,12 @@ class ShardCopier:
             raise SourceChangedError(f"changed type at the source ({kind} → {s.type}) after PREPARING")
         return s
 
-    def _copy_file(self, path: str, row: dict[str, Any], streamed: list[int]) -> dict[str, Any]:
+    def _copy_file(self, path: str, row: dict[str, Any], streamed: list[int]) -> tuple[dict[str, Any], Written]:
+        """Copy one file; returns its result fields and what the destination says it wrote."""
         # An object store's listing names one version of each object (its ETag): the copy reads exactly
         # that version (If-Match), so neither a stat before nor one after is needed. File systems are
         # stat'ed before and after instead, and a file that changed in between is not published.
-        pinned = self.src.listing_is_snapshot and bool(row.get("etag"))
+        pinned = self.src.capabilities.versioned_reads and bool(row.get("etag"))
         if pinned:
             before = StatResult(FILE, row["size"], row["mtime_ns"], row.get("atime_ns"), row.get("mode"), row.get("uid"),
                                 row.get("gid"), etag=row["etag"])
@@ -166,9 +202,10 @@ class ShardCopier:
             before = self._stat_source(path, FILE)
         seen: list[StatResult] = []
 
-        def meta_for(stat: StatResult) -> Metadata:
+        def meta_for(stat: StatResult, *, on_request: bool = True) -> Metadata:
             seen.append(stat)
-            return with_security_descriptor(self.src, self.dst, path, metadata_for(stat, self.options, self.owners), self.options)
+            return with_extras(self.src, path, metadata_for(stat, self.options, self.owners), stat, self.extras,
+                               self.options, on_request=on_request)
 
         def read_as(result: dict[str, Any]) -> dict[str, Any]:
             st = seen[-1] if seen else before
@@ -176,16 +213,16 @@ class ShardCopier:
                     "src_uid": st.uid, "src_gid": st.gid}
 
         overwrite = self.options.OverwriteMode == "ALWAYS"
-        keep_tags = self.options.ObjectTags == "PRESERVE"
-        copy_from = getattr(self.dst, "copy_from", None)
-        if copy_from is not None and self.dst.same_endpoint(self.src):
-            # Same S3 endpoint: the server copies (conditional on the ETag seen here); no bytes pass through us.
+        if self.server_copy:
+            # The server copies (conditional on the ETag seen here); no bytes pass through us. Extras that
+            # cost a request of their own (object tags) the server carries over itself.
             self.limiter.acquire(before.size)
-            size, crc = copy_from(self.src, path, meta_for, expect_etag=before.etag, if_none_match=not overwrite,
-                                  keep_tags=keep_tags)
+            by_server = self.extras & self.src.capabilities.extras_on_request
+            written = self.dst.copy_object(self.src, path, lambda stat: meta_for(stat, on_request=False),
+                                           expect_etag=before.etag, overwrite=overwrite, extras=by_server)
             # A single-part source ETag is the MD5 of its bytes; the server-side copy keeps those bytes.
-            return read_as({"bytes_written": size, "checksum_algo": checksum.ALGO if crc else None,
-                            "src_checksum": crc, "src_md5": checksum.md5_of_etag(before.etag)})
+            return read_as({"bytes_written": written.size, "checksum_algo": checksum.ALGO if written.checksum else None,
+                            "src_checksum": written.checksum, "src_md5": checksum.md5_of_etag(before.etag)}), written
         hasher = checksum.new_hasher()
 
         def check(written: int) -> None:
@@ -208,15 +245,18 @@ class ShardCopier:
             self.progress.add_bytes(n)
 
         md5 = hashlib.md5(usedforsecurity=False) if self.dst.etag_is_md5(before.size) else None
-        with (self.src.open_version(path, before.etag) if pinned else self.src.open_read(path)) as fh:
+        if pinned:
             # A pinned read brings the version's own metadata (PREPARING may not have read it).
-            meta = meta_for(getattr(fh, "stat", None) or before)
-            if keep_tags and self.src.scheme == self.dst.scheme == "s3":
-                meta = dataclasses.replace(meta, tags=self.src.get_tags(path))
+            fh, read_stat = self.src.open_version(path, before.etag)
+        else:
+            fh, read_stat = self.src.open_read(path), before
+        with fh:
+            meta = meta_for(read_stat)
             written = self.dst.write(path, checksum.stream(fh, hasher, on_chunk=counted, also=md5), meta,
                                      tag=self.tag, before_commit=check, overwrite=overwrite)
-        return read_as({"bytes_written": written, "checksum_algo": checksum.ALGO, "src_checksum": hasher.hexdigest(),
-                        "src_md5": md5.hexdigest() if md5 is not None else None, "mtime_written": meta.mtime_ns})
+        return read_as({"bytes_written": written.size, "checksum_algo": checksum.ALGO,
+                        "src_checksum": hasher.hexdigest(), "src_md5": md5.hexdigest() if md5 is not None else None,
+                        "mtime_written": meta.mtime_ns}), written
 
 
 def run_parallel(fn: Callable[[Any], Any], items: list[Any], workers: int, name: str) -> list[Any]:
@@ -270,11 +310,11 @@ def run_by_depth(fn: Callable[[dict[str, Any]], Any], rows: list[dict[str, Any]]
 
 
 def _retryable(exc: BaseException) -> bool:
+    """Whether a retry of the shard may succeed for this entry: the vocabulary says (a transient error, an
+    errno outside errors.ERRNO_TABLE); a file still being written at the source may settle."""
     if isinstance(exc, SourceChangedError):
         return exc.retryable
-    if isinstance(exc, LocationError):
-        return False
-    return not (isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS)
+    return is_retryable(exc)
 
 
 def _describe(exc: BaseException, path: str) -> str:
@@ -298,8 +338,7 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
     journal = execution.journal(shard)
     done = journal.load()
     limiter = RateLimiter(bytes_per_second if bytes_per_second is not None else options.BytesPerSecond)
-    if options.sync_writes and hasattr(dst, "early_writeback"):
-        dst.early_writeback = True
+    dst.prepare_writes(durable=options.sync_writes)
     records = rows.select(["path", "type", "action", "size", "mtime_ns", "atime_ns", "mode", "uid", "gid",
                            "etag"]).to_pylist()
     progress = _shard_progress(execution, shard, records, done, try_number)
@@ -360,3 +399,12 @@ def _shard_progress(execution: ExecutionDir, shard: int, records: list[dict[str,
 
     return ShardProgress(shard, len(records), total_bytes, write, try_number=try_number,
                          done_items=len(resumed), done_bytes=sum(p.get("bytes") or 0 for p in resumed))
+
+
+def transfer(execution: ExecutionDir, shard: int, *, bytes_per_second: int | None = None,
+             try_number: int | None = None) -> dict[str, Any]:
+    """TRANSFERRING of one shard; ``try_number`` (Airflow's) goes into its summary and progress file."""
+    with opened(execution) as (_record, src, dst, options):
+        if options.dry_run:  # PREPARING hands out no shards for a dry run; never write for one that got here
+            raise OptionsError(f"execution {execution.execution_id} is a dry run: TRANSFERRING writes nothing")
+        return transfer_shard(execution, shard, src, dst, options, bytes_per_second, try_number)

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from airflow_datasync.locations import LocationError
-from airflow_datasync.locations.base import Metadata
+from airflow_datasync.locations.base import SMB_ATTRIBUTES, SMB_CREATION_NS, Metadata
 from airflow_datasync.locations.smb import ATTR_READONLY, COPIED_ATTRIBUTES, SmbLocation
 
 from .conftest import CONN_ID
@@ -37,12 +37,12 @@ def test_directory_in_the_way_is_a_clear_error(smb_folder, overwrite):
 def test_read_only_file_is_replaced(smb_folder):
     dst = smb_folder()
     loc = SmbLocation(dst.uri, CONN_ID)
-    loc.write("ro.txt", iter([b"old"]), Metadata(mtime_ns=MTIME, attributes=ATTR_READONLY), tag="t-0")
-    assert loc.stat("ro.txt").attributes & ATTR_READONLY
-    loc.write("ro.txt", iter([b"new"]), Metadata(mtime_ns=MTIME, attributes=ATTR_READONLY), tag="t-0")
+    loc.write("ro.txt", iter([b"old"]), Metadata(mtime_ns=MTIME, extras={SMB_ATTRIBUTES: ATTR_READONLY}), tag="t-0")
+    assert loc.stat("ro.txt").extras[SMB_ATTRIBUTES] & ATTR_READONLY
+    loc.write("ro.txt", iter([b"new"]), Metadata(mtime_ns=MTIME, extras={SMB_ATTRIBUTES: ATTR_READONLY}), tag="t-0")
     assert (dst.disk / "ro.txt").read_bytes() == b"new"
     s = loc.stat("ro.txt")
-    assert s.attributes & ATTR_READONLY and s.mtime_ns == MTIME
+    assert s.extras[SMB_ATTRIBUTES] & ATTR_READONLY and s.mtime_ns == MTIME
     assert _names(dst.disk) == ["ro.txt"]
 
 
@@ -53,7 +53,7 @@ def test_times_applied_on_the_handle_and_no_leftovers(smb_folder):
     seen = []
     n = loc.write("d/f.bin", iter([payload[:50_000], payload[50_000:]]),
                   Metadata(mtime_ns=MTIME, atime_ns=ATIME), tag="t-0", before_commit=seen.append)
-    assert n == len(payload) and seen == [len(payload)]
+    assert n.size == len(payload) and seen == [len(payload)]
     s = loc.stat("d/f.bin")  # before reading it back, which moves the access time
     assert (s.size, s.mtime_ns, s.atime_ns) == (len(payload), MTIME, ATIME)
     assert (dst.disk / "d" / "f.bin").read_bytes() == payload
@@ -103,12 +103,13 @@ def test_stat_matches_smbclient_lstat(smb_folder):
 
     dst = smb_folder()
     loc = SmbLocation(dst.uri, CONN_ID)
-    loc.write("d/f.bin", iter([b"12345"]), Metadata(mtime_ns=MTIME, atime_ns=ATIME, attributes=ATTR_READONLY),
-              tag="t-0")
+    loc.write("d/f.bin", iter([b"12345"]),
+              Metadata(mtime_ns=MTIME, atime_ns=ATIME, extras={SMB_ATTRIBUTES: ATTR_READONLY}), tag="t-0")
     for path in ("d", "d/f.bin"):
         mine = loc.stat(path)
         ref = smbclient.lstat(loc._unc(path), **loc._kw())
-        assert (mine.size if mine.type == "file" else ref.st_size, mine.mtime_ns, mine.atime_ns, mine.creation_ns) == (
+        size = mine.size if mine.type == "file" else ref.st_size
+        assert (size, mine.mtime_ns, mine.atime_ns, mine.extras[SMB_CREATION_NS]) == (
             ref.st_size, ref.st_mtime_ns, ref.st_atime_ns, ref.st_ctime_ns)
-        assert mine.attributes == ref.st_file_attributes & COPIED_ATTRIBUTES
+        assert mine.extras[SMB_ATTRIBUTES] == ref.st_file_attributes & COPIED_ATTRIBUTES
     assert loc.stat("d/f.bin").type == "file" and loc.stat("d").type == "dir" and loc.stat("nope") is None

@@ -1,0 +1,613 @@
+"""The SMB location: the :class:`~airflow_datasync.locations.base.Location` contract over an SMB share.
+
+What it keeps and how (sessions, atomic writes, FILETIMEs, Windows names) is told in the package's
+docstring (:mod:`airflow_datasync.locations.smb`); the wire-level work is in :mod:`.protocol`.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import stat as st
+import threading
+import uuid
+import zlib
+from typing import IO, Any, Callable, Iterator, Mapping
+
+import pyarrow as pa
+
+from airflow_datasync.locations.base import (
+    DIR,
+    FILE,
+    LISTING_SCHEMA,
+    OTHER,
+    SMB_ATTRIBUTES,
+    SMB_CREATION_NS,
+    SMB_SECURITY_DESCRIPTOR,
+    SMB_SECURITY_FLAGS,
+    SYMLINK,
+    TEMP_PREFIX,
+    Capabilities,
+    DirectoryNotEmptyError,
+    Location,
+    LocationError,
+    Metadata,
+    StatResult,
+    Written,
+    listing_batch,
+    safe_relpath,
+)
+from airflow_datasync.locations.smb.names import check_windows_path
+from airflow_datasync.locations.smb.protocol import (
+    ACCESS_SYSTEM_SECURITY,
+    ATTR_DIRECTORY,
+    ATTR_NORMAL,
+    ATTR_READONLY,
+    ATTR_REPARSE_POINT,
+    COPIED_ATTRIBUTES,
+    DELETE,
+    IO_REPARSE_TAG_SYMLINK,
+    READ_CONTROL,
+    SACL_SECURITY_INFORMATION,
+    SECURITY,
+    SECURITY_FLAGS,
+    WRITE_DAC,
+    WRITE_OWNER,
+    basic_info_request,
+    close_quietly,
+    create_exclusive,
+    delete_on_close,
+    filetime_from_ns,
+    list_directory,
+    ns_from_filetime,
+    query_security,
+    quick_lstat,
+    rename_request,
+    set_basic,
+    set_info_on,
+    set_security,
+)
+from airflow_datasync.locations.smb.reader import ReconnectingReader
+from airflow_datasync.locations.smb.sessions import CREDIT_WAITS, open_session, pause_for_credits, pool
+from airflow_datasync.locations.smb.status import (
+    LOGON_STATUSES,
+    STATUS_ERRNO,
+    HandleLost,
+    is_disconnect,
+    out_of_credits,
+)
+from airflow_datasync.locations.smb.uri import DEFAULT_PORT, parse_smb_uri
+
+
+def _basic_info(meta: Metadata, *, is_dir: bool) -> tuple[int, int, int, int]:
+    """FILETIMEs (creation, last access, last write) and FILE_ATTRIBUTE_* bits to set for ``meta``; 0 means
+    "leave as is". Creation and access times go with the write time (Mtime=PRESERVE), as DataSync does."""
+    attributes = meta.extras.get(SMB_ATTRIBUTES)
+    attrs = 0
+    if attributes is not None:
+        attrs = (attributes & COPIED_ATTRIBUTES) | (ATTR_DIRECTORY if is_dir else 0) or ATTR_NORMAL
+    atime = meta.atime_ns if meta.atime_ns is not None else meta.mtime_ns
+    keep = meta.mtime_ns is not None
+    creation = filetime_from_ns(meta.extras.get(SMB_CREATION_NS)) if keep else 0
+    return creation, (filetime_from_ns(atime) if keep else 0), filetime_from_ns(meta.mtime_ns), attrs
+
+
+#: What SMB keeps beside the data: creation time and attributes come with every stat; the security
+#: descriptor costs a request of its own (:meth:`SmbLocation.read_extras`).
+SMB_EXTRAS = frozenset({SMB_CREATION_NS, SMB_ATTRIBUTES, SMB_SECURITY_DESCRIPTOR, SMB_SECURITY_FLAGS})
+
+
+class SmbLocation(Location):
+    scheme = "smb"
+    #: Times are FILETIMEs (100 ns ticks); POSIX mode/uid/gid are not SMB concepts (neither set nor compared);
+    #: ``Report.txt`` and ``report.txt`` are one entry on a share (Windows, and Samba for SMB2+ clients).
+    capabilities = Capabilities(concurrency=16, mtime_resolution_ns=100, posix_metadata=False, case_insensitive=True,
+                                extras_read=SMB_EXTRAS, extras_write=SMB_EXTRAS,
+                                extras_on_request=frozenset({SMB_SECURITY_DESCRIPTOR, SMB_SECURITY_FLAGS}))
+
+    def __init__(self, uri: str, conn_id: str | None = None) -> None:
+        super().__init__(uri, conn_id)
+        self.target = parse_smb_uri(uri)
+        self._config = None
+        self._known_dirs: set[str] = {""}
+        self._lock = threading.Lock()
+        self._symlinks_refused: str | None = None
+
+    # -- connection -------------------------------------------------------------------------------
+    @property
+    def config(self):
+        if self._config is None:
+            from airflow.sdk.exceptions import AirflowNotFoundException
+
+            from airflow_datasync.hooks.smb import SmbConnectionError, SmbShareHook
+
+            conn_id = self.conn_id or SmbShareHook.default_conn_name
+            try:
+                self._config = SmbShareHook(conn_id).get_config()
+            except SmbConnectionError as exc:
+                raise LocationError(f"{self.uri}: {exc}") from None
+            except AirflowNotFoundException:  # airflow.exceptions re-exports this class
+                raise LocationError(
+                    f"{self.uri}: Airflow connection {conn_id!r} (type datasync_smb) is not defined; create it or "
+                    "set source_conn_id/destination_conn_id") from None
+        return self._config
+
+    @property
+    def port(self) -> int:
+        return self.target.port or self.config.port or DEFAULT_PORT
+
+    def _kw(self) -> dict[str, Any]:
+        c = self.config
+        return {"username": c.username, "password": c.password, "port": self.port,
+                "encrypt": True if c.encrypt else None, "connection_cache": pool(self.target.server, self.port, c),
+                "auth_protocol": c.auth_protocol, "require_signing": c.require_signing}
+
+    def _session(self, fresh: bool = False):
+        return open_session(self.target.server, self.port, self.config, fresh=fresh)
+
+    def _call(self, fn: Callable[[], Any], path: str = "") -> Any:
+        """Run one SMB operation; on a dropped connection re-open the session and try again (twice)."""
+        from smbprotocol.exceptions import SMBAuthenticationError, SMBException, SMBResponseException
+
+        drops = waits = 0
+        while True:
+            try:
+                self._session(fresh=drops > 0)
+                return fn()
+            except (SMBAuthenticationError, SMBResponseException) as exc:
+                if isinstance(exc, SMBResponseException) and exc.status not in LOGON_STATUSES:
+                    if out_of_credits(exc) or is_disconnect(exc):
+                        drops += 1
+                        if drops <= 2:
+                            continue
+                    raise self._translate(exc, path) from None
+                raise LocationError(f"{self.uri}: authentication failed for {self.config.username!r} "
+                                    f"(connection {self.config.conn_id!r}): {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - sorted below
+                if out_of_credits(exc) and waits < CREDIT_WAITS:
+                    pause_for_credits(waits)
+                    waits += 1
+                    continue
+                if is_disconnect(exc) and drops < 2:
+                    drops += 1
+                    continue
+                if isinstance(exc, (OSError, SMBException)):
+                    raise self._translate(exc, path) from None
+                raise
+
+    def _translate(self, exc: BaseException, path: str) -> BaseException:
+        from smbprotocol.exceptions import SMBOSError, SMBResponseException
+
+        shown = f"{self.uri.rstrip('/')}/{path}" if path else self.uri
+        if isinstance(exc, SMBOSError):
+            code, text = STATUS_ERRNO.get(exc.ntstatus, (exc.errno or errno.EIO, exc.strerror))
+            return OSError(code, f"{text} (NTSTATUS 0x{exc.ntstatus:08x})", shown)
+        if isinstance(exc, SMBResponseException):
+            code, text = STATUS_ERRNO.get(exc.status, (errno.EIO, exc.message))
+            return OSError(code, f"{text} (NTSTATUS 0x{exc.status:08x})", shown)
+        if isinstance(exc, OSError) and not exc.filename:
+            return OSError(exc.errno or errno.EIO, exc.strerror or str(exc), shown)
+        if isinstance(exc, OSError):
+            return exc
+        return OSError(errno.ECONNRESET, f"SMB connection problem: {exc}", shown)
+
+    def _unc(self, path: str = "") -> str:
+        parts = [self.target.server, self.target.share, *self.target.base]
+        if path:
+            parts.extend(safe_relpath(path).split("/"))
+        return "\\\\" + "\\".join(parts)
+
+    # -- checks -----------------------------------------------------------------------------------
+    def check(self, *, writable: bool, dry_run: bool = False) -> bool:
+        try:
+            s = self.stat("")
+            if s is None and writable and self.target.base:
+                parent_unc = "\\\\" + "\\".join([self.target.server, self.target.share, *self.target.base[:-1]])
+                if self._stat_unc(parent_unc, "") is not None:
+                    if dry_run:  # a real run would create it; the share's ACLs show only on writing
+                        return False
+                    import smbclient
+
+                    self._call(lambda: smbclient.mkdir(self._unc(), **self._kw()))
+                    s = self.stat("")
+            share_root = f"\\\\{self.target.server}\\{self.target.share}"
+            share_exists = s is not None or self._stat_unc(share_root, "") is not None
+        except OSError as exc:
+            raise LocationError(f"{self.uri}: cannot reach the share: {exc.strerror or exc}") from None
+        except ConnectionError as exc:
+            raise LocationError(f"{self.uri}: cannot connect to {self.target.server}:{self.port}: {exc}") from None
+        if not share_exists:  # a missing share reads as a missing path (ENOENT): tell them apart for the fix
+            raise LocationError(f"{self.uri}: server {self.target.server} has no share {self.target.share!r}. "
+                                "Fix the share name, or share the folder.")
+        if s is None:
+            created = " (a destination folder is created only inside an existing one)" if writable else ""
+            raise LocationError(f"{self.uri}: the folder does not exist on share {self.target.share!r}{created}. "
+                                "Create it or fix the path.")
+        if s.type != DIR:
+            raise LocationError(f"{self.uri}: is not a directory; a location names a folder, fix the path.")
+        if writable and not dry_run:
+            probe = f"{TEMP_PREFIX}probe-{uuid.uuid4().hex[:12]}"
+            try:
+                self._write_temp(probe, iter([b""]))
+                self._remove(probe, is_dir=False)
+            except OSError as exc:
+                raise LocationError(f"{self.uri}: not writable by {self.config.username!r}: {exc.strerror or exc}") from None
+        return True
+
+    def contains(self, other: Location) -> bool:
+        if not isinstance(other, SmbLocation):
+            return False
+        a, b = self.target, other.target
+        if (a.server.lower(), a.share.lower()) != (b.server.lower(), b.share.lower()) or self.port != other.port:
+            return False
+        mine = [p.lower() for p in a.base]
+        return [p.lower() for p in b.base[: len(mine)]] == mine
+
+    # -- reading ----------------------------------------------------------------------------------
+    def scan(self, batch_size: int = 10_000, hints=None, needs_metadata=None) -> Iterator[pa.RecordBatch]:
+        cols: dict[str, list] = {f.name: [] for f in LISTING_SCHEMA if f.name not in ("etag", "meta_known")}
+
+        def add(path, kind, size=None, mtime=None, atime=None, link=None, error=None):
+            for name, value in (("path", path), ("type", kind), ("size", size), ("mtime_ns", mtime),
+                                ("atime_ns", atime), ("mode", None), ("uid", None), ("gid", None),
+                                ("link_target", link), ("error", error)):
+                cols[name].append(value)
+
+        def flush():
+            batch = listing_batch(cols)
+            for v in cols.values():
+                v.clear()
+            return batch
+
+        stack = [""]
+        while stack:
+            rel_dir = stack.pop()
+            try:
+                entries = self._call(lambda d=rel_dir: list_directory(self._unc(d), self._kw()), rel_dir)
+            except OSError as exc:
+                if rel_dir:
+                    add(rel_dir, DIR, error=f"cannot list directory: {exc.strerror}")
+                    continue
+                raise LocationError(f"{self.uri}: cannot list the root: {exc.strerror or exc}") from None
+            subdirs = []
+            for raw_name, attrs, size, mtime, atime, ea_size in sorted(entries, key=lambda e: e[0].decode("utf-16-le", "surrogatepass")):
+                name = raw_name.decode("utf-16-le", "surrogatepass")
+                if name in (".", "..") or name.startswith(TEMP_PREFIX):
+                    continue
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    shown = name.encode("utf-8", "replace").decode("utf-8")
+                    add(f"{rel_dir}/{shown}" if rel_dir else shown, OTHER, error="name is not valid UTF-16; not copied")
+                    continue
+                rel = f"{rel_dir}/{name}" if rel_dir else name
+                if attrs & ATTR_REPARSE_POINT and ea_size == IO_REPARSE_TAG_SYMLINK:
+                    try:
+                        link = self._readlink(rel)
+                        add(rel, SYMLINK, 0, ns_from_filetime(mtime), ns_from_filetime(atime), link=link)
+                    except OSError as exc:
+                        add(rel, SYMLINK, 0, ns_from_filetime(mtime), ns_from_filetime(atime), error=f"cannot read link: {exc.strerror}")
+                elif attrs & ATTR_DIRECTORY:
+                    add(rel, DIR, 0, ns_from_filetime(mtime), ns_from_filetime(atime))
+                    subdirs.append(rel)
+                else:
+                    add(rel, FILE, size, ns_from_filetime(mtime), ns_from_filetime(atime))
+                if len(cols["path"]) >= batch_size:
+                    yield flush()
+            stack.extend(reversed(subdirs))
+        if cols["path"]:
+            yield flush()
+
+    def _readlink(self, path: str) -> str:
+        import smbclient
+
+        target = self._call(lambda: smbclient.readlink(self._unc(path), **self._kw()), path)
+        return target.replace("\\", "/")
+
+    def _stat_unc(self, unc: str, path: str):
+        import smbclient
+
+        def go():
+            try:
+                found = quick_lstat(unc, self._kw())
+                if found is None:  # a reparse point: the full query reports its tag
+                    found = smbclient.lstat(unc, **self._kw())
+                return found
+            except OSError as exc:
+                if getattr(exc, "errno", None) == errno.ENOENT:
+                    return None
+                raise
+
+        return self._call(go, path)
+
+    def stat(self, path: str) -> StatResult | None:
+        s = self._stat_unc(self._unc(path), path)
+        if s is None:
+            return None
+        if st.S_ISLNK(s.st_mode):
+            kind = SYMLINK
+        elif st.S_ISDIR(s.st_mode):
+            kind = DIR
+        else:
+            kind = FILE
+        link = self._readlink(path) if kind == SYMLINK else None
+        return StatResult(kind, s.st_size if kind == FILE else 0, s.st_mtime_ns, s.st_atime_ns, link_target=link,
+                          extras={SMB_CREATION_NS: s.st_ctime_ns,
+                                  SMB_ATTRIBUTES: s.st_file_attributes & COPIED_ATTRIBUTES})
+
+    def open_read(self, path: str) -> IO[bytes]:
+        return io.BufferedReader(ReconnectingReader(self, path), buffer_size=1 << 20)
+
+    # -- security descriptors -----------------------------------------------------------------------
+    def read_extras(self, path: str, wanted: Mapping[str, Any]) -> dict[str, Any]:
+        """The security descriptor as SecurityDescriptorCopyFlags (``wanted[SMB_SECURITY_DESCRIPTOR]``) asks,
+        with the flags it was read with (what applying it needs)."""
+        flags = wanted.get(SMB_SECURITY_DESCRIPTOR) or wanted.get(SMB_SECURITY_FLAGS)
+        info = SECURITY_FLAGS.get(flags) if isinstance(flags, str) else None
+        if info is None:
+            return {}
+        access = READ_CONTROL | (ACCESS_SYSTEM_SECURITY if info & SACL_SECURITY_INFORMATION else 0)
+        descriptor = self._call(lambda: query_security(self._unc(path), info, access, self._kw()), path)
+        return {SMB_SECURITY_DESCRIPTOR: descriptor, SMB_SECURITY_FLAGS: flags} if descriptor else {}
+
+    def _set_security_descriptor(self, path: str, descriptor: bytes | None, flags: str) -> None:
+        info = SECURITY_FLAGS.get(flags)
+        if info is None or not descriptor:
+            return
+        access = WRITE_DAC | WRITE_OWNER | (ACCESS_SYSTEM_SECURITY if info & SACL_SECURITY_INFORMATION else 0)
+        self._call(lambda: set_security(self._unc(path), info, access, descriptor, self._kw()), path)
+
+    # -- writing ----------------------------------------------------------------------------------
+    def _check_dest_path(self, path: str) -> None:
+        safe_relpath(path)
+        check_windows_path(self.uri, path)
+
+    def _ensure_dir(self, rel_dir: str) -> None:
+        import smbclient
+
+        if rel_dir in self._known_dirs:
+            return
+        self._ensure_dir(os.path.dirname(rel_dir))
+
+        def make():
+            try:
+                smbclient.mkdir(self._unc(rel_dir), **self._kw())
+            except OSError as exc:
+                if getattr(exc, "errno", None) != errno.EEXIST:
+                    raise
+
+        self._call(make, rel_dir)
+        s = self.stat(rel_dir)
+        if s is None or s.type != DIR:
+            raise LocationError(f"{self.uri}: {rel_dir!r} exists at the destination and is not a directory.")
+        with self._lock:
+            self._known_dirs.add(rel_dir)
+
+    def _temp_for(self, path: str, tag: str) -> str:
+        head, name = os.path.split(path)
+        tmp = f"{TEMP_PREFIX}{tag}-{zlib.crc32(name.encode()):08x}"
+        return f"{head}/{tmp}" if head else tmp
+
+    def _create_temp(self, tmp: str, extra_access: int = 0):
+        """Create (or truncate) ``tmp`` exclusively and return the open handle (an ``SMBFileIO``)."""
+        return self._call(lambda: create_exclusive(self._unc(tmp), extra_access, self._kw()), tmp)
+
+    def _write_chunks(self, raw, tmp: str, chunks: Iterator[bytes]) -> int:
+        """Stream ``chunks`` into the open ``raw`` handle, looping on short writes (capped at the max write size)."""
+        written = 0
+        for chunk in chunks:
+            view = memoryview(chunk)
+            waits = 0
+            while view:
+                try:
+                    n = raw.write(view)  # at most the negotiated max write size (and the credits at hand)
+                except Exception as exc:  # noqa: BLE001 - translated; a dropped connection is retryable
+                    if out_of_credits(exc) and waits < CREDIT_WAITS:
+                        n = 0
+                    else:
+                        raise self._translate(exc, tmp) from None
+                if n <= 0:  # no credits left for this request right now: wait for others to return theirs
+                    if waits >= CREDIT_WAITS:
+                        raise OSError(errno.EIO, "the server accepted no bytes", self._unc(tmp))
+                    pause_for_credits(waits)
+                    waits += 1
+                    continue
+                view = view[n:]
+                written += n
+                waits = 0
+        return written
+
+    def _write_temp(self, tmp: str, chunks: Iterator[bytes]) -> int:
+        """Create ``tmp``, stream ``chunks`` into it and close it."""
+        raw = self._create_temp(tmp)
+        try:
+            return self._write_chunks(raw, tmp, chunks)
+        finally:
+            close_quietly(raw)
+
+    def _on_handle(self, raw, fn: Callable[[], Any], path: str) -> Any:
+        """Run one request on the open temp handle, waiting for credits; errors come back translated, and a
+        dropped connection as :class:`HandleLost` (the caller goes on by path)."""
+        waits = 0
+        while True:
+            try:
+                return fn()
+            except Exception as exc:  # noqa: BLE001 - sorted below
+                if out_of_credits(exc) and waits < CREDIT_WAITS:
+                    pause_for_credits(waits)
+                    waits += 1
+                    continue
+                if is_disconnect(exc):
+                    raise HandleLost() from None
+                from smbprotocol.exceptions import SMBException
+
+                if isinstance(exc, (OSError, SMBException)):
+                    raise self._translate(exc, path) from None
+                raise
+
+    def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
+              before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> Written:
+        """One handle per file: create the temp → write(s) → SET_INFO security + basic info → ``before_commit`` →
+        SET_INFO rename (ReplaceIfExists per ``overwrite``) → close: no request on the final path unless the
+        rename fails (a directory or a read-only file in the way is then looked at)."""
+        self._check_dest_path(path)
+        self._ensure_dir(os.path.dirname(path))
+        tmp = self._temp_for(path, tag)
+        sd = meta.extras.get(SMB_SECURITY_DESCRIPTOR)
+        sd_info = SECURITY_FLAGS.get(meta.extras.get(SMB_SECURITY_FLAGS) or "OWNER_DACL") if sd else None
+        extra = DELETE
+        if sd_info:
+            extra |= WRITE_DAC | WRITE_OWNER | (ACCESS_SYSTEM_SECURITY if sd_info & SACL_SECURITY_INFORMATION else 0)
+        raw = self._create_temp(tmp, extra)
+        handle = True  # False once the connection under the handle dropped: the rest goes by path
+        committed = False
+        try:
+            written = self._write_chunks(raw, tmp, chunks)
+            try:
+                self._on_handle(raw, lambda: set_info_on(raw, *self._meta_infos(meta, sd, sd_info, is_dir=False)), tmp)
+            except HandleLost:
+                handle = False
+                self._apply(tmp, meta, is_dir=False)
+            if before_commit is not None:
+                before_commit(written)
+            if handle:
+                try:
+                    self._rename_handle(raw, tmp, path, overwrite)
+                except HandleLost:
+                    handle = False
+            if not handle:
+                self._replace(tmp, path, overwrite=overwrite)
+            committed = True
+        except BaseException:
+            if handle and delete_on_close(raw):
+                handle = False
+            else:
+                close_quietly(raw)
+                try:
+                    self._remove(tmp, is_dir=False)
+                except Exception:  # noqa: BLE001 - best effort; scans never list temporary names
+                    pass
+            raise
+        finally:
+            if committed:
+                close_quietly(raw)
+        return Written(size=written)
+
+    def _meta_infos(self, meta: Metadata, sd: bytes | None, sd_info: int | None, *, is_dir: bool) -> list:
+        """The SET_INFO requests that apply ``meta``: the security descriptor first (writing an owner or ACL may
+        update the change time, never the write time), then the times and attributes."""
+        out = []
+        if sd and sd_info:
+            out.append((SECURITY, sd_info, sd))
+        creation, atime_ft, mtime, attrs = _basic_info(meta, is_dir=is_dir)
+        if creation or atime_ft or mtime or attrs:
+            out.append(basic_info_request(creation, atime_ft, mtime, attrs))
+        return out
+
+    def _rename_handle(self, raw, tmp: str, path: str, overwrite: bool) -> None:
+        """SET_INFO FileRenameInformation on the open temp handle. On failure the final path is looked at once:
+        a directory there is a clear :class:`LocationError`; a read-only file (which Windows refuses to
+        replace) loses its read-only attribute and the rename is tried again."""
+        info = rename_request(self._unc(path), overwrite, self._kw())
+        for attempt in range(2):
+            try:
+                self._on_handle(raw, lambda: set_info_on(raw, info), path)
+                return
+            except OSError:
+                existing = self.stat(path)
+                if existing is not None and existing.type == DIR:
+                    raise LocationError(f"{self.uri}: {path!r} is a directory at the destination and a file at the "
+                                        "source.") from None
+                if (attempt == 0 and overwrite and existing is not None
+                        and existing.extras.get(SMB_ATTRIBUTES, 0) & ATTR_READONLY):
+                    self._set_basic(path, attributes=ATTR_NORMAL)  # a read-only file cannot be replaced
+                    continue
+                raise
+
+    def _replace(self, src: str, dst: str, *, overwrite: bool = True) -> None:
+        """Rename ``src`` over ``dst`` (one SET_INFO FileRenameInformation); ``overwrite=False`` never replaces:
+        an entry that appeared meanwhile raises :class:`FileExistsError`."""
+        import smbclient
+
+        move = smbclient.replace if overwrite else smbclient.rename
+        self._call(lambda: move(self._unc(src), self._unc(dst), **self._kw()), dst)
+
+    def _set_basic(self, path: str, *, creation: int = 0, atime: int = 0, mtime: int = 0, attributes: int = 0) -> None:
+        if not (creation or atime or mtime or attributes):
+            return
+        self._call(lambda: set_basic(self._unc(path), creation=creation, atime=atime, mtime=mtime, attributes=attributes,
+                                     kw=self._kw()), path)
+
+    def _apply(self, path: str, meta: Metadata, *, is_dir: bool) -> None:
+        sd = meta.extras.get(SMB_SECURITY_DESCRIPTOR)
+        if sd:
+            # Before the times: writing an owner or ACL may update the change time, never the write time.
+            self._set_security_descriptor(path, sd, meta.extras.get(SMB_SECURITY_FLAGS) or "OWNER_DACL")
+        creation, atime, mtime, attrs = _basic_info(meta, is_dir=is_dir)
+        self._set_basic(path, creation=creation, atime=atime, mtime=mtime, attributes=attrs)
+
+    def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> None:
+        import smbclient
+
+        self._check_dest_path(path)
+        if self._symlinks_refused:
+            raise LocationError(self._symlinks_refused)
+        self._ensure_dir(os.path.dirname(path))
+        tmp = self._temp_for(path, tag)
+        try:
+            self._call(lambda: smbclient.symlink(target.replace("/", "\\"), self._unc(tmp), **self._kw()), tmp)
+        except OSError as exc:
+            try:
+                self._remove(tmp, is_dir=False)
+            except OSError:
+                pass
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.EACCES):
+                self._symlinks_refused = (
+                    f"{self.uri}: the SMB server does not support symbolic links (reparse points) here "
+                    f"({exc.strerror}); symlink {path!r} → {target!r} not copied. Samba refuses them; Windows needs "
+                    "SeCreateSymbolicLinkPrivilege. Exclude symlinks or copy to a local/NFS destination.")
+                raise LocationError(self._symlinks_refused) from None
+            raise
+        try:
+            self._replace(tmp, path)
+        except BaseException:
+            self._remove(tmp, is_dir=False)
+            raise
+
+    def mkdir(self, path: str, meta: Metadata | None = None) -> None:
+        self._check_dest_path(path)
+        self._ensure_dir(path)
+
+    def set_metadata(self, path: str, meta: Metadata, *, is_dir: bool = False) -> list[str]:
+        safe_relpath(path)
+        self._apply(path, meta, is_dir=is_dir)
+        return []
+
+    def _remove(self, path: str, *, is_dir: bool) -> None:
+        import smbclient
+
+        def go():
+            try:
+                (smbclient.rmdir if is_dir else smbclient.remove)(self._unc(path), **self._kw())
+            except OSError as exc:
+                if getattr(exc, "errno", None) != errno.ENOENT:
+                    raise
+
+        self._call(go, path)
+
+    def delete(self, path: str, *, is_dir: bool) -> None:
+        safe_relpath(path)
+        try:
+            self._remove(path, is_dir=is_dir)
+        except OSError as exc:
+            if exc.errno == errno.ENOTEMPTY:
+                raise DirectoryNotEmptyError(f"{self.uri}: directory {path!r} still holds entries (excluded by filters, "
+                                             "or new); kept") from None
+            raise
+        with self._lock:
+            self._known_dirs.discard(path)
+
+    def close(self) -> None:
+        """Sessions stay pooled for the next location in this process; nothing per-location to release."""
+

@@ -1,0 +1,96 @@
+"""LAUNCHING: validate both locations and the options, allocate an execution directory, write its record.
+
+:func:`opened` reads that record back for every later phase, with both locations open until it is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_datasync.locations import Location, LocationError, open_location
+from airflow_datasync.manifest import ExecutionDir, create_execution_dir, utcnow
+from airflow_datasync.options import TaskOptions
+from airflow_datasync.uri import redact_uri
+
+log = logging.getLogger("airflow_datasync")
+
+DEFAULT_STORE = os.environ.get("AIRFLOW_DATASYNC_MANIFEST_STORE") or os.path.join(
+    os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow")), "datasync", "executions"
+)
+
+
+@dataclass(frozen=True)
+class LocationSpec:
+    """A URI plus an optional Airflow connection id (credentials never live in the URI)."""
+
+    uri: str
+    conn_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if redact_uri(self.uri) != self.uri and ":" in self.uri.split("://", 1)[1].split("@", 1)[0]:
+            raise LocationError(f"{redact_uri(self.uri)}: put credentials in an Airflow connection (conn_id), "
+                                "not in the URI; a password in a URI would end up in logs and records.")
+
+    def open(self) -> Location:
+        return open_location(self.uri, self.conn_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uri": self.uri, "conn_id": self.conn_id}  # __post_init__ refused any password in it
+
+
+@contextlib.contextmanager
+def opened(execution: ExecutionDir) -> Iterator[tuple[dict[str, Any], Location, Location, TaskOptions]]:
+    """An execution's launch record, its two locations opened, and its options: what every later phase starts
+    from. The phase that opens the locations closes them, when its ``with`` block ends."""
+    record = execution.read_json(execution.launch)
+    if record is None:
+        raise FileNotFoundError(f"{execution.uri}: no launch.json; is this an execution directory?")
+    options = TaskOptions.from_dict(record["options_dict"])
+    with LocationSpec(record["source"]["uri"], record["source"]["conn_id"]).open() as src, \
+            LocationSpec(record["destination"]["uri"], record["destination"]["conn_id"]).open() as dst:
+        yield record, src, dst, options
+
+
+def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions | dict | None = None, *,
+           task_name: str = "datasync", store: str | None = None, store_conn_id: str | None = None,
+           airflow: dict[str, Any] | None = None) -> ExecutionDir:
+    """Validate both locations and the options, allocate an execution and write its record.
+
+    ``airflow`` names the task instance that launched it (``dag_id``, ``run_id``, ``task_id``, ``group_id``,
+    ``map_index``, ``try_number``): the UI shows an execution only to users who may read that DAG.
+
+    A dry run (``options.dry_run``) checks the destination without writing to it: no missing folder is
+    created and no probe written; a missing folder a real run would create counts as an empty one."""
+    if not isinstance(options, TaskOptions):
+        options = TaskOptions.from_dict(options)
+    with source.open() as src, destination.open() as dst:
+        src.check(writable=False)
+        # Before dst.check(), which may create a missing destination folder (it must never appear inside the source).
+        if src.contains(dst) or dst.contains(src):
+            raise LocationError(
+                f"source {redact_uri(source.uri)} and destination {redact_uri(destination.uri)} overlap "
+                "(one lies inside the other); a sync between them would copy into itself or delete its own input."
+            )
+        destination_exists = dst.check(writable=True, dry_run=options.dry_run)
+        execution = create_execution_dir(store or DEFAULT_STORE, task_name, store_conn_id)
+        execution.write_json(execution.launch, {
+            "execution_id": execution.execution_id, "task_name": task_name, "status": "LAUNCHING",
+            "launched_at": utcnow(),
+            "source": source.to_dict(), "destination": destination.to_dict(), "options_dict": _options_for_record(options),
+            # False only for a dry run towards a missing folder that a real run would create.
+            "airflow": airflow, "destination_exists": destination_exists is not False,
+        })
+        log.info("LAUNCHING %s: %s → %s%s", execution.execution_id, redact_uri(source.uri), redact_uri(destination.uri),
+                 " (dry run: nothing is written at the destination)" if options.dry_run else "")
+        return execution
+
+
+def _options_for_record(options: TaskOptions) -> dict[str, Any]:
+    data = options.to_dict()
+    data["TaskReportConfig"] = dict(data["TaskReportConfig"])
+    return data

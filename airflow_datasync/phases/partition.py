@@ -1,0 +1,114 @@
+"""Partitioned PREPARING: a large tree planned in hash partitions of the paths, one in memory at a time."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from airflow_datasync import plan as planning
+from airflow_datasync.locations import Location
+from airflow_datasync.locations.base import LISTING_SCHEMA
+from airflow_datasync.manifest import MANIFEST_SCHEMA, ExecutionDir, ParquetSink, ScratchSink, read_scratch
+from airflow_datasync.options import TaskOptions
+
+log = logging.getLogger("airflow_datasync")
+
+
+def plan_partitioned(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions, limit: int,
+                      parts: int) -> tuple[planning.ShardPlan, dict[str, int], list[dict[str, Any]]]:
+    """Plan a large tree in ``parts`` hash partitions of the paths, one in memory at a time.
+
+    Every decision of the plan relates only entries of one partition (the same path on both sides; for a
+    case-insensitive destination, names under the same top-level name), so each partition is planned
+    exactly as a whole tree would be. What spans partitions is summed as it goes: the estimates, and the
+    bytes of each work row (8 bytes per row) from which the shards are cut once, as :func:`plan.assign_shards`
+    cuts them, over the work rows in partition then path order.
+
+    The manifest holds the unsharded rows first (partition by partition, then the errors sorted by path,
+    which the report quotes the first of), then the work rows, shard after shard.
+    """
+    log.info("PREPARING %s: planning in %d partitions", execution.execution_id, parts)
+    by_top = dst.capabilities.case_insensitive
+    est: dict[str, int] = {}
+    sizes: list[np.ndarray] = []
+    errors: list[pa.Table] = []
+    with execution.scratch("prepare") as scratch, execution.sink(execution.manifest, MANIFEST_SCHEMA) as out:
+        src_parts = _split(execution, execution.source_listing, f"{scratch}/source", parts, by_top)
+        dst_parts = _split(execution, execution.destination_listing, f"{scratch}/destination", parts, by_top)
+        work_parts = [f"{scratch}/work-{i:05d}.arrow" for i in range(parts)]
+        for src_part, dst_part, work_part in zip(src_parts, dst_parts, work_parts):
+            part_est, part_sizes, part_errors = _plan_part(src_part, dst_part, work_part, out, options, src, dst)
+            # Hand the partition's freed memory back: the allocator would otherwise keep some of each
+            # partition's and the peak would creep up with the partition count.
+            pa.default_memory_pool().release_unused()
+            est = {key: est.get(key, 0) + value for key, value in part_est.items()}
+            sizes.append(part_sizes)
+            errors.append(part_errors)
+        out.write(pa.concat_tables(errors).sort_by("path"))
+        del errors
+        all_sizes = np.concatenate(sizes)
+        ids, shard_plan = planning.cut_shards(all_sizes, options.files_per_shard, options.bytes_per_shard, limit)
+        offset = 0
+        for work_part in work_parts:
+            rows = read_scratch(work_part)
+            shard = pa.array(ids[offset:offset + rows.num_rows], pa.int32())
+            out.write(rows.set_column(rows.schema.get_field_index("shard"), "shard", shard))
+            offset += rows.num_rows
+    return shard_plan, est, _descriptors_of(execution, ids, all_sizes)
+
+
+def _plan_part(src_part: str, dst_part: str, work_part: str, out: ParquetSink, options: TaskOptions,
+               src: Location, dst: Location) -> tuple[dict[str, int], np.ndarray, pa.Table]:
+    """Plan one partition as :func:`prepare._plan_in_memory` plans a whole tree. Its unsharded rows but errors go to
+    ``out``, its work rows to ``work_part``; return its estimates, the cut bytes of its work rows and its
+    error rows."""
+    manifest = planning.diff(*planning.comparable(read_scratch(src_part), read_scratch(dst_part), options, src, dst),
+                             compare_dir_metadata=dst.capabilities.keeps_directory_metadata)
+    work, work_sizes = planning.work_sizes(manifest)
+    is_error = pc.equal(manifest["action"], "error").to_numpy(zero_copy_only=False)
+    out.write(manifest.filter(pa.array(~work & ~is_error)))
+    with ScratchSink(work_part, MANIFEST_SCHEMA) as sink:
+        sink.write(manifest.filter(pa.array(work)))
+    return planning.estimates(manifest), work_sizes, manifest.filter(pa.array(is_error))
+
+
+def _split(execution: ExecutionDir, listing: str, prefix: str, parts: int, by_top: bool) -> list[str]:
+    """Spread a listing over ``parts`` scratch files by partition of the path, one batch in memory."""
+    paths = [f"{prefix}-{i:05d}.arrow" for i in range(parts)]
+    with contextlib.ExitStack() as stack:
+        sinks = [stack.enter_context(ScratchSink(path, LISTING_SCHEMA)) for path in paths]
+        for batch in execution.iter_batches(listing):
+            part = _partition_of(batch["path"], parts, by_top)
+            order = np.argsort(part, kind="stable")
+            bounds = np.searchsorted(part[order], np.arange(parts + 1))
+            batch = batch.take(pa.array(order))
+            for i, sink in enumerate(sinks):
+                sink.write(batch.slice(bounds[i], bounds[i + 1] - bounds[i]))
+    return paths
+
+
+def _partition_of(paths: pa.Array, parts: int, by_top: bool) -> np.ndarray:
+    """The partition of each path: Python's string hash, the same for a path all through this process.
+
+    ``by_top`` (a case-insensitive destination): of the lower-cased first path segment instead, as case
+    folding relates entries across the tree below one top-level name (``Data/x`` collides with ``data/``).
+    """
+    if by_top:
+        paths = pc.utf8_lower(pc.list_element(pc.split_pattern(paths, "/", max_splits=1), 0))
+    return np.fromiter(map(hash, paths.to_pylist()), dtype=np.int64, count=len(paths)) % parts
+
+
+def _descriptors_of(execution: ExecutionDir, ids: np.ndarray, sizes: np.ndarray) -> list[dict[str, Any]]:
+    """:func:`prepare._shard_descriptors` from the shard id and cut bytes of each work row (ids ascending)."""
+    if len(ids) == 0:
+        return []
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    files = np.diff(np.r_[starts, len(ids)])
+    nbytes = np.add.reduceat(sizes, starts)
+    return [{**execution.ref(), "shard": int(ids[s]), "files": int(c), "bytes": int(b)}
+            for s, c, b in zip(starts, files, nbytes)]
