@@ -1,12 +1,13 @@
 """The S3 operations the backend and the manifest store are made of, behind one interface, and the
 implementation that serves them: :class:`SigV4Transport`, our signed-HTTP client (:mod:`.sigv4`).
 
-Why this client and not boto3 or obstore: on this machine's SeaweedFS (bench/s3_clients.py) it matched
-obstore on PUT, LIST, HEAD and GET of small objects and cost a fifth of boto3's CPU per request, and it
-does what obstore cannot (HEAD with checksums, CopyObject with new metadata pinned to an ETag,
-directory-marker keys ending in ``/``, full-object CRC64NVME multipart uploads, tags). boto3 serves the
-same interface (:mod:`.boto_transport`) only for connections this client cannot reproduce (proxies,
-FIPS or dual-stack endpoints, botocore options of its own): the one fallback, chosen once per connection.
+Why this client and not boto3 or obstore: measured with bench/s3_clients.py (figures in
+docs/benchmarks.md), it keeps up with obstore on PUT, LIST, HEAD and GET of small objects at a fraction
+of boto3's CPU per request, and it does what obstore cannot (HEAD with checksums, CopyObject with new
+metadata pinned to an ETag, directory-marker keys ending in ``/``, full-object CRC64NVME multipart
+uploads, tags). boto3 serves the same interface (:mod:`.boto_transport`) only for connections this
+client cannot reproduce (proxies, FIPS or dual-stack endpoints, botocore options of its own): the one
+fallback, chosen once per connection.
 
 Every operation raises only the vocabulary of :mod:`airflow_datasync.errors` (through :mod:`.errors`) and
 retries transient failures with :func:`airflow_datasync.retry.retrying`. Objects are described as boto3
