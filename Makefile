@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW_DATASYNC_MANIFEST_STORE := $(CURDIR)/.airflow/datasync/executions
 
-.PHONY: setup test demo clean samba chromium bench bench-full
+.PHONY: setup test demo clean samba chromium azurite bench bench-full
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -31,7 +31,18 @@ samba:
 chromium:
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
-test: setup samba chromium
+# The Azure Blob tests start Azurite (npm package, pinned with its lock in tests/azurite) on 127.0.0.1.
+AZURITE := .tools/azurite/node_modules/.bin/azurite-blob
+$(AZURITE): tests/azurite/package.json tests/azurite/package-lock.json
+	@command -v npm >/dev/null || (apt-get update && apt-get install -y --no-install-recommends nodejs npm)
+	mkdir -p .tools/azurite
+	cp tests/azurite/package.json tests/azurite/package-lock.json .tools/azurite/
+	npm ci --prefix .tools/azurite --no-audit --no-fund --loglevel=error
+	touch $@
+
+azurite: $(AZURITE)
+
+test: setup samba chromium azurite
 	$(PY) -m pytest -x -q
 
 demo: setup

@@ -7,9 +7,10 @@ directories use it (``tests/locations/s3``, ``tests/locations/smb``, ``tests/cro
   (connection ``datasync_test_permissive_s3``);
 - ``samba``: a private Samba ``smbd`` on 127.0.0.1 (connections ``datasync_smb_test`` and
   ``datasync_smb_test_encrypted``);
+- ``azurite``: Azurite's blob service (connection ``datasync_test_azure``, a ``wasb`` connection);
 
 plus the per-test helpers built on them: ``s3`` (a boto3 client), ``bucket`` (a fresh bucket),
-``smb_folder`` (a fresh folder on a share) and ``drop_connections``.
+``smb_folder`` (a fresh folder on a share), ``azure_container`` (a fresh container) and ``drop_connections``.
 
 Connections reach the locations through ``AIRFLOW_CONN_*`` environment variables (JSON form), so the
 engine needs no metadata database. The constants live here; ``tests/locations/s3/conftest.py`` and
@@ -31,13 +32,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import start_moto, start_seaweedfs
+from tests.azurite_server import AzuriteServer, start_azurite
 from tests.locations.smb.smbd_server import INSTALL_HINT, SambaServer, start_samba
+from tests.servers import start_moto, start_seaweedfs
 
 S3_CONN_ID = "datasync_test_s3"
 PERMISSIVE_S3_CONN_ID = "datasync_test_permissive_s3"
 SMB_CONN_ID = "datasync_smb_test"
 SMB_ENCRYPTED_CONN_ID = "datasync_smb_test_encrypted"
+AZURE_CONN_ID = "datasync_test_azure"
 
 _bucket_names = itertools.count()
 
@@ -143,3 +146,41 @@ def kill_smb_connections(server: SambaServer) -> int:
 @pytest.fixture
 def drop_connections(samba):
     return lambda: kill_smb_connections(samba)
+
+
+# -- Azure Blob --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def azurite():
+    server = start_azurite()
+    key = f"AIRFLOW_CONN_{AZURE_CONN_ID.upper()}"
+    saved = os.environ.get(key)
+    os.environ[key] = server.connection_json()
+    try:
+        yield server
+    finally:
+        server.stop()
+        if saved is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = saved
+        shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+@dataclass
+class AzureContainer:
+    """A fresh container: ``uri(name)`` is ``azure://<container>/<name>``; ``client`` the SDK's container client."""
+
+    name: str
+    client: object
+    conn_id: str = AZURE_CONN_ID
+
+    def uri(self, name: str = "") -> str:
+        return f"azure://{self.name}/{name}"
+
+
+@pytest.fixture
+def azure_container(azurite: AzuriteServer):
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    client = azurite.service().get_container_client(name)
+    client.create_container()
+    return AzureContainer(name, client)

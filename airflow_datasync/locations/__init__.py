@@ -13,6 +13,8 @@ BACKENDS: dict[str, str] = {
     "file": "airflow_datasync.locations.local:LocalLocation",
     "s3": "airflow_datasync.locations.s3:S3Location",
     "smb": "airflow_datasync.locations.smb:SmbLocation",
+    "azure": "airflow_datasync.locations.azure:AzureLocation",
+    "az": "airflow_datasync.locations.azure:AzureLocation",
 }
 
 
