@@ -167,12 +167,8 @@ class Store:
         try:
             with self.fs.open_input_stream(path) as fh:
                 return fh.read()
-        except FileNotFoundError:
+        except FileNotFoundError:  # the S3 store raises NotFoundError, a FileNotFoundError
             return None
-        except OSError as exc:  # pyarrow's S3 says "Path does not exist" as an OSError
-            if "does not exist" in str(exc) or "NoSuchKey" in str(exc):
-                return None
-            raise
 
     def exists(self, path: str) -> bool:
         return self.fs.get_file_info(path).type != pafs.FileType.NotFound
@@ -186,21 +182,11 @@ class Store:
             os.makedirs(path, exist_ok=True)
 
 
-def _s3_filesystem(conn_id: str | None):
-    """A pyarrow S3FileSystem with the credentials and endpoint of an Airflow AWS connection."""
-    from airflow_datasync.locations.s3 import settings_for
+def _s3_filesystem(conn_id: str | None) -> pafs.FileSystem:
+    """The S3 backend's own view of a store (same connection settings, CA bundle and transport)."""
+    from airflow_datasync.locations.s3 import store_filesystem
 
-    settings = settings_for(conn_id)
-    cfg = settings.obstore_config
-    kwargs: dict[str, Any] = {"region": cfg["region"], "allow_bucket_creation": False, "allow_bucket_deletion": False}
-    if cfg.get("access_key_id"):
-        kwargs.update(access_key=cfg["access_key_id"], secret_key=cfg["secret_access_key"],
-                      session_token=cfg.get("session_token"))
-    endpoint = settings.endpoint_url
-    if endpoint:
-        scheme, _, host = endpoint.partition("://")
-        kwargs.update(endpoint_override=host.rstrip("/"), scheme=scheme)
-    return pafs.S3FileSystem(**kwargs)
+    return store_filesystem(conn_id)
 
 
 def write_json(path: str, data: dict[str, Any], store: Store | None = None) -> None:
