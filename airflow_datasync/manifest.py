@@ -18,7 +18,8 @@ import shutil
 import tempfile
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -84,13 +85,13 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 def utcnow() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def new_execution_id() -> str:
     """``exec-<UTC time to the microsecond>-<random>``: ids sort in launch order, even within one second
     (a later execution finds the one before it by that order)."""
-    return "exec-" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + secrets.token_hex(4)
+    return "exec-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + secrets.token_hex(4)
 
 
 def check_name(kind: str, value: str) -> str:
@@ -140,7 +141,7 @@ class Store:
         self.fs, self.local = fs, local
 
     @classmethod
-    def for_uri(cls, uri: str, conn_id: str | None = None) -> "Store":
+    def for_uri(cls, uri: str, conn_id: str | None = None) -> Store:
         if uri.startswith("s3://"):
             return cls(_s3_filesystem(conn_id), local=False)
         return cls(pafs.LocalFileSystem(), local=True)
@@ -236,7 +237,7 @@ class ParquetSink:
         self._writer.close()
         os.unlink(self._tmp)
 
-    def __enter__(self) -> "ParquetSink":
+    def __enter__(self) -> ParquetSink:
         return self
 
     def __exit__(self, exc_type, *_exc) -> None:
@@ -273,7 +274,7 @@ class ScratchSink:
     def close(self) -> None:
         self._writer.close()
 
-    def __enter__(self) -> "ScratchSink":
+    def __enter__(self) -> ScratchSink:
         return self
 
     def __exit__(self, *_exc) -> None:
@@ -404,7 +405,7 @@ class ExecutionDir:
         tables = [self.read_table(self.file(f"shards/{n}"), RESULT_SCHEMA) for n in names]
         return pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
 
-    def journal(self, shard: int) -> "Journal":
+    def journal(self, shard: int) -> Journal:
         return Journal(self, shard)
 
 
@@ -453,7 +454,7 @@ class Journal:
         with self._lock:
             if self.execution.store.local:
                 if self._fh is None:
-                    self._fh = open(self.path, "a", encoding="utf-8")
+                    self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the shard, closed by close()
                 self._fh.write(line)
                 self._fh.flush()
                 return
