@@ -43,6 +43,7 @@ $(AZURITE): tests/azurite/package.json tests/azurite/package-lock.json
 azurite: $(AZURITE)
 
 test: setup samba chromium azurite
+	$(PY) -m ruff check .
 	$(PY) -m pytest -x -q
 
 demo: setup

@@ -26,9 +26,10 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -68,7 +69,7 @@ class StoreRef:
     conn_id: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "StoreRef":
+    def parse(cls, text: str) -> StoreRef:
         """``uri`` or ``uri::conn_id`` (the form of ``[datasync] manifest_stores``)."""
         uri, _, conn_id = text.strip().partition("::")
         return cls(uri.strip(), conn_id.strip() or None)
@@ -102,7 +103,7 @@ def launch_time(execution_id: str) -> dt.datetime | None:
     match = _ID_TIME.match(execution_id)
     if not match:
         return None
-    return dt.datetime.strptime(match.group(1), "%Y%m%dT%H%M%S%f").replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.strptime(match.group(1), "%Y%m%dT%H%M%S%f").replace(tzinfo=dt.UTC)
 
 
 def _as_time(value: dt.datetime | str | None) -> dt.datetime | None:
@@ -110,7 +111,7 @@ def _as_time(value: dt.datetime | str | None) -> dt.datetime | None:
         return None
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _execution_uri(store: StoreRef, task_name: str, execution_id: str) -> str:
@@ -218,7 +219,7 @@ def _newest_change(ex: ExecutionDir) -> dt.datetime | None:
     if not times:
         return None
     newest = max(times)
-    return newest if newest.tzinfo else newest.replace(tzinfo=dt.timezone.utc)
+    return newest if newest.tzinfo else newest.replace(tzinfo=dt.UTC)
 
 
 def is_running(ex: ExecutionDir, *, now: dt.datetime | None = None, report_exists: bool | None = None) -> bool:
@@ -227,7 +228,7 @@ def is_running(ex: ExecutionDir, *, now: dt.datetime | None = None, report_exist
         report_exists = ex.store.exists(ex.report)
     if report_exists:
         return False
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     newest = _newest_change(ex)
     return newest is not None and (now - newest).total_seconds() < RUNNING_WINDOW_SECONDS
 
@@ -267,7 +268,7 @@ def _timeline(files: _Files, status: str) -> list[dict[str, Any]]:
     """One entry per phase (and the final status): started_at, ended_at, duration_ms, state."""
     final = files.report is not None
     launch, prepare, finalize, verify, report = (files.launch or {}), files.prepare, files.finalize, files.verify, files.report
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
     never = "SKIPPED" if final else "PENDING"
 
     def entry(phase: str, start: str | None, end: str | None, state: str) -> dict[str, Any]:
@@ -327,7 +328,7 @@ def _durations(files: _Files, timeline: list[dict[str, Any]]) -> dict[str, int |
                 "VERIFYING": report.get("VerifyDuration"), "TOTAL": report.get("TotalDuration")}
     by_phase = {t["phase"]: t["duration_ms"] for t in timeline}
     launched = (files.launch or {}).get("launched_at")
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
     return {"PREPARING": by_phase.get("PREPARING"), "TRANSFERRING": by_phase.get("TRANSFERRING"),
             "VERIFYING": by_phase.get("VERIFYING"), "TOTAL": _ms(launched, now) if launched else None}
 
@@ -364,7 +365,7 @@ def _info(ex: ExecutionDir, store: StoreRef, files: _Files) -> ExecutionInfo:
 #: reads only the new and the running ones. A cleared and re-run report task rewrites report.json (an ERROR
 #: may become a SUCCESS), so an entry holds while report.json keeps its modification time (one stat, local
 #: stores) or, for object stores where that check costs a request, for :data:`_S3_INFO_SECONDS`.
-_FINAL_INFO: "OrderedDict[tuple[str, str | None], tuple[ExecutionInfo, Any, float]]" = OrderedDict()
+_FINAL_INFO: OrderedDict[tuple[str, str | None], tuple[ExecutionInfo, Any, float]] = OrderedDict()
 _FINAL_INFO_MAX = 4096
 _S3_INFO_SECONDS = 30.0
 _cache_lock = threading.Lock()
@@ -488,7 +489,7 @@ def find_execution(stores: Iterable[StoreRef | str] | StoreRef | str, execution_
 
 # -- one execution in detail ---------------------------------------------------------------------------
 #: Per-shard (files, bytes) of a manifest, keyed by its URI: a manifest never changes once written.
-_SHARD_SIZES: "OrderedDict[str, dict[int, tuple[int, int]]]" = OrderedDict()
+_SHARD_SIZES: OrderedDict[str, dict[int, tuple[int, int]]] = OrderedDict()
 
 
 def shard_sizes(ex: ExecutionDir) -> dict[int, tuple[int, int]]:
@@ -635,7 +636,7 @@ def prune(store: StoreRef | str, *, keep_last: int | None = None, older_than: dt
     if isinstance(older_than, str):
         older_than = parse_age(older_than)
     store = _stores(store)[0]
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     by_task: dict[str, list[Execution]] = {}
     for execution in iter_executions(store, task_name=task_name):
         by_task.setdefault(execution.dir.task_name, []).append(execution)

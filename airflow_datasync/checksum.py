@@ -10,7 +10,8 @@ hex value in ``src_checksum``/``dst_checksum`` and ``crc64nvme`` in ``checksum_a
 from __future__ import annotations
 
 import base64
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 ALGO = "crc64nvme"
 CHUNK = 1 << 20

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 from airflow_datasync.locations import LocationError
 from airflow_datasync.manifest import ExecutionDir

@@ -16,7 +16,7 @@ from airflow_datasync import units
 COMMANDS = ("list", "prune")
 
 
-def add_parsers(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     store_help = "manifest store: a directory or s3://bucket/prefix (default: $AIRFLOW_DATASYNC_MANIFEST_STORE)"
     ls = sub.add_parser("list", help="list the executions of a manifest store, newest first")
     ls.add_argument("--store", help=store_help)

@@ -35,7 +35,7 @@ def run_execution(source: LocationSpec | str, destination: LocationSpec | str, o
         for shard in shards:
             try:
                 transfer(execution, shard["shard"])
-            except Exception as exc:  # noqa: BLE001 - recorded by the shard; the report says ERROR
+            except Exception as exc:
                 log.error("%s", exc)
                 transfer_ok = False
         if transfer_ok:

@@ -7,7 +7,8 @@ so a page of a report of millions of rows costs milliseconds. Part of :mod:`airf
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa

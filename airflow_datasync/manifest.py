@@ -18,7 +18,8 @@ import shutil
 import tempfile
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -84,13 +85,13 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 def utcnow() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def new_execution_id() -> str:
     """``exec-<UTC time to the microsecond>-<random>``: ids sort in launch order, even within one second
     (a later execution finds the one before it by that order)."""
-    return "exec-" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + secrets.token_hex(4)
+    return "exec-" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + secrets.token_hex(4)
 
 
 def check_name(kind: str, value: str) -> str:
@@ -140,7 +141,7 @@ class Store:
         self.fs, self.local = fs, local
 
     @classmethod
-    def for_uri(cls, uri: str, conn_id: str | None = None) -> "Store":
+    def for_uri(cls, uri: str, conn_id: str | None = None) -> Store:
         if uri.startswith("s3://"):
             return cls(_s3_filesystem(conn_id), local=False)
         return cls(pafs.LocalFileSystem(), local=True)
@@ -167,12 +168,8 @@ class Store:
         try:
             with self.fs.open_input_stream(path) as fh:
                 return fh.read()
-        except FileNotFoundError:
+        except FileNotFoundError:  # the S3 store raises NotFoundError, a FileNotFoundError
             return None
-        except OSError as exc:  # pyarrow's S3 says "Path does not exist" as an OSError
-            if "does not exist" in str(exc) or "NoSuchKey" in str(exc):
-                return None
-            raise
 
     def exists(self, path: str) -> bool:
         return self.fs.get_file_info(path).type != pafs.FileType.NotFound
@@ -186,21 +183,11 @@ class Store:
             os.makedirs(path, exist_ok=True)
 
 
-def _s3_filesystem(conn_id: str | None):
-    """A pyarrow S3FileSystem with the credentials and endpoint of an Airflow AWS connection."""
-    from airflow_datasync.locations.s3 import settings_for
+def _s3_filesystem(conn_id: str | None) -> pafs.FileSystem:
+    """The S3 backend's own view of a store (same connection settings, CA bundle and transport)."""
+    from airflow_datasync.locations.s3 import store_filesystem
 
-    settings = settings_for(conn_id)
-    cfg = settings.obstore_config
-    kwargs: dict[str, Any] = {"region": cfg["region"], "allow_bucket_creation": False, "allow_bucket_deletion": False}
-    if cfg.get("access_key_id"):
-        kwargs.update(access_key=cfg["access_key_id"], secret_key=cfg["secret_access_key"],
-                      session_token=cfg.get("session_token"))
-    endpoint = settings.endpoint_url
-    if endpoint:
-        scheme, _, host = endpoint.partition("://")
-        kwargs.update(endpoint_override=host.rstrip("/"), scheme=scheme)
-    return pafs.S3FileSystem(**kwargs)
+    return store_filesystem(conn_id)
 
 
 def write_json(path: str, data: dict[str, Any], store: Store | None = None) -> None:
@@ -250,7 +237,7 @@ class ParquetSink:
         self._writer.close()
         os.unlink(self._tmp)
 
-    def __enter__(self) -> "ParquetSink":
+    def __enter__(self) -> ParquetSink:
         return self
 
     def __exit__(self, exc_type, *_exc) -> None:
@@ -287,7 +274,7 @@ class ScratchSink:
     def close(self) -> None:
         self._writer.close()
 
-    def __enter__(self) -> "ScratchSink":
+    def __enter__(self) -> ScratchSink:
         return self
 
     def __exit__(self, *_exc) -> None:
@@ -418,7 +405,7 @@ class ExecutionDir:
         tables = [self.read_table(self.file(f"shards/{n}"), RESULT_SCHEMA) for n in names]
         return pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
 
-    def journal(self, shard: int) -> "Journal":
+    def journal(self, shard: int) -> Journal:
         return Journal(self, shard)
 
 
@@ -467,7 +454,7 @@ class Journal:
         with self._lock:
             if self.execution.store.local:
                 if self._fh is None:
-                    self._fh = open(self.path, "a", encoding="utf-8")
+                    self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the shard, closed by close()
                 self._fh.write(line)
                 self._fh.flush()
                 return

@@ -319,7 +319,7 @@ class TaskOptions:
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, options: dict[str, Any] | None = None, **extra: Any) -> "TaskOptions":
+    def from_dict(cls, options: dict[str, Any] | None = None, **extra: Any) -> TaskOptions:
         """Build from DataSync's ``Options`` dict plus optional Includes/Excludes/TaskReportConfig/engine keys.
 
         Filters may be given as DataSync's ``[{"FilterType": "SIMPLE_PATTERN", "Value": "..."}]`` too,.

@@ -7,7 +7,8 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from airflow_datasync.manifest import utcnow
 from airflow_datasync.report_text import format_bytes, format_duration

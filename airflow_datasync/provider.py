@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from airflow_datasync import __version__
 
-
 #: The dialects the form offers; the hook's SMB_VERSIONS (not imported: discovery must not import the SDK).
 SMB_VERSIONS = ("2.0.2", "2.1", "3.0", "3.0.2", "3.1.1")
 

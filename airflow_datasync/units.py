@@ -70,5 +70,5 @@ def timestamp(iso: str) -> str:
     except ValueError:
         return str(iso)
     if when.tzinfo is not None:
-        when = when.astimezone(dt.timezone.utc)
+        when = when.astimezone(dt.UTC)
     return when.strftime("%Y-%m-%d %H:%M:%S UTC")

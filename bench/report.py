@@ -136,7 +136,7 @@ def build(rows, settings: dict, *, datasets: list[dict], skipped: dict, versions
     for d in datasets:
         d["path"] = d["path"].replace(str(work), "$WORK")
     return {
-        "date": dt.date.today().isoformat(), "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.date.today().isoformat(), "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "elapsed_s": round(elapsed, 1), "settings": settings, "versions": versions, "datasets": datasets,
         "skipped": skipped, "rows": summaries, "targets": targets(summaries, settings),
     }

@@ -23,9 +23,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -251,7 +251,7 @@ class Harness:
             client.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
         try:
             client.delete_bucket(Bucket=name)
-        except Exception as exc:  # noqa: BLE001 - cleanup: report and go on
+        except Exception as exc:
             print(f"  (could not delete bucket {name}: {exc})", flush=True)
 
     def s3_count(self, bucket: str, prefix: str = "") -> tuple[int, int]:

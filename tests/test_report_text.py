@@ -8,6 +8,7 @@ import pytest
 
 from airflow_datasync import engine
 from airflow_datasync.engine import LocationSpec, run_execution
+from airflow_datasync.phases.transfer import ShardFailedError
 from airflow_datasync.report_text import MAX_WARNINGS, format_bytes, format_duration, format_summary, render
 from airflow_datasync.units import counted
 
@@ -63,7 +64,7 @@ def test_a_failed_run_shows_its_error_and_the_phases_that_did_not_run(tmp_path):
     ex = engine.launch(LocationSpec(str(src)), LocationSpec(str(tmp_path / "dst")), {}, store=str(tmp_path / "store"))
     shards = engine.prepare(ex)
     (src / "gone.txt").unlink()  # vanishes after PREPARING: the shard fails, VERIFYING never runs
-    with pytest.raises(Exception):
+    with pytest.raises(ShardFailedError):
         engine.transfer(ex, shards[0]["shard"])
     summary = engine.report(ex)
     text = render(summary)

@@ -23,7 +23,7 @@ RUNNING_STATUSES = frozenset({"QUEUED", "INITIALIZING", "LAUNCHING", "PREPARING"
 _PHASE_RESULT = {"PREPARING": "PrepareStatus", "TRANSFERRING": "TransferStatus", "VERIFYING": "VerifyStatus"}
 
 
-class PhaseOutcome(str, enum.Enum):
+class PhaseOutcome(enum.StrEnum):
     WAITING = "WAITING"  #: still queued, before or in the phase, or CANCELLING (which ends in ERROR)
     LEFT = "LEFT"  #: the phase is over and went well: a later status, or SUCCESS
     FAILED = "FAILED"  #: the execution ended in ERROR in (or before) this phase

@@ -7,12 +7,13 @@ Arrow record batches so that a tree of millions of entries never lives in Python
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import IO, Any, Callable, Iterator, Mapping
+from typing import IO, Any
 
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401 - pa.compute in ScanHints
+import pyarrow.compute
 
 from airflow_datasync.errors import (  # noqa: F401 - the vocabulary, re-exported where backends import it
     AlreadyExistsError,
@@ -237,7 +238,7 @@ class Location(abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.uri!r})"
 
-    def __enter__(self) -> "Location":
+    def __enter__(self) -> Location:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -252,14 +253,14 @@ class Location(abc.ABC):
         folder is created and no probe written (writability is judged from permissions where the protocol
         shows them), and such a missing folder passes as an empty one. Returns whether the root exists."""
 
-    def contains(self, other: "Location") -> bool:
+    def contains(self, other: Location) -> bool:
         """True if ``other`` lies inside this location (or is the same): such pairs are refused."""
         return False
 
     # -- reading ----------------------------------------------------------------------------------
     @abc.abstractmethod
-    def scan(self, batch_size: int = 10_000, hints: "ScanHints | None" = None,
-             needs_metadata: "Callable[[str, int], bool] | None" = None) -> Iterator[pa.RecordBatch]:
+    def scan(self, batch_size: int = 10_000, hints: ScanHints | None = None,
+             needs_metadata: Callable[[str, int], bool] | None = None) -> Iterator[pa.RecordBatch]:
         """Yield the whole tree below the root as :data:`LISTING_SCHEMA` batches (root excluded).
 
         ``hints`` (object stores) hold what an earlier execution learnt per path and ETag, so that
@@ -335,12 +336,12 @@ class Location(abc.ABC):
         options ask of it (``smb.security_descriptor``: the SecurityDescriptorCopyFlags value; others True)."""
         return {}
 
-    def can_copy_from(self, source: "Location") -> bool:
+    def can_copy_from(self, source: Location) -> bool:
         """True where :meth:`copy_object` can copy entries of ``source`` without their bytes passing
         through this process (the same S3 endpoint and credentials)."""
         return False
 
-    def copy_object(self, source: "Location", path: str, meta_for: Callable[[StatResult], Metadata], *,
+    def copy_object(self, source: Location, path: str, meta_for: Callable[[StatResult], Metadata], *,
                     expect_etag: str | None, overwrite: bool, extras: frozenset[str] = frozenset()) -> Written:
         """Copy ``path`` from ``source`` server-side, only if it still has ``expect_etag``
         (:class:`ChangedSinceListingError` otherwise). ``meta_for`` turns the source's stat into the metadata

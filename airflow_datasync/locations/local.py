@@ -14,7 +14,8 @@ import os
 import stat as st
 import threading
 import zlib
-from typing import IO, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import IO
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa

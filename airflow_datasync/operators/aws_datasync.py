@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from airflow.providers.amazon.aws.links.datasync import DataSyncTaskExecutionLink
 from airflow.sdk import BaseOperator, TaskGroup, chain
@@ -110,7 +111,7 @@ class AwsSyncStartExecutionOperator(BaseOperator):
             arn = self._reattach(store, client, request["TaskArn"])
             if arn is None:
                 store.set(STARTING_KEY, {"TaskArn": request["TaskArn"],
-                                         "since": dt.datetime.now(dt.timezone.utc).isoformat()})
+                                         "since": dt.datetime.now(dt.UTC).isoformat()})
                 try:
                     arn = client.start(request)
                 except AwsSyncApiError as exc:

@@ -20,7 +20,6 @@ from airflow_datasync.operators.phases import (
     SyncVerifyOperator,
 )
 
-
 #: A shard whose failures a retry cannot fix fails at once; other failures (a file that changed during the
 #: copy, an I/O error on a mount) use the task's retries, each of which resumes from the shard's journal.
 TRANSFER_RETRY_POLICY = ExceptionRetryPolicy(rules=[

@@ -5,7 +5,8 @@ summary at the end. Manifests stay in the manifest store."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator, ExceptionRetryPolicy, RetryAction, RetryRule, conf
 from airflow.sdk.bases.xcom import BaseXCom
@@ -21,7 +22,7 @@ from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.params import options_from_params
 from airflow_datasync.rendered import parse_rendered
 from airflow_datasync.report_text import format_bytes, format_summary, render
-from airflow_datasync.units import counted, entries
+from airflow_datasync.units import counted
 
 log = logging.getLogger("airflow_datasync")
 XCOM_RETURN_KEY = BaseXCom.XCOM_RETURN_KEY

@@ -44,7 +44,9 @@ def _scan_to(execution: ExecutionDir, location: Location, path: str, what: str,
         files = listing.filter(pc.equal(listing["type"], "file"))
         sizes = dict(zip(files["path"].to_pylist(), files["size"].to_pylist()))
         del listing, files
-        needs = (lambda rel, size: compare and sizes.get(rel) == size)
+
+        def needs(rel: str, size: int) -> bool:
+            return compare and sizes.get(rel) == size
     with execution.sink(path, LISTING_SCHEMA) as sink:
         for batch in location.scan(hints=hints, needs_metadata=needs):
             sink.write(batch)

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_datasync.manifest import MANIFEST_SCHEMA, RESULT_SCHEMA, VERIFY_SCHEMA, ExecutionDir, utcnow
+
 # The text forms moved to report_text; importable from here too, for code written against the old place.
 from airflow_datasync.report_text import format_summary, render  # noqa: F401
 from airflow_datasync.units import counted, entries

@@ -15,7 +15,8 @@ import logging
 import posixpath
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -281,7 +282,7 @@ def run_parallel(fn: Callable[[Any], Any], items: list[Any], workers: int, name:
                 return
             try:
                 results[item[0]] = fn(item[1])
-            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            except BaseException as exc:
                 failure.append(exc)
                 return
 

@@ -9,12 +9,12 @@ options stay in the store.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Iterator
-
-from fastapi import APIRouter, HTTPException, Query, status
-from fastapi.responses import StreamingResponse
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 from airflow.api_fastapi.core_api.security import GetUserDep
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import StreamingResponse
 
 from airflow_datasync import catalog
 from airflow_datasync.plugin.auth import ReadableExecution, listing_scope

@@ -40,18 +40,17 @@ def _is_api(request: Request) -> bool:
 async def _auth_error_page(request: Request, exc: Exception) -> Response:
     """401/403 outside ``/api`` as a short page linking to Airflow's login (a JSON body in the UI's iframe
     says nothing to a person); everything else as FastAPI answers it."""
+    from airflow.api_fastapi.app import get_auth_manager
     from fastapi import HTTPException
     from fastapi.exception_handlers import http_exception_handler
     from fastapi.responses import HTMLResponse
-
-    from airflow.api_fastapi.app import get_auth_manager
 
     assert isinstance(exc, HTTPException)
     if exc.status_code not in (401, 403) or _is_api(request):
         return await http_exception_handler(request, exc)
     try:
         login = get_auth_manager().get_url_login(next_url=str(request.url))
-    except Exception:  # noqa: BLE001 - an auth manager without a login page: fall back to Airflow's root
+    except Exception:
         login = "/"
     if exc.status_code == 401:
         title, text = "Log in to see DataSync executions", "This page is shown to users logged in to Airflow."
@@ -63,9 +62,8 @@ async def _auth_error_page(request: Request, exc: Exception) -> Response:
 
 def create_datasync_app() -> FastAPI:
     """The app Airflow mounts at ``/datasync``: JSON API under ``/api``, HTML pages at the root."""
-    from fastapi import Depends, FastAPI, HTTPException
-
     from airflow.api_fastapi.core_api.security import requires_authenticated
+    from fastapi import Depends, FastAPI, HTTPException
 
     from airflow_datasync.plugin import api, pages
 

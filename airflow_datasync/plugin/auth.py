@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, status
-
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.core_api.security import GetUserDep
+from fastapi import Depends, HTTPException, status
 
 from airflow_datasync import catalog
 from airflow_datasync.plugin.settings import manifest_stores

@@ -3,7 +3,8 @@ line agree): "–" for a value not known yet, the share of a progress bar, and t
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from airflow_datasync import units
 

@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import APIRouter, HTTPException, Request
 from fastapi import status as http_status
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
-from airflow.api_fastapi.core_api.security import GetUserDep
 
 from airflow_datasync import catalog
 from airflow_datasync.plugin import formatting
@@ -108,7 +107,7 @@ def _day(text: str | None) -> tuple[dt.datetime | None, dt.datetime | None]:
     if not text:
         return None, None
     try:
-        start = dt.datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=dt.timezone.utc)
+        start = dt.datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=dt.UTC)
     except ValueError:
         return None, None
     return start, start + dt.timedelta(days=1) - dt.timedelta(microseconds=1)

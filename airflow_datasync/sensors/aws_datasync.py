@@ -9,8 +9,9 @@ for the ERROR it ends in. Deferrable by default: the wait runs in the triggerer,
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, Sequence
+from typing import Any
 
 from airflow.providers.amazon.aws.links.datasync import DataSyncTaskExecutionLink
 from airflow.sdk import BaseSensorOperator, PokeReturnValue

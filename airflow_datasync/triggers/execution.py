@@ -18,8 +18,9 @@ import datetime as dt
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -60,7 +61,7 @@ class ExecutionTarget:
             dt.datetime.fromisoformat(self.launched_after.replace("Z", "+00:00"))  # fails on the worker, not later
 
     @classmethod
-    def from_reference(cls, value: Any, store_conn_id: str | None = None) -> "ExecutionTarget":
+    def from_reference(cls, value: Any, store_conn_id: str | None = None) -> ExecutionTarget:
         """The launch task's XCom (``{"execution", "store_conn_id", ...}``, also as the text a template renders
         it to without ``render_template_as_native_obj``) or a bare execution URI."""
         if isinstance(value, str) and value.lstrip().startswith("{"):

@@ -17,8 +17,9 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -56,7 +57,7 @@ class LocationSnapshot:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "LocationSnapshot | None":
+    def from_dict(cls, data: dict[str, Any] | None) -> LocationSnapshot | None:
         return None if not data else cls(**data)
 
     def describe(self) -> str:

@@ -92,16 +92,16 @@ def test_backfill_commands_as_documented(serialized_paused_dag):
         assert session.get(DagModel, DAG_ID).is_paused
     assert startable_backfill_runs() == set()
 
-    today = {dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)}
+    today = {dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)}
     airflow(unpause)
-    today.add(dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0))
+    today.add(dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0))
     assert len(startable_backfill_runs()) >= 1  # max_active_runs of the backfill caps how many at once
     with create_session() as session:
         model = session.get(DagModel, DAG_ID)
         assert not model.is_paused
         # catchup=False: the next scheduled run is the latest tick, today 00:00 UTC, whose folder may not exist.
         assert model.next_dagrun in today, model.next_dagrun
-        assert model.next_dagrun_create_after <= dt.datetime.now(dt.timezone.utc)  # due now: created on unpause
+        assert model.next_dagrun_create_after <= dt.datetime.now(dt.UTC)  # due now: created on unpause
 
 
 def test_the_documented_backfill_options_are_the_clis():

@@ -35,14 +35,14 @@ def test_example_migration_dag_with_trigger_form_options(airflow_db, dags_folder
     assert report["FilesVerified"] == len(expected)  # POINT_IN_TIME_CONSISTENT checks every entry in scope
 
 
-@pytest.mark.parametrize("logical_date", [dt.datetime(2026, 11, 3, tzinfo=dt.timezone.utc), None])
+@pytest.mark.parametrize("logical_date", [dt.datetime(2026, 11, 3, tzinfo=dt.UTC), None])
 def test_backfill_dag_paths_follow_the_run_date_even_without_logical_date(
         airflow_db, dags_folder, tmp_path, monkeypatch, logical_date):
     """The day's folder exists and is settled: the quiet sensor lets the sync run once it stayed unchanged."""
     monkeypatch.setenv("AIRFLOW_DATASYNC_DEMO_ROOT", str(tmp_path))
     monkeypatch.setenv("AIRFLOW_DATASYNC_DEMO_QUIET_SECONDS", "1")
     dag = load_dag(dags_folder, "example_datasync_backfill.py", "example_datasync_backfill")
-    run_after = dt.datetime(2026, 11, 4, 6, tzinfo=dt.timezone.utc)
+    run_after = dt.datetime(2026, 11, 4, 6, tzinfo=dt.UTC)
     day = (logical_date or run_after).strftime("%Y-%m-%d")
     src = tmp_path / "daily" / "source" / day
     make_tree(src, files=5)
@@ -68,7 +68,7 @@ def test_backfill_dag_says_what_to_set_when_the_source_root_is_missing(airflow_d
                                                                       capfd):
     monkeypatch.setenv("AIRFLOW_DATASYNC_DEMO_ROOT", str(tmp_path))
     dag = load_dag(dags_folder, "example_datasync_backfill.py", "example_datasync_backfill")
-    run = dag.test(logical_date=dt.datetime(2026, 11, 5, tzinfo=dt.timezone.utc))
+    run = dag.test(logical_date=dt.datetime(2026, 11, 5, tzinfo=dt.UTC))
     assert str(run.state) == "failed"
     check = next(ti for ti in run.get_task_instances() if ti.task_id == "check_source_root")
     assert str(check.state) == "failed" and check.try_number == 1

@@ -131,7 +131,7 @@ class FakeDataSync:
             return 400, {"__type": "InvalidRequestException", "message": "task not found"}
         script = self.scripts.pop(0) if len(self.scripts) > 1 else self.scripts[0]
         arn = f"{task['TaskArn']}/execution/exec-{next(self._ids):017x}"
-        self.executions[arn] = _Execution(arn, task["TaskArn"], list(script), dt.datetime.now(dt.timezone.utc))
+        self.executions[arn] = _Execution(arn, task["TaskArn"], list(script), dt.datetime.now(dt.UTC))
         task["CurrentTaskExecutionArn"] = arn
         if self.lose_next_start_answer:
             self.lose_next_start_answer = False
@@ -165,7 +165,7 @@ def start_fake_datasync() -> tuple[FakeDataSync, ThreadingHTTPServer]:
     fake = FakeDataSync()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's naming)
+        def do_POST(self):
             target = self.headers.get("X-Amz-Target", "")
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
             status, answer = fake.handle(target.rsplit(".", 1)[-1], body)

@@ -16,7 +16,7 @@ from airflow_datasync.triggers.aws_datasync import AwsSyncPhaseTrigger
 from tests.airflow.test_sync_dag import load_dag, states
 from tests.aws.conftest import FAKE_CONN_ID
 from tests.aws.fake_datasync import SUCCESS_SCRIPT, TRANSFER_ERROR_SCRIPT
-from tests.aws.test_aws_moto import GROUP, PHASE_TASKS, xcom
+from tests.aws.test_aws_moto import GROUP, xcom
 
 
 @pytest.fixture

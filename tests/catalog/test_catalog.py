@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from pathlib import Path
 
 import numpy as np
@@ -191,7 +190,7 @@ def test_prune_by_age_and_abandoned_executions(tmp_path):
     src = make_tree(tmp_path / "src", files=2)
     done = run_sync(src, tmp_path / "dst", store, task_name="aged")
     stalled = start_running(tmp_path, store, task_name="aged")
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=10)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=10)
     assert catalog.prune(str(store), older_than="30d", now=later) == []
     # Ten days on, the execution with no report and no change for an hour is abandoned: prune takes it.
     assert catalog.is_running(stalled) and not catalog.is_running(stalled, now=later)

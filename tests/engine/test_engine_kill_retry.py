@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pyarrow.parquet as pq
 
@@ -43,7 +44,7 @@ def test_sigkill_mid_copy_then_retry_converges(tmp_path, make_tree, store, pytho
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
             temps = [n for n in os.listdir(dst) if n.startswith(".~ds-")]
-            done = open(journal, encoding="utf-8").read().count("\n") if os.path.exists(journal) else 0
+            done = Path(journal).read_text(encoding="utf-8").count("\n") if os.path.exists(journal) else 0
             if temps and done >= 6 and os.path.getsize(dst / temps[0]) >= BIG // 4:
                 os.kill(proc.pid, signal.SIGKILL)
                 killed_at = os.path.getsize(dst / temps[0])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_datasync.options import OptionsError, TaskOptions, TaskReportConfig, _CHOICES
+from airflow_datasync.options import _CHOICES, OptionsError, TaskOptions, TaskReportConfig
 
 DEFAULTS = TaskOptions()
 

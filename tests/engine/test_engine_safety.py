@@ -10,6 +10,7 @@ import pytest
 
 from airflow_datasync import engine
 from airflow_datasync.engine import LocationSpec, run_execution
+from airflow_datasync.phases.transfer import ShardFailedError
 
 SRC_SPEC = {
     "a": {"f.txt": "fresh data", "old.txt": "old", "sub": {"g.txt": "g"}},
@@ -148,7 +149,7 @@ def test_swap_between_prepare_and_transfer_does_not_write_or_chmod_outside(src, 
     mode_before = os.stat(outside).st_mode
 
     for shard in shards:
-        with pytest.raises(Exception):
+        with pytest.raises(ShardFailedError):
             engine.transfer(ex, shard["shard"])
     engine.finalize(ex)
     engine.verify(ex)

@@ -72,7 +72,7 @@ def test_unreadable_file_as_nobody(world_tmp, make_tree, python_exe, python_env)
         "d": {"inner.txt": "inner", "deeper": {"x.bin": b"\x00\x01"}},
         "link": ("link", "ok.txt"),
     })
-    for dirpath, dirs, files in os.walk(src):
+    for dirpath, _dirs, files in os.walk(src):
         os.chmod(dirpath, 0o755)
         for f in files:
             os.chmod(os.path.join(dirpath, f), 0o644)

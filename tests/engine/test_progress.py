@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -115,7 +116,7 @@ def test_resumed_entries_count_once_even_when_one_is_copied_again(tmp_path, make
 def test_progress_file_is_json_with_the_contract_keys_for_an_empty_shard(tmp_path, make_tree, store):
     ex, shard, _src, _dst = one_shard(tmp_path, make_tree, store, {"empty": {}})
     engine.transfer(ex, shard)
-    raw = open(ex.progress_file(shard), encoding="utf-8").read()
+    raw = Path(ex.progress_file(shard)).read_text(encoding="utf-8")
     snap = json.loads(raw)
     assert set(snap) == KEYS
     assert snap["state"] == "SUCCESS" and snap["files_done"] == snap["files_total"] == 1

@@ -20,7 +20,7 @@ _CONFIG = ("AIRFLOW__CORE__AUTH_MANAGER", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_US
 
 @dataclass(frozen=True)
 class PluginApp:
-    client: "TestClient"  # noqa: F821 (fastapi.testclient, imported once Airflow is configured)
+    client: TestClient  # noqa: F821 (fastapi.testclient, imported once Airflow is configured)
     tokens: dict[str, str]  # user name → JWT, for an Authorization header or the UI's ``_token`` cookie
 
 

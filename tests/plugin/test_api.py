@@ -45,7 +45,7 @@ def env(tmp_path_factory, airflow_db, dags_folder, s3_server, plugin_app):
 
     s3_airflow = {"dag_id": "datasync_test_s3_sync", "run_id": "manual__s3", "task_id": "sync.launch",
                   "group_id": "sync", "map_index": -1, "try_number": 1}
-    s3_exec = run_sync(make_tree(tmp / "s3-src"), "s3://api-test/data", f"s3://api-test/manifests",
+    s3_exec = run_sync(make_tree(tmp / "s3-src"), "s3://api-test/data", "s3://api-test/manifests",
                        task_name="to-s3", airflow=s3_airflow, dst_conn_id=S3_CONN_ID, store_conn_id=S3_CONN_ID)
     cli_exec = run_sync(make_tree(tmp / "cli-src"), tmp / "cli-dst", local_store, task_name="cli")
     running = start_running(tmp, local_store, task_name="to-s3", airflow={**s3_airflow, "run_id": "manual__running"})
@@ -89,7 +89,7 @@ def route_urls(env) -> list[str]:
 
 def test_every_route_requires_a_user_and_a_valid_token(env):
     urls = route_urls(env)
-    assert {"/api/executions", "/api/executions/{0}".format(env["dag_exec"])} <= set(urls)
+    assert {"/api/executions", f"/api/executions/{env['dag_exec']}"} <= set(urls)
     client = env["client"]
     for url in urls:
         client.cookies.clear()

@@ -24,7 +24,7 @@ class TriggerStarted(logging.Handler):
             self.count += 1
             self.event.set()
 
-    def __enter__(self) -> "TriggerStarted":
+    def __enter__(self) -> TriggerStarted:
         logging.getLogger("airflow.sdk.definitions.dag").addHandler(self)
         return self
 
@@ -70,7 +70,7 @@ class Producer(threading.Thread):
                     return
                 self.step(i)
                 self.stop.wait(self.interval)
-        except BaseException as exc:  # noqa: BLE001 - re-raised by the test
+        except BaseException as exc:
             self.error = exc
         finally:
             self.done.set()

@@ -85,7 +85,7 @@ def test_latest_execution_of_a_task_name_launched_after_a_date(airflow_db, dags_
     make_tree(src, files=4)
     dst.mkdir()
     old = engine.run_execution(str(src), str(dst), {}, task_name="sensor-latest", store=str(store))
-    after = dt.datetime.now(dt.timezone.utc).isoformat()
+    after = dt.datetime.now(dt.UTC).isoformat()
     started: list = []
 
     def launch_and_prepare(_i: int) -> None:

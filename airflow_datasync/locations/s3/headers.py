@@ -64,11 +64,6 @@ def meta_from_head(head: dict[str, Any], is_dir: bool) -> dict[str, Any]:
     return out
 
 
-#: obstore's GET attributes that are HTTP headers, not user metadata.
-STANDARD_ATTRIBUTES = {"Content-Disposition", "Content-Encoding", "Content-Language", "Content-Type",
-                        "Cache-Control", "Storage-Class"}
-
-
 def full_object_crc(head: dict[str, Any]) -> str | None:
     value = head.get("ChecksumCRC64NVME")
     if not value or head.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT":

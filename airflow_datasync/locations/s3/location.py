@@ -1,10 +1,9 @@
 """Amazon S3 and S3-compatible object stores (MinIO, SeaweedFS, Ceph, …): ``s3://bucket/prefix``.
 
 Credentials, region, endpoint, addressing style and TLS settings come from an Airflow AWS connection
-(the Amazon provider's hook reads them), or from the environment boto3 honours when no connection id is
-given. Bytes move with the client that measured fastest here: obstore (Rust ``object_store``) lists and
-PUTs small objects and streams GETs; boto3 does what obstore cannot do safely or at all: multipart
-uploads that are always completed or aborted, HEAD with checksums and user metadata, server-side copies.
+or from the environment boto3 honours when no connection id is given (:mod:`.settings`). Every request
+goes through the connection's one transport (:mod:`.transport`: our SigV4 client, or boto3 where that
+client cannot reproduce the connection), which raises only the vocabulary of :mod:`airflow_datasync.errors`.
 
 POSIX metadata lives in user metadata (``x-amz-meta-*``) so an S3 → file system round trip restores it:
 ``ds-mtime-ns``, ``ds-atime-ns``, ``ds-mode`` (octal), ``ds-uid``, ``ds-gid``; ``ds-type: symlink`` with
@@ -14,14 +13,13 @@ for other tools. Directories are empty ``key/`` objects, as DataSync writes them
 
 from __future__ import annotations
 
-import io
 import itertools
 import logging
 import os
 import threading
-import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any, Callable, Iterator, Mapping
+from typing import IO, Any
 
 import pyarrow as pa
 
@@ -37,6 +35,7 @@ from airflow_datasync.locations.base import (
     AlreadyExistsError,
     Capabilities,
     ChangedSinceListingError,
+    ConnectionLostError,
     DirectoryNotEmptyError,
     Location,
     LocationError,
@@ -48,40 +47,19 @@ from airflow_datasync.locations.base import (
     Written,
     safe_relpath,
 )
-from airflow_datasync.locations.s3 import sigv4
 from airflow_datasync.locations.s3.headers import (
-    STANDARD_ATTRIBUTES,
     full_object_crc,
     meta_from_head,
     meta_to_headers,
 )
-from airflow_datasync.locations.s3.multipart import BotoMultipart, Multipart, SigV4Multipart
+from airflow_datasync.locations.s3.multipart import Multipart
 from airflow_datasync.locations.s3.settings import S3Settings, settings_for
+from airflow_datasync.locations.s3.transport import Part, S3Transport
 from airflow_datasync.locations.s3.uri import COPY_PART_SIZE, MAX_KEY_BYTES, parse_s3_uri
 
 log = logging.getLogger("airflow_datasync")
 
 HEAD_CONCURRENCY = 32
-
-
-class _ChunkReader(io.RawIOBase):
-    """A read-only file over an iterator of byte chunks (obstore's streaming GET): each read returns the
-    next chunk, whatever ``size`` asks (the copy loop only needs chunks); ``read()`` returns the rest."""
-
-    def __init__(self, chunks: Iterator[Any]) -> None:
-        self._chunks = chunks
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:  # read() is the whole rest, as for any file
-            return b"".join(bytes(chunk) for chunk in self._chunks)
-        for chunk in self._chunks:
-            data = bytes(chunk)
-            if data:
-                return data
-        return b""
 
 
 #: What S3 keeps beside the data and a copy carries: the object's own user metadata (with every HEAD or GET)
@@ -118,14 +96,9 @@ class S3Location(Location):
         return self._settings
 
     @property
-    def client(self):
-        """One boto3 S3 client per connection and process (thread-safe; creating one costs ~0.3 s)."""
-        return self._resolve().client
-
-    @property
-    def store(self):
-        """One obstore S3Store per bucket (thread-safe; its connection pool is shared by all copy threads)."""
-        return self._resolve().store(self.bucket)
+    def transport(self) -> S3Transport:
+        """The connection's S3 operations, shared by every location of this worker process."""
+        return self._resolve().transport
 
     def can_copy_from(self, source: Location) -> bool:
         """True when a server-side copy from ``source`` is possible (same endpoint and credentials)."""
@@ -142,66 +115,31 @@ class S3Location(Location):
         return key
 
     # -- checks -----------------------------------------------------------------------------------
-    def _lite(self) -> Any:
-        """The signed-HTTP fast path (:mod:`.sigv4`), or None where only boto3 will do."""
-        lite = self._resolve().lite
-        return None if lite is None or lite.broken else lite
-
     def check(self, *, writable: bool, dry_run: bool = False) -> bool:
         # A prefix always "exists"; a dry run lists it (read permission) but writes no probe object.
         writable = writable and not dry_run
         probe = f"{self.prefix}.~ds-probe-{os.getpid()}-{threading.get_ident()}"
-        lite = self._lite()
-        if lite is not None:
-            try:
-                lite.list_page(self.bucket, self.prefix, max_keys=1)
-                if writable:
-                    lite.put(self.bucket, probe)
-                    lite.delete(self.bucket, probe)
-                return True
-            except sigv4.LiteUnavailable as exc:
-                log.debug("s3://%s: the fast path could not check (%s); boto3 checks", self.bucket, exc)
-        from botocore.exceptions import BotoCoreError, ClientError
-
+        transport = self.transport
         try:
-            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+            transport.list_page(self.bucket, self.prefix, max_keys=1)
             if writable:
-                self.client.put_object(Bucket=self.bucket, Key=probe, Body=b"")
-                self.client.delete_object(Bucket=self.bucket, Key=probe)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            hint = {"NoSuchBucket": "the bucket does not exist", "AccessDenied": "the credentials lack permission",
-                    "InvalidAccessKeyId": "the access key is unknown", "SignatureDoesNotMatch": "the secret key is wrong"}
-            raise LocationError(f"{self.uri}: {hint.get(code, code or str(exc))} "
-                                f"(connection {self.conn_id or 'from the environment'})") from None
-        except BotoCoreError as exc:
-            raise LocationError(f"{self.uri}: cannot reach S3 ({type(exc).__name__}: {exc})") from None
+                transport.put(self.bucket, probe, b"", {})
+                transport.delete(self.bucket, probe)
+        except ConnectionLostError as exc:
+            raise LocationError(f"{self.uri}: cannot reach S3 ({exc})") from None
+        except LocationError as exc:
+            raise type(exc)(f"{self.uri}: {exc} (connection {self.conn_id or 'from the environment'})") from None
         return True
 
     def _pages(self, prefix: str) -> Iterator[list[dict[str, Any]]]:
-        """Every ListObjectsV2 page under ``prefix`` (its ``Contents``, keys decoded): through the fast path,
-        and from the first page it cannot handle on, through boto3 (which raises the errors that count)."""
-        lite, token = self._lite(), None
-        if lite is not None:
-            while True:
-                try:
-                    contents, next_token = lite.list_page(self.bucket, prefix, token)
-                except sigv4.LiteUnavailable as exc:
-                    log.debug("s3://%s: listing goes on through boto3 (%s)", self.bucket, exc)
-                    break
-                yield contents
-                if next_token is None:
-                    return
-                token = next_token
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-        if token is not None:
-            kwargs["ContinuationToken"] = token
+        """Every ListObjectsV2 page under ``prefix`` (its ``Contents``, keys decoded)."""
+        token = None
         while True:
-            page = self.client.list_objects_v2(**kwargs)
-            yield page.get("Contents") or []
-            if not page.get("IsTruncated"):
+            page = self.transport.list_page(self.bucket, prefix, token)
+            yield page.contents
+            if page.next_token is None:
                 return
-            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+            token = page.next_token
 
     def contains(self, other: Location) -> bool:
         if not isinstance(other, S3Location) or other.bucket != self.bucket:
@@ -269,20 +207,7 @@ class S3Location(Location):
         return pa.RecordBatch.from_pylist(rows, schema=LISTING_SCHEMA)
 
     def _head(self, key: str) -> dict[str, Any] | None:
-        lite = self._lite()
-        if lite is not None:
-            try:
-                return lite.head(self.bucket, key)
-            except sigv4.LiteUnavailable as exc:
-                log.debug("s3://%s/%s: HEAD through boto3 (%s)", self.bucket, key, exc)
-        from botocore.exceptions import ClientError
-
-        try:
-            return self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
+        return self.transport.head(self.bucket, key)
 
     def _head_meta(self, key: str) -> dict[str, Any] | None:
         head = self._head(key)
@@ -329,75 +254,40 @@ class S3Location(Location):
         """The object's tags (``s3.tags``: ObjectTags=PRESERVE carries them to an S3 destination)."""
         if S3_TAGS not in wanted:
             return {}
-        from botocore.exceptions import ClientError
-
         key = self.key(path)
         for candidate in (key, key + "/"):  # an object, else a directory's marker
             try:
                 return {S3_TAGS: self._tags(candidate)}
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404", "NotFound"):
-                    raise
+            except NotFoundError:
+                continue
         return {}  # an implied directory (no marker object) has no tags
 
     def _tags(self, key: str) -> dict[str, str]:
-        resp = self.client.get_object_tagging(Bucket=self.bucket, Key=key)
-        return {t["Key"]: t["Value"] for t in resp.get("TagSet", [])}
+        return self.transport.get_tags(self.bucket, key)
 
     def native_checksum(self, path: str) -> str | None:
         """The object's full-object CRC64NVME as S3 reports it (hex), without downloading it."""
         head = self._head(self.key(path))
         if head is None:
-            raise FileNotFoundError(path)
+            raise NotFoundError(f"{self.uri}: {path} does not exist")
         return full_object_crc(head)
 
     def open_read(self, path: str) -> IO[bytes]:
-        import obstore
-        from botocore.exceptions import ClientError
-
-        key = self.key(path)
-        try:
-            if not _obstore_safe(key):
-                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-                return _ChunkReader(body.iter_chunks(checksum.CHUNK))
-            return _ChunkReader(iter(obstore.get(self.store, key).stream(min_chunk_size=checksum.CHUNK)))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
-                raise
-        except FileNotFoundError:  # obstore's NotFoundError is one
-            pass
-        raise NotFoundError(f"{self.uri}: {path} does not exist")
+        _head, body = self.transport.get(self.bucket, self.key(path))
+        return body
 
     def open_version(self, path: str, etag: str) -> tuple[IO[bytes], StatResult]:
         """GET with If-Match: the object as listed and its stat, or ChangedSinceListingError (one request, no
         HEAD)."""
-        import obstore
-        from botocore.exceptions import ClientError
-
-        key = self.key(path)
-        changed = ChangedSinceListingError(f"{path}: changed at the source since PREPARING (ETag {etag} no longer "
-                                           "matches); not copied, the next execution copies the new version")
         try:
-            if not _obstore_safe(key):
-                resp = self.client.get_object(Bucket=self.bucket, Key=key, IfMatch=etag)
-                return _ChunkReader(resp["Body"].iter_chunks(checksum.CHUNK)), self._stat_from_head(resp)
-            result = obstore.get(self.store, key, options={"if_match": etag})
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
-                raise changed from None
-            raise
-        except Exception as exc:  # obstore's PreconditionError / NotFoundError
-            if type(exc).__name__ == "PreconditionError":
-                raise changed from None
-            if type(exc).__name__ == "NotFoundError" or isinstance(exc, FileNotFoundError):
-                raise FileNotFoundError(f"{path}: vanished from the source after PREPARING") from None
-            raise
-        reader = _ChunkReader(iter(result.stream(min_chunk_size=checksum.CHUNK)))
+            head, reader = self.transport.get(self.bucket, self.key(path), if_match=etag)
+        except ChangedSinceListingError:
+            raise ChangedSinceListingError(f"{path}: changed at the source since PREPARING (ETag {etag} no longer "
+                                           "matches); not copied, the next execution copies the new version") from None
+        except NotFoundError:
+            raise NotFoundError(f"{path}: vanished from the source after PREPARING") from None
         # The GET carries the version's metadata: what the copy applies, even where PREPARING skipped the HEAD.
-        info = result.meta
-        user = {k: v for k, v in result.attributes.items() if k not in STANDARD_ATTRIBUTES}
-        return reader, self._stat_from_head({"Metadata": user, "LastModified": info["last_modified"],
-                                             "ContentLength": info["size"], "ETag": info.get("e_tag") or etag})
+        return reader, self._stat_from_head(head)
 
     # -- writing ----------------------------------------------------------------------------------
     def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
@@ -422,40 +312,11 @@ class S3Location(Location):
             before_commit(len(buffer))
         return Written(len(buffer), self._put(key, bytes(buffer), headers, if_none_match, tags))
 
-    def _object_args(self, tags: dict[str, str] | None) -> dict[str, Any]:
-        args: dict[str, Any] = {}
-        if self.storage_class:
-            args["StorageClass"] = self.storage_class
-        if tags:
-            args["Tagging"] = urllib.parse.urlencode(tags)
-        return args
-
     def _put(self, key: str, body: bytes, headers: dict[str, str], if_none_match: bool,
              tags: dict[str, str] | None = None) -> str | None:
         """One PUT; returns the new object's ETag."""
-        import obstore
-
-        lite = self._lite()
-        if key.endswith("/") and not body and not tags and not self.storage_class and lite is not None:
-            # A directory marker: one signed PUT, no boto3 client needed for it.
-            try:
-                return _quoted(lite.put(self.bucket, key, b"", headers, if_none_match))
-            except sigv4.LiteUnavailable as exc:
-                log.debug("s3://%s/%s: PUT through boto3 (%s)", self.bucket, key, exc)
-        if not _obstore_safe(key) or self.storage_class:
-            # boto3 for what obstore cannot express: odd keys, directory markers, a storage class.
-            extra = {"IfNoneMatch": "*"} if if_none_match else {}
-            resp = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=headers,
-                                          ChecksumAlgorithm="CRC64NVME", **self._object_args(tags), **extra)
-            return _quoted(resp.get("ETag"))
-        try:
-            result = obstore.put(self.store, key, body, attributes=headers, use_multipart=False, tags=tags or None,
-                                 mode="create" if if_none_match else None)
-            return _quoted(result.get("e_tag"))
-        except Exception as exc:  # obstore raises its own types: turn them into clear, path-naming errors
-            if type(exc).__name__ == "AlreadyExistsError":
-                raise AlreadyExistsError(f"{key} already exists (OverwriteMode=NEVER)") from None
-            raise OSError(f"PUT s3://{self.bucket}/{key} failed: {exc}") from None
+        return _quoted(self.transport.put(self.bucket, key, body, headers, if_none_match=if_none_match, tags=tags,
+                                          storage_class=self.storage_class))
 
     def _multipart(self, key: str, first: bytearray, rest: Iterator[bytes], headers: dict[str, str],
                    before_commit: Callable[[int], None] | None, if_none_match: bool,
@@ -498,29 +359,16 @@ class S3Location(Location):
         except BaseException:
             try:
                 api.abort()
-            except Exception:  # noqa: BLE001 - the original error matters more; lifecycle rules catch leftovers
+            except Exception:  # the original error matters more; lifecycle rules catch leftovers
                 log.warning("could not abort multipart upload of s3://%s/%s", self.bucket, key)
             raise
         return total, etag
 
     def _multipart_api(self, key: str, headers: dict[str, str], tags: dict[str, str] | None) -> Multipart:
-        """A started multipart upload: through the signed-HTTP fast path where it can start one, else boto3."""
-        lite = self._lite()
-        if lite is not None:
-            extra = {}
-            if self.storage_class:
-                extra["x-amz-storage-class"] = self.storage_class
-            if tags:
-                extra["x-amz-tagging"] = urllib.parse.urlencode(tags)
-            try:
-                return SigV4Multipart(lite, self.bucket, key, lite.create_multipart(self.bucket, key, headers, extra))
-            except sigv4.LiteUnavailable as exc:
-                log.debug("s3://%s/%s: multipart upload through boto3 (%s)", self.bucket, key, exc)
-        client = self.client
-        upload = client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=headers,
-                                                ChecksumAlgorithm="CRC64NVME", ChecksumType="FULL_OBJECT",
-                                                **self._object_args(tags))
-        return BotoMultipart(client, self.bucket, key, upload["UploadId"])
+        """A started multipart upload with a full-object CRC64NVME."""
+        upload_id = self.transport.create_multipart(self.bucket, key, headers, full_object_crc=True, tags=tags,
+                                                    storage_class=self.storage_class)
+        return Multipart(self.transport, self.bucket, key, upload_id)
 
     def copy_object(self, source: Location, path: str, meta_for: Callable[[StatResult], Metadata], *,
                     expect_etag: str | None, overwrite: bool, extras: frozenset[str] = frozenset()) -> Written:
@@ -546,43 +394,27 @@ class S3Location(Location):
         meta = meta_for(self._stat_from_head(head))
         theirs = meta_from_head(head, False).get("user_metadata") or {}
         headers = {**theirs, **meta_to_headers(meta)}
-        lite = self._lite() if size <= COPY_PART_SIZE else None
-        if lite is not None:
-            try:
-                etag = lite.copy_object(self.bucket, key, source.bucket, src_key, headers, head["ETag"], keep_tags,
-                                        self.storage_class)
-                return Written(size, _quoted(etag), checksum=full_object_crc(head))
-            except sigv4.LiteUnavailable as exc:
-                log.debug("s3://%s/%s: CopyObject through boto3 (%s)", self.bucket, key, exc)
-        client = self.client
-        copy_source = {"Bucket": source.bucket, "Key": src_key}
+        transport = self.transport
         if size <= COPY_PART_SIZE:
-            tagging = {"TaggingDirective": "COPY"} if keep_tags else {"TaggingDirective": "REPLACE", "Tagging": ""}
-            storage = {"StorageClass": self.storage_class} if self.storage_class else {}
-            resp = client.copy_object(Bucket=self.bucket, Key=key, CopySource=copy_source, Metadata=headers,
-                                      MetadataDirective="REPLACE", ChecksumAlgorithm="CRC64NVME",
-                                      CopySourceIfMatch=head["ETag"], **tagging, **storage)
-            etag = (resp.get("CopyObjectResult") or {}).get("ETag")
+            etag = transport.copy(self.bucket, key, source.bucket, src_key, headers, if_match=head["ETag"],
+                                  keep_tags=keep_tags, storage_class=self.storage_class)
         else:
             tags = source._tags(src_key) if keep_tags else None
-            upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=headers,
-                                                       ChecksumAlgorithm="CRC64NVME",
-                                                       **self._object_args(tags))["UploadId"]
+            upload_id = transport.create_multipart(self.bucket, key, headers, full_object_crc=False, tags=tags,
+                                                   storage_class=self.storage_class)
             try:
-                parts, offset, number = [], 0, 0
+                parts: list[Part] = []
+                offset, number = 0, 0
                 while offset < size:
                     number += 1
                     end = min(offset + COPY_PART_SIZE, size) - 1
-                    r = client.upload_part_copy(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                                                CopySource=copy_source, CopySourceRange=f"bytes={offset}-{end}",
-                                                CopySourceIfMatch=head["ETag"])
-                    parts.append({"PartNumber": number, "ETag": r["CopyPartResult"]["ETag"]})
+                    parts.append((number, transport.upload_part_copy(self.bucket, key, upload_id, number, source.bucket,
+                                                                     src_key, (offset, end), if_match=head["ETag"]),
+                                  None))
                     offset = end + 1
-                done = client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
-                                                        MultipartUpload={"Parts": parts})
-                etag = done.get("ETag")
+                etag = transport.complete_multipart(self.bucket, key, upload_id, parts)
             except BaseException:
-                client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                transport.abort_multipart(self.bucket, key, upload_id)
                 raise
         # The source's own checksum, if S3 keeps one: VERIFYING compares it with the copy's. If the source
         # has none (written without one), VERIFYING reads the source to compute it.
@@ -611,9 +443,8 @@ class S3Location(Location):
         if is_dir:
             self._put(key, b"", wanted, False, meta.extras.get(S3_TAGS))  # a marker is re-put: with its tags
         else:
-            self.client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
-                                    Metadata=wanted, MetadataDirective="REPLACE", CopySourceIfMatch=head["ETag"],
-                                    ChecksumAlgorithm="CRC64NVME")
+            self.transport.copy(self.bucket, key, self.bucket, key, wanted, if_match=head["ETag"], keep_tags=True,
+                                storage_class=self.storage_class)
         return []
 
     def delete(self, path: str, *, is_dir: bool) -> None:
@@ -623,16 +454,7 @@ class S3Location(Location):
             # metadata, so it is kept as a file system keeps a non-empty directory.
             raise DirectoryNotEmptyError(f"{self.uri}: directory {path!r} still holds entries (excluded by "
                                          "filters, or new); kept")
-        self.client.delete_object(Bucket=self.bucket, Key=key)
-
-
-
-
-def _obstore_safe(key: str) -> bool:
-    """object_store refuses keys with control characters, escapes '%' and drops a trailing '/' (a
-    directory marker would become a file): boto3 takes those keys."""
-    return key.isprintable() and "%" not in key and not key.endswith("/")
-
+        self.transport.delete(self.bucket, key)
 
 
 def _printable(key: str) -> str:

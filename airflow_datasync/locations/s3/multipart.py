@@ -1,66 +1,29 @@
-"""A multipart upload in progress, through the signed-HTTP client or boto3: send parts, complete, abort."""
+"""One multipart upload in progress through the connection's transport: parts sent with their CRC64NVME,
+completed with the whole object's (combined from the parts', no second pass over the bytes), or aborted."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from airflow_datasync import checksum
+from airflow_datasync.locations.s3.transport import Part, S3Transport
 
 
 class Multipart:
-    """One multipart upload in progress: ``send`` a part (returns the part's entry for the completion, its
-    CRC64NVME as an int and its length), ``complete`` with the whole object's CRC64NVME, or ``abort``."""
+    """``send`` a part (returns its entry for the completion, its CRC64NVME as an int and its length),
+    then ``complete`` with the whole object's CRC64NVME, or ``abort``."""
 
-    def __init__(self, client: Any, bucket: str, key: str, upload_id: str) -> None:
-        self.client, self.bucket, self.key, self.upload_id = client, bucket, key, upload_id
+    def __init__(self, transport: S3Transport, bucket: str, key: str, upload_id: str) -> None:
+        self.transport, self.bucket, self.key, self.upload_id = transport, bucket, key, upload_id
 
-    def send(self, number: int, body: bytes) -> tuple[Any, int, int]:
+    def send(self, number: int, body: bytes) -> tuple[Part, int, int]:
         part_hash = checksum.new_hasher()
         part_hash.update(body)
-        return self._upload(number, body, part_hash.base64()), part_hash.value, len(body)
+        crc64 = part_hash.base64()
+        etag = self.transport.upload_part(self.bucket, self.key, self.upload_id, number, body, crc64)
+        return (number, etag, crc64), part_hash.value, len(body)
 
-    def _upload(self, number: int, body: bytes, crc64: str) -> Any:
-        """Upload one part with its CRC64NVME (base64); return its entry for the completion."""
-        raise NotImplementedError
-
-    def complete(self, parts: list[Any], crc64: str, if_none_match: bool) -> str | None:
-        raise NotImplementedError
-
-    def abort(self) -> None:
-        raise NotImplementedError
-
-
-class SigV4Multipart(Multipart):
-    def _upload(self, number: int, body: bytes, crc64: str) -> Any:
-        return number, self.client.upload_part(self.bucket, self.key, self.upload_id, number, body, crc64), crc64
-
-    def complete(self, parts: list[Any], crc64: str, if_none_match: bool) -> str | None:
-        return self.client.complete_multipart(self.bucket, self.key, self.upload_id, parts, crc64, if_none_match)
+    def complete(self, parts: list[Part], crc64: str, if_none_match: bool) -> str | None:
+        return self.transport.complete_multipart(self.bucket, self.key, self.upload_id, parts, crc64=crc64,
+                                                 if_none_match=if_none_match)
 
     def abort(self) -> None:
-        self.client.abort_multipart(self.bucket, self.key, self.upload_id)
-
-
-class BotoMultipart(Multipart):
-    def _upload(self, number: int, body: bytes, crc64: str) -> Any:
-        resp = self.client.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
-                                       Body=body, ChecksumCRC64NVME=crc64)
-        return {"PartNumber": number, "ETag": resp["ETag"], "ChecksumCRC64NVME": resp.get("ChecksumCRC64NVME", crc64)}
-
-    def complete(self, parts: list[Any], crc64: str, if_none_match: bool) -> str | None:
-        from botocore.exceptions import ClientError
-
-        extra = {"IfNoneMatch": "*"} if if_none_match else {}
-        try:
-            done = self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": parts},
-                ChecksumCRC64NVME=crc64, ChecksumType="FULL_OBJECT", **extra)
-        except ClientError as exc:
-            if if_none_match and exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
-                raise FileExistsError(f"{self.key} already exists (OverwriteMode=NEVER)") from None
-            raise
-        return done.get("ETag")
-
-    def abort(self) -> None:
-        self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
-
+        self.transport.abort_multipart(self.bucket, self.key, self.upload_id)

@@ -7,75 +7,63 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from airflow_datasync.errors import LocationError
 from airflow_datasync.locations.s3 import sigv4
-from airflow_datasync.locations.s3.botocore_patches import lighter_listings, use_fast_timestamps
+from airflow_datasync.locations.s3.transport import S3Transport, SigV4Transport
 
 _CACHE_LOCK = threading.Lock()
-_CACHE: dict[str | None, tuple[float, "S3Settings"]] = {}
+_CACHE: dict[str | None, tuple[float, S3Settings]] = {}
 #: Credentials from a connection may be temporary (an assumed role): re-read them after this long.
 CLIENT_TTL_SECONDS = 600.0
 
 
 class S3Settings:
-    """One connection's endpoint, credentials and clients, shared by every location of a worker process.
+    """One connection's endpoint, credentials and transport, shared by every location of a worker process.
 
-    ``lite`` (the signed-HTTP fast path, see :mod:`.sigv4`) and obstore's config are
-    ready at once; the boto3 client is built on first use, so a run that only lists (a re-run with
-    nothing to copy, given credentials in the environment) never imports boto3.
+    :attr:`transport` is the SigV4 client where it reaches S3 as boto3 would (then boto3 is never
+    imported), else boto3 (:mod:`.boto_transport`): one choice per connection, made here.
     """
 
     def __init__(self, *, endpoint_url: str | None, region: str, credentials: Callable[[], tuple[str, str, str | None]],
                  verify: Any, s3_conf: dict[str, Any], botocore_config: Any = None, session: Any = None,
                  has_proxies: bool = False, conn_id: str | None = None) -> None:
         """``credentials`` returns (access key, secret key, session token or None), fresh at each call."""
-        access_key, secret_key, token = credentials()
+        access_key, _secret, _token = credentials()
         self.endpoint_url, self.region, self.access_key, self.verify = endpoint_url, region, access_key, verify
         self.conn_id = conn_id
+        self.addressing_style: str | None = s3_conf.get("addressing_style")
+        #: True where the SigV4 client reaches S3 exactly as boto3 would with these settings.
+        self.signs_itself = bool(access_key) and sigv4.usable(s3_conf, has_proxies)
         self._session, self._botocore_config, self._credentials = session, botocore_config, credentials
         self._client: Any = None
+        self._transport: S3Transport | None = None
         self._lock = threading.Lock()
-        self.stores: dict[str, Any] = {}
-        self.lite = (sigv4.S3Lite(endpoint_url, region, credentials, verify, s3_conf.get("addressing_style"))
-                     if access_key and sigv4.usable(s3_conf, has_proxies) else None)
-        ob_config: dict[str, Any] = {"region": region, "checksum_algorithm": "CRC64NVME"}
-        if access_key:
-            ob_config.update(access_key_id=access_key, secret_access_key=secret_key)
-        if token:
-            ob_config["session_token"] = token
-        ob_client: dict[str, Any] = {"pool_max_idle_per_host": "64"}
-        if endpoint_url:
-            ob_config["endpoint"] = endpoint_url
-            ob_config["virtual_hosted_style_request"] = s3_conf.get("addressing_style") == "virtual"
-            if endpoint_url.startswith("http://"):
-                ob_client["allow_http"] = True
-        if verify is False:
-            ob_client["allow_invalid_certificates"] = True
-        elif isinstance(verify, str):  # a CA bundle path, as boto3 takes it: obstore trusts the same roots
-            try:
-                with open(verify, "rb") as fh:
-                    ob_client["root_certificate"] = fh.read()
-            except OSError as exc:
-                raise LocationError(f"connection {conn_id!r}: cannot read the CA bundle {verify!r}: {exc.strerror}") from None
-        self.obstore_config, self.obstore_client_options = ob_config, ob_client
 
-    def store(self, bucket: str) -> Any:
-        """One obstore S3Store per bucket (thread-safe; its connection pool is shared by all copy threads)."""
-        with _CACHE_LOCK:
-            store = self.stores.get(bucket)
-            if store is None:
-                from obstore.store import S3Store
+    @property
+    def transport(self) -> S3Transport:
+        """The S3 operations for this connection (thread-safe, built on first use)."""
+        if self._transport is None:
+            with self._lock:
+                if self._transport is None:
+                    self._transport = self._make_transport()
+        return self._transport
 
-                store = self.stores[bucket] = S3Store(
-                    bucket, config=self.obstore_config, client_options=self.obstore_client_options)
-        return store
+    def _make_transport(self) -> S3Transport:
+        if self.signs_itself:
+            client = sigv4.SigV4Client(self.endpoint_url, self.region, self._credentials, self.verify,
+                                       self.addressing_style)
+            return SigV4Transport(client)
+        from airflow_datasync.locations.s3.boto_transport import BotoTransport
+
+        return BotoTransport(self._make_client())
 
     @property
     def client(self) -> Any:
-        """The boto3 S3 client (thread-safe), built on first use: importing boto3 and building a client
-        costs ~0.35 s."""
+        """A boto3 S3 client for this connection (thread-safe), built on first use; only the fallback
+        transport and tools outside the backend use one."""
         if self._client is None:
             with self._lock:
                 if self._client is None:
@@ -92,16 +80,15 @@ class S3Settings:
             session = boto3.Session()
             key, secret, token = self._credentials()
             explicit = {"aws_access_key_id": key, "aws_secret_access_key": secret, "aws_session_token": token}
-        cfg = Config(max_pool_connections=64, retries={"max_attempts": 5, "mode": "standard"},
+        # botocore retries nothing itself: the transport retries through airflow_datasync.retry.
+        cfg = Config(max_pool_connections=64, retries={"total_max_attempts": 1, "mode": "standard"},
                      request_checksum_calculation="when_required", response_checksum_validation="when_required")
         if isinstance(self._botocore_config, dict):  # a connection's config_kwargs, as the hook reads them
             cfg = Config(**self._botocore_config).merge(cfg)
         elif self._botocore_config is not None:
             cfg = self._botocore_config.merge(cfg)
-        use_fast_timestamps(session)
         client = session.client("s3", endpoint_url=self.endpoint_url, region_name=self.region, verify=self.verify,
                                 config=cfg, **explicit)
-        lighter_listings(client)
         return client
 
 
@@ -128,13 +115,13 @@ _SIMPLE_EXTRA = {"endpoint_url", "region_name", "verify", "aws_session_token", "
 def _simple_connection(conn_id: str) -> S3Settings | None:
     """Settings for an AWS connection that holds a key pair and nothing boto3 must interpret (no role to
     assume, profile, per-service config or botocore options beyond the addressing style): read without the
-    Amazon provider's hook, so a task that only lists, HEADs and PUTs through obstore never imports boto3
-    (~0.35 s per task process). Any other connection returns None and goes through the hook."""
+    Amazon provider's hook, so that a task whose transport is the SigV4 client never imports boto3 (a
+    noticeable part of a short task's start). Any other connection returns None and goes through the hook."""
     try:
         from airflow.sdk import BaseHook
 
         conn = BaseHook.get_connection(conn_id)
-    except Exception:  # noqa: BLE001 - the hook raises the error users know for a missing connection
+    except Exception:  # the hook raises the error users know for a missing connection
         return None
     extra = conn.extra_dejson or {}
     config_kwargs = extra.get("config_kwargs")

@@ -6,7 +6,7 @@ per test) and ``permissive_s3`` (moto). The connection ids are re-exported here 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from tests.fixtures_servers import PERMISSIVE_S3_CONN_ID as PERMISSIVE_CONN_ID
 from tests.fixtures_servers import S3_CONN_ID as CONN_ID
@@ -16,23 +16,14 @@ __all__ = ["CONN_ID", "PERMISSIVE_CONN_ID", "s3_requests"]
 
 @contextlib.contextmanager
 def s3_requests(conn_id: str = CONN_ID) -> Iterator[list[str]]:
-    """The names of the S3 requests sent for ``conn_id`` while inside, in order: boto3's (counted by its
-    ``before-call`` events) and the signed-HTTP fast path's (by its observers)."""
+    """The names of the S3 requests sent for ``conn_id`` while inside, in order, as the connection's
+    transport reports them (SigV4 client or boto3 alike)."""
     from airflow_datasync.locations.s3 import settings_for
 
-    settings = settings_for(conn_id)
+    transport = settings_for(conn_id).transport
     sent: list[str] = []
-
-    def boto(event_name: str, **_: object) -> None:
-        sent.append(event_name.rsplit(".", 1)[-1])
-
-    client = settings.client
-    client.meta.events.register("before-call.s3", boto)
-    if settings.lite is not None:
-        settings.lite.observers.append(sent.append)
+    transport.observers.append(sent.append)
     try:
         yield sent
     finally:
-        client.meta.events.unregister("before-call.s3", boto)
-        if settings.lite is not None:
-            settings.lite.observers.remove(sent.append)
+        transport.observers.remove(sent.append)

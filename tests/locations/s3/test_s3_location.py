@@ -14,6 +14,7 @@ from airflow_datasync import checksum, engine
 from airflow_datasync.engine import LocationSpec, run_execution
 from airflow_datasync.locations import LocationError, open_location
 from airflow_datasync.locations.s3 import MULTIPART_THRESHOLD
+from airflow_datasync.manifest import Store
 from tests.locations.s3.conftest import CONN_ID, PERMISSIVE_CONN_ID, s3_requests
 
 
@@ -27,7 +28,7 @@ def make_tree(root: Path) -> dict[str, bytes]:
         "empty.bin": b"",
         "dir/b.csv": os.urandom(3000),
         "dir/sub/c.json": b'{"c": 1}',
-        "naïve café/日本語 ✓.txt": "unicode".encode(),
+        "naïve café/日本語 ✓.txt": b"unicode",
         "with space/50% off+plus#hash.txt": b"specials",
     }
     for rel, data in files.items():
@@ -179,7 +180,7 @@ def test_hostile_keys_are_refused_and_reported_never_written(tmp_path, permissiv
         try:
             s3.put_object(Bucket="hostile", Key="data/" + key, Body=b"evil")
             stored.append(key)
-        except Exception:  # noqa: BLE001 - a key the server itself refuses cannot reach us either
+        except Exception:  # a key the server itself refuses cannot reach us either
             pass
     assert len(stored) >= 5, stored
     dst = tmp_path / "deep" / "dst"
@@ -370,7 +371,7 @@ def test_rerun_learns_metadata_from_the_previous_execution_instead_of_heading_ev
 
 def test_tls_endpoint_behind_a_private_ca_from_the_connections_verify_bundle(tmp_path, monkeypatch):
     """An S3-compatible store over HTTPS with a private CA: the connection's ``verify`` CA bundle is
-    trusted by both clients (boto3 and obstore); without it the launch fails with a clear error."""
+    trusted by the transport and by the manifest store on S3; without it the launch fails with a clear error."""
     import json
 
     from airflow_datasync.locations.s3 import settings as s3settings
@@ -388,6 +389,12 @@ def test_tls_endpoint_behind_a_private_ca_from_the_connections_verify_bundle(tmp
         assert run_execution(str(src), dest, {}, store=str(tmp_path / "store"))["Status"] == "SUCCESS"
         assert run_execution(dest, str(back), {}, store=str(tmp_path / "store"))["Status"] == "SUCCESS"
         assert (back / "secure.txt").read_text() == "over https"
+        # The manifest store on the same TLS endpoint: the store's client trusts the same CA bundle.
+        on_s3 = run_execution(str(src), LocationSpec("s3://tls-bucket/z", "datasync_tls_s3"), {},
+                              store="s3://tls-bucket/manifests", store_conn_id="datasync_tls_s3")
+        assert on_s3["Status"] == "SUCCESS" and on_s3["ReportUri"].startswith("s3://tls-bucket/manifests/"), on_s3
+        assert pq.read_table(on_s3["ReportUri"].removeprefix("s3://"),
+                             filesystem=Store.for_uri("s3://tls-bucket", "datasync_tls_s3").fs).num_rows == 1
         untrusting = json.loads(server.connection_uri_json())
         untrusting["extra"].pop("verify")
         monkeypatch.setenv("AIRFLOW_CONN_DATASYNC_TLS_S3_NOCA", json.dumps(untrusting))
@@ -395,6 +402,8 @@ def test_tls_endpoint_behind_a_private_ca_from_the_connections_verify_bundle(tmp
         with pytest.raises(LocationError, match="cannot reach S3|SSL|certificate"):
             run_execution(str(src), LocationSpec("s3://tls-bucket/y", "datasync_tls_s3_noca"), {},
                           store=str(tmp_path / "store"))
+        with pytest.raises(LocationError, match="cannot reach S3|SSL|certificate"):
+            Store.for_uri("s3://tls-bucket/manifests", "datasync_tls_s3_noca").read_bytes("tls-bucket/manifests/x")
     finally:
         server.stop()
 
@@ -480,10 +489,14 @@ def test_metadata_learnt_from_gets_spares_the_next_run_its_heads(tmp_path, s3, b
     assert calls.count("HeadObject") == 0 and calls.count("ListObjectsV2") >= 1, calls  # every object's metadata came with the first run's GETs
 
 
-def test_listing_fast_paths_keep_timestamps_and_200_errors_exact(s3, bucket):
-    """The listing's fast paths (timestamps through datetime, pages through ElementTree, a cheaper 200-error
-    check) change no result: keys, sizes, ETags and mtimes equal a plain boto3 client's, and an ``<Error>``
-    (or truncated) body sent with 200 is still turned into a retryable 500."""
+def test_listings_are_exact_and_200_errors_are_errors(s3, bucket):
+    """Our client's listing (pages through ElementTree, keys URL-decoded) changes no result: keys, sizes,
+    ETags and mtimes equal a plain boto3 client's; an ``<Error>`` body sent with 200 is a retryable error
+    and a truncated listing is refused, never half-parsed."""
+    from airflow_datasync.errors import TransientError
+    from airflow_datasync.locations.s3 import sigv4
+    from airflow_datasync.locations.s3.errors import s3_error
+
     names = ["f0", "f1", "with space/50% off+plus#hash&amp;.txt", "naïve café/日本語 ✓.txt", "tab\tname", "<lt>"]
     for i, name in enumerate(names):
         s3.put_object(Bucket=bucket, Key=f"data/{name}", Body=b"x" * i)
@@ -492,27 +505,18 @@ def test_listing_fast_paths_keep_timestamps_and_200_errors_exact(s3, bucket):
     expected = {o["Key"][5:]: int(o["LastModified"].timestamp() * 1_000_000_000)
                 for o in s3.list_objects_v2(Bucket=bucket, Prefix="data/")["Contents"]}
     assert listed == expected and sorted(listed) == sorted(names)
-    # Our client's pages (ElementTree fast path) equal a plain boto3 client's, field by field.
-    ours = loc.client.list_objects_v2(Bucket=bucket, Prefix="data/")["Contents"]
+    ours = loc.transport.list_page(bucket, "data/").contents
     plain = s3.list_objects_v2(Bucket=bucket, Prefix="data/")["Contents"]
     fields = ("Key", "Size", "ETag", "LastModified", "StorageClass")
     assert [{k: o.get(k) for k in fields} for o in ours] == [{k: o.get(k) for k in fields} for o in plain]
 
-    client = loc.client
-    model = client.meta.service_model
-
-    def status_after(operation: str, body: bytes) -> int:
-        response = {"status_code": 200, "body": body, "headers": {}}
-        client.meta.events.emit(f"before-parse.s3.{operation}", operation_model=model.operation_model(operation),
-                                response_dict=response, customized_response_dict={})
-        return response["status_code"]
-
     decl = b'<?xml version="1.0" encoding="UTF-8"?>\n'
     complete = decl + b"<ListBucketResult><Name>b</Name><KeyCount>0</KeyCount></ListBucketResult>"
-    assert status_after("ListObjectsV2", complete) == 200
-    assert status_after("ListObjectsV2", decl + b"<Error><Code>InternalError</Code></Error>") == 500
-    assert status_after("ListObjectsV2", complete[:-10]) == 500  # truncated: retried, not half-parsed
-    assert status_after("CopyObject", decl + b"<Error><Code>SlowDown</Code></Error>") == 500
+    assert sigv4.parse_listing(complete) is not None
+    assert sigv4.parse_listing(complete[:-10]) is None
+    error = decl + b"<Error><Code>SlowDown</Code></Error>"
+    assert sigv4.error_code(error) == "SlowDown"
+    assert isinstance(s3_error("s3://b/k", 200, sigv4.error_code(error)), TransientError)
 
 
 def test_directory_markers_are_one_put_with_metadata_and_finalize_leaves_them(tmp_path, s3, bucket):
@@ -532,7 +536,8 @@ def test_directory_markers_are_one_put_with_metadata_and_finalize_leaves_them(tm
         calls.clear()
         engine.finalize(execution)
     assert calls == [], calls  # FINALIZE: nothing to do for markers written with their metadata
-    assert "HeadObject" not in marker_calls and marker_calls.count("PutObject") == 3, marker_calls
+    # One PUT per marker and per file: no HEAD, no second request for a marker's metadata.
+    assert marker_calls == ["PutObject"] * 6, marker_calls
     head = s3.head_object(Bucket=bucket, Key="data/a/b/")
     # SeaweedFS drops metadata on markers (keeps_directory_metadata=False), so only check what it kept.
     if head.get("Metadata"):

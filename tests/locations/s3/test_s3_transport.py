@@ -1,6 +1,6 @@
-"""The signed-HTTP fast path for LIST and HEAD (``locations/s3/sigv4.py``): exact against boto3 on a real
-S3-compatible server, signed as AWS's own SigV4 example, and never the only path (boto3 takes over
-whatever it cannot do)."""
+"""The S3 transport (``locations/s3/transport.py`` over ``sigv4.py``): exact against boto3 on a real
+S3-compatible server, signed as AWS's own SigV4 example, errors in the vocabulary; and the one fallback
+(boto3, for connections the SigV4 client cannot reproduce) serving the same operations."""
 
 from __future__ import annotations
 
@@ -12,8 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from airflow_datasync.errors import (
+    ConnectionLostError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from airflow_datasync.locations import open_location
-from airflow_datasync.locations.s3.sigv4 import EMPTY_SHA256, S3Lite, parse_listing
+from airflow_datasync.locations.s3.sigv4 import EMPTY_SHA256, SigV4Client, parse_listing
 from tests.locations.s3.conftest import CONN_ID, s3_requests
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -23,9 +28,9 @@ ODD = ["f0", "with space/50% off+plus#hash&amp;.txt", "naïve café/日本語 �
 
 def test_signature_matches_aws_sigv4_example():
     """AWS's documented example (GET /test.txt with a Range header, 2013-05-24, us-east-1)."""
-    lite = S3Lite(None, "us-east-1", lambda: ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", None))
-    signed = lite._sign("GET", "examplebucket.s3.amazonaws.com", "/test.txt", "", {"range": "bytes=0-9"},
-                        EMPTY_SHA256, amz_date="20130524T000000Z")
+    client = SigV4Client(None, "us-east-1", lambda: ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", None))
+    signed = client._sign("GET", "examplebucket.s3.amazonaws.com", "/test.txt", "", {"range": "bytes=0-9"},
+                          EMPTY_SHA256, "us-east-1", amz_date="20130524T000000Z")
     assert signed["authorization"] == (
         "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
         "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
@@ -38,41 +43,33 @@ def test_listing_page_parsing_decodes_keys_and_refuses_what_it_does_not_know():
             b"<Contents><Key>a+b%2Bc%25d/</Key><Size>0</Size><ETag>&quot;x&quot;</ETag>"
             b"<LastModified>2026-11-26T15:39:12.033Z</LastModified><StorageClass>STANDARD</StorageClass></Contents>"
             b"</ListBucketResult>")
-    contents, token = parse_listing(page)
+    parsed = parse_listing(page)
+    contents, token = parsed.contents, parsed.next_token
     assert token == "tok+/=" and contents[0]["Key"] == "a b+c%d/" and contents[0]["ETag"] == '"x"'
     assert contents[0]["LastModified"].isoformat() == "2026-11-26T15:39:12.033000+00:00"
-    from airflow_datasync.locations.s3.sigv4 import LiteUnavailable
-
     for bad in (b"<Error><Code>InternalError</Code></Error>", page[:-20],
                 page.replace(b"<NextContinuationToken>tok+/=</NextContinuationToken>", b"")):
-        with pytest.raises(LiteUnavailable):
-            parse_listing(bad)
+        assert parse_listing(bad) is None
 
 
-def test_fast_path_lists_and_heads_exactly_like_boto3_without_falling_back(s3, bucket):
+def test_transport_lists_and_heads_exactly_like_boto3(s3, bucket):
     for i, name in enumerate(ODD):
         s3.put_object(Bucket=bucket, Key=f"data/{name}", Body=b"x" * i, ChecksumAlgorithm="CRC64NVME",
                       Metadata={"ds-mtime-ns": str(1_600_000_000_000_000_000 + i), "Other-Tool": "kept"})
     s3.put_object(Bucket=bucket, Key="data/dir/", Body=b"")
     loc = open_location(f"s3://{bucket}/data", CONN_ID)
-    lite = loc._resolve().lite
-    assert lite is not None
-    with s3_requests() as boto_and_lite:
-        sent: list[str] = []
-        lite.observers.append(sent.append)
-        try:
-            # Pages of two keys: continuation tokens carried across, every key decoded exactly.
-            keys, token = [], None
-            while True:
-                contents, token = lite.list_page(bucket, "data/", token, max_keys=2)
-                keys += [(c["Key"], c["Size"], c["ETag"], c["LastModified"]) for c in contents]
-                if token is None:
-                    break
-            heads = {key: loc._head(key) for key, *_ in keys}
-            missing = loc._head("data/no such key")
-        finally:
-            lite.observers.remove(sent.append)
-    assert boto_and_lite == sent  # nothing went through boto3
+    transport = loc.transport
+    with s3_requests() as sent:
+        # Pages of two keys: continuation tokens carried across, every key decoded exactly.
+        keys, token = [], None
+        while True:
+            page = transport.list_page(bucket, "data/", token, max_keys=2)
+            keys += [(c["Key"], c["Size"], c["ETag"], c["LastModified"]) for c in page.contents]
+            if page.next_token is None:
+                break
+            token = page.next_token
+        heads = {key: loc._head(key) for key, *_ in keys}
+        missing = loc._head("data/no such key")
     assert sent.count("ListObjectsV2") == 4 and sent.count("HeadObject") == len(ODD) + 2
     plain = s3.list_objects_v2(Bucket=bucket, Prefix="data/")["Contents"]
     assert keys == [(o["Key"], o["Size"], o["ETag"], o["LastModified"]) for o in plain]
@@ -83,27 +80,79 @@ def test_fast_path_lists_and_heads_exactly_like_boto3_without_falling_back(s3, b
         for field in ("ContentLength", "ETag", "LastModified", "Metadata", "ChecksumCRC64NVME", "ChecksumType"):
             assert ours.get(field) == theirs.get(field), (key, field)
     assert heads["data/f0"]["Metadata"] == {"ds-mtime-ns": "1600000000000000000", "other-tool": "kept"}
+    # A range GET says what a HEAD says (the whole object's size) and returns the range.
+    head, body = transport.get(bucket, "data/" + ODD[3], byte_range=(1, 2))
+    with body:
+        assert body.read() == b"xx" and head["ContentLength"] == 3
 
 
-def test_boto3_takes_over_when_the_fast_path_cannot_reach_the_server(s3, bucket, monkeypatch):
+def test_errors_are_the_vocabulary_by_s3_code(s3_server, s3, bucket, monkeypatch):
+    """A missing bucket, a wrong secret and a server that is not there: each the vocabulary's error, the
+    transient one after the retries, and the message says what is wrong."""
+    from airflow_datasync.locations.s3.transport import SigV4Transport
     from tests.servers import free_port
 
-    s3.put_object(Bucket=bucket, Key="data/a.txt", Body=b"a")
-    loc = open_location(f"s3://{bucket}/data", CONN_ID)
-    lite = loc._resolve().lite
-    monkeypatch.setattr(lite, "base_host", f"127.0.0.1:{free_port()}")  # nothing listens there
-    with s3_requests() as sent:
-        rows = [r for b in loc.scan() for r in b.to_pylist()]
-        head = loc._head("data/a.txt")
-    assert [r["path"] for r in rows] == ["a.txt"] and head["ContentLength"] == 1
-    assert "ListObjectsV2" in sent and "HeadObject" in sent  # tried fast, then boto3 did the work
+    keys = lambda: (s3_server.access_key, s3_server.secret_key, None)  # noqa: E731
+    transport = SigV4Transport(SigV4Client(s3_server.endpoint, s3_server.region, keys))
+    with pytest.raises(NotFoundError, match="bucket does not exist"):
+        transport.list_page("no-such-bucket-here", "")
+    with pytest.raises(NotFoundError):
+        transport.get(bucket, "nothing/here")
+    wrong = SigV4Transport(SigV4Client(s3_server.endpoint, s3_server.region,
+                                       lambda: (s3_server.access_key, "wrong-secret", None)))
+    with pytest.raises(PermissionDeniedError, match="secret key is wrong|AccessDenied"):
+        wrong.list_page(bucket, "")
+    from airflow_datasync import retry
+
+    monkeypatch.setattr(retry.time, "sleep", lambda _s: None)  # the pauses, not the attempts, are skipped
+    gone = SigV4Transport(SigV4Client(f"http://127.0.0.1:{free_port()}", "us-east-1", keys))
+    sent: list[str] = []
+    gone.observers.append(sent.append)
+    with pytest.raises(ConnectionLostError):
+        gone.head(bucket, "k")
+    assert sent == ["HeadObject"] * 4
+
+
+def test_connections_the_sigv4_client_cannot_reproduce_go_through_boto3(tmp_path, s3, s3_server, bucket,
+                                                                         monkeypatch):
+    """The one fallback: a connection with a botocore S3 option of its own is served by boto3, behind the
+    same transport interface, for a whole execution (multipart, markers, verify)."""
+    from airflow_datasync.engine import LocationSpec, run_execution
+    from airflow_datasync.locations.s3 import settings as s3settings
+    from airflow_datasync.locations.s3.boto_transport import BotoTransport
+
+    conn = json.loads(s3_server.connection_uri_json())
+    conn["extra"]["config_kwargs"] = {"s3": {"addressing_style": "path", "payload_signing_enabled": True}}
+    monkeypatch.setenv("AIRFLOW_CONN_DATASYNC_BOTO_ONLY", json.dumps(conn))
+    monkeypatch.setattr(s3settings, "_CACHE", {})
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "small.txt").write_text("through boto3")
+    from airflow_datasync.locations.s3 import MULTIPART_THRESHOLD
+
+    big = os.urandom(MULTIPART_THRESHOLD + 5)
+    (src / "big.bin").write_bytes(big)
+    transport = s3settings.settings_for("datasync_boto_only").transport
+    assert isinstance(transport, BotoTransport)
+    with s3_requests("datasync_boto_only") as sent:
+        summary = run_execution(str(src), LocationSpec(f"s3://{bucket}/boto", "datasync_boto_only"), {},
+                                store=str(tmp_path / "store"))
+    assert summary["Status"] == "SUCCESS" and summary["FilesVerified"] == 2, summary
+    assert "CompleteMultipartUpload" in sent and "PutObject" in sent, sent
+    assert s3.get_object(Bucket=bucket, Key="boto/big.bin")["Body"].read() == big
+    back = tmp_path / "back"
+    assert run_execution(LocationSpec(f"s3://{bucket}/boto", "datasync_boto_only"), str(back), {},
+                         store=str(tmp_path / "store"))["Status"] == "SUCCESS"
+    assert (back / "d" / "small.txt").read_text() == "through boto3" and (back / "big.bin").read_bytes() == big
+    with pytest.raises(NotFoundError, match="bucket does not exist"):
+        transport.list_page("no-such-bucket-here", "")
 
 
 @pytest.mark.parametrize("credentials", ["environment", "connection"])
 def test_runs_with_plain_credentials_never_import_boto3(tmp_path, s3_server, bucket, credentials):
     """A first run (files, directory markers, verify) and a re-run, with a key pair in the environment or in
-    a plain Airflow AWS connection: obstore and the fast path do it all, so the ~0.35 s of importing boto3
-    and building a client are never paid."""
+    a plain Airflow AWS connection: the SigV4 transport does it all, so the cost of importing boto3
+    and building a client is never paid."""
     src = tmp_path / "src"
     for rel in ("a.txt", "d/b.txt", "d/e/c.txt"):
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +198,7 @@ def test_only_plain_connections_skip_the_amazon_providers_hook(s3_server, monkey
         monkeypatch.setenv(f"AIRFLOW_CONN_V_{name.upper()}", json.dumps(conn))
     settings = _simple_connection("v_plain")
     assert settings is not None and settings.endpoint_url == s3_server.endpoint and settings.region == s3_server.region
-    assert settings.lite is not None and _simple_connection("v_addressing") is not None
+    assert settings.signs_itself and _simple_connection("v_addressing") is not None
     for name in ("role", "profile", "per_service", "retries", "no_key"):
         assert _simple_connection(f"v_{name}") is None, name
 
@@ -173,7 +222,7 @@ def test_a_connection_the_hook_must_read_still_works(tmp_path, s3, s3_server, bu
     assert s3settings._CACHE["datasync_per_service"][1]._session is not None  # the hook's boto3 session
 
 
-def test_multipart_uploads_go_through_the_fast_path_with_full_object_crc(tmp_path, s3, bucket):
+def test_multipart_uploads_carry_the_full_object_crc(tmp_path, s3, bucket):
     """Parts signed with UNSIGNED-PAYLOAD and protected by their CRC64NVME, completed with the whole
     object's CRC; OverwriteMode=NEVER is a conditional completion that leaves the first object alone."""
     from airflow_datasync import checksum
@@ -197,26 +246,19 @@ def test_multipart_uploads_go_through_the_fast_path_with_full_object_crc(tmp_pat
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
 
 
-def test_s3_to_s3_copies_are_server_side_through_the_fast_path(tmp_path, s3, bucket):
+def test_s3_to_s3_copies_are_server_side(tmp_path, s3, bucket):
     """HEAD + CopyObject per object (pinned to the listed ETag, metadata replaced with ours plus the
-    source's own), nothing through boto3; the copies keep bytes, user metadata and tags."""
+    source's own), no byte through this process; the copies keep bytes, user metadata and tags."""
     from airflow_datasync.engine import LocationSpec, run_execution
-    from airflow_datasync.locations.s3 import settings_for
-
     for i, name in enumerate(["a.txt", "dir/b.txt", "odd name+%.txt"]):
         s3.put_object(Bucket=bucket, Key=f"src/{name}", Body=f"object {i}".encode(), Metadata={"owner": "team-x"},
                       Tagging="k=v")
-    lite = settings_for(CONN_ID).lite
-    fast: list[str] = []
-    lite.observers.append(fast.append)
-    try:
-        with s3_requests() as sent:
-            summary = run_execution(LocationSpec(f"s3://{bucket}/src", CONN_ID), LocationSpec(f"s3://{bucket}/dst", CONN_ID),
-                                    {"ObjectTags": "PRESERVE"}, store=str(tmp_path / "store"))
-    finally:
-        lite.observers.remove(fast.append)
+    with s3_requests() as sent:
+        summary = run_execution(LocationSpec(f"s3://{bucket}/src", CONN_ID), LocationSpec(f"s3://{bucket}/dst", CONN_ID),
+                                {"ObjectTags": "PRESERVE"}, store=str(tmp_path / "store"))
     assert summary["Status"] == "SUCCESS" and summary["FilesTransferred"] == 3, summary
-    assert sent == fast and fast.count("CopyObject") == 3, sent  # every request through the fast path
+    assert sent.count("CopyObject") == 3 and "GetObject" not in sent, sent
+    assert sent.count("PutObject") == 1, sent  # LAUNCHING's write probe: no object's bytes go through here
     for i, name in enumerate(["a.txt", "dir/b.txt", "odd name+%.txt"]):
         got = s3.get_object(Bucket=bucket, Key=f"dst/{name}")
         assert got["Body"].read() == f"object {i}".encode() and got["Metadata"]["owner"] == "team-x"
@@ -226,24 +268,24 @@ def test_s3_to_s3_copies_are_server_side_through_the_fast_path(tmp_path, s3, buc
 
 def test_addresses_follow_the_settings_and_bucket_names():
     creds = lambda: ("k", "s", None)  # noqa: E731
-    aws = S3Lite(None, "eu-west-1", creds)
+    aws = SigV4Client(None, "eu-west-1", creds)
     assert aws.address("my-bucket", "a b/c+d.txt") == ("my-bucket.s3.eu-west-1.amazonaws.com", "/a%20b/c%2Bd.txt")
     assert aws.address("dotted.bucket", "k") == ("s3.eu-west-1.amazonaws.com", "/dotted.bucket/k")  # TLS-safe
-    assert S3Lite(None, "eu-west-1", creds, addressing_style="path").address("my-bucket", "k") == (
+    assert SigV4Client(None, "eu-west-1", creds, addressing_style="path").address("my-bucket", "k") == (
         "s3.eu-west-1.amazonaws.com", "/my-bucket/k")
-    store = S3Lite("http://127.0.0.1:9000/base/", "us-east-1", creds)
+    store = SigV4Client("http://127.0.0.1:9000/base/", "us-east-1", creds)
     assert store.address("b", "x/ü~") == ("127.0.0.1:9000", "/base/b/x/%C3%BC~") and store.address("b", "") == (
         "127.0.0.1:9000", "/base/b")
-    virtual = S3Lite("https://minio.example:9000", "us-east-1", creds, addressing_style="virtual")
+    virtual = SigV4Client("https://minio.example:9000", "us-east-1", creds, addressing_style="virtual")
     assert virtual.address("bkt", "k") == ("bkt.minio.example:9000", "/k")
 
 
 def test_a_server_closing_kept_alive_connections_costs_a_retry_not_an_error(s3, bucket):
     s3.put_object(Bucket=bucket, Key="data/a.txt", Body=b"a")
     loc = open_location(f"s3://{bucket}/data", CONN_ID)
-    lite = loc._resolve().lite
-    assert lite.head(bucket, "data/a.txt")["ContentLength"] == 1
-    for conns in lite._pool.values():  # what an idle timeout at the server does to the pool
+    transport = loc.transport
+    assert transport.head(bucket, "data/a.txt")["ContentLength"] == 1
+    for conns in transport.client._pool.values():  # what an idle timeout at the server does to the pool
         for conn in conns:
             conn.sock.shutdown(2)
-    assert lite.head(bucket, "data/a.txt")["ContentLength"] == 1
+    assert transport.head(bucket, "data/a.txt")["ContentLength"] == 1
