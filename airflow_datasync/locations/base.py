@@ -128,8 +128,9 @@ class Capabilities:
     scan_hints: bool = False
     #: True where a listing's ETag pins one immutable version (:meth:`Location.open_version`).
     versioned_reads: bool = False
-    #: True where :meth:`Location.list_etags` gives path → ETag from listing requests.
-    listed_etags: bool = False
+    #: True where :meth:`Location.list_md5s` gives path → the MD5 of each object's bytes from listing requests
+    #: (S3: a single PUT's ETag; Azure: the Content-MD5 the service computed), for what :meth:`stores_md5`.
+    listed_md5s: bool = False
     #: True where :meth:`Location.native_checksum` may return the store's own CRC64NVME.
     native_checksums: bool = False
     #: True where :meth:`Location.copy_object` can copy server-side from locations it :meth:`can_copy_from`.
@@ -317,13 +318,14 @@ class Location(abc.ABC):
     def delete(self, path: str, *, is_dir: bool) -> None:
         """Delete one entry (a directory only if empty)."""
 
-    def etag_is_md5(self, size: int) -> bool:
-        """True when a file of ``size`` bytes written here gets the MD5 of its bytes as ETag (one S3 PUT):
-        the transfer then computes that MD5 too, and VERIFYING can compare ETags from a listing."""
+    def stores_md5(self, size: int) -> bool:
+        """True when a file of ``size`` bytes written here gets an MD5 of its bytes that the store computes
+        itself and shows in listings (one S3 PUT, one Azure Put Blob): the transfer then computes that MD5
+        too, and VERIFYING compares it with :meth:`list_md5s` instead of reading the file back."""
         return False
 
-    def list_etags(self) -> dict[str, str] | None:
-        """Path → ETag for the whole location from listing requests, or None where there are no ETags."""
+    def list_md5s(self) -> dict[str, str] | None:
+        """Path → hex MD5 of the bytes, for every file whose listing shows one (only with ``listed_md5s``)."""
         return None
 
     def native_checksum(self, path: str) -> str | None:

@@ -245,7 +245,7 @@ class ShardCopier:
             streamed[0] += n
             self.progress.add_bytes(n)
 
-        md5 = hashlib.md5(usedforsecurity=False) if self.dst.etag_is_md5(before.size) else None
+        md5 = hashlib.md5(usedforsecurity=False) if self.dst.stores_md5(before.size) else None
         if pinned:
             # A pinned read brings the version's own metadata (PREPARING may not have read it).
             fh, read_stat = self.src.open_version(path, before.etag)

@@ -77,21 +77,21 @@ def _check_transferred(src: Location, dst: Location, row: dict[str, Any], progre
     return _row(path, "VERIFIED", row["src_checksum"], actual)
 
 
-def _by_listed_etags(dst: Location, todo: list[dict[str, Any]], progress: Progress
-                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Verify single-PUT objects from listings: their ETag is the server's MD5 of the stored bytes, so an
-    ETag equal to the MD5 we computed from the source proves the content, at one LIST per 1,000 objects
-    instead of one HEAD each. Everything else (multipart, other ETags, a mismatch) goes on to
-    :func:`_check_transferred`, which compares CRC64NVME checksums."""
-    if not dst.capabilities.listed_etags or not any(r.get("src_md5") for r in todo):
+def _by_listed_md5s(dst: Location, todo: list[dict[str, Any]], progress: Progress
+                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Verify from listings the objects whose store computed an MD5 of the stored bytes (an S3 single-PUT
+    ETag, Azure's Content-MD5): one equal to the MD5 we computed from the source proves the content, at one
+    LIST per page of objects instead of a request each. Everything else (multipart, no MD5, a mismatch) goes
+    on to :func:`_check_transferred`, which compares CRC64NVME checksums."""
+    if not dst.capabilities.listed_md5s or not any(r.get("src_md5") for r in todo):
         return [], todo
-    etags = dst.list_etags()
-    if etags is None:
+    md5s = dst.list_md5s()
+    if md5s is None:
         return [], todo
     done, rest = [], []
     for r in todo:
-        if r.get("src_md5") and etags.get(r["path"]) == r["src_md5"]:
-            done.append(_row(r["path"], "VERIFIED", r["src_md5"], etags[r["path"]], algo="md5-etag"))
+        if r.get("src_md5") and md5s.get(r["path"]) == r["src_md5"]:
+            done.append(_row(r["path"], "VERIFIED", r["src_md5"], md5s[r["path"]], algo="md5-etag"))
             progress.add(1, r.get("bytes_written") or 0)
         else:
             rest.append(r)
@@ -120,7 +120,8 @@ def _check_entry(src: Location, dst: Location, row: dict[str, Any], options: Tas
         # The destination's listed ETag is the server's MD5 of its bytes: compare it with the source's MD5
         # (its own listed ETag on an object store, else read) instead of a HEAD per object.
         try:
-            src_md5 = checksum.md5_of_etag(row.get("etag")) if src.capabilities.versioned_reads else _md5(src, path)
+            # A source that lists no MD5 as its ETag (a file system, Azure) is read for one.
+            src_md5 = checksum.md5_of_etag(row.get("etag")) or _md5(src, path)
         except (OSError, LocationError) as exc:  # a backend's vocabulary error, or a local OSError
             return _row(path, "ERROR", error=f"{path}: cannot read: {_why(exc)}")
         if src_md5 == dst_md5:
@@ -146,7 +147,7 @@ def verify_execution(execution: ExecutionDir, src: Location, dst: Location, opti
         todo = results.filter(pc.and_(pc.and_(pc.equal(results["status"], "SUCCESS"), pc.equal(results["action"], "copy")),
                                       pc.equal(results["type"], FILE))).to_pylist()
         progress = Progress("verifying transferred files", len(todo), sum(r["bytes_written"] or 0 for r in todo))
-        rows, todo = _by_listed_etags(dst, todo, progress)
+        rows, todo = _by_listed_md5s(dst, todo, progress)
         rows += run_parallel(lambda r: _check_transferred(src, dst, r, progress), todo, options.verify_workers(src, dst),
                              "verify")
         progress.log()

@@ -329,18 +329,18 @@ def test_case_insensitivity_is_as_declared(location):
         assert other_case is None
 
 
-def test_listed_etags_are_the_listing_etags(location):
+def test_listed_md5s_are_the_md5s_of_the_bytes(location):
     put(location, "a.txt", b"a")
     location.mkdir("d")
     put(location, "d/b.txt", b"bb")
-    etags = location.list_etags()
-    if location.capabilities.listed_etags:
-        rows = listed(location)
-        # (S3 lists ETags quoted, as the protocol spells them; list_etags gives the bare value)
-        assert {path: etags[path].strip('"') for path in ("a.txt", "d/b.txt")} == \
-            {path: rows[path]["etag"].strip('"') for path in ("a.txt", "d/b.txt")}
+    md5s = location.list_md5s()
+    if location.capabilities.listed_md5s:
+        assert location.stores_md5(2)
+        assert {path: md5s[path] for path in ("a.txt", "d/b.txt")} == \
+            {"a.txt": hashlib.md5(b"a").hexdigest(), "d/b.txt": hashlib.md5(b"bb").hexdigest()}
+        assert "d" not in md5s and "d/" not in md5s  # directories have no content to prove
     else:
-        assert etags is None
+        assert md5s is None and not location.stores_md5(2)
 
 
 def test_native_checksums_are_the_crc64nvme_of_the_bytes(location):

@@ -22,7 +22,6 @@ from airflow_datasync.locations.azure.errors import azure_call, to_location_erro
 from airflow_datasync.locations.azure.metadata import (
     AZURE_METADATA,
     is_ours,
-    quoted_etag,
     stat_from_properties,
     to_blob_metadata,
 )
@@ -61,7 +60,7 @@ CAPABILITIES = Capabilities(
     keeps_directory_metadata=True,
     directory_times_follow_children=False,
     versioned_reads=True,
-    listed_etags=True,
+    listed_md5s=True,
     extras_read=frozenset({AZURE_METADATA}),
     extras_write=frozenset({AZURE_METADATA}),
 )
@@ -254,9 +253,16 @@ class AzureLocation(Location):
         stat = stat_from_properties(download.properties, is_dir=False)
         return _BlobReader(download.chunks(), self._where(path), precondition), stat
 
-    def list_etags(self) -> dict[str, str]:
+    def stores_md5(self, size: int) -> bool:
+        # One Put Blob (up to block_size): the service computes the Content-MD5 itself. A block list's
+        # commit stores none, and a client-supplied one would prove nothing.
+        return size <= self.block_size
+
+    def list_md5s(self) -> dict[str, str]:
         plen = len(self.prefix)
-        return {blob.name[plen:].rstrip("/"): quoted_etag(blob.etag) for page in self._pages(self.prefix) for blob in page}
+        return {blob.name[plen:]: bytes(blob.content_settings.content_md5).hex()
+                for page in self._pages(self.prefix) for blob in page
+                if blob.content_settings.content_md5 and not blob.name.endswith("/")}
 
     # -- writing ----------------------------------------------------------------------------------
     def _upload(self, key: str, chunks: Iterator[bytes], metadata: dict[str, str], *,

@@ -74,7 +74,7 @@ class S3Location(Location):
     #: change, and S3-compatible stores that are file systems underneath (SeaweedFS) drop their metadata.
     capabilities = Capabilities(concurrency=64, owner_names="metadata", keeps_directory_metadata=False,
                                 directory_times_follow_children=False, scan_hints=True, versioned_reads=True,
-                                listed_etags=True, native_checksums=True, server_side_copy=True,
+                                listed_md5s=True, native_checksums=True, server_side_copy=True,
                                 extras_read=S3_EXTRAS, extras_write=S3_EXTRAS, extras_on_request=frozenset({S3_TAGS}))
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
@@ -237,18 +237,21 @@ class S3Location(Location):
                           extras={S3_USER_METADATA: meta["user_metadata"]} if meta.get("user_metadata") else {})
 
 
-    def etag_is_md5(self, size: int) -> bool:
+    def stores_md5(self, size: int) -> bool:
         # A single PUT (no multipart) without SSE-KMS/SSE-C: S3 and the S3-compatible stores return the MD5.
         # Where a bucket encrypts with KMS the ETags differ and VERIFYING falls back to HEAD: slower, never wrong.
         return size <= self.part_size
 
-    def list_etags(self) -> dict[str, str]:
-        etags: dict[str, str] = {}
+    def list_md5s(self) -> dict[str, str]:
+        """A single-part object's ETag is the MD5 of its bytes; multipart and SSE-KMS ETags are left out."""
+        md5s: dict[str, str] = {}
         plen = len(self.prefix)
         for contents in self._pages(self.prefix):
             for obj in contents:
-                etags[obj["Key"][plen:]] = obj["ETag"].strip('"')
-        return etags
+                md5 = checksum.md5_of_etag(obj["ETag"])
+                if md5 is not None and not obj["Key"].endswith("/"):  # a directory marker has no content
+                    md5s[obj["Key"][plen:]] = md5
+        return md5s
 
     def read_extras(self, path: str, wanted: Mapping[str, Any]) -> dict[str, Any]:
         """The object's tags (``s3.tags``: ObjectTags=PRESERVE carries them to an S3 destination)."""

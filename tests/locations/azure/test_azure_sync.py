@@ -78,3 +78,21 @@ def test_local_to_azure_and_back_keeps_symlinks_staged_blocks_and_marker_times(a
     assert int(azure_container.client.get_blob_client("data/docs/").get_blob_properties().metadata["ds_mtime_ns"]) == (
         (src / "docs").stat().st_mtime_ns)
     assert azure_container.client.get_blob_client("data/a.txt").download_blob().readall() == b"alpha changed\n"
+
+
+def test_only_files_transferred_verifies_single_put_blobs_from_the_listed_content_md5(azure_container, tmp_path):
+    # A blob of one Put Blob gets the Content-MD5 the service computed: VERIFYING compares it with the MD5
+    # the copy computed while reading the source (one listing, no read back); a staged blob is read back.
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "small.txt").write_bytes(b"small" * 100)
+    (src / "big.bin").write_bytes(os.urandom(MIB + 1))
+    azure = LocationSpec(azure_container.uri("md5?block_size=1MiB"), azure_container.conn_id)
+    summary = run_execution(str(src), azure, {"VerifyMode": "ONLY_FILES_TRANSFERRED"}, store=str(tmp_path / "store"))
+    assert summary["Status"] == "SUCCESS" and summary["FilesVerified"] == 2, summary
+    rows = {r["path"]: r for r in pq.read_table(Path(summary["ExecutionUri"]) / "verify.parquet").to_pylist()}
+    assert rows["small.txt"]["checksum_algo"] == "md5-etag"
+    assert rows["small.txt"]["dst_checksum"] == hashlib.md5(b"small" * 100).hexdigest()
+    assert rows["big.bin"]["checksum_algo"] == "crc64nvme"
