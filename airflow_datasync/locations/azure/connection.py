@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_datasync.errors import LocationError
+from airflow_datasync.locations.connections import get_connection
 
 #: Per-request sizes the client uses: a GET is streamed in pieces of this size, so that many copy
 #: threads never hold the SDK's default 32 MiB first read each.
@@ -101,12 +102,7 @@ def credentials_for(conn_id: str | None) -> AzureCredentials:
             raise LocationError("no Azure credentials: give the location an Airflow wasb connection (conn_id) or set "
                                 "AZURE_STORAGE_CONNECTION_STRING")
         return AzureCredentials("", connection_string=connection_string, source="AZURE_STORAGE_CONNECTION_STRING")
-    from airflow.sdk import BaseHook
-
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except Exception as exc:
-        raise LocationError(f"Airflow connection {conn_id!r} cannot be read: {type(exc).__name__}") from None
+    conn = get_connection(conn_id, conn_type="wasb", where=f"Azure connection {conn_id!r}")
     return credentials_from_fields(conn.login, conn.password, conn.host, conn.extra_dejson or {},
                                    f"connection {conn_id!r}")
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from airflow_datasync.errors import LocationError
+from airflow_datasync.locations.connections import ConnectionNotDefinedError, get_connection
 from airflow_datasync.locations.s3 import sigv4
 from airflow_datasync.locations.s3.transport import S3Transport, SigV4Transport
 
@@ -118,10 +119,8 @@ def _simple_connection(conn_id: str) -> S3Settings | None:
     Amazon provider's hook, so that a task whose transport is the SigV4 client never imports boto3 (a
     noticeable part of a short task's start). Any other connection returns None and goes through the hook."""
     try:
-        from airflow.sdk import BaseHook
-
-        conn = BaseHook.get_connection(conn_id)
-    except Exception:  # the hook raises the error users know for a missing connection
+        conn = get_connection(conn_id, conn_type="aws", where=f"S3 connection {conn_id!r}")
+    except ConnectionNotDefinedError:  # the Amazon hook then raises the error its users know
         return None
     extra = conn.extra_dejson or {}
     config_kwargs = extra.get("config_kwargs")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_datasync.errors import LocationError
+from airflow_datasync.locations.connections import get_connection
 
 #: The connection an SMB location reads when it is given no conn_id.
 DEFAULT_CONN_ID = "datasync_smb_default"
@@ -107,14 +108,9 @@ class SmbConnectionConfig:
 def read_connection(conn_id: str | None, where: str) -> SmbConnectionConfig:
     """The settings of Airflow connection ``conn_id`` (:data:`DEFAULT_CONN_ID` when None); a missing or
     malformed connection is a :class:`LocationError` prefixed with ``where`` (the location's URI)."""
-    from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
     conn_id = conn_id or DEFAULT_CONN_ID
+    conn = get_connection(conn_id, conn_type="datasync_smb", where=where)
     try:
-        return SmbConnectionConfig.from_connection(Connection.get(conn_id))
+        return SmbConnectionConfig.from_connection(conn)
     except SmbConnectionError as exc:
         raise LocationError(f"{where}: {exc}") from None
-    except AirflowNotFoundException:
-        raise LocationError(f"{where}: Airflow connection {conn_id!r} (type datasync_smb) is not defined; create it or "
-                            "set source_conn_id/destination_conn_id") from None
