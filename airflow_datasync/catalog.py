@@ -22,7 +22,6 @@ import datetime as dt
 import os
 import posixpath
 import re
-import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -92,7 +91,7 @@ class Execution:
         return (self.info.get("airflow") or {}).get("dag_id")
 
 
-def _stores(stores: Iterable[StoreRef | str] | StoreRef | str) -> list[StoreRef]:
+def store_refs(stores: Iterable[StoreRef | str] | StoreRef | str) -> list[StoreRef]:
     if isinstance(stores, (StoreRef, str)):
         stores = [stores]
     return [s if isinstance(s, StoreRef) else StoreRef.parse(s) for s in stores]
@@ -106,7 +105,7 @@ def launch_time(execution_id: str) -> dt.datetime | None:
     return dt.datetime.strptime(match.group(1), "%Y%m%dT%H%M%S%f").replace(tzinfo=dt.UTC)
 
 
-def _as_time(value: dt.datetime | str | None) -> dt.datetime | None:
+def as_time(value: dt.datetime | str | None) -> dt.datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, str):
@@ -212,7 +211,7 @@ def _status_and_phase(files: _Files) -> tuple[str, str]:
     return "VERIFYING", "VERIFYING"
 
 
-def _newest_change(ex: ExecutionDir) -> dt.datetime | None:
+def newest_change(ex: ExecutionDir) -> dt.datetime | None:
     """When any file of the execution last changed (one recursive listing)."""
     infos = ex.store.fs.get_file_info(pafs.FileSelector(ex.root, recursive=True, allow_not_found=True))
     times = [i.mtime for i in infos if i.mtime is not None]
@@ -229,14 +228,14 @@ def is_running(ex: ExecutionDir, *, now: dt.datetime | None = None, report_exist
     if report_exists:
         return False
     now = now or dt.datetime.now(dt.UTC)
-    newest = _newest_change(ex)
+    newest = newest_change(ex)
     return newest is not None and (now - newest).total_seconds() < RUNNING_WINDOW_SECONDS
 
 
 def _ms(a: str | None, b: str | None) -> int | None:
     if not a or not b:
         return None
-    return int((_as_time(b) - _as_time(a)).total_seconds() * 1000)
+    return int((as_time(b) - as_time(a)).total_seconds() * 1000)
 
 
 def _live_counters(files: _Files) -> dict[str, Any]:
@@ -402,7 +401,7 @@ def execution_info(ex: ExecutionDir, store: StoreRef | None = None) -> Execution
     return dict(info)
 
 
-def _forget(ex: ExecutionDir) -> None:
+def forget(ex: ExecutionDir) -> None:
     with _cache_lock:
         _FINAL_INFO.pop((ex.uri, ex.conn_id), None)
 
@@ -414,9 +413,9 @@ def iter_executions(stores: Iterable[StoreRef | str] | StoreRef | str, *, task_n
     """Every execution of the stores, newest first, without reading their files yet (``info`` empty).
 
     ``since``/``until`` are compared with the launch time in the execution id, so they cost no read."""
-    since, until = _as_time(since), _as_time(until)
+    since, until = as_time(since), as_time(until)
     found: list[tuple[str, str, StoreRef]] = []
-    for store in _stores(stores):
+    for store in store_refs(stores):
         for task, execution_id in _candidates(store, task_name):
             launched = launch_time(execution_id)
             if launched is not None and ((since and launched < since) or (until and launched > until)):
@@ -477,7 +476,7 @@ def find_execution(stores: Iterable[StoreRef | str] | StoreRef | str, execution_
         check_name("execution id", execution_id)
     except ValueError:
         return None
-    for store in _stores(stores):
+    for store in store_refs(stores):
         fs_store = Store.for_uri(store.uri, store.conn_id)
         root = Store.path_of(store.uri)
         for task in fs_store.listdir(root):
@@ -611,62 +610,6 @@ def download_path(ex: ExecutionDir, name: str) -> str | None:
     return path if ex.store.exists(path) else None
 
 
-# -- retention -----------------------------------------------------------------------------------------
-def parse_age(text: str) -> dt.timedelta:
-    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` → a timedelta (the CLI's ``--older-than``)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text or "")
-    if not match:
-        raise ValueError(f"age {text!r}: use a number and a unit s, m, h, d or w, e.g. 30d")
-    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
-    return dt.timedelta(**{unit: float(match.group(1))})
-
-
-def prune(store: StoreRef | str, *, keep_last: int | None = None, older_than: dt.timedelta | str | None = None,
-          task_name: str | None = None, dry_run: bool = False, now: dt.datetime | None = None
-          ) -> list[dict[str, Any]]:
-    """Remove old executions of a store, per task name; return what was (or with ``dry_run`` would be) removed.
-
-    ``keep_last=N`` keeps the newest N executions of each task name; ``older_than=D`` removes those launched
-    more than D ago. Given both, an execution goes only when both say so (beyond the newest N *and* older
-    than D). A running execution (see :func:`is_running`) is never removed."""
-    if keep_last is None and older_than is None:
-        raise ValueError("prune needs keep_last and/or older_than")
-    if keep_last is not None and keep_last < 0:
-        raise ValueError("keep_last must be 0 or more")
-    if isinstance(older_than, str):
-        older_than = parse_age(older_than)
-    store = _stores(store)[0]
-    now = now or dt.datetime.now(dt.UTC)
-    by_task: dict[str, list[Execution]] = {}
-    for execution in iter_executions(store, task_name=task_name):
-        by_task.setdefault(execution.dir.task_name, []).append(execution)
-    removed = []
-    for task, executions in sorted(by_task.items()):
-        for rank, execution in enumerate(executions):  # newest first
-            ex = execution.dir
-            launched = launch_time(ex.execution_id)
-            if launched is None:
-                launched = _as_time((ex.read_json(ex.launch) or {}).get("launched_at")) or _newest_change(ex) or now
-            beyond = keep_last is None or rank >= keep_last
-            old = older_than is None or now - launched > older_than
-            if not (beyond and old) or is_running(ex, now=now):
-                continue
-            removed.append({"execution_id": ex.execution_id, "task_name": task, "store": store.display,
-                            "launched_at": launched.isoformat(timespec="milliseconds"),
-                            "path": ex.uri, "dry_run": dry_run})
-            if not dry_run:
-                _remove(ex)
-    return removed
-
-
-def _remove(ex: ExecutionDir) -> None:
-    _forget(ex)
-    if ex.store.local:
-        shutil.rmtree(ex.root)
-    else:
-        ex.store.fs.delete_dir(ex.root)
-
-
 __all__ = ["COUNTER_KEYS", "DOWNLOADABLE", "Execution", "ExecutionInfo", "Page", "RUNNING_WINDOW_SECONDS", "STATUSES",
            "StoreRef", "download_path", "execution_detail", "execution_files", "execution_info", "find_execution",
-           "is_running", "iter_executions", "launch_time", "list_executions", "parse_age", "prune", "shard_sizes"]
+           "is_running", "iter_executions", "launch_time", "list_executions", "shard_sizes"]

@@ -50,7 +50,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from airflow_datasync import catalog
+    from airflow_datasync import catalog, retention
     from airflow_datasync.engine import DEFAULT_STORE
 
     store = catalog.StoreRef(args.store or DEFAULT_STORE, args.store_conn_id)
@@ -68,8 +68,8 @@ def main(args: argparse.Namespace) -> int:
         print("error: prune needs --keep-last N and/or --older-than AGE", file=sys.stderr)
         return 2
     try:
-        removed = catalog.prune(store, keep_last=args.keep_last, older_than=args.older_than,
-                                task_name=args.task_name, dry_run=args.dry_run)
+        removed = retention.prune(store, keep_last=args.keep_last, older_than=args.older_than,
+                                  task_name=args.task_name, dry_run=args.dry_run)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

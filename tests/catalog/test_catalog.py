@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from airflow_datasync import catalog
+from airflow_datasync import catalog, retention
 from airflow_datasync.catalog import StoreRef
 from tests.catalog.builders import make_tree, run_sync, run_with_failed_file, start_running, write_big_report
 
@@ -170,17 +170,17 @@ def test_prune_keeps_last_n_per_task_and_never_a_running_execution(tmp_path):
             for name in ("one", "two")}
     running = start_running(tmp_path, store, task_name="one")
 
-    preview = catalog.prune(str(store), keep_last=1, dry_run=True)
+    preview = retention.prune(str(store), keep_last=1, dry_run=True)
     # Per task name, newest first: "one" keeps the running one (newest, and running) and removes all 3 done.
     assert sorted(r["execution_id"] for r in preview) == sorted(made["one"] + made["two"][:2])
     assert all(r["dry_run"] for r in preview) and len(list((store / "one").iterdir())) == 4
 
-    removed = catalog.prune(str(store), keep_last=2, task_name="two")
+    removed = retention.prune(str(store), keep_last=2, task_name="two")
     assert [r["execution_id"] for r in removed] == [made["two"][0]]
     assert sorted(p.name for p in (store / "two").iterdir()) == made["two"][1:]
 
     # Everything is older than 0 s; the running execution stays all the same, the others go.
-    assert {r["execution_id"] for r in catalog.prune(str(store), older_than="0s")} == set(made["one"] + made["two"][1:])
+    assert {r["execution_id"] for r in retention.prune(str(store), older_than="0s")} == set(made["one"] + made["two"][1:])
     assert [p.name for p in (store / "one").iterdir()] == [running.execution_id]
     assert catalog.list_executions([str(store)])["total"] == 1
 
@@ -191,20 +191,20 @@ def test_prune_by_age_and_abandoned_executions(tmp_path):
     done = run_sync(src, tmp_path / "dst", store, task_name="aged")
     stalled = start_running(tmp_path, store, task_name="aged")
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=10)
-    assert catalog.prune(str(store), older_than="30d", now=later) == []
+    assert retention.prune(str(store), older_than="30d", now=later) == []
     # Ten days on, the execution with no report and no change for an hour is abandoned: prune takes it.
     assert catalog.is_running(stalled) and not catalog.is_running(stalled, now=later)
-    gone = catalog.prune(str(store), older_than=dt.timedelta(days=7), now=later)
+    gone = retention.prune(str(store), older_than=dt.timedelta(days=7), now=later)
     assert {r["execution_id"] for r in gone} == {done.execution_id, stalled.execution_id}
     # Both rules given: an execution goes only when it is beyond the newest N *and* older than D.
     kept = run_sync(src, tmp_path / "dst2", store, task_name="aged")
-    assert catalog.prune(str(store), keep_last=0, older_than="30d", now=later) == []
-    assert [r["execution_id"] for r in catalog.prune(str(store), keep_last=0, older_than="1d", now=later)] == [
+    assert retention.prune(str(store), keep_last=0, older_than="30d", now=later) == []
+    assert [r["execution_id"] for r in retention.prune(str(store), keep_last=0, older_than="1d", now=later)] == [
         kept.execution_id]
     with pytest.raises(ValueError):
-        catalog.prune(str(store))
+        retention.prune(str(store))
     with pytest.raises(ValueError):
-        catalog.parse_age("soon")
+        retention.parse_age("soon")
 
 
 def test_store_ref_parses_uri_and_connection():
