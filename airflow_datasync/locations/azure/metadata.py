@@ -12,13 +12,13 @@ directory is an empty ``dir/`` blob with its own metadata. Other metadata of a b
 from __future__ import annotations
 
 import datetime
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_datasync.locations import posix_metadata
 from airflow_datasync.locations.base import DIR, FILE, SYMLINK, Metadata, StatResult
 
-PREFIX = "ds_"
+PREFIX = posix_metadata.PREFIX + "_"
 #: Extras key: a blob's metadata other than ours (dict[str, str]), kept between Azure locations.
 AZURE_METADATA = "azure.metadata"
 #: The rclone name of the modification time; ours (ds_mtime_ns) wins where both are present.
@@ -39,24 +39,8 @@ def to_blob_metadata(meta: Metadata | None, kind: str = FILE, link_target: str |
         if isinstance(theirs, Mapping):
             out.update({k: v for k, v in theirs.items() if not is_ours(k)})
         if meta.mtime_ns is not None:
-            out[PREFIX + "mtime_ns"] = str(meta.mtime_ns)
             out[RCLONE_MTIME] = _rfc3339(meta.mtime_ns)
-        if meta.atime_ns is not None:
-            out[PREFIX + "atime_ns"] = str(meta.atime_ns)
-        if meta.mode is not None:
-            out[PREFIX + "mode"] = f"{meta.mode:o}"
-        if meta.uid is not None:
-            out[PREFIX + "uid"] = str(meta.uid)
-        if meta.gid is not None:
-            out[PREFIX + "gid"] = str(meta.gid)
-        # Owner names, quoted: metadata values travel in ASCII HTTP headers.
-        if meta.user_name is not None:
-            out[PREFIX + "user"] = urllib.parse.quote(meta.user_name, safe="")
-        if meta.group_name is not None:
-            out[PREFIX + "group"] = urllib.parse.quote(meta.group_name, safe="")
-    if kind == SYMLINK:
-        out[PREFIX + "type"] = "symlink"
-        out[PREFIX + "link_target"] = urllib.parse.quote(link_target or "", safe="/")
+    out.update(posix_metadata.to_pairs(meta, kind, link_target, sep="_"))
     return out
 
 
@@ -64,13 +48,6 @@ def is_ours(name: str) -> bool:
     """Whether a metadata name is one this backend writes (ds_*, and rclone's mtime)."""
     lowered = name.lower()
     return lowered.startswith(PREFIX) or lowered == RCLONE_MTIME
-
-
-def _int(value: str | None, base: int = 10) -> int | None:
-    try:
-        return int(value, base) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _rclone_mtime(value: str | None) -> int | None:
@@ -98,19 +75,18 @@ def stat_from_properties(props: Any, is_dir: bool) -> StatResult:
     raw: Mapping[str, str] = props.metadata or {}
     mine = {k.lower(): v for k, v in raw.items() if is_ours(k)}
     theirs = {k: v for k, v in raw.items() if not is_ours(k)}
-    mtime = _int(mine.get(PREFIX + "mtime_ns"))
+    found = posix_metadata.from_pairs(mine, sep="_")
+    mtime = found.get("mtime_ns")
     if mtime is None:
         mtime = _rclone_mtime(mine.get(RCLONE_MTIME))
     if mtime is None:
         mtime = int(props.last_modified.timestamp()) * 1_000_000_000
     kind, size, link_target = (DIR, 0, None) if is_dir else (FILE, props.size, None)
-    if not is_dir and mine.get(PREFIX + "type") == "symlink":
-        kind, size, link_target = SYMLINK, 0, urllib.parse.unquote(mine.get(PREFIX + "link_target", ""))
-    names = {field: urllib.parse.unquote(mine[PREFIX + key])
-             for field, key in (("user_name", "user"), ("group_name", "group")) if mine.get(PREFIX + key)}
-    return StatResult(kind, size, mtime, _int(mine.get(PREFIX + "atime_ns")), _int(mine.get(PREFIX + "mode"), 8),
-                      _int(mine.get(PREFIX + "uid")), _int(mine.get(PREFIX + "gid")), link_target,
-                      etag=quoted_etag(props.etag), extras={AZURE_METADATA: theirs} if theirs else {}, **names)
+    if not is_dir and found.get("type") == SYMLINK:
+        kind, size, link_target = SYMLINK, 0, found["link_target"]
+    return StatResult(kind, size, mtime, found.get("atime_ns"), found.get("mode"), found.get("uid"), found.get("gid"),
+                      link_target, etag=quoted_etag(props.etag), extras={AZURE_METADATA: theirs} if theirs else {},
+                      user_name=found.get("user_name"), group_name=found.get("group_name"))
 
 
 def quoted_etag(etag: str | None) -> str | None:

@@ -12,7 +12,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from airflow_datasync.errors import LocationError
-from airflow_datasync.uri import redact_uri
+from airflow_datasync.uri import parse_size, redact_uri
 
 SCHEMES = ("azure", "az")
 _MIB = 1024 * 1024
@@ -40,20 +40,6 @@ class AzureUri:
     access_tier: str | None = None
 
 
-def _size(shown: str, name: str, value: str) -> int:
-    text = value.strip().upper()
-    for suffix, factor in (("GIB", 1024**3), ("MIB", _MIB), ("KIB", 1024), ("B", 1)):
-        if text.endswith(suffix):
-            text, mult = text[: -len(suffix)], factor
-            break
-    else:
-        mult = 1
-    try:
-        return int(float(text) * mult)
-    except ValueError:
-        raise LocationError(f"{shown}: {name}={value!r} is not a size (e.g. 64MiB)") from None
-
-
 def parse_azure_uri(uri: str) -> AzureUri:
     """``azure://container/prefix?block_size=64MiB&block_concurrency=8&access_tier=COOL``.
 
@@ -76,7 +62,7 @@ def parse_azure_uri(uri: str) -> AzureUri:
     settings: dict[str, object] = {}
     for name, value in urllib.parse.parse_qsl(parsed.query, keep_blank_values=True):
         if name == "block_size":
-            size = _size(shown, name, value)
+            size = parse_size(shown, name, value)
             if not _MIB <= size <= MAX_BLOCK_SIZE:
                 raise LocationError(f"{shown}: block_size must be between 1MiB and 4000MiB (Azure's limit), got {value!r}")
             settings["block_size"] = size

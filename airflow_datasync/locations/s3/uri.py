@@ -6,6 +6,7 @@ import urllib.parse
 from typing import Any
 
 from airflow_datasync.errors import LocationError
+from airflow_datasync.uri import parse_size
 
 #: Default part size: objects up to this size go in one PUT; larger ones use multipart with parts of
 #: this size (a location's ``?part_size=`` overrides it).
@@ -22,20 +23,6 @@ STORAGE_CLASSES = {"STANDARD": "STANDARD", "STANDARD_IA": "STANDARD_IA", "ONEZON
                    "INTELLIGENT_TIERING": "INTELLIGENT_TIERING", "GLACIER": "GLACIER", "DEEP_ARCHIVE": "DEEP_ARCHIVE",
                    "OUTPOSTS": "OUTPOSTS", "GLACIER_INSTANT_RETRIEVAL": "GLACIER_IR", "GLACIER_IR": "GLACIER_IR"}
 _MIB = 1024 * 1024
-
-
-def parse_size(uri: str, name: str, value: str) -> int:
-    text = value.strip().upper()
-    for suffix, factor in (("GIB", 1024**3), ("MIB", _MIB), ("KIB", 1024), ("B", 1)):
-        if text.endswith(suffix):
-            text, mult = text[: -len(suffix)], factor
-            break
-    else:
-        mult = 1
-    try:
-        return int(float(text) * mult)
-    except ValueError:
-        raise LocationError(f"{uri}: {name}={value!r} is not a size (e.g. 64MiB)") from None
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str, dict[str, Any]]:
