@@ -1,6 +1,6 @@
 """Real servers shared by every test directory, loaded as a pytest plugin from ``tests/conftest.py``
 (``pytest_plugins = ["tests.fixtures_servers"]``), so each starts at most once per session whichever
-directories use it (``tests/locations/s3``, ``tests/locations/smb``, ``tests/cross``):
+directories use it (``tests/locations/s3``, ``tests/locations/smb``, ``tests/locations/cross``):
 
 - ``s3_server``: SeaweedFS (S3, SigV4 enforced), reached through the AWS connection ``datasync_test_s3``;
 - ``permissive_s3``: moto's S3 server, which stores keys such as ``../x`` as AWS does
@@ -63,7 +63,24 @@ def s3(s3_server):
 def bucket(s3):
     name = f"t{next(_bucket_names)}-{os.getpid()}"
     s3.create_bucket(Bucket=name)
-    return name
+    yield name
+    _drop_bucket(s3, name)
+
+
+def _drop_bucket(s3, name: str) -> None:
+    """Empty and delete a test's bucket: SeaweedFS refuses every PUT once about 63 buckets exist."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        for upload in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
+            s3.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+            keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
+        s3.delete_bucket(Bucket=name)
+    except (BotoCoreError, ClientError):
+        pass  # a test that stopped the server, or made the bucket unusable: the next ones still get fresh names
 
 
 @pytest.fixture(scope="session")
