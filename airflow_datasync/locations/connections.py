@@ -22,11 +22,13 @@ def get_connection(conn_id: str, *, conn_type: str, where: str) -> Any:
 
     ``conn_type`` names the type a user should create (in the message of a missing one), ``where`` the
     location that asked."""
-    from airflow.sdk import Connection
+    # BaseHook's lookup, not Connection.get: the same backends (task supervisor, secrets, AIRFLOW_CONN_*),
+    # with less imported on the way (see docs/benchmarks.md, issue 12).
+    from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
-        return Connection.get(conn_id)
+        return BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
         raise ConnectionNotDefinedError(
             f"{where}: Airflow connection {conn_id!r} (type {conn_type}) is not defined; create it or set "
