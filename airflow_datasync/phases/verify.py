@@ -120,8 +120,11 @@ def _check_entry(src: Location, dst: Location, row: dict[str, Any], options: Tas
         # The destination's listed ETag is the server's MD5 of its bytes: compare it with the source's MD5
         # (its own listed ETag on an object store, else read) instead of a HEAD per object.
         try:
-            # A source that lists no MD5 as its ETag (a file system, Azure) is read for one.
-            src_md5 = checksum.md5_of_etag(row.get("etag")) or _md5(src, path)
+            # A source that lists no MD5 as its ETag is read for one, unless it keeps a checksum of its own
+            # (an S3 multipart object's CRC64NVME): comparing those costs a HEAD, not a whole read.
+            src_md5 = checksum.md5_of_etag(row.get("etag"))
+            if src_md5 is None and not src.capabilities.native_checksums:
+                src_md5 = _md5(src, path)
         except (OSError, LocationError) as exc:  # a backend's vocabulary error, or a local OSError
             return _row(path, "ERROR", error=f"{path}: cannot read: {_why(exc)}")
         if src_md5 == dst_md5:
