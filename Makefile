@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW_DATASYNC_MANIFEST_STORE := $(CURDIR)/.airflow/datasync/executions
 
-.PHONY: setup test demo clean samba chromium azurite bench bench-full
+.PHONY: setup test faults demo clean samba chromium azurite bench bench-full
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -45,6 +45,13 @@ azurite: $(AZURITE)
 test: setup samba chromium azurite
 	$(PY) -m ruff check .
 	$(PY) -m pytest -x -q
+
+# The fault suite's long cases (many kill -9s, server restarts, the property-based model), then the figures
+# table of docs/reliability.md rewritten from what this run recorded. CI runs it after `make test`.
+faults: setup samba chromium azurite
+	rm -rf .faults/figures
+	$(PY) -m pytest -q -m 'not slow' tests/faults
+	$(PY) -m tests.faults.render
 
 demo: setup
 	$(PY) -m airflow_datasync.demo
