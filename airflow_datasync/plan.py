@@ -217,7 +217,8 @@ def diff(source: pa.Table, destination: pa.Table, options: TaskOptions, *, compa
     action[mk] = "mkdir"
 
     if options.OverwriteMode == "NEVER":
-        keep = ok & in_dst & np.isin(action, ["copy", "meta"])
+        # A mkdir over an existing entry (type changed) would replace it: NEVER keeps that too.
+        keep = ok & in_dst & np.isin(action, ["copy", "mkdir", "meta"])
         action[keep], reason[keep] = "skip", "exists (OverwriteMode=NEVER)"
 
     special = ok & (src_type == "other")
