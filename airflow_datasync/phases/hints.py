@@ -52,6 +52,10 @@ def execution_hints(previous: ExecutionDir, side: str) -> ScanHints | None:
                                        pc.or_(pc.fill_null(joined["meta_known"], True), learnt))
             listing = joined.select(LISTING_SCHEMA.names)
         if side == "destination":
+            # What the listing said of an entry the execution then changed is stale even under the same ETag
+            # (a metadata update copies an object onto itself): only what it wrote, below, may stand for it.
+            changed = results.filter(pc.equal(results["status"], "SUCCESS"))["path"]
+            listing = listing.filter(pc.invert(pc.is_in(listing["path"], changed)))
             written = results.filter(pc.and_(pc.equal(results["status"], "SUCCESS"), pc.is_valid(results["dst_etag"])))
             if written.num_rows:
                 record = previous.read_json(previous.launch) or {}

@@ -35,3 +35,25 @@ def _rows(summary: dict) -> list[dict]:
     import pyarrow.parquet as pq
 
     return pq.read_table(summary["ReportUri"]).to_pylist()
+
+
+def test_a_metadata_update_on_s3_is_not_planned_again_from_stale_hints(tmp_path, make_tree, s3_server, bucket):
+    # Shrunk example (local → S3): an object with the source's bytes but another mode/owner is updated
+    # (`meta`: copied onto itself, same ETag). The next execution's scan hints came from the first one's
+    # destination listing, keyed by ETag, so they still said the old mode: every run planned the update again.
+    from airflow_datasync.engine import LocationSpec
+    from airflow_datasync.locations import open_location
+    from airflow_datasync.locations.base import Metadata
+    from tests.fixtures_servers import S3_CONN_ID
+
+    src = make_tree(tmp_path / "src", {"f": "same bytes"})
+    os.chmod(src / "f", 0o640)
+    os.utime(src / "f", ns=(1_000_000_000, 1_000_000_000))
+    uri = f"s3://{bucket}/dst"
+    with open_location(uri, S3_CONN_ID) as loc:
+        loc.write("f", iter([b"same bytes"]), Metadata(mtime_ns=1_000_000_000, mode=0o600, uid=0, gid=0), tag="t")
+    store = str(tmp_path / "store")
+    first = run_execution(str(src), LocationSpec(uri, S3_CONN_ID), {}, store=store)
+    assert (first["Status"], first["EstimatedFilesToTransfer"]) == ("SUCCESS", 1), first
+    second = run_execution(str(src), LocationSpec(uri, S3_CONN_ID), {}, store=store)
+    assert (second["Status"], second["EstimatedFilesToTransfer"]) == ("SUCCESS", 0), second
