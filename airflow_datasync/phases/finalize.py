@@ -48,7 +48,8 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
                 failed += 1
                 results.append({"path": row["path"], "type": row["type"], "action": "delete", "status": "FAILED",
                                 "error": f"{row['path']}: {exc}"})
-        dir_rows = _directories_to_finish(manifest, dst.capabilities.directory_times_follow_children)
+        dir_rows = _directories_to_finish(manifest, dst.capabilities.directory_times_follow_children,
+                                          overwrite=options.OverwriteMode != "NEVER")
         extras = copied_extras(src, dst, options)
 
         def finish(row: dict[str, Any]) -> list[str]:
@@ -71,20 +72,24 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
         return summary
 
 
-def _directories_to_finish(manifest: pa.Table, follow_children: bool = True) -> list[dict[str, Any]]:
+def _directories_to_finish(manifest: pa.Table, follow_children: bool = True, overwrite: bool = True
+                           ) -> list[dict[str, Any]]:
     """Directories whose metadata must be (re)applied after the shards: those created or with metadata to
     update, and the parents of every entry written or deleted (that changed their mtime). Directories
     nothing touched keep what they had, which matched: a re-run of a large tree costs no call per directory.
     Where directories do not change with their children (object-store markers, written with their
-    metadata by the shard), only those planned for a metadata update."""
+    metadata by the shard), only those planned for a metadata update. With OverwriteMode=NEVER a directory
+    that existed is never touched, whatever was written into it."""
     action = manifest["action"]
     if not follow_children:
         return manifest.filter(pc.and_(pc.equal(manifest["type"], DIR), pc.equal(action, "meta"))).to_pylist()
     changed = manifest.filter(pc.is_in(action, pa.array(["copy", "mkdir", "delete"])))["path"].to_pylist()
     parents = {p.rsplit("/", 1)[0] for p in changed if "/" in p}
     is_dir = pc.equal(manifest["type"], DIR)
-    wanted = pc.or_(pc.is_in(action, pa.array(["mkdir", "meta"])),
-                    pc.and_(pc.equal(action, "skip"), pc.is_in(manifest["path"], pa.array(sorted(parents), pa.string()))))
+    wanted = pc.is_in(action, pa.array(["mkdir", "meta"]))
+    if overwrite:
+        wanted = pc.or_(wanted, pc.and_(pc.equal(action, "skip"),
+                                        pc.is_in(manifest["path"], pa.array(sorted(parents), pa.string()))))
     return manifest.filter(pc.and_(is_dir, wanted)).to_pylist()
 
 

@@ -57,3 +57,18 @@ def test_a_metadata_update_on_s3_is_not_planned_again_from_stale_hints(tmp_path,
     assert (first["Status"], first["EstimatedFilesToTransfer"]) == ("SUCCESS", 1), first
     second = run_execution(str(src), LocationSpec(uri, S3_CONN_ID), {}, store=store)
     assert (second["Status"], second["EstimatedFilesToTransfer"]) == ("SUCCESS", 0), second
+
+
+def test_overwrite_never_keeps_the_metadata_of_a_directory_that_existed(tmp_path, make_tree):
+    # Shrunk example: destination directory "-" (mode 1156, owner 1000:1), the source's "-" (755, 0:0)
+    # holds a new file, OverwriteMode=NEVER. Finalize applied the source's mode and owner to "-" because a
+    # file was written into it: NEVER never modifies an entry that exists.
+    src = make_tree(tmp_path / "src", {"-": {"new": "n"}})
+    dst = make_tree(tmp_path / "dst", {"-": {}})
+    os.chmod(dst / "-", 0o1156)
+    os.chown(dst / "-", 1000, 1)
+    summary = run_execution(str(src), str(dst), {"OverwriteMode": "NEVER"}, store=str(tmp_path / "store"))
+    assert summary["Status"] == "SUCCESS", summary
+    st = os.stat(dst / "-")
+    assert (oct(st.st_mode & 0o7777), st.st_uid, st.st_gid) == (oct(0o1156), 1000, 1)
+    assert (dst / "-" / "new").read_text() == "n"

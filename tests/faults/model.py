@@ -177,16 +177,25 @@ def expect(src: Tree, dst: Tree, options: Options, source: Side, destination: Si
     def keep_gid(e: Entry) -> bool:
         return both_posix and _owner_kept(options.Gid, e.gid, named_gids)
 
-    def new_entry(s: Entry) -> Entry:
+    def setgid_above(path: str) -> bool:
+        """A directory above ``path`` has the setgid bit (before or after the run): entries created below it
+        take its group, new directories the bit too (file-system semantics, not the engine's)."""
+        return any(t.get(a) is not None and t[a].kind == DIR and (t[a].mode or 0) & 0o2000
+                   for a in parents(path) for t in (src, dst))
+
+    def new_entry(s: Entry, path: str) -> Entry:
         """What a copy, or a directory created, leaves at the destination."""
         owner = destination.default_owner or (None, None)
+        if setgid_above(path):
+            owner = (owner[0], None)
         modes = destination.default_modes
         if s.kind == LINK:
             mode = None  # a symlink's own mode means nothing on Linux
         elif keep_mode:
             mode = s.mode
         else:
-            mode = None if modes is None else modes[1] if s.kind == DIR else modes[0]
+            mode = None if modes is None or (s.kind == DIR and setgid_above(path)) else (
+                modes[1] if s.kind == DIR else modes[0])
         return Entry(s.kind, mode=mode, mtime_ns=s.mtime_ns if keep_mtime else None,
                      atime_ns=s.atime_ns if keep_atime and s.kind == FILE else None,
                      uid=s.uid if keep_uid(s) else owner[0], gid=s.gid if keep_gid(s) else owner[1],
@@ -194,7 +203,14 @@ def expect(src: Tree, dst: Tree, options: Options, source: Side, destination: Si
 
     def updated(s: Entry, d: Entry) -> Entry:
         """``d`` with the metadata the options keep from ``s`` (a metadata update, or a directory's)."""
-        return replace(d, mode=s.mode if keep_mode and s.kind != LINK else d.mode,
+        mode = d.mode
+        if keep_mode and s.kind != LINK:
+            mode = s.mode
+        elif d.kind == FILE and mode is not None and ((keep_uid(s) and s.uid != d.uid) or (keep_gid(s) and s.gid != d.gid)):
+            # Linux clears setuid (and setgid with group execute) when a file changes owners; with the
+            # mode not kept nothing sets them again, as it should not (another owner's setuid program).
+            mode &= ~0o4000 & ~(0o2000 if mode & 0o010 else 0)
+        return replace(d, mode=mode, atime_ns=None,
                        mtime_ns=s.mtime_ns if keep_mtime else d.mtime_ns,
                        uid=s.uid if keep_uid(s) else d.uid, gid=s.gid if keep_gid(s) else d.gid)
 
@@ -236,7 +252,7 @@ def expect(src: Tree, dst: Tree, options: Options, source: Side, destination: Si
         elif action == "create":
             for below in [p for p in final if p.startswith(path + "/")]:
                 del final[below]  # what stood there was a file or a symlink: nothing below it
-            final[path] = new_entry(s)
+            final[path] = new_entry(s, path)
             written.add(path)
             touched.update(parents(path))
         elif action == "meta":
@@ -276,7 +292,7 @@ def expect(src: Tree, dst: Tree, options: Options, source: Side, destination: Si
             final[path] = replace(e, mtime_ns=None, atime_ns=None) if existed and path in touched else (
                 e if existed else Entry(DIR))
         elif not existed:
-            final[path] = new_entry(s)
+            final[path] = new_entry(s, path)
         elif path in dirs_to_update:
             final[path] = updated(s, e)
             if not keep_mtime and path in touched:
@@ -286,6 +302,8 @@ def expect(src: Tree, dst: Tree, options: Options, source: Side, destination: Si
         final[path] = replace(final[path], atime_ns=None)
 
     for path, e in final.items():
+        if e.kind == DIR and not destination.directory_metadata:
+            final[path] = e = Entry(DIR)  # markers: written, not kept by every store
         if e.atime_ns is not None and (path not in written or e.kind != FILE):
             final[path] = replace(e, atime_ns=None)  # listings and reads move access times: only a copy's is kept
 
