@@ -53,6 +53,8 @@ class Side:
     default_modes: tuple[int, int] | None = None
     #: Access times survive a read (object stores keep them as metadata; a file system's move on reads).
     atime_survives_reads: bool = False
+    #: A change of owner clears setuid/setgid (a kernel's rule; object stores keep the mode they hold).
+    chown_clears_setid: bool = False
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,7 @@ def expect(src: Tree, dst: Tree, options: Options, source: Side, destination: Si
         mode = d.mode
         if keep_mode and s.kind != LINK:
             mode = s.mode
-        elif d.kind == FILE and mode is not None and ((keep_uid(s) and s.uid != d.uid) or (keep_gid(s) and s.gid != d.gid)):
+        elif destination.chown_clears_setid and d.kind == FILE and mode is not None and ((keep_uid(s) and s.uid != d.uid) or (keep_gid(s) and s.gid != d.gid)):
             # Linux clears setuid (and setgid with group execute) when a file changes owners; with the
             # mode not kept nothing sets them again, as it should not (another owner's setuid program).
             mode &= ~0o4000 & ~(0o2000 if mode & 0o010 else 0)

@@ -47,7 +47,8 @@ def _umask() -> int:
 
 
 LOCAL = Side(posix_metadata=True, directory_metadata=True, default_owner=(os.geteuid(), os.getegid()),
-             default_modes=(0o666 & ~_umask(), 0o777 & ~_umask()), atime_survives_reads=False)
+             default_modes=(0o666 & ~_umask(), 0o777 & ~_umask()), atime_survives_reads=False,
+             chown_clears_setid=True)
 #: S3 keeps mode, owner and times in user metadata; directory markers lose theirs on SeaweedFS.
 S3 = Side(posix_metadata=True, directory_metadata=False, atime_survives_reads=True)
 
