@@ -10,9 +10,10 @@ so a failing case replays with its seed.
 Modes (one at a time; each applies to live connections from the moment it is set, and to new ones):
 
 - ``pass_through()``: forward both ways.
-- ``reset(after=N, fraction=f, direction=...)``: a drawn fraction of the connections is reset (RST, by
-  ``SO_LINGER`` 0) once N more bytes have gone through in ``direction`` (``"up"`` client→server,
-  ``"down"`` server→client, ``"both"``); ``after=0`` resets them at once, idle or not.
+- ``reset(after=N, fraction=f, direction=..., new_connections=True)``: a drawn fraction of the
+  connections is reset (RST, by ``SO_LINGER`` 0) once N more bytes have gone through in ``direction``
+  (``"up"`` client→server, ``"down"`` server→client, ``"both"``); ``after=0`` resets them at once, idle
+  or not; ``new_connections=False`` spares connections opened after the mode was set (a one-off fault).
 - ``stall(seconds)``: nothing is forwarded, either way, on any connection, for ``seconds`` (connections
   are still accepted); then traffic resumes by itself.
 - ``slow(bytes_per_second)``: each direction of each connection throttled to that rate.
@@ -42,6 +43,7 @@ class Mode:
     direction: str = "both"
     rate: int = 0
     until: float = 0.0  #: loop time a stall ends
+    new_connections: bool = True  #: False: only the connections live when the mode was set are hit
     generation: int = 0
 
 
@@ -123,10 +125,12 @@ class FaultProxy:
     def pass_through(self) -> None:
         self._set(Mode())
 
-    def reset(self, *, after: int = 0, fraction: float = 1.0, direction: str = "both") -> None:
+    def reset(self, *, after: int = 0, fraction: float = 1.0, direction: str = "both",
+              new_connections: bool = True) -> None:
         if direction not in ("up", "down", "both"):
             raise ValueError(f"direction {direction!r}: up, down or both")
-        self._set(Mode("reset", after=after, fraction=fraction, direction=direction))
+        self._set(Mode("reset", after=after, fraction=fraction, direction=direction,
+                       new_connections=new_connections))
 
     def stall(self, seconds: float) -> None:
         assert self._loop is not None
@@ -177,25 +181,28 @@ class FaultProxy:
 
     async def _shutdown(self) -> None:
         await self._refuse()
-        for link in list(self._links):
-            for task in link.tasks:
-                task.cancel()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _apply(self, mode: Mode) -> None:
         self._mode = Mode(mode.kind, mode.after, mode.fraction, mode.direction, mode.rate, mode.until,
-                          self._mode.generation + 1)
+                          mode.new_connections, self._mode.generation + 1)
         for link in list(self._links):
-            self._draw(link)
+            self._draw(link, live=True)
             if link.victim and self._mode.kind == "reset" and self._mode.after == 0:
                 self._count_fault()
                 self._abort(link)
 
-    def _draw(self, link: _Link) -> None:
-        """Decide once per mode whether this link is one the fault hits; its byte budget starts now."""
+    def _draw(self, link: _Link, *, live: bool = False) -> None:
+        """Decide once per mode whether this link is one the fault hits; its byte budget starts now.
+        ``live``: the link was open when the mode was set."""
         mode = self._mode
         if link.generation != mode.generation:
             link.generation = mode.generation
-            link.victim = mode.kind in ("reset", "truncate") and self._random.random() < mode.fraction
+            link.victim = (mode.kind in ("reset", "truncate") and (live or mode.new_connections)
+                           and self._random.random() < mode.fraction)
             link.budget_from = (link.up, link.down)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -108,6 +108,9 @@ class RestartableAzurite:
 
     server: AzuriteServer
     port: int
+    #: A container made at start and on disk: Azurite saves its metadata every few seconds, so what a
+    #: ``kill -9`` catches younger than that is gone after the restart (the engine copies such blobs again).
+    container: str = "faults"
 
     def kill(self) -> None:
         _kill_group(self.server.process)
@@ -122,6 +125,11 @@ class RestartableAzurite:
         if self.server.process.poll() is None:
             _kill_group(self.server.process)
         shutil.rmtree(self.server.workdir, ignore_errors=True)
+
+
+#: Azurite's metadata store (LokiJS) writes itself to disk every 5 s; waiting a little longer makes the
+#: container survive a kill.
+AZURITE_SAVE_SECONDS = 6
 
 
 def start_restartable_azurite() -> RestartableAzurite:
@@ -141,7 +149,10 @@ def start_restartable_azurite() -> RestartableAzurite:
     server = AzuriteServer(f"http://127.0.0.1:{port}/{account}", account, key, proc, workdir)
     try:
         wait_port(port, timeout=60, proc=proc, log=log)
+        restartable = RestartableAzurite(server, port)
+        server.service().create_container(restartable.container)
+        time.sleep(AZURITE_SAVE_SECONDS)
     except BaseException:
         _kill_group(proc)
         raise
-    return RestartableAzurite(server, port)
+    return restartable

@@ -46,22 +46,27 @@ class Outcome:
     shard_tries: int
     #: Seconds from the start of TRANSFERRING (the fault on) to a verified destination.
     seconds: float
+    #: What each failed shard try said (the first files' errors).
+    failures: list[str]
 
 
 def run_through_faults(src: Path, dst: LocationSpec, store: Path, *, fault: Callable[[], None],
-                       heal: Callable[[], None], shard_tries: int = 3, options: dict | None = None) -> Outcome:
+                       heal: Callable[[], None], shard_tries: int = 3, heal_before: int | None = None,
+                       options: dict | None = None) -> Outcome:
     """One execution from ``src`` to ``dst``: LAUNCHING and PREPARING without faults, then ``fault()`` and
     TRANSFERRING, each shard tried again (as Airflow retries a mapped task) while it fails with retryable
-    errors; ``heal()`` before its last try. A permanent shard failure is not retried: it fails the case."""
+    errors; ``heal()`` before try ``heal_before`` (default: the last). A permanent shard failure is not
+    retried: it fails the case."""
+    heal_before = heal_before or shard_tries
     execution = engine.launch(LocationSpec(str(src)), dst, options or {}, store=str(store))
     shards = engine.prepare(execution)
     started = time.monotonic()
     fault()
-    tries = 0
+    tries, failures = 0, []
     try:
         for shard in shards:
             for attempt in range(1, shard_tries + 1):
-                if attempt == shard_tries:
+                if attempt == heal_before:
                     heal()
                 tries += 1
                 try:
@@ -69,7 +74,8 @@ def run_through_faults(src: Path, dst: LocationSpec, store: Path, *, fault: Call
                     break
                 except PermanentShardError:
                     raise
-                except ShardFailedError:
+                except ShardFailedError as exc:
+                    failures.append(str(exc)[:400])
                     if attempt == shard_tries:
                         raise
     finally:
@@ -77,7 +83,7 @@ def run_through_faults(src: Path, dst: LocationSpec, store: Path, *, fault: Call
     engine.finalize(execution)
     engine.verify(execution)
     summary = engine.report(execution)
-    return Outcome(summary, tries, time.monotonic() - started)
+    return Outcome(summary, tries, time.monotonic() - started, failures)
 
 
 def in_background(when: Callable[[], bool], then: Callable[[], None]) -> threading.Thread:

@@ -10,6 +10,7 @@ One quick case per backend runs in ``make test``; the others are marked ``faults
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from tests.faults.fault_proxy import FaultProxy
 from tests.faults.figures import Figure, record
 from tests.faults.server_harness import (  # noqa: F401  (fixtures)
     MIB,
+    azure_connection,
     connection_id,
     in_background,
     make_source,
@@ -33,6 +35,7 @@ from tests.faults.server_harness import (  # noqa: F401  (fixtures)
     run_through_faults,
     s3_connection,
     set_connection,
+    smb_connection,
 )
 
 GROUP = "Server faults"
@@ -206,7 +209,7 @@ def test_s3_down_for_good_is_a_clear_error_without_traceback(tmp_path, s3_server
         proxy.refuse()
         conn_id = connection_id("faults_s3_down")
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = __import__("json").dumps(s3_connection(s3_server, proxy))
+        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(s3_connection(s3_server, proxy))
         started = time.monotonic()
         out = subprocess.run([sys.executable, "-m", "airflow_datasync.cli", "run", str(src), f"s3://{bucket}/down",
                               "--destination-conn-id", conn_id, "--store", str(tmp_path / "store"), "-q"],
@@ -217,6 +220,217 @@ def test_s3_down_for_good_is_a_clear_error_without_traceback(tmp_path, s3_server
     assert f"127.0.0.1:{proxy.port}" in out.stderr and "cannot reach S3" in out.stderr, out.stderr
     assert s3_server.secret_key not in out.stderr + out.stdout
     record(Figure(case="server/s3-down", group=GROUP, fault="the S3 endpoint refuses every connection",
+                  holds="exit 2 with one line naming the endpoint; no traceback; no secret", runs=1,
+                  faults_injected=1, files_checked=0, converge_s=round(seconds, 2),
+                  notes="time is the whole CLI run to the error (interpreter start included)"))
+
+
+# -- SMB -------------------------------------------------------------------------------------------
+SMB_HOLDS = ("execution SUCCESS and verified; every file byte-identical on the share's disk; no other file, "
+             "no .~ds- temporary; signing (and encryption) on")
+
+
+def disk_files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def assert_disk_converged(root: Path, files: dict[str, bytes], outcome) -> None:
+    summary = outcome.summary
+    assert summary["Status"] == "SUCCESS", summary
+    assert summary["FilesVerified"] >= len(files), summary
+    leftovers = [p for p in root.rglob("*") if p.name.startswith(".~ds-")]
+    assert leftovers == []
+    found = disk_files(root)
+    assert set(found) == set(files), sorted(set(found) ^ set(files))[:10]
+    assert [k for k in files if found[k] != files[k]] == []
+
+
+def smb_case(tmp_path, monkeypatch, server, *, proxy: FaultProxy, fault, heal, small: int, big: int, seed: int,
+             encrypt: bool = True, heal_before: int | None = None):
+    src = tmp_path / "src"
+    files = make_source(src, small=small, big=big, big_size=6 * MIB, seed=seed)
+    name = f"faults-{seed}-{time.monotonic_ns() % 10**9}"
+    disk = server.shares["data"] / name
+    disk.mkdir()
+    conn_id = connection_id("faults_smb")
+    set_connection(monkeypatch, conn_id, smb_connection(server, proxy, encrypt=encrypt))
+    outcome = run_through_faults(src, LocationSpec(f"smb://127.0.0.1:{proxy.port}/data/{name}", conn_id),
+                                 tmp_path / "store", fault=fault, heal=heal, heal_before=heal_before)
+    assert_disk_converged(disk, files, outcome)
+    return files, outcome
+
+
+def test_smb_resets_mid_write_converge(tmp_path, monkeypatch, samba):
+    """Quick case: every live SMB connection (encrypted, signed) reset once 256 KiB more went up."""
+    seed = 1350
+    with FaultProxy(samba.port, seed=seed) as proxy:
+        fault = lambda: in_background(lambda: proxy.bytes_up > 2 * MIB,  # noqa: E731
+                                      lambda: proxy.reset(after=256 * 1024, direction="up",
+                                                          new_connections=False))
+        files, outcome = smb_case(tmp_path, monkeypatch, samba, proxy=proxy, seed=seed, small=40, big=2,
+                                  fault=fault, heal=proxy.pass_through, heal_before=2)
+    record(Figure(case="server/smb-proxy-reset", group=GROUP,
+                  fault="TCP resets of every SMB connection (SMB 3.1.1, encrypted) 256 KiB into the next writes, "
+                        "during the first shard try",
+                  holds=SMB_HOLDS, runs=1, faults_injected=proxy.faults_injected, files_checked=len(files),
+                  converge_s=round(outcome.seconds, 2), seed=seed, notes=f"{outcome.shard_tries} shard tries"))
+
+
+@pytest.mark.faults
+def test_smb_stall_and_slow_reads_converge(tmp_path, monkeypatch, samba):
+    """Everything stops for 4 s mid-shard, then every connection is throttled to 2 MiB/s each way."""
+    seed = 1360
+    with FaultProxy(samba.port, seed=seed) as proxy:
+        def stall_then_slow() -> None:
+            proxy.stall(4)
+            time.sleep(4.5)
+            proxy.slow(2 * MIB)
+
+        fault = lambda: in_background(lambda: proxy.bytes_up > 3 * MIB, stall_then_slow)  # noqa: E731
+        files, outcome = smb_case(tmp_path, monkeypatch, samba, proxy=proxy, seed=seed, small=80, big=3,
+                                  fault=fault, heal=lambda: None)
+    record(Figure(case="server/smb-proxy-stall-slow", group=GROUP,
+                  fault="all SMB traffic stalled 4 s mid-shard, then throttled to 2 MiB/s each way",
+                  holds=SMB_HOLDS, runs=1, faults_injected=proxy.faults_injected + 1, files_checked=len(files),
+                  converge_s=round(outcome.seconds, 2), seed=seed, notes=f"{outcome.shard_tries} shard tries"))
+
+
+@pytest.mark.faults
+def test_smb_server_killed_and_restarted_mid_shard_converges(tmp_path, monkeypatch, private_smb):
+    """``kill -9`` of smbd (and every per-connection child) once 4 MiB went up, started again 1 s later
+    with the same configuration: the pooled sessions are dropped and reopened, the shard's retry converges."""
+    seed = 1370
+
+    def kill_and_restart() -> None:
+        private_smb.kill()
+        time.sleep(1)
+        private_smb.restart()
+
+    with FaultProxy(private_smb.port, seed=seed) as proxy:
+        trigger = []
+        fault = lambda: trigger.append(in_background(lambda: proxy.bytes_up > 4 * MIB, kill_and_restart))  # noqa: E731
+        heal = lambda: trigger[0].join(60)  # noqa: E731
+        files, outcome = smb_case(tmp_path, monkeypatch, private_smb.server, proxy=proxy, seed=seed, small=80, big=3,
+                                  fault=fault, heal=heal, heal_before=2)
+    record(Figure(case="server/smb-restart", group=GROUP,
+                  fault="kill -9 of smbd mid-shard (writes in flight), restarted after 1 s", holds=SMB_HOLDS,
+                  runs=1, faults_injected=1, files_checked=len(files), converge_s=round(outcome.seconds, 2),
+                  seed=seed, notes=f"{outcome.shard_tries} shard tries"))
+
+
+def run_cli(tmp_path, src: Path, destination: str, conn_id: str, conn: dict) -> tuple[subprocess.CompletedProcess, float]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "airflow_datasync.cli", "run", str(src), destination,
+                          "--destination-conn-id", conn_id, "--store", str(tmp_path / "store"), "-q"],
+                         env=env, capture_output=True, text=True, timeout=180)
+    return out, time.monotonic() - started
+
+
+@pytest.mark.faults
+def test_smb_down_for_good_is_a_clear_error_without_traceback(tmp_path, samba):
+    src = tmp_path / "src"
+    make_source(src, small=3, seed=1380)
+    with FaultProxy(samba.port, seed=1380) as proxy:
+        proxy.refuse()
+        conn = smb_connection(samba, proxy, encrypt=True)
+        out, seconds = run_cli(tmp_path, src, f"smb://127.0.0.1:{proxy.port}/data/down", connection_id("faults_smb_down"),
+                               conn)
+    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
+    assert "Traceback" not in out.stderr
+    assert f"127.0.0.1:{proxy.port}" in out.stderr and "cannot connect" in out.stderr, out.stderr
+    assert samba.password not in out.stderr + out.stdout
+    record(Figure(case="server/smb-down", group=GROUP, fault="the SMB server refuses every connection",
+                  holds="exit 2 with one line naming the server; no traceback; no secret", runs=1,
+                  faults_injected=1, files_checked=0, converge_s=round(seconds, 2),
+                  notes="time is the whole CLI run to the error (interpreter start included)"))
+
+
+# -- Azure Blob ------------------------------------------------------------------------------------
+AZURE_HOLDS = ("execution SUCCESS and verified; every blob byte-identical; no other blob, no .~ds- blob, "
+               "no uncommitted block")
+
+
+def azure_case(tmp_path, monkeypatch, server, *, proxy: FaultProxy, fault, heal, small: int, big: int, seed: int,
+               heal_before: int | None = None, container: str | None = None):
+    src = tmp_path / "src"
+    files = make_source(src, small=small, big=big, big_size=10 * MIB, seed=seed)
+    service = server.service()
+    if container is None:
+        container = f"faults-{seed}-{time.monotonic_ns() % 10**9}"
+        service.create_container(container)
+    conn_id = connection_id("faults_azure")
+    set_connection(monkeypatch, conn_id, azure_connection(server, proxy))
+    outcome = run_through_faults(src, LocationSpec(f"azure://{container}/sync", conn_id), tmp_path / "store",
+                                 fault=fault, heal=heal, heal_before=heal_before)
+    summary = outcome.summary
+    assert summary["Status"] == "SUCCESS", summary
+    assert summary["FilesVerified"] >= len(files), summary
+    client = service.get_container_client(container)
+    names = [b.name for b in client.list_blobs(name_starts_with="sync/")]
+    assert not [n for n in names if ".~ds-" in n]
+    found = {n[len("sync/"):]: client.download_blob(n).readall() for n in names if not n.endswith("/")}
+    assert set(found) == set(files), sorted(set(found) ^ set(files))[:10]
+    assert [k for k in files if found[k] != files[k]] == []
+    for name in files:  # a blob whose upload was cut keeps no staged block behind its committed list
+        blocks = client.get_blob_client(f"sync/{name}").get_block_list("uncommitted")
+        assert not blocks[1], (name, blocks[1])
+    return files, outcome
+
+
+def azure_port(server) -> int:
+    return int(server.endpoint.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+
+
+def test_azure_resets_converge_and_retries_stay_bounded(tmp_path, monkeypatch, azurite):
+    """Quick case: resets on a third of the connections to Azurite for the first shard try."""
+    seed = 1390
+    with FaultProxy(azure_port(azurite), seed=seed) as proxy:
+        files, outcome = azure_case(tmp_path, monkeypatch, azurite, proxy=proxy, seed=seed, small=40, big=1,
+                                    fault=lambda: proxy.reset(after=5000, fraction=0.34), heal=proxy.pass_through,
+                                    heal_before=2)
+    record(Figure(case="server/azure-proxy", group=GROUP,
+                  fault="TCP resets (RST after 5 KB) on a third of the connections to Azurite, first shard try",
+                  holds=AZURE_HOLDS, runs=1, faults_injected=proxy.faults_injected, files_checked=len(files),
+                  converge_s=round(outcome.seconds, 2), seed=seed,
+                  notes=f"{outcome.shard_tries} shard tries; {proxy.connections} connections"))
+
+
+@pytest.mark.faults
+def test_azure_server_killed_and_restarted_mid_shard_converges(tmp_path, monkeypatch, private_azurite):
+    seed = 1395
+
+    def kill_and_restart() -> None:
+        private_azurite.kill()
+        time.sleep(1)
+        private_azurite.restart()
+
+    with FaultProxy(private_azurite.port, seed=seed) as proxy:
+        trigger = []
+        fault = lambda: trigger.append(in_background(lambda: proxy.bytes_up > 6 * MIB, kill_and_restart))  # noqa: E731
+        heal = lambda: trigger[0].join(90)  # noqa: E731
+        files, outcome = azure_case(tmp_path, monkeypatch, private_azurite.server, proxy=proxy, seed=seed, small=80,
+                                    big=2, fault=fault, heal=heal, heal_before=2, container=private_azurite.container)
+    record(Figure(case="server/azure-restart", group=GROUP,
+                  fault="kill -9 of Azurite (blobs on disk) mid-shard, restarted after 1 s", holds=AZURE_HOLDS,
+                  runs=1, faults_injected=1, files_checked=len(files), converge_s=round(outcome.seconds, 2),
+                  seed=seed, notes=f"{outcome.shard_tries} shard tries"))
+
+
+@pytest.mark.faults
+def test_azure_down_for_good_is_a_clear_error_without_traceback(tmp_path, azurite):
+    src = tmp_path / "src"
+    make_source(src, small=3, seed=1399)
+    with FaultProxy(azure_port(azurite), seed=1399) as proxy:
+        proxy.refuse()
+        out, seconds = run_cli(tmp_path, src, "azure://down/x", connection_id("faults_azure_down"),
+                               azure_connection(azurite, proxy))
+    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
+    assert "Traceback" not in out.stderr
+    assert f"Azure Blob Storage at 127.0.0.1:{proxy.port}" in out.stderr, out.stderr
+    assert azurite.key not in out.stderr + out.stdout
+    record(Figure(case="server/azure-down", group=GROUP, fault="the Azure Blob endpoint refuses every connection",
                   holds="exit 2 with one line naming the endpoint; no traceback; no secret", runs=1,
                   faults_injected=1, files_checked=0, converge_s=round(seconds, 2),
                   notes="time is the whole CLI run to the error (interpreter start included)"))

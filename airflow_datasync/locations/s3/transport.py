@@ -21,17 +21,20 @@ import abc
 import email.utils
 import http.client
 import io
+import logging
+import threading
 import urllib.parse
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
 from xml.sax.saxutils import escape
 
-from airflow_datasync.errors import ConnectionLostError, LocationError, NotFoundError
+from airflow_datasync.errors import ConnectionLostError, LocationError, NotFoundError, TransientError
 from airflow_datasync.locations.s3 import sigv4
 from airflow_datasync.locations.s3.errors import s3_error
 from airflow_datasync.locations.s3.sigv4 import ListPage
 from airflow_datasync.retry import retrying
 
+log = logging.getLogger("airflow_datasync")
 T = TypeVar("T")
 #: One part of a multipart upload for its completion: (number, ETag, CRC64NVME base64 or None).
 Part = tuple[int, str, "str | None"]
@@ -103,6 +106,40 @@ class S3Transport(abc.ABC):
         """GetObjectTagging as {key: value}."""
 
 
+class DeferredAborts:
+    """Multipart uploads whose abort failed because S3 could not be reached (a server killed mid-upload):
+    aborted again after the next request that reaches it, so that a server back within the life of this
+    process keeps no unfinished upload of ours (billed on AWS until removed). What a process never got to
+    abort, the next execution over the destination finds by its name."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[str, str, str]] = []
+        self._lock = threading.Lock()
+        self._draining = False
+
+    def defer(self, bucket: str, key: str, upload_id: str) -> None:
+        with self._lock:
+            self._pending.append((bucket, key, upload_id))
+
+    def retry(self, abort: Callable[[str, str, str], None]) -> None:
+        """Abort what is pending (from one thread at a time; the others go on at once)."""
+        with self._lock:
+            if self._draining or not self._pending:
+                return
+            self._draining, todo, self._pending = True, self._pending, []
+        try:
+            for bucket, key, upload_id in todo:
+                try:
+                    abort(bucket, key, upload_id)
+                except TransientError:
+                    pass  # deferred again by abort_multipart itself
+                except LocationError as exc:
+                    log.warning("could not abort multipart upload of %s: %s", object_url(bucket, key), exc)
+        finally:
+            with self._lock:
+                self._draining = False
+
+
 def object_url(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 
@@ -118,6 +155,7 @@ class SigV4Transport(S3Transport):
     def __init__(self, client: sigv4.SigV4Client, *, attempts: int = 4) -> None:
         self.client, self.attempts = client, attempts
         self.observers = client.observers
+        self._deferred_aborts = DeferredAborts()
 
     def _retry(self, call: Callable[[], T]) -> T:
         return retrying(call, attempts=self.attempts, on_connection_lost=self.client.drop_idle)
@@ -133,7 +171,9 @@ class SigV4Transport(S3Transport):
                 raise s3_error(object_url(bucket, key), answer.status, sigv4.error_code(answer.body), pinned=pinned)
             return answer
 
-        return self._retry(attempt)
+        answer = self._retry(attempt)
+        self._deferred_aborts.retry(self.abort_multipart)  # S3 answers again: abort what it missed
+        return answer
 
     def list_page(self, bucket: str, prefix: str, token: str | None = None, *, max_keys: int = 1000,
                   delimiter: str | None = None) -> ListPage:
@@ -263,7 +303,11 @@ class SigV4Transport(S3Transport):
         return self._result(answer, bucket, key, "CompleteMultipartUploadResult")
 
     def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
-        self._send("AbortMultipartUpload", "DELETE", bucket, key, [("uploadId", upload_id)], ok=(200, 204, 404))
+        try:
+            self._send("AbortMultipartUpload", "DELETE", bucket, key, [("uploadId", upload_id)], ok=(200, 204, 404))
+        except TransientError:
+            self._deferred_aborts.defer(bucket, key, upload_id)
+            raise
 
     def delete(self, bucket: str, key: str) -> None:
         self._send("DeleteObject", "DELETE", bucket, key, ok=(200, 204, 404))
