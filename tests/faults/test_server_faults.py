@@ -132,6 +132,24 @@ def test_s3_resets_on_a_third_of_the_connections_converge(tmp_path, monkeypatch,
                   notes=f"{outcome.shard_tries} shard tries; 1 multipart object (3 parts)"))
 
 
+def test_s3_read_timeout_of_a_plain_connection_fails_a_stalled_request(monkeypatch, s3_server, bucket):
+    """``config_kwargs.read_timeout`` (botocore's option) is honoured by the SigV4 client itself, which a
+    plain connection keeps: a request to a stalled server fails its attempts and is reported as a lost
+    connection (retryable) instead of waiting for the stall to end (then it would answer: no such key)."""
+    from airflow_datasync.errors import ConnectionLostError
+    from airflow_datasync.locations.s3.settings import settings_for
+    from airflow_datasync.locations.s3.transport import SigV4Transport
+
+    with FaultProxy(s3_port(s3_server), seed=1325) as proxy:
+        conn_id = connection_id("faults_s3_timeout")
+        set_connection(monkeypatch, conn_id, s3_connection(s3_server, proxy, timeout=1.0))
+        settings = settings_for(conn_id)
+        assert isinstance(settings.transport, SigV4Transport)  # not the boto3 fallback
+        proxy.stall(30)
+        with pytest.raises(ConnectionLostError, match=f"127.0.0.1:{proxy.port}"):
+            settings.transport.head(bucket, "nothing-here")
+
+
 S3_MODES = {
     # mode: (what the proxy does, how to switch it on, the figure's fault text)
     "reset-mid-upload": (lambda p: p.reset(after=3 * MIB, fraction=0.5, direction="up"),
