@@ -17,7 +17,7 @@ Modes (one at a time; each applies to live connections from the moment it is set
 - ``stall(seconds)``: nothing is forwarded, either way, on any connection, for ``seconds`` (connections
   are still accepted); then traffic resumes by itself.
 - ``slow(bytes_per_second)``: each direction of each connection throttled to that rate.
-- ``truncate(after=N, fraction=f)``: a drawn fraction of the connections gets N more bytes of the
+- ``truncate(after=N, fraction=f, new_connections=True)``: a drawn fraction of the connections gets N more bytes of the
   server's answers, then both sides are closed (FIN): the client sees a response cut short.
 - ``refuse()`` / ``accept()``: the listener is closed (connection refused) / opened again on the same port.
 """
@@ -140,8 +140,9 @@ class FaultProxy:
     def slow(self, bytes_per_second: int) -> None:
         self._set(Mode("slow", rate=max(1, bytes_per_second)))
 
-    def truncate(self, *, after: int, fraction: float = 1.0) -> None:
-        self._set(Mode("truncate", after=after, fraction=fraction, direction="down"))
+    def truncate(self, *, after: int, fraction: float = 1.0, new_connections: bool = True) -> None:
+        self._set(Mode("truncate", after=after, fraction=fraction, direction="down",
+                       new_connections=new_connections))
 
     def refuse(self) -> None:
         """Close the listener (new connections are refused) and reset every live connection."""

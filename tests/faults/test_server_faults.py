@@ -150,6 +150,47 @@ def test_s3_read_timeout_of_a_plain_connection_fails_a_stalled_request(monkeypat
             settings.transport.head(bucket, "nothing-here")
 
 
+def test_s3_conditional_writes_whose_answer_was_lost_are_not_refused_by_their_own_retry(monkeypatch, s3_server,
+                                                                                         bucket):
+    """OverwriteMode=NEVER writes with If-None-Match. When S3 did the write but its answer was lost (cut
+    after 0 bytes), the retry is refused (412) by the object the first attempt made: that is our own
+    write (same CRC64NVME), not an object in the way. Same for completing a multipart upload."""
+    from airflow_datasync import checksum
+    from airflow_datasync.errors import AlreadyExistsError
+    from airflow_datasync.locations.s3.settings import settings_for
+
+    client = s3_server.client()
+    with FaultProxy(s3_port(s3_server), seed=1327) as proxy:
+        conn_id = connection_id("faults_s3_lost")
+        set_connection(monkeypatch, conn_id, s3_connection(s3_server, proxy))
+        transport = settings_for(conn_id).transport
+
+        def with_answer_lost(write):
+            transport.head(bucket, "warm-up")  # a kept-alive connection for the write to go on
+            proxy.truncate(after=0, new_connections=False)  # that one loses its next answer; the retry's not
+            try:
+                return write()
+            finally:
+                proxy.pass_through()
+
+        before = proxy.faults_injected
+        etag = with_answer_lost(lambda: transport.put(bucket, "once.txt", b"written once", {}, if_none_match=True))
+        assert proxy.faults_injected == before + 1  # the first answer was cut indeed
+        assert etag and client.get_object(Bucket=bucket, Key="once.txt")["Body"].read() == b"written once"
+        with pytest.raises(AlreadyExistsError):  # someone else's object still refuses the write
+            transport.put(bucket, "once.txt", b"other bytes", {}, if_none_match=True)
+
+        body = os.urandom(5 * MIB)
+        crc = checksum.new_hasher()
+        crc.update(body)
+        upload = transport.create_multipart(bucket, "multi.bin", {}, full_object_crc=True)
+        part = transport.upload_part(bucket, "multi.bin", upload, 1, body, crc.base64())
+        etag = with_answer_lost(lambda: transport.complete_multipart(
+            bucket, "multi.bin", upload, [(1, part, crc.base64())], crc64=crc.base64(), if_none_match=True))
+        assert etag and client.get_object(Bucket=bucket, Key="multi.bin")["Body"].read() == body
+        assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
 S3_MODES = {
     # mode: (what the proxy does, how to switch it on, the figure's fault text)
     "reset-mid-upload": (lambda p: p.reset(after=3 * MIB, fraction=0.5, direction="up"),

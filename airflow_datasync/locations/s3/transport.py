@@ -28,7 +28,13 @@ from collections.abc import Callable
 from typing import IO, Any, TypeVar
 from xml.sax.saxutils import escape
 
-from airflow_datasync.errors import ConnectionLostError, LocationError, NotFoundError, TransientError
+from airflow_datasync.errors import (
+    AlreadyExistsError,
+    ConnectionLostError,
+    LocationError,
+    NotFoundError,
+    TransientError,
+)
 from airflow_datasync.locations.s3 import sigv4
 from airflow_datasync.locations.s3.errors import s3_error
 from airflow_datasync.locations.s3.sigv4 import ListPage
@@ -162,13 +168,21 @@ class SigV4Transport(S3Transport):
 
     def _send(self, operation: str, method: str, bucket: str, key: str, query: list[tuple[str, str]] | None = None,
               headers: dict[str, str] | None = None, body: bytes = b"", *, ok: tuple[int, ...] = (200,),
-              pinned: bool = False, unsigned_payload: bool = False) -> sigv4.Answer:
-        """One request, retried while transient; an answer outside ``ok`` becomes the vocabulary error."""
+              pinned: bool = False, unsigned_payload: bool = False,
+              lost: list[LocationError] | None = None) -> sigv4.Answer:
+        """One request, retried while transient; an answer outside ``ok`` becomes the vocabulary error.
+        ``lost`` collects the transient failures of earlier attempts (whose effect may have happened)."""
         def attempt() -> sigv4.Answer:
-            answer = self.client.request(operation, method, bucket, key, query, headers, body,
-                                         unsigned_payload=unsigned_payload)
-            if answer.status not in ok:
-                raise s3_error(object_url(bucket, key), answer.status, sigv4.error_code(answer.body), pinned=pinned)
+            try:
+                answer = self.client.request(operation, method, bucket, key, query, headers, body,
+                                             unsigned_payload=unsigned_payload)
+                if answer.status not in ok:
+                    raise s3_error(object_url(bucket, key), answer.status, sigv4.error_code(answer.body),
+                                   pinned=pinned)
+            except TransientError as exc:
+                if lost is not None:
+                    lost.append(exc)
+                raise
             return answer
 
         answer = self._retry(attempt)
@@ -227,7 +241,25 @@ class SigV4Transport(S3Transport):
             headers["x-amz-tagging"] = tagging(tags)
         if storage_class:
             headers["x-amz-storage-class"] = storage_class
-        return self._send("PutObject", "PUT", bucket, key, headers=headers, body=body).headers.get("etag")
+        lost: list[LocationError] = []
+        try:
+            return self._send("PutObject", "PUT", bucket, key, headers=headers, body=body,
+                              lost=lost).headers.get("etag")
+        except AlreadyExistsError:
+            ours = self._ours_after_loss(bucket, key, headers["x-amz-checksum-crc64nvme"], lost)
+            if ours is None:
+                raise
+            return ours.get("ETag")
+
+    def _ours_after_loss(self, bucket: str, key: str, crc64: str | None,
+                         lost: list[LocationError]) -> dict[str, Any] | None:
+        """The object at ``key`` (as :meth:`head` describes it) when a write was refused only because an
+        earlier attempt of the same write, whose answer was lost, had already made it: the object there
+        has our CRC64NVME. None otherwise (the refusal stands)."""
+        if not (lost and crc64):
+            return None
+        found = self.head(bucket, key)
+        return found if found is not None and found.get("ChecksumCRC64NVME") == crc64 else None
 
     def copy(self, bucket: str, key: str, source_bucket: str, source_key: str, metadata: dict[str, str], *,
              if_match: str, keep_tags: bool, storage_class: str | None = None) -> str | None:
@@ -298,8 +330,15 @@ class SigV4Transport(S3Transport):
             headers.update({"x-amz-checksum-crc64nvme": crc64, "x-amz-checksum-type": "FULL_OBJECT"})
         if if_none_match:
             headers["if-none-match"] = "*"
-        answer = self._send("CompleteMultipartUpload", "POST", bucket, key, [("uploadId", upload_id)], headers,
-                            body.encode())
+        lost: list[LocationError] = []
+        try:
+            answer = self._send("CompleteMultipartUpload", "POST", bucket, key, [("uploadId", upload_id)], headers,
+                                body.encode(), lost=lost)
+        except (AlreadyExistsError, NotFoundError):  # refused, or the upload gone: a lost answer may have done it
+            ours = self._ours_after_loss(bucket, key, crc64, lost)
+            if ours is None:
+                raise
+            return ours.get("ETag")
         return self._result(answer, bucket, key, "CompleteMultipartUploadResult")
 
     def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
