@@ -132,6 +132,7 @@ def test_s3_resets_on_a_third_of_the_connections_converge(tmp_path, monkeypatch,
                   notes=f"{outcome.shard_tries} shard tries; 1 multipart object (3 parts)"))
 
 
+@pytest.mark.faults
 def test_s3_read_timeout_of_a_plain_connection_fails_a_stalled_request(monkeypatch, s3_server, bucket):
     """``config_kwargs.read_timeout`` (botocore's option) is honoured by the SigV4 client itself, which a
     plain connection keeps: a request to a stalled server fails its attempts and is reported as a lost
@@ -146,18 +147,29 @@ def test_s3_read_timeout_of_a_plain_connection_fails_a_stalled_request(monkeypat
         settings = settings_for(conn_id)
         assert isinstance(settings.transport, SigV4Transport)  # not the boto3 fallback
         proxy.stall(30)
+        started = time.monotonic()
         with pytest.raises(ConnectionLostError, match=f"127.0.0.1:{proxy.port}"):
             settings.transport.head(bucket, "nothing-here")
+        seconds = time.monotonic() - started
+    record(Figure(case="server/s3-read-timeout", group=GROUP,
+                  fault="S3 stalled 30 s under one request; plain connection with read_timeout 1 s",
+                  holds="the request fails as a lost connection (retryable) naming the endpoint, "
+                        "after its 4 attempts, without waiting out the stall",
+                  runs=1, faults_injected=1, files_checked=0, converge_s=round(seconds, 2),
+                  notes="time is to the error, not to a verified destination"))
 
 
+@pytest.mark.faults
 def test_s3_conditional_writes_whose_answer_was_lost_are_not_refused_by_their_own_retry(monkeypatch, s3_server,
                                                                                          bucket):
     """OverwriteMode=NEVER writes with If-None-Match. When S3 did the write but its answer was lost (cut
     after 0 bytes), the retry is refused (412) by the object the first attempt made: that is our own
-    write (same CRC64NVME), not an object in the way. Same for completing a multipart upload."""
+    write (same CRC64NVME), not an object in the way. Same for completing a multipart upload; and a
+    multipart upload created by an attempt whose answer was lost is aborted, not left behind."""
     from airflow_datasync import checksum
     from airflow_datasync.errors import AlreadyExistsError
     from airflow_datasync.locations.s3.settings import settings_for
+    from airflow_datasync.locations.s3.transport import LOST_CREATION_MARGIN_SECONDS
 
     client = s3_server.client()
     with FaultProxy(s3_port(s3_server), seed=1327) as proxy:
@@ -189,6 +201,21 @@ def test_s3_conditional_writes_whose_answer_was_lost_are_not_refused_by_their_ow
             bucket, "multi.bin", upload, [(1, part, crc.base64())], crc64=crc.base64(), if_none_match=True))
         assert etag and client.get_object(Bucket=bucket, Key="multi.bin")["Body"].read() == body
         assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+        # A creation whose answer was lost made an upload nobody knows the id of: it is aborted.
+        other = transport.create_multipart(bucket, "again.bin", {}, full_object_crc=True)  # older: kept
+        time.sleep(LOST_CREATION_MARGIN_SECONDS + 1)
+        upload = with_answer_lost(lambda: transport.create_multipart(bucket, "again.bin", {}, full_object_crc=True))
+        uploads = client.list_multipart_uploads(Bucket=bucket, Prefix="again.bin").get("Uploads", [])
+        assert sorted(u["UploadId"] for u in uploads) == sorted([other, upload])
+        for upload_id in (other, upload):
+            transport.abort_multipart(bucket, "again.bin", upload_id)
+    record(Figure(case="server/s3-lost-answers", group=GROUP,
+                  fault="the answer of a PutObject, a CompleteMultipartUpload and a CreateMultipartUpload cut "
+                        "(0 bytes) after S3 acted on it",
+                  holds="the retried conditional writes succeed with the bytes written once; the upload the "
+                        "lost creation made is aborted, an older one of the same key kept",
+                  runs=1, faults_injected=3, files_checked=2))
 
 
 S3_MODES = {
@@ -260,6 +287,7 @@ def test_s3_server_killed_and_restarted_mid_shard_converges(tmp_path, monkeypatc
                   converge_s=round(outcome.seconds, 2), seed=seed, notes=f"{outcome.shard_tries} shard tries"))
 
 
+@pytest.mark.faults
 def test_s3_down_for_good_is_a_clear_error_without_traceback(tmp_path, s3_server, bucket):
     """The endpoint refuses every connection: the CLI names it and exits 2 after its bounded retries."""
     src = tmp_path / "src"

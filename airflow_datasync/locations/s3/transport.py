@@ -18,6 +18,7 @@ so the location reads one shape whichever transport answered.
 from __future__ import annotations
 
 import abc
+import datetime
 import email.utils
 import http.client
 import io
@@ -42,6 +43,9 @@ from airflow_datasync.retry import retrying
 
 log = logging.getLogger("airflow_datasync")
 T = TypeVar("T")
+#: How far before a CreateMultipartUpload whose answer was lost an upload of the same key may have been
+#: started and still be that lost attempt's (S3's clock against ours).
+LOST_CREATION_MARGIN_SECONDS = 5
 #: One part of a multipart upload for its completion: (number, ETag, CRC64NVME base64 or None).
 Part = tuple[int, str, "str | None"]
 
@@ -291,11 +295,35 @@ class SigV4Transport(S3Transport):
             headers["x-amz-tagging"] = tagging(tags)
         if storage_class:
             headers["x-amz-storage-class"] = storage_class
-        answer = self._send("CreateMultipartUpload", "POST", bucket, key, [("uploads", "")], headers)
+        lost: list[LocationError] = []
+        started = datetime.datetime.now(datetime.UTC)
+        answer = self._send("CreateMultipartUpload", "POST", bucket, key, [("uploads", "")], headers, lost=lost)
         upload_id = self._result(answer, bucket, key, "InitiateMultipartUploadResult", field="UploadId")
         if not upload_id:
             raise LocationError(f"{object_url(bucket, key)}: CreateMultipartUpload answered no upload id")
+        if lost:
+            self._abort_lost_creations(bucket, key, upload_id, started)
         return upload_id
+
+    def _abort_lost_creations(self, bucket: str, key: str, upload_id: str, started: datetime.datetime) -> None:
+        """Abort the uploads of ``key`` that attempts of this creation made before their answers were lost:
+        those S3 started since this call began (a few seconds' margin for the clocks), other than the one
+        answered. An upload of the key older than that, or of another key, is never touched."""
+        answer = self._send("ListMultipartUploads", "GET", bucket, "", [("prefix", key), ("uploads", "")])
+        document = sigv4.xml_document(answer.body)
+        if document is None:
+            return
+        root, ns = document
+        since = started - datetime.timedelta(seconds=LOST_CREATION_MARGIN_SECONDS)
+        for upload in root.iter(ns + "Upload"):
+            initiated = sigv4.iso_timestamp(upload.findtext(ns + "Initiated") or "")
+            other = upload.findtext(ns + "UploadId")
+            if (upload.findtext(ns + "Key") == key and other and other != upload_id
+                    and initiated is not None and initiated >= since):
+                try:
+                    self.abort_multipart(bucket, key, other)
+                except LocationError as exc:
+                    log.warning("could not abort a duplicate multipart upload of %s: %s", object_url(bucket, key), exc)
 
     def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: bytes, crc64: str) -> str:
         # UNSIGNED-PAYLOAD: the CRC protects the bytes; a SHA-256 of each part would cost CPU for nothing more.
