@@ -470,7 +470,7 @@ def azure_port(server) -> int:
     return int(server.endpoint.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
 
 
-def test_azure_resets_converge_and_retries_stay_bounded(tmp_path, monkeypatch, azurite):
+def test_azure_resets_converge(tmp_path, monkeypatch, azurite):
     """Quick case: resets on a third of the connections to Azurite for the first shard try."""
     seed = 1390
     with FaultProxy(azure_port(azurite), seed=seed) as proxy:
