@@ -228,9 +228,43 @@ class SigV4Client:
         conn.close()
 
 
+class _LineWatch:
+    """A response's socket file that remembers the last line read (see :class:`_Response`)."""
+
+    def __init__(self, fp: Any) -> None:
+        self._fp, self.last = fp, None
+
+    def readline(self, limit: int = -1) -> bytes:
+        self.last = self._fp.readline(limit)
+        return self.last
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+
+class _Response(http.client.HTTPResponse):
+    """http.client takes the end of the stream inside a header block for its end: an answer cut there
+    would pass for a complete one without the headers after the cut (an ETag, an upload id). Here it is a
+    lost connection, so the request is retried."""
+
+    def begin(self) -> None:
+        fp = self.fp
+        watch = self.fp = _LineWatch(fp)
+        try:
+            super().begin()
+        finally:
+            if self.fp is watch:
+                self.fp = fp
+        if watch.last == b"":
+            self.close()
+            raise http.client.IncompleteRead(b"", None)
+
+
 class _HTTPConnection(http.client.HTTPConnection):
     """A connection with botocore's two timeouts: ``connect_timeout`` while connecting, ``read_timeout``
     for every socket operation after (http.client has one timeout for both)."""
+
+    response_class = _Response
 
     def __init__(self, host: str, connect_timeout: float, read_timeout: float, **kwargs: Any) -> None:
         super().__init__(host, timeout=connect_timeout, **kwargs)
@@ -243,6 +277,8 @@ class _HTTPConnection(http.client.HTTPConnection):
 
 class _HTTPSConnection(http.client.HTTPSConnection):
     """:class:`_HTTPConnection` over TLS (the handshake is part of connecting)."""
+
+    response_class = _Response
 
     def __init__(self, host: str, connect_timeout: float, read_timeout: float, **kwargs: Any) -> None:
         super().__init__(host, timeout=connect_timeout, **kwargs)
