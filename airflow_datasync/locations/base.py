@@ -144,6 +144,32 @@ class Capabilities:
     extras_write: frozenset[str] = frozenset()
     #: The subset of :attr:`extras_read` that costs a request of its own: only :meth:`read_extras` returns them.
     extras_on_request: frozenset[str] = frozenset()
+    #: True where files may hold holes (a file system): as a source, :meth:`Location.sparse_layout` says
+    #: where a sparse file's data is; as a destination, :meth:`Location.write` takes :class:`Hole` chunks
+    #: and seeks over them, so a sparse file stays sparse. Object stores and SMB hold every byte.
+    sparse_files: bool = False
+
+
+@dataclass(frozen=True)
+class Hole:
+    """A run of ``size`` zero bytes that the source holds as a hole, in a chunk stream given to
+    :meth:`Location.write`: only destinations with :attr:`Capabilities.sparse_files` receive them, and
+    they seek over it instead of writing (the bytes read back as zeros)."""
+
+    size: int
+
+
+@dataclass(frozen=True)
+class SparseLayout:
+    """Where a sparse file's data lies (:meth:`Location.sparse_layout`): ``data`` holds ascending,
+    disjoint ``(start, end)`` byte ranges; everything else up to ``size`` is a hole."""
+
+    size: int
+    data: tuple[tuple[int, int], ...]
+
+    @property
+    def allocated(self) -> int:
+        return sum(end - start for start, end in self.data)
 
 
 @dataclass(frozen=True)
@@ -278,6 +304,12 @@ class Location(abc.ABC):
     def open_read(self, path: str) -> IO[bytes]:
         """Open a file for streaming reads."""
 
+    def sparse_layout(self, fh: IO[bytes]) -> SparseLayout | None:
+        """Where the data of the file open as ``fh`` (from :meth:`open_read`) lies, if it is sparse (only
+        with :attr:`Capabilities.sparse_files`); None for a file without holes, or where the store cannot
+        tell. ``fh`` is left at offset 0."""
+        return None
+
     def open_version(self, path: str, etag: str) -> tuple[IO[bytes], StatResult]:
         """Read exactly the version a listing named (:attr:`Capabilities.versioned_reads`): the stream and
         that version's own stat (its metadata, which the listing may not have read). Raise
@@ -286,9 +318,12 @@ class Location(abc.ABC):
 
     # -- writing ----------------------------------------------------------------------------------
     @abc.abstractmethod
-    def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
+    def write(self, path: str, chunks: Iterator[bytes | Hole], meta: Metadata, *, tag: str,
               before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> Written:
         """Write a file atomically: nothing appears at ``path`` unless the whole stream was written.
+
+        ``chunks`` holds :class:`Hole` markers only where :attr:`Capabilities.sparse_files` is declared;
+        a hole counts in the byte count as the zeros it stands for.
 
         ``tag`` makes the temporary name unique to the writer (execution and shard). ``before_commit``
         is called with the byte count after the data is written and before it becomes visible; if it
