@@ -37,6 +37,9 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("action", pa.string(), nullable=False),
         pa.field("reason", pa.string()),
         pa.field("shard", pa.int32(), nullable=False),
+        #: Action ``link`` (preserve_hard_links): the path of the file this entry becomes another name of
+        #: at the destination, in FINALIZE. Null otherwise (and in manifests written before the column).
+        pa.field("hardlink_to", pa.string()),
     ]
 )
 
@@ -349,6 +352,7 @@ class ExecutionDir:
     report = property(lambda self: self.file("report.json"))
     report_rows = property(lambda self: self.file("report.parquet"))
     delete_rows = property(lambda self: self.file("deletes.parquet"))
+    link_rows = property(lambda self: self.file("links.parquet"))
 
     def shard_file(self, shard: int, suffix: str) -> str:
         return self.file(f"shards/shard-{shard:05d}.{suffix}")

@@ -52,6 +52,10 @@ LISTING_SCHEMA = pa.schema(
         #: plan does not need it): its mtime is the store's own time and mode/uid/gid are unknown; the copy
         #: takes the real values from the read itself. Null (file systems) or True: known.
         pa.field("meta_known", pa.bool_()),
+        #: File systems: ``"<device>:<inode>"`` of a file with more than one name (st_nlink > 1), so that
+        #: PREPARING can tell the names of one file apart from copies; null for every other entry (and in
+        #: listings written before the column existed).
+        pa.field("hardlink_id", pa.string()),
     ]
 )
 
@@ -148,6 +152,9 @@ class Capabilities:
     #: where a sparse file's data is; as a destination, :meth:`Location.write` takes :class:`Hole` chunks
     #: and seeks over them, so a sparse file stays sparse. Object stores and SMB hold every byte.
     sparse_files: bool = False
+    #: True where one file may have several names (link(2)): :meth:`Location.hard_link` makes one, and
+    #: listings and stats carry ``hardlink_id`` (the names of one file share it).
+    hard_links: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,6 +210,8 @@ class StatResult:
     #: airflow_datasync.owners).
     user_name: str | None = None
     group_name: str | None = None
+    #: Stores with ``hard_links``: ``"<device>:<inode>"`` where the file has more than one name, else None.
+    hardlink_id: str | None = None
     #: Backend-specific metadata by namespaced key (see :data:`SMB_ATTRIBUTES` and the others).
     extras: Mapping[str, Any] = field(default_factory=lambda: NO_EXTRAS, compare=False)
 
@@ -338,6 +347,11 @@ class Location(abc.ABC):
     def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> Written | None:
         """Create or atomically replace a symlink at ``path``; returns what was written where the store
         says (an object store's ETag for the object that holds the link), else None."""
+
+    def hard_link(self, path: str, existing: str, *, tag: str) -> bool:
+        """Make ``path`` another name of the file ``existing`` (atomically replacing what ``path`` held), only
+        with :attr:`Capabilities.hard_links`. Returns False where ``path`` already was that file."""
+        raise NotImplementedError(f"{type(self).__name__} holds no hard links")
 
     @abc.abstractmethod
     def mkdir(self, path: str, meta: Metadata | None = None) -> Written | None:

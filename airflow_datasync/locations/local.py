@@ -104,7 +104,7 @@ class LocalLocation(Location):
         # local files in the interpreter: more threads than 8 only slow it down.
         self.capabilities = Capabilities(concurrency=8, verify_concurrency=8, keeps_ownership=os.geteuid() == 0,
                                          owner_names="posix", needs_sync=True,
-                                         sparse_files=True)
+                                         sparse_files=True, hard_links=True)
         #: Set by :meth:`prepare_writes` when the shard ends with :meth:`sync`: large files then start their
         #: disk writes while they are copied, so the final flush has little left to wait for.
         self._early_writeback = False
@@ -168,6 +168,7 @@ class LocalLocation(Location):
             cols["gid"].append(s.st_gid if s is not None else None)
             cols["link_target"].append(link)
             cols["error"].append(error)
+            cols["hardlink_id"].append(_hardlink_id(s) if s is not None and kind == FILE else None)
 
         def flush():
             batch = listing_batch(cols)
@@ -233,7 +234,8 @@ class LocalLocation(Location):
             raise from_oserror(exc, f"{self.uri}: {path}") from None
         kind = _kind(s.st_mode)
         return StatResult(kind, s.st_size if kind == FILE else 0, s.st_mtime_ns, s.st_atime_ns,
-                          st.S_IMODE(s.st_mode), s.st_uid, s.st_gid, link)
+                          st.S_IMODE(s.st_mode), s.st_uid, s.st_gid, link,
+                          hardlink_id=_hardlink_id(s) if kind == FILE else None)
 
     def open_read(self, path: str) -> IO[bytes]:
         try:
@@ -373,6 +375,36 @@ class LocalLocation(Location):
             os.unlink(tmp)
             raise
 
+    def hard_link(self, path: str, existing: str, *, tag: str) -> bool:
+        final, target = self._abs(path), self._abs(existing)
+        # Neither name may lie behind a symlink at the destination: the link would name a file outside the root.
+        for rel, full in ((path, final), (existing, target)):
+            if os.path.realpath(os.path.dirname(full)) != os.path.join(os.path.realpath(self.root), os.path.dirname(rel)).rstrip("/"):
+                raise LocationError(f"{self.uri}: {rel!r} lies behind a symlink; not linked.")
+        self._ensure_dir(os.path.dirname(path))
+        try:
+            want = os.lstat(target)
+            if not st.S_ISREG(want.st_mode):
+                raise LocationError(f"{self.uri}: {existing!r} is not a file at the destination; {path!r} not linked to it.")
+            try:
+                if os.path.samestat(os.lstat(final), want):
+                    return False  # already a name of that file: rename(2) would do nothing, and keep the temporary
+            except FileNotFoundError:
+                pass
+            tmp = self._temp_for(path, tag)
+            _unlink_quietly(tmp)
+            os.link(target, tmp, follow_symlinks=False)
+            try:
+                os.replace(tmp, final)
+            except BaseException:
+                _unlink_quietly(tmp)
+                raise
+        except IsADirectoryError:
+            raise LocationError(f"{self.uri}: {path!r} is a directory at the destination and a file at the source.") from None
+        except OSError as exc:
+            raise from_oserror(exc, f"{self.uri}: {path}") from None
+        return True
+
     def mkdir(self, path: str, meta: Metadata | None = None) -> None:
         self._ensure_dir(safe_relpath(path))
 
@@ -416,6 +448,11 @@ class LocalLocation(Location):
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _hardlink_id(s: os.stat_result) -> str | None:
+    """``"<device>:<inode>"`` of a file with more than one name (the names of one file share it)."""
+    return f"{s.st_dev}:{s.st_ino}" if s.st_nlink > 1 else None
 
 
 def sparse_layout(fd: int) -> SparseLayout | None:
