@@ -143,7 +143,7 @@ def _check_links(dst: Location, pairs: list[tuple[str, str]], rows: dict[str, di
     """``rows`` by path, where a name of ``pairs`` that is not its leader's file at the destination turns
     its row into a MISMATCH (or adds one); without ``rows``, a row per pair."""
     wrong = hardlinks.unlinked(dst, pairs)
-    for path, leader in pairs:
+    for path, _leader in pairs:
         if path in wrong:
             rows[path] = _row(path, "MISMATCH", error=wrong[path])
         elif path not in rows:

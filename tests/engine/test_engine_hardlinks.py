@@ -36,7 +36,8 @@ def inode(path) -> int:
 
 
 def prepare_json(summary) -> dict:
-    return json.loads(open(os.path.join(summary["ExecutionUri"], "prepare.json")).read())
+    with open(os.path.join(summary["ExecutionUri"], "prepare.json")) as fh:
+        return json.load(fh)
 
 
 def test_default_copies_independent_files_and_reports_the_groups(tmp_path, linked_tree, store):

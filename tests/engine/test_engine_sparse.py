@@ -147,7 +147,8 @@ def test_sparse_stream_yields_holes_and_hashes_every_byte(tmp_path):
     assert [c.size for c in chunks if isinstance(c, Hole)] == [2048, 2048, 904, 2048, 952]
     assert b"".join(c for c in chunks if isinstance(c, bytes)) == data
     assert sum(moved) == 1000 and sum(skipped) == 8000
-    assert h.hexdigest() == checksum.file_checksum(open(path, "rb"))
+    with open(path, "rb") as fh:
+        assert h.hexdigest() == checksum.file_checksum(fh)
 
 
 def test_local_write_seeks_over_holes(tmp_path):

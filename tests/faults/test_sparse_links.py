@@ -102,7 +102,8 @@ def test_hardlinks_local_to_local(tmp_path):
         assert len({os.stat(linked / n).st_ino for n in (f"f{g}", f"d/f{g}-a", f"d/f{g}-b")}) == 1
     corrupt = sum(_sha(src / n) != _sha(linked / n) for n in names)
     assert corrupt == 0 and kept["BytesWritten"] == groups * 4096 + len("one name")
-    prepare = json.loads(open(os.path.join(kept["ExecutionUri"], "prepare.json")).read())
+    with open(os.path.join(kept["ExecutionUri"], "prepare.json")) as fh:
+        prepare = json.load(fh)
     assert prepare["hard_links"] == {"files": groups * 3, "groups": groups, "preserved": True}
     again = run_execution(str(src), str(linked), {"preserve_hard_links": True}, store=str(store))
     assert again["Status"] == "SUCCESS" and again["FilesTransferred"] == 0
