@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from airflow_datasync.locations.base import FILE, Location, LocationError
+from airflow_datasync.locations.base import FILE, LISTING_SCHEMA, Location, LocationError
 from airflow_datasync.manifest import MANIFEST_SCHEMA, RESULT_SCHEMA, ExecutionDir
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.units import counted
@@ -89,15 +89,14 @@ def link_plan(execution: ExecutionDir, options: TaskOptions, dst: Location) -> L
     holds hard links, the destination ids of those names."""
     from airflow_datasync.plan import apply_filters
 
-    wanted = []
-    for batch in execution.iter_batches(execution.source_listing):
-        if "hardlink_id" not in batch.schema.names:
-            continue
-        keep = pc.and_(pc.and_(pc.is_valid(batch["hardlink_id"]), pc.equal(batch["type"], FILE)), pc.is_null(batch["error"]))
-        wanted.append(pa.Table.from_batches([batch]).filter(keep).select(["path", "type", "hardlink_id"]))
-    if not wanted:
+    # Row groups whose hardlink_id is all null (most of a tree) are skipped by their statistics.
+    with_ids = pc.is_valid(pc.field("hardlink_id"))
+    names = execution.read_table(execution.source_listing, LISTING_SCHEMA, filters=with_ids)
+    names = names.filter(pc.and_(pc.equal(names["type"], FILE), pc.is_null(names["error"])))
+    if names.num_rows == 0:
         return LinkPlan()
-    names = apply_filters(pa.concat_tables(wanted), options).sort_by([("hardlink_id", "ascending"), ("path", "ascending")])
+    names = apply_filters(names.select(["path", "type", "hardlink_id"]), options)
+    names = names.sort_by([("hardlink_id", "ascending"), ("path", "ascending")])
     groups: dict[str, list[str]] = {}
     for path, inode in zip(names["path"].to_pylist(), names["hardlink_id"].to_pylist()):
         groups.setdefault(inode, []).append(path)
@@ -108,11 +107,9 @@ def link_plan(execution: ExecutionDir, options: TaskOptions, dst: Location) -> L
                     preserved=bool(preserved))
     if preserved and groups:
         in_groups = pa.array(sorted({p for paths in groups.values() for p in paths}), pa.string())
-        for batch in execution.iter_batches(execution.destination_listing):
-            if "hardlink_id" not in batch.schema.names:
-                continue
-            hit = pa.Table.from_batches([batch]).filter(pc.and_(pc.is_in(batch["path"], in_groups), pc.is_valid(batch["hardlink_id"])))
-            plan.dst_ids.update(zip(hit["path"].to_pylist(), hit["hardlink_id"].to_pylist()))
+        there = execution.read_table(execution.destination_listing, LISTING_SCHEMA, filters=with_ids)
+        there = there.filter(pc.is_in(there["path"], in_groups))
+        plan.dst_ids.update(zip(there["path"].to_pylist(), there["hardlink_id"].to_pylist()))
     return plan
 
 
