@@ -142,3 +142,35 @@ def test_a_local_store_is_created_only_under_an_existing_parent(tmp_path):
     with pytest.raises(PermissionDeniedError, match="manifest store"):
         engine.launch(engine.LocationSpec(str(src)), engine.LocationSpec(str(tmp_path / "dst2")), store=str(read_only))
     assert not (tmp_path / "dst2").exists()
+
+
+def test_a_store_secret_rotated_after_launching_fails_the_transfer_without_retries(store_s3, tmp_path, monkeypatch):
+    """The store check passed at LAUNCHING; the secret changes before TRANSFERRING: the shard task's first
+    read of the store is refused, and the transfer's retry policy fails it at once (not after its retries)."""
+    from airflow.sdk import RetryAction
+
+    from airflow_datasync import engine
+    from airflow_datasync.errors import PermissionDeniedError
+    from airflow_datasync.locations.s3 import settings as s3_settings
+    from airflow_datasync.manifest import ExecutionDir
+    from airflow_datasync.operators.group import TRANSFER_RETRY_POLICY
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.txt").write_text("f")
+    monkeypatch.setenv("AIRFLOW_CONN_DATASYNC_ROTATED", connection(store_s3, ADMIN_KEY, ADMIN_SECRET))
+    s3_settings._CACHE.clear()
+    execution = engine.launch(engine.LocationSpec(str(src)), engine.LocationSpec(str(tmp_path / "dst")),
+                              store=f"s3://{BUCKET}/rotated", store_conn_id="datasync_rotated")
+    engine.prepare(execution)
+    monkeypatch.setenv("AIRFLOW_CONN_DATASYNC_ROTATED", connection(store_s3, ADMIN_KEY, "rotated-Hv3"))
+    s3_settings._CACHE.clear()  # a new task process reads the connection anew
+    try:
+        with pytest.raises(PermissionDeniedError) as refused:
+            engine.transfer(ExecutionDir(execution.uri, execution.conn_id), 0)  # as the shard task opens it
+    finally:
+        s3_settings._CACHE.clear()
+    decision = TRANSFER_RETRY_POLICY.evaluate(refused.value, try_number=1, max_tries=3)
+    assert decision.action == RetryAction.FAIL, decision
+    for key in store_keys(store_s3):
+        store_s3.client().delete_object(Bucket=BUCKET, Key=key)
