@@ -518,8 +518,8 @@ def store_label(uri: str, conn_id: str | None) -> str:
 def check_store(uri: str, conn_id: str | None = None, *, create_parents: bool = False) -> None:
     """:meth:`Store.check` of the store at ``uri``, its errors prefixed with :func:`store_label`, their
     vocabulary type kept (a retry policy decides by type)."""
-    store = Store.for_uri(uri, conn_id)
     try:
+        store = Store.for_uri(uri, conn_id)  # an S3 store's settings: a connection without credentials fails here
         store.check(Store.path_of(uri), create_parents=create_parents)
     except LocationError as exc:
         raise type(exc)(f"{store_label(uri, conn_id)}: {exc}") from None

@@ -52,7 +52,7 @@ def airflow(s3_server, net_gate):
         "DATASYNC_FAULT_BUCKET": BUCKET,
         "AIRFLOW_CONN_DATASYNC_FAULT_NET": json.dumps(via_gate),
         # A task whose supervisor died is failed by the scheduler after this many seconds without a heartbeat.
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "15",
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
         "AIRFLOW__CORE__PARALLELISM": "4",
     }
@@ -141,7 +141,7 @@ def parse_time(value: str) -> dt.datetime:
 
 def test_execution_timeout_mid_copy_is_retried_and_resumes_from_the_journal(airflow):
     dag_id = "fault_timeout"
-    src = make_source(airflow, dag_id, 24)  # 3 MiB at 512 KiB/s: about 6 s of copying, 4 s per try
+    src = make_source(airflow, dag_id, 40)  # 5 MiB at 512 KiB/s: about 10 s of copying, 4 s per try
     started = trigger(airflow, dag_id)
     assert wait_run_done(airflow, dag_id) == "success", airflow.logs()
     tries = history(airflow, dag_id, "transfer")
@@ -149,7 +149,8 @@ def test_execution_timeout_mid_copy_is_retried_and_resumes_from_the_journal(airf
     assert final["state"] == "success" and final["try_number"] >= 2, (final, tries)
     assert tries and all(t["state"] in ("up_for_retry", "failed") for t in tries), tries
     summary = shard_summary(airflow, dag_id)
-    assert summary["try_number"] == final["try_number"] and summary["resumed"] > 0, summary
+    # The last try found entries done by the ones the timeout ended, and copied the rest itself.
+    assert summary["try_number"] == final["try_number"] and 0 < summary["resumed"] < summary["entries"], summary
     rep = report(airflow, dag_id)
     assert rep["Status"] == "SUCCESS" and rep["FilesFailed"] == 0, rep
     checked = same_tree(src, airflow.root / dag_id / "dst")
@@ -162,34 +163,59 @@ def test_execution_timeout_mid_copy_is_retried_and_resumes_from_the_journal(airf
                   notes=f"{final['try_number']} tries; {summary['resumed']} entries resumed by the last"))
 
 
-def test_kill_9_of_the_task_runner_is_retried_and_resumes(airflow):
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def running_try(airflow: RealAirflow, dag_id: str, try_number: int, journaled: int) -> dict | None:
+    """The transfer's task instance once try ``try_number`` runs and the journal holds ``journaled`` lines."""
+    now = ti(airflow, dag_id, "transfer") or {}
+    if now.get("state") == "running" and now.get("try_number") == try_number and now.get("pid") \
+            and journal_lines(airflow, dag_id) >= journaled:
+        return now
+    return None
+
+
+def test_kill_9_of_the_task_runner_and_of_its_supervisor_are_retried_and_resume(airflow):
+    """Try 1: kill -9 of the task runner (its supervisor reports the failure). Try 2: kill -9 of the
+    supervisor (the LocalExecutor worker) and then the task runner, so nothing reports: the scheduler's
+    heartbeat timeout fails the try. Try 3 resumes and converges."""
     dag_id = "fault_kill"
-    src = make_source(airflow, dag_id, 24)  # 3 MiB at 256 KiB/s: about 12 s of copying
+    src = make_source(airflow, dag_id, 32)  # 4 MiB at 256 KiB/s: about 16 s of copying
     trigger(airflow, dag_id)
-    airflow.wait_for("the transfer to copy some files", lambda: (ti(airflow, dag_id, "transfer") or {}).get(
-        "state") == "running" and journal_lines(airflow, dag_id) >= 4, limit=300)
-    running = ti(airflow, dag_id, "transfer")
-    pid = running["pid"]
-    assert pid and "airflow" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"), running
-    os.kill(pid, signal.SIGKILL)
+    first = airflow.wait_for("try 1 to copy some files", lambda: running_try(airflow, dag_id, 1, 4), limit=300)
+    runner = first["pid"]
+    assert "airflow" in Path(f"/proc/{runner}/cmdline").read_bytes().decode(errors="replace"), first
+    os.kill(runner, signal.SIGKILL)
     killed_at = time.monotonic()
-    done_at_kill = journal_lines(airflow, dag_id)
+    at_first_kill = journal_lines(airflow, dag_id)
+
+    second = airflow.wait_for("try 2 to copy some more", lambda: running_try(airflow, dag_id, 2, at_first_kill + 2),
+                              limit=300)
+    runner = second["pid"]
+    supervisor = parent_pid(runner)
+    assert "airflow" in Path(f"/proc/{supervisor}/cmdline").read_bytes().decode(errors="replace")
+    os.kill(supervisor, signal.SIGKILL)
+    os.kill(runner, signal.SIGKILL)
+    at_second_kill = journal_lines(airflow, dag_id)
 
     assert wait_run_done(airflow, dag_id) == "success", airflow.logs()
     final = ti(airflow, dag_id, "transfer")
     tries = history(airflow, dag_id, "transfer")
-    assert final["try_number"] >= 2 and tries[0]["state"] in ("up_for_retry", "failed"), (final, tries)
+    assert final["try_number"] == 3 and [t["try_number"] for t in tries] == [1, 2], (final, tries)
+    assert all(t["state"] in ("up_for_retry", "failed") for t in tries), tries
     summary = shard_summary(airflow, dag_id)
-    assert summary["resumed"] >= done_at_kill - 1 > 0, (summary, done_at_kill)  # the torn last line aside
+    assert summary["try_number"] == 3 and summary["resumed"] >= at_second_kill - 2 > 0, (summary, at_second_kill)
     assert report(airflow, dag_id)["Status"] == "SUCCESS"
     checked = same_tree(src, airflow.root / dag_id / "dst")
     record(Figure(case="airflow/kill-task-runner", group="Airflow",
-                  fault="kill -9 of the task runner process (the task instance's pid) mid-copy, real scheduler",
-                  holds="the try is marked up_for_retry, the retry resumes from the journal, the execution verifies, "
-                        "destination equals source",
-                  runs=1, faults_injected=1, files_checked=checked, converge_s=round(time.monotonic() - killed_at, 1),
-                  notes=f"{done_at_kill} entries journaled at the kill; {summary['resumed']} resumed by try "
-                        f"{final['try_number']}"))
+                  fault="kill -9 of the task runner mid-copy (try 1), then of its supervisor and the runner (try 2), "
+                        "real scheduler",
+                  holds="try 1 failed by its supervisor, try 2 by the scheduler's heartbeat timeout; each retry "
+                        "resumes from the journal; the execution verifies; destination equals source",
+                  runs=1, faults_injected=2, files_checked=checked, converge_s=round(time.monotonic() - killed_at, 1),
+                  notes=f"{at_first_kill} and {at_second_kill} entries journaled at the kills; {summary['resumed']} "
+                        "resumed by try 3; heartbeat timeout 15 s"))
 
 
 def test_an_authentication_error_at_transfer_fails_without_retries(airflow, s3_server):
