@@ -262,7 +262,11 @@ def test_airflow_dag_test_run(s3_server, bucket, samba, smb_folder, tmp_path):
     assert "RUN STATE failed" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]  # the wrong-secret groups
     sweep.text("dag.test stdout", done.stdout)
     sweep.text("dag.test stderr", done.stderr)
-    assert "LAUNCHING failed" in done.stdout + done.stderr  # the failing groups produced their texts
+    out = done.stdout + done.stderr
+    assert "LAUNCHING failed" in out  # the failing groups produced their texts
+    # The wrong store secret fails its launch task cleanly, naming the store, before the destination is touched.
+    assert f"LAUNCHING failed: manifest store s3://{bucket}/af-store (connection sweep_bad): " in out
+    assert "Contents" not in s3_server.client().list_objects_v2(Bucket=bucket, Prefix="af-bad2/")
     sweep.tree("AIRFLOW_HOME", home)  # task logs, the metadata DB's rows (XCom, task state), the local store
     sweep.s3_prefix("S3 manifest store", s3_server.client(), bucket, "af-store/")
     assert list((home / "executions").rglob("report.json")), "the SMB group's execution is in the local store"
