@@ -284,9 +284,10 @@ def expect(src: Tree, dst: Tree, options: Options, source: Side, destination: Si
             continue
         s = s_scope.get(path)
         existed = path in dst and dst[path].kind == DIR
-        if failed and s is not None and s.kind == DIR:
+        if s is not None and s.kind == DIR and (failed or not source.directory_metadata):
             # A copy failed: finalize (directory metadata) may not run, while updates planned as `meta`
             # run in the shards; which of them happened is the failure semantics' business, not compared.
+            # A source whose markers keep no metadata (S3) has only a marker's LastModified: not compared.
             final[path] = Entry(DIR)
         elif failed or s is None or s.kind != DIR or not (source.directory_metadata and destination.directory_metadata):
             # Not the source's directory in scope, or its metadata cannot be kept, or finalize may not have

@@ -97,7 +97,8 @@ def trees(draw, max_entries: int = 30, fifos: bool = True) -> Tree:
 @st.composite
 def prior_destinations(draw, src: Tree, max_extra: int = 10, dirs_over_files: bool = True) -> Tree:
     """A destination that overlaps the source: same entries, changed content / size / mtime / metadata,
-    another type at the same path, and entries only at the destination."""
+    another type at the same path, and entries only at the destination. ``dirs_over_files=False`` (object
+    stores) draws type changes between files and symlinks only."""
     dst: Tree = {}
     for path in sorted(src, key=lambda p: (p.count("/"), p)):
         s = src[path]
@@ -121,9 +122,11 @@ def prior_destinations(draw, src: Tree, max_extra: int = 10, dirs_over_files: bo
             dst[path] = Entry(**{**s.__dict__, "mode": draw(modes_dir if s.kind == DIR else modes_file)
                                  if s.kind != LINK else None, "uid": draw(st.sampled_from(UIDS)),
                                  "gid": draw(st.sampled_from(GIDS))})
+        elif not dirs_over_files and s.kind == DIR:
+            dst[path] = s  # an object store holds `d` and `d/x` side by side: no type clash to draw there
         else:  # another type: a file where the source has a directory, a directory or link where it has a file
             kind = draw(st.sampled_from([k for k in (FILE, DIR, LINK) if k != s.kind
-                                         and (dirs_over_files or not (k == DIR and s.kind != DIR))]))
+                                         and (dirs_over_files or k != DIR)]))
             e = draw(entries(kind))
             dst[path] = Entry(LINK, mtime_ns=e.mtime_ns, atime_ns=e.atime_ns, uid=e.uid, gid=e.gid, target=draw(names)) if kind == LINK else e
     for _ in range(draw(st.integers(0, max_extra))):
