@@ -200,7 +200,7 @@ def _record(case_id: str, pair: str, tally: Tally, notes: str = "") -> None:
         case=case_id, group="Model (property-based)",
         fault=f"random trees × random options, {pair}, against a model of DataSync semantics",
         holds="destination = model (bytes, kept metadata, deletions, nothing else, no temporaries); status and "
-              "failed entries as the model says; a second CHANGED run plans nothing",
+              "failed entries as the model says; a second CHANGED run plans nothing.",
         runs=tally.runs, faults_injected=0, files_checked=tally.files_checked, seed=SEED,
         notes=f"{tally.reruns} second runs. {notes}".strip()))
 
@@ -212,14 +212,14 @@ def test_model_local_to_local_quick(tmp_path_factory):
 
 @pytest.mark.faults
 def test_model_local_to_local(tmp_path_factory):
-    tally = _run(Pair("local → local", tmp_path_factory.mktemp("model"), LOCAL, LOCAL), 150, cases())
+    tally = _run(Pair("local → local", tmp_path_factory.mktemp("model"), LOCAL, LOCAL), 300, cases())
     _record("model/local-to-local", "local → local", tally)
 
 
 @pytest.mark.faults
 def test_model_local_to_s3(tmp_path_factory, bucket):
     pair = Pair("local → S3", tmp_path_factory.mktemp("model"), LOCAL, S3, bucket)
-    tally = _run(pair, 15, cases(owners=("INT_VALUE", "NONE"), max_entries=20, dirs_over_files=False))
+    tally = _run(pair, 25, cases(owners=("INT_VALUE", "NONE"), max_entries=20, dirs_over_files=False))
     _record("model/local-to-s3", "local → S3 (SeaweedFS)", tally,
             "Uid/Gid INT_VALUE or NONE; type changes between files and symlinks only.")
 
@@ -227,5 +227,5 @@ def test_model_local_to_s3(tmp_path_factory, bucket):
 @pytest.mark.faults
 def test_model_s3_to_local(tmp_path_factory, bucket):
     pair = Pair("S3 → local", tmp_path_factory.mktemp("model"), S3, LOCAL, bucket)
-    tally = _run(pair, 15, cases(fifos=False, owners=("INT_VALUE", "NONE"), max_entries=20))
+    tally = _run(pair, 25, cases(fifos=False, owners=("INT_VALUE", "NONE"), max_entries=20))
     _record("model/s3-to-local", "S3 (SeaweedFS) → local", tally, "Uid/Gid INT_VALUE or NONE.")
