@@ -66,7 +66,26 @@ def comparable(source: pa.Table, destination: pa.Table, options: TaskOptions, sr
     source, destination = OwnerMap(src, dst, options).comparable(source, destination)
     if want.case_insensitive:
         source, destination = fold_case(source, destination, options)
-    return source, destination, options
+    return refuse_names(source, dst), destination, options
+
+
+def refuse_names(source: pa.Table, dst: Location) -> pa.Table:
+    """Source entries the destination cannot hold under their names (:meth:`Location.name_problem`: a
+    backslash or ``:`` on an SMB share) get an ``error``: reported per entry, nothing written, never renamed.
+    Entries below a refused directory are refused too (their paths hold its name)."""
+    if source.num_rows == 0:
+        return source
+    problems = dst.name_problems(source["path"])
+    if problems is None:
+        return source
+    if isinstance(problems, pa.ChunkedArray):
+        problems = problems.combine_chunks()
+    refused = pc.is_valid(problems)
+    paths, why = source["path"].filter(refused).to_pylist(), problems.filter(refused).to_pylist()
+    messages = pa.array([f"{p!r} cannot be written to {dst.uri}: {w}. Rename it at the source or exclude it "
+                         "with Excludes." for p, w in zip(paths, why)], pa.string())
+    message = pc.replace_with_mask(pa.nulls(source.num_rows, pa.string()), refused, messages)
+    return source.set_column(source.schema.get_field_index("error"), "error", pc.coalesce(source["error"], message))
 
 
 # -- case-insensitive destinations (SMB) ------------------------------------------------------------

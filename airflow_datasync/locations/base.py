@@ -71,12 +71,14 @@ def safe_relpath(path: str) -> str:
     """Return ``path`` if it is a clean relative POSIX path inside the root, else raise.
 
     Every backend calls this before touching a path it did not generate itself, so that a key such as
-    ``../x`` or ``/etc/passwd`` coming from another store can never escape the destination root.
+    ``../x`` or ``/etc/passwd`` coming from another store can never escape the destination root. A
+    backslash is an ordinary character here (POSIX names, S3 keys, blob names): a backend for which it is
+    a separator refuses it itself, per entry, through :meth:`Location.name_problem`.
     """
     if not path or "\x00" in path:
         raise UnsafePathError(f"unsafe path {path!r}: empty or contains NUL")
-    if path.startswith("/") or "\\" in path:
-        raise UnsafePathError(f"unsafe path {path!r}: absolute paths and backslashes are refused")
+    if path.startswith("/"):
+        raise UnsafePathError(f"unsafe path {path!r}: absolute paths are refused")
     # An empty, '.' or '..' component, tested on the string itself (this runs several times per file copied).
     padded = f"/{path}/"
     if "//" in padded or "/./" in padded or "/../" in padded:
@@ -257,6 +259,20 @@ class Location(abc.ABC):
     def contains(self, other: Location) -> bool:
         """True if ``other`` lies inside this location (or is the same): such pairs are refused."""
         return False
+
+    def name_problem(self, path: str) -> str | None:
+        """Why this store cannot hold an entry at ``path`` (a :func:`safe_relpath`), or ``None`` if it can.
+
+        PREPARING asks the destination about every source entry (through :meth:`name_problems`) and
+        refuses those it cannot hold, per entry and before anything is written, instead of mangling the
+        name; :meth:`write` still refuses them as the last guard."""
+        return None
+
+    def name_problems(self, paths: pa.ChunkedArray | pa.Array) -> pa.Array | None:
+        """:meth:`name_problem` of every path of a listing, as a string array (null where the name is fine),
+        or ``None`` when every name is fine. A backend that restricts names overrides both; this default
+        holds any name, so PREPARING costs nothing per entry here."""
+        return None
 
     # -- reading ----------------------------------------------------------------------------------
     @abc.abstractmethod

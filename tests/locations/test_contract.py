@@ -187,6 +187,30 @@ def test_unsafe_paths_are_refused_before_any_request(location, path):
     assert listed(location) == {}
 
 
+def test_a_backslash_is_an_ordinary_character_where_the_store_can_hold_it(location):
+    """``a\\b.txt`` is one name on POSIX, in S3 keys and blob names: a backend that can hold it
+    round-trips it under that very name (never as ``a/b.txt``); one that cannot (SMB, where it separates
+    names) says why in ``name_problem`` and refuses to write it."""
+    name, nested = "a\\b.txt", "d\\x/c\\d.txt"
+    problem = location.name_problem(name)
+    if problem is not None:
+        assert location.name_problem(nested) is not None
+        with pytest.raises(errors.LocationError):
+            put(location, name, b"never")
+        assert listed(location) == {}
+        return
+    put(location, name, b"one name")
+    location.mkdir("d\\x")
+    put(location, nested, b"nested")
+    assert sorted(listed(location)) == sorted([name, "d\\x", nested])
+    assert location.stat(name).type == FILE and location.stat("a") is None
+    assert read(location, name) == b"one name" and read(location, nested) == b"nested"
+    location.delete(nested, is_dir=False)
+    location.delete(name, is_dir=False)
+    location.delete("d\\x", is_dir=True)
+    assert listed(location) == {}
+
+
 def test_deleting_a_directory_that_holds_entries_keeps_it(location):
     location.mkdir("d")
     put(location, "d/f.txt", b"still here")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from airflow_datasync.locations.azure import connection
 from airflow_datasync.locations.azure.errors import azure_call, to_location_error
@@ -49,6 +50,8 @@ from airflow_datasync.locations.base import (
 
 #: Azure's limit on blob names, in characters.
 MAX_NAME_CHARS = 1024
+#: Paths the service may store under another name (see :meth:`AzureLocation.name_problem`): a cheap filter.
+_MAYBE_RENAMED = r"\\|\.(/|$)"
 #: Blobs per List Blobs page (the service's maximum).
 LIST_PAGE = 5000
 
@@ -137,11 +140,27 @@ class AzureLocation(Location):
         key = self.prefix + safe_relpath(path)
         if len(key) > MAX_NAME_CHARS:
             raise UnsafePathError(f"{self.uri}: the blob name of {path!r} is longer than Azure's 1024 characters")
-        if any(part.endswith(".") for part in path.split("/")):
-            # The service drops a trailing dot of each URL path segment: ``a./b`` would be stored as ``a/b``.
-            raise UnsafePathError(f"{self.uri}: {path!r} has a name ending in '.', which Azure Blob Storage "
-                                  "cannot hold (it strips the dot)")
+        problem = self.name_problem(path)
+        if problem is not None:
+            raise UnsafePathError(f"{self.uri}: {path!r} {problem}")
         return key
+
+    def name_problem(self, path: str) -> str | None:
+        """Names the service would store under another name: it drops a trailing dot of each URL path
+        segment (``a./b`` would be stored as ``a/b``) and takes a backslash for ``/``."""
+        if "\\" in path:
+            return "holds a backslash, which Azure Blob Storage takes for '/' (it would become another name)"
+        if any(part.endswith(".") for part in path.split("/")):
+            return "has a name ending in '.', which Azure Blob Storage cannot hold (it strips the dot)"
+        return None
+
+    def name_problems(self, paths: pa.ChunkedArray | pa.Array) -> pa.Array | None:
+        maybe = pc.match_substring_regex(paths, _MAYBE_RENAMED)
+        if not pc.any(maybe).as_py():
+            return None
+        problems = {p: self.name_problem(p) for p in paths.filter(maybe).to_pylist()}
+        return pc.take(pa.array(list(problems.values()), pa.string()),
+                       pc.index_in(paths, value_set=pa.array(list(problems), pa.string())))
 
     def _where(self, path: str = "") -> str:
         """``azure://container/prefix/path`` for messages (the URI's query left out)."""

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from airflow_datasync import checksum
 from airflow_datasync.locations.base import (
@@ -52,6 +53,7 @@ from airflow_datasync.locations.s3.headers import (
     meta_from_head,
     meta_to_headers,
 )
+from airflow_datasync.locations.s3.key_names import BACKSLASH_REASON, keeps_backslashes
 from airflow_datasync.locations.s3.multipart import Multipart
 from airflow_datasync.locations.s3.settings import S3Settings, settings_for
 from airflow_datasync.locations.s3.transport import Part, S3Transport
@@ -113,6 +115,29 @@ class S3Location(Location):
         if len(key.encode()) > MAX_KEY_BYTES:
             raise LocationError(f"{self.uri}: key for {path!r} is longer than S3's 1024 bytes")
         return key
+
+    def name_problem(self, path: str) -> str | None:
+        if "\\" in path and not self._keeps_backslashes():
+            return BACKSLASH_REASON
+        return None
+
+    def name_problems(self, paths: pa.ChunkedArray | pa.Array) -> pa.Array | None:
+        # The server is asked (once) only when some name holds a backslash.
+        has = pc.match_substring(paths, "\\")
+        if not pc.any(has).as_py() or self._keeps_backslashes():
+            return None
+        return pc.if_else(has, pa.scalar(BACKSLASH_REASON), pa.scalar(None, pa.string()))
+
+    def _keeps_backslashes(self) -> bool:
+        return keeps_backslashes(self.transport, self._resolve().endpoint_url, self.bucket, self.prefix)
+
+    def _writable_key(self, path: str) -> str:
+        """The key of an entry to write: refused (the last guard behind PREPARING) where the server would
+        store it under another name."""
+        problem = self.name_problem(path)
+        if problem is not None:
+            raise UnsafePathError(f"{self.uri}: {path!r} cannot be written: {problem}")
+        return self.key(path)
 
     # -- checks -----------------------------------------------------------------------------------
     def check(self, *, writable: bool, dry_run: bool = False) -> bool:
@@ -301,7 +326,7 @@ class S3Location(Location):
         Either way nothing is visible at the key until ``before_commit`` has passed; S3 computes and checks
         the CRC64NVME of the body, so a corrupted transfer is rejected by the server.
         """
-        key = self.key(path)
+        key = self._writable_key(path)
         headers = meta_to_headers(meta, kind, link_target)
         if_none_match = not overwrite  # OverwriteMode=NEVER: a conditional write, never a clobber
         tags = meta.extras.get(S3_TAGS)
@@ -383,7 +408,7 @@ class S3Location(Location):
         """
         assert isinstance(source, S3Location), "copy_object is called only where can_copy_from(source)"
         keep_tags = S3_TAGS in extras
-        src_key, key = source.key(path), self.key(path)
+        src_key, key = source.key(path), self._writable_key(path)
         head = source._head(src_key)
         if head is None:
             raise NotFoundError(f"{path}: vanished from the source before the copy")
@@ -429,7 +454,7 @@ class S3Location(Location):
     def mkdir(self, path: str, meta: Metadata | None = None) -> Written:
         # PREPARING found no marker here: one PUT, with the directory's metadata (a marker does not change
         # when objects are written below it, so FINALIZE has nothing left to do for it).
-        return Written(0, self._put(self.key(path) + "/", b"", meta_to_headers(meta, DIR) if meta is not None else {},
+        return Written(0, self._put(self._writable_key(path) + "/", b"", meta_to_headers(meta, DIR) if meta is not None else {},
                                     False))
 
     def set_metadata(self, path: str, meta: Metadata, *, is_dir: bool = False) -> list[str]:

@@ -17,7 +17,13 @@ from typing import IO, Any, TypeVar
 
 import pyarrow as pa
 
-from airflow_datasync.errors import AlreadyExistsError, ConnectionLostError, NotFoundError, PermissionDeniedError
+from airflow_datasync.errors import (
+    AlreadyExistsError,
+    ConnectionLostError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnsafePathError,
+)
 from airflow_datasync.locations.base import (
     DIR,
     FILE,
@@ -49,7 +55,7 @@ from airflow_datasync.locations.smb.error_table import (
     reason,
     to_location_error,
 )
-from airflow_datasync.locations.smb.names import check_windows_path
+from airflow_datasync.locations.smb.names import check_windows_path, windows_path_problem, windows_path_problems
 from airflow_datasync.locations.smb.protocol import (
     ACCESS_SYSTEM_SECURITY,
     ATTR_DIRECTORY,
@@ -174,8 +180,19 @@ class SmbLocation(Location):
     def _unc(self, path: str = "") -> str:
         parts = [self.target.server, self.target.share, *self.target.base]
         if path:
-            parts.extend(safe_relpath(path).split("/"))
+            if "\\" in safe_relpath(path):  # a separator in UNC paths: it would name another entry
+                raise UnsafePathError(f"{self.uri}: {path!r} holds a backslash, which an SMB share takes "
+                                      "for a separator")
+            parts.extend(path.split("/"))
         return "\\\\" + "\\".join(parts)
+
+    def name_problem(self, path: str) -> str | None:
+        """Windows' rules for names (forbidden characters, among them ``\\``, a trailing dot or space,
+        reserved device names): refused per entry in PREPARING, never renamed."""
+        return windows_path_problem(path)
+
+    def name_problems(self, paths: pa.ChunkedArray | pa.Array) -> pa.Array | None:
+        return windows_path_problems(paths)
 
     # -- checks -----------------------------------------------------------------------------------
     def check(self, *, writable: bool, dry_run: bool = False) -> bool:
