@@ -70,6 +70,10 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
     failed_deletes = deletes.filter(pc.equal(deletes["status"], "FAILED"))
     bad_verify = verify_rows.filter(pc.not_equal(verify_rows["verify_status"], "VERIFIED"))
     counters["FilesFailed"] = failed_results.num_rows + source_errors.num_rows + failed_deletes.num_rows + bad_verify.num_rows
+    # DataSync's TaskExecutionFilesFailedDetail: the same failures by the phase they happened in.
+    counters["FilesFailedDetail"] = {"Prepare": source_errors.num_rows, "Transfer": failed_results.num_rows,
+                                     "Verify": bad_verify.num_rows, "Delete": failed_deletes.num_rows}
+    counters["DeletionsSkipped"] = int((finalize or {}).get("deletions_skipped") or 0)
 
     expected_shards = (prepare or {}).get("shard_count", 0)
     problems: list[tuple[str, str]] = []
@@ -81,6 +85,8 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
         problems.append(("SourceErrors", _examples(source_errors["path"], source_errors["reason"], source_errors.num_rows, "{were} refused at the source (unreadable, an unsafe name, a name clash at the destination or a name it cannot hold)")))
     if failed_results.num_rows:
         problems.append(("FilesFailed", _examples(failed_results["path"], failed_results["error"], failed_results.num_rows, "failed to transfer")))
+    if (finalize or {}).get("deletions_skipped_because"):
+        problems.append(("DeletionsSkipped", finalize["deletions_skipped_because"]))
     if failed_deletes.num_rows:
         problems.append(("DeleteFailed", _examples(failed_deletes["path"], failed_deletes["error"], failed_deletes.num_rows, "could not be deleted")))
     if prepare is not None and not dry_run and len(shards) >= expected_shards and finalize is None and expected_shards + (prepare.get("EstimatedFilesToDelete") or 0) > 0:
@@ -112,6 +118,7 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
         # One clause per problem; a detail quoting an error message may end with its full stop (not ".;").
         "ErrorDetail": "; ".join(d.rstrip(".") for _, d in problems) if problems else None,
         "VerifyMode": options.get("VerifyMode"),
+        "VerifyRan": verify is not None,
         "ShardCount": expected_shards,
         "ShardsCompleted": len(shards),
         "FilesResumed": int(pc.sum(results["resumed"]).as_py() or 0),
