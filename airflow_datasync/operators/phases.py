@@ -20,6 +20,7 @@ from airflow_datasync.manifest import ExecutionDir
 from airflow_datasync.operators.links import SyncExecutionLink, SyncShardLink
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.params import options_from_params
+from airflow_datasync.phases.deletion_cap import DeletionCapError
 from airflow_datasync.rendered import parse_rendered
 from airflow_datasync.report_text import format_bytes, format_summary, render
 from airflow_datasync.units import counted
@@ -227,14 +228,18 @@ class SyncPrepareOperator(_ExecutionOperator):
     """PREPARING: scan both sides, write the Parquet manifest, cut it into shards.
 
     Returns a list of shard descriptors ``{"execution", "shard", "files", "bytes"}`` to map TRANSFERRING over.
-    The number of shards never exceeds Airflow's ``[core] max_map_length``.
+    The number of shards never exceeds Airflow's ``[core] max_map_length``. A plan the deletion cap
+    refuses fails the task at once, without retries (the report names the counts and the option).
     """
 
     ui_color = "#d1f2eb"
 
     def execute(self, context) -> list[dict[str, Any]]:
         max_shards = conf.getint("core", "max_map_length", fallback=1024)
-        return engine.prepare(_execution(self.execution), max_shards=max_shards)
+        try:
+            return engine.prepare(_execution(self.execution), max_shards=max_shards)
+        except DeletionCapError as exc:  # the same source gives the same plan: retrying cannot help
+            raise AirflowFailException(f"PREPARING refused the execution: {exc}") from exc
 
 
 class SyncTransferOperator(BaseOperator):

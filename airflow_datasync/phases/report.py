@@ -41,6 +41,7 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
     """
     launch = execution.read_json(execution.launch) or {}
     prepare = execution.read_json(execution.prepare)
+    refused = execution.read_json(execution.prepare_refused) if prepare is None else None
     finalize = execution.read_json(execution.finalize)
     verify = execution.read_json(execution.verify)
     shards = list(execution.shard_summaries())
@@ -55,9 +56,9 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
     failed_results = results.filter(pc.equal(results["status"], "FAILED"))
     copied = results.filter(ok)
     counters = {
-        "EstimatedFilesToTransfer": (prepare or {}).get("EstimatedFilesToTransfer", 0),
-        "EstimatedBytesToTransfer": (prepare or {}).get("EstimatedBytesToTransfer", 0),
-        "EstimatedFilesToDelete": (prepare or {}).get("EstimatedFilesToDelete", 0),
+        "EstimatedFilesToTransfer": (prepare or refused or {}).get("EstimatedFilesToTransfer", 0),
+        "EstimatedBytesToTransfer": (prepare or refused or {}).get("EstimatedBytesToTransfer", 0),
+        "EstimatedFilesToDelete": (prepare or refused or {}).get("EstimatedFilesToDelete", 0),
         "FilesPrepared": (prepare or {}).get("FilesPrepared", 0),
         "FilesTransferred": copied.num_rows,
         "BytesWritten": int(pc.sum(copied["bytes_written"]).as_py() or 0),
@@ -77,7 +78,9 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
 
     expected_shards = (prepare or {}).get("shard_count", 0)
     problems: list[tuple[str, str]] = []
-    if prepare is None:
+    if refused is not None:
+        problems.append(("DeletionCapExceeded", refused["error"]))
+    elif prepare is None:
         problems.append(("PrepareFailed", "PREPARING did not complete; see the prepare task's log"))
     elif len(shards) < expected_shards and not dry_run:
         problems.append(("TransferIncomplete", f"{expected_shards - len(shards)} of {counted(expected_shards, 'shard')} did not finish"))
