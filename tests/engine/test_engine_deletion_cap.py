@@ -124,3 +124,14 @@ def test_the_cli_exits_2_naming_the_option(synced, store, python_exe, python_env
 def test_cap_options_are_validated(bad, words):
     with pytest.raises(OptionsError, match=words):
         TaskOptions.from_dict(bad)
+
+
+def test_the_trigger_form_has_the_cap_fields():
+    from airflow_datasync.params import datasync_params, options_from_params
+
+    params = datasync_params()
+    assert params["max_deletes"].value is None  # an empty field: no limit by count
+    assert params["max_delete_percent"].value == 50 and params["max_delete_percent"].schema["maximum"] == 100
+    assert params["allow_empty_source_delete"].value is False
+    options = TaskOptions.from_dict(options_from_params({"max_deletes": None, "max_delete_percent": 20}))
+    assert (options.max_deletes, options.max_delete_percent) == (-1, 20)
