@@ -85,7 +85,7 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
     elif len(shards) < expected_shards and not dry_run:
         problems.append(("TransferIncomplete", f"{expected_shards - len(shards)} of {counted(expected_shards, 'shard')} did not finish"))
     if source_errors.num_rows and not dry_run:  # a dry run names them in Warnings: only PREPARING ran
-        problems.append(("SourceErrors", _examples(source_errors["path"], source_errors["reason"], source_errors.num_rows, "{were} refused at the source (unreadable, an unsafe name, a name clash at the destination or a name it cannot hold)")))
+        problems.append(("SourceErrors", _examples(source_errors["path"], source_errors["reason"], source_errors.num_rows, "{were} refused at the source (unreadable, an unsafe name, a name clash at the destination or a name the destination cannot hold)")))
     if failed_results.num_rows:
         problems.append(("FilesFailed", _examples(failed_results["path"], failed_results["error"], failed_results.num_rows, "failed to transfer")))
     if (finalize or {}).get("deletions_skipped_because"):
