@@ -1,0 +1,186 @@
+"""Source faults: a source that changes under the copy, refuses to be read, holds what is no file, or links
+out of itself. Whatever happens, the fault is detected and reported on its entry (never verified as good),
+the rest of the tree is synced, nothing at a final name holds mixed bytes, and the next run converges.
+
+The copy is made slow with BytesPerSecond so that the test changes the source, from its own thread, while
+an engine thread is reading the file (the destination's temporary shows how far it got).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from airflow_datasync.engine import LocationSpec, run_execution
+from airflow_datasync.locations.base import TEMP_PREFIX
+from airflow_datasync.locations.local import LocalLocation
+from tests.engine.conftest import _snapshot as snapshot
+from tests.engine.conftest import _write_tree as make_tree
+from tests.faults.figures import Figure, record
+from tests.faults.sides import make_side
+
+MIB = 1 << 20
+#: Four chunks of the copy's 1 MiB reads, at 2 MiB/s: the change lands after the first chunk was written.
+BIG = 4 * MIB
+SLOW = {"BytesPerSecond": 2 * MIB}
+
+
+def _report(summary: dict) -> dict[str, dict]:
+    return {row["path"]: row for row in pq.read_table(summary["ReportUri"]).to_pylist()}
+
+
+def _temporaries(root: Path) -> list[str]:
+    return [str(p) for p in root.rglob(f"{TEMP_PREFIX}*")]
+
+
+class WhenCopying(threading.Thread):
+    """Runs ``fault`` once a temporary at ``dst`` holds at least ``after`` bytes: the copy is under way."""
+
+    def __init__(self, dst: Path, fault, after: int = MIB) -> None:
+        super().__init__(daemon=True)
+        self.dst, self.fault, self.after, self.fired, self.stop = dst, fault, after, threading.Event(), threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for tmp in self.dst.glob(f"{TEMP_PREFIX}*"):
+                try:
+                    if tmp.stat().st_size >= self.after:
+                        self.fault()
+                        self.fired.set()
+                        return
+                except FileNotFoundError:
+                    pass
+            time.sleep(0.002)
+
+
+def _modify(path: Path) -> None:
+    with open(path, "r+b") as fh:  # same size, new bytes, in place: the reader's open file sees them
+        fh.seek(BIG - MIB)
+        fh.write(b"\xee" * MIB)
+
+
+def _truncate(path: Path) -> None:
+    os.truncate(path, MIB // 2)
+
+
+def _delete(path: Path) -> None:
+    os.unlink(path)
+
+
+def _to_directory(path: Path) -> None:
+    os.unlink(path)
+    path.mkdir()
+    (path / "inside.txt").write_bytes(b"now a directory")
+
+
+FAULTS = {"modified": _modify, "truncated": _truncate, "deleted": _delete, "replaced-by-dir": _to_directory}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_change_during_copy(tmp_path, fault):
+    """The destination already holds version 1; version 2 is being copied when the fault strikes: the
+    final name keeps version 1 whole (never mixed bytes), the entry is reported as changed, the others
+    are copied and verified, and the next run copies what the source holds then."""
+    v1, v2 = random.Random(1).randbytes(BIG), random.Random(2).randbytes(BIG)
+    src = make_tree(tmp_path / "src", {"big.bin": v1, "a.txt": "alpha", "d": {"b.txt": "bravo"}})
+    dst, store = tmp_path / "dst", str(tmp_path / "store")
+    assert run_execution(str(src), str(dst), {}, store=store)["Status"] == "SUCCESS"
+    (src / "big.bin").write_bytes(v2)
+    (src / "a.txt").write_text("alpha 2")
+    (src / "d" / "c.txt").write_text("charlie")
+
+    watcher = WhenCopying(dst, lambda: FAULTS[fault](src / "big.bin"))
+    watcher.start()
+    summary = run_execution(str(src), str(dst), SLOW, store=store)
+    watcher.stop.set()
+    watcher.join()
+    assert watcher.fired.is_set(), "the copy ended before the fault could strike"
+
+    row = _report(summary)["big.bin"]
+    assert row["status"] == "FAILED", row
+    assert "changed during the copy" in row["error"] or "vanished" in row["error"] or "changed type" in row["error"]
+    assert summary["Status"] == "ERROR" and summary["FilesFailed"] == 1
+    assert (dst / "big.bin").read_bytes() == v1  # the old version, whole: nothing mixed was published
+    assert (dst / "a.txt").read_text() == "alpha 2" and (dst / "d" / "c.txt").read_text() == "charlie"
+    assert _temporaries(dst) == []
+    assert not row.get("dst_checksum"), "a failed entry must never be verified"
+
+    t0 = time.monotonic()
+    again = run_execution(str(src), str(dst), {"PreserveDeletedFiles": "REMOVE"}, store=store)
+    converge = time.monotonic() - t0
+    assert again["Status"] == "SUCCESS", again
+    assert snapshot(dst) == snapshot(src)
+    record(Figure(
+        case=f"source/{fault}-during-copy", group="Source faults",
+        fault=f"the file being copied is {fault.replace('-', ' ')} while an engine thread reads it "
+              "(BytesPerSecond slows the copy; the change lands after its first MiB)",
+        holds="entry FAILED as changed during the copy, never verified; the final name keeps the previous "
+              "version whole; the rest copied; no temporary; the next run converges",
+        runs=3, faults_injected=1, files_checked=4, converge_s=round(converge, 2)))
+
+
+@pytest.mark.parametrize("dst_kind", ["local", "s3"])
+def test_special_files_never_block(request, tmp_path, dst_kind):
+    """A FIFO (no writer: an open would wait for ever), a listening socket and a device node are reported
+    as not copied, and the run ends."""
+    src = make_tree(tmp_path / "src", {"ok.txt": "ok", "d": {}})
+    os.mkfifo(src / "fifo")
+    os.mkfifo(src / "d" / "fifo2")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(src / "sock"))
+    sock.listen()
+    os.mknod(src / "null-device", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    dst = make_side(request, dst_kind, "dst")
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.update(run_execution(
+        str(src), LocationSpec(dst.uri, dst.conn_id), {"TransferMode": "ALL"}, store=str(tmp_path / "store"))),
+        daemon=True)
+    runner.start()
+    runner.join(120)
+    sock.close()
+    assert not runner.is_alive(), "the run blocked on a special file"
+    report = _report(result)
+    specials = ["fifo", "d/fifo2", "sock", "null-device"]
+    for path in specials:
+        assert report[path]["status"] == "SKIPPED" and "special file" in report[path]["reason"], report[path]
+    assert result["Status"] == "SUCCESS" and dst.files() == {"ok.txt": b"ok"}
+    record(Figure(
+        case=f"source/special-files-to-{dst_kind}", group="Source faults",
+        fault="a FIFO without a writer, a listening UNIX socket and a character device in the source",
+        holds="the run ends; each reported as a special file not copied (PreserveDevices=NONE); the rest copied",
+        runs=1, faults_injected=len(specials), files_checked=len(specials) + 1))
+
+
+def test_file_replaced_by_fifo_after_listing_never_blocks(tmp_path):
+    """A file listed as regular is a FIFO by the time the copy opens it: the open must not wait for a
+    writer that never comes (open it non-blocking, check what it is)."""
+    src = make_tree(tmp_path / "src", {"f": "regular"})
+    loc = LocalLocation(str(src))
+    os.unlink(src / "f")
+    os.mkfifo(src / "f")
+    result: list = []
+
+    def read() -> None:
+        try:
+            with loc.open_read("f") as fh:
+                result.append(fh.read())
+        except Exception as exc:  # the outcome under test: refused, not blocked
+            result.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():  # unblock the stuck reader so the test process can end
+        with open(src / "f", "wb"):
+            pass
+        reader.join(10)
+        pytest.fail("open_read blocked on a FIFO")
+    assert result and isinstance(result[0], Exception) and "not a regular file" in str(result[0]), result
