@@ -131,22 +131,25 @@ def make_test_ca(workdir: Path) -> tuple[Path, Path, Path]:
 
 
 def start_seaweedfs(access_key: str = "datasync-test-key", secret_key: str = "datasync-test-secret-Zq8",
-                    region: str = "us-east-1", tls: bool = False) -> S3Server:
+                    region: str = "us-east-1", tls: bool = False, s3_config: Path | None = None) -> S3Server:
     """``weed mini`` on loopback ports of its own; SigV4 enforced with the given credentials.
 
     With ``tls`` the S3 API is served over HTTPS with a certificate from a private CA (``server.ca``).
     A server that exits while starting is started again on new ports: its seven ports are chosen free
-    but bound only later, so another process on the machine may take one in between."""
+    but bound only later, so another process on the machine may take one in between.
+
+    ``s3_config``: SeaweedFS's identities file (``-s3.config``), e.g. an identity that may read but not write."""
     for attempt in range(3):
         try:
-            return _start_seaweedfs(access_key, secret_key, region, tls)
+            return _start_seaweedfs(access_key, secret_key, region, tls, s3_config)
         except ServerExited:
             if attempt == 2:
                 raise
     raise AssertionError("not reached")
 
 
-def _start_seaweedfs(access_key: str, secret_key: str, region: str, tls: bool) -> S3Server:
+def _start_seaweedfs(access_key: str, secret_key: str, region: str, tls: bool,
+                     s3_config: Path | None = None) -> S3Server:
     workdir = Path(tempfile.mkdtemp(prefix="seaweedfs-"))
     grpc = (10000,)  # SeaweedFS puts each gRPC port at http port + 10000
     ports = {name: free_port(grpc) for name in ("s3", "master", "volume", "filer", "webdav", "admin")}
@@ -158,7 +161,7 @@ def _start_seaweedfs(access_key: str, secret_key: str, region: str, tls: bool) -
            f"-debug.port={free_port()}", f"-s3.debug.port={free_port()}", "-master.telemetry=false", "-admin.ui=false",
            # The Iceberg and Lance catalogs listen on fixed ports (8181, 9101) unless disabled: a second
            # weed on the machine (another test session) would die on "address already in use".
-           "-s3.port.iceberg=0", "-s3.port.lance=0"]
+           "-s3.port.iceberg=0", "-s3.port.lance=0"] + ([f"-s3.config={s3_config}"] if s3_config else [])
     scheme, s3_port, ca = "http", ports["s3"], None
     if tls:
         ca, cert, key = make_test_ca(workdir)

@@ -184,3 +184,90 @@ def test_file_replaced_by_fifo_after_listing_never_blocks(tmp_path):
         reader.join(10)
         pytest.fail("open_read blocked on a FIFO")
     assert result and isinstance(result[0], Exception) and "not a regular file" in str(result[0]), result
+
+
+@pytest.mark.parametrize("dst_kind", ["local", "s3", "smb", "azure"])
+def test_symlink_loops_and_escapes(request, tmp_path, dst_kind):
+    """Symlinks that loop or point out of the source are never followed: kept as symlinks with their
+    targets where the destination holds symlinks, else reported on their own entries; nothing of what
+    they point at is copied."""
+    outside = make_tree(tmp_path / "outside", {"secret.txt": "outside the source root"})
+    src = make_tree(tmp_path / "src", {"ok.txt": "ok", "d": {"in.txt": "in"}})
+    links = {"loop1": "loop2", "loop2": "loop1", "self": ".", "d/up": "..",
+             "escape": "../outside", "escape-file": "../outside/secret.txt", "absolute": str(outside)}
+    for path, target in links.items():
+        os.symlink(target, src / path)
+    dst = make_side(request, dst_kind, "dst")
+    summary = run_execution(str(src), LocationSpec(dst.uri, dst.conn_id), {}, store=str(tmp_path / "store"))
+    report = _report(summary)
+    held = dst.files()
+    assert b"outside the source root" not in held.values(), "a symlink was followed out of the source"
+    assert held.get("ok.txt") == b"ok" and held.get("d/in.txt") == b"in"
+    kept, reported = [], []
+    for path in links:
+        row = report[path]
+        if row["status"] == "SUCCESS":
+            kept.append(path)
+        else:
+            assert row["status"] == "FAILED" and row["error"], row
+            reported.append(path)
+    if dst_kind == "local":
+        assert kept == list(links) and {p: os.readlink(Path(dst.uri) / p) for p in links} == links
+    else:
+        # Object stores keep a symlink as an object carrying its target; copied back it is the same link.
+        back = tmp_path / "back"
+        run_execution(LocationSpec(dst.uri, dst.conn_id), str(back), {}, store=str(tmp_path / "store"))
+        assert {p: os.readlink(back / p) for p in kept} == {p: links[p] for p in kept}
+    record(Figure(
+        case=f"source/symlinks-to-{dst_kind}", group="Source faults",
+        fault="symlink loops (a↔b, '.', '..') and symlinks out of the source (relative and absolute)",
+        holds="never followed (nothing outside the source copied); kept as symlinks with their targets "
+              "where the destination holds them, else reported per entry",
+        runs=1, faults_injected=len(links), files_checked=len(links) + 2,
+        notes=f"kept: {len(kept)}, reported: {len(reported)}"))
+
+
+@pytest.mark.parametrize("planned", ["in-memory", "partitioned"])
+def test_directory_renamed_during_preparing(tmp_path, monkeypatch, planned):
+    """A directory renamed while PREPARING lists the source: the listing sees it half (the parent listed
+    it, then it is gone). The run reports it and loses nothing at the destination, even with REMOVE; the
+    next run converges on the new name."""
+    import airflow_datasync.locations.local as local_module
+    import airflow_datasync.phases.prepare as prepare_module
+
+    if planned == "partitioned":  # a directory's children then hash to partitions other than its own
+        monkeypatch.setattr(prepare_module, "PARTITION_ROWS", 2)
+
+    src = make_tree(tmp_path / "src", {"keep.txt": "k", "old": {"a.txt": "a", "sub": {"b.txt": "b"}}})
+    dst, store = tmp_path / "dst", str(tmp_path / "store")
+    remove = {"PreserveDeletedFiles": "REMOVE"}
+    assert run_execution(str(src), str(dst), remove, store=store)["Status"] == "SUCCESS"
+    (src / "keep.txt").write_text("k2")
+
+    real_scandir = os.scandir
+    renamed = []
+
+    def scandir_then_rename(path):
+        # The fault, injected for real: the rename lands after the root was listed, before 'old' is.
+        if str(path) == str(src / "old") and not renamed:
+            os.rename(src / "old", src / "new")
+            renamed.append(True)
+        return real_scandir(path)
+
+    monkeypatch.setattr(local_module.os, "scandir", scandir_then_rename)
+    summary = run_execution(str(src), str(dst), remove, store=store)
+    monkeypatch.setattr(local_module.os, "scandir", real_scandir)
+    assert renamed
+    assert summary["Status"] == "ERROR" and "old" in summary["ErrorDetail"], summary
+    assert (dst / "old" / "a.txt").read_text() == "a" and (dst / "old" / "sub" / "b.txt").read_text() == "b"
+    assert (dst / "keep.txt").read_text() == "k2"
+
+    again = run_execution(str(src), str(dst), remove, store=store)
+    assert again["Status"] == "SUCCESS", again
+    assert snapshot(dst) == snapshot(src)
+    record(Figure(
+        case=f"source/dir-renamed-during-preparing-{planned}", group="Source faults",
+        fault="a directory renamed after its parent was listed and before it was (PreserveDeletedFiles=REMOVE)",
+        holds="reported as unlistable; its destination copy kept (not deleted); the rest synced; the next "
+              "run converges on the new name",
+        runs=3, faults_injected=1, files_checked=5))
