@@ -271,3 +271,111 @@ def test_directory_renamed_during_preparing(tmp_path, monkeypatch, planned):
         holds="reported as unlistable; its destination copy kept (not deleted); the rest synced; the next "
               "run converges on the new name",
         runs=3, faults_injected=1, files_checked=5))
+
+
+NOBODY = 65534
+AS_NOBODY = """
+import json, sys
+from airflow_datasync.engine import run_execution
+print(json.dumps(run_execution(sys.argv[1], sys.argv[2], json.loads(sys.argv[4]), store=sys.argv[3])))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs the engine as user nobody (root reads mode-000 files)")
+def test_permission_denied_file_and_directory():
+    """Run as user nobody, a mode-000 file and a mode-000 directory: each reported on its entry as
+    permission denied, the rest synced; with REMOVE the destination copy of the unreadable directory is
+    kept (its content is unknown, not gone)."""
+    import json
+    import shutil
+    import subprocess
+    import tempfile
+
+    from tests.engine.conftest import REPO_ROOT
+    from tests.engine.test_engine_unreadable import _nobody_python
+
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT)
+    env.pop("AIRFLOW_DATASYNC_MANIFEST_STORE", None)
+    exe, env = _nobody_python(os.sys.executable, env)
+    base = Path(tempfile.mkdtemp(prefix="ds-faults-denied-", dir="/tmp"))
+    try:
+        os.chmod(base, 0o755)
+        src = make_tree(base / "src", {"ok.txt": "ok", "locked.txt": "locked", "private": {"p.txt": "p"},
+                                       "pub": {"q.txt": "q"}})
+        dst, store = base / "dst", base / "store"
+        for p in (dst, store):
+            p.mkdir()
+        shutil.copytree(src, dst, dirs_exist_ok=True)  # an earlier sync (as root) left a full copy
+        for top in (src, dst, store):
+            for dirpath, dirs, files in os.walk(top):
+                for n in [*dirs, *files, ""]:
+                    full = os.path.join(dirpath, n)
+                    os.chmod(full, 0o755 if os.path.isdir(full) else 0o644)
+                    if top != src:
+                        os.chown(full, NOBODY, NOBODY)
+        (src / "ok.txt").write_text("ok 2")
+        (src / "locked.txt").write_text("locked 2")  # changed, so the sync must read it
+        os.chmod(src / "locked.txt", 0o000)
+        os.chmod(src / "private", 0o000)
+        options = json.dumps({"PreserveDeletedFiles": "REMOVE"})
+        proc = subprocess.run([exe, "-c", AS_NOBODY, str(src), str(dst), str(store), options],
+                              env=dict(env, HOME=str(store)), user=NOBODY, group=NOBODY, extra_groups=[],
+                              capture_output=True, text=True, timeout=180, cwd=str(store))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        summary = json.loads(proc.stdout.strip().splitlines()[-1])
+        report = _report(summary)
+        assert summary["Status"] == "ERROR"
+        assert report["locked.txt"]["status"] == "FAILED" and "Permission denied" in report["locked.txt"]["error"]
+        denied_dir = [r for p, r in report.items() if p.rstrip("/") == "private" and (r["error"] or r["reason"])]
+        assert any("Permission denied" in (r["error"] or r["reason"]) for r in denied_dir), report.get("private/")
+        assert (dst / "ok.txt").read_text() == "ok 2" and (dst / "pub" / "q.txt").read_text() == "q"
+        assert (dst / "locked.txt").read_text() == "locked"  # the old copy: never replaced by nothing
+        assert (dst / "private" / "p.txt").read_text() == "p"  # kept, not deleted by REMOVE
+        assert not list(dst.rglob(f"{TEMP_PREFIX}*"))
+        assert not report["locked.txt"].get("dst_checksum")
+    finally:
+        for dirpath, dirs, _files in os.walk(base):
+            for d in dirs:
+                os.chmod(os.path.join(dirpath, d), 0o755)
+        shutil.rmtree(base, ignore_errors=True)
+    record(Figure(
+        case="source/permission-denied", group="Source faults",
+        fault="the engine runs as user nobody over a changed mode-000 file and a mode-000 directory "
+              "(PreserveDeletedFiles=REMOVE)",
+        holds="each reported as permission denied on its own entry, never verified; the rest synced; the "
+              "destination copies of both kept (REMOVE deletes nothing below an unreadable directory)",
+        runs=1, faults_injected=2, files_checked=5))
+
+
+@pytest.mark.parametrize("src_kind", ["s3", "azure"])
+def test_object_replaced_during_copy(request, tmp_path, src_kind):
+    """An object store's source object is overwritten while its listed version is being read: the copy
+    reads only the listed version (or fails on the entry), so the destination holds either version 1
+    whole or nothing new; never a mix. The next run copies version 2."""
+    v1, v2 = random.Random(4).randbytes(BIG), random.Random(5).randbytes(BIG)
+    src = make_side(request, src_kind, "src")
+    src.seed({"big.bin": v1, "a.txt": b"alpha"})
+    dst, store = tmp_path / "dst", str(tmp_path / "store")
+    watcher = WhenCopying(dst, lambda: src.put("big.bin", v2))
+    watcher.start()
+    summary = run_execution(LocationSpec(src.uri, src.conn_id), str(dst), SLOW, store=store)
+    watcher.stop.set()
+    watcher.join()
+    assert watcher.fired.is_set(), "the copy ended before the fault could strike"
+    row = _report(summary)["big.bin"]
+    landed = (dst / "big.bin").read_bytes() if (dst / "big.bin").exists() else None
+    assert landed in (None, v1), "mixed or unlisted bytes at the final name"
+    if landed is None:
+        assert row["status"] == "FAILED" and row["error"], row
+    assert (dst / "a.txt").read_bytes() == b"alpha" and _temporaries(dst) == []
+    t0 = time.monotonic()
+    again = run_execution(LocationSpec(src.uri, src.conn_id), str(dst), {}, store=store)
+    converge = time.monotonic() - t0
+    assert again["Status"] == "SUCCESS" and (dst / "big.bin").read_bytes() == v2, again
+    record(Figure(
+        case=f"source/{src_kind}-object-replaced-during-copy", group="Source faults",
+        fault=f"a {src_kind} source object overwritten (new version) while the listed version streams",
+        holds="the final name holds the listed version whole or the entry fails; never mixed bytes; no "
+              "temporary; the next run copies the new version",
+        runs=2, faults_injected=1, files_checked=2, converge_s=round(converge, 2),
+        notes="first run: " + ("listed version copied whole" if landed == v1 else f"entry failed: {row['error'][:80]}")))
