@@ -181,7 +181,31 @@ def _azure(request: pytest.FixtureRequest, label: str) -> Side:
     return Side("azure", container.uri(prefix), container.conn_id, put, files, outside)
 
 
-_FACTORIES = {"local": _local, "s3": _s3, "smb": _smb, "azure": _azure}
+def _s3_as_aws(request: pytest.FixtureRequest, label: str) -> Side:
+    """moto's S3: it keeps keys SeaweedFS refuses (``../x``, NUL, a leading '/'), as AWS does: the source
+    of names no other store here holds."""
+    from tests.fixtures_servers import PERMISSIVE_S3_CONN_ID
+
+    client = request.getfixturevalue("permissive_s3").client()
+    bucket = f"names-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=bucket)
+    prefix = f"{label}/root"
+
+    def put(name: str, data: bytes) -> None:
+        client.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=data)
+
+    def keys() -> list[str]:
+        return [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+    def files() -> dict[str, bytes]:
+        return {k[len(prefix) + 1:]: client.get_object(Bucket=bucket, Key=k)["Body"].read()
+                for k in keys() if k.startswith(prefix + "/") and not k.endswith("/")}
+
+    return Side("s3aws", f"s3://{bucket}/{prefix}", PERMISSIVE_S3_CONN_ID, put, files,
+                lambda: [k for k in keys() if not k.startswith(prefix + "/")])
+
+
+_FACTORIES = {"local": _local, "s3": _s3, "smb": _smb, "azure": _azure, "s3aws": _s3_as_aws}
 
 
 def make_side(request: pytest.FixtureRequest, backend: str, label: str | None = None) -> Side:

@@ -96,6 +96,7 @@ def test_read_only_destination(tmp_path, small_tmpfs):
         runs=2, faults_injected=2, files_checked=1))
 
 
+@pytest.mark.faults
 def test_name_too_long(request, tmp_path):
     """A 255-byte name fits ext4; a 256-byte one (only an object store holds it) fails on its own entry
     with ENAMETOOLONG; the others are copied. (A path over PATH_MAX comes from SMB in test_names.py:
@@ -154,6 +155,7 @@ def read_only_s3(tmp_path_factory):
         server.stop()
 
 
+@pytest.mark.faults
 def test_s3_put_forbidden(tmp_path, read_only_s3):
     """Credentials that may read but not write: the destination check at LAUNCHING fails clearly and at
     once (a 403 is permanent: no retry loop), and nothing is written."""
