@@ -106,3 +106,14 @@ def test_hostile_names(request, tmp_path, src_kind, dst_kind):
         runs=1, faults_injected=len(tried), files_checked=len(tried),
         notes=f"copied: {', '.join(copied) or '-'}; reported: {', '.join(reported) or '-'}; "
               f"the source could not hold: {', '.join(k for k in HOSTILE if k not in tried) or '-'}"))
+
+
+def test_excluding_what_smb_refuses_ends_in_success(request, tmp_path):
+    """The workaround docs/reliability.md gives: exclude the names the destination refuses."""
+    src = make_side(request, "local", "src")
+    dst = make_side(request, "smb", "dst")
+    src.seed({"a:b.txt": b"colon", "AUX.txt": b"device", **CONTROL})
+    summary = run_execution(src.uri, LocationSpec(dst.uri, dst.conn_id), {"Excludes": "*:*|AUX.*"},
+                            store=str(tmp_path / "store"))
+    assert summary["Status"] == "SUCCESS", summary
+    assert dst.files() == CONTROL

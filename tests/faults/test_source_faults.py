@@ -353,7 +353,9 @@ def test_object_replaced_during_copy(request, tmp_path, src_kind):
     """An object store's source object is overwritten while its listed version is being read: the copy
     reads only the listed version (or fails on the entry), so the destination holds either version 1
     whole or nothing new; never a mix. The next run copies version 2."""
-    v1, v2 = random.Random(4).randbytes(BIG), random.Random(5).randbytes(BIG)
+    # Version 2 is one byte longer: a same-size overwrite within the same second is not seen by the next
+    # run (the store's LastModified has 1 s resolution; see "Not covered yet" in docs/reliability.md).
+    v1, v2 = random.Random(4).randbytes(BIG), random.Random(5).randbytes(BIG + 1)
     src = make_side(request, src_kind, "src")
     src.seed({"big.bin": v1, "a.txt": b"alpha"})
     dst, store = tmp_path / "dst", str(tmp_path / "store")
