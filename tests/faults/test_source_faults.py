@@ -8,10 +8,15 @@ an engine thread is reading the file (the destination's temporary shows how far 
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import shutil
 import socket
 import stat
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,8 +27,10 @@ import pytest
 from airflow_datasync.engine import LocationSpec, run_execution
 from airflow_datasync.locations.base import TEMP_PREFIX
 from airflow_datasync.locations.local import LocalLocation
+from tests.engine.conftest import REPO_ROOT
 from tests.engine.conftest import _snapshot as snapshot
 from tests.engine.conftest import _write_tree as make_tree
+from tests.engine.test_engine_unreadable import _nobody_python
 from tests.faults.figures import Figure, record
 from tests.faults.sides import make_side
 
@@ -286,17 +293,9 @@ def test_permission_denied_file_and_directory():
     """Run as user nobody, a mode-000 file and a mode-000 directory: each reported on its entry as
     permission denied, the rest synced; with REMOVE the destination copy of the unreadable directory is
     kept (its content is unknown, not gone)."""
-    import json
-    import shutil
-    import subprocess
-    import tempfile
-
-    from tests.engine.conftest import REPO_ROOT
-    from tests.engine.test_engine_unreadable import _nobody_python
-
     env = dict(os.environ, PYTHONPATH=REPO_ROOT)
     env.pop("AIRFLOW_DATASYNC_MANIFEST_STORE", None)
-    exe, env = _nobody_python(os.sys.executable, env)
+    exe, env = _nobody_python(sys.executable, env)
     base = Path(tempfile.mkdtemp(prefix="ds-faults-denied-", dir="/tmp"))
     try:
         os.chmod(base, 0o755)
