@@ -146,9 +146,10 @@ class ShardCopier:
                 self.progress.uncount(prior.get("bytes") or 0)
             written: Written | None = None
             if action == "mkdir":
-                if row.get("dst_type") in (FILE, SYMLINK) and self.options.OverwriteMode == "ALWAYS":
+                if row.get("dst_type") == FILE and self.options.OverwriteMode == "ALWAYS":
                     # A file became a directory at the source: the file in its place goes, as an overwrite
-                    # would replace it (else no later run could ever create the directory).
+                    # would replace it (else no later run could ever create the directory). A symlink in
+                    # the way stays refused: someone planted it, and writes never pass through one.
                     self.dst.delete(path, is_dir=False)
                 written = self.dst.mkdir(path, metadata_for(row, self.options, self.owners))
             elif action == "meta":
