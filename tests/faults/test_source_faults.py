@@ -191,6 +191,11 @@ def test_file_replaced_by_fifo_after_listing_never_blocks(tmp_path):
         reader.join(10)
         pytest.fail("open_read blocked on a FIFO")
     assert result and isinstance(result[0], Exception) and "not a regular file" in str(result[0]), result
+    record(Figure(
+        case="source/file-replaced-by-fifo", group="Source faults",
+        fault="a file listed as regular replaced by a FIFO (no writer) before the copy opens it",
+        holds="the open returns at once and refuses it (not a regular file); it never waits for a writer",
+        runs=1, faults_injected=1, files_checked=1))
 
 
 @pytest.mark.parametrize("dst_kind", ["local", *(pytest.param(k, marks=pytest.mark.faults) for k in ("s3", "smb", "azure"))])
