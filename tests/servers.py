@@ -138,7 +138,8 @@ def start_seaweedfs(access_key: str = "datasync-test-key", secret_key: str = "da
     A server that exits while starting is started again on new ports: its seven ports are chosen free
     but bound only later, so another process on the machine may take one in between.
 
-    ``s3_config``: SeaweedFS's identities file (``-s3.config``), e.g. an identity that may read but not write."""
+    ``s3_config``: SeaweedFS's identities file (``-s3.config``), for identities with fewer actions than
+    the admin one (which it must still list with ``access_key``/``secret_key``)."""
     for attempt in range(3):
         try:
             return _start_seaweedfs(access_key, secret_key, region, tls, s3_config)
@@ -148,8 +149,7 @@ def start_seaweedfs(access_key: str = "datasync-test-key", secret_key: str = "da
     raise AssertionError("not reached")
 
 
-def _start_seaweedfs(access_key: str, secret_key: str, region: str, tls: bool,
-                     s3_config: Path | None = None) -> S3Server:
+def _start_seaweedfs(access_key: str, secret_key: str, region: str, tls: bool, s3_config: Path | None = None) -> S3Server:
     workdir = Path(tempfile.mkdtemp(prefix="seaweedfs-"))
     grpc = (10000,)  # SeaweedFS puts each gRPC port at http port + 10000
     ports = {name: free_port(grpc) for name in ("s3", "master", "volume", "filer", "webdav", "admin")}
@@ -161,7 +161,9 @@ def _start_seaweedfs(access_key: str, secret_key: str, region: str, tls: bool,
            f"-debug.port={free_port()}", f"-s3.debug.port={free_port()}", "-master.telemetry=false", "-admin.ui=false",
            # The Iceberg and Lance catalogs listen on fixed ports (8181, 9101) unless disabled: a second
            # weed on the machine (another test session) would die on "address already in use".
-           "-s3.port.iceberg=0", "-s3.port.lance=0"] + ([f"-s3.config={s3_config}"] if s3_config else [])
+           "-s3.port.iceberg=0", "-s3.port.lance=0"]
+    if s3_config is not None:
+        cmd.append(f"-s3.config={s3_config}")
     scheme, s3_port, ca = "http", ports["s3"], None
     if tls:
         ca, cert, key = make_test_ca(workdir)
