@@ -163,11 +163,20 @@ def _np(col) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False)
 
 
-def diff(source: pa.Table, destination: pa.Table, options: TaskOptions, *, compare_dir_metadata: bool = True) -> pa.Table:
+def unlisted_dirs(source: pa.Table) -> list[str]:
+    """Prefixes (``dir/``) of source directories that could not be listed (unreadable, or gone while the
+    scan ran): what lies below them at the destination is unknown to this listing, never to be deleted."""
+    bad = source.filter(pc.and_(pc.is_valid(source["error"]), pc.equal(source["type"], "dir")))
+    return sorted({p.rstrip("/") + "/" for p in bad["path"].to_pylist()})
+
+
+def diff(source: pa.Table, destination: pa.Table, options: TaskOptions, *, compare_dir_metadata: bool = True,
+         unlisted: list[str] | None = None) -> pa.Table:
     """Return the manifest rows (without shards) sorted by path.
 
     ``compare_dir_metadata``: False where the destination's directories do not keep metadata reliably
     (object-store markers), so an existing directory is never planned for an update on every run.
+    ``unlisted``: :func:`unlisted_dirs` of the whole source (a partitioned plan passes it; else computed here).
     """
     source = apply_filters(source, options)
     destination = apply_filters(destination, options)
@@ -250,6 +259,11 @@ def diff(source: pa.Table, destination: pa.Table, options: TaskOptions, *, compa
     only_dst = ~in_src & in_dst
     if options.PreserveDeletedFiles == "REMOVE":
         action[only_dst], reason[only_dst] = "delete", "not in source"
+        below_unlisted = np.zeros(n, dtype=bool)
+        for prefix in unlisted if unlisted is not None else unlisted_dirs(source):
+            below_unlisted |= _np(pc.starts_with(joined["path"], prefix))
+        kept = only_dst & below_unlisted
+        action[kept], reason[kept] = "skip", "kept: its source directory could not be listed"
     keep_rows = in_src | (only_dst & (options.PreserveDeletedFiles == "REMOVE"))
 
     # Rows that exist only at the destination describe the destination entry.

@@ -238,10 +238,17 @@ class LocalLocation(Location):
                           hardlink_id=_hardlink_id(s) if kind == FILE else None)
 
     def open_read(self, path: str) -> IO[bytes]:
+        # Non-blocking, then checked: an entry that became a FIFO since it was listed would otherwise make
+        # open() wait for a writer that may never come (and a device would be read as data).
         try:
-            fd = os.open(self._abs(path), os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(self._abs(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:
             raise from_oserror(exc, f"{self.uri}: {path}") from None
+        if not st.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise LocationError(f"{self.uri}: {path!r} is not a regular file any more (a FIFO, socket or device "
+                                "replaced it since it was listed); not copied.")
+        os.set_blocking(fd, True)
         return os.fdopen(fd, "rb", buffering=0)
 
     def sparse_layout(self, fh: IO[bytes]) -> SparseLayout | None:

@@ -148,6 +148,11 @@ class ShardCopier:
                 self.progress.uncount(prior.get("bytes") or 0)
             written: Written | None = None
             if action == "mkdir":
+                if row.get("dst_type") == FILE and self.options.OverwriteMode == "ALWAYS":
+                    # A file became a directory at the source: the file in its place goes, as an overwrite
+                    # would replace it (else no later run could ever create the directory). A symlink in
+                    # the way stays refused: someone planted it, and writes never pass through one.
+                    self.dst.delete(path, is_dir=False)
                 written = self.dst.mkdir(path, metadata_for(row, self.options, self.owners))
             elif action == "meta":
                 warnings = self.dst.set_metadata(path, metadata_for(row, self.options, self.owners), is_dir=kind == DIR)
@@ -349,7 +354,7 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
     limiter = RateLimiter(bytes_per_second if bytes_per_second is not None else options.BytesPerSecond)
     dst.prepare_writes(durable=options.sync_writes)
     records = rows.select(["path", "type", "action", "size", "mtime_ns", "atime_ns", "mode", "uid", "gid",
-                           "etag"]).to_pylist()
+                           "etag", "dst_type"]).to_pylist()
     progress = _shard_progress(execution, shard, records, done, try_number)
     copier = ShardCopier(src, dst, options, f"{execution.execution_id[-8:]}-{shard}", journal, limiter, progress)
     # Directories first, shallowest level first (files need their parents), each level in parallel; then
