@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
@@ -59,3 +60,42 @@ def write_tree(root: Path, files: dict[str, bytes]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     return root
+
+
+@dataclass
+class Dest:
+    """A destination of a leftovers case: its location and what is left there, seen from outside the engine
+    (the disk under smbd for SMB, the server's own API for object stores)."""
+
+    kind: str
+    uri: str
+    conn_id: str | None
+    disk: Path | None = None
+
+    def spec(self):
+        from airflow_datasync.engine import LocationSpec
+
+        return LocationSpec(self.uri, self.conn_id)
+
+    def leftovers(self) -> list[str]:
+        """Every temporary (or unfinished upload) left at the destination."""
+        return sorted(str(p.relative_to(self.disk)) for p in self.disk.rglob(".~ds-*"))
+
+    def in_flight(self) -> int:
+        """Bytes of the largest temporary (or upload) being written now."""
+        sizes = [p.stat().st_size for p in self.disk.rglob(".~ds-*") if p.is_file()]
+        return max(sizes, default=0)
+
+    def read(self, rel: str) -> bytes | None:
+        path = self.disk / rel
+        return path.read_bytes() if path.is_file() else None
+
+
+def destination(request, kind: str, tmp_path: Path) -> Dest:
+    if kind == "local":
+        (tmp_path / "dst").mkdir()
+        return Dest(kind, str(tmp_path / "dst"), None, tmp_path / "dst")
+    if kind == "smb":
+        folder = request.getfixturevalue("smb_folder")()
+        return Dest(kind, folder.uri, folder.conn_id, folder.disk)
+    raise ValueError(kind)

@@ -18,7 +18,7 @@ from airflow_datasync.engine import LocationSpec
 from airflow_datasync.locations.base import MAX_NAME_BYTES, TEMP_PREFIX, temp_name, temp_tag
 from airflow_datasync.phases.transfer import ShardFailedError
 from tests.faults.figures import Figure, record
-from tests.faults.leftovers_kill import kill_when, python_env, write_tree
+from tests.faults.leftovers_kill import Dest, destination, kill_when, python_env, write_tree
 
 BIG = 24 << 20
 RATE = 8 << 20  # bytes/s in the killed try: the big file takes ~3 s
@@ -33,14 +33,14 @@ def _tree(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
     return write_tree(tmp_path / "src", files), files
 
 
-def _kill_mid_big_file(ex, dst: Path) -> float:
-    shard = 0
+@pytest.fixture(params=["local", pytest.param("smb", marks=pytest.mark.faults)])
+def dest(request, tmp_path) -> Dest:
+    """An empty destination folder of each kind that keeps temporaries, seen from its disk."""
+    return destination(request, request.param, tmp_path)
 
-    def ready() -> bool:
-        temps = [p for p in _temps(dst) if p.is_file()]
-        return bool(temps) and temps[0].stat().st_size >= BIG // 4
 
-    return kill_when(ex.uri, shard, RATE, ready)
+def _kill_mid_big_file(ex, dst: Dest) -> float:
+    return kill_when(ex.uri, 0, RATE, lambda: dst.in_flight() >= BIG // 4)
 
 
 def test_temporary_names_say_whose_they_are_and_fit_in_255_bytes():
@@ -54,59 +54,54 @@ def test_temporary_names_say_whose_they_are_and_fit_in_255_bytes():
     assert temp_tag(".~ds-probe-123") is None and temp_tag("user.~ds-0badcafe-3-0000abcd") is None
 
 
-def test_retry_of_a_killed_shard_removes_its_temporary(tmp_path):
+def test_retry_of_a_killed_shard_removes_its_temporary(tmp_path, dest):
     src, files = _tree(tmp_path)
-    dst = tmp_path / "dst"
-    dst.mkdir()
     store = tmp_path / "store"
-    ex = engine.launch(LocationSpec(str(src)), LocationSpec(str(dst)), {}, store=str(store))
+    ex = engine.launch(LocationSpec(str(src)), dest.spec(), {}, store=str(store))
     assert len(engine.prepare(ex)) == 1
-    killed = _kill_mid_big_file(ex, dst)
-    assert len(_temps(dst)) == 1 and not (dst / "big.bin").exists()
+    killed = _kill_mid_big_file(ex, dest)
+    assert len(dest.leftovers()) == 1 and dest.read("big.bin") is None
     # The file is gone from the source before the retry: the retry does not write it again, so only the
     # clean-up at its start can remove what the killed try left.
     (src / "big.bin").unlink()
     with pytest.raises(ShardFailedError, match="big.bin"):
         engine.transfer(ex, 0)
-    assert _temps(dst) == []
-    assert not (dst / "big.bin").exists()
+    assert dest.leftovers() == []
+    assert dest.read("big.bin") is None
     for rel in files:
         if rel != "big.bin":
-            assert (dst / rel).read_bytes() == files[rel]
+            assert dest.read(rel) == files[rel]
     summary = ex.read_json(ex.shard_file(0, "json"))
     assert summary["leftovers_removed"] == 1 and summary["leftover_bytes_removed"] >= BIG // 4
-    record(Figure(case="leftovers/retry-local", group="Process kills",
-                  fault="kill -9 of the shard process mid-copy of a 24 MiB file (local destination), the file then "
-                        "deleted at the source, then a retry of the shard",
+    record(Figure(case=f"leftovers/retry-{dest.kind}", group="Process kills",
+                  fault=f"kill -9 of the shard process mid-copy of a 24 MiB file ({dest.kind} destination), the file "
+                        "then deleted at the source, then a retry of the shard",
                   holds="the retry removes the killed try's temporary at its start; no partial file at a final name",
                   runs=1, faults_injected=1, files_checked=len(files), leftovers=0,
                   converge_s=round(time.monotonic() - killed, 2)))
 
 
-def test_next_execution_removes_the_temporary_of_a_killed_one(tmp_path):
+def test_next_execution_removes_the_temporary_of_a_killed_one(tmp_path, dest):
     src, files = _tree(tmp_path)
-    dst = tmp_path / "dst"
-    dst.mkdir()
     store = tmp_path / "store"
-    ex = engine.launch(LocationSpec(str(src)), LocationSpec(str(dst)), {}, store=str(store))
+    ex = engine.launch(LocationSpec(str(src)), dest.spec(), {}, store=str(store))
     engine.prepare(ex)
-    killed = _kill_mid_big_file(ex, dst)
-    left = _temps(dst)
-    assert len(left) == 1
-    size = left[0].stat().st_size
+    killed = _kill_mid_big_file(ex, dest)
+    assert len(dest.leftovers()) == 1
     # The killed execution is abandoned; a new one over the same destination (its own tag) cleans up.
-    again = engine.run_execution(LocationSpec(str(src)), LocationSpec(str(dst)), {"VerifyMode": "POINT_IN_TIME_CONSISTENT"},
+    again = engine.run_execution(LocationSpec(str(src)), dest.spec(), {"VerifyMode": "POINT_IN_TIME_CONSISTENT"},
                                  store=str(store))
     assert again["Status"] == "SUCCESS", again
-    assert _temps(dst) == []
+    assert dest.leftovers() == []
     for rel, data in files.items():
-        assert (dst / rel).read_bytes() == data
+        assert dest.read(rel) == data
     newest = sorted((store / "datasync").iterdir())[-1]
     leftovers = json.loads((newest / "prepare.json").read_text())["leftovers"]
-    assert leftovers["temporaries_removed"] == 1 and leftovers["bytes_removed"] == size and leftovers["in_use"] == 0
-    record(Figure(case="leftovers/next-execution-local", group="Process kills",
-                  fault="kill -9 of the shard process mid-copy of a 24 MiB file (local destination), then a new "
-                        "execution over the same destination",
+    assert leftovers["temporaries_removed"] == 1 and leftovers["bytes_removed"] >= BIG // 4
+    assert leftovers["in_use"] == 0
+    record(Figure(case=f"leftovers/next-execution-{dest.kind}", group="Process kills",
+                  fault=f"kill -9 of the shard process mid-copy of a 24 MiB file ({dest.kind} destination), then a "
+                        "new execution over the same destination",
                   holds="PREPARING of the new execution removes the dead temporary (counted in prepare.json); "
                         "the new execution verifies everything",
                   runs=1, faults_injected=1, files_checked=len(files), leftovers=0,
@@ -124,40 +119,39 @@ def chunks():
     while not os.path.exists(go):
         time.sleep(0.02)
     yield b"y" * 65536
-with open_location(sys.argv[1]) as loc:
+with open_location(sys.argv[1], sys.argv[3] or None) as loc:
     loc.write("live.bin", chunks(), Metadata(), tag="0badcafe-7")
 print("DONE", flush=True)
 """
 
 
-def test_a_live_copys_temporary_is_kept_by_the_next_execution(tmp_path):
+def test_a_live_copys_temporary_is_kept_by_the_next_execution(tmp_path, dest):
     src = write_tree(tmp_path / "src", {"a.txt": b"a"})
-    dst = tmp_path / "dst"
-    dst.mkdir()
     go = tmp_path / "go"
-    writer = subprocess.Popen([sys.executable, "-c", LIVE_WRITER, str(dst), str(go)], env=python_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = subprocess.Popen([sys.executable, "-c", LIVE_WRITER, dest.uri, str(go), dest.conn_id or ""],
+                              env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert writer.stdout.readline().strip() == "WRITING"
-        held = _temps(dst)
+        assert writer.stdout.readline().strip() == "WRITING", writer.stderr.read() if writer.poll() else ""
+        held = dest.leftovers()
         assert len(held) == 1
-        ex = engine.launch(LocationSpec(str(src)), LocationSpec(str(dst)), {}, store=str(tmp_path / "store"))
+        ex = engine.launch(LocationSpec(str(src)), dest.spec(), {}, store=str(tmp_path / "store"))
         engine.prepare(ex)
-        assert _temps(dst) == held  # a live writer's lock kept it
+        assert dest.leftovers() == held  # the live writer's lock (local) or open handle (SMB) kept it
         assert ex.read_json(ex.prepare)["leftovers"]["in_use"] == 1
         go.touch()
-        out, err = writer.communicate(timeout=30)
+        out, err = writer.communicate(timeout=60)
         assert writer.returncode == 0 and "DONE" in out, err
     finally:
         if writer.poll() is None:
             writer.kill()
             writer.communicate()
-    assert (dst / "live.bin").read_bytes() == b"x" * 65536 + b"y" * 65536
-    assert _temps(dst) == []
-    record(Figure(case="leftovers/live-copy-local", group="Process kills",
-                  fault="a new execution's PREPARING over a destination while another process is writing a "
-                        "temporary there",
-                  holds="the live temporary is kept (its writer holds a flock) and its copy completes",
+    assert dest.read("live.bin") == b"x" * 65536 + b"y" * 65536
+    assert dest.leftovers() == []
+    record(Figure(case=f"leftovers/live-copy-{dest.kind}", group="Process kills",
+                  fault=f"a new execution's PREPARING over a {dest.kind} destination while another process is "
+                        "writing a temporary there",
+                  holds="the live temporary is kept (its writer holds a lock, or an SMB handle that refuses "
+                        "deletion) and its copy completes",
                   runs=1, faults_injected=0, files_checked=1, leftovers=0))
 
 
