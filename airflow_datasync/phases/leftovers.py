@@ -27,6 +27,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,8 +39,9 @@ log = logging.getLogger("airflow_datasync")
 #: A recorded upload whose shard's progress file was not rewritten for this long belongs to a worker that
 #: is gone (a running shard rewrites it every few seconds).
 STALE_PROGRESS_S = 15 * 60
-#: How many earlier executions of the task PREPARING looks through for the records of unfinished uploads.
-LOOK_BACK = 50
+#: How many earlier executions of the task PREPARING looks through for the records of unfinished uploads
+#: the destination lists, and (stores that list none) how many of the latest it reads the records of.
+LOOK_BACK, RECENT = 50, 5
 
 
 def shard_tag(execution: ExecutionDir, shard: int) -> str:
@@ -112,19 +114,36 @@ def clean_shard_start(execution: ExecutionDir, shard: int, dst: Location, rows: 
 def clean_destination(execution: ExecutionDir, dst: Location, *, dry_run: bool) -> dict[str, Any]:
     """PREPARING's clean-up after the destination scan; returns the summary recorded in prepare.json."""
     temporaries = dst.scanned_leftovers()
-    pending = dst.pending_uploads()
-    ours, foreign = _recorded(execution, pending) if pending else ([], [])
-    dead = [upload for upload, alive in ours if not alive]
+    # Where the store lists unfinished uploads (S3), records are looked up only for those it lists, and an
+    # upload in no record is someone else's; elsewhere (Azure blocks) the latest executions' records are read.
+    lists = dst.capabilities.lists_uploads
+    pending = dst.pending_uploads() if lists else []
+    records = _open_records(execution, LOOK_BACK if pending else RECENT)
+    listed = {u.upload_id for u in pending}
+    foreign = [u for u in pending if u.upload_id not in {r.upload.upload_id for r in records}]
+    live = [r for r in records if r.alive]
+    # A dead writer's upload the store no longer lists was completed or aborted: only its record is closed.
+    gone = [r for r in records if not r.alive and lists and r.upload.upload_id not in listed]
+    dead = [r for r in records if not r.alive and not (lists and r.upload.upload_id not in listed)]
     summary: dict[str, Any] = {"dry_run": dry_run, "temporaries_found": len(temporaries),
-                               "uploads_found": len(pending), "uploads_of_others": len(foreign),
+                               "uploads_found": len(pending) if lists else len(records),
+                               "uploads_of_others": len(foreign),
                                "oldest_upload_of_others": min((u.started for u in foreign if u.started), default=None)}
     if dry_run:  # a dry run changes nothing at the destination: it says what a run would look at
         summary.update(temporaries_removed=0, bytes_removed=0, uploads_aborted=0, in_use=0)
         return summary
     removed = dst.remove_leftovers(temporaries) if temporaries else Cleanup()
-    aborted = dst.remove_leftovers(dead) if dead else Cleanup()
+    aborted = Cleanup()
+    for rec in dead:
+        done = dst.remove_leftovers([rec.upload])
+        if done.removed:
+            aborted.add(done)
+            rec.close()
+    for rec in gone:  # completed or aborted by someone else: nothing to ask the store about again
+        rec.close()
     summary.update(temporaries_removed=removed.removed, bytes_removed=removed.bytes + aborted.bytes,
-                   uploads_aborted=aborted.removed, in_use=removed.in_use + len(ours) - len(dead))
+                   uploads_aborted=aborted.removed,
+                   in_use=removed.in_use + len(live))
     if removed.removed or aborted.removed or removed.in_use:
         log.info("PREPARING %s: removed %d temporary file(s) of killed copies (%d bytes), aborted %d unfinished "
                  "upload(s)%s", execution.execution_id, removed.removed, removed.bytes, aborted.removed,
@@ -136,29 +155,39 @@ def clean_destination(execution: ExecutionDir, dst: Location, *, dry_run: bool) 
     return summary
 
 
-def _recorded(execution: ExecutionDir, pending: list[Leftover]) -> tuple[list[tuple[Leftover, bool]], list[Leftover]]:
-    """Split ``pending`` uploads into those earlier executions of this task recorded (each with whether its
-    writer may still be alive) and the others."""
-    wanted = {u.upload_id: u for u in pending}
+@dataclass
+class _Record:
+    """An upload an earlier execution recorded as started and never ended."""
+
+    execution: ExecutionDir
+    shard: int
+    upload: Leftover
+    #: Whether its writer may still be running it (then it is kept).
+    alive: bool
+
+    def close(self) -> None:
+        """Record it ended in its own execution's journal, so later executions do not look at it again."""
+        UploadRecords(self.execution, self.shard)("ended", self.upload)
+
+
+def _open_records(execution: ExecutionDir, look_back: int) -> list[_Record]:
+    """The uploads the latest ``look_back`` earlier executions of this task recorded and never ended."""
     task_dir = execution.root.rsplit("/", 1)[0]
     base = execution.uri.rsplit("/", 1)[0]
     earlier = sorted((n for n in execution.store.listdir(task_dir) if n < execution.execution_id), reverse=True)
-    ours: list[tuple[Leftover, bool]] = []
-    for name in earlier[:LOOK_BACK]:
-        if not wanted:
-            break
+    out: list[_Record] = []
+    for name in earlier[:look_back]:
         candidate = ExecutionDir(f"{base}/{name}", execution.conn_id)
-        over = candidate.store.exists(candidate.report)
         shards = {n.split(".", 1)[0] for n in candidate.store.listdir(candidate.file("shards")) if ".uploads" in n}
+        if not shards:
+            continue
+        over = candidate.store.exists(candidate.report)
         for shard_name in sorted(shards):
             shard = int(shard_name.removeprefix("shard-"))
             for rec in UploadRecords(candidate, shard).open_uploads():
-                upload = wanted.pop(rec["upload_id"], None)
-                if upload is not None:
-                    alive = not over and _writer_may_live(candidate, shard, rec)
-                    ours.append((Leftover(UPLOAD, upload.path, rec.get("tag"), upload.size, upload.upload_id,
-                                          upload.started), alive))
-    return ours, list(wanted.values())
+                upload = Leftover(UPLOAD, rec["path"], rec.get("tag"), upload_id=rec["upload_id"], started=rec["at"])
+                out.append(_Record(candidate, shard, upload, not over and _writer_may_live(candidate, shard, rec)))
+    return out
 
 
 def _writer_may_live(execution: ExecutionDir, shard: int, rec: dict[str, Any]) -> bool:
