@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow_datasync.locations.base import UPLOAD, Cleanup, Leftover, Location
+from airflow_datasync.locations.base import UPLOAD, Cleanup, Leftover, Location, LocationError
 from airflow_datasync.manifest import ExecutionDir, _running, utcnow
 
 log = logging.getLogger("airflow_datasync")
@@ -100,11 +100,16 @@ def clean_shard_start(execution: ExecutionDir, shard: int, dst: Location, rows: 
     write to, and the uploads its journal holds open. Called only when an earlier try started."""
     tag = shard_tag(execution, shard)
     dirs = {posixpath.dirname(r["path"]) for r in rows if r["action"] == "copy"}
-    done = dst.remove_leftovers(dst.own_leftovers(dirs, tag), writers_gone=True)
-    uploads = [Leftover(UPLOAD, r["path"], tag, upload_id=r["upload_id"], started=r["at"])
-               for r in UploadRecords(execution, shard).open_uploads()]
-    if uploads:
-        done.add(dst.remove_leftovers(uploads, writers_gone=True))
+    records = UploadRecords(execution, shard)
+    try:
+        done = dst.remove_leftovers(dst.own_leftovers(dirs, tag), writers_gone=True)
+        for rec in records.open_uploads():
+            upload = Leftover(UPLOAD, rec["path"], tag, upload_id=rec["upload_id"], started=rec["at"])
+            done.add(dst.remove_leftovers([upload], writers_gone=True))
+            records("ended", upload)  # aborted, or gone already: not looked at again
+    except (LocationError, OSError) as exc:  # a clean-up never fails the copy: the next execution looks again
+        log.warning("shard %d: leftovers of earlier tries not removed: %s", shard, exc)
+        return Cleanup()
     if done.removed or done.in_use:
         log.info("shard %d: removed %d leftover(s) of earlier tries (%d bytes)%s", shard, done.removed, done.bytes,
                  f"; {done.in_use} still in use, kept" if done.in_use else "")
@@ -112,7 +117,16 @@ def clean_shard_start(execution: ExecutionDir, shard: int, dst: Location, rows: 
 
 
 def clean_destination(execution: ExecutionDir, dst: Location, *, dry_run: bool) -> dict[str, Any]:
-    """PREPARING's clean-up after the destination scan; returns the summary recorded in prepare.json."""
+    """PREPARING's clean-up after the destination scan; returns the summary recorded in prepare.json (with
+    ``error`` where it could not be done: a clean-up never fails PREPARING, the next one looks again)."""
+    try:
+        return _clean_destination(execution, dst, dry_run=dry_run)
+    except (LocationError, OSError) as exc:
+        log.warning("PREPARING %s: leftovers of killed copies not removed: %s", execution.execution_id, exc)
+        return {"dry_run": dry_run, "error": str(exc)}
+
+
+def _clean_destination(execution: ExecutionDir, dst: Location, *, dry_run: bool) -> dict[str, Any]:
     temporaries = dst.scanned_leftovers()
     # Where the store lists unfinished uploads (S3), records are looked up only for those it lists, and an
     # upload in no record is someone else's; elsewhere (Azure blocks) the latest executions' records are read.
