@@ -10,14 +10,21 @@ hex value in ``src_checksum``/``dst_checksum`` and ``crc64nvme`` in ``checksum_a
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from typing import IO
+from collections.abc import Callable, Iterator
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow_datasync.locations.base import Hole, SparseLayout
 
 ALGO = "crc64nvme"
 CHUNK = 1 << 20
 #: awscrt's CRC functions, loaded with the first hasher: loading its native library is a fixed cost that a
 #: run with nothing to copy (a re-run) never needs.
 _crc64nvme = _combine = None
+#: One block of zeros, shared: a hole is hashed as the zeros it reads as without allocating them.
+ZERO_BLOCK = bytes(CHUNK)
+ZERO_BLOCK_VIEW = memoryview(ZERO_BLOCK)
+_zero_block_crc: int | None = None
 
 
 def _load() -> None:
@@ -40,6 +47,18 @@ class Crc64Nvme:
 
     def update(self, data: bytes | memoryview) -> None:
         self.value = _crc64nvme(data, self.value)
+
+    def update_zeros(self, n: int) -> None:
+        """As ``update(bytes(n))``, without reading or allocating n bytes: whole zero blocks are combined
+        from the CRC of one block (a hole of gigabytes costs a few thousand combines, not a pass over it)."""
+        global _zero_block_crc
+        if _zero_block_crc is None:
+            _zero_block_crc = _crc64nvme(ZERO_BLOCK, 0)
+        whole, rest = divmod(n, CHUNK)
+        for _ in range(whole):
+            self.value = _combine(self.value, _zero_block_crc, CHUNK)
+        if rest:
+            self.value = _crc64nvme(ZERO_BLOCK_VIEW[:rest], self.value)
 
     def hexdigest(self) -> str:
         return f"{self.value:016x}"
@@ -83,6 +102,57 @@ def stream(fh: IO[bytes], hasher, chunk: int = CHUNK, on_chunk=None, also=None) 
         if on_chunk is not None:
             on_chunk(len(data))
         yield data
+
+
+def feed_zeros(hasher, n: int) -> None:
+    """Feed ``n`` zero bytes to ``hasher`` (CRC64NVME by combination, any other hashlib-style object from
+    the shared zero block)."""
+    if isinstance(hasher, Crc64Nvme):
+        hasher.update_zeros(n)
+        return
+    while n > 0:
+        k = min(n, CHUNK)
+        hasher.update(ZERO_BLOCK_VIEW[:k])
+        n -= k
+
+
+def sparse_stream(fh: IO[bytes], layout: SparseLayout, hasher, chunk: int = CHUNK,
+                  on_chunk: Callable[[int], None] | None = None, on_hole: Callable[[int], None] | None = None,
+                  also=None) -> Iterator[bytes | Hole]:
+    """As :func:`stream`, for a sparse file: its data ranges as bytes and its holes as :class:`Hole`
+    markers (at most ``chunk`` bytes each, so progress moves through a large hole too). The hashers see
+    every byte, holes as zeros. A file that shrank since ``layout`` was read ends the stream early, so the
+    byte count tells the copy it changed."""
+    from airflow_datasync.locations.base import Hole
+
+    def hole(n: int) -> Iterator[Hole]:
+        while n > 0:
+            k = min(n, chunk)
+            feed_zeros(hasher, k)
+            if also is not None:
+                feed_zeros(also, k)
+            if on_hole is not None:
+                on_hole(k)
+            yield Hole(k)
+            n -= k
+
+    pos = 0
+    for start, end in layout.data:
+        yield from hole(start - pos)
+        fh.seek(start)
+        pos = start
+        while pos < end:
+            data = fh.read(min(chunk, end - pos))
+            if not data:
+                return
+            hasher.update(data)
+            if also is not None:
+                also.update(data)
+            if on_chunk is not None:
+                on_chunk(len(data))
+            pos += len(data)
+            yield data
+    yield from hole(layout.size - pos)
 
 
 def file_checksum(fh: IO[bytes], hasher=None) -> str:

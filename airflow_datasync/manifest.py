@@ -25,7 +25,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from airflow_datasync.locations.base import LISTING_SCHEMA
+from airflow_datasync.errors import LocationError, NotFoundError, PermissionDeniedError, from_oserror
+from airflow_datasync.locations.base import LISTING_SCHEMA, TEMP_PREFIX
+from airflow_datasync.uri import redact_uri
 
 #: The plan: one row per source entry (and per destination entry to delete). Documented in docs/manifest.md.
 MANIFEST_SCHEMA = pa.schema(
@@ -37,6 +39,9 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("action", pa.string(), nullable=False),
         pa.field("reason", pa.string()),
         pa.field("shard", pa.int32(), nullable=False),
+        #: Action ``link`` (preserve_hard_links): the path of the file this entry becomes another name of
+        #: at the destination, in FINALIZE. Null otherwise (and in manifests written before the column).
+        pa.field("hardlink_to", pa.string()),
     ]
 )
 
@@ -181,6 +186,36 @@ class Store:
     def makedirs(self, path: str) -> None:
         if self.local:
             os.makedirs(path, exist_ok=True)
+
+    def check(self, path: str, *, create_parents: bool = False) -> None:
+        """The store at ``path`` exists (a bucket is never created), can be listed, and takes a probe
+        object, written and removed: what LAUNCHING asks before it touches a location. A missing local
+        directory passes when its parent exists (``create_parents``: any ancestor) and is writable; it is
+        created with the execution, so a misspelt or unmounted path is refused instead of filling another
+        disk, and a launch refused later leaves none. Raises the error vocabulary
+        (:class:`~airflow_datasync.errors.LocationError`), the store's path in the message."""
+        if not self.local:
+            self.fs.handler.check(path)
+            return
+        if not os.path.isdir(path):
+            parent = os.path.dirname(path)
+            while create_parents and not os.path.isdir(parent) and os.path.dirname(parent) != parent:
+                parent = os.path.dirname(parent)
+            if not os.path.isdir(parent):
+                raise NotFoundError(f"{parent} does not exist, so no store directory is created in it (a "
+                                    "misspelt or unmounted path?): create it, or fix the path")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise PermissionDeniedError(f"{path} does not exist and {parent} is not writable by uid "
+                                            f"{os.geteuid()}, so it cannot be created")
+            return
+        try:
+            os.listdir(path)
+            probe = os.path.join(path, f"{TEMP_PREFIX}probe-{os.getpid()}-{secrets.token_hex(3)}")
+            with open(probe, "wb"):
+                pass
+            os.unlink(probe)
+        except OSError as exc:
+            raise from_oserror(exc, path) from None
 
 
 def _s3_filesystem(conn_id: str | None) -> pafs.FileSystem:
@@ -349,6 +384,7 @@ class ExecutionDir:
     report = property(lambda self: self.file("report.json"))
     report_rows = property(lambda self: self.file("report.parquet"))
     delete_rows = property(lambda self: self.file("deletes.parquet"))
+    link_rows = property(lambda self: self.file("links.parquet"))
 
     def shard_file(self, shard: int, suffix: str) -> str:
         return self.file(f"shards/shard-{shard:05d}.{suffix}")
@@ -475,6 +511,22 @@ class Journal:
                 self._fh.close()
                 self._fh = None
             self._upload()
+
+
+def store_label(uri: str, conn_id: str | None) -> str:
+    """How messages name a manifest store: its URI (never carrying credentials) and its connection."""
+    where = f"manifest store {redact_uri(uri)}"
+    return f"{where} (connection {conn_id})" if conn_id else where
+
+
+def check_store(uri: str, conn_id: str | None = None, *, create_parents: bool = False) -> None:
+    """:meth:`Store.check` of the store at ``uri``, its errors prefixed with :func:`store_label`, their
+    vocabulary type kept (a retry policy decides by type)."""
+    try:
+        store = Store.for_uri(uri, conn_id)  # an S3 store's settings: a connection without credentials fails here
+        store.check(Store.path_of(uri), create_parents=create_parents)
+    except LocationError as exc:
+        raise type(exc)(f"{store_label(uri, conn_id)}: {exc}") from None
 
 
 def create_execution_dir(store: str, task_name: str, conn_id: str | None = None) -> ExecutionDir:

@@ -208,6 +208,10 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("concurrency", "integer", 0, "Engine", "Concurrency",
                "Entries copied at once per transfer task; 0 lets the locations choose (local 8, SMB 16, S3 64).",
                minimum=0),
+    OptionSpec("preserve_hard_links", "boolean", False, "Engine", "Keep hard links",
+               "Between file systems, names of one file at the source (hard links) become names of one file at the "
+               "destination, copied once (like rsync -H; DataSync keeps them between NFS-like file systems). "
+               "Off: each name is copied as an independent file, and the report counts them."),
     OptionSpec("sync_writes", "boolean", True, "Engine", "Flush writes",
                "Flush the destination file system before a shard records itself complete, so a power cut never "
                "leaves entries marked done whose data was still in memory."),
@@ -294,6 +298,9 @@ class TaskOptions:
     #: cut never leaves "done" entries whose data was still in memory. False trades that for speed, as
     #: cp and rclone do (2 x 500 MB locally: the flush took 0.67 s of a 1.1 s copy here).
     sync_writes: bool = True
+    #: Names of one source file (hard links) become names of one destination file, where the destination
+    #: holds hard links (a file system); off, each is an independent copy, counted in the report.
+    preserve_hard_links: bool = False
     #: LAUNCHING and PREPARING only: the report says what a run would do; nothing is written at the destination.
     dry_run: bool = False
 

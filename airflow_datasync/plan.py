@@ -5,7 +5,8 @@ per entry is a few C-level operations, not a Python loop: a million entries plan
 
 Actions: ``copy`` (file or symlink data), ``mkdir`` (directory), ``meta`` (only metadata differs),
 ``skip`` (already in sync), ``delete`` (only at the destination, PreserveDeletedFiles=REMOVE) and
-``error`` (the source entry cannot be read; reported and counted as failed).
+``error`` (the source entry cannot be read; reported and counted as failed) and ``link`` (another name
+of a file copied or kept, made in FINALIZE with preserve_hard_links: see phases/hardlinks.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from airflow_datasync.locations.base import Location
 from airflow_datasync.manifest import MANIFEST_SCHEMA
 from airflow_datasync.options import TaskOptions
 
-ACTIONS = ("copy", "mkdir", "meta", "skip", "delete", "error")
+ACTIONS = ("copy", "mkdir", "meta", "skip", "delete", "error", "link")
 #: Actions that a TRANSFERRING shard carries out.
 SHARDED_ACTIONS = ("copy", "mkdir", "meta")
 
@@ -245,6 +246,7 @@ def diff(source: pa.Table, destination: pa.Table, options: TaskOptions, *, compa
             "action": pa.array(action, pa.string()),
             "reason": pa.array(reason, pa.string()),
             "shard": pa.array(np.full(n, -1, dtype=np.int32)),
+            "hardlink_to": pa.nulls(n, pa.string()),
         }
     )
     return out.filter(pa.array(keep_rows)).select([f.name for f in MANIFEST_SCHEMA]).cast(MANIFEST_SCHEMA)
@@ -320,7 +322,7 @@ def estimates(manifest: pa.Table) -> dict[str, int]:
     for row in pc.value_counts(action).to_pylist():
         counts[row["values"]] = row["counts"]
     return {
-        "EstimatedFilesToTransfer": counts["copy"] + counts["mkdir"] + counts["meta"],
+        "EstimatedFilesToTransfer": counts["copy"] + counts["mkdir"] + counts["meta"] + counts["link"],
         "EstimatedBytesToTransfer": int(pc.sum(pc.if_else(is_copy_file, manifest["size"], 0)).as_py() or 0),
         "EstimatedFilesToDelete": counts["delete"],
         "FilesSkippedEstimate": counts["skip"],

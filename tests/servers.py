@@ -131,22 +131,25 @@ def make_test_ca(workdir: Path) -> tuple[Path, Path, Path]:
 
 
 def start_seaweedfs(access_key: str = "datasync-test-key", secret_key: str = "datasync-test-secret-Zq8",
-                    region: str = "us-east-1", tls: bool = False) -> S3Server:
+                    region: str = "us-east-1", tls: bool = False, s3_config: Path | None = None) -> S3Server:
     """``weed mini`` on loopback ports of its own; SigV4 enforced with the given credentials.
 
     With ``tls`` the S3 API is served over HTTPS with a certificate from a private CA (``server.ca``).
     A server that exits while starting is started again on new ports: its seven ports are chosen free
-    but bound only later, so another process on the machine may take one in between."""
+    but bound only later, so another process on the machine may take one in between.
+
+    ``s3_config``: SeaweedFS's identities file (``-s3.config``), for identities with fewer actions than
+    the admin one (which it must still list with ``access_key``/``secret_key``)."""
     for attempt in range(3):
         try:
-            return _start_seaweedfs(access_key, secret_key, region, tls)
+            return _start_seaweedfs(access_key, secret_key, region, tls, s3_config)
         except ServerExited:
             if attempt == 2:
                 raise
     raise AssertionError("not reached")
 
 
-def _start_seaweedfs(access_key: str, secret_key: str, region: str, tls: bool) -> S3Server:
+def _start_seaweedfs(access_key: str, secret_key: str, region: str, tls: bool, s3_config: Path | None = None) -> S3Server:
     workdir = Path(tempfile.mkdtemp(prefix="seaweedfs-"))
     grpc = (10000,)  # SeaweedFS puts each gRPC port at http port + 10000
     ports = {name: free_port(grpc) for name in ("s3", "master", "volume", "filer", "webdav", "admin")}
@@ -159,6 +162,8 @@ def _start_seaweedfs(access_key: str, secret_key: str, region: str, tls: bool) -
            # The Iceberg and Lance catalogs listen on fixed ports (8181, 9101) unless disabled: a second
            # weed on the machine (another test session) would die on "address already in use".
            "-s3.port.iceberg=0", "-s3.port.lance=0"]
+    if s3_config is not None:
+        cmd.append(f"-s3.config={s3_config}")
     scheme, s3_port, ca = "http", ports["s3"], None
     if tls:
         ca, cert, key = make_test_ca(workdir)

@@ -54,6 +54,10 @@ LISTING_SCHEMA = pa.schema(
         #: plan does not need it): its mtime is the store's own time and mode/uid/gid are unknown; the copy
         #: takes the real values from the read itself. Null (file systems) or True: known.
         pa.field("meta_known", pa.bool_()),
+        #: File systems: ``"<device>:<inode>"`` of a file with more than one name (st_nlink > 1), so that
+        #: PREPARING can tell the names of one file apart from copies; null for every other entry (and in
+        #: listings written before the column existed).
+        pa.field("hardlink_id", pa.string()),
     ]
 )
 
@@ -208,6 +212,35 @@ class Capabilities:
     extras_write: frozenset[str] = frozenset()
     #: The subset of :attr:`extras_read` that costs a request of its own: only :meth:`read_extras` returns them.
     extras_on_request: frozenset[str] = frozenset()
+    #: True where files may hold holes (a file system): as a source, :meth:`Location.sparse_layout` says
+    #: where a sparse file's data is; as a destination, :meth:`Location.write` takes :class:`Hole` chunks
+    #: and seeks over them, so a sparse file stays sparse. Object stores and SMB hold every byte.
+    sparse_files: bool = False
+    #: True where one file may have several names (link(2)): :meth:`Location.hard_link` makes one, and
+    #: listings and stats carry ``hardlink_id`` (the names of one file share it).
+    hard_links: bool = False
+
+
+@dataclass(frozen=True)
+class Hole:
+    """A run of ``size`` zero bytes that the source holds as a hole, in a chunk stream given to
+    :meth:`Location.write`: only destinations with :attr:`Capabilities.sparse_files` receive them, and
+    they seek over it instead of writing (the bytes read back as zeros)."""
+
+    size: int
+
+
+@dataclass(frozen=True)
+class SparseLayout:
+    """Where a sparse file's data lies (:meth:`Location.sparse_layout`): ``data`` holds ascending,
+    disjoint ``(start, end)`` byte ranges; everything else up to ``size`` is a hole."""
+
+    size: int
+    data: tuple[tuple[int, int], ...]
+
+    @property
+    def allocated(self) -> int:
+        return sum(end - start for start, end in self.data)
 
 
 @dataclass(frozen=True)
@@ -241,6 +274,8 @@ class StatResult:
     #: airflow_datasync.owners).
     user_name: str | None = None
     group_name: str | None = None
+    #: Stores with ``hard_links``: ``"<device>:<inode>"`` where the file has more than one name, else None.
+    hardlink_id: str | None = None
     #: Backend-specific metadata by namespaced key (see :data:`SMB_ATTRIBUTES` and the others).
     extras: Mapping[str, Any] = field(default_factory=lambda: NO_EXTRAS, compare=False)
 
@@ -342,6 +377,12 @@ class Location(abc.ABC):
     def open_read(self, path: str) -> IO[bytes]:
         """Open a file for streaming reads."""
 
+    def sparse_layout(self, fh: IO[bytes]) -> SparseLayout | None:
+        """Where the data of the file open as ``fh`` (from :meth:`open_read`) lies, if it is sparse (only
+        with :attr:`Capabilities.sparse_files`); None for a file without holes, or where the store cannot
+        tell. ``fh`` is left at offset 0."""
+        return None
+
     def open_version(self, path: str, etag: str) -> tuple[IO[bytes], StatResult]:
         """Read exactly the version a listing named (:attr:`Capabilities.versioned_reads`): the stream and
         that version's own stat (its metadata, which the listing may not have read). Raise
@@ -350,9 +391,12 @@ class Location(abc.ABC):
 
     # -- writing ----------------------------------------------------------------------------------
     @abc.abstractmethod
-    def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
+    def write(self, path: str, chunks: Iterator[bytes | Hole], meta: Metadata, *, tag: str,
               before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> Written:
         """Write a file atomically: nothing appears at ``path`` unless the whole stream was written.
+
+        ``chunks`` holds :class:`Hole` markers only where :attr:`Capabilities.sparse_files` is declared;
+        a hole counts in the byte count as the zeros it stands for.
 
         ``tag`` makes the temporary name unique to the writer (execution and shard). ``before_commit``
         is called with the byte count after the data is written and before it becomes visible; if it
@@ -367,6 +411,11 @@ class Location(abc.ABC):
     def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> Written | None:
         """Create or atomically replace a symlink at ``path``; returns what was written where the store
         says (an object store's ETag for the object that holds the link), else None."""
+
+    def hard_link(self, path: str, existing: str, *, tag: str) -> bool:
+        """Make ``path`` another name of the file ``existing`` (atomically replacing what ``path`` held), only
+        with :attr:`Capabilities.hard_links`. Returns False where ``path`` already was that file."""
+        raise NotImplementedError(f"{type(self).__name__} holds no hard links")
 
     @abc.abstractmethod
     def mkdir(self, path: str, meta: Metadata | None = None) -> Written | None:

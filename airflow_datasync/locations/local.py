@@ -33,10 +33,12 @@ from airflow_datasync.locations.base import (
     AlreadyExistsError,
     Capabilities,
     Cleanup,
+    Hole,
     Leftover,
     Location,
     LocationError,
     Metadata,
+    SparseLayout,
     StatResult,
     Written,
     listing_batch,
@@ -110,7 +112,8 @@ class LocalLocation(Location):
         # root. Names for Uid/Gid NAME/BOTH come from this machine's pwd/grp databases. Verifying hashes
         # local files in the interpreter: more threads than 8 only slow it down.
         self.capabilities = Capabilities(concurrency=8, verify_concurrency=8, keeps_ownership=os.geteuid() == 0,
-                                         owner_names="posix", needs_sync=True)
+                                         owner_names="posix", needs_sync=True,
+                                         sparse_files=True, hard_links=True)
         #: Set by :meth:`prepare_writes` when the shard ends with :meth:`sync`: large files then start their
         #: disk writes while they are copied, so the final flush has little left to wait for.
         self._early_writeback = False
@@ -174,6 +177,7 @@ class LocalLocation(Location):
             cols["gid"].append(s.st_gid if s is not None else None)
             cols["link_target"].append(link)
             cols["error"].append(error)
+            cols["hardlink_id"].append(_hardlink_id(s) if s is not None and kind == FILE else None)
 
         def flush():
             batch = listing_batch(cols)
@@ -241,7 +245,8 @@ class LocalLocation(Location):
             raise from_oserror(exc, f"{self.uri}: {path}") from None
         kind = _kind(s.st_mode)
         return StatResult(kind, s.st_size if kind == FILE else 0, s.st_mtime_ns, s.st_atime_ns,
-                          st.S_IMODE(s.st_mode), s.st_uid, s.st_gid, link)
+                          st.S_IMODE(s.st_mode), s.st_uid, s.st_gid, link,
+                          hardlink_id=_hardlink_id(s) if kind == FILE else None)
 
     def open_read(self, path: str) -> IO[bytes]:
         try:
@@ -249,6 +254,9 @@ class LocalLocation(Location):
         except OSError as exc:
             raise from_oserror(exc, f"{self.uri}: {path}") from None
         return os.fdopen(fd, "rb", buffering=0)
+
+    def sparse_layout(self, fh: IO[bytes]) -> SparseLayout | None:
+        return sparse_layout(fh.fileno())
 
     # -- writing ----------------------------------------------------------------------------------
     def _ensure_dir(self, rel_dir: str) -> None:
@@ -334,11 +342,20 @@ class LocalLocation(Location):
         if direct:
             meta = dataclasses.replace(meta, mode=None)
         fd = self._open_temp(tmp, create_mode)
+        # The flock belongs to the open file description: a duplicate keeps it held past the close of fd
+        # (which flushes, as NFS wants before a rename) until the temporary has its final name.
+        lock = os.dup(fd)
         kick = _sync_file_range if self._early_writeback else None
         flushed = 0
+        holes = False
         try:
             try:
                 for chunk in chunks:
+                    if isinstance(chunk, Hole):  # a sparse source's hole stays one: seek, allocate nothing
+                        os.lseek(fd, chunk.size, os.SEEK_CUR)
+                        written += chunk.size
+                        holes = True
+                        continue
                     view = memoryview(chunk)
                     while view:
                         n = os.write(fd, view)
@@ -347,6 +364,8 @@ class LocalLocation(Location):
                     if kick is not None and written - flushed >= WRITEBACK_EVERY:
                         kick(fd, flushed, written - flushed, SYNC_FILE_RANGE_WRITE)  # asynchronous: returns at once
                         flushed = written
+                if holes:  # a hole at the end is no write: the size comes from ftruncate
+                    os.ftruncate(fd, written)
                 self._apply(fd, meta)
             finally:
                 os.close(fd)
@@ -371,6 +390,8 @@ class LocalLocation(Location):
         except BaseException:
             _unlink_quietly(tmp)
             raise
+        finally:
+            os.close(lock)
         return Written(size=written)
 
     def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> None:
@@ -389,6 +410,36 @@ class LocalLocation(Location):
         except BaseException:
             os.unlink(tmp)
             raise
+
+    def hard_link(self, path: str, existing: str, *, tag: str) -> bool:
+        final, target = self._abs(path), self._abs(existing)
+        # Neither name may lie behind a symlink at the destination: the link would name a file outside the root.
+        for rel, full in ((path, final), (existing, target)):
+            if os.path.realpath(os.path.dirname(full)) != os.path.join(os.path.realpath(self.root), os.path.dirname(rel)).rstrip("/"):
+                raise LocationError(f"{self.uri}: {rel!r} lies behind a symlink; not linked.")
+        self._ensure_dir(os.path.dirname(path))
+        try:
+            want = os.lstat(target)
+            if not st.S_ISREG(want.st_mode):
+                raise LocationError(f"{self.uri}: {existing!r} is not a file at the destination; {path!r} not linked to it.")
+            try:
+                if os.path.samestat(os.lstat(final), want):
+                    return False  # already a name of that file: rename(2) would do nothing, and keep the temporary
+            except FileNotFoundError:
+                pass
+            tmp = self._temp_for(path, tag)
+            _unlink_quietly(tmp)
+            os.link(target, tmp, follow_symlinks=False)
+            try:
+                os.replace(tmp, final)
+            except BaseException:
+                _unlink_quietly(tmp)
+                raise
+        except IsADirectoryError:
+            raise LocationError(f"{self.uri}: {path!r} is a directory at the destination and a file at the source.") from None
+        except OSError as exc:
+            raise from_oserror(exc, f"{self.uri}: {path}") from None
+        return True
 
     def mkdir(self, path: str, meta: Metadata | None = None) -> None:
         self._ensure_dir(safe_relpath(path))
@@ -475,7 +526,7 @@ class LocalLocation(Location):
                 if (now.st_dev, now.st_ino) == (s.st_dev, s.st_ino):  # still the file we locked
                     os.unlink(full)
                     done.removed += 1
-                    done.bytes += s.st_size
+                    done.bytes += s.st_size if s.st_nlink == 1 else 0  # a hard link's temporary frees nothing
             except OSError:
                 continue  # gone meanwhile, or not ours to remove: the next execution looks again
             finally:
@@ -505,6 +556,41 @@ class LocalLocation(Location):
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _hardlink_id(s: os.stat_result) -> str | None:
+    """``"<device>:<inode>"`` of a file with more than one name (the names of one file share it)."""
+    return f"{s.st_dev}:{s.st_ino}" if s.st_nlink > 1 else None
+
+
+def sparse_layout(fd: int) -> SparseLayout | None:
+    """The data ranges of the open file ``fd`` by ``SEEK_DATA``/``SEEK_HOLE``, if it has fewer blocks than
+    its size needs (a file without holes costs one fstat); None where the file system cannot tell."""
+    s = os.fstat(fd)
+    if not st.S_ISREG(s.st_mode) or s.st_blocks * 512 >= s.st_size:
+        return None
+    data: list[tuple[int, int]] = []
+    pos = 0
+    try:
+        while pos < s.st_size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:  # no data after pos: the rest is a hole
+                    break
+                raise
+            if start >= s.st_size:
+                break
+            end = min(os.lseek(fd, start, os.SEEK_HOLE), s.st_size)
+            data.append((start, end))
+            pos = end
+    except OSError as exc:
+        if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP):  # SEEK_DATA unsupported here: copy every byte
+            return None
+        raise
+    finally:
+        os.lseek(fd, 0, os.SEEK_SET)
+    return SparseLayout(s.st_size, tuple(data))
 
 
 def _unlink_quietly(path: str) -> None:

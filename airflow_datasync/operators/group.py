@@ -20,11 +20,15 @@ from airflow_datasync.operators.phases import (
     SyncVerifyOperator,
 )
 
-#: A shard whose failures a retry cannot fix fails at once; other failures (a file that changed during the
-#: copy, an I/O error on a mount) use the task's retries, each of which resumes from the shard's journal.
+#: A shard whose failures a retry cannot fix fails at once; so does a permission error outside any one
+#: file (credentials rotated since LAUNCHING, at a location or the manifest store). Other failures (a file
+#: that changed during the copy, a network error, an I/O error on a mount) use the task's retries, each of
+#: which resumes from the shard's journal.
 TRANSFER_RETRY_POLICY = ExceptionRetryPolicy(rules=[
     RetryRule(exception="airflow_datasync.phases.transfer.PermanentShardError", action=RetryAction.FAIL,
               reason="permission denied, a directory in the way or a file gone: retrying cannot help"),
+    RetryRule(exception="airflow_datasync.errors.PermissionDeniedError", action=RetryAction.FAIL,
+              reason="the credentials were refused (wrong or rotated secret, no permission): retrying cannot help"),
 ])
 
 
@@ -48,6 +52,7 @@ def sync_task_group(
     parallel_shards: int = 4,
     transfer_retries: int = 2,
     transfer_retry_delay: timedelta = timedelta(seconds=30),
+    transfer_retry_exponential_backoff: float = 0,
     fail_on_error: bool = True,
     emit_asset_on: str | None = "SUCCESS",
     asset_alias: str | None = None,
@@ -57,7 +62,10 @@ def sync_task_group(
 
     ``parallel_shards`` caps how many shards of this execution copy at once (``max_active_tis_per_dagrun``)
     and splits BytesPerSecond between them. ``transfer_retries`` retries a failed shard after
-    ``transfer_retry_delay``; a retry resumes from the shard's journal. Permanent failures do not retry.
+    ``transfer_retry_delay`` (multiplied by ``transfer_retry_exponential_backoff`` to the power of the try
+    number, as Airflow's ``retry_exponential_backoff``, when it is above 1: a network outage is met with
+    growing waits); a retry resumes from the shard's journal. Permanent failures and permission errors
+    do not retry (``TRANSFER_RETRY_POLICY``).
     The group's report task is ``group.report`` (its XCom holds the DataSync-style summary).
 
     The report task emits an asset event for the destination when the execution ends in SUCCESS
@@ -82,7 +90,8 @@ def sync_task_group(
         prepare = SyncPrepareOperator(task_id="prepare", execution=launch.output)
         transfer = SyncTransferOperator.partial(
             task_id="transfer", parallel_shards=parallel_shards, max_active_tis_per_dagrun=parallel_shards,
-            retries=transfer_retries, retry_delay=transfer_retry_delay, retry_policy=TRANSFER_RETRY_POLICY,
+            retries=transfer_retries, retry_delay=transfer_retry_delay,
+            retry_exponential_backoff=transfer_retry_exponential_backoff, retry_policy=TRANSFER_RETRY_POLICY,
             map_index_template=TRANSFER_LABEL,
         ).expand(shard=prepare.output)
         finalize = SyncFinalizeOperator(task_id="finalize", execution=launch.output, trigger_rule="none_failed")

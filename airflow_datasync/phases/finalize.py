@@ -15,6 +15,7 @@ from airflow_datasync.locations.base import DIR, DirectoryNotEmptyError, Metadat
 from airflow_datasync.manifest import MANIFEST_SCHEMA, RESULT_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.owners import OwnerMap
+from airflow_datasync.phases.hardlinks import make_links
 from airflow_datasync.phases.launch import opened
 from airflow_datasync.phases.transfer import copied_extras, metadata_for, run_by_depth, with_extras
 
@@ -22,7 +23,8 @@ log = logging.getLogger("airflow_datasync")
 
 
 def finalize(execution: ExecutionDir) -> dict[str, Any]:
-    """After every shard: deletions (PreserveDeletedFiles=REMOVE), then directory metadata, deepest first.
+    """After every shard: deletions (PreserveDeletedFiles=REMOVE), hard links (preserve_hard_links), then
+    directory metadata, deepest first.
 
     Deletes wait until all copies are done (like rsync's --delete-after) so that a failed transfer never
     leaves the destination with less than it had; directory mtimes are set last because writing into a
@@ -48,6 +50,7 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
                 failed += 1
                 results.append({"path": row["path"], "type": row["type"], "action": "delete", "status": "FAILED",
                                 "error": f"{row['path']}: {exc}"})
+        link_rows, link_failed = make_links(execution, dst, manifest, options)  # before directory times: links change them
         dir_rows = _directories_to_finish(manifest, dst.capabilities.directory_times_follow_children)
         extras = copied_extras(src, dst, options)
 
@@ -66,7 +69,8 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
                                                 deepest_first=True) for w in found]
         execution.write_table(execution.delete_rows, pa.Table.from_pylist(results, schema=RESULT_SCHEMA), RESULT_SCHEMA)
         summary = {"ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000), "deleted": len(results) - failed,
-                   "delete_failed": failed, "directories_updated": len(dir_rows), "warnings": warnings[:100]}
+                   "delete_failed": failed, "linked": len(link_rows) - link_failed, "link_failed": link_failed,
+                   "directories_updated": len(dir_rows), "warnings": warnings[:100]}
         execution.write_json(execution.finalize, summary)
         return summary
 
@@ -80,7 +84,7 @@ def _directories_to_finish(manifest: pa.Table, follow_children: bool = True) -> 
     action = manifest["action"]
     if not follow_children:
         return manifest.filter(pc.and_(pc.equal(manifest["type"], DIR), pc.equal(action, "meta"))).to_pylist()
-    changed = manifest.filter(pc.is_in(action, pa.array(["copy", "mkdir", "delete"])))["path"].to_pylist()
+    changed = manifest.filter(pc.is_in(action, pa.array(["copy", "mkdir", "delete", "link"])))["path"].to_pylist()
     parents = {p.rsplit("/", 1)[0] for p in changed if "/" in p}
     is_dir = pc.equal(manifest["type"], DIR)
     wanted = pc.or_(pc.is_in(action, pa.array(["mkdir", "meta"])),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_datasync.locations import Location, LocationError, open_location
-from airflow_datasync.manifest import ExecutionDir, create_execution_dir, utcnow
+from airflow_datasync.manifest import ExecutionDir, check_store, create_execution_dir, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.uri import redact_uri
 
@@ -65,7 +65,12 @@ def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions
     ``map_index``, ``try_number``): the UI shows an execution only to users who may read that DAG.
 
     A dry run (``options.dry_run``) checks the destination without writing to it: no missing folder is
-    created and no probe written; a missing folder a real run would create counts as an empty one."""
+    created and no probe written; a missing folder a real run would create counts as an empty one.
+
+    The manifest store is checked as a location is (it exists, lists, takes a probe), after the source
+    and before the destination, so that a store that cannot hold the execution's record fails before
+    anything is created at the destination.
+    The default store is created with its parents; a store given here only under an existing parent."""
     if not isinstance(options, TaskOptions):
         options = TaskOptions.from_dict(options)
     with source.open() as src, destination.open() as dst:
@@ -76,6 +81,9 @@ def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions
                 f"source {redact_uri(source.uri)} and destination {redact_uri(destination.uri)} overlap "
                 "(one lies inside the other); a sync between them would copy into itself or delete its own input."
             )
+        # The store after the source (a bad source creates no store directory), before dst.check() (a store
+        # that cannot take the record creates no destination folder either).
+        check_store(store or DEFAULT_STORE, store_conn_id, create_parents=store is None)
         destination_exists = dst.check(writable=True, dry_run=options.dry_run)
         execution = create_execution_dir(store or DEFAULT_STORE, task_name, store_conn_id)
         execution.write_json(execution.launch, {

@@ -15,12 +15,13 @@ from airflow_datasync.locations import Location
 from airflow_datasync.locations.base import LISTING_SCHEMA
 from airflow_datasync.manifest import MANIFEST_SCHEMA, ExecutionDir, ParquetSink, ScratchSink, read_scratch
 from airflow_datasync.options import TaskOptions
+from airflow_datasync.phases.hardlinks import LinkPlan
 
 log = logging.getLogger("airflow_datasync")
 
 
 def plan_partitioned(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions, limit: int,
-                      parts: int) -> tuple[planning.ShardPlan, dict[str, int], list[dict[str, Any]]]:
+                      parts: int, links: LinkPlan | None = None) -> tuple[planning.ShardPlan, dict[str, int], list[dict[str, Any]]]:
     """Plan a large tree in ``parts`` hash partitions of the paths, one in memory at a time.
 
     Every decision of the plan relates only entries of one partition (the same path on both sides; for a
@@ -42,7 +43,7 @@ def plan_partitioned(execution: ExecutionDir, src: Location, dst: Location, opti
         dst_parts = _split(execution, execution.destination_listing, f"{scratch}/destination", parts, by_top)
         work_parts = [f"{scratch}/work-{i:05d}.arrow" for i in range(parts)]
         for src_part, dst_part, work_part in zip(src_parts, dst_parts, work_parts):
-            part_est, part_sizes, part_errors = _plan_part(src_part, dst_part, work_part, out, options, src, dst)
+            part_est, part_sizes, part_errors = _plan_part(src_part, dst_part, work_part, out, options, src, dst, links)
             # Hand the partition's freed memory back: the allocator would otherwise keep some of each
             # partition's and the peak would creep up with the partition count.
             pa.default_memory_pool().release_unused()
@@ -63,12 +64,14 @@ def plan_partitioned(execution: ExecutionDir, src: Location, dst: Location, opti
 
 
 def _plan_part(src_part: str, dst_part: str, work_part: str, out: ParquetSink, options: TaskOptions,
-               src: Location, dst: Location) -> tuple[dict[str, int], np.ndarray, pa.Table]:
+               src: Location, dst: Location, links: LinkPlan | None = None) -> tuple[dict[str, int], np.ndarray, pa.Table]:
     """Plan one partition as :func:`prepare._plan_in_memory` plans a whole tree. Its unsharded rows but errors go to
     ``out``, its work rows to ``work_part``; return its estimates, the cut bytes of its work rows and its
     error rows."""
     manifest = planning.diff(*planning.comparable(read_scratch(src_part), read_scratch(dst_part), options, src, dst),
                              compare_dir_metadata=dst.capabilities.keeps_directory_metadata)
+    if links is not None:  # groups span partitions: their leaders and ids come from the whole listings
+        manifest = links.apply(manifest, options)
     work, work_sizes = planning.work_sizes(manifest)
     is_error = pc.equal(manifest["action"], "error").to_numpy(zero_copy_only=False)
     out.write(manifest.filter(pa.array(~work & ~is_error)))

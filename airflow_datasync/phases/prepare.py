@@ -18,6 +18,7 @@ from airflow_datasync.locations import Location
 from airflow_datasync.locations.base import LISTING_SCHEMA, ScanHints
 from airflow_datasync.manifest import MANIFEST_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
+from airflow_datasync.phases.hardlinks import LinkPlan, link_plan
 from airflow_datasync.phases.hints import execution_hints, previous_execution
 from airflow_datasync.phases.launch import opened
 from airflow_datasync.phases.leftovers import clean_destination
@@ -92,15 +93,19 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
             if record.get("destination_exists", True) else None
         limit = min(options.max_shards, max_shards or options.max_shards)
         parts = -(-max(src_count, dst_count) // PARTITION_ROWS)
+        links = link_plan(execution, options, dst)
         if parts <= 1:
-            shard_plan, est, shards = _plan_in_memory(execution, src, dst, options, limit)
+            shard_plan, est, shards = _plan_in_memory(execution, src, dst, options, limit, links)
         else:
-            shard_plan, est, shards = plan_partitioned(execution, src, dst, options, limit, parts)
+            shard_plan, est, shards = plan_partitioned(execution, src, dst, options, limit, parts, links)
+        warnings = _prepare_warnings(options, dst, src)
+        if links.warning(options, dst):
+            warnings.append(links.warning(options, dst))
         execution.write_json(execution.prepare, {
             "started_at": started, "ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000),
             "source_entries": src_count, "destination_entries": dst_count,
             "shard_count": shard_plan.count, "files_per_shard": shard_plan.files_per_shard,
-            "bytes_per_shard": shard_plan.bytes_per_shard, **est, "warnings": _prepare_warnings(options, dst, src),
+            "bytes_per_shard": shard_plan.bytes_per_shard, **est, "hard_links": links.summary(), "warnings": warnings,
             "leftovers": leftovers,
         })
         log.info("PREPARING %s: %s at source, %s at destination; %s to transfer (%s bytes), %s to delete, %s",
@@ -134,13 +139,14 @@ def _empty_listing(execution: ExecutionDir, path: str) -> int:
     return 0
 
 
-def _plan_in_memory(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions, limit: int
-                    ) -> tuple[planning.ShardPlan, dict[str, int], list[dict[str, Any]]]:
+def _plan_in_memory(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions, limit: int,
+                    links: LinkPlan) -> tuple[planning.ShardPlan, dict[str, int], list[dict[str, Any]]]:
     """Plan both whole listings at once: the manifest sorted by shard, then path (unsharded rows first)."""
     source = execution.read_table(execution.source_listing, LISTING_SCHEMA)
     destination = execution.read_table(execution.destination_listing, LISTING_SCHEMA)
     manifest = planning.diff(*planning.comparable(source, destination, options, src, dst),
                              compare_dir_metadata=dst.capabilities.keeps_directory_metadata)
+    manifest = links.apply(manifest, options)
     manifest, shard_plan = planning.assign_shards(manifest, options.files_per_shard, options.bytes_per_shard, limit)
     manifest = manifest.sort_by([("shard", "ascending"), ("path", "ascending")])
     execution.write_table(execution.manifest, manifest, MANIFEST_SCHEMA)

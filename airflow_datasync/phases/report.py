@@ -47,6 +47,7 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
     manifest = execution.read_table(execution.manifest, MANIFEST_SCHEMA)
     results = execution.shard_results()
     deletes = execution.read_table(execution.delete_rows, RESULT_SCHEMA)
+    links = execution.read_table(execution.link_rows, RESULT_SCHEMA)  # hard links FINALIZE made
     verify_rows = execution.read_table(execution.verify_rows, VERIFY_SCHEMA)
     options = launch.get("options_dict", {})
     dry_run = bool(options.get("dry_run"))
@@ -59,7 +60,7 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
         "EstimatedBytesToTransfer": (prepare or {}).get("EstimatedBytesToTransfer", 0),
         "EstimatedFilesToDelete": (prepare or {}).get("EstimatedFilesToDelete", 0),
         "FilesPrepared": (prepare or {}).get("FilesPrepared", 0),
-        "FilesTransferred": copied.num_rows,
+        "FilesTransferred": copied.num_rows + int(pc.sum(pc.equal(links["status"], "SUCCESS")).as_py() or 0),
         "BytesWritten": int(pc.sum(copied["bytes_written"]).as_py() or 0),
         "BytesTransferred": int(pc.sum(copied["bytes_written"]).as_py() or 0),
         "FilesSkipped": int(pc.sum(pc.equal(manifest["action"], "skip")).as_py() or 0),
@@ -69,7 +70,9 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
     source_errors = manifest.filter(pc.equal(manifest["action"], "error"))
     failed_deletes = deletes.filter(pc.equal(deletes["status"], "FAILED"))
     bad_verify = verify_rows.filter(pc.not_equal(verify_rows["verify_status"], "VERIFIED"))
-    counters["FilesFailed"] = failed_results.num_rows + source_errors.num_rows + failed_deletes.num_rows + bad_verify.num_rows
+    failed_links = links.filter(pc.equal(links["status"], "FAILED"))
+    counters["FilesFailed"] = (failed_results.num_rows + source_errors.num_rows + failed_deletes.num_rows + bad_verify.num_rows
+                               + failed_links.num_rows)
 
     expected_shards = (prepare or {}).get("shard_count", 0)
     problems: list[tuple[str, str]] = []
@@ -81,6 +84,8 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
         problems.append(("SourceErrors", _examples(source_errors["path"], source_errors["reason"], source_errors.num_rows, "{were} refused at the source (unreadable, an unsafe name, or a name clash at the destination)")))
     if failed_results.num_rows:
         problems.append(("FilesFailed", _examples(failed_results["path"], failed_results["error"], failed_results.num_rows, "failed to transfer")))
+    if failed_links.num_rows:
+        problems.append(("FilesFailed", _examples(failed_links["path"], failed_links["error"], failed_links.num_rows, "could not be hard-linked")))
     if failed_deletes.num_rows:
         problems.append(("DeleteFailed", _examples(failed_deletes["path"], failed_deletes["error"], failed_deletes.num_rows, "could not be deleted")))
     if prepare is not None and not dry_run and len(shards) >= expected_shards and finalize is None and expected_shards + (prepare.get("EstimatedFilesToDelete") or 0) > 0:
@@ -125,7 +130,7 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
             "refused at the source (unreadable, an unsafe name, or a name clash at the destination)"))
     report_config = options.get("TaskReportConfig") or {}
     if report_config.get("OutputType", "STANDARD") == "STANDARD":
-        rows = _per_file(manifest, pa.concat_tables([results, deletes]), verify_rows)
+        rows = _per_file(manifest, pa.concat_tables([results, deletes, links]), verify_rows)
         if dry_run:  # nothing ran: every row is a plan, its action what a run would do
             rows = rows.set_column(rows.schema.get_field_index("status"), "status",
                                    pa.repeat(pa.scalar("DRY_RUN", pa.string()), rows.num_rows))

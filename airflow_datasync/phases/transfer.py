@@ -127,6 +127,8 @@ class ShardCopier:
         self.owners = OwnerMap(src, dst, options)  # Uid/Gid NAME/BOTH; a no-op otherwise
         self.extras = copied_extras(src, dst, options)
         self.server_copy = dst.capabilities.server_side_copy and dst.can_copy_from(src)
+        #: Both sides hold holes: a sparse source file is read by its data ranges and stays sparse.
+        self.sparse = src.capabilities.sparse_files and dst.capabilities.sparse_files
 
     def run_one(self, row: dict[str, Any], done: dict[str, Any]) -> dict[str, Any]:
         path, action, kind = row["path"], row["action"], row["type"]
@@ -246,6 +248,10 @@ class ShardCopier:
             streamed[0] += n
             self.progress.add_bytes(n)
 
+        def skipped(n: int) -> None:  # a hole: its bytes count as written, but none moved, so no rate limit
+            streamed[0] += n
+            self.progress.add_bytes(n)
+
         md5 = hashlib.md5(usedforsecurity=False) if self.dst.stores_md5(before.size) else None
         if pinned:
             # A pinned read brings the version's own metadata (PREPARING may not have read it).
@@ -254,8 +260,10 @@ class ShardCopier:
             fh, read_stat = self.src.open_read(path), before
         with fh:
             meta = meta_for(read_stat)
-            written = self.dst.write(path, checksum.stream(fh, hasher, on_chunk=counted, also=md5), meta,
-                                     tag=self.tag, before_commit=check, overwrite=overwrite)
+            layout = self.src.sparse_layout(fh) if self.sparse else None
+            chunks = (checksum.stream(fh, hasher, on_chunk=counted, also=md5) if layout is None else
+                      checksum.sparse_stream(fh, layout, hasher, on_chunk=counted, on_hole=skipped, also=md5))
+            written = self.dst.write(path, chunks, meta, tag=self.tag, before_commit=check, overwrite=overwrite)
         return read_as({"bytes_written": written.size, "checksum_algo": checksum.ALGO,
                         "src_checksum": hasher.hexdigest(), "src_md5": md5.hexdigest() if md5 is not None else None,
                         "mtime_written": meta.mtime_ns}), written

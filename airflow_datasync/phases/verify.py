@@ -21,6 +21,7 @@ from airflow_datasync import checksum, plan
 from airflow_datasync.locations.base import FILE, LISTING_SCHEMA, SYMLINK, Location, LocationError, ScanHints
 from airflow_datasync.manifest import VERIFY_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
+from airflow_datasync.phases import hardlinks
 from airflow_datasync.phases.finalize import dry_run_summary
 from airflow_datasync.phases.hints import execution_hints
 from airflow_datasync.phases.launch import opened
@@ -138,6 +139,18 @@ def _check_entry(src: Location, dst: Location, row: dict[str, Any], options: Tas
     return _row(path, "VERIFIED", a, b)
 
 
+def _check_links(dst: Location, pairs: list[tuple[str, str]], rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` by path, where a name of ``pairs`` that is not its leader's file at the destination turns
+    its row into a MISMATCH (or adds one); without ``rows``, a row per pair."""
+    wrong = hardlinks.unlinked(dst, pairs)
+    for path, _leader in pairs:
+        if path in wrong:
+            rows[path] = _row(path, "MISMATCH", error=wrong[path])
+        elif path not in rows:
+            rows[path] = _row(path, "VERIFIED")
+    return list(rows.values())
+
+
 def verify_execution(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions,
                      hints: dict[str, ScanHints | None] | None = None) -> dict[str, Any]:
     """``hints``: per side, what this execution already knows per path and ETag (its own PREPARING listings
@@ -153,6 +166,7 @@ def verify_execution(execution: ExecutionDir, src: Location, dst: Location, opti
         rows, todo = _by_listed_md5s(dst, todo, progress)
         rows += run_parallel(lambda r: _check_transferred(src, dst, r, progress), todo, options.verify_workers(src, dst),
                              "verify")
+        rows += _check_links(dst, hardlinks.kept_pairs(execution), {})
         progress.log()
     else:
         rows = _point_in_time(execution, src, dst, options, hints or {})
@@ -197,6 +211,8 @@ def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, option
     progress = Progress("verifying all entries", len(todo))
     rows = run_parallel(lambda r: _check_entry(src, dst, r, options, progress), todo, options.verify_workers(src, dst),
                         "verify")
+    if options.preserve_hard_links and dst.capabilities.hard_links:  # every name of a source file is one file there
+        rows = _check_links(dst, hardlinks.group_pairs(source), {r["path"]: r for r in rows})
     if options.PreserveDeletedFiles == "REMOVE":
         extra = dest.filter(pc.invert(pc.is_in(dest["path"], source["path"])))
         rows.extend(_row(p, "MISMATCH", error=f"{p}: at the destination but not in the source (PreserveDeletedFiles=REMOVE)")

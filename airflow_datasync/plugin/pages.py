@@ -44,7 +44,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-FILE_ACTIONS = ["copy", "mkdir", "meta", "skip", "delete", "error"]
+FILE_ACTIONS = ["copy", "mkdir", "meta", "skip", "delete", "error", "link"]
 FILE_STATUSES = ["FAILED", "SUCCESS", "SKIPPED", "DRY_RUN"]
 #: The counters of an execution page, in the order the AWS console shows them, with their labels. DataSync
 #: names them Files*, but they count entries: directories and symlinks too (only VERIFYING counts files).

@@ -33,7 +33,7 @@ def test_json_stdout_is_pure_json_with_an_airflow_connection(tmp_path, s3_server
     src = make_source(tmp_path / "src")
     conn = json.loads(s3_server.connection_uri_json())
     if connection != "plain":
-        conn["extra"]["config_kwargs"] = {"connect_timeout": 20}  # botocore options: the hook reads this one
+        conn["extra"]["config_kwargs"] = {"tcp_keepalive": True}  # a botocore option only the hook reads
     env = dict(os.environ, AIRFLOW_CONN_DATASYNC_CLI_S3=json.dumps(conn), PYTHONPATH=str(ROOT))
     env.pop(f"AIRFLOW_CONN_{S3_CONN_ID.upper()}", None)
 

@@ -95,8 +95,10 @@ def to_location_error(exc: Exception, where: str, *,
     if isinstance(exc, IncompleteReadError) or not isinstance(exc, HttpResponseError):
         # No (complete) response: refused, reset or timed out. The pool opens a new connection next time.
         first_line = redact(str(exc)).splitlines()[0] if str(exc) else ""
-        error: LocationError = ConnectionLostError(f"{where}: connection to Azure Blob Storage failed "
-                                                   f"({type(exc).__name__}: {first_line[:200]})")
+        endpoint = _endpoint_of(exc)
+        error: LocationError = ConnectionLostError(f"{where}: connection to Azure Blob Storage"
+                                                   + (f" at {endpoint}" if endpoint else "")
+                                                   + f" failed ({type(exc).__name__}: {first_line[:200]})")
     else:
         code = exc.error_code.value if isinstance(exc.error_code, Enum) else str(exc.error_code or "")
         status = exc.status_code or 0
@@ -108,6 +110,22 @@ def to_location_error(exc: Exception, where: str, *,
         reason = redact(exc.reason or "")
         error = kind(f"{where}: {code or 'HTTP ' + str(status)}" + (f" ({reason})" if reason else ""))
     return error
+
+
+def _endpoint_of(exc: BaseException) -> str | None:
+    """``host:port`` a transport failure was for (never a path or query, where a SAS travels), read off the
+    urllib3/requests exception the SDK wraps; None where there is none."""
+    import urllib.parse
+
+    inner = getattr(exc, "inner_exception", None)
+    # urllib3 names the connection (refused, reset) or the pool (timeouts); requests the request.
+    peer = getattr(inner, "conn", None) or getattr(inner, "pool", None)
+    if peer is not None and getattr(peer, "host", None):
+        return f"{peer.host}:{peer.port}" if getattr(peer, "port", None) else str(peer.host)
+    url = getattr(getattr(inner, "request", None), "url", None)
+    if isinstance(url, str) and (parts := urllib.parse.urlsplit(url)).hostname:
+        return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
+    return None
 
 
 def azure_call(call: Callable[[], T], where: str, *, precondition: type[LocationError] = AlreadyExistsError,

@@ -9,10 +9,11 @@ import io
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
 
-from airflow_datasync.errors import ConnectionLostError, NotFoundError
+from airflow_datasync.errors import ConnectionLostError, NotFoundError, TransientError
 from airflow_datasync.locations.s3.errors import botocore_error
 from airflow_datasync.locations.s3.sigv4 import ListPage
 from airflow_datasync.locations.s3.transport import (
+    DeferredAborts,
     Part,
     S3Transport,
     object_url,
@@ -29,6 +30,7 @@ class BotoTransport(S3Transport):
     def __init__(self, client: Any, *, attempts: int = 4) -> None:
         self.client, self.attempts = client, attempts
         self.observers: list[Callable[[str], None]] = []
+        self._deferred_aborts = DeferredAborts()
         client.meta.events.register("before-call.s3", self._observe)
 
     def _observe(self, event_name: str, **_: Any) -> None:
@@ -44,7 +46,9 @@ class BotoTransport(S3Transport):
             except (BotoCoreError, ClientError) as exc:
                 raise botocore_error(object_url(bucket, key), exc, pinned=pinned) from None
 
-        return retrying(attempt, attempts=self.attempts)
+        result = retrying(attempt, attempts=self.attempts)
+        self._deferred_aborts.retry(self.abort_multipart)  # S3 answers again: abort what it missed
+        return result
 
     def list_page(self, bucket: str, prefix: str, token: str | None = None, *, max_keys: int = 1000,
                   delimiter: str | None = None) -> ListPage:
@@ -155,6 +159,9 @@ class BotoTransport(S3Transport):
                                                                              UploadId=upload_id))
         except NotFoundError:
             pass
+        except TransientError:
+            self._deferred_aborts.defer(bucket, key, upload_id)
+            raise
 
     def delete(self, bucket: str, key: str) -> None:
         self._call(bucket, key, lambda: self.client.delete_object(Bucket=bucket, Key=key))

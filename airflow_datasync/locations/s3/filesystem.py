@@ -9,13 +9,16 @@ close, in one PUT or a multipart upload completed only then. Directories are imp
 from __future__ import annotations
 
 import io
+import os
+import secrets
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
 from airflow_datasync import checksum
-from airflow_datasync.errors import LocationError, NotFoundError
+from airflow_datasync.errors import ConnectionLostError, LocationError, NotFoundError
+from airflow_datasync.locations.base import TEMP_PREFIX
 from airflow_datasync.locations.s3.multipart import Multipart
 from airflow_datasync.locations.s3.settings import settings_for
 from airflow_datasync.locations.s3.transport import Part, S3Transport
@@ -53,6 +56,24 @@ class S3StoreHandler(pafs.FileSystemHandler):
 
     def normalize_path(self, path: str) -> str:
         return path.removeprefix("s3://").rstrip("/")
+
+    def check(self, path: str) -> None:
+        """The bucket exists, the prefix can be listed and takes a probe object (written, then removed).
+
+        The listing comes first: a PUT into a missing bucket would create it on servers that create
+        buckets on upload (SeaweedFS does for admin identities), so a misspelt bucket must fail here."""
+        bucket, key = _split(path)
+        prefix = key.rstrip("/") + "/" if key else ""
+        try:
+            self.transport.list_page(bucket, prefix, max_keys=1)
+        except NotFoundError:
+            raise NotFoundError(f"s3://{bucket}: the bucket does not exist (a bucket is never created for "
+                                "a manifest store: create it, or fix its name)") from None
+        except ConnectionLostError as exc:
+            raise ConnectionLostError(f"cannot reach S3 ({exc})") from None
+        probe = f"{prefix}{TEMP_PREFIX}probe-{os.getpid()}-{secrets.token_hex(3)}"
+        self.transport.put(bucket, probe, b"", {})
+        self.transport.delete(bucket, probe)
 
     # -- reading the tree ---------------------------------------------------------------------------
     def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:

@@ -35,6 +35,7 @@ class S3Settings:
         access_key, _secret, _token = credentials()
         self.endpoint_url, self.region, self.access_key, self.verify = endpoint_url, region, access_key, verify
         self.conn_id = conn_id
+        self.connect_timeout, self.read_timeout = _timeouts(botocore_config)
         self.addressing_style: str | None = s3_conf.get("addressing_style")
         #: True where the SigV4 client reaches S3 exactly as boto3 would with these settings.
         self.signs_itself = bool(access_key) and sigv4.usable(s3_conf, has_proxies)
@@ -55,7 +56,8 @@ class S3Settings:
     def _make_transport(self) -> S3Transport:
         if self.signs_itself:
             client = sigv4.SigV4Client(self.endpoint_url, self.region, self._credentials, self.verify,
-                                       self.addressing_style)
+                                       self.addressing_style, connect_timeout=self.connect_timeout,
+                                       read_timeout=self.read_timeout)
             return SigV4Transport(client)
         from airflow_datasync.locations.s3.boto_transport import BotoTransport
 
@@ -93,6 +95,27 @@ class S3Settings:
         return client
 
 
+#: botocore options of a connection's ``config_kwargs`` that the SigV4 client honours as botocore does.
+TIMEOUT_OPTIONS = ("connect_timeout", "read_timeout")
+
+
+def _timeouts(botocore_config: Any) -> tuple[float, float]:
+    """(connect, read) timeouts in seconds from ``config_kwargs`` (a dict) or a botocore ``Config``; the
+    SigV4 client's defaults where unset."""
+    found = []
+    for name, default in zip(TIMEOUT_OPTIONS, (sigv4.CONNECT_TIMEOUT, sigv4.READ_TIMEOUT), strict=True):
+        value = (botocore_config.get(name) if isinstance(botocore_config, dict)
+                 else getattr(botocore_config, name, None))
+        try:
+            seconds = float(value) if value is not None else default
+        except (TypeError, ValueError):
+            raise LocationError(f"config_kwargs.{name} must be a number of seconds, got {value!r}") from None
+        if seconds <= 0:
+            raise LocationError(f"config_kwargs.{name} must be a positive number of seconds, got {value!r}")
+        found.append(seconds)
+    return found[0], found[1]
+
+
 def _environment_only() -> bool:
     """True when boto3's credential chain would stop at the environment variables and no profile or config
     file could change the region or endpoint: then nothing needs boto3 to read them."""
@@ -115,8 +138,8 @@ _SIMPLE_EXTRA = {"endpoint_url", "region_name", "verify", "aws_session_token", "
 
 def _simple_connection(conn_id: str) -> S3Settings | None:
     """Settings for an AWS connection that holds a key pair and nothing boto3 must interpret (no role to
-    assume, profile, per-service config or botocore options beyond the addressing style): read without the
-    Amazon provider's hook, so that a task whose transport is the SigV4 client never imports boto3 (a
+    assume, profile, per-service config or botocore options beyond the addressing style and the timeouts):
+    read without the Amazon provider's hook, so that a task whose transport is the SigV4 client never imports boto3 (a
     noticeable part of a short task's start). Any other connection returns None and goes through the hook."""
     try:
         conn = get_connection(conn_id, conn_type="aws", where=f"S3 connection {conn_id!r}")
@@ -124,7 +147,8 @@ def _simple_connection(conn_id: str) -> S3Settings | None:
         return None
     extra = conn.extra_dejson or {}
     config_kwargs = extra.get("config_kwargs")
-    if config_kwargs is not None and (not isinstance(config_kwargs, dict) or set(config_kwargs) - {"s3"}
+    if config_kwargs is not None and (not isinstance(config_kwargs, dict)
+                                      or set(config_kwargs) - {"s3", *TIMEOUT_OPTIONS}
                                       or set(config_kwargs.get("s3") or {}) - {"addressing_style"}):
         return None
     if conn.conn_type != "aws" or not (conn.login and conn.password) or set(extra) - _SIMPLE_EXTRA:
@@ -145,7 +169,8 @@ def settings_for(conn_id: str | None) -> S3Settings:
     """Read an Airflow AWS connection (or the environment) once per process: endpoint, credentials, clients.
 
     Everything the Amazon provider's connection holds is honoured: credentials (or a role to assume),
-    region, ``endpoint_url`` for S3-compatible stores, ``config_kwargs.s3.addressing_style``, ``verify``.
+    region, ``endpoint_url`` for S3-compatible stores, ``config_kwargs.s3.addressing_style``, ``verify``,
+    ``config_kwargs.connect_timeout``/``read_timeout`` (seconds, as botocore reads them).
     """
     now = time.monotonic()
     with _CACHE_LOCK:

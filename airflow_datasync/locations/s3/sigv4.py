@@ -36,6 +36,10 @@ _WRONG_REGION = {301, 307, 400}
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 _BOTO_ONLY_VARIABLES = ("AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT", "AWS_S3_US_EAST_1_REGIONAL_ENDPOINT")
 POOL_SIZE = 64
+#: Seconds to wait for a TCP (and TLS) connection, and then for each read or write on it: a server that
+#: stops answering (a stall, a half-open connection) fails the attempt, which is then retried, instead of
+#: hanging the copy. botocore's names and meaning; a connection's ``config_kwargs`` may set either.
+CONNECT_TIMEOUT, READ_TIMEOUT = 10.0, 60.0
 
 
 def usable(s3_config: dict[str, Any] | None, has_proxies: bool) -> bool:
@@ -68,8 +72,10 @@ class SigV4Client:
     """
 
     def __init__(self, endpoint: str | None, region: str, credentials: Callable[[], tuple[str, str, str | None]],
-                 verify: bool | str | None = None, addressing_style: str | None = None) -> None:
+                 verify: bool | str | None = None, addressing_style: str | None = None, *,
+                 connect_timeout: float = CONNECT_TIMEOUT, read_timeout: float = READ_TIMEOUT) -> None:
         self.region = region
+        self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self.credentials = credentials
         self.aws = not endpoint
         if endpoint:
@@ -202,8 +208,8 @@ class SigV4Client:
             if free:
                 return free.pop()
         if self.secure:
-            return http.client.HTTPSConnection(host, timeout=60, context=self._context)
-        return http.client.HTTPConnection(host, timeout=60)
+            return _HTTPSConnection(host, self.connect_timeout, self.read_timeout, context=self._context)
+        return _HTTPConnection(host, self.connect_timeout, self.read_timeout)
 
     def drop_idle(self) -> None:
         """Close every kept-alive connection: after one dropped, the server likely closed all of them."""
@@ -220,6 +226,67 @@ class SigV4Client:
                 free.append(conn)
                 return
         conn.close()
+
+
+class _LineWatch:
+    """A response's socket file that remembers the last line read (see :class:`_Response`)."""
+
+    def __init__(self, fp: Any) -> None:
+        self._fp, self.last = fp, None
+
+    def readline(self, limit: int = -1) -> bytes:
+        self.last = self._fp.readline(limit)
+        return self.last
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+
+class _Response(http.client.HTTPResponse):
+    """http.client takes the end of the stream inside a header block for its end: an answer cut there
+    would pass for a complete one without the headers after the cut (an ETag, an upload id). Here it is a
+    lost connection, so the request is retried."""
+
+    def begin(self) -> None:
+        fp = self.fp
+        watch = self.fp = _LineWatch(fp)
+        try:
+            super().begin()
+        finally:
+            if self.fp is watch:
+                self.fp = fp
+        if watch.last == b"":
+            self.close()
+            raise http.client.IncompleteRead(b"", None)
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    """A connection with botocore's two timeouts: ``connect_timeout`` while connecting, ``read_timeout``
+    for every socket operation after (http.client has one timeout for both)."""
+
+    response_class = _Response
+
+    def __init__(self, host: str, connect_timeout: float, read_timeout: float, **kwargs: Any) -> None:
+        super().__init__(host, timeout=connect_timeout, **kwargs)
+        self.read_timeout = read_timeout
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.settimeout(self.read_timeout)
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    """:class:`_HTTPConnection` over TLS (the handshake is part of connecting)."""
+
+    response_class = _Response
+
+    def __init__(self, host: str, connect_timeout: float, read_timeout: float, **kwargs: Any) -> None:
+        super().__init__(host, timeout=connect_timeout, **kwargs)
+        self.read_timeout = read_timeout
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.settimeout(self.read_timeout)
 
 
 def ssl_context(verify: bool | str | None) -> ssl.SSLContext:

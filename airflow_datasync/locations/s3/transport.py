@@ -18,21 +18,34 @@ so the location reads one shape whichever transport answered.
 from __future__ import annotations
 
 import abc
+import datetime
 import email.utils
 import http.client
 import io
+import logging
+import threading
 import urllib.parse
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
 from xml.sax.saxutils import escape
 
-from airflow_datasync.errors import ConnectionLostError, LocationError, NotFoundError
+from airflow_datasync.errors import (
+    AlreadyExistsError,
+    ConnectionLostError,
+    LocationError,
+    NotFoundError,
+    TransientError,
+)
 from airflow_datasync.locations.s3 import sigv4
 from airflow_datasync.locations.s3.errors import s3_error
 from airflow_datasync.locations.s3.sigv4 import ListPage
 from airflow_datasync.retry import retrying
 
+log = logging.getLogger("airflow_datasync")
 T = TypeVar("T")
+#: How far before a CreateMultipartUpload whose answer was lost an upload of the same key may have been
+#: started and still be that lost attempt's (S3's clock against ours).
+LOST_CREATION_MARGIN_SECONDS = 5
 #: One part of a multipart upload for its completion: (number, ETag, CRC64NVME base64 or None).
 Part = tuple[int, str, "str | None"]
 
@@ -108,6 +121,40 @@ class S3Transport(abc.ABC):
         """GetObjectTagging as {key: value}."""
 
 
+class DeferredAborts:
+    """Multipart uploads whose abort failed because S3 could not be reached (a server killed mid-upload):
+    aborted again after the next request that reaches it, so that a server back within the life of this
+    process keeps no unfinished upload of ours (billed on AWS until removed). What a process never got to
+    abort, the next execution over the destination finds by its name."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[str, str, str]] = []
+        self._lock = threading.Lock()
+        self._draining = False
+
+    def defer(self, bucket: str, key: str, upload_id: str) -> None:
+        with self._lock:
+            self._pending.append((bucket, key, upload_id))
+
+    def retry(self, abort: Callable[[str, str, str], None]) -> None:
+        """Abort what is pending (from one thread at a time; the others go on at once)."""
+        with self._lock:
+            if self._draining or not self._pending:
+                return
+            self._draining, todo, self._pending = True, self._pending, []
+        try:
+            for bucket, key, upload_id in todo:
+                try:
+                    abort(bucket, key, upload_id)
+                except TransientError:
+                    pass  # deferred again by abort_multipart itself
+                except LocationError as exc:
+                    log.warning("could not abort multipart upload of %s: %s", object_url(bucket, key), exc)
+        finally:
+            with self._lock:
+                self._draining = False
+
+
 def object_url(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 
@@ -123,22 +170,33 @@ class SigV4Transport(S3Transport):
     def __init__(self, client: sigv4.SigV4Client, *, attempts: int = 4) -> None:
         self.client, self.attempts = client, attempts
         self.observers = client.observers
+        self._deferred_aborts = DeferredAborts()
 
     def _retry(self, call: Callable[[], T]) -> T:
         return retrying(call, attempts=self.attempts, on_connection_lost=self.client.drop_idle)
 
     def _send(self, operation: str, method: str, bucket: str, key: str, query: list[tuple[str, str]] | None = None,
               headers: dict[str, str] | None = None, body: bytes = b"", *, ok: tuple[int, ...] = (200,),
-              pinned: bool = False, unsigned_payload: bool = False) -> sigv4.Answer:
-        """One request, retried while transient; an answer outside ``ok`` becomes the vocabulary error."""
+              pinned: bool = False, unsigned_payload: bool = False,
+              lost: list[LocationError] | None = None) -> sigv4.Answer:
+        """One request, retried while transient; an answer outside ``ok`` becomes the vocabulary error.
+        ``lost`` collects the transient failures of earlier attempts (whose effect may have happened)."""
         def attempt() -> sigv4.Answer:
-            answer = self.client.request(operation, method, bucket, key, query, headers, body,
-                                         unsigned_payload=unsigned_payload)
-            if answer.status not in ok:
-                raise s3_error(object_url(bucket, key), answer.status, sigv4.error_code(answer.body), pinned=pinned)
+            try:
+                answer = self.client.request(operation, method, bucket, key, query, headers, body,
+                                             unsigned_payload=unsigned_payload)
+                if answer.status not in ok:
+                    raise s3_error(object_url(bucket, key), answer.status, sigv4.error_code(answer.body),
+                                   pinned=pinned)
+            except TransientError as exc:
+                if lost is not None:
+                    lost.append(exc)
+                raise
             return answer
 
-        return self._retry(attempt)
+        answer = self._retry(attempt)
+        self._deferred_aborts.retry(self.abort_multipart)  # S3 answers again: abort what it missed
+        return answer
 
     def list_page(self, bucket: str, prefix: str, token: str | None = None, *, max_keys: int = 1000,
                   delimiter: str | None = None) -> ListPage:
@@ -192,7 +250,25 @@ class SigV4Transport(S3Transport):
             headers["x-amz-tagging"] = tagging(tags)
         if storage_class:
             headers["x-amz-storage-class"] = storage_class
-        return self._send("PutObject", "PUT", bucket, key, headers=headers, body=body).headers.get("etag")
+        lost: list[LocationError] = []
+        try:
+            return self._send("PutObject", "PUT", bucket, key, headers=headers, body=body,
+                              lost=lost).headers.get("etag")
+        except AlreadyExistsError:
+            ours = self._ours_after_loss(bucket, key, headers["x-amz-checksum-crc64nvme"], lost)
+            if ours is None:
+                raise
+            return ours.get("ETag")
+
+    def _ours_after_loss(self, bucket: str, key: str, crc64: str | None,
+                         lost: list[LocationError]) -> dict[str, Any] | None:
+        """The object at ``key`` (as :meth:`head` describes it) when a write was refused only because an
+        earlier attempt of the same write, whose answer was lost, had already made it: the object there
+        has our CRC64NVME. None otherwise (the refusal stands)."""
+        if not (lost and crc64):
+            return None
+        found = self.head(bucket, key)
+        return found if found is not None and found.get("ChecksumCRC64NVME") == crc64 else None
 
     def copy(self, bucket: str, key: str, source_bucket: str, source_key: str, metadata: dict[str, str], *,
              if_match: str, keep_tags: bool, storage_class: str | None = None) -> str | None:
@@ -224,11 +300,35 @@ class SigV4Transport(S3Transport):
             headers["x-amz-tagging"] = tagging(tags)
         if storage_class:
             headers["x-amz-storage-class"] = storage_class
-        answer = self._send("CreateMultipartUpload", "POST", bucket, key, [("uploads", "")], headers)
+        lost: list[LocationError] = []
+        started = datetime.datetime.now(datetime.UTC)
+        answer = self._send("CreateMultipartUpload", "POST", bucket, key, [("uploads", "")], headers, lost=lost)
         upload_id = self._result(answer, bucket, key, "InitiateMultipartUploadResult", field="UploadId")
         if not upload_id:
             raise LocationError(f"{object_url(bucket, key)}: CreateMultipartUpload answered no upload id")
+        if lost:
+            self._abort_lost_creations(bucket, key, upload_id, started)
         return upload_id
+
+    def _abort_lost_creations(self, bucket: str, key: str, upload_id: str, started: datetime.datetime) -> None:
+        """Abort the uploads of ``key`` that attempts of this creation made before their answers were lost:
+        those S3 started since this call began (a few seconds' margin for the clocks), other than the one
+        answered. An upload of the key older than that, or of another key, is never touched."""
+        answer = self._send("ListMultipartUploads", "GET", bucket, "", [("prefix", key), ("uploads", "")])
+        document = sigv4.xml_document(answer.body)
+        if document is None:
+            return
+        root, ns = document
+        since = started - datetime.timedelta(seconds=LOST_CREATION_MARGIN_SECONDS)
+        for upload in root.iter(ns + "Upload"):
+            initiated = sigv4.iso_timestamp(upload.findtext(ns + "Initiated") or "")
+            other = upload.findtext(ns + "UploadId")
+            if (upload.findtext(ns + "Key") == key and other and other != upload_id
+                    and initiated is not None and initiated >= since):
+                try:
+                    self.abort_multipart(bucket, key, other)
+                except LocationError as exc:
+                    log.warning("could not abort a duplicate multipart upload of %s: %s", object_url(bucket, key), exc)
 
     def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: bytes, crc64: str) -> str:
         # UNSIGNED-PAYLOAD: the CRC protects the bytes; a SHA-256 of each part would cost CPU for nothing more.
@@ -263,12 +363,23 @@ class SigV4Transport(S3Transport):
             headers.update({"x-amz-checksum-crc64nvme": crc64, "x-amz-checksum-type": "FULL_OBJECT"})
         if if_none_match:
             headers["if-none-match"] = "*"
-        answer = self._send("CompleteMultipartUpload", "POST", bucket, key, [("uploadId", upload_id)], headers,
-                            body.encode())
+        lost: list[LocationError] = []
+        try:
+            answer = self._send("CompleteMultipartUpload", "POST", bucket, key, [("uploadId", upload_id)], headers,
+                                body.encode(), lost=lost)
+        except (AlreadyExistsError, NotFoundError):  # refused, or the upload gone: a lost answer may have done it
+            ours = self._ours_after_loss(bucket, key, crc64, lost)
+            if ours is None:
+                raise
+            return ours.get("ETag")
         return self._result(answer, bucket, key, "CompleteMultipartUploadResult")
 
     def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
-        self._send("AbortMultipartUpload", "DELETE", bucket, key, [("uploadId", upload_id)], ok=(200, 204, 404))
+        try:
+            self._send("AbortMultipartUpload", "DELETE", bucket, key, [("uploadId", upload_id)], ok=(200, 204, 404))
+        except TransientError:
+            self._deferred_aborts.defer(bucket, key, upload_id)
+            raise
 
     def list_uploads(self, bucket: str, prefix: str) -> list[dict[str, str]]:
         uploads: list[dict[str, str]] = []

@@ -232,7 +232,7 @@ class SmbLocation(Location):
 
     # -- reading ----------------------------------------------------------------------------------
     def scan(self, batch_size: int = 10_000, hints=None, needs_metadata=None) -> Iterator[pa.RecordBatch]:
-        cols: dict[str, list] = {f.name: [] for f in LISTING_SCHEMA if f.name not in ("etag", "meta_known")}
+        cols: dict[str, list] = {f.name: [] for f in LISTING_SCHEMA if f.name not in ("etag", "meta_known", "hardlink_id")}
 
         def add(path, kind, size=None, mtime=None, atime=None, link=None, error=None):
             for name, value in (("path", path), ("type", kind), ("size", size), ("mtime_ns", mtime),
