@@ -22,6 +22,7 @@ from airflow_datasync.phases.deletion_cap import DeletionCapError, deletion_cap_
 from airflow_datasync.phases.hardlinks import LinkPlan, link_plan
 from airflow_datasync.phases.hints import execution_hints, previous_execution
 from airflow_datasync.phases.launch import opened
+from airflow_datasync.phases.leftovers import clean_destination
 from airflow_datasync.phases.partition import plan_partitioned
 from airflow_datasync.progress import Progress
 from airflow_datasync.units import counted, entries
@@ -87,6 +88,10 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
             src_count = _scan_to(execution, src, execution.source_listing, "source", src_hints)
             dst_count = _scan_to(execution, dst, execution.destination_listing, "destination", dst_hints,
                                  execution.source_listing, compare)
+        # What killed copies of earlier executions left at the destination (temporaries its scan met,
+        # unfinished uploads), removed before this execution writes, or only counted in a dry run.
+        leftovers = clean_destination(execution, dst, dry_run=options.dry_run) \
+            if record.get("destination_exists", True) else None
         limit = min(options.max_shards, max_shards or options.max_shards)
         parts = -(-max(src_count, dst_count) // PARTITION_ROWS)
         links = link_plan(execution, options, dst)
@@ -110,6 +115,7 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
             "source_entries": src_count, "destination_entries": dst_count,
             "shard_count": shard_plan.count, "files_per_shard": shard_plan.files_per_shard,
             "bytes_per_shard": shard_plan.bytes_per_shard, **est, "hard_links": links.summary(), "warnings": warnings,
+            "leftovers": leftovers,
         })
         log.info("PREPARING %s: %s at source, %s at destination; %s to transfer (%s bytes), %s to delete, %s",
                  execution.execution_id, entries(src_count), dst_count,
