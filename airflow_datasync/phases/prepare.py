@@ -20,6 +20,7 @@ from airflow_datasync.manifest import MANIFEST_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.phases.hints import execution_hints, previous_execution
 from airflow_datasync.phases.launch import opened
+from airflow_datasync.phases.leftovers import clean_destination
 from airflow_datasync.phases.partition import plan_partitioned
 from airflow_datasync.progress import Progress
 from airflow_datasync.units import counted, entries
@@ -85,6 +86,10 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
             src_count = _scan_to(execution, src, execution.source_listing, "source", src_hints)
             dst_count = _scan_to(execution, dst, execution.destination_listing, "destination", dst_hints,
                                  execution.source_listing, compare)
+        # What killed copies of earlier executions left at the destination (temporaries its scan met,
+        # unfinished uploads), removed before this execution writes, or only counted in a dry run.
+        leftovers = clean_destination(execution, dst, dry_run=options.dry_run) \
+            if record.get("destination_exists", True) else None
         limit = min(options.max_shards, max_shards or options.max_shards)
         parts = -(-max(src_count, dst_count) // PARTITION_ROWS)
         if parts <= 1:
@@ -96,6 +101,7 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
             "source_entries": src_count, "destination_entries": dst_count,
             "shard_count": shard_plan.count, "files_per_shard": shard_plan.files_per_shard,
             "bytes_per_shard": shard_plan.bytes_per_shard, **est, "warnings": _prepare_warnings(options, dst, src),
+            "leftovers": leftovers,
         })
         log.info("PREPARING %s: %s at source, %s at destination; %s to transfer (%s bytes), %s to delete, %s",
                  execution.execution_id, entries(src_count), dst_count,

@@ -1,0 +1,101 @@
+"""Helpers of the leftovers cases: a shard copied by a real subprocess, killed with SIGKILL half way."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
+
+#: Copies one shard at a limited rate, so that a kill lands while a big file is being written.
+TRANSFER = """
+import sys
+from airflow_datasync import engine
+from airflow_datasync.manifest import ExecutionDir
+engine.transfer(ExecutionDir(sys.argv[1]), int(sys.argv[2]), bytes_per_second=int(sys.argv[3]))
+print("FINISHED", flush=True)
+"""
+
+
+def python_env() -> dict[str, str]:
+    """The environment of a subprocess that imports the engine of this checkout (connections included)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("AIRFLOW_DATASYNC_MANIFEST_STORE", None)
+    return env
+
+
+def kill_when(execution_uri: str, shard: int, rate: int, ready: Callable[[], bool], timeout: float = 90) -> float:
+    """Run TRANSFERRING of ``shard`` in a subprocess and SIGKILL it as soon as ``ready()`` holds; returns
+    the monotonic time of the kill. Fails if the copy finished (or died) first."""
+    proc = subprocess.Popen([sys.executable, "-c", TRANSFER, execution_uri, str(shard), str(rate)], env=python_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    killed = None
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ready():
+                os.kill(proc.pid, signal.SIGKILL)
+                killed = time.monotonic()
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None and killed is None:
+            proc.kill()
+        out, err = proc.communicate(timeout=30)
+    assert killed is not None, f"not killed half way: rc={proc.returncode} out={out!r} err={err[-3000:]!r}"
+    assert proc.returncode == -signal.SIGKILL
+    return killed
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> Path:
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+@dataclass
+class Dest:
+    """A destination of a leftovers case: its location and what is left there, seen from outside the engine
+    (the disk under smbd for SMB, the server's own API for object stores)."""
+
+    kind: str
+    uri: str
+    conn_id: str | None
+    disk: Path | None = None
+
+    def spec(self):
+        from airflow_datasync.engine import LocationSpec
+
+        return LocationSpec(self.uri, self.conn_id)
+
+    def leftovers(self) -> list[str]:
+        """Every temporary (or unfinished upload) left at the destination."""
+        return sorted(str(p.relative_to(self.disk)) for p in self.disk.rglob(".~ds-*"))
+
+    def in_flight(self) -> int:
+        """Bytes of the largest temporary (or upload) being written now."""
+        sizes = [p.stat().st_size for p in self.disk.rglob(".~ds-*") if p.is_file()]
+        return max(sizes, default=0)
+
+    def read(self, rel: str) -> bytes | None:
+        path = self.disk / rel
+        return path.read_bytes() if path.is_file() else None
+
+
+def destination(request, kind: str, tmp_path: Path) -> Dest:
+    if kind == "local":
+        (tmp_path / "dst").mkdir()
+        return Dest(kind, str(tmp_path / "dst"), None, tmp_path / "dst")
+    if kind == "smb":
+        folder = request.getfixturevalue("smb_folder")()
+        return Dest(kind, folder.uri, folder.conn_id, folder.disk)
+    raise ValueError(kind)
