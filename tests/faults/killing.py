@@ -295,13 +295,16 @@ class Check:
     leftovers: list[str] = field(default_factory=list)  #: temporaries and unfinished uploads (after the retry)
 
 
-def check_after_kill(view: DestinationView, source: dict[str, bytes]) -> Check:
-    """Right after a kill: whatever is at a final name is complete and the source's bytes (files not there
-    yet are fine; temporaries of the killed attempt are expected)."""
+def check_after_kill(view: DestinationView, source: dict[str, bytes], previous: dict[str, bytes] | None = None) -> Check:
+    """Right after a kill: whatever is at a final name is complete and the source's bytes, or (an update over
+    an earlier sync) still the ``previous`` bytes whole. Files not there yet are fine; temporaries of the
+    killed attempt are expected."""
     check = Check()
+    previous = previous or {}
     for rel, read in view.files():
         check.checked += 1
-        if source.get(rel) != read():
+        data = read()
+        if data != source.get(rel) and (rel not in previous or data != previous[rel]):
             check.partial.append(rel)
     return check
 
@@ -327,6 +330,7 @@ class Tally:
     """What a kill case injected and found, for its assertions and its figure."""
 
     executions: int = 0
+    updates: int = 0  #: executions over a destination that held the previous version of every file
     kills: int = 0
     attempts: int = 0
     finished_before_kill: int = 0  #: attempts that ended before their kill point (the retry caught up)
@@ -361,10 +365,12 @@ def finish_execution(execution: Any) -> dict[str, Any]:
 
 
 def kill_shard_then_retry(zygote: Zygote, execution: Any, shard: int, view: DestinationView,
-                          source: dict[str, bytes], delays: list[float], tally: Tally) -> dict[str, Any]:
+                          source: dict[str, bytes], delays: list[float], tally: Tally,
+                          previous: dict[str, bytes] | None = None) -> dict[str, Any]:
     """Run ``shard`` and kill it ``delays[i]`` seconds into attempt *i*, retrying the same shard each time;
     after every kill check that nothing partial sits at a final name; then retry it to the end, run
-    FINALIZE + VERIFYING + the report and check the destination converged. Returns the report."""
+    FINALIZE + VERIFYING + the report and check the destination converged. ``previous``: what the
+    destination held before (an update over an earlier sync). Returns the report."""
     last_kill = None
     tally.executions += 1
     for delay in delays:
@@ -379,7 +385,7 @@ def kill_shard_then_retry(zygote: Zygote, execution: Any, shard: int, view: Dest
             break
         last_kill = killed_at
         tally.kills += 1
-        tally.add(check_after_kill(view, source))
+        tally.add(check_after_kill(view, source, previous))
         tally.most_leftovers_after_a_kill = max(tally.most_leftovers_after_a_kill,
                                                 len(view.temporaries()) + len(view.unfinished_uploads()))
     else:
@@ -410,6 +416,20 @@ def mixed_tree(root: Path, rng: random.Random, *, small: int = 80, mid_mib: tupl
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     return files
+
+
+def changed_tree(root: Path, files: dict[str, bytes], rng: random.Random) -> dict[str, bytes]:
+    """New bytes of the same size in every file of a MiB or more and in half of the small ones, with a later
+    mtime (TransferMode CHANGED copies them again over the old ones); returns the tree's new contents."""
+    changed = dict(files)
+    for rel, data in files.items():
+        if len(data) >= 1 << 20 or rng.random() < 0.5:
+            path = root / rel
+            mtime_ns = path.stat().st_mtime_ns
+            changed[rel] = rng.randbytes(len(data))
+            path.write_bytes(changed[rel])
+            os.utime(path, ns=(mtime_ns + 2_000_000_000, mtime_ns + 2_000_000_000))
+    return changed
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from tests.faults.killing import (
     S3View,
     Tally,
     Zygote,
+    changed_tree,
     check_converged,
     finish_execution,
     kill_delays,
@@ -42,8 +43,9 @@ S3_PART = "5MiB"
 SEEDS = {"local": 1301, "s3": 1302, "smb": 1303, "phases": 1304}
 KILLS_PER_KIND = 21
 KILLS_PER_EXECUTION = 7
-HOLDS = ("after each kill: every file at a final name whole and identical; after the retry: every file "
-         "byte-identical, no `.~ds-*` temporary, no unfinished multipart upload, verify SUCCESS")
+HOLDS = ("after each kill: every file at a final name whole, the source's bytes or (an update) its old version's; "
+         "after the retry: every file byte-identical, no `.~ds-*` temporary, no unfinished multipart upload, "
+         "verify SUCCESS")
 
 
 class Destinations:
@@ -93,14 +95,24 @@ def run_kill_case(kind: str, tmp_path: Path, request: pytest.FixtureRequest, *, 
         assert finish_execution(execution)["Status"] == "SUCCESS"
         calibrated = check_converged(view, source)
         assert not (calibrated.lost or calibrated.corrupt), calibrated
+        # Every other execution updates the destination the last one converged: the source's files change
+        # (same sizes, later mtimes) and are copied again over their old versions, which a kill must leave
+        # whole. The others start from an empty destination.
+        update = True
         while tally.kills < kills:
             # The first attempt of an execution is always killed (its delay is below the unkilled duration).
             assert tally.executions < kills, f"kills did not land: {tally}"
-            dst, view = destinations.make()
+            previous = None
+            if update:
+                previous, source = source, changed_tree(src, source, rng)
+                tally.updates += 1
+            else:
+                dst, view = destinations.make()
+            update = not update
             execution = _launch(src, dst, tmp_path / "store")
             (shard,) = engine.prepare(execution)
             delays = kill_delays(rng, duration, min(per_execution, kills - tally.kills))
-            summary = kill_shard_then_retry(zygote, execution, shard["shard"], view, source, delays, tally)
+            summary = kill_shard_then_retry(zygote, execution, shard["shard"], view, source, delays, tally, previous)
             assert summary["Status"] == "SUCCESS", (summary, (tmp_path / "logs"))
     print(f"kill9/{kind}: {tally}")
     return tally, duration, seed
@@ -123,7 +135,8 @@ def record_kill_case(case: str, kind: str, tally: Tally, duration: float, seed: 
         holds=HOLDS, runs=tally.executions, faults_injected=tally.kills, files_checked=tally.files_checked,
         lost=len(tally.lost), corrupt=len(tally.corrupt), partial=len(tally.partial), leftovers=len(tally.leftovers),
         converge_s=tally.median_converge_s, seed=seed,
-        notes=(f"({tally.attempts} attempts, {tally.finished_before_kill} of them done before their kill point; "
+        notes=(f"({tally.executions} executions, {tally.updates} of them updates over the last one's files; "
+               f"{tally.attempts} attempts, {tally.finished_before_kill} of them done before their kill point; "
                f"unkilled shard {duration:.1f} s at {RATE >> 20} MiB/s; converge: from an execution's last kill "
                f"to its verified destination; at most {tally.most_leftovers_after_a_kill} temporaries/uploads "
                "right after a kill)")))
