@@ -71,6 +71,8 @@ class Dest:
     uri: str
     conn_id: str | None
     disk: Path | None = None
+    #: What a killed copy leaves there: "temporaries" (file systems, SMB) or "uploads" (object stores).
+    leaves = "temporaries"
 
     def spec(self):
         from airflow_datasync.engine import LocationSpec
@@ -91,6 +93,36 @@ class Dest:
         return path.read_bytes() if path.is_file() else None
 
 
+class S3Dest(Dest):
+    """An S3 prefix on SeaweedFS with 5 MiB parts, so that a 24 MiB file is a multipart upload."""
+
+    leaves = "uploads"
+
+    def __init__(self, client, bucket: str, prefix: str, conn_id: str) -> None:
+        super().__init__("s3", f"s3://{bucket}/{prefix}?part_size=5MiB", conn_id)
+        self.client, self.bucket, self.prefix = client, bucket, prefix
+
+    def _uploads(self) -> list[dict]:
+        return self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self.prefix).get("Uploads", [])
+
+    def leftovers(self) -> list[str]:
+        listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix).get("Contents", [])
+        return sorted([f"upload {u['Key']}" for u in self._uploads()]
+                      + [o["Key"] for o in listed if "/.~ds-" in "/" + o["Key"]])
+
+    def in_flight(self) -> int:
+        sizes = [sum(p["Size"] for p in self.client.list_parts(Bucket=self.bucket, Key=u["Key"],
+                                                                UploadId=u["UploadId"]).get("Parts", []))
+                 for u in self._uploads()]
+        return max(sizes, default=0)
+
+    def read(self, rel: str) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self.prefix + rel)["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return None
+
+
 def destination(request, kind: str, tmp_path: Path) -> Dest:
     if kind == "local":
         (tmp_path / "dst").mkdir()
@@ -98,4 +130,8 @@ def destination(request, kind: str, tmp_path: Path) -> Dest:
     if kind == "smb":
         folder = request.getfixturevalue("smb_folder")()
         return Dest(kind, folder.uri, folder.conn_id, folder.disk)
+    if kind == "s3":
+        from tests.fixtures_servers import S3_CONN_ID
+
+        return S3Dest(request.getfixturevalue("s3"), request.getfixturevalue("bucket"), "dst/", S3_CONN_ID)
     raise ValueError(kind)

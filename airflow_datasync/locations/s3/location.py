@@ -13,11 +13,12 @@ for other tools. Directories are empty ``key/`` objects, as DataSync writes them
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
@@ -32,11 +33,14 @@ from airflow_datasync.locations.base import (
     S3_USER_METADATA,
     SYMLINK,
     TEMP_PREFIX,
+    UPLOAD,
     AlreadyExistsError,
     Capabilities,
     ChangedSinceListingError,
+    Cleanup,
     ConnectionLostError,
     DirectoryNotEmptyError,
+    Leftover,
     Location,
     LocationError,
     Metadata,
@@ -310,7 +314,8 @@ class S3Location(Location):
         for chunk in iterator:
             buffer += chunk
             if len(buffer) > self.part_size:
-                return Written(*self._multipart(key, buffer, iterator, headers, before_commit, if_none_match, tags))
+                return Written(*self._multipart(key, buffer, iterator, headers, before_commit, if_none_match, tags,
+                                                writer=Leftover(UPLOAD, path, tag)))
         if before_commit is not None:
             before_commit(len(buffer))
         return Written(len(buffer), self._put(key, bytes(buffer), headers, if_none_match, tags))
@@ -323,10 +328,14 @@ class S3Location(Location):
 
     def _multipart(self, key: str, first: bytearray, rest: Iterator[bytes], headers: dict[str, str],
                    before_commit: Callable[[int], None] | None, if_none_match: bool,
-                   tags: dict[str, str] | None = None) -> tuple[int, str | None]:
-        """A multipart upload completed only when whole; returns (bytes, the object's ETag)."""
+                   tags: dict[str, str] | None = None, *, writer: Leftover) -> tuple[int, str | None]:
+        """A multipart upload completed only when whole; returns (bytes, the object's ETag). The upload is
+        reported started before its first part and ended after it completed or was aborted (``writer``
+        names the path and the writer's tag), so that one left by a killed writer can be aborted later."""
         part_size, in_flight = self.part_size, self.part_concurrency
         api = self._multipart_api(key, headers, tags)
+        upload = dataclasses.replace(writer, upload_id=api.upload_id)
+        self._log_upload("started", upload)
         total = 0
         try:
             with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="s3part") as pool:
@@ -362,9 +371,12 @@ class S3Location(Location):
         except BaseException:
             try:
                 api.abort()
-            except Exception:  # the original error matters more; lifecycle rules catch leftovers
+            except Exception:  # the original error matters more; the next execution aborts it
                 log.warning("could not abort multipart upload of s3://%s/%s", self.bucket, key)
+            else:
+                self._log_upload("ended", upload)
             raise
+        self._log_upload("ended", upload)
         return total, etag
 
     def _multipart_api(self, key: str, headers: dict[str, str], tags: dict[str, str] | None) -> Multipart:
@@ -405,6 +417,8 @@ class S3Location(Location):
             tags = source._tags(src_key) if keep_tags else None
             upload_id = transport.create_multipart(self.bucket, key, headers, full_object_crc=False, tags=tags,
                                                    storage_class=self.storage_class)
+            upload = Leftover(UPLOAD, path, upload_id=upload_id)
+            self._log_upload("started", upload)
             try:
                 parts: list[Part] = []
                 offset, number = 0, 0
@@ -418,10 +432,33 @@ class S3Location(Location):
                 etag = transport.complete_multipart(self.bucket, key, upload_id, parts)
             except BaseException:
                 transport.abort_multipart(self.bucket, key, upload_id)
+                self._log_upload("ended", upload)
                 raise
+            self._log_upload("ended", upload)
         # The source's own checksum, if S3 keeps one: VERIFYING compares it with the copy's. If the source
         # has none (written without one), VERIFYING reads the source to compute it.
         return Written(size, _quoted(etag), checksum=full_object_crc(head))
+
+    # -- leftovers of killed writes ---------------------------------------------------------------
+    def pending_uploads(self) -> list[Leftover]:
+        """Unfinished multipart uploads below the prefix (one ListMultipartUploads, usually one page)."""
+        plen = len(self.prefix)
+        return [Leftover(UPLOAD, u["Key"][plen:], upload_id=u["UploadId"], started=u["Initiated"] or None)
+                for u in self.transport.list_uploads(self.bucket, self.prefix)]
+
+    def remove_leftovers(self, leftovers: Iterable[Leftover], *, writers_gone: bool = False) -> Cleanup:
+        """Aborts the given uploads (S3 writes no temporaries: an object appears whole or not at all)."""
+        done = Cleanup()
+        for upload in leftovers:
+            if upload.kind != UPLOAD or not upload.upload_id:
+                continue
+            try:
+                self.transport.abort_multipart(self.bucket, self.prefix + upload.path, upload.upload_id)
+            except NotFoundError:
+                continue  # completed or aborted meanwhile
+            done.removed += 1
+            done.bytes += upload.size
+        return done
 
     def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> Written:
         return self.write(path, iter(()), meta, tag=tag, kind=SYMLINK, link_target=target)
