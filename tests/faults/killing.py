@@ -136,6 +136,7 @@ class Zygote:
         env = dict(os.environ if env is None else env)
         env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self._count = 0
+        self._live: set[int] = set()  #: children not reaped yet: killed by close() if a case failed midway
         with open(logs / "zygote.log", "wb") as errors:  # the child holds its own copy of the descriptor
             self.proc = subprocess.Popen([sys.executable, "-m", "tests.faults.killing"], cwd=REPO_ROOT, env=env,
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True,
@@ -165,11 +166,15 @@ class Zygote:
         log = self.logs / f"{self._count:03d}-{phase}.log"
         answer = self._ask({"op": "run", "phase": phase, "execution": execution.uri,
                             "store_conn_id": execution.conn_id, "shard": shard, "log": str(log)})
+        self._live.add(answer["pid"])
         return Child(answer["pid"], log, time.monotonic())
 
     def wait(self, child: Child, timeout: float) -> int | None:
         """The child's return code, or None if it still runs after ``timeout`` seconds."""
-        return self._ask({"op": "wait", "pid": child.pid, "timeout": timeout})["rc"]
+        rc = self._ask({"op": "wait", "pid": child.pid, "timeout": timeout})["rc"]
+        if rc is not None:
+            self._live.discard(child.pid)
+        return rc
 
     def kill(self, child: Child) -> tuple[int, float]:
         """``kill -9`` the child (not reaped yet, so the pid is still its own); returns, once it is dead, its
@@ -188,6 +193,9 @@ class Zygote:
         return time.monotonic() - child.started
 
     def close(self) -> None:
+        for pid in self._live:  # unreaped, so still ours
+            os.kill(pid, signal.SIGKILL)
+        self._live.clear()
         if self.proc.poll() is None:
             assert self.proc.stdin is not None
             self.proc.stdin.close()
