@@ -196,6 +196,9 @@ class Capabilities:
     native_checksums: bool = False
     #: True where :meth:`Location.copy_object` can copy server-side from locations it :meth:`can_copy_from`.
     server_side_copy: bool = False
+    #: True where :meth:`Location.pending_uploads` lists every unfinished upload below the root (S3
+    #: ListMultipartUploads): the engine then looks for its own records only of those listed.
+    lists_uploads: bool = False
     #: True where :meth:`Location.sync` makes writes durable (a file system's syncfs); stores whose writes
     #: are durable when acknowledged declare False.
     needs_sync: bool = False

@@ -284,7 +284,12 @@ class LocalLocation(Location):
         while True:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while a cleaner is looking at this very file
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while a cleaner is looking at this very file
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP):
+                        raise
+                    return fd  # a mount without locks (NFS "nolock"): written unlocked, see docs/reliability.md
                 if os.fstat(fd).st_nlink:
                     return fd
             except BaseException:
@@ -464,6 +469,8 @@ class LocalLocation(Location):
                 except BlockingIOError:
                     done.in_use += 1
                     continue
+                except OSError:
+                    continue  # no locks on this mount: liveness cannot be told, so it is kept
                 now = os.lstat(full)
                 if (now.st_dev, now.st_ino) == (s.st_dev, s.st_ino):  # still the file we locked
                     os.unlink(full)

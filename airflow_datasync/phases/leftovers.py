@@ -27,10 +27,11 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow_datasync.locations.base import UPLOAD, Cleanup, Leftover, Location
+from airflow_datasync.locations.base import UPLOAD, Cleanup, Leftover, Location, LocationError
 from airflow_datasync.manifest import ExecutionDir, _running, utcnow
 
 log = logging.getLogger("airflow_datasync")
@@ -38,8 +39,9 @@ log = logging.getLogger("airflow_datasync")
 #: A recorded upload whose shard's progress file was not rewritten for this long belongs to a worker that
 #: is gone (a running shard rewrites it every few seconds).
 STALE_PROGRESS_S = 15 * 60
-#: How many earlier executions of the task PREPARING looks through for the records of unfinished uploads.
-LOOK_BACK = 50
+#: How many earlier executions of the task PREPARING looks through for the records of unfinished uploads
+#: the destination lists, and (stores that list none) how many of the latest it reads the records of.
+LOOK_BACK, RECENT = 50, 5
 
 
 def shard_tag(execution: ExecutionDir, shard: int) -> str:
@@ -98,11 +100,16 @@ def clean_shard_start(execution: ExecutionDir, shard: int, dst: Location, rows: 
     write to, and the uploads its journal holds open. Called only when an earlier try started."""
     tag = shard_tag(execution, shard)
     dirs = {posixpath.dirname(r["path"]) for r in rows if r["action"] == "copy"}
-    done = dst.remove_leftovers(dst.own_leftovers(dirs, tag), writers_gone=True)
-    uploads = [Leftover(UPLOAD, r["path"], tag, upload_id=r["upload_id"], started=r["at"])
-               for r in UploadRecords(execution, shard).open_uploads()]
-    if uploads:
-        done.add(dst.remove_leftovers(uploads, writers_gone=True))
+    records = UploadRecords(execution, shard)
+    try:
+        done = dst.remove_leftovers(dst.own_leftovers(dirs, tag), writers_gone=True)
+        for rec in records.open_uploads():
+            upload = Leftover(UPLOAD, rec["path"], tag, upload_id=rec["upload_id"], started=rec["at"])
+            done.add(dst.remove_leftovers([upload], writers_gone=True))
+            records("ended", upload)  # aborted, or gone already: not looked at again
+    except (LocationError, OSError) as exc:  # a clean-up never fails the copy: the next execution looks again
+        log.warning("shard %d: leftovers of earlier tries not removed: %s", shard, exc)
+        return Cleanup()
     if done.removed or done.in_use:
         log.info("shard %d: removed %d leftover(s) of earlier tries (%d bytes)%s", shard, done.removed, done.bytes,
                  f"; {done.in_use} still in use, kept" if done.in_use else "")
@@ -110,21 +117,47 @@ def clean_shard_start(execution: ExecutionDir, shard: int, dst: Location, rows: 
 
 
 def clean_destination(execution: ExecutionDir, dst: Location, *, dry_run: bool) -> dict[str, Any]:
-    """PREPARING's clean-up after the destination scan; returns the summary recorded in prepare.json."""
+    """PREPARING's clean-up after the destination scan; returns the summary recorded in prepare.json (with
+    ``error`` where it could not be done: a clean-up never fails PREPARING, the next one looks again)."""
+    try:
+        return _clean_destination(execution, dst, dry_run=dry_run)
+    except (LocationError, OSError) as exc:
+        log.warning("PREPARING %s: leftovers of killed copies not removed: %s", execution.execution_id, exc)
+        return {"dry_run": dry_run, "error": str(exc)}
+
+
+def _clean_destination(execution: ExecutionDir, dst: Location, *, dry_run: bool) -> dict[str, Any]:
     temporaries = dst.scanned_leftovers()
-    pending = dst.pending_uploads()
-    ours, foreign = _recorded(execution, pending) if pending else ([], [])
-    dead = [upload for upload, alive in ours if not alive]
+    # Where the store lists unfinished uploads (S3), records are looked up only for those it lists, and an
+    # upload in no record is someone else's; elsewhere (Azure blocks) the latest executions' records are read.
+    lists = dst.capabilities.lists_uploads
+    pending = dst.pending_uploads() if lists else []
+    records = _open_records(execution, LOOK_BACK if pending else RECENT)
+    listed = {u.upload_id for u in pending}
+    foreign = [u for u in pending if u.upload_id not in {r.upload.upload_id for r in records}]
+    live = [r for r in records if r.alive]
+    # A dead writer's upload the store no longer lists was completed or aborted: only its record is closed.
+    gone = [r for r in records if not r.alive and lists and r.upload.upload_id not in listed]
+    dead = [r for r in records if not r.alive and not (lists and r.upload.upload_id not in listed)]
     summary: dict[str, Any] = {"dry_run": dry_run, "temporaries_found": len(temporaries),
-                               "uploads_found": len(pending), "uploads_of_others": len(foreign),
+                               "uploads_found": len(pending) if lists else len(records),
+                               "uploads_of_others": len(foreign),
                                "oldest_upload_of_others": min((u.started for u in foreign if u.started), default=None)}
     if dry_run:  # a dry run changes nothing at the destination: it says what a run would look at
         summary.update(temporaries_removed=0, bytes_removed=0, uploads_aborted=0, in_use=0)
         return summary
     removed = dst.remove_leftovers(temporaries) if temporaries else Cleanup()
-    aborted = dst.remove_leftovers(dead) if dead else Cleanup()
+    aborted = Cleanup()
+    for rec in dead:
+        done = dst.remove_leftovers([rec.upload])
+        if done.removed:
+            aborted.add(done)
+            rec.close()
+    for rec in gone:  # completed or aborted by someone else: nothing to ask the store about again
+        rec.close()
     summary.update(temporaries_removed=removed.removed, bytes_removed=removed.bytes + aborted.bytes,
-                   uploads_aborted=aborted.removed, in_use=removed.in_use + len(ours) - len(dead))
+                   uploads_aborted=aborted.removed,
+                   in_use=removed.in_use + len(live))
     if removed.removed or aborted.removed or removed.in_use:
         log.info("PREPARING %s: removed %d temporary file(s) of killed copies (%d bytes), aborted %d unfinished "
                  "upload(s)%s", execution.execution_id, removed.removed, removed.bytes, aborted.removed,
@@ -136,29 +169,39 @@ def clean_destination(execution: ExecutionDir, dst: Location, *, dry_run: bool) 
     return summary
 
 
-def _recorded(execution: ExecutionDir, pending: list[Leftover]) -> tuple[list[tuple[Leftover, bool]], list[Leftover]]:
-    """Split ``pending`` uploads into those earlier executions of this task recorded (each with whether its
-    writer may still be alive) and the others."""
-    wanted = {u.upload_id: u for u in pending}
+@dataclass
+class _Record:
+    """An upload an earlier execution recorded as started and never ended."""
+
+    execution: ExecutionDir
+    shard: int
+    upload: Leftover
+    #: Whether its writer may still be running it (then it is kept).
+    alive: bool
+
+    def close(self) -> None:
+        """Record it ended in its own execution's journal, so later executions do not look at it again."""
+        UploadRecords(self.execution, self.shard)("ended", self.upload)
+
+
+def _open_records(execution: ExecutionDir, look_back: int) -> list[_Record]:
+    """The uploads the latest ``look_back`` earlier executions of this task recorded and never ended."""
     task_dir = execution.root.rsplit("/", 1)[0]
     base = execution.uri.rsplit("/", 1)[0]
     earlier = sorted((n for n in execution.store.listdir(task_dir) if n < execution.execution_id), reverse=True)
-    ours: list[tuple[Leftover, bool]] = []
-    for name in earlier[:LOOK_BACK]:
-        if not wanted:
-            break
+    out: list[_Record] = []
+    for name in earlier[:look_back]:
         candidate = ExecutionDir(f"{base}/{name}", execution.conn_id)
-        over = candidate.store.exists(candidate.report)
         shards = {n.split(".", 1)[0] for n in candidate.store.listdir(candidate.file("shards")) if ".uploads" in n}
+        if not shards:
+            continue
+        over = candidate.store.exists(candidate.report)
         for shard_name in sorted(shards):
             shard = int(shard_name.removeprefix("shard-"))
             for rec in UploadRecords(candidate, shard).open_uploads():
-                upload = wanted.pop(rec["upload_id"], None)
-                if upload is not None:
-                    alive = not over and _writer_may_live(candidate, shard, rec)
-                    ours.append((Leftover(UPLOAD, upload.path, rec.get("tag"), upload.size, upload.upload_id,
-                                          upload.started), alive))
-    return ours, list(wanted.values())
+                upload = Leftover(UPLOAD, rec["path"], rec.get("tag"), upload_id=rec["upload_id"], started=rec["at"])
+                out.append(_Record(candidate, shard, upload, not over and _writer_may_live(candidate, shard, rec)))
+    return out
 
 
 def _writer_may_live(execution: ExecutionDir, shard: int, rec: dict[str, Any]) -> bool:

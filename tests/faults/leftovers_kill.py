@@ -123,6 +123,39 @@ class S3Dest(Dest):
             return None
 
 
+class AzureDest(Dest):
+    """A prefix in an Azurite container with 4 MiB blocks, so that a 24 MiB file is staged as blocks."""
+
+    leaves = "uploads"
+
+    def __init__(self, container, prefix: str) -> None:
+        super().__init__("azure", container.uri(prefix) + "?block_size=4MiB", container.conn_id)
+        self.client, self.prefix = container.client, prefix
+
+    def _uncommitted(self) -> dict[str, int]:
+        out = {}
+        for blob in self.client.list_blobs(name_starts_with=self.prefix, include=["uncommittedblobs"]):
+            _committed, uncommitted = self.client.get_blob_client(blob.name).get_block_list("all")
+            if uncommitted:
+                out[blob.name] = sum(b["size"] for b in uncommitted)
+        return out
+
+    def leftovers(self) -> list[str]:
+        names = [b.name for b in self.client.list_blobs(name_starts_with=self.prefix)]
+        return sorted([f"blocks {n}" for n in self._uncommitted()] + [n for n in names if "/.~ds-" in "/" + n])
+
+    def in_flight(self) -> int:
+        return max(self._uncommitted().values(), default=0)
+
+    def read(self, rel: str) -> bytes | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self.client.get_blob_client(self.prefix + rel).download_blob().readall()
+        except ResourceNotFoundError:
+            return None
+
+
 def destination(request, kind: str, tmp_path: Path) -> Dest:
     if kind == "local":
         (tmp_path / "dst").mkdir()
@@ -134,4 +167,6 @@ def destination(request, kind: str, tmp_path: Path) -> Dest:
         from tests.fixtures_servers import S3_CONN_ID
 
         return S3Dest(request.getfixturevalue("s3"), request.getfixturevalue("bucket"), "dst/", S3_CONN_ID)
+    if kind == "azure":
+        return AzureDest(request.getfixturevalue("azure_container"), "dst/")
     raise ValueError(kind)

@@ -34,7 +34,7 @@ def _tree(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
 
 
 @pytest.fixture(params=["local", pytest.param("smb", marks=pytest.mark.faults),
-                        pytest.param("s3", marks=pytest.mark.faults)])
+                        pytest.param("s3", marks=pytest.mark.faults), pytest.param("azure", marks=pytest.mark.faults)])
 def dest(request, tmp_path) -> Dest:
     """An empty destination of each kind, seen from outside the engine."""
     return destination(request, request.param, tmp_path)
@@ -85,7 +85,7 @@ def test_retry_of_a_killed_shard_removes_its_temporary(tmp_path, dest):
     record(Figure(case=f"leftovers/retry-{dest.kind}", group="Process kills",
                   fault=f"kill -9 of the shard process mid-copy of a 24 MiB file ({dest.kind} destination), the file "
                         "then deleted at the source, then a retry of the shard",
-                  holds=f"the retry removes the killed try's {'unfinished multipart upload' if dest.leaves == 'uploads' else 'temporary'} "
+                  holds=f"the retry removes the killed try's {'unfinished upload' if dest.leaves == 'uploads' else 'temporary'} "
                         "at its start; no partial file at a final name",
                   runs=1, faults_injected=1, files_checked=len(files), leftovers=0,
                   converge_s=round(time.monotonic() - killed, 2)))

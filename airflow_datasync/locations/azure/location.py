@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any
 
 import pyarrow as pa
@@ -25,16 +25,19 @@ from airflow_datasync.locations.azure.metadata import (
     stat_from_properties,
     to_blob_metadata,
 )
-from airflow_datasync.locations.azure.upload import upload_blob
+from airflow_datasync.locations.azure.upload import discard_uncommitted, upload_blob
 from airflow_datasync.locations.azure.uri import parse_azure_uri
 from airflow_datasync.locations.base import (
     DIR,
     FILE,
     SYMLINK,
     TEMP_PREFIX,
+    UPLOAD,
     Capabilities,
     ChangedSinceListingError,
+    Cleanup,
     DirectoryNotEmptyError,
+    Leftover,
     Location,
     LocationError,
     Metadata,
@@ -266,16 +269,37 @@ class AzureLocation(Location):
 
     # -- writing ----------------------------------------------------------------------------------
     def _upload(self, key: str, chunks: Iterator[bytes], metadata: dict[str, str], *,
-                before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> Written:
+                before_commit: Callable[[int], None] | None = None, overwrite: bool = True,
+                tag: str | None = None) -> Written:
+        path = key[len(self.prefix):]
+
+        def track(event: str, block_prefix: str) -> None:  # staged blocks, so a killed writer's can be dropped
+            self._log_upload(event, Leftover(UPLOAD, path, tag, upload_id=block_prefix))
+
         return upload_blob(self.container.get_blob_client(key), chunks, metadata=metadata, block_size=self.block_size,
                            concurrency=self.block_concurrency, before_commit=before_commit, overwrite=overwrite,
-                           access_tier=self.access_tier, where=self._where(key[len(self.prefix):]))
+                           access_tier=self.access_tier, where=self._where(path), tag=tag, track=track)
 
     def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
               before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> Written:
-        """A block blob committed whole (:mod:`.upload`); ``tag`` is not needed: no temporary name is used."""
+        """A block blob committed whole (:mod:`.upload`); no temporary name is used, ``tag`` starts the ids of
+        the blocks staged for it."""
         return self._upload(self.key(path), chunks, to_blob_metadata(meta), before_commit=before_commit,
-                            overwrite=overwrite)
+                            overwrite=overwrite, tag=tag)
+
+    def remove_leftovers(self, leftovers: Iterable[Leftover], *, writers_gone: bool = False) -> Cleanup:
+        """Drops the uncommitted blocks of the given uploads where the blob holds nothing committed
+        (:func:`.upload.discard_uncommitted`); Azure writes no temporaries."""
+        done = Cleanup()
+        for upload in leftovers:
+            if upload.kind != UPLOAD or not upload.upload_id:
+                continue
+            dropped = discard_uncommitted(self.container.get_blob_client(self.key(upload.path)), upload.upload_id,
+                                          self._where(upload.path))
+            if dropped:
+                done.removed += 1
+                done.bytes += dropped
+        return done
 
     def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> None:
         self._upload(self.key(path), iter(()), to_blob_metadata(meta, SYMLINK, target))
