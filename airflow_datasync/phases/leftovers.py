@@ -185,15 +185,17 @@ class _Record:
 
 
 def _open_records(execution: ExecutionDir, look_back: int) -> list[_Record]:
-    """The uploads the latest ``look_back`` earlier executions of this task recorded and never ended."""
+    """The uploads the latest ``look_back`` earlier executions of this task towards the same destination
+    recorded and never ended."""
     task_dir = execution.root.rsplit("/", 1)[0]
     base = execution.uri.rsplit("/", 1)[0]
     earlier = sorted((n for n in execution.store.listdir(task_dir) if n < execution.execution_id), reverse=True)
+    destination = (execution.read_json(execution.launch) or {}).get("destination")
     out: list[_Record] = []
     for name in earlier[:look_back]:
         candidate = ExecutionDir(f"{base}/{name}", execution.conn_id)
         shards = {n.split(".", 1)[0] for n in candidate.store.listdir(candidate.file("shards")) if ".uploads" in n}
-        if not shards:
+        if not shards or (candidate.read_json(candidate.launch) or {}).get("destination") != destination:
             continue
         over = candidate.store.exists(candidate.report)
         for shard_name in sorted(shards):
