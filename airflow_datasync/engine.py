@@ -25,21 +25,25 @@ def run_execution(source: LocationSpec | str, destination: LocationSpec | str, o
                   *, task_name: str = "datasync", store: str | None = None, store_conn_id: str | None = None) -> dict[str, Any]:
     """Run a whole execution in this process, shard after shard; return the report summary.
 
+    A shard with failed entries does not stop the execution: FINALIZE and VERIFYING run once PREPARING
+    succeeded (see docs/reliability.md#when-some-files-fail), and the report's status is then ERROR.
+
     With ``dry_run`` in the options: LAUNCHING and PREPARING only, then the report of what a run would do."""
     source = source if isinstance(source, LocationSpec) else LocationSpec(source)
     destination = destination if isinstance(destination, LocationSpec) else LocationSpec(destination)
     execution = launch(source, destination, options, task_name=task_name, store=store, store_conn_id=store_conn_id)
     try:
         shards = prepare(execution)
-        transfer_ok = True
         for shard in shards:
             try:
                 transfer(execution, shard["shard"])
-            except Exception as exc:
+            except Exception as exc:  # per-file failures are in the shard's results; the other shards go on
                 log.error("%s", exc)
-                transfer_ok = False
-        if transfer_ok:
+        # Whatever the shards did: FINALIZE skips the deletions if any copy failed (and says why) but still
+        # applies directory metadata, and VERIFYING checks everything that did transfer.
+        try:
             finalize(execution)
+        finally:
             verify(execution)
     finally:
         summary = report(execution)

@@ -378,6 +378,8 @@ class ExecutionDir:
     destination_listing = property(lambda self: self.file("destination.parquet"))
     manifest = property(lambda self: self.file("manifest.parquet"))
     prepare = property(lambda self: self.file("prepare.json"))
+    #: PREPARING refused the plan as a whole (the deletion cap); there is then no prepare.json.
+    prepare_refused = property(lambda self: self.file("prepare-refused.json"))
     finalize = property(lambda self: self.file("finalize.json"))
     verify = property(lambda self: self.file("verify.json"))
     verify_rows = property(lambda self: self.file("verify.parquet"))

@@ -42,6 +42,7 @@ class OptionSpec:
     #: DataSync values we recognise but do not implement yet: refused with a clear message, never ignored.
     not_yet: tuple[str, ...] = ()
     minimum: int | None = None
+    maximum: int | None = None
     #: Where the value lives in a TaskOptions: a field, or "TaskReportConfig.<field>".
     target: str | None = None
     #: ``None`` is allowed (the form shows an optional field), meaning ``null_means``.
@@ -66,10 +67,16 @@ class OptionSpec:
         elif self.kind == "integer":
             lowest = self.minimum if self.minimum is not None else 1
             valid = isinstance(value, int) and not isinstance(value, bool) and (
-                value >= lowest or (self.nullable and value == self.null_means))
+                (value >= lowest and (self.maximum is None or value <= self.maximum))
+                or (self.nullable and value == self.null_means))
             if not valid:
                 if self.name == "BytesPerSecond":
                     raise OptionsError(f"BytesPerSecond={value!r} is invalid; use -1 (no limit) or a positive integer")
+                if self.maximum is not None:
+                    raise OptionsError(f"{self.path}={value!r} is invalid; use an integer from {lowest} to {self.maximum}")
+                if self.nullable:
+                    raise OptionsError(f"{self.path}={value!r} is invalid; use {self.null_means} (no limit) or an "
+                                       f"integer of at least {lowest}")
                 raise OptionsError(f"{self.path}={value!r} is invalid; use a positive integer"
                                    + (" (or 0 for the locations' default)" if lowest == 0 else ""))
         elif self.kind == "manifest" and value is not None:
@@ -142,6 +149,18 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
             "Whether files at the destination that do not exist at the source are kept (PRESERVE) or deleted "
             "(REMOVE). REMOVE cannot be combined with TransferMode ALL.",
             {"PRESERVE": "PRESERVE: keep them (recommended)", "REMOVE": "REMOVE: delete them"}),
+    OptionSpec("max_deletes", "integer", -1, "Options", "Deletion cap (entries)",
+               "With PreserveDeletedFiles REMOVE: refuse the execution in PREPARING, before anything is copied "
+               "or deleted, when it would delete more than this many entries at the destination. Empty: no "
+               "limit by count (max_delete_percent still applies).",
+               minimum=0, nullable=True, null_means=-1),
+    OptionSpec("max_delete_percent", "integer", 50, "Options", "Deletion cap (% of the destination)",
+               "With PreserveDeletedFiles REMOVE: refuse the execution in PREPARING when it would delete more "
+               "than this percentage of the destination's entries (in scope of the filters), from 10 deletions on. 100: no limit.",
+               minimum=0, maximum=100),
+    OptionSpec("allow_empty_source_delete", "boolean", False, "Options", "Allow REMOVE from an empty source",
+               "With PreserveDeletedFiles REMOVE, an empty source (an unmounted NFS export looks like one) is "
+               "refused unless this is true, whatever the caps say: it would delete the whole destination."),
     _choice("Mtime", "PRESERVE", "Modification time",
             "Whether to preserve the time a file was last written to before PREPARING; needed to run the "
             "task more than once.",
@@ -239,6 +258,8 @@ def json_schema(spec: OptionSpec) -> dict[str, Any]:
     elif spec.kind == "integer":
         schema.update(type=["null", "integer"] if spec.nullable else "integer",
                       minimum=spec.minimum if spec.minimum is not None else 1)
+        if spec.maximum is not None:
+            schema.update(maximum=spec.maximum)
     elif spec.kind == "manifest":
         schema.update(type=["null", "object"])
     elif spec.kind == "filter":
@@ -303,6 +324,12 @@ class TaskOptions:
     preserve_hard_links: bool = False
     #: LAUNCHING and PREPARING only: the report says what a run would do; nothing is written at the destination.
     dry_run: bool = False
+    #: The deletion cap (PreserveDeletedFiles=REMOVE), checked in PREPARING before anything is copied: at
+    #: most this many deletions (-1: no count limit) and this percentage of the destination's entries.
+    max_deletes: int = -1
+    max_delete_percent: int = 50
+    #: REMOVE from an empty source deletes the whole destination: refused unless this is True.
+    allow_empty_source_delete: bool = False
 
     def __post_init__(self) -> None:
         for spec in OPTION_SPECS:

@@ -67,7 +67,26 @@ def comparable(source: pa.Table, destination: pa.Table, options: TaskOptions, sr
     source, destination = OwnerMap(src, dst, options).comparable(source, destination)
     if want.case_insensitive:
         source, destination = fold_case(source, destination, options)
-    return source, destination, options
+    return refuse_names(source, dst), destination, options
+
+
+def refuse_names(source: pa.Table, dst: Location) -> pa.Table:
+    """Source entries the destination cannot hold under their names (:meth:`Location.name_problem`: a
+    backslash or ``:`` on an SMB share) get an ``error``: reported per entry, nothing written, never renamed.
+    Entries below a refused directory are refused too (their paths hold its name)."""
+    if source.num_rows == 0:
+        return source
+    problems = dst.name_problems(source["path"])
+    if problems is None:
+        return source
+    if isinstance(problems, pa.ChunkedArray):
+        problems = problems.combine_chunks()
+    refused = pc.is_valid(problems)
+    paths, why = source["path"].filter(refused).to_pylist(), problems.filter(refused).to_pylist()
+    messages = pa.array([f"{p!r} cannot be written to {dst.uri}: {w}. Rename it at the source or exclude it "
+                         "with Excludes." for p, w in zip(paths, why)], pa.string())
+    message = pc.replace_with_mask(pa.nulls(source.num_rows, pa.string()), refused, messages)
+    return source.set_column(source.schema.get_field_index("error"), "error", pc.coalesce(source["error"], message))
 
 
 # -- case-insensitive destinations (SMB) ------------------------------------------------------------
@@ -144,11 +163,20 @@ def _np(col) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False)
 
 
-def diff(source: pa.Table, destination: pa.Table, options: TaskOptions, *, compare_dir_metadata: bool = True) -> pa.Table:
+def unlisted_dirs(source: pa.Table) -> list[str]:
+    """Prefixes (``dir/``) of source directories that could not be listed (unreadable, or gone while the
+    scan ran): what lies below them at the destination is unknown to this listing, never to be deleted."""
+    bad = source.filter(pc.and_(pc.is_valid(source["error"]), pc.equal(source["type"], "dir")))
+    return sorted({p.rstrip("/") + "/" for p in bad["path"].to_pylist()})
+
+
+def diff(source: pa.Table, destination: pa.Table, options: TaskOptions, *, compare_dir_metadata: bool = True,
+         unlisted: list[str] | None = None) -> pa.Table:
     """Return the manifest rows (without shards) sorted by path.
 
     ``compare_dir_metadata``: False where the destination's directories do not keep metadata reliably
     (object-store markers), so an existing directory is never planned for an update on every run.
+    ``unlisted``: :func:`unlisted_dirs` of the whole source (a partitioned plan passes it; else computed here).
     """
     source = apply_filters(source, options)
     destination = apply_filters(destination, options)
@@ -232,6 +260,11 @@ def diff(source: pa.Table, destination: pa.Table, options: TaskOptions, *, compa
     only_dst = ~in_src & in_dst
     if options.PreserveDeletedFiles == "REMOVE":
         action[only_dst], reason[only_dst] = "delete", "not in source"
+        below_unlisted = np.zeros(n, dtype=bool)
+        for prefix in unlisted if unlisted is not None else unlisted_dirs(source):
+            below_unlisted |= _np(pc.starts_with(joined["path"], prefix))
+        kept = only_dst & below_unlisted
+        action[kept], reason[kept] = "skip", "kept: its source directory could not be listed"
     keep_rows = in_src | (only_dst & (options.PreserveDeletedFiles == "REMOVE"))
 
     # Rows that exist only at the destination describe the destination entry.

@@ -53,7 +53,8 @@ def phases_line(summary: dict[str, Any]) -> str:
         steps.append(transfer)
         if summary.get("VerifyMode") == "NONE":
             steps.append("VERIFYING skipped (VerifyMode NONE)")
-        elif summary.get("ErrorCode") == "VerificationIncomplete" or (summary.get("ErrorCode") and not summary.get("VerifyDuration")):
+        elif summary.get("VerifyRan") is False or summary.get("ErrorCode") == "VerificationIncomplete" or (
+                "VerifyRan" not in summary and summary.get("ErrorCode") and not summary.get("VerifyDuration")):
             steps.append("VERIFYING not run")
         else:
             steps.append(f"VERIFYING {format_duration(summary.get('VerifyDuration'))}")
@@ -81,6 +82,14 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary.get("ErrorCode"):
         text += f"; {summary['ErrorCode']}: {summary.get('ErrorDetail') or _NONE}"
     return text
+
+
+def _failed(summary: dict[str, Any]) -> str:
+    """``3 (prepare 1, transfer 2)``: FilesFailed and, where some failed, by phase (FilesFailedDetail)."""
+    total = f"{_count(summary, 'FilesFailed'):,}"
+    detail = summary.get("FilesFailedDetail") or {}
+    parts = [f"{phase.lower()} {int(n):,}" for phase, n in detail.items() if n]
+    return f"{total} ({', '.join(parts)})" if parts else total
 
 
 def _rows(rows: list[tuple[str, str]], indent: str = "  ") -> list[str]:
@@ -136,8 +145,10 @@ def render(summary: dict[str, Any]) -> str:
             ("Entries skipped (already in sync)", f"{_count(summary, 'FilesSkipped'):,}"),
             ("Deleted at the destination", f"{_count(summary, 'FilesDeleted'):,}"),
             ("Verified files (checksums compared)", verified),
-            ("Failed (transfer, source, delete or verify)", f"{_count(summary, 'FilesFailed'):,}"),
+            ("Failed (transfer, source, delete or verify)", _failed(summary)),
         ]
+        if _count(summary, "DeletionsSkipped"):
+            results.append(("Deletions skipped (a copy failed)", f"{_count(summary, 'DeletionsSkipped'):,}"))
         if _count(summary, "FilesResumed"):
             results.append(("Resumed from an earlier try", f"{_count(summary, 'FilesResumed'):,}"))
         shards, completed = _count(summary, "ShardCount"), _count(summary, "ShardsCompleted")

@@ -7,7 +7,9 @@ Arrow record batches so that a tree of millions of entries never lives in Python
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator, Mapping
+import re
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import IO, Any
@@ -70,17 +72,78 @@ def listing_batch(cols: dict[str, list]) -> pa.RecordBatch:
 #: Names that start with this prefix are this engine's temporary files: every backend hides them from scan.
 TEMP_PREFIX = ".~ds-"
 
+#: A writer's tag as the engine builds it (the execution id's random last 8 hex digits, the shard number),
+#: then the CRC32 of the final name, then (in temporaries named since issue 13) as much of the final name as
+#: fits in 255 bytes.
+_TEMP_NAME = re.compile(r"^\.~ds-(?P<tag>[0-9a-f]{8}-[0-9]+)-[0-9a-f]{8}(?:-|$)")
+#: Longest file name the file systems and SMB servers we write to accept, in bytes.
+MAX_NAME_BYTES = 255
+
+
+def temp_name(name: str, tag: str) -> str:
+    """The temporary name under which ``name`` is written by the writer ``tag``: whose it is (execution and
+    shard, for the cleaners), which file (CRC32, and the name's start for people reading a listing), at most
+    :data:`MAX_NAME_BYTES` bytes whatever the length of ``name``."""
+    encoded = name.encode("utf-8", "surrogateescape")
+    head = f"{TEMP_PREFIX}{tag}-{zlib.crc32(encoded):08x}-".encode()
+    room = MAX_NAME_BYTES - len(head)
+    return (head + encoded[:room]).decode("utf-8", "ignore")  # "ignore": a character cut in half is dropped
+
+
+def temp_tag(name: str) -> str | None:
+    """The writer's tag in a temporary's name, None for names this engine did not build for a write."""
+    found = _TEMP_NAME.match(name)
+    return found.group("tag") if found else None
+
+
+#: Kinds of :class:`Leftover`.
+TEMPORARY, UPLOAD = "temporary", "upload"
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """What a write killed half way leaves at a destination: a temporary file (file systems, SMB), or an
+    unfinished upload (an S3 multipart upload, an Azure blob's uncommitted blocks) of the object at ``path``."""
+
+    kind: str
+    #: A temporary's own path, or the path of the object an upload was writing, relative to the root.
+    path: str
+    #: The writer's tag (``<execution id[-8:]>-<shard>``), None where nothing names one.
+    tag: str | None = None
+    size: int = 0
+    #: The upload's id (S3 UploadId; Azure: the block id prefix of the upload).
+    upload_id: str | None = None
+    #: When the upload was started (ISO 8601), where the store says.
+    started: str | None = None
+
+
+@dataclass
+class Cleanup:
+    """What a clean-up of leftovers did: ``removed`` (temporaries deleted, uploads aborted) and their bytes,
+    ``in_use`` kept because a live writer holds them."""
+
+    removed: int = 0
+    bytes: int = 0
+    in_use: int = 0
+
+    def add(self, other: Cleanup) -> Cleanup:
+        self.removed, self.bytes, self.in_use = (self.removed + other.removed, self.bytes + other.bytes,
+                                                 self.in_use + other.in_use)
+        return self
+
 
 def safe_relpath(path: str) -> str:
     """Return ``path`` if it is a clean relative POSIX path inside the root, else raise.
 
     Every backend calls this before touching a path it did not generate itself, so that a key such as
-    ``../x`` or ``/etc/passwd`` coming from another store can never escape the destination root.
+    ``../x`` or ``/etc/passwd`` coming from another store can never escape the destination root. A
+    backslash is an ordinary character here (POSIX names, S3 keys, blob names): a backend for which it is
+    a separator refuses it itself, per entry, through :meth:`Location.name_problem`.
     """
     if not path or "\x00" in path:
         raise UnsafePathError(f"unsafe path {path!r}: empty or contains NUL")
-    if path.startswith("/") or "\\" in path:
-        raise UnsafePathError(f"unsafe path {path!r}: absolute paths and backslashes are refused")
+    if path.startswith("/"):
+        raise UnsafePathError(f"unsafe path {path!r}: absolute paths are refused")
     # An empty, '.' or '..' component, tested on the string itself (this runs several times per file copied).
     padded = f"/{path}/"
     if "//" in padded or "/./" in padded or "/../" in padded:
@@ -139,6 +202,9 @@ class Capabilities:
     native_checksums: bool = False
     #: True where :meth:`Location.copy_object` can copy server-side from locations it :meth:`can_copy_from`.
     server_side_copy: bool = False
+    #: True where :meth:`Location.pending_uploads` lists every unfinished upload below the root (S3
+    #: ListMultipartUploads): the engine then looks for its own records only of those listed.
+    lists_uploads: bool = False
     #: True where :meth:`Location.sync` makes writes durable (a file system's syncfs); stores whose writes
     #: are durable when acknowledged declare False.
     needs_sync: bool = False
@@ -293,6 +359,20 @@ class Location(abc.ABC):
         """True if ``other`` lies inside this location (or is the same): such pairs are refused."""
         return False
 
+    def name_problem(self, path: str) -> str | None:
+        """Why this store cannot hold an entry at ``path`` (a :func:`safe_relpath`), or ``None`` if it can.
+
+        PREPARING asks the destination about every source entry (through :meth:`name_problems`) and
+        refuses those it cannot hold, per entry and before anything is written, instead of mangling the
+        name; :meth:`write` still refuses them as the last guard."""
+        return None
+
+    def name_problems(self, paths: pa.ChunkedArray | pa.Array) -> pa.Array | None:
+        """:meth:`name_problem` of every path of a listing, as a string array (null where the name is fine),
+        or ``None`` when every name is fine. A backend that restricts names overrides both; this default
+        holds any name, so PREPARING costs nothing per entry here."""
+        return None
+
     # -- reading ----------------------------------------------------------------------------------
     @abc.abstractmethod
     def scan(self, batch_size: int = 10_000, hints: ScanHints | None = None,
@@ -398,6 +478,52 @@ class Location(abc.ABC):
         (:class:`ChangedSinceListingError` otherwise). ``meta_for`` turns the source's stat into the metadata
         to write; ``extras`` names extras the server carries over itself (e.g. ``s3.tags``)."""
         raise NotImplementedError(f"{type(self).__name__} copies no objects server-side")
+
+    # -- leftovers of killed writes ---------------------------------------------------------------
+    #: Temporaries the last :meth:`scan` met (a scan hides them from the listing), filled by the backend.
+    _seen_leftovers: list[Leftover] | None = None
+    #: Where a backend that uploads in parts reports each upload it starts ("started") and ends ("ended"):
+    #: the engine records them in the execution's store (see :meth:`track_uploads`).
+    _upload_log: Callable[[str, Leftover], None] | None = None
+
+    def _met_leftover(self, leftover: Leftover) -> None:
+        """Called by a backend's scan for each temporary it skips."""
+        if self._seen_leftovers is None:
+            self._seen_leftovers = []
+        self._seen_leftovers.append(leftover)
+
+    def scanned_leftovers(self) -> list[Leftover]:
+        """The temporaries (:data:`TEMP_PREFIX` names) the last :meth:`scan` met and left out of the listing,
+        for :meth:`remove_leftovers`; never user data."""
+        return list(self._seen_leftovers or ())
+
+    def own_leftovers(self, dirs: Iterable[str], tag: str) -> list[Leftover]:
+        """The temporaries of the writer ``tag`` in the directories ``dirs`` (a retried shard's earlier tries);
+        backends that write no temporaries have none."""
+        return []
+
+    def pending_uploads(self) -> list[Leftover]:
+        """Unfinished uploads below the root, whoever started them (S3 ListMultipartUploads); their ``tag`` is
+        None: only the engine's records tell which are its own."""
+        return []
+
+    def track_uploads(self, log: Callable[[str, Leftover], None] | None) -> None:
+        """Report every upload in parts this location starts (``log("started", upload)``, before its first
+        part) and ends (``log("ended", upload)``, completed or aborted), so that the uploads of a writer killed
+        in between can be aborted later."""
+        self._upload_log = log
+
+    def _log_upload(self, event: str, upload: Leftover) -> None:
+        if self._upload_log is not None:
+            self._upload_log(event, upload)
+
+    def remove_leftovers(self, leftovers: Iterable[Leftover], *, writers_gone: bool = False) -> Cleanup:
+        """Remove ``leftovers`` that no live writer holds: a temporary only if the backend can tell its
+        writer is gone (a file system: the writer's lock; SMB: the writer's open handle refuses deletion),
+        an upload as given (the engine passes only those whose writer is over). ``writers_gone``: the caller
+        knows (a retried shard's own earlier tries), so what cannot be tested (a temporary symlink) goes
+        too. Never follows a symlink, never removes a name outside :data:`TEMP_PREFIX` or a directory."""
+        return Cleanup()
 
     def prepare_writes(self, *, durable: bool) -> None:
         """Called once before a shard writes; ``durable``: the shard ends with :meth:`sync`, so a backend

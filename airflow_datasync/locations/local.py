@@ -10,11 +10,12 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import errno
+import fcntl
 import os
 import stat as st
 import threading
-import zlib
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 from urllib.parse import unquote, urlparse
 
@@ -28,9 +29,12 @@ from airflow_datasync.locations.base import (
     OTHER,
     SYMLINK,
     TEMP_PREFIX,
+    TEMPORARY,
     AlreadyExistsError,
     Capabilities,
+    Cleanup,
     Hole,
+    Leftover,
     Location,
     LocationError,
     Metadata,
@@ -39,6 +43,8 @@ from airflow_datasync.locations.base import (
     Written,
     listing_batch,
     safe_relpath,
+    temp_name,
+    temp_tag,
 )
 
 try:
@@ -56,6 +62,9 @@ SYNC_FILE_RANGE_WRITE = 2
 #: With durable writes asked for, start the disk writing every this many bytes of a file while it is
 #: still being copied (instead of all at the final syncfs): the flush then overlaps the copy.
 WRITEBACK_EVERY = 8 << 20
+#: A temporary symlink lives for the microseconds between symlink(2) and rename(2) and cannot be locked:
+#: one whose inode changed longer ago than this belongs to a writer that is gone.
+SYMLINK_TEMP_GRACE_S = 60
 
 
 def _read_umask() -> int | None:
@@ -176,6 +185,7 @@ class LocalLocation(Location):
                 v.clear()
             return batch
 
+        self._seen_leftovers = []
         stack = [""]
         while stack:
             rel_dir = stack.pop()
@@ -192,6 +202,7 @@ class LocalLocation(Location):
             for entry in entries:
                 name = entry.name
                 if name.startswith(TEMP_PREFIX):
+                    self._met_leftover(Leftover(TEMPORARY, f"{rel_dir}/{name}" if rel_dir else name, temp_tag(name)))
                     continue
                 try:
                     name.encode("utf-8")
@@ -238,10 +249,17 @@ class LocalLocation(Location):
                           hardlink_id=_hardlink_id(s) if kind == FILE else None)
 
     def open_read(self, path: str) -> IO[bytes]:
+        # Non-blocking, then checked: an entry that became a FIFO since it was listed would otherwise make
+        # open() wait for a writer that may never come (and a device would be read as data).
         try:
-            fd = os.open(self._abs(path), os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(self._abs(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:
             raise from_oserror(exc, f"{self.uri}: {path}") from None
+        if not st.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise LocationError(f"{self.uri}: {path!r} is not a regular file any more (a FIFO, socket or device "
+                                "replaced it since it was listed); not copied.")
+        os.set_blocking(fd, True)
         return os.fdopen(fd, "rb", buffering=0)
 
     def sparse_layout(self, fh: IO[bytes]) -> SparseLayout | None:
@@ -271,8 +289,28 @@ class LocalLocation(Location):
 
     def _temp_for(self, path: str, tag: str) -> str:
         head, name = os.path.split(path)
-        tmp = f"{TEMP_PREFIX}{tag}-{zlib.crc32(name.encode()):08x}"
-        return os.path.join(self.root, head, tmp)
+        return os.path.join(self.root, head, temp_name(name, tag))
+
+    @staticmethod
+    def _open_temp(tmp: str, mode: int) -> int:
+        """Create (or truncate) the temporary ``tmp`` and hold an exclusive ``flock`` on it until it is closed:
+        a cleaner removes only temporaries it can lock, so never this one while it is written. A cleaner
+        that unlinked the file between our open and our lock leaves it without a name: open it again."""
+        while True:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while a cleaner is looking at this very file
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP):
+                        raise
+                    return fd  # a mount without locks (NFS "nolock"): written unlocked, see docs/reliability.md
+                if os.fstat(fd).st_nlink:
+                    return fd
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
 
     def _apply(self, target: str | int, meta: Metadata, *, follow: bool = True) -> list[str]:
         warnings = []
@@ -310,7 +348,10 @@ class LocalLocation(Location):
         create_mode = meta.mode if direct else (0o600 if meta.mode is not None else 0o666)
         if direct:
             meta = dataclasses.replace(meta, mode=None)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, create_mode)
+        fd = self._open_temp(tmp, create_mode)
+        # The flock belongs to the open file description: a duplicate keeps it held past the close of fd
+        # (which flushes, as NFS wants before a rename) until the temporary has its final name.
+        lock = os.dup(fd)
         kick = _sync_file_range if self._early_writeback else None
         flushed = 0
         holes = False
@@ -356,6 +397,8 @@ class LocalLocation(Location):
         except BaseException:
             _unlink_quietly(tmp)
             raise
+        finally:
+            os.close(lock)
         return Written(size=written)
 
     def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> None:
@@ -435,6 +478,78 @@ class LocalLocation(Location):
             raise from_oserror(exc, where) from None
         with self._lock:
             self._known_dirs.discard(path)
+
+    # -- leftovers of killed writes ---------------------------------------------------------------
+    def _inside(self, rel_dir: str) -> bool:
+        """Whether the directory ``rel_dir`` really lies inside the root (no symlink on the way)."""
+        full = os.path.join(self.root, rel_dir) if rel_dir else self.root
+        return os.path.realpath(full) == os.path.join(os.path.realpath(self.root), rel_dir).rstrip("/")
+
+    def own_leftovers(self, dirs: Iterable[str], tag: str) -> list[Leftover]:
+        prefix = f"{TEMP_PREFIX}{tag}-"
+        found = []
+        for rel_dir in sorted(set(dirs)):
+            if rel_dir:
+                safe_relpath(rel_dir)
+            if not self._inside(rel_dir):
+                continue  # missing, or behind a symlink: nothing of ours can be there
+            try:
+                with os.scandir(os.path.join(self.root, rel_dir) if rel_dir else self.root) as it:
+                    names = [e.name for e in it if e.name.startswith(prefix)]
+            except OSError:
+                continue
+            found.extend(Leftover(TEMPORARY, f"{rel_dir}/{n}" if rel_dir else n, tag) for n in names)
+        return found
+
+    def remove_leftovers(self, leftovers: Iterable[Leftover], *, writers_gone: bool = False) -> Cleanup:
+        """Remove the temporaries among ``leftovers`` that no writer holds: a regular file only if this
+        process can take its ``flock`` (every writer holds it while writing, see :meth:`_open_temp`), a
+        temporary symlink once it is older than :data:`SYMLINK_TEMP_GRACE_S` (at once with ``writers_gone``);
+        anything else is kept."""
+        done = Cleanup()
+        for leftover in leftovers:
+            head, name = os.path.split(leftover.path)
+            if leftover.kind != TEMPORARY or not name.startswith(TEMP_PREFIX) or not self._inside(head):
+                continue
+            full = self._abs(leftover.path)
+            try:
+                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:  # a symlink: lstat says whether its writer is long gone
+                    done.add(self._remove_temp_symlink(full, 0 if writers_gone else SYMLINK_TEMP_GRACE_S))
+                continue
+            try:
+                s = os.fstat(fd)
+                if not st.S_ISREG(s.st_mode):
+                    continue  # a FIFO or directory that happens to carry the prefix: not ours
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    done.in_use += 1
+                    continue
+                except OSError:
+                    continue  # no locks on this mount: liveness cannot be told, so it is kept
+                now = os.lstat(full)
+                if (now.st_dev, now.st_ino) == (s.st_dev, s.st_ino):  # still the file we locked
+                    os.unlink(full)
+                    done.removed += 1
+                    done.bytes += s.st_size if s.st_nlink == 1 else 0  # a hard link's temporary frees nothing
+            except OSError:
+                continue  # gone meanwhile, or not ours to remove: the next execution looks again
+            finally:
+                os.close(fd)
+        return done
+
+    @staticmethod
+    def _remove_temp_symlink(full: str, grace_s: float) -> Cleanup:
+        try:
+            s = os.lstat(full)
+            if not st.S_ISLNK(s.st_mode) or time.time() - s.st_ctime < grace_s:
+                return Cleanup(in_use=1 if st.S_ISLNK(s.st_mode) else 0)
+            os.unlink(full)
+        except OSError:
+            return Cleanup()
+        return Cleanup(removed=1)
 
     def prepare_writes(self, *, durable: bool) -> None:
         self._early_writeback = durable

@@ -1,6 +1,9 @@
 """``sync_task_group``: one line wires a whole execution as a TaskGroup.
 
     launch → prepare → transfer (mapped, one instance per shard) → finalize → verify → report
+
+finalize, verify and report run whatever the shards did (``all_done``): one file that cannot be copied
+fails its shard, but what did transfer is still verified, and the report says why deletions were skipped.
 """
 
 from __future__ import annotations
@@ -94,8 +97,9 @@ def sync_task_group(
             retry_exponential_backoff=transfer_retry_exponential_backoff, retry_policy=TRANSFER_RETRY_POLICY,
             map_index_template=TRANSFER_LABEL,
         ).expand(shard=prepare.output)
-        finalize = SyncFinalizeOperator(task_id="finalize", execution=launch.output, trigger_rule="none_failed")
-        verify = SyncVerifyOperator(task_id="verify", execution=launch.output, trigger_rule="none_failed")
+        # Whatever the shards did (all_done): a failed copy skips the deletions, never the metadata or VERIFYING.
+        finalize = SyncFinalizeOperator(task_id="finalize", execution=launch.output)
+        verify = SyncVerifyOperator(task_id="verify", execution=launch.output)
         outlets = report_outlets(
             destination, emit_on=emit_asset_on, alias_name=asset_alias or default_alias_name(group.dag.dag_id if group.dag else "dag", group.group_id),
         )

@@ -11,7 +11,7 @@ from typing import Any
 from airflow.sdk import Asset, AssetAlias, BaseOperator, ExceptionRetryPolicy, RetryAction, RetryRule, conf
 from airflow.sdk.bases.xcom import BaseXCom
 from airflow.sdk.definitions.xcom_arg import PlainXComArg
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from airflow_datasync import engine
 from airflow_datasync.assets import EMIT_ON, asset_event_extra, destination_asset, should_emit
@@ -20,6 +20,7 @@ from airflow_datasync.manifest import ExecutionDir
 from airflow_datasync.operators.links import SyncExecutionLink, SyncShardLink
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.params import options_from_params
+from airflow_datasync.phases.deletion_cap import DeletionCapError
 from airflow_datasync.rendered import parse_rendered
 from airflow_datasync.report_text import format_bytes, format_summary, render
 from airflow_datasync.units import counted
@@ -180,18 +181,65 @@ class _ExecutionOperator(BaseOperator):
         self.execution = execution
 
 
+class _AfterShardsOperator(_ExecutionOperator):
+    """A phase that runs whatever happened upstream (``trigger_rule="all_done"``), so it reads the launch
+    task's output itself: given ``launch.output``, Airflow would resolve it before ``execute`` and fail
+    with "XCom not found" when LAUNCHING failed, ahead of the operator's own handling.
+
+    :param execution: the LAUNCHING task's output.
+    :param launch_task_id: the LAUNCHING task to pull the execution reference from (instead of ``execution``).
+    """
+
+    def __init__(self, *, execution: Any = None, launch_task_id: str | None = None, **kwargs) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        launch_op = None
+        if isinstance(execution, PlainXComArg) and execution.key == XCOM_RETURN_KEY and launch_task_id is None:
+            launch_task_id, launch_op, execution = execution.operator.task_id, execution.operator, None
+        super().__init__(execution=execution, **kwargs)
+        if launch_op is not None:
+            self.set_upstream(launch_op)  # the edge the XComArg in a template field would have made
+        if execution is None and launch_task_id is None:
+            raise ValueError(f"{self.task_id}: give execution= (the launch task's output) or launch_task_id=")
+        self.launch_task_id = launch_task_id
+
+    def _pull(self, context, key: str) -> Any:
+        ti = context["ti"]
+        if ti.map_index is not None and ti.map_index >= 0:  # in a mapped group: the launch of the same index
+            return ti.xcom_pull(task_ids=self.launch_task_id, key=key, map_indexes=ti.map_index)
+        return ti.xcom_pull(task_ids=self.launch_task_id, key=key)  # all map indexes: None, no error, when absent
+
+    def _launched(self, context) -> Any:
+        """The execution reference, or None when LAUNCHING created none."""
+        execution = self.execution if self.launch_task_id is None else self._pull(context, XCOM_RETURN_KEY)
+        return None if execution is None or execution == "None" or execution == [] else execution
+
+    def _prepared(self, context, phase: str) -> ExecutionDir:
+        """The execution, once PREPARING completed; else the task is skipped (nothing was planned)."""
+        execution = self._launched(context)
+        if execution is None:
+            raise AirflowSkipException(f"{phase}: LAUNCHING created no execution; the report says why")
+        execution = _execution(execution)
+        if execution.read_json(execution.prepare) is None:
+            raise AirflowSkipException(f"{phase}: PREPARING did not complete, so nothing was planned; the report says why")
+        return execution
+
+
 class SyncPrepareOperator(_ExecutionOperator):
     """PREPARING: scan both sides, write the Parquet manifest, cut it into shards.
 
     Returns a list of shard descriptors ``{"execution", "shard", "files", "bytes"}`` to map TRANSFERRING over.
-    The number of shards never exceeds Airflow's ``[core] max_map_length``.
+    The number of shards never exceeds Airflow's ``[core] max_map_length``. A plan the deletion cap
+    refuses fails the task at once, without retries (the report names the counts and the option).
     """
 
     ui_color = "#d1f2eb"
 
     def execute(self, context) -> list[dict[str, Any]]:
         max_shards = conf.getint("core", "max_map_length", fallback=1024)
-        return engine.prepare(_execution(self.execution), max_shards=max_shards)
+        try:
+            return engine.prepare(_execution(self.execution), max_shards=max_shards)
+        except DeletionCapError as exc:  # the same source gives the same plan: retrying cannot help
+            raise AirflowFailException(f"PREPARING refused the execution: {exc}") from exc
 
 
 class SyncTransferOperator(BaseOperator):
@@ -233,28 +281,34 @@ class SyncTransferOperator(BaseOperator):
                                try_number=context["ti"].try_number)
 
 
-class SyncFinalizeOperator(_ExecutionOperator):
-    """End of TRANSFERRING: deletions (PreserveDeletedFiles=REMOVE) and directory metadata, after all shards."""
+class SyncFinalizeOperator(_AfterShardsOperator):
+    """End of TRANSFERRING: deletions (PreserveDeletedFiles=REMOVE) and directory metadata, after all shards.
+
+    Runs whatever the shards did (``trigger_rule="all_done"``): when any entry failed, it skips every
+    deletion (and says why) but still applies directory metadata. Skipped when PREPARING did not complete."""
 
     ui_color = "#fcf3cf"
 
     def execute(self, context) -> dict[str, Any]:
-        return engine.finalize(_execution(self.execution))  # a dry run's: nothing done, says so
+        return engine.finalize(self._prepared(context, "FINALIZE"))  # a dry run's: nothing done, says so
 
 
-class SyncVerifyOperator(_ExecutionOperator):
-    """VERIFYING: compare checksum manifests of source and destination as VerifyMode says."""
+class SyncVerifyOperator(_AfterShardsOperator):
+    """VERIFYING: compare checksum manifests of source and destination as VerifyMode says.
+
+    Runs whatever the shards and FINALIZE did (``trigger_rule="all_done"``) and checks what transferred;
+    entries whose copy failed are the report's transfer failures. Skipped when PREPARING did not complete."""
 
     ui_color = "#e8daef"
 
     def execute(self, context) -> dict[str, Any]:
-        summary = engine.verify(_execution(self.execution))  # a dry run's: nothing verified, says so
+        summary = engine.verify(self._prepared(context, "VERIFYING"))  # a dry run's: nothing verified, says so
         if summary.get("failed"):
             log.error("VERIFYING found %s, e.g. %s", counted(summary["failed"], "mismatch", "mismatches"), summary["examples"][:3])
         return summary
 
 
-class SyncReportOperator(_ExecutionOperator):
+class SyncReportOperator(_AfterShardsOperator):
     """Write the execution report (JSON summary + per-file Parquet) and push the summary to XCom.
 
     Runs whatever happened upstream (``trigger_rule="all_done"``) and fails when the status is ERROR, so
@@ -274,16 +328,7 @@ class SyncReportOperator(_ExecutionOperator):
 
     def __init__(self, *, execution: Any = None, launch_task_id: str | None = None, fail_on_error: bool = True,
                  emit_asset_on: str = "SUCCESS", **kwargs) -> None:
-        kwargs.setdefault("trigger_rule", "all_done")
-        launch_op = None
-        if isinstance(execution, PlainXComArg) and execution.key == XCOM_RETURN_KEY and launch_task_id is None:
-            launch_task_id, launch_op, execution = execution.operator.task_id, execution.operator, None
-        super().__init__(execution=execution, **kwargs)
-        if launch_op is not None:
-            self.set_upstream(launch_op)  # the edge the XComArg in a template field would have made
-        if execution is None and launch_task_id is None:
-            raise ValueError(f"{self.task_id}: give execution= (the launch task's output) or launch_task_id=")
-        self.launch_task_id = launch_task_id
+        super().__init__(execution=execution, launch_task_id=launch_task_id, **kwargs)
         self.fail_on_error = fail_on_error
         if emit_asset_on not in EMIT_ON:
             raise ValueError(f"emit_asset_on must be one of {', '.join(EMIT_ON)}, got {emit_asset_on!r}")
@@ -303,15 +348,9 @@ class SyncReportOperator(_ExecutionOperator):
             elif isinstance(outlet, Asset):
                 context["outlet_events"][outlet].extra = extra
 
-    def _pull(self, context, key: str) -> Any:
-        ti = context["ti"]
-        if ti.map_index is not None and ti.map_index >= 0:  # in a mapped group: the launch of the same index
-            return ti.xcom_pull(task_ids=self.launch_task_id, key=key, map_indexes=ti.map_index)
-        return ti.xcom_pull(task_ids=self.launch_task_id, key=key)  # all map indexes: None, no error, when absent
-
     def execute(self, context) -> dict[str, Any]:
-        execution = self.execution if self.launch_task_id is None else self._pull(context, XCOM_RETURN_KEY)
-        if execution is None or execution == "None" or execution == []:
+        execution = self._launched(context)
+        if execution is None:
             reason = self._pull(context, LAUNCH_ERROR_KEY) if self.launch_task_id else None
             raise AirflowFailException(
                 "LAUNCHING failed, so no execution was created and there is nothing to report: "

@@ -17,6 +17,7 @@ from airflow_datasync.options import TaskOptions
 from airflow_datasync.owners import OwnerMap
 from airflow_datasync.phases.hardlinks import make_links
 from airflow_datasync.phases.launch import opened
+from airflow_datasync.phases.outcome import transfer_outcome
 from airflow_datasync.phases.transfer import copied_extras, metadata_for, run_by_depth, with_extras
 
 log = logging.getLogger("airflow_datasync")
@@ -26,9 +27,10 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
     """After every shard: deletions (PreserveDeletedFiles=REMOVE), hard links (preserve_hard_links), then
     directory metadata, deepest first.
 
-    Deletes wait until all copies are done (like rsync's --delete-after) so that a failed transfer never
-    leaves the destination with less than it had; directory mtimes are set last because writing into a
-    directory changes its mtime.
+    Deletes wait until all copies are done (like rsync's --delete-after) and are skipped, every one, when
+    any entry did not transfer (a failed copy, an entry refused in PREPARING, a shard that never reported):
+    a failed transfer never leaves the destination with less than it had. Directory metadata is applied
+    either way, last, because writing into a directory changes its mtime.
     """
     t0 = time.monotonic()
     with opened(execution) as (_record, src, dst, options):
@@ -38,7 +40,14 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
         manifest = execution.read_table(execution.manifest, MANIFEST_SCHEMA)
         deletes = manifest.filter(pc.equal(manifest["action"], "delete")).select(["path", "type"]).to_pylist()
         deletes.sort(key=lambda r: (r["path"].count("/"), r["type"] != DIR), reverse=True)
+        shard_count = (execution.read_json(execution.prepare) or {}).get("shard_count", 0)
+        skipped_because = transfer_outcome(execution, manifest, shard_count).why_no_deletions(len(deletes))
         results, failed = [], 0
+        if skipped_because is not None:
+            log.warning("FINALIZE %s: %s", execution.execution_id, skipped_because)
+            results = [{"path": row["path"], "type": row["type"], "action": "delete", "status": "SKIPPED",
+                        "warning": f"not deleted: {skipped_because}"} for row in deletes]
+            deletes = []
         for row in deletes:
             try:
                 dst.delete(row["path"], is_dir=row["type"] == DIR)
@@ -69,9 +78,11 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
         warnings = [w for found in run_by_depth(finish, dir_rows, options.workers(src, dst), "finalize",
                                                 deepest_first=True) for w in found]
         execution.write_table(execution.delete_rows, pa.Table.from_pylist(results, schema=RESULT_SCHEMA), RESULT_SCHEMA)
-        summary = {"ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000), "deleted": len(results) - failed,
-                   "delete_failed": failed, "linked": len(link_rows) - link_failed, "link_failed": link_failed,
-                   "directories_updated": len(dir_rows), "warnings": warnings[:100]}
+        deleted = sum(1 for r in results if r["status"] == "SUCCESS")
+        summary = {"ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000), "deleted": deleted,
+                   "delete_failed": failed, "deletions_skipped": len(results) if skipped_because else 0,
+                   "deletions_skipped_because": skipped_because, "linked": len(link_rows) - link_failed,
+                   "link_failed": link_failed, "directories_updated": len(dir_rows), "warnings": warnings[:100]}
         execution.write_json(execution.finalize, summary)
         return summary
 

@@ -42,8 +42,12 @@ def plan_partitioned(execution: ExecutionDir, src: Location, dst: Location, opti
         src_parts = _split(execution, execution.source_listing, f"{scratch}/source", parts, by_top)
         dst_parts = _split(execution, execution.destination_listing, f"{scratch}/destination", parts, by_top)
         work_parts = [f"{scratch}/work-{i:05d}.arrow" for i in range(parts)]
+        # A directory's children hash to other partitions: which ones could not be listed is known globally.
+        errors_only = execution.read_table(execution.source_listing, LISTING_SCHEMA, filters=[("error", "!=", "")])
+        unlisted = planning.unlisted_dirs(errors_only)
         for src_part, dst_part, work_part in zip(src_parts, dst_parts, work_parts):
-            part_est, part_sizes, part_errors = _plan_part(src_part, dst_part, work_part, out, options, src, dst, links)
+            part_est, part_sizes, part_errors = _plan_part(src_part, dst_part, work_part, out, options, src, dst,
+                                                           unlisted, links)
             # Hand the partition's freed memory back: the allocator would otherwise keep some of each
             # partition's and the peak would creep up with the partition count.
             pa.default_memory_pool().release_unused()
@@ -64,12 +68,13 @@ def plan_partitioned(execution: ExecutionDir, src: Location, dst: Location, opti
 
 
 def _plan_part(src_part: str, dst_part: str, work_part: str, out: ParquetSink, options: TaskOptions,
-               src: Location, dst: Location, links: LinkPlan | None = None) -> tuple[dict[str, int], np.ndarray, pa.Table]:
+               src: Location, dst: Location, unlisted: list[str],
+               links: LinkPlan | None = None) -> tuple[dict[str, int], np.ndarray, pa.Table]:
     """Plan one partition as :func:`prepare._plan_in_memory` plans a whole tree. Its unsharded rows but errors go to
     ``out``, its work rows to ``work_part``; return its estimates, the cut bytes of its work rows and its
     error rows."""
     manifest = planning.diff(*planning.comparable(read_scratch(src_part), read_scratch(dst_part), options, src, dst),
-                             compare_dir_metadata=dst.capabilities.keeps_directory_metadata)
+                             compare_dir_metadata=dst.capabilities.keeps_directory_metadata, unlisted=unlisted)
     if links is not None:  # groups span partitions: their leaders and ids come from the whole listings
         manifest = links.apply(manifest, options)
     work, work_sizes = planning.work_sizes(manifest)

@@ -18,9 +18,11 @@ from airflow_datasync.locations import Location
 from airflow_datasync.locations.base import LISTING_SCHEMA, ScanHints
 from airflow_datasync.manifest import MANIFEST_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
+from airflow_datasync.phases.deletion_cap import DeletionCapError, deletion_cap_problem, destination_entries_in_scope
 from airflow_datasync.phases.hardlinks import LinkPlan, link_plan
 from airflow_datasync.phases.hints import execution_hints, previous_execution
 from airflow_datasync.phases.launch import opened
+from airflow_datasync.phases.leftovers import clean_destination
 from airflow_datasync.phases.partition import plan_partitioned
 from airflow_datasync.progress import Progress
 from airflow_datasync.units import counted, entries
@@ -86,6 +88,10 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
             src_count = _scan_to(execution, src, execution.source_listing, "source", src_hints)
             dst_count = _scan_to(execution, dst, execution.destination_listing, "destination", dst_hints,
                                  execution.source_listing, compare)
+        # What killed copies of earlier executions left at the destination (temporaries its scan met,
+        # unfinished uploads), removed before this execution writes, or only counted in a dry run.
+        leftovers = clean_destination(execution, dst, dry_run=options.dry_run) \
+            if record.get("destination_exists", True) else None
         limit = min(options.max_shards, max_shards or options.max_shards)
         parts = -(-max(src_count, dst_count) // PARTITION_ROWS)
         links = link_plan(execution, options, dst)
@@ -96,11 +102,20 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
         warnings = _prepare_warnings(options, dst, src)
         if links.warning(options, dst):
             warnings.append(links.warning(options, dst))
+        refused = _check_deletion_cap(execution, options, est)
+        if refused is not None and options.dry_run:
+            warnings.insert(0, f"dry run: a run would be refused: {refused}")
+        elif refused is not None:
+            # Before prepare.json: FINALIZE (which runs whatever happened upstream) finds no plan to carry out.
+            execution.write_json(execution.prepare_refused, {"ended_at": utcnow(), "error": refused, **est})
+            log.error("PREPARING %s: refused: %s", execution.execution_id, refused)
+            raise DeletionCapError(refused)
         execution.write_json(execution.prepare, {
             "started_at": started, "ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000),
             "source_entries": src_count, "destination_entries": dst_count,
             "shard_count": shard_plan.count, "files_per_shard": shard_plan.files_per_shard,
             "bytes_per_shard": shard_plan.bytes_per_shard, **est, "hard_links": links.summary(), "warnings": warnings,
+            "leftovers": leftovers,
         })
         log.info("PREPARING %s: %s at source, %s at destination; %s to transfer (%s bytes), %s to delete, %s",
                  execution.execution_id, entries(src_count), dst_count,
@@ -111,6 +126,13 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
                      execution.execution_id)
             return []
         return shards
+
+
+def _check_deletion_cap(execution: ExecutionDir, options: TaskOptions, est: dict[str, int]) -> str | None:
+    deletes = est["EstimatedFilesToDelete"]
+    if options.PreserveDeletedFiles != "REMOVE" or deletes == 0:
+        return None
+    return deletion_cap_problem(options, deletes, est["FilesPrepared"], destination_entries_in_scope(execution))
 
 
 def _listed_to(execution: ExecutionDir, record: dict[str, Any], src: Location, dst: Location,

@@ -41,6 +41,7 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
     """
     launch = execution.read_json(execution.launch) or {}
     prepare = execution.read_json(execution.prepare)
+    refused = execution.read_json(execution.prepare_refused) if prepare is None else None
     finalize = execution.read_json(execution.finalize)
     verify = execution.read_json(execution.verify)
     shards = list(execution.shard_summaries())
@@ -56,9 +57,9 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
     failed_results = results.filter(pc.equal(results["status"], "FAILED"))
     copied = results.filter(ok)
     counters = {
-        "EstimatedFilesToTransfer": (prepare or {}).get("EstimatedFilesToTransfer", 0),
-        "EstimatedBytesToTransfer": (prepare or {}).get("EstimatedBytesToTransfer", 0),
-        "EstimatedFilesToDelete": (prepare or {}).get("EstimatedFilesToDelete", 0),
+        "EstimatedFilesToTransfer": (prepare or refused or {}).get("EstimatedFilesToTransfer", 0),
+        "EstimatedBytesToTransfer": (prepare or refused or {}).get("EstimatedBytesToTransfer", 0),
+        "EstimatedFilesToDelete": (prepare or refused or {}).get("EstimatedFilesToDelete", 0),
         "FilesPrepared": (prepare or {}).get("FilesPrepared", 0),
         "FilesTransferred": copied.num_rows + int(pc.sum(pc.equal(links["status"], "SUCCESS")).as_py() or 0),
         "BytesWritten": int(pc.sum(copied["bytes_written"]).as_py() or 0),
@@ -73,19 +74,27 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
     failed_links = links.filter(pc.equal(links["status"], "FAILED"))
     counters["FilesFailed"] = (failed_results.num_rows + source_errors.num_rows + failed_deletes.num_rows + bad_verify.num_rows
                                + failed_links.num_rows)
+    # DataSync's TaskExecutionFilesFailedDetail: the same failures by the phase they happened in.
+    counters["FilesFailedDetail"] = {"Prepare": source_errors.num_rows, "Transfer": failed_results.num_rows + failed_links.num_rows,
+                                     "Verify": bad_verify.num_rows, "Delete": failed_deletes.num_rows}
+    counters["DeletionsSkipped"] = int((finalize or {}).get("deletions_skipped") or 0)
 
     expected_shards = (prepare or {}).get("shard_count", 0)
     problems: list[tuple[str, str]] = []
-    if prepare is None:
+    if refused is not None:
+        problems.append(("DeletionCapExceeded", refused["error"]))
+    elif prepare is None:
         problems.append(("PrepareFailed", "PREPARING did not complete; see the prepare task's log"))
     elif len(shards) < expected_shards and not dry_run:
         problems.append(("TransferIncomplete", f"{expected_shards - len(shards)} of {counted(expected_shards, 'shard')} did not finish"))
     if source_errors.num_rows and not dry_run:  # a dry run names them in Warnings: only PREPARING ran
-        problems.append(("SourceErrors", _examples(source_errors["path"], source_errors["reason"], source_errors.num_rows, "{were} refused at the source (unreadable, an unsafe name, or a name clash at the destination)")))
+        problems.append(("SourceErrors", _examples(source_errors["path"], source_errors["reason"], source_errors.num_rows, "{were} refused at the source (unreadable, an unsafe name, a name clash at the destination or a name the destination cannot hold)")))
     if failed_results.num_rows:
         problems.append(("FilesFailed", _examples(failed_results["path"], failed_results["error"], failed_results.num_rows, "failed to transfer")))
     if failed_links.num_rows:
         problems.append(("FilesFailed", _examples(failed_links["path"], failed_links["error"], failed_links.num_rows, "could not be hard-linked")))
+    if (finalize or {}).get("deletions_skipped_because"):
+        problems.append(("DeletionsSkipped", finalize["deletions_skipped_because"]))
     if failed_deletes.num_rows:
         problems.append(("DeleteFailed", _examples(failed_deletes["path"], failed_deletes["error"], failed_deletes.num_rows, "could not be deleted")))
     if prepare is not None and not dry_run and len(shards) >= expected_shards and finalize is None and expected_shards + (prepare.get("EstimatedFilesToDelete") or 0) > 0:
@@ -117,6 +126,7 @@ def build_report(execution: ExecutionDir) -> dict[str, Any]:
         # One clause per problem; a detail quoting an error message may end with its full stop (not ".;").
         "ErrorDetail": "; ".join(d.rstrip(".") for _, d in problems) if problems else None,
         "VerifyMode": options.get("VerifyMode"),
+        "VerifyRan": verify is not None,
         "ShardCount": expected_shards,
         "ShardsCompleted": len(shards),
         "FilesResumed": int(pc.sum(results["resumed"]).as_py() or 0),

@@ -41,6 +41,7 @@ from airflow_datasync.manifest import RESULT_SCHEMA, ExecutionDir, Journal, utcn
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.owners import OwnerMap
 from airflow_datasync.phases.launch import opened
+from airflow_datasync.phases.leftovers import UploadRecords, clean_shard_start, shard_tag
 from airflow_datasync.plan import without_ownership
 from airflow_datasync.progress import RateLimiter, ShardProgress
 from airflow_datasync.units import entries
@@ -148,9 +149,10 @@ class ShardCopier:
                 self.progress.uncount(prior.get("bytes") or 0)
             written: Written | None = None
             if action == "mkdir":
-                if row.get("dst_type") == FILE:
-                    # Type changed: the file PREPARING saw there gives way, as a file replaces a file. A symlink
-                    # there is refused by mkdir instead (one planted to redirect writes is never trusted).
+                if row.get("dst_type") == FILE and self.options.OverwriteMode == "ALWAYS":
+                    # A file became a directory at the source: the file in its place goes, as an overwrite
+                    # would replace it (else no later run could ever create the directory). A symlink in
+                    # the way stays refused: someone planted it, and writes never pass through one.
                     self.dst.delete(path, is_dir=False)
                 written = self.dst.mkdir(path, metadata_for(row, self.options, self.owners))
             elif action == "meta":
@@ -354,8 +356,13 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
     dst.prepare_writes(durable=options.sync_writes)
     records = rows.select(["path", "type", "action", "size", "mtime_ns", "atime_ns", "mode", "uid", "gid",
                            "etag", "dst_type"]).to_pylist()
+    # A progress file means an earlier try started: its temporaries and uploads are dead (Airflow runs one
+    # try at a time), so they go before this try writes; a first try has nothing to look for.
+    earlier_try = execution.store.exists(execution.progress_file(shard))
+    cleaned = clean_shard_start(execution, shard, dst, records) if earlier_try else None
+    dst.track_uploads(UploadRecords(execution, shard))
     progress = _shard_progress(execution, shard, records, done, try_number)
-    copier = ShardCopier(src, dst, options, f"{execution.execution_id[-8:]}-{shard}", journal, limiter, progress)
+    copier = ShardCopier(src, dst, options, shard_tag(execution, shard), journal, limiter, progress)
     # Directories first, shallowest level first (files need their parents), each level in parallel; then
     # everything else in parallel.
     workers = options.workers(src, dst)
@@ -382,6 +389,8 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
             "resumed": sum(1 for r in results if r["resumed"]),
             "bytes_written": sum(r["bytes_written"] or 0 for r in results if not r["resumed"]),
             "bytes_total": sum(r["bytes_written"] or 0 for r in results),
+            "leftovers_removed": cleaned.removed if cleaned else 0,
+            "leftover_bytes_removed": cleaned.bytes if cleaned else 0,
         }
         execution.write_json(execution.shard_file(shard, "json"), summary)
         if not failed:

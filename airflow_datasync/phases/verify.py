@@ -19,12 +19,13 @@ import pyarrow.compute as pc
 
 from airflow_datasync import checksum, plan
 from airflow_datasync.locations.base import FILE, LISTING_SCHEMA, SYMLINK, Location, LocationError, ScanHints
-from airflow_datasync.manifest import VERIFY_SCHEMA, ExecutionDir, utcnow
+from airflow_datasync.manifest import MANIFEST_SCHEMA, VERIFY_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.phases import hardlinks
 from airflow_datasync.phases.finalize import dry_run_summary
 from airflow_datasync.phases.hints import execution_hints
 from airflow_datasync.phases.launch import opened
+from airflow_datasync.phases.outcome import transfer_outcome
 from airflow_datasync.phases.transfer import run_parallel
 from airflow_datasync.progress import Progress
 from airflow_datasync.units import entries
@@ -169,7 +170,7 @@ def verify_execution(execution: ExecutionDir, src: Location, dst: Location, opti
         rows += _check_links(dst, hardlinks.kept_pairs(execution), {})
         progress.log()
     else:
-        rows = _point_in_time(execution, src, dst, options, hints or {})
+        rows = _point_in_time(execution, src, dst, options, hints or {}, _not_verified(execution))
     table = pa.Table.from_pylist(rows, schema=VERIFY_SCHEMA)
     execution.write_table(execution.verify_rows, table, VERIFY_SCHEMA)
     bad = [r for r in rows if r["verify_status"] != "VERIFIED"]
@@ -185,8 +186,21 @@ def verify_execution(execution: ExecutionDir, src: Location, dst: Location, opti
     return summary
 
 
+def _not_verified(execution: ExecutionDir) -> pa.Array:
+    """Paths a full comparison leaves out: entries that did not transfer (their copy failed, or their shard
+    never reported: the report counts them as transfer failures, not verify failures) and the deletions
+    FINALIZE skipped for that reason (the report says so)."""
+    manifest = execution.read_table(execution.manifest, MANIFEST_SCHEMA)
+    shard_count = (execution.read_json(execution.prepare) or {}).get("shard_count", 0)
+    not_transferred = transfer_outcome(execution, manifest, shard_count).not_transferred
+    if not (execution.read_json(execution.finalize) or {}).get("deletions_skipped"):
+        return not_transferred
+    deletes = manifest.filter(pc.equal(manifest["action"], "delete"))["path"].combine_chunks().cast(pa.string())
+    return pa.concat_arrays([not_transferred, deletes])
+
+
 def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions,
-                   hints: dict[str, ScanHints | None]) -> list[dict[str, Any]]:
+                   hints: dict[str, ScanHints | None], not_verified: pa.Array) -> list[dict[str, Any]]:
     listings = {}
     if options.ManifestConfig is not None:
         # With a manifest, both locations are compared on the listed files (and their folders) only.
@@ -204,6 +218,9 @@ def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, option
         listings[name] = plan.apply_filters(execution.read_table(path, LISTING_SCHEMA), options)
     source, destination, _ = plan.comparable(listings["source"], listings["destination"], options, src, dst)
     source = source.filter(pc.and_(pc.is_null(source["error"]), pc.not_equal(source["type"], "other")))
+    if len(not_verified):
+        source = source.filter(pc.invert(pc.is_in(source["path"], value_set=not_verified)))
+        destination = destination.filter(pc.invert(pc.is_in(destination["path"], value_set=not_verified)))
     dest = destination.select(["path", "type", "size", "mtime_ns", "link_target", "etag"])
     dest = dest.rename_columns(["path", "dst_type", "dst_size", "dst_mtime_ns", "dst_link_target", "dst_etag"])
     joined = source.join(dest, keys="path", join_type="left outer").sort_by("path")

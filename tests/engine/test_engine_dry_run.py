@@ -16,7 +16,7 @@ from airflow_datasync.engine import LocationSpec, run_execution
 from tests.fixtures_servers import S3_CONN_ID, SMB_CONN_ID
 
 #: The S3 requests a dry run may send to its destination: listings and reads only.
-READ_ONLY_S3 = {"ListObjectsV2", "HeadObject", "GetObject", "HeadBucket", "GetObjectTagging"}
+READ_ONLY_S3 = {"ListObjectsV2", "HeadObject", "GetObject", "HeadBucket", "GetObjectTagging", "ListMultipartUploads"}
 
 
 def source_tree(make_tree, root: Path) -> Path:

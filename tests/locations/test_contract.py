@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +28,9 @@ from airflow_datasync.locations.base import (
     SMB_SECURITY_DESCRIPTOR,
     SMB_SECURITY_FLAGS,
     TEMP_PREFIX,
+    TEMPORARY,
     Capabilities,
+    Leftover,
     Location,
     Metadata,
     Written,
@@ -184,6 +187,30 @@ def test_unsafe_paths_are_refused_before_any_request(location, path):
             outcomes[name] = f"{type(exc).__qualname__}: {exc}"
     assert outcomes == dict.fromkeys(calls, "refused")
     assert consumed == [], "write read its stream before refusing the path"
+    assert listed(location) == {}
+
+
+def test_a_backslash_is_an_ordinary_character_where_the_store_can_hold_it(location):
+    """``a\\b.txt`` is one name on POSIX, in S3 keys and blob names: a backend that can hold it
+    round-trips it under that very name (never as ``a/b.txt``); one that cannot (SMB, where it separates
+    names) says why in ``name_problem`` and refuses to write it."""
+    name, nested = "a\\b.txt", "d\\x/c\\d.txt"
+    problem = location.name_problem(name)
+    if problem is not None:
+        assert location.name_problem(nested) is not None
+        with pytest.raises(errors.LocationError):
+            put(location, name, b"never")
+        assert listed(location) == {}
+        return
+    put(location, name, b"one name")
+    location.mkdir("d\\x")
+    put(location, nested, b"nested")
+    assert sorted(listed(location)) == sorted([name, "d\\x", nested])
+    assert location.stat(name).type == FILE and location.stat("a") is None
+    assert read(location, name) == b"one name" and read(location, nested) == b"nested"
+    location.delete(nested, is_dir=False)
+    location.delete(name, is_dir=False)
+    location.delete("d\\x", is_dir=True)
     assert listed(location) == {}
 
 
@@ -405,3 +432,43 @@ def test_sync_and_prepare_writes_are_safe_on_every_backend(location):
     put(location, "durable.txt", b"durable")
     location.sync()  # a no-op where writes are durable when acknowledged (needs_sync False)
     assert read(location, "durable.txt") == b"durable"
+
+
+# -- leftovers of killed writes (issue 13) ----------------------------------------------------------------
+def test_a_live_writers_temporary_is_never_removed(location):
+    """A scan meets a temporary that a writer is still writing: the cleaner keeps it (file systems: the
+    writer's lock; SMB: its handle refuses deletion) and the write completes."""
+    started, release, done = threading.Event(), threading.Event(), []
+
+    def chunks() -> Iterator[bytes]:
+        yield b"a" * 1000
+        started.set()
+        release.wait(30)
+        yield b"b" * 1000
+
+    writer = threading.Thread(target=lambda: done.append(location.write("live.bin", chunks(), Metadata(),
+                                                                        tag="0badcafe-1")))
+    writer.start()
+    try:
+        assert started.wait(30)
+        assert "live.bin" not in listed(location)
+        seen = location.scanned_leftovers()
+        assert all(lo.kind == TEMPORARY and lo.path.startswith(TEMP_PREFIX) for lo in seen)
+        cleaned = location.remove_leftovers(seen)
+        assert cleaned.removed == 0 and cleaned.in_use == len(seen)
+    finally:
+        release.set()
+        writer.join(60)
+    assert done and read(location, "live.bin") == b"a" * 1000 + b"b" * 1000
+    listed(location)
+    assert location.scanned_leftovers() == []
+
+
+def test_removing_leftovers_never_touches_user_data(location):
+    put(location, "user.txt", b"mine")
+    put(location, "sub/.x~ds-not-ours", b"mine too")
+    cleaned = location.remove_leftovers([Leftover(TEMPORARY, "user.txt"), Leftover(TEMPORARY, "sub/.x~ds-not-ours"),
+                                         Leftover(TEMPORARY, "sub")], writers_gone=True)
+    assert cleaned.removed == 0
+    assert read(location, "user.txt") == b"mine" and read(location, "sub/.x~ds-not-ours") == b"mine too"
+    assert location.own_leftovers(["", "sub"], "0badcafe-1") == []

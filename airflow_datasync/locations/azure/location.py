@@ -12,10 +12,11 @@ from __future__ import annotations
 import io
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from airflow_datasync.locations.azure import connection
 from airflow_datasync.locations.azure.errors import azure_call, to_location_error
@@ -25,16 +26,19 @@ from airflow_datasync.locations.azure.metadata import (
     stat_from_properties,
     to_blob_metadata,
 )
-from airflow_datasync.locations.azure.upload import upload_blob
+from airflow_datasync.locations.azure.upload import discard_uncommitted, upload_blob
 from airflow_datasync.locations.azure.uri import parse_azure_uri
 from airflow_datasync.locations.base import (
     DIR,
     FILE,
     SYMLINK,
     TEMP_PREFIX,
+    UPLOAD,
     Capabilities,
     ChangedSinceListingError,
+    Cleanup,
     DirectoryNotEmptyError,
+    Leftover,
     Location,
     LocationError,
     Metadata,
@@ -49,6 +53,8 @@ from airflow_datasync.locations.base import (
 
 #: Azure's limit on blob names, in characters.
 MAX_NAME_CHARS = 1024
+#: Paths the service may store under another name (see :meth:`AzureLocation.name_problem`): a cheap filter.
+_MAYBE_RENAMED = r"\\|\.(/|$)"
 #: Blobs per List Blobs page (the service's maximum).
 LIST_PAGE = 5000
 
@@ -137,11 +143,27 @@ class AzureLocation(Location):
         key = self.prefix + safe_relpath(path)
         if len(key) > MAX_NAME_CHARS:
             raise UnsafePathError(f"{self.uri}: the blob name of {path!r} is longer than Azure's 1024 characters")
-        if any(part.endswith(".") for part in path.split("/")):
-            # The service drops a trailing dot of each URL path segment: ``a./b`` would be stored as ``a/b``.
-            raise UnsafePathError(f"{self.uri}: {path!r} has a name ending in '.', which Azure Blob Storage "
-                                  "cannot hold (it strips the dot)")
+        problem = self.name_problem(path)
+        if problem is not None:
+            raise UnsafePathError(f"{self.uri}: {path!r} {problem}")
         return key
+
+    def name_problem(self, path: str) -> str | None:
+        """Names the service would store under another name: it drops a trailing dot of each URL path
+        segment (``a./b`` would be stored as ``a/b``) and takes a backslash for ``/``."""
+        if "\\" in path:
+            return "holds a backslash, which Azure Blob Storage takes for '/' (it would become another name)"
+        if any(part.endswith(".") for part in path.split("/")):
+            return "has a name ending in '.', which Azure Blob Storage cannot hold (it strips the dot)"
+        return None
+
+    def name_problems(self, paths: pa.ChunkedArray | pa.Array) -> pa.Array | None:
+        maybe = pc.match_substring_regex(paths, _MAYBE_RENAMED)
+        if not pc.any(maybe).as_py():
+            return None
+        problems = {p: self.name_problem(p) for p in paths.filter(maybe).to_pylist()}
+        return pc.take(pa.array(list(problems.values()), pa.string()),
+                       pc.index_in(paths, value_set=pa.array(list(problems), pa.string())))
 
     def _where(self, path: str = "") -> str:
         """``azure://container/prefix/path`` for messages (the URI's query left out)."""
@@ -266,16 +288,37 @@ class AzureLocation(Location):
 
     # -- writing ----------------------------------------------------------------------------------
     def _upload(self, key: str, chunks: Iterator[bytes], metadata: dict[str, str], *,
-                before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> Written:
+                before_commit: Callable[[int], None] | None = None, overwrite: bool = True,
+                tag: str | None = None) -> Written:
+        path = key[len(self.prefix):]
+
+        def track(event: str, block_prefix: str) -> None:  # staged blocks, so a killed writer's can be dropped
+            self._log_upload(event, Leftover(UPLOAD, path, tag, upload_id=block_prefix))
+
         return upload_blob(self.container.get_blob_client(key), chunks, metadata=metadata, block_size=self.block_size,
                            concurrency=self.block_concurrency, before_commit=before_commit, overwrite=overwrite,
-                           access_tier=self.access_tier, where=self._where(key[len(self.prefix):]))
+                           access_tier=self.access_tier, where=self._where(path), tag=tag, track=track)
 
     def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
               before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> Written:
-        """A block blob committed whole (:mod:`.upload`); ``tag`` is not needed: no temporary name is used."""
+        """A block blob committed whole (:mod:`.upload`); no temporary name is used, ``tag`` starts the ids of
+        the blocks staged for it."""
         return self._upload(self.key(path), chunks, to_blob_metadata(meta), before_commit=before_commit,
-                            overwrite=overwrite)
+                            overwrite=overwrite, tag=tag)
+
+    def remove_leftovers(self, leftovers: Iterable[Leftover], *, writers_gone: bool = False) -> Cleanup:
+        """Drops the uncommitted blocks of the given uploads where the blob holds nothing committed
+        (:func:`.upload.discard_uncommitted`); Azure writes no temporaries."""
+        done = Cleanup()
+        for upload in leftovers:
+            if upload.kind != UPLOAD or not upload.upload_id:
+                continue
+            dropped = discard_uncommitted(self.container.get_blob_client(self.key(upload.path)), upload.upload_id,
+                                          self._where(upload.path))
+            if dropped:
+                done.removed += 1
+                done.bytes += dropped
+        return done
 
     def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> None:
         self._upload(self.key(path), iter(()), to_blob_metadata(meta, SYMLINK, target))

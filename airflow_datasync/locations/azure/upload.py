@@ -6,6 +6,10 @@ the service keeps uncommitted and invisible, and becomes visible in one Put Bloc
 ``before_commit`` has passed; if anything fails before that, the staged blocks are left to the service,
 which discards uncommitted blocks, and nothing is visible. ``overwrite=False`` sends If-None-Match: *
 on that last step, so a blob that appeared meanwhile is never replaced.
+
+Block ids start with ``ds-<writer tag>`` and an id of the upload (:func:`block_prefix`), and the upload is
+reported started before its first block and ended once committed, so that the blocks a killed writer
+staged can be recognised and dropped (see :func:`discard_uncommitted`).
 """
 
 from __future__ import annotations
@@ -19,15 +23,51 @@ from typing import Any
 
 from airflow_datasync.locations.azure.errors import azure_call
 from airflow_datasync.locations.azure.metadata import quoted_etag
-from airflow_datasync.locations.base import Written
+from airflow_datasync.locations.base import NotFoundError, Written
+
+#: Every block id is this many characters before base64, as before ids carried a writer tag: the service
+#: requires one length for all of a blob's uncommitted blocks, whoever staged them.
+BLOCK_ID_CHARS = 40
 
 
-def _block_ids() -> Iterator[str]:
-    """Block ids of one upload: the same length for every block (the service requires it for a blob's
-    uncommitted blocks, whoever staged them), unique to this upload."""
-    upload = uuid.uuid4().hex
+def block_prefix(tag: str | None) -> str:
+    """The first 32 characters of every block id of one upload: ``ds-<tag>`` padded to 20, then 12 random
+    hex digits; the rest is the block's number."""
+    return f"ds-{tag or ''}".ljust(20, "_")[:20] + uuid.uuid4().hex[:12]
+
+
+def _block_ids(prefix: str) -> Iterator[str]:
+    """Block ids of one upload, all :data:`BLOCK_ID_CHARS` long before base64."""
     for number in itertools.count():
-        yield base64.b64encode(f"{upload}{number:08d}".encode()).decode()
+        yield base64.b64encode(f"{prefix}{number:08d}".encode()).decode()
+
+
+def _decoded(block_id: str) -> str:
+    try:
+        return base64.b64decode(block_id).decode("ascii", "replace")
+    except ValueError:
+        return ""
+
+
+def discard_uncommitted(blob: Any, prefix: str, where: str) -> int | None:
+    """Drop the uncommitted blocks of the upload ``prefix`` where the blob has nothing committed and no other
+    writer's blocks: Delete Blob then drops them (checked on Azurite). Returns their bytes (0: none left),
+    or None where they are left alone: on a committed blob, deleting would delete data, and its next commit
+    (or the service, after 7 days) drops them."""
+    try:
+        azure_call(blob.get_blob_properties, where)
+        return None
+    except NotFoundError:
+        pass
+    try:
+        committed, uncommitted = azure_call(lambda: blob.get_block_list("all"), where)
+    except NotFoundError:
+        return 0
+    if committed or not all(_decoded(b["id"]).startswith(prefix) for b in uncommitted):
+        return None
+    if uncommitted:
+        azure_call(blob.delete_blob, where)
+    return sum(b["size"] or 0 for b in uncommitted)
 
 
 def _written(response: dict[str, Any], size: int) -> Written:
@@ -36,7 +76,8 @@ def _written(response: dict[str, Any], size: int) -> Written:
 
 def upload_blob(blob: Any, chunks: Iterator[bytes], *, metadata: dict[str, str], block_size: int,
                 concurrency: int, before_commit: Callable[[int], None] | None, overwrite: bool,
-                access_tier: str | None, where: str) -> Written:
+                access_tier: str | None, where: str, tag: str | None = None,
+                track: Callable[[str, str], None] | None = None) -> Written:
     """Write ``chunks`` to the block blob behind the SDK's ``BlobClient`` ``blob``; see the module doc."""
     from azure.storage.blob import StandardBlobTier
 
@@ -52,7 +93,7 @@ def upload_blob(blob: Any, chunks: Iterator[bytes], *, metadata: dict[str, str],
         if held > block_size:
             return _staged(blob, pending, held, iterator, metadata=metadata, block_size=block_size,
                            concurrency=concurrency, before_commit=before_commit, overwrite=overwrite,
-                           tier=tier, where=where)
+                           tier=tier, where=where, tag=tag, track=track)
     body = b"".join(pending)
     if before_commit is not None:
         before_commit(len(body))
@@ -63,11 +104,14 @@ def upload_blob(blob: Any, chunks: Iterator[bytes], *, metadata: dict[str, str],
 
 def _staged(blob: Any, pending: list[bytes], held: int, rest: Iterator[bytes], *, metadata: dict[str, str],
             block_size: int, concurrency: int, before_commit: Callable[[int], None] | None, overwrite: bool,
-            tier: Any, where: str) -> Written:
+            tier: Any, where: str, tag: str | None, track: Callable[[str, str], None] | None) -> Written:
     from azure.core import MatchConditions
     from azure.storage.blob import BlobBlock
 
-    ids = _block_ids()
+    prefix = block_prefix(tag)
+    ids = _block_ids(prefix)
+    if track is not None:
+        track("started", prefix)
     staged: list[str] = []
     total = 0
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="azblock") as pool:
@@ -100,4 +144,6 @@ def _staged(blob: Any, pending: list[bytes], held: int, rest: Iterator[bytes], *
     response = azure_call(lambda: blob.commit_block_list([BlobBlock(block_id) for block_id in staged],
                                                          metadata=metadata, standard_blob_tier=tier,
                                                          **condition), where)
+    if track is not None:
+        track("ended", prefix)
     return _written(response, total)

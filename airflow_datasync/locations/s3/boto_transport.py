@@ -140,6 +140,19 @@ class BotoTransport(S3Transport):
         return self._call(bucket, key, lambda: self.client.complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": entries}, **kwargs)).get("ETag")
 
+    def list_uploads(self, bucket: str, prefix: str) -> list[dict[str, str]]:
+        uploads: list[dict[str, str]] = []
+        markers: dict[str, str] = {}
+        while True:
+            page = self._call(bucket, prefix, lambda m=markers: self.client.list_multipart_uploads(
+                Bucket=bucket, Prefix=prefix, **m))
+            uploads.extend({"Key": u["Key"], "UploadId": u["UploadId"],
+                            "Initiated": u["Initiated"].isoformat() if u.get("Initiated") else ""}
+                           for u in page.get("Uploads") or [])
+            if not page.get("IsTruncated"):
+                return uploads
+            markers = {"KeyMarker": page.get("NextKeyMarker") or "", "UploadIdMarker": page.get("NextUploadIdMarker") or ""}
+
     def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
         try:
             self._call(bucket, key, lambda: self.client.abort_multipart_upload(Bucket=bucket, Key=key,

@@ -13,15 +13,17 @@ for other tools. Directories are empty ``key/`` objects, as DataSync writes them
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from airflow_datasync import checksum
 from airflow_datasync.locations.base import (
@@ -32,11 +34,14 @@ from airflow_datasync.locations.base import (
     S3_USER_METADATA,
     SYMLINK,
     TEMP_PREFIX,
+    UPLOAD,
     AlreadyExistsError,
     Capabilities,
     ChangedSinceListingError,
+    Cleanup,
     ConnectionLostError,
     DirectoryNotEmptyError,
+    Leftover,
     Location,
     LocationError,
     Metadata,
@@ -52,6 +57,7 @@ from airflow_datasync.locations.s3.headers import (
     meta_from_head,
     meta_to_headers,
 )
+from airflow_datasync.locations.s3.key_names import BACKSLASH_REASON, keeps_backslashes
 from airflow_datasync.locations.s3.multipart import Multipart
 from airflow_datasync.locations.s3.settings import S3Settings, settings_for
 from airflow_datasync.locations.s3.transport import Part, S3Transport
@@ -74,7 +80,7 @@ class S3Location(Location):
     #: change, and S3-compatible stores that are file systems underneath (SeaweedFS) drop their metadata.
     capabilities = Capabilities(concurrency=64, owner_names="metadata", keeps_directory_metadata=False,
                                 directory_times_follow_children=False, scan_hints=True, versioned_reads=True,
-                                listed_md5s=True, native_checksums=True, server_side_copy=True,
+                                listed_md5s=True, native_checksums=True, server_side_copy=True, lists_uploads=True,
                                 extras_read=S3_EXTRAS, extras_write=S3_EXTRAS, extras_on_request=frozenset({S3_TAGS}))
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
@@ -113,6 +119,29 @@ class S3Location(Location):
         if len(key.encode()) > MAX_KEY_BYTES:
             raise LocationError(f"{self.uri}: key for {path!r} is longer than S3's 1024 bytes")
         return key
+
+    def name_problem(self, path: str) -> str | None:
+        if "\\" in path and not self._keeps_backslashes():
+            return BACKSLASH_REASON
+        return None
+
+    def name_problems(self, paths: pa.ChunkedArray | pa.Array) -> pa.Array | None:
+        # The server is asked (once) only when some name holds a backslash.
+        has = pc.match_substring(paths, "\\")
+        if not pc.any(has).as_py() or self._keeps_backslashes():
+            return None
+        return pc.if_else(has, pa.scalar(BACKSLASH_REASON), pa.scalar(None, pa.string()))
+
+    def _keeps_backslashes(self) -> bool:
+        return keeps_backslashes(self.transport, self._resolve().endpoint_url, self.bucket, self.prefix)
+
+    def _writable_key(self, path: str) -> str:
+        """The key of an entry to write: refused (the last guard behind PREPARING) where the server would
+        store it under another name."""
+        problem = self.name_problem(path)
+        if problem is not None:
+            raise UnsafePathError(f"{self.uri}: {path!r} cannot be written: {problem}")
+        return self.key(path)
 
     # -- checks -----------------------------------------------------------------------------------
     def check(self, *, writable: bool, dry_run: bool = False) -> bool:
@@ -301,7 +330,7 @@ class S3Location(Location):
         Either way nothing is visible at the key until ``before_commit`` has passed; S3 computes and checks
         the CRC64NVME of the body, so a corrupted transfer is rejected by the server.
         """
-        key = self.key(path)
+        key = self._writable_key(path)
         headers = meta_to_headers(meta, kind, link_target)
         if_none_match = not overwrite  # OverwriteMode=NEVER: a conditional write, never a clobber
         tags = meta.extras.get(S3_TAGS)
@@ -310,7 +339,8 @@ class S3Location(Location):
         for chunk in iterator:
             buffer += chunk
             if len(buffer) > self.part_size:
-                return Written(*self._multipart(key, buffer, iterator, headers, before_commit, if_none_match, tags))
+                return Written(*self._multipart(key, buffer, iterator, headers, before_commit, if_none_match, tags,
+                                                writer=Leftover(UPLOAD, path, tag)))
         if before_commit is not None:
             before_commit(len(buffer))
         return Written(len(buffer), self._put(key, bytes(buffer), headers, if_none_match, tags))
@@ -323,10 +353,14 @@ class S3Location(Location):
 
     def _multipart(self, key: str, first: bytearray, rest: Iterator[bytes], headers: dict[str, str],
                    before_commit: Callable[[int], None] | None, if_none_match: bool,
-                   tags: dict[str, str] | None = None) -> tuple[int, str | None]:
-        """A multipart upload completed only when whole; returns (bytes, the object's ETag)."""
+                   tags: dict[str, str] | None = None, *, writer: Leftover) -> tuple[int, str | None]:
+        """A multipart upload completed only when whole; returns (bytes, the object's ETag). The upload is
+        reported started before its first part and ended after it completed or was aborted (``writer``
+        names the path and the writer's tag), so that one left by a killed writer can be aborted later."""
         part_size, in_flight = self.part_size, self.part_concurrency
         api = self._multipart_api(key, headers, tags)
+        upload = dataclasses.replace(writer, upload_id=api.upload_id)
+        self._log_upload("started", upload)
         total = 0
         try:
             with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="s3part") as pool:
@@ -362,9 +396,12 @@ class S3Location(Location):
         except BaseException:
             try:
                 api.abort()
-            except Exception:  # the original error matters more; lifecycle rules catch leftovers
+            except Exception:  # the original error matters more; the next execution aborts it
                 log.warning("could not abort multipart upload of s3://%s/%s", self.bucket, key)
+            else:
+                self._log_upload("ended", upload)
             raise
+        self._log_upload("ended", upload)
         return total, etag
 
     def _multipart_api(self, key: str, headers: dict[str, str], tags: dict[str, str] | None) -> Multipart:
@@ -383,7 +420,7 @@ class S3Location(Location):
         """
         assert isinstance(source, S3Location), "copy_object is called only where can_copy_from(source)"
         keep_tags = S3_TAGS in extras
-        src_key, key = source.key(path), self.key(path)
+        src_key, key = source.key(path), self._writable_key(path)
         head = source._head(src_key)
         if head is None:
             raise NotFoundError(f"{path}: vanished from the source before the copy")
@@ -405,6 +442,8 @@ class S3Location(Location):
             tags = source._tags(src_key) if keep_tags else None
             upload_id = transport.create_multipart(self.bucket, key, headers, full_object_crc=False, tags=tags,
                                                    storage_class=self.storage_class)
+            upload = Leftover(UPLOAD, path, upload_id=upload_id)
+            self._log_upload("started", upload)
             try:
                 parts: list[Part] = []
                 offset, number = 0, 0
@@ -418,10 +457,33 @@ class S3Location(Location):
                 etag = transport.complete_multipart(self.bucket, key, upload_id, parts)
             except BaseException:
                 transport.abort_multipart(self.bucket, key, upload_id)
+                self._log_upload("ended", upload)
                 raise
+            self._log_upload("ended", upload)
         # The source's own checksum, if S3 keeps one: VERIFYING compares it with the copy's. If the source
         # has none (written without one), VERIFYING reads the source to compute it.
         return Written(size, _quoted(etag), checksum=full_object_crc(head))
+
+    # -- leftovers of killed writes ---------------------------------------------------------------
+    def pending_uploads(self) -> list[Leftover]:
+        """Unfinished multipart uploads below the prefix (one ListMultipartUploads, usually one page)."""
+        plen = len(self.prefix)
+        return [Leftover(UPLOAD, u["Key"][plen:], upload_id=u["UploadId"], started=u["Initiated"] or None)
+                for u in self.transport.list_uploads(self.bucket, self.prefix)]
+
+    def remove_leftovers(self, leftovers: Iterable[Leftover], *, writers_gone: bool = False) -> Cleanup:
+        """Aborts the given uploads (S3 writes no temporaries: an object appears whole or not at all)."""
+        done = Cleanup()
+        for upload in leftovers:
+            if upload.kind != UPLOAD or not upload.upload_id:
+                continue
+            try:
+                self.transport.abort_multipart(self.bucket, self.prefix + upload.path, upload.upload_id)
+            except NotFoundError:
+                continue  # completed or aborted meanwhile
+            done.removed += 1
+            done.bytes += upload.size
+        return done
 
     def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> Written:
         return self.write(path, iter(()), meta, tag=tag, kind=SYMLINK, link_target=target)
@@ -429,7 +491,7 @@ class S3Location(Location):
     def mkdir(self, path: str, meta: Metadata | None = None) -> Written:
         # PREPARING found no marker here: one PUT, with the directory's metadata (a marker does not change
         # when objects are written below it, so FINALIZE has nothing left to do for it).
-        return Written(0, self._put(self.key(path) + "/", b"", meta_to_headers(meta, DIR) if meta is not None else {},
+        return Written(0, self._put(self._writable_key(path) + "/", b"", meta_to_headers(meta, DIR) if meta is not None else {},
                                     False))
 
     def set_metadata(self, path: str, meta: Metadata, *, is_dir: bool = False) -> list[str]:

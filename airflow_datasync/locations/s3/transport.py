@@ -108,6 +108,11 @@ class S3Transport(abc.ABC):
         """AbortMultipartUpload; an upload already gone is fine."""
 
     @abc.abstractmethod
+    def list_uploads(self, bucket: str, prefix: str) -> list[dict[str, str]]:
+        """Every unfinished multipart upload under ``prefix`` (ListMultipartUploads, all pages), as
+        ``{"Key", "UploadId", "Initiated"}`` (``Initiated``: the ISO 8601 time S3 gives)."""
+
+    @abc.abstractmethod
     def delete(self, bucket: str, key: str) -> None:
         """DeleteObject (a missing object is fine, as S3 says)."""
 
@@ -375,6 +380,25 @@ class SigV4Transport(S3Transport):
         except TransientError:
             self._deferred_aborts.defer(bucket, key, upload_id)
             raise
+
+    def list_uploads(self, bucket: str, prefix: str) -> list[dict[str, str]]:
+        uploads: list[dict[str, str]] = []
+        markers: list[tuple[str, str]] = []
+        while True:
+            answer = self._send("ListMultipartUploads", "GET", bucket, "",
+                                [("encoding-type", "url"), ("prefix", prefix), ("uploads", ""), *markers])
+            document = sigv4.xml_document(answer.body)
+            if document is None:
+                raise LocationError(f"s3://{bucket}/{prefix}: S3 answered an upload listing that does not parse")
+            root, ns = document
+            for upload in root.iter(ns + "Upload"):
+                uploads.append({"Key": urllib.parse.unquote(upload.findtext(ns + "Key") or ""),
+                                "UploadId": upload.findtext(ns + "UploadId") or "",
+                                "Initiated": upload.findtext(ns + "Initiated") or ""})
+            key_marker, id_marker = root.findtext(ns + "NextKeyMarker"), root.findtext(ns + "NextUploadIdMarker")
+            if root.findtext(ns + "IsTruncated") != "true" or not (key_marker or id_marker):
+                return uploads
+            markers = [("key-marker", urllib.parse.unquote(key_marker or "")), ("upload-id-marker", id_marker or "")]
 
     def delete(self, bucket: str, key: str) -> None:
         self._send("DeleteObject", "DELETE", bucket, key, ok=(200, 204, 404))

@@ -11,13 +11,18 @@ import os
 import stat as st
 import threading
 import uuid
-import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any, TypeVar
 
 import pyarrow as pa
 
-from airflow_datasync.errors import AlreadyExistsError, ConnectionLostError, NotFoundError, PermissionDeniedError
+from airflow_datasync.errors import (
+    AlreadyExistsError,
+    ConnectionLostError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnsafePathError,
+)
 from airflow_datasync.locations.base import (
     DIR,
     FILE,
@@ -29,8 +34,11 @@ from airflow_datasync.locations.base import (
     SMB_SECURITY_FLAGS,
     SYMLINK,
     TEMP_PREFIX,
+    TEMPORARY,
     Capabilities,
+    Cleanup,
     DirectoryNotEmptyError,
+    Leftover,
     Location,
     LocationError,
     Metadata,
@@ -38,6 +46,8 @@ from airflow_datasync.locations.base import (
     Written,
     listing_batch,
     safe_relpath,
+    temp_name,
+    temp_tag,
 )
 from airflow_datasync.locations.smb.connection import read_connection
 from airflow_datasync.locations.smb.error_table import (
@@ -49,7 +59,8 @@ from airflow_datasync.locations.smb.error_table import (
     reason,
     to_location_error,
 )
-from airflow_datasync.locations.smb.names import check_windows_path
+from airflow_datasync.locations.smb.leftovers import own_temporaries, remove_temporaries
+from airflow_datasync.locations.smb.names import check_windows_path, windows_path_problem, windows_path_problems
 from airflow_datasync.locations.smb.protocol import (
     ACCESS_SYSTEM_SECURITY,
     ATTR_DIRECTORY,
@@ -174,8 +185,19 @@ class SmbLocation(Location):
     def _unc(self, path: str = "") -> str:
         parts = [self.target.server, self.target.share, *self.target.base]
         if path:
-            parts.extend(safe_relpath(path).split("/"))
+            if "\\" in safe_relpath(path):  # a separator in UNC paths: it would name another entry
+                raise UnsafePathError(f"{self.uri}: {path!r} holds a backslash, which an SMB share takes "
+                                      "for a separator")
+            parts.extend(path.split("/"))
         return "\\\\" + "\\".join(parts)
+
+    def name_problem(self, path: str) -> str | None:
+        """Windows' rules for names (forbidden characters, among them ``\\``, a trailing dot or space,
+        reserved device names): refused per entry in PREPARING, never renamed."""
+        return windows_path_problem(path)
+
+    def name_problems(self, paths: pa.ChunkedArray | pa.Array) -> pa.Array | None:
+        return windows_path_problems(paths)
 
     # -- checks -----------------------------------------------------------------------------------
     def check(self, *, writable: bool, dry_run: bool = False) -> bool:
@@ -241,6 +263,7 @@ class SmbLocation(Location):
                 v.clear()
             return batch
 
+        self._seen_leftovers = []
         stack = [""]
         while stack:
             rel_dir = stack.pop()
@@ -254,7 +277,10 @@ class SmbLocation(Location):
             subdirs = []
             for raw_name, attrs, size, mtime, atime, ea_size in sorted(entries, key=lambda e: e[0].decode("utf-16-le", "surrogatepass")):
                 name = raw_name.decode("utf-16-le", "surrogatepass")
-                if name in (".", "..") or name.startswith(TEMP_PREFIX):
+                if name in (".", ".."):
+                    continue
+                if name.startswith(TEMP_PREFIX):
+                    self._met_leftover(Leftover(TEMPORARY, f"{rel_dir}/{name}" if rel_dir else name, temp_tag(name), size))
                     continue
                 try:
                     name.encode("utf-8")
@@ -361,7 +387,7 @@ class SmbLocation(Location):
 
     def _temp_for(self, path: str, tag: str) -> str:
         head, name = os.path.split(path)
-        tmp = f"{TEMP_PREFIX}{tag}-{zlib.crc32(name.encode()):08x}"
+        tmp = temp_name(name, tag)
         return f"{head}/{tmp}" if head else tmp
 
     def _create_temp(self, tmp: str, extra_access: int = 0):
@@ -557,6 +583,13 @@ class SmbLocation(Location):
                                          "or new); kept") from None
         with self._lock:
             self._known_dirs.discard(path)
+
+    def own_leftovers(self, dirs: Iterable[str], tag: str) -> list[Leftover]:
+        return own_temporaries(self, dirs, tag)
+
+    def remove_leftovers(self, leftovers: Iterable[Leftover], *, writers_gone: bool = False) -> Cleanup:
+        """Deletes each temporary its writer no longer holds open (see :mod:`.leftovers`)."""
+        return remove_temporaries(self, leftovers, writers_gone=writers_gone)
 
     def close(self) -> None:
         """Sessions stay pooled for the next location in this process; nothing per-location to release."""

@@ -99,7 +99,9 @@ def test_s3_keys_that_windows_forbids_fail_per_entry_on_smb(smb_folder, s3, buck
         s3.put_object(Bucket=bucket, Key=f"data/{key}", Body=b"x")
     dst = smb_folder()
     out = run_execution(s3_prefix("data"), smb(dst), {}, store=str(tmp_path / "store"))
-    assert out["Status"] == "ERROR" and out["ErrorCode"] == "FilesFailed", out
+    # Refused per entry in PREPARING (the destination's name_problem), before any write: SourceErrors.
+    assert out["Status"] == "ERROR" and out["ErrorCode"] == "SourceErrors", out
+    assert out["FilesFailedDetail"]["Transfer"] == 0, out
     rows = {r["path"]: r for r in pq.read_table(out["ReportUri"]).to_pylist()}
     for path, rule in (("aux.txt", "reserved device name AUX"), ("a:b.txt", "':'"), ("trailing.", "ends with a dot"),
                        ("q?.txt", "'?'"), ("LPT1/inside.txt", "reserved device name LPT1")):

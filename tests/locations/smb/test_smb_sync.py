@@ -115,7 +115,9 @@ def test_names_windows_forbids_are_reported_per_file(smb_folder, tmp_path):
     (src / "con" / "inside.txt").write_bytes(b"x")
     dst = smb_folder()
     out = run(str(src), smb(dst), {}, tmp_path / "store")
-    assert out["Status"] == "ERROR" and out["ErrorCode"] == "FilesFailed"
+    # Refused per entry in PREPARING (the destination's name_problem), before any write: SourceErrors.
+    assert out["Status"] == "ERROR" and out["ErrorCode"] == "SourceErrors"
+    assert out["FilesFailedDetail"]["Transfer"] == 0
     rows = {r["path"]: r for r in pq.read_table(out["ReportUri"]).to_pylist()}
     for path, rule in (("aux.txt", "reserved device name AUX"), ("a:b", "':'"), ("trailing.", "ends with a dot"),
                        ("COM1", "reserved device name COM1"), ("q?.txt", "'?'"), ("con", "reserved device name CON"),
