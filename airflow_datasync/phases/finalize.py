@@ -41,7 +41,8 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
         deletes = manifest.filter(pc.equal(manifest["action"], "delete")).select(["path", "type"]).to_pylist()
         deletes.sort(key=lambda r: (r["path"].count("/"), r["type"] != DIR), reverse=True)
         shard_count = (execution.read_json(execution.prepare) or {}).get("shard_count", 0)
-        skipped_because = transfer_outcome(execution, manifest, shard_count).why_no_deletions(len(deletes))
+        outcome = transfer_outcome(execution, manifest, shard_count)
+        skipped_because = outcome.why_no_deletions(len(deletes))
         results, failed = [], 0
         if skipped_because is not None:
             log.warning("FINALIZE %s: %s", execution.execution_id, skipped_because)
@@ -62,6 +63,10 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
         link_rows, link_failed = make_links(execution, dst, manifest, options)  # before directory times: links change them
         dir_rows = _directories_to_finish(manifest, dst.capabilities.directory_times_follow_children,
                                           overwrite=options.OverwriteMode != "NEVER")
+        # A directory whose creation failed in its shard has something else at its path (a file, a symlink
+        # out of the filters' scope): its metadata must not land on that entry.
+        not_made = set(outcome.not_transferred.to_pylist())
+        dir_rows = [row for row in dir_rows if row["path"] not in not_made]
         extras = copied_extras(src, dst, options)
 
         def finish(row: dict[str, Any]) -> list[str]:

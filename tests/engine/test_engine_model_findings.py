@@ -72,3 +72,19 @@ def test_overwrite_never_keeps_the_metadata_of_a_directory_that_existed(tmp_path
     st = os.stat(dst / "-")
     assert (oct(st.st_mode & 0o7777), st.st_uid, st.st_gid) == (oct(0o1156), 1000, 1)
     assert (dst / "-" / "new").read_text() == "n"
+
+
+def test_a_directory_that_could_not_be_made_gives_no_metadata_to_what_stands_in_its_place(tmp_path, make_tree):
+    # Shrunk example: source directory "0" (0755) holding "0/0", destination file "0" (0644), Includes
+    # "/0/0": the destination file is out of the filters' scope, so the mkdir of "0" fails and "0/0" with
+    # it; FINALIZE then set the directory's mode on the file. Same for a symlink in the directory's place.
+    src = make_tree(tmp_path / "src", {"0": {"0": ""}, "1": {"0": ""}})
+    dst = make_tree(tmp_path / "dst", {"0": "", "1": ("link", "elsewhere")})
+    os.chmod(src / "0", 0o755)
+    os.chmod(dst / "0", 0o644)
+    before = os.lstat(dst / "1")
+    summary = run_execution(str(src), str(dst), {"Includes": "/0/0|/1/0"}, store=str(tmp_path / "store"))
+    assert summary["Status"] == "ERROR"
+    assert (dst / "0").is_file() and oct(os.lstat(dst / "0").st_mode & 0o7777) == "0o644"
+    after = os.lstat(dst / "1")
+    assert os.readlink(dst / "1") == "elsewhere" and after.st_mtime_ns == before.st_mtime_ns
