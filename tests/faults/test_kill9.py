@@ -183,7 +183,8 @@ def test_kill9_phases(tmp_path):
     rng = random.Random(seed)
     src = tmp_path / "src"
     source = mixed_tree(src, rng, small=300, mid_mib=(), big_mib=0)
-    store, options = tmp_path / "store", {"PreserveDeletedFiles": "REMOVE", "BytesPerSecond": -1}
+    store, options = tmp_path / "store", {"PreserveDeletedFiles": "REMOVE", "BytesPerSecond": -1,
+                                           "max_delete_percent": 100}  # the deletions are the point here
     tally, kills, made = Tally(), {"prepare": 0, "finalize": 0}, iter(range(1000))
 
     def fresh() -> tuple[object, DirectoryView]:
