@@ -260,33 +260,27 @@ class _Response(http.client.HTTPResponse):
             raise http.client.IncompleteRead(b"", None)
 
 
-class _HTTPConnection(http.client.HTTPConnection):
-    """A connection with botocore's two timeouts: ``connect_timeout`` while connecting, ``read_timeout``
-    for every socket operation after (http.client has one timeout for both)."""
+class _TwoTimeouts:
+    """Botocore's two timeouts on an http.client connection (which has one for both): ``connect_timeout``
+    while connecting (the TLS handshake included), ``read_timeout`` for every socket operation after."""
 
     response_class = _Response
 
     def __init__(self, host: str, connect_timeout: float, read_timeout: float, **kwargs: Any) -> None:
-        super().__init__(host, timeout=connect_timeout, **kwargs)
+        super().__init__(host, timeout=connect_timeout, **kwargs)  # type: ignore[call-arg]
         self.read_timeout = read_timeout
 
     def connect(self) -> None:
-        super().connect()
-        self.sock.settimeout(self.read_timeout)
+        super().connect()  # type: ignore[misc]
+        self.sock.settimeout(self.read_timeout)  # type: ignore[attr-defined]
 
 
-class _HTTPSConnection(http.client.HTTPSConnection):
-    """:class:`_HTTPConnection` over TLS (the handshake is part of connecting)."""
+class _HTTPConnection(_TwoTimeouts, http.client.HTTPConnection):
+    """A plain connection with botocore's two timeouts."""
 
-    response_class = _Response
 
-    def __init__(self, host: str, connect_timeout: float, read_timeout: float, **kwargs: Any) -> None:
-        super().__init__(host, timeout=connect_timeout, **kwargs)
-        self.read_timeout = read_timeout
-
-    def connect(self) -> None:
-        super().connect()
-        self.sock.settimeout(self.read_timeout)
+class _HTTPSConnection(_TwoTimeouts, http.client.HTTPSConnection):
+    """A TLS connection with botocore's two timeouts."""
 
 
 def ssl_context(verify: bool | str | None) -> ssl.SSLContext:
