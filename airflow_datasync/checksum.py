@@ -96,12 +96,17 @@ def stream(fh: IO[bytes], hasher, chunk: int = CHUNK, on_chunk=None, also=None) 
         data = fh.read(chunk)
         if not data:
             return
-        hasher.update(data)
-        if also is not None:
-            also.update(data)
-        if on_chunk is not None:
-            on_chunk(len(data))
-        yield data
+        yield _fed(data, hasher, also, on_chunk)
+
+
+def _fed(data: bytes, hasher, also, on_chunk: Callable[[int], None] | None) -> bytes:
+    """``data``, after feeding it to the hashers and counting it: what every chunk of a stream passes through."""
+    hasher.update(data)
+    if also is not None:
+        also.update(data)
+    if on_chunk is not None:
+        on_chunk(len(data))
+    return data
 
 
 def feed_zeros(hasher, n: int) -> None:
@@ -145,13 +150,8 @@ def sparse_stream(fh: IO[bytes], layout: SparseLayout, hasher, chunk: int = CHUN
             data = fh.read(min(chunk, end - pos))
             if not data:
                 return
-            hasher.update(data)
-            if also is not None:
-                also.update(data)
-            if on_chunk is not None:
-                on_chunk(len(data))
             pos += len(data)
-            yield data
+            yield _fed(data, hasher, also, on_chunk)
     yield from hole(layout.size - pos)
 
 
