@@ -52,7 +52,6 @@ from airflow_datasync.locations.base import (
 from airflow_datasync.locations.smb.connection import read_connection
 from airflow_datasync.locations.smb.error_table import (
     AuthenticationError,
-    ConnectionBusyError,
     HandleLost,
     UnsupportedError,
     is_connection_lost,
@@ -61,6 +60,7 @@ from airflow_datasync.locations.smb.error_table import (
 )
 from airflow_datasync.locations.smb.leftovers import own_temporaries, remove_temporaries
 from airflow_datasync.locations.smb.names import check_windows_path, windows_path_problem, windows_path_problems
+from airflow_datasync.locations.smb.pipeline import PipelinedWriter
 from airflow_datasync.locations.smb.protocol import (
     ACCESS_SYSTEM_SECURITY,
     ATTR_DIRECTORY,
@@ -395,22 +395,8 @@ class SmbLocation(Location):
         return self._call(lambda: create_exclusive(self._unc(tmp), extra_access, self._kw()), tmp)
 
     def _write_chunks(self, raw, tmp: str, chunks: Iterator[bytes]) -> int:
-        """Stream ``chunks`` into the open ``raw`` handle, looping on short writes (each write is capped at the
-        negotiated max write size and the credits at hand)."""
-        def write_some(view: memoryview) -> int:
-            n = self._mapped(lambda: raw.write(view), tmp)
-            if n <= 0:  # no credits left for this request right now: others return theirs
-                raise ConnectionBusyError(f"{self._where(tmp)}: the server accepted no bytes")
-            return n
-
-        written = 0
-        for chunk in chunks:
-            view = memoryview(chunk)
-            while view:
-                n = wait_for_credits(lambda v=view: write_some(v))
-                view = view[n:]
-                written += n
-        return written
+        """Stream ``chunks`` into the open ``raw`` handle with several WRITEs in flight (:mod:`.pipeline`)."""
+        return PipelinedWriter(raw, lambda fn: self._mapped(fn, tmp)).write(chunks)
 
     def _write_temp(self, tmp: str, chunks: Iterator[bytes]) -> int:
         """Create ``tmp``, stream ``chunks`` into it and close it."""

@@ -166,8 +166,12 @@ def create_exclusive(unc: str, extra_access: int, kw: dict):
 
 
 def close_quietly(raw) -> None:
+    """Close ``raw``, waiting while concurrent requests hold every credit (a handle left open keeps the file
+    locked until the connection closes); any other failure is ignored."""
+    from airflow_datasync.retry import retrying
+
     try:
-        raw.close()
+        retrying(raw.close, attempts=300, first_pause=0.001, max_pause=0.1, retryable=refused_for_credits)
     except Exception:  # the connection may be gone; the caller removes the temp file
         pass
 

@@ -6,6 +6,7 @@ import io
 from typing import TYPE_CHECKING
 
 from airflow_datasync.locations.smb.error_table import ConnectionBusyError, is_connection_lost
+from airflow_datasync.locations.smb.pipeline import ReadAhead
 from airflow_datasync.locations.smb.protocol import end_of_file, open_for_read
 from airflow_datasync.locations.smb.sessions import wait_for_credits
 from airflow_datasync.retry import retrying
@@ -15,7 +16,8 @@ if TYPE_CHECKING:
 
 
 class ReconnectingReader(io.RawIOBase):
-    """Streams a file in chunks; if the connection drops, re-opens the file and goes on at the same offset."""
+    """Streams a file with several READs in flight (:class:`.pipeline.ReadAhead`); if the connection drops,
+    re-opens the file and goes on at the offset of the first byte not yet handed out."""
 
     def __init__(self, location: SmbLocation, path: str) -> None:
         super().__init__()
@@ -26,9 +28,11 @@ class ReconnectingReader(io.RawIOBase):
         raw = self._loc._call(lambda: open_for_read(self._loc._unc(self._path), self._loc._kw()), self._path)
         if self._offset:
             raw.seek(self._offset)
+        self._ahead = ReadAhead(raw, lambda fn: self._loc._mapped(fn, self._path))
         return raw
 
     def _reopen(self) -> None:
+        self._ahead.inflight.clear()  # their connection is gone, and their responses with it
         self._loc._drop_session()
         self._raw = self._open()
 
@@ -36,7 +40,7 @@ class ReconnectingReader(io.RawIOBase):
         return True
 
     def _read_some(self, b) -> int:
-        n = self._loc._mapped(lambda: self._raw.readinto(b), self._path)  # at most the max read size and the credits at hand
+        n = self._ahead.readinto(b)
         if n == 0 and len(b) and self._offset < end_of_file(self._raw):
             # Zero credits gave a zero-length read before the end: not the end of the file.
             raise ConnectionBusyError(f"{self._loc._where(self._path)}: the server returned no bytes before the end")
@@ -50,6 +54,7 @@ class ReconnectingReader(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
+            self._ahead.abandon()
             try:
                 self._raw.close()
             except Exception:  # closing a handle on a dropped connection

@@ -43,7 +43,9 @@ class SambaServer:
                 self.process.wait()
 
 
-def start_samba(root: Path, user: str = "root", password: str = "Sm8-test-pass!w0rd") -> SambaServer:
+def start_samba(root: Path, user: str = "root", password: str = "Sm8-test-pass!w0rd",
+                extra_global: str = "") -> SambaServer:
+    """A private smbd under ``root``; ``extra_global``: more ``[global]`` lines (e.g. a credit limit)."""
     smbd = shutil.which("smbd") or ("/usr/sbin/smbd" if os.path.exists("/usr/sbin/smbd") else None)
     smbpasswd = shutil.which("smbpasswd") or "/usr/bin/smbpasswd"
     if smbd is None:
@@ -81,7 +83,7 @@ def start_samba(root: Path, user: str = "root", password: str = "Sm8-test-pass!w
    disable spoolss = yes
    map archive = yes
    store dos attributes = yes
-{share_text}""")
+{extra_global}{share_text}""")
     subprocess.run([smbpasswd, "-c", str(conf), "-s", "-a", user], input=f"{password}\n{password}\n",
                    text=True, check=True, capture_output=True)
     with open(root / "smbd.out", "wb") as log:  # smbd keeps its own copy of the descriptor

@@ -1,0 +1,315 @@
+"""Big files with several WRITE or READ requests in flight on one open handle.
+
+One request at a time leaves the link idle for a round trip per MiB; here a file keeps up to
+:data:`WRITE_DEPTH`/:data:`READ_DEPTH` requests of up to :data:`WRITE_BYTES`/:data:`READ_BYTES` (capped by
+the negotiated max write/read size) outstanding and takes their responses in order.
+
+Credits: a request is sent only when the connection's granted window holds its charge (else the oldest
+response is awaited first, or — nothing of ours in flight — the request shrinks to the window, or waits as
+:func:`.sessions.wait_for_credits` does); each request asks the server for enough credits to keep
+:data:`CREDIT_TARGET` granted. smbprotocol itself would only ever ask for each request's own charge, so the
+window would stay at what the session setup left (64 credits on Samba: 4 MiB).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from airflow_datasync.locations.smb.error_table import ConnectionBusyError
+from airflow_datasync.locations.smb.protocol import refused_for_credits
+from airflow_datasync.locations.smb.sessions import wait_for_credits
+from airflow_datasync.locations.smb.wire import plain_path
+from airflow_datasync.locations.smb.wire import send_write as send_write_uncopied
+
+T = TypeVar("T")
+#: Mapping of client failures to the errors.py vocabulary (``SmbLocation._mapped`` bound to a path).
+Mapped = Callable[[Callable[[], T]], T]
+
+#: WRITE requests kept in flight per file, and their size (at most the negotiated max_write_size): few
+#: large writes, as each request costs the client about as much Python as a MiB of payload.
+WRITE_DEPTH = 2
+WRITE_BYTES = 8 << 20
+#: READ requests kept in flight per file, and their size (at most the negotiated max_read_size): smaller than
+#: writes, as smbprotocol's receiver copies each response several times and large ones fall out of the cache.
+READ_DEPTH = 4
+READ_BYTES = 2 << 20
+#: Credits each connection asks the server to keep granted: Windows servers grant up to 512 by default
+#: (Smb2CreditsMin 512 / Smb2CreditsMax 8192), Samba up to 8192 ("smb2 max credits").
+CREDIT_TARGET = 512
+#: Bytes one credit pays for (MS-SMB2 3.1.5.2).
+CREDIT_BYTES = 65536
+
+
+def credit_charge(length: int) -> int:
+    return (max(0, length - 1) // CREDIT_BYTES) + 1
+
+
+def credits_at_hand(connection: Any) -> int:
+    window = connection.sequence_window
+    return window["high"] - window["low"]
+
+
+def credit_request(connection: Any, charge: int, held: int) -> int:
+    """What to ask for on a request of ``charge`` credits while ``held`` credits ride on our other requests:
+    the charge back, plus what brings the window up to :data:`CREDIT_TARGET`."""
+    return charge + max(0, CREDIT_TARGET - credits_at_hand(connection) - held)
+
+
+_WAITING_LOCK = threading.Lock()
+#: Per connection (by id), how many pipelined files wait for credits: while one does, the others send no
+#: more requests until theirs are answered, so that the credits coming back reach the waiting one.
+_WAITING: dict[int, int] = {}
+
+
+def others_wait(connection: Any) -> bool:
+    return _WAITING.get(id(connection), 0) > 0
+
+
+def wait_for_some_credits(connection: Any) -> int:
+    """The credits at hand, once there are any (waiting as :func:`.sessions.wait_for_credits` does)."""
+    key = id(connection)
+    with _WAITING_LOCK:
+        _WAITING[key] = _WAITING.get(key, 0) + 1
+    try:
+        return wait_for_credits(lambda: _some_credits(connection))
+    finally:
+        with _WAITING_LOCK:
+            _WAITING[key] -= 1
+            if not _WAITING[key]:
+                del _WAITING[key]
+
+
+def _some_credits(connection: Any) -> int:
+    """The credits at hand; :class:`ConnectionBusyError` while other requests hold them all."""
+    n = credits_at_hand(connection)
+    if n <= 0:
+        raise ConnectionBusyError("every credit of the connection is held by requests in flight")
+    return n
+
+
+def _ids(fd: Any) -> tuple[int, int]:
+    return fd.tree_connect.session.session_id, fd.tree_connect.tree_connect_id
+
+
+class _Queue:
+    """Byte views waiting to be sent, taken from the front in runs of a requested length."""
+
+    def __init__(self) -> None:
+        self.views: deque[memoryview] = deque()
+        self.size = 0
+
+    def put(self, data: bytes) -> None:
+        if data:
+            self.views.append(memoryview(data).cast("B"))
+            self.size += len(self.views[-1])
+
+    def take(self, n: int) -> list[memoryview]:
+        out: list[memoryview] = []
+        while n > 0:
+            head = self.views[0]
+            if len(head) <= n:
+                out.append(self.views.popleft())
+                n -= len(head)
+                self.size -= len(head)
+            else:
+                out.append(head[:n])
+                self.views[0] = head[n:]
+                self.size -= n
+                n = 0
+        return out
+
+
+def send_write(fd: Any, offset: int, views: list[memoryview], credits: int):
+    """Send one WRITE of ``views`` at ``offset`` (not waiting for the response); the pending Request."""
+    if sum(len(v) for v in views) > CREDIT_BYTES and plain_path(fd):  # small ones: their copies cost little
+        return send_write_uncopied(fd, offset, views, credits)
+    data = views[0] if len(views) == 1 else b"".join(views)
+    message, _ = fd.write(data, offset=offset, send=False)
+    sid, tid = _ids(fd)
+    return fd.connection.send(message, sid=sid, tid=tid, credit_request=credits)
+
+
+class PipelinedWriter:
+    """Streams chunks into an open file handle (``SMBFileIO``) with several WRITEs in flight."""
+
+    def __init__(self, raw: Any, mapped: Mapped) -> None:
+        self.raw, self.fd, self.mapped = raw, raw.fd, mapped
+        self.conn = self.fd.connection
+        self.size = max(1, min(WRITE_BYTES, self.conn.max_write_size if self.conn.supports_multi_credit else CREDIT_BYTES))
+        self.offset = raw._offset  # where the next request writes
+        self.queue = _Queue()
+        self.inflight: deque[tuple[Any, int, list[memoryview], int]] = deque()  # request, offset, views, charge
+        self.written = 0
+
+    def write(self, chunks: Iterator[bytes]) -> int:
+        try:
+            for chunk in chunks:
+                self.queue.put(chunk)
+                while self.queue.size >= self.size:
+                    self._send_next()
+            while self.queue.size:
+                self._send_next()
+            while self.inflight:
+                self._finish_oldest()
+        except BaseException:
+            self._abandon()
+            raise
+        self.raw._offset = self.offset
+        self.fd.end_of_file = max(self.fd.end_of_file, self.offset)
+        return self.written
+
+    def _held(self) -> int:
+        return sum(entry[3] for entry in self.inflight)
+
+    def _send_next(self) -> None:
+        while len(self.inflight) >= WRITE_DEPTH or (self.inflight and others_wait(self.conn)):
+            self._finish_oldest()
+        n = min(self.size, self.queue.size)
+        while credit_charge(n) > credits_at_hand(self.conn):
+            if self.inflight:  # its response brings its credits back
+                self._finish_oldest()
+            else:  # others hold the window, or the server grants less: a smaller request
+                n = min(n, wait_for_some_credits(self.conn) * CREDIT_BYTES)
+        self._send(self.offset, self.queue.take(n))
+        self.offset += n
+
+    def _send(self, offset: int, views: list[memoryview]) -> None:
+        n = sum(len(v) for v in views)
+        charge = credit_charge(n)
+
+        def once():
+            try:
+                return send_write(self.fd, offset, views, credit_request(self.conn, charge, self._held()))
+            except Exception as exc:
+                if refused_for_credits(exc) and self.inflight:  # another thread took them first
+                    self._finish_oldest()
+                raise
+
+        request = wait_for_credits(lambda: self.mapped(once))
+        self.inflight.append((request, offset, views, charge))
+
+    def _finish_oldest(self) -> None:
+        request, offset, views, _ = self.inflight.popleft()
+        count = self.mapped(lambda: self.fd._write_response(request))
+        length = sum(len(v) for v in views)
+        self.written += min(count, length)
+        if count < length:  # a short write: the rest again, before anything else completes
+            self._rewrite(offset + count, _tail(views, count))
+
+    def _rewrite(self, offset: int, views: list[memoryview]) -> None:
+        remaining = sum(len(v) for v in views)
+        while remaining:
+            def once(at=offset, data=views):
+                request = send_write(self.fd, at, data, credit_charge(sum(len(v) for v in data)))
+                count = self.fd._write_response(request)
+                if count <= 0:  # no credits for this request right now: others return theirs
+                    raise ConnectionBusyError("the server accepted no bytes")
+                return count
+
+            count = wait_for_credits(lambda: self.mapped(once))
+            self.written += count
+            offset += count
+            remaining -= count
+            views = _tail(views, count)
+
+    def _abandon(self) -> None:
+        """Take the responses of the requests still in flight (their errors do not matter: the write failed)."""
+        while self.inflight:
+            request = self.inflight.popleft()[0]
+            try:
+                self.fd._write_response(request)
+            except Exception:  # the write already failed; the connection may be gone
+                pass
+
+
+def _tail(views: list[memoryview], skip: int) -> list[memoryview]:
+    """``views`` without their first ``skip`` bytes."""
+    out = []
+    for v in views:
+        if skip >= len(v):
+            skip -= len(v)
+            continue
+        out.append(v[skip:])
+        skip = 0
+    return out
+
+
+
+class ReadAhead:
+    """READs of an open file handle (``SMBFileIO``) sent ahead of the bytes handed out, up to the size the
+    server reported at open; bytes come out in file order."""
+
+    def __init__(self, raw: Any, mapped: Mapped) -> None:
+        self.fd, self.mapped = raw.fd, mapped
+        self.conn = self.fd.connection
+        self.size = max(1, min(READ_BYTES, self.conn.max_read_size if self.conn.supports_multi_credit else CREDIT_BYTES))
+        self.end = self.fd.end_of_file
+        self.next = raw._offset  # where the next request reads
+        self.inflight: deque[tuple[Any, int, int, int]] = deque()  # request, offset, length, charge
+        self.buffer = memoryview(b"")
+
+    def readinto(self, b) -> int:
+        """Bytes into ``b`` from the oldest response; 0 at the end of the file, or when a read came back empty
+        before it (the caller tells the two apart)."""
+        if not self.buffer:
+            self._top_up()
+            if not self.inflight:
+                return 0
+            self._take_oldest()
+        n = min(len(b), len(self.buffer))
+        b[:n] = self.buffer[:n]
+        self.buffer = self.buffer[n:]
+        return n
+
+    def _top_up(self) -> None:
+        while len(self.inflight) < READ_DEPTH and self.next < self.end:
+            if self.inflight and others_wait(self.conn):
+                return
+            n = min(self.size, self.end - self.next)
+            if credit_charge(n) > credits_at_hand(self.conn):
+                if self.inflight:
+                    return  # the responses on the way bring credits back
+                n = min(n, wait_for_some_credits(self.conn) * CREDIT_BYTES)
+            request = self._send(n)
+            if request is None:  # another thread took the credits first; ours come back with the responses
+                return
+            self.inflight.append((request, self.next, n, credit_charge(n)))
+            self.next += n
+
+    def _send(self, n: int):
+        charge = credit_charge(n)
+        message, _ = self.fd.read(self.next, n, send=False)
+        sid, tid = _ids(self.fd)
+        credits = credit_request(self.conn, charge, sum(entry[3] for entry in self.inflight))
+        try:
+            return self.mapped(lambda: self.conn.send(message, sid=sid, tid=tid, credit_request=credits))
+        except ConnectionBusyError:
+            if self.inflight:
+                return None
+            raise
+
+    def _take_oldest(self) -> None:
+        request, offset, length, _ = self.inflight.popleft()
+        try:
+            data = self.mapped(lambda: self.fd._read_response(request))
+        except BaseException:
+            self.next = offset  # what the failed request read is asked for again
+            self.abandon()
+            raise
+        if len(data) < length:  # a short read: the requests after it read past a gap
+            self.abandon()
+            self.next = offset + len(data)
+        self.buffer = memoryview(data)
+
+    def abandon(self) -> None:
+        """Take the responses still in flight and forget them (smbprotocol keeps a response until taken)."""
+        while self.inflight:
+            request, offset, _, _ = self.inflight.popleft()
+            self.next = min(self.next, offset)
+            try:
+                self.fd._read_response(request)
+            except Exception:  # their bytes are not wanted; the connection may be gone
+                pass
