@@ -184,7 +184,8 @@ class PipelinedWriter:
             try:
                 return send_write(self.fd, offset, views, credit_request(self.conn, charge, self._held()))
             except Exception as exc:
-                if refused_for_credits(exc) and self.inflight:  # another thread took them first
+                refused = refused_for_credits(exc) or isinstance(exc, ConnectionBusyError)
+                if refused and self.inflight:  # another thread took them first
                     self._finish_oldest()
                 raise
 

@@ -17,6 +17,8 @@ import hmac
 import struct
 from typing import Any
 
+from airflow_datasync.locations.smb.error_table import ConnectionBusyError
+
 SMB2_WRITE = 0x0009
 FLAGS_SIGNED, FLAGS_DFS = 0x00000008, 0x10000000
 #: StructureSize 49, DataOffset 64 + 48 (the data right after this body), Length, Offset, FileId, Channel,
@@ -83,8 +85,9 @@ def _signer(connection: Any, key: bytes, message_id: int):
 
 def send_write(fd: Any, offset: int, views: list[memoryview], credit_request: int):
     """Send a WRITE of ``views`` (together at most the negotiated max write size) at ``offset`` on the open
-    ``fd`` without waiting; the smbprotocol ``Request`` its response arrives on. Raises smbprotocol's
-    SMBException, as its ``_send`` does, when the granted credits do not cover the charge."""
+    ``fd`` without waiting; the smbprotocol ``Request`` its response arrives on. Raises
+    :class:`ConnectionBusyError` when the granted credits do not cover the charge (smbprotocol's ``_send``
+    refuses the same way)."""
     from smbprotocol.connection import Request
     from smbprotocol.exceptions import SMBException
     from smbprotocol.header import SMB2HeaderRequest
@@ -96,11 +99,12 @@ def send_write(fd: Any, offset: int, views: list[memoryview], credit_request: in
     if length > conn.max_write_size:
         raise SMBException(f"A write of {length} bytes exceeds the negotiated maximum {conn.max_write_size}")
     charge = (max(0, length - 1) // 65536 + 1) if conn.supports_multi_credit else 0
+    conn._check_worker_running()
     with conn.sequence_lock:  # message ids and credits as smbprotocol's _send takes them
         window = conn.sequence_window
         if charge > window["high"] - window["low"]:
-            raise SMBException(f"Request requires {charge} credits but only "
-                               f"{window['high'] - window['low']} credits are available")
+            raise ConnectionBusyError(f"a WRITE needs {charge} credits, the connection has "
+                                      f"{window['high'] - window['low']}: the others ride on requests in flight")
         message_id = window["low"]
         window["low"] += charge if charge > 0 else 1
 
@@ -128,7 +132,6 @@ def send_write(fd: Any, offset: int, views: list[memoryview], credit_request: in
 
     request = Request(header, SMB2WriteRequest, conn, session_id=session.session_id)
     conn.outstanding_requests[message_id] = request
-    conn._check_worker_running()
     frame = (64 + 48 + length).to_bytes(4, "big") + b_header + body
     transport = conn.transport
     try:

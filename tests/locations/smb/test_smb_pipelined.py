@@ -178,3 +178,30 @@ def test_sixteen_threads_writing_big_files_stay_inside_the_granted_credits(sting
     for i, data in enumerate(payloads):
         assert (stingy_samba.shares["data"] / "many" / f"f{i}.bin").read_bytes() == data
     assert seen.most["write"] > 1 and seen.most["read"] > 1
+
+
+def test_a_write_beyond_the_granted_credits_is_refused_before_anything_is_sent(smb_folder):
+    from airflow_datasync.locations.smb import wire
+    from airflow_datasync.locations.smb.error_table import ConnectionBusyError
+    from airflow_datasync.locations.smb.protocol import create_exclusive
+
+    folder = smb_folder()
+    loc = SmbLocation(folder.uri, CONN_ID)
+    loc.stat("")  # the session and tree are up
+    raw = create_exclusive(loc._unc("held.bin"), 0, loc._kw())
+    conn = raw.fd.connection
+    try:
+        with conn.sequence_lock:  # every credit but 3 taken, as by requests of other threads in flight
+            window = conn.sequence_window
+            saved, window["low"] = window["low"], window["high"] - 3
+        try:
+            with pytest.raises(ConnectionBusyError):
+                wire.send_write(raw.fd, 0, [memoryview(bytes(4 * 65536))], 4)
+        finally:
+            with conn.sequence_lock:
+                window["low"] = saved
+        # The refusal sent nothing and spent no message id: the connection goes on.
+        assert pipeline.PipelinedWriter(raw, lambda fn: fn()).write(iter([bytes(300_000)])) == 300_000
+    finally:
+        raw.close()
+    assert (folder.disk / "held.bin").read_bytes() == bytes(300_000)
