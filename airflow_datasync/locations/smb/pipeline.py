@@ -103,7 +103,9 @@ class _Queue:
 
     def put(self, data: bytes) -> None:
         if data:
-            self.views.append(memoryview(data).cast("B"))
+            if not isinstance(data, bytes):  # a buffer its producer may refill while our WRITE is in flight
+                data = bytes(data)
+            self.views.append(memoryview(data))
             self.size += len(self.views[-1])
 
     def take(self, n: int) -> list[memoryview]:
@@ -197,8 +199,11 @@ class PipelinedWriter:
         count = self.mapped(lambda: self.fd._write_response(request))
         length = sum(len(v) for v in views)
         self.written += min(count, length)
-        if count < length:  # a short write: the rest again, before anything else completes
-            self._rewrite(offset + count, _tail(views, count))
+        if count < length:  # a short write: the rest again once the requests after it are answered (their
+            rest = _tail(views, count)  # credits are then back for it)
+            while self.inflight:
+                self._finish_oldest()
+            self._rewrite(offset + count, rest)
 
     def _rewrite(self, offset: int, views: list[memoryview]) -> None:
         remaining = sum(len(v) for v in views)
@@ -236,7 +241,6 @@ def _tail(views: list[memoryview], skip: int) -> list[memoryview]:
         out.append(v[skip:])
         skip = 0
     return out
-
 
 
 class ReadAhead:
