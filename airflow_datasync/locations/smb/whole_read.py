@@ -22,6 +22,7 @@ SMALL_FILE_BYTES = 1 << 20
 _READ_RESPONSE = struct.Struct("<HBxI")  # structure size, data offset (from the header's start), data length
 _CLOSE_RESPONSE = struct.Struct("<HH4xqqqqqqI")  # size, flags, 4 times, allocation, end of file, attributes
 _CREATE_TIMES = struct.Struct("<qqqqqqI")  # at offset 8 of the create response: 4 times, allocation, eof, attributes
+_FILE_ID = 64  # offset of the file id in the create response
 _POSTQUERY_ATTRIB = 0x1
 _HEADER_SIZE = 64
 
@@ -66,13 +67,17 @@ def read_whole(unc: str, kw: dict) -> WholeRead | None:
                    create_options=CreateOptions.FILE_NON_DIRECTORY_FILE | CreateOptions.FILE_OPEN_REPARSE_POINT, **kw)
     transaction = SMBFileTransaction(raw)
     raw.open(transaction=transaction)
-    create_msg, create_recv = transaction._actions[0]
+    create_msg, _ = transaction._actions[0]
     got: dict[str, Any] = {}
 
-    def on_create(request):
-        out = create_recv(request)
-        got["opened"] = FileState(*_state(_CREATE_TIMES.unpack_from(request.response["data"].get_value(), 8)))
-        return out
+    def on_create(request):  # what smbprotocol's own receiver keeps of a create, without its Structure parse
+        body = raw.fd.connection.receive(request)["data"].get_value()
+        fd = raw.fd
+        fd.file_id = body[_FILE_ID:_FILE_ID + 16]
+        fd._connected = True
+        fd.tree_connect.session.open_table[fd.file_id] = fd
+        got["opened"] = FileState(*_state(_CREATE_TIMES.unpack_from(body, 8)))
+        return None
 
     def on_read(request):
         try:
