@@ -256,3 +256,20 @@ def test_reads_survive_dropped_connections(smb_folder, drop_connections, tmp_pat
     assert out["Status"] == "SUCCESS", out
     assert tree_of(dst) == files
     assert list(dst.rglob(f"{TEMP_PREFIX}*")) == []
+
+
+def test_a_handle_left_open_by_a_failed_compound_is_closed_by_its_id(smb_folder):
+    """Windows fails a related CLOSE after a failed READ or QUERY_DIRECTORY (MS-SMB2 3.3.5.2.7.2); the
+    handle is then closed on its own. Samba runs such a CLOSE, so the close by id is exercised directly: a
+    handle that shares nothing is released (another exclusive open succeeds) and tells the attributes."""
+    from airflow_datasync.locations.smb.protocol import create_exclusive
+    from airflow_datasync.locations.smb.whole_read import close_by_id
+
+    folder = smb_folder()
+    loc = SmbLocation(folder.uri, CONN_ID)
+    raw = create_exclusive(loc._unc("held.bin"), 0, loc._kw())
+    raw.write(b"12345")
+    state = close_by_id(raw.fd)
+    assert state is not None and state.size == 5
+    again = create_exclusive(loc._unc("held.bin"), 0, loc._kw())  # a sharing violation if still held
+    again.close()
