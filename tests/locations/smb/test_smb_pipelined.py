@@ -43,34 +43,36 @@ class InFlight:
         self.lock = threading.Lock()
         self.now = {"write": 0, "read": 0}
         self.most = {"write": 0, "read": 0}
+        self.sent: dict[int, str] = {}  # id of each counted request → its kind (compounds are not counted)
         send_write, send, receive = pipeline.send_write, Connection.send, Connection.receive
 
         def counted_send_write(*a, **k):
             request = send_write(*a, **k)
-            self._up("write")
+            self._up("write", request)
             return request
 
         def counted_send(conn, message, *a, **k):
             request = send(conn, message, *a, **k)
             if type(message).__name__ == "SMB2ReadRequest":
-                self._up("read")
+                self._up("read", request)
             return request
 
         def counted_receive(conn, request, *a, **k):
             try:
                 return receive(conn, request, *a, **k)
             finally:
-                kind = {0x9: "write", 0x8: "read"}.get(request.message["command"].get_value())
-                if kind:
-                    with self.lock:
+                with self.lock:
+                    kind = self.sent.pop(id(request), None)
+                    if kind:
                         self.now[kind] -= 1
 
         monkeypatch.setattr(pipeline, "send_write", counted_send_write)
         monkeypatch.setattr(Connection, "send", counted_send)
         monkeypatch.setattr(Connection, "receive", counted_receive)
 
-    def _up(self, kind: str) -> None:
+    def _up(self, kind: str, request) -> None:
         with self.lock:
+            self.sent[id(request)] = kind
             self.now[kind] += 1
             self.most[kind] = max(self.most[kind], self.now[kind])
 
