@@ -32,10 +32,11 @@ Mapped = Callable[[Callable[[], T]], T]
 #: large writes, as each request costs the client about as much Python as a MiB of payload.
 WRITE_DEPTH = 2
 WRITE_BYTES = 8 << 20
-#: READ requests kept in flight per file, and their size (at most the negotiated max_read_size): smaller than
-#: writes, as smbprotocol's receiver copies each response several times and large ones fall out of the cache.
-READ_DEPTH = 4
-READ_BYTES = 2 << 20
+#: READ requests kept in flight per file, and their size (at most the negotiated max_read_size): one READ
+#: ahead of the one being handed out hides the round trip; deeper or larger read-ahead only costs CPU on
+#: loopback (smbprotocol's receiver copies each response several times into fresh buffers).
+READ_DEPTH = 2
+READ_BYTES = 1 << 20
 #: Credits each connection asks the server to keep granted: Windows servers grant up to 512 by default
 #: (Smb2CreditsMin 512 / Smb2CreditsMax 8192), Samba up to 8192 ("smb2 max credits").
 CREDIT_TARGET = 512
