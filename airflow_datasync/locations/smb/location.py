@@ -120,7 +120,7 @@ class SmbLocation(Location):
     scheme = "smb"
     #: Times are FILETIMEs (100 ns ticks); POSIX mode/uid/gid are not SMB concepts (neither set nor compared);
     #: ``Report.txt`` and ``report.txt`` are one entry on a share (Windows, and Samba for SMB2+ clients).
-    capabilities = Capabilities(concurrency=16, mtime_resolution_ns=100, posix_metadata=False, case_insensitive=True,
+    capabilities = Capabilities(concurrency=16, interpreter_bound_copies=True, mtime_resolution_ns=100, posix_metadata=False, case_insensitive=True,
                                 extras_read=SMB_EXTRAS, extras_write=SMB_EXTRAS,
                                 extras_on_request=frozenset({SMB_SECURITY_DESCRIPTOR, SMB_SECURITY_FLAGS}))
 
