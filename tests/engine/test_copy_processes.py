@@ -164,3 +164,23 @@ def test_auto_splits_only_big_shards_whose_copies_cost_interpreter_time(tmp_path
     assert copy_processes.process_count("auto", many, local, smb) == 1
     monkeypatch.setattr(copy_processes, "usable_cpus", lambda: 64)
     assert copy_processes.process_count("auto", many, smb, local) == copy_processes.MAX_AUTO_PROCESSES
+
+
+def test_mapped_shards_under_dag_test_in_two_processes(airflow_db, dags_folder, tmp_path):
+    """Airflow runs the mapped shard tasks (``dag.test()``), each copying in two processes."""
+    from tests.airflow.test_sync_dag import latest_report, load_dag, states
+
+    dag = load_dag(dags_folder, "datasync_test_dags.py", "datasync_test_sync")
+    src = _tree(tmp_path / "src")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    run = dag.test(run_conf={"source": str(src), "destination": str(dst), "options": {
+        "files_per_shard": 26, "transfer_processes": 2, "BytesPerSecond": RATE}})
+    st = states(run)
+    assert str(run.state) == "success", st
+    assert len(st["sync.transfer"]) == 2 and set(st["sync.transfer"]) == {"success"}
+    assert _files(dst) == _files(src)
+    report = latest_report(airflow_db / "executions", "test-sync")
+    assert report["Status"] == "SUCCESS" and report["FilesVerified"] == FILES
+    execution = ExecutionDir(report["ExecutionUri"])
+    assert all(_journal_paths(execution, shard, "journal-p1") for shard in range(2))
