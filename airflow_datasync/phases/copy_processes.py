@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
-from airflow_datasync.locations.connections import get_connection
+from airflow_datasync.locations.connections import connection_fields, hand_over
 from airflow_datasync.manifest import ExecutionDir, Journal
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.progress import CountingProgress, RateLimiter, ShardProgress
@@ -126,16 +126,20 @@ def lost_result(row: dict[str, Any], why: str) -> dict[str, Any]:
             "bytes_written": 0, "retryable": True, "resumed": False, "error": f"{row['path']}: {why}"}
 
 
-def _connections(conn_ids: list[str | None]) -> dict[str, str]:
-    """The connections the copy processes need, as ``AIRFLOW_CONN_*`` JSON: a child is no Airflow task
-    process (no supervisor to ask), so it finds them in its environment, set from the pipe."""
-    found: dict[str, str] = {}
-    for conn_id in filter(None, conn_ids):
-        conn = get_connection(conn_id, conn_type="any", where="transfer_processes")
-        found[conn_id] = json.dumps({"conn_type": conn.conn_type, "host": conn.host, "login": conn.login,
-                                     "password": conn.password, "schema": conn.schema, "port": conn.port,
-                                     "extra": conn.extra_dejson or {}})
-    return found
+def _connections(conn_ids: list[str | None]) -> dict[str, dict[str, Any]]:
+    """The fields of the connections the copy processes need: a child is no Airflow task process (no
+    supervisor to ask), so it is handed them over its pipe."""
+    return {conn_id: connection_fields(conn_id, conn_type="any", where="transfer_processes")
+            for conn_id in dict.fromkeys(filter(None, conn_ids))}
+
+
+def _take_connections(connections: dict[str, dict[str, Any]]) -> None:
+    """In the child: answer the locations' lookups with the parent's connections; Airflow's own lookups
+    (the Amazon provider's hook, for an AWS role or profile) find them in the environment."""
+    for conn_id, fields in connections.items():
+        hand_over(conn_id, fields)
+        airflow_form = {k: v for k, v in fields.items() if k != "extra_dejson"} | {"extra": fields["extra_dejson"]}
+        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(airflow_form)
 
 
 class _CopyProcess:
@@ -319,8 +323,7 @@ def child_main() -> None:
     channel = _Channel(sys.stdin.buffer, sys.stdout.buffer)
     sys.stdout = sys.stderr  # stdout is the pipe: a stray print must not corrupt it
     job = json.loads(sys.stdin.buffer.readline())
-    for conn_id, value in job["connections"].items():
-        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = value
+    _take_connections(job["connections"])
     relay = _Relay()
     relay.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(relay)
