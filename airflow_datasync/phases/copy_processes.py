@@ -14,6 +14,7 @@ nothing writing when a retry starts.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -165,25 +166,34 @@ class _CopyProcess:
             pass
 
     def _serve(self) -> None:
-        for line in self.proc.stdout:
-            msg = json.loads(line)
-            for result in msg.get("results", ()):
-                self.held.pop(result["path"], None)
-                self.results.append(result)
-            if "progress" in msg:
-                self.progress.merge(msg["progress"])
-            for level, text in msg.get("logs", ()):
-                log.log(level, "copy process %d: %s", self.part, text)
-            if "want" in msg:
-                batch = self.dispenser.take(msg["want"])
-                self.held.update((row["path"], row) for row in batch)
-                self._send(batch)
+        try:
+            for line in self.proc.stdout:
+                self._handle(json.loads(line))
+        except Exception:  # a garbled message: the child's further results cannot be trusted
+            log.exception("copy process %d: its messages could not be read; it is stopped", self.part)
+            self.stop()
         code = self.proc.wait()
+        with contextlib.suppress(OSError):  # a pipe the child broke
+            self.proc.stdin.close()
+        self.proc.stdout.close()
         if self.held:
             log.warning("copy process %d exited with code %s holding %d entries; they fail, a retry copies them",
                         self.part, code, len(self.held))
         self.results.extend(lost_result(row, f"its copy process exited (code {code}) before copying it")
                             for row in self.held.values())
+
+    def _handle(self, msg: dict[str, Any]) -> None:
+        for result in msg.get("results", ()):
+            self.held.pop(result["path"], None)
+            self.results.append(result)
+        if "progress" in msg:
+            self.progress.merge(msg["progress"])
+        for level, text in msg.get("logs", ()):
+            log.log(level, "copy process %d: %s", self.part, text)
+        if "want" in msg:
+            batch = self.dispenser.take(msg["want"])
+            self.held.update((row["path"], row) for row in batch)
+            self._send(batch)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -199,7 +209,7 @@ def copy_in_processes(run_one: Callable[[dict[str, Any]], dict[str, Any]], rows:
     ``workers`` copy threads are shared out among the processes, and so is the rate limit (each takes its
     share of ``limiter``'s rate: together they stay within it)."""
     per_process = max(1, -(-workers // processes))
-    share = limiter.rate // processes if limiter.rate > 0 else limiter.rate
+    share = max(1, limiter.rate // processes) if limiter.rate > 0 else limiter.rate
     record = execution.read_json(execution.launch) or {}
     conn_ids = [execution.conn_id, *(record.get(side, {}).get("conn_id") for side in ("source", "destination"))]
     dispenser = _Dispenser([{**row, "prior": done.get(row["path"])} for row in rows], processes)
@@ -320,8 +330,11 @@ def child_main() -> None:
     """A copy process: read the job, open the locations, copy what the parent hands out, report."""
     parent = int(sys.argv[1])
     _die_with_parent(parent)
-    channel = _Channel(sys.stdin.buffer, sys.stdout.buffer)
-    sys.stdout = sys.stderr  # stdout is the pipe: a stray print must not corrupt it
+    # The pipe to the parent moves off descriptor 1, which then goes where stderr goes: nothing a library
+    # prints (from Python or C) can garble the messages.
+    channel = _Channel(sys.stdin.buffer, os.fdopen(os.dup(1), "wb"))
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     job = json.loads(sys.stdin.buffer.readline())
     _take_connections(job["connections"])
     relay = _Relay()

@@ -375,7 +375,8 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
     try:
         try:
             results.extend(run_by_depth(lambda r: copier.run_one(r, done), dirs, workers, f"shard{shard}"))
-            processes = process_count(options.transfer_processes, len(others), src, dst)
+            # At least a thread and an entry for each process.
+            processes = min(process_count(options.transfer_processes, len(others), src, dst), workers, len(others))
             if processes > 1:
                 log.info("shard %d: copying %s in %d processes", shard, entries(len(others)), processes)
                 results.extend(copy_in_processes(copier.run_one, others, done, execution=execution, shard=shard,

@@ -79,7 +79,7 @@ def test_kill9_transfer_in_two_processes(kind, tmp_path, request):
             for delay in kill_delays(rng, max(duration - started_s, 0.2), 3):
                 child = zygote.run("transfer", execution, shard["shard"])
                 tally.attempts += 1
-                # The kill point is drawn from when the copy process runs: every kill hits two processes.
+                # The kill point is drawn from when the copy process started (it may have finished its share by then).
                 rc = None
                 while rc is None and not copy_processes_of(child.pid):
                     rc = zygote.wait(child, 0.01)
