@@ -216,7 +216,13 @@ def copy_in_processes(run_one: Callable[[dict[str, Any]], dict[str, Any]], rows:
     job = {"execution": execution.uri, "store_conn_id": execution.conn_id, "shard": shard, "tag": tag,
            "options": options.to_dict(), "workers": per_process, "rate": share, "level": log.getEffectiveLevel(),
            "connections": _connections(conn_ids)}
-    children = [_CopyProcess(part, job, dispenser, progress) for part in range(1, processes)]
+    children: list[_CopyProcess] = []
+    for part in range(1, processes):
+        try:
+            children.append(_CopyProcess(part, job, dispenser, progress))
+        except OSError as exc:  # out of processes or memory: the ones started (and this one) copy it all
+            log.warning("shard %d: could not start copy process %d (%s); copying with %d", shard, part, exc, part)
+            break
     limiter.rate = share  # this process's share, for the rest of the shard (its directories are done)
     try:
         results = run_pulled(lambda row: run_one(row, done), dispenser.take_one, per_process, f"shard{shard}")
