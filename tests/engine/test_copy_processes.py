@@ -184,3 +184,15 @@ def test_mapped_shards_under_dag_test_in_two_processes(airflow_db, dags_folder, 
     assert report["Status"] == "SUCCESS" and report["FilesVerified"] == FILES
     execution = ExecutionDir(report["ExecutionUri"])
     assert all(_journal_paths(execution, shard, "journal-p1") for shard in range(2))
+
+
+def test_no_more_processes_than_entries(tmp_path, store):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "only.txt").write_bytes(b"one entry")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    execution, shard = _launch(src, LocationSpec(str(dst)), store, BytesPerSecond=-1)
+    assert engine.transfer(execution, shard)["succeeded"] == 1
+    assert not Path(execution.shard_file(shard, "journal-p1")).exists()
+    assert (dst / "only.txt").read_bytes() == b"one entry"
