@@ -234,7 +234,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=int, default=200, help="samples per second per thread")
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--gil", action="store_true",
-                        help="sample only the thread holding the GIL: where Python's CPU goes, no waits")
+                        help="sample only the thread py-spy finds holding the GIL (no waits); on Python 3.11 here it "
+                             "caught about a third of the process's CPU seconds: compare shares with care")
     parser.add_argument("--nonblocking", action="store_true",
                         help="py-spy samples without pausing the process (less overhead, stacks may tear)")
     parser.add_argument("--work", default=str(REPO / "bench" / "work"))
@@ -289,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
              f"1-minute load {m.load1:.1f} at the start",
              f"dataset {dataset.name}: {dataset.files:,} files, {dataset.bytes / 1e6:,.1f} MB",
              f"command: `{redact_cmd(cmd, h.work)}`",
-             f"profiled run: {m.wall:.1f} s wall, {m.cpu:.1f} s CPU (py-spy's own included), {status}",
+             f"profiled run: {m.wall:.1f} s wall under py-spy, {status} (CPU figures: `bench.run`; the child's "
+             "rusage does not reach py-spy's parent whole)",
              f"raw profile (speedscope, open at speedscope.app): `{redact_cmd([str(raw)], h.work)}`"]
     text = markdown(summary, title=f"ours, {args.scenario} · {dataset.name}", facts=facts, top=args.top)
     print(text)
