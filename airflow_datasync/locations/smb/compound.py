@@ -5,7 +5,8 @@ SET_INFO times/attributes + SET_INFO rename + CLOSE, one send; every response is
 so the caller can go on from exactly where the server stopped (:class:`CompoundWrite`). A directory:
 CREATE (FILE_OPEN_IF, directory) + CLOSE, whose create response tells what is there.
 
-Requests are built with smbprotocol and sent through its ``Connection.send_compound``, so its message ids,
+Requests are built by :mod:`.messages` (directories': smbprotocol's) and sent through smbprotocol's
+``Connection.send_compound``, so its message ids,
 credit accounting, signing and encryption stay in charge. Like :mod:`.protocol`, it reaches below
 smbclient's public API; smbclient/smbprotocol are imported inside the functions.
 """
@@ -16,14 +17,17 @@ import ntpath
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_datasync.locations.smb import messages
 from airflow_datasync.locations.smb.error_table import ConnectionBusyError
-from airflow_datasync.locations.smb.protocol import ATTR_DIRECTORY, SECURITY
+from airflow_datasync.locations.smb.protocol import ATTR_DIRECTORY, ATTR_NORMAL
 
 #: Files up to this size (and the negotiated max write size) are written in one compound; bigger ones stream.
 SMALL_FILE_BYTES = 1 << 20
 
 STATUS_SUCCESS = 0
 STATUS_DISK_FULL = 0xC000007F
+FILE_OVERWRITE_IF = 5  # CreateDisposition: create, or truncate what is there
+FILE_NON_DIRECTORY_FILE = 0x40  # CreateOptions
 
 
 def small_file_limit(connection: Any) -> int:
@@ -52,37 +56,15 @@ class CompoundWrite:
         return self.statuses.get("create") == STATUS_SUCCESS and self.statuses.get("close") != STATUS_SUCCESS
 
 
-def _set_info_request(file_id: bytes, info: Any):
-    from smbprotocol.file_info import InfoType
-    from smbprotocol.open import SMB2SetInfoRequest
-
-    req = SMB2SetInfoRequest()
-    if isinstance(info, tuple) and info and info[0] is SECURITY:
-        req["info_type"] = InfoType.SMB2_0_INFO_SECURITY
-        req["additional_information"] = info[1]
-        req["buffer"] = info[2]
-    else:
-        req["info_type"] = info.INFO_TYPE
-        req["file_info_class"] = info.INFO_CLASS
-        req["buffer"] = info
-    req["file_id"] = file_id
-    return req
-
-
-def rename_info(raw: Any, final_name: str, overwrite: bool):
-    """A FileRenameInformation renaming the open ``raw`` to ``final_name`` in its own directory (the share-
-    relative name is the temporary's with its last component replaced: no tree lookup)."""
-    from smbprotocol.file_info import FileRenameInformation
-
+def share_relative_target(raw: Any, final_name: str) -> str:
+    """The name a rename of the open ``raw`` to ``final_name`` in its own directory gives the server: the
+    temporary's share-relative name with its last component replaced (no tree lookup)."""
     head = ntpath.dirname(raw.fd.file_name)
     dst_name = f"{head}\\{final_name}" if head else final_name
     tree = raw.fd.tree_connect
     if tree.is_dfs_share and dst_name.startswith(tree.share_name[2:]):
         dst_name = dst_name[len(tree.share_name) - 1:]
-    info = FileRenameInformation()
-    info["replace_if_exists"] = overwrite
-    info["file_name"] = dst_name
-    return info
+    return dst_name
 
 
 def _reserve(connection: Any, needed: int) -> None:
@@ -105,45 +87,62 @@ def _status(receive, request) -> int:
     return STATUS_SUCCESS
 
 
-def write_small(unc: str, data: bytes, access: int, infos: list, final_name: str, overwrite: bool,
-                kw: dict, *, split: bool = False) -> CompoundWrite:
-    """Create the temporary ``unc`` exclusively, write ``data``, apply ``infos`` (as for
-    :func:`.protocol.set_info_on`), rename it to ``final_name`` (same directory) and close it: one compound,
-    or two when ``split`` (the rename and close go only once the rest succeeded). A dropped connection
-    raises as smbprotocol raises it, with whatever the server did unknown."""
+def write_small(unc: str, data: bytes, access: int, times: tuple[int, int, int, int] | None,
+                security: tuple[int, bytes] | None, final_name: str, overwrite: bool, kw: dict) -> CompoundWrite:
+    """Create the temporary ``unc`` exclusively, write ``data``, set the ``security`` descriptor (info flags,
+    descriptor) and the ``times`` (creation, access, write FILETIMEs, attributes; 0 leaves one as is), rename
+    it to ``final_name`` (same directory) and close it: one compound, or two with a security descriptor (the
+    rename and close go only once the rest succeeded). A dropped connection raises as smbprotocol raises it,
+    with whatever the server did unknown."""
     from smbclient._io import SMBRawIO
-    from smbprotocol.file_info import FileAttributes
-    from smbprotocol.open import CreateDisposition, ImpersonationLevel
 
-    raw = SMBRawIO(unc, mode="wb", share_access="", desired_access=access,
-                   file_attributes=FileAttributes.FILE_ATTRIBUTE_NORMAL, **kw)
+    raw = SMBRawIO(unc, mode="wb", share_access="", desired_access=access, **kw)
     fd = raw.fd
-    related = fd.file_id  # the related-compound file id: the one the create returns
-    create, on_create = fd.create(ImpersonationLevel.Impersonation, access, FileAttributes.FILE_ATTRIBUTE_NORMAL, 0,
-                                  CreateDisposition.FILE_OVERWRITE_IF, raw._create_options, send=False)
-    write, on_write = fd.write(data, 0, send=False)
     out = CompoundWrite(raw)
-    first = [("create", create, on_create), ("write", write, lambda r: _count(out, on_write(r)))]
-    for info in infos:
-        role = "security" if isinstance(info, tuple) else "basic"
-        first.append((role, _set_info_request(related, info), fd.connection.receive))
-    rename = ("rename", _set_info_request(related, rename_info(raw, final_name, overwrite)), fd.connection.receive)
-    if not split:
-        first.append(rename)
-        first.append(("close", *fd.close(send=False)))
-    _send_related(out, first)
+    first = [("create", messages.create_request(fd.file_name, access, ATTR_NORMAL, 0, FILE_OVERWRITE_IF,
+                                                FILE_NON_DIRECTORY_FILE), lambda r: _opened(fd, r)),
+             ("write", messages.write_request(data), lambda r: _count(out, fd, r))]
+    if security is not None:
+        first.append(("security", messages.set_info_request(messages.INFO_SECURITY, 0, security[1], security[0]),
+                      fd.connection.receive))
+    if times is not None:
+        first.append(("basic", messages.set_info_request(messages.INFO_FILE, messages.FILE_BASIC_INFORMATION,
+                                                         messages.basic_info(*times)), fd.connection.receive))
+    target = messages.rename_info(share_relative_target(raw, final_name), overwrite)
+    rest = [("rename", messages.set_info_request(messages.INFO_FILE, messages.FILE_RENAME_INFORMATION, target),
+             fd.connection.receive),
+            ("close", messages.close_request(), lambda r: _closed(fd, r))]
+    split = security is not None
+    _send_related(out, first if split else first + rest)
     if out.statuses.get("write") == STATUS_SUCCESS and out.written != len(data):
         out.statuses["write"] = STATUS_DISK_FULL  # a short write: what a full disk gives
     if split and out.failed() is None:
-        rename[1]["file_id"] = fd.file_id  # the first of a new chain names the open file
-        _send_related(out, [rename, ("close", *fd.close(send=False))])
+        rest[0] = ("rename", messages.set_info_request(messages.INFO_FILE, messages.FILE_RENAME_INFORMATION, target,
+                                                       file_id=fd.file_id), fd.connection.receive)
+        _send_related(out, rest)  # the first of a new chain names the open file
     if out.statuses.get("close", STATUS_SUCCESS) != STATUS_SUCCESS and out.statuses["create"] == STATUS_SUCCESS:
         fd._connected = True  # the close failed with its predecessor's status: the handle is still open
     return out
 
 
-def _count(out: CompoundWrite, written: int) -> None:
-    out.written = written
+def _opened(fd: Any, request: Any) -> None:
+    """What smbprotocol's create receiver keeps of a CREATE response, read with one unpack."""
+    response = fd.connection.receive(request)
+    fd.file_id, fd.file_attributes = messages.parse_create(response["data"].get_value())
+    fd._connected = True
+    fd.tree_connect.session.open_table[fd.file_id] = fd
+
+
+def _count(out: CompoundWrite, fd: Any, request: Any) -> None:
+    out.written = messages.parse_write(fd.connection.receive(request)["data"].get_value())
+
+
+def _closed(fd: Any, request: Any) -> None:
+    try:
+        fd.connection.receive(request)
+    finally:
+        fd._connected = False
+        fd.tree_connect.session.open_table.pop(fd.file_id, None)
 
 
 def _send_related(out: CompoundWrite, roles: list) -> None:

@@ -439,9 +439,13 @@ class SmbLocation(Location):
             self._small_limit = limit_for(self)
         data, chunks = peek_small(chunks, self._small_limit)
         if data is not None:
-            return write_small_file(self, tmp, path, data, WRITE_ACCESS | extra,
-                                    self._meta_infos(meta, sd, sd_info, is_dir=False), overwrite, before_commit,
-                                    lambda: self._apply(path, meta, is_dir=False), split=bool(sd_info))
+            times = _basic_info(meta, is_dir=False)
+            done = write_small_file(self, tmp, path, data, WRITE_ACCESS | extra, times if any(times) else None,
+                                    (sd_info, sd) if sd_info else None, overwrite, before_commit,
+                                    lambda: self._apply(path, meta, is_dir=False))
+            if done is not None:
+                return done
+            chunks = iter([data])
         raw = self._create_temp(tmp, extra)
         handle = True  # False once the connection under the handle dropped: the rest goes by path
         committed = False

@@ -70,10 +70,11 @@ def _raise_status(loc: SmbLocation, status: int, unc: str, path: str) -> None:
     loc._mapped(fail, path)
 
 
-def write_small_file(loc: SmbLocation, tmp: str, path: str, data: bytes, access: int, infos: list,
-                     overwrite: bool, before_commit: Callable[[int], None] | None, meta_again: Callable[[], None],
-                     *, split: bool) -> Written:
-    """Write ``data`` to ``path`` through the temporary ``tmp`` in one compound (two when ``split``)."""
+def write_small_file(loc: SmbLocation, tmp: str, path: str, data: bytes, access: int,
+                     times: tuple[int, int, int, int] | None, security: tuple[int, bytes] | None, overwrite: bool,
+                     before_commit: Callable[[int], None] | None, meta_again: Callable[[], None]) -> Written | None:
+    """Write ``data`` to ``path`` through the temporary ``tmp`` in one compound (two with ``security``); None
+    when the path is behind a DFS link (the streaming path follows referrals)."""
     if before_commit is not None:
         before_commit(len(data))
     tmp_unc, final_name = loc._unc(tmp), path.rsplit("/", 1)[-1]
@@ -85,7 +86,7 @@ def write_small_file(loc: SmbLocation, tmp: str, path: str, data: bytes, access:
                 loc._remove(tmp, is_dir=False)
             except NotFoundError:
                 pass
-        return write_small(tmp_unc, data, access, infos, final_name, overwrite, loc._kw(), split=split)
+        return write_small(tmp_unc, data, access, times, security, final_name, overwrite, loc._kw())
 
     out = loc._call(send, tmp)
     failed = out.failed()
@@ -93,6 +94,8 @@ def write_small_file(loc: SmbLocation, tmp: str, path: str, data: bytes, access:
         return Written(size=len(data))
     role, status = failed
     if role == "create":
+        if status == _PATH_NOT_COVERED:
+            return None
         _raise_status(loc, status, tmp_unc, tmp)
     if role == "close":  # renamed: the server closes the handle with the session at worst
         close_quietly(out.raw)
@@ -152,5 +155,6 @@ def make_directory(loc: SmbLocation, rel_dir: str) -> None:
     raise LocationError(f"{loc.uri}: {rel_dir!r} exists at the destination and is not a directory.")
 
 
+_PATH_NOT_COVERED = 0xC0000257  # a DFS link: the server refers the client elsewhere
 _NOT_A_DIRECTORY = 0xC0000103  # STATUS_NOT_A_DIRECTORY: a file where the directory goes
 _COLLISION = 0xC0000035  # STATUS_OBJECT_NAME_COLLISION
