@@ -67,13 +67,20 @@ def share_relative_target(raw: Any, final_name: str) -> str:
     return dst_name
 
 
+class CreditWindowTooSmall(Exception):
+    """The server's credit window is smaller than a compound, with nothing outstanding to widen it."""
+
+
 def _reserve(connection: Any, needed: int) -> None:
     """Refuse (as :class:`ConnectionBusyError`, which the caller waits on) unless ``needed`` credits are free:
     smbprotocol checks each request of a compound only as it numbers it, so a shortfall midway would burn
-    the message ids of the requests before it."""
+    the message ids of the requests before it. A window that no outstanding request will widen raises
+    :class:`CreditWindowTooSmall` (the caller streams instead, one request at a time)."""
     with connection.sequence_lock:
         free = connection.sequence_window["high"] - connection.sequence_window["low"]
     if free < needed:
+        if not connection.outstanding_requests:
+            raise CreditWindowTooSmall(f"{needed} credits needed for a compound, {free} granted")
         raise ConnectionBusyError(f"{needed} credits needed for a compound write, {free} free")
 
 

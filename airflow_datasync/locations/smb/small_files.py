@@ -33,6 +33,7 @@ from airflow_datasync.locations.base import LocationError, Written
 from airflow_datasync.locations.smb.compound import (
     STATUS_SUCCESS,
     CompoundWrite,
+    CreditWindowTooSmall,
     ensure_directory,
     small_file_limit,
     write_small,
@@ -74,7 +75,8 @@ def write_small_file(loc: SmbLocation, tmp: str, path: str, data: bytes, access:
                      times: tuple[int, int, int, int] | None, security: tuple[int, bytes] | None, overwrite: bool,
                      before_commit: Callable[[int], None] | None, meta_again: Callable[[], None]) -> Written | None:
     """Write ``data`` to ``path`` through the temporary ``tmp`` in one compound (two with ``security``); None
-    when the path is behind a DFS link (the streaming path follows referrals)."""
+    when the path is behind a DFS link (the streaming path follows referrals) or the server grants fewer
+    credits than a compound needs: the caller streams it then."""
     if before_commit is not None:
         before_commit(len(data))
     tmp_unc, final_name = loc._unc(tmp), path.rsplit("/", 1)[-1]
@@ -88,7 +90,10 @@ def write_small_file(loc: SmbLocation, tmp: str, path: str, data: bytes, access:
                 pass
         return write_small(tmp_unc, data, access, times, security, final_name, overwrite, loc._kw())
 
-    out = loc._call(send, tmp)
+    try:
+        out = loc._call(send, tmp)
+    except CreditWindowTooSmall:
+        return None
     failed = out.failed()
     if failed is None:
         return Written(size=len(data))
