@@ -120,7 +120,13 @@ def write_small_file(loc: SmbLocation, tmp: str, path: str, data: bytes, access:
 
 def _after_refused_rename(loc: SmbLocation, out: CompoundWrite, tmp: str, path: str, overwrite: bool,
                           status: int, size: int) -> Written:
-    raw = out.raw if out.handle_open else loc._call(lambda: open_temp_again(loc._unc(tmp), loc._kw()), tmp)
+    raw = out.raw
+    if not out.handle_open:  # the server closed it after the refused rename (Samba): a handle again
+        try:
+            raw = loc._call(lambda: open_temp_again(loc._unc(tmp), loc._kw()), tmp)
+        except LocationError:
+            _discard(loc, out, tmp)
+            raise
     try:
         refused = _as_error(loc, status, loc._unc(path), path)
         loc._rename_handle(raw, tmp, path, overwrite, refused=refused)
