@@ -283,6 +283,17 @@ class StatResult:
 
 
 @dataclass(frozen=True)
+class OpenedForCopy:
+    """A file opened for a copy (:meth:`Location.open_for_copy`): the entry as the open found it, the
+    stream (None unless ``before`` is a file) and how to tell the entry once read (to refuse publishing a
+    copy of a file that changed meanwhile)."""
+
+    before: StatResult | None  #: None: the entry is gone
+    fh: IO[bytes] | None
+    after: Callable[[], StatResult | None]
+
+
+@dataclass(frozen=True)
 class Metadata:
     """Metadata to apply to a written entry; ``None`` means leave as the store sets it."""
 
@@ -392,6 +403,14 @@ class Location(abc.ABC):
     @abc.abstractmethod
     def open_read(self, path: str) -> IO[bytes]:
         """Open a file for streaming reads."""
+
+    def open_for_copy(self, path: str) -> OpenedForCopy:
+        """:meth:`stat` the entry, open it if it is a file, and :meth:`stat` it again when asked ``after``.
+        A backend whose open itself reports the entry before and after the read (SMB: the create and
+        close responses of one compound) answers without the two stats."""
+        before = self.stat(path)
+        fh = self.open_read(path) if before is not None and before.type == FILE else None
+        return OpenedForCopy(before, fh, lambda: self.stat(path))
 
     def sparse_layout(self, fh: IO[bytes]) -> SparseLayout | None:
         """Where the data of the file open as ``fh`` (from :meth:`open_read`) lies, if it is sparse (only

@@ -191,7 +191,10 @@ class ShardCopier:
         return _same(self.dst.stat(prior["path"]), prior["size"], prior["mtime_ns"])
 
     def _stat_source(self, path: str, kind: str) -> StatResult:
-        s = self.src.stat(path)
+        return self._checked_source(self.src.stat(path), kind)
+
+    @staticmethod
+    def _checked_source(s: StatResult | None, kind: str) -> StatResult:
         if s is None:
             raise SourceChangedError("vanished from the source after PREPARING")
         if s.type != kind:
@@ -207,8 +210,12 @@ class ShardCopier:
         if pinned:
             before = StatResult(FILE, row["size"], row["mtime_ns"], row.get("atime_ns"), row.get("mode"), row.get("uid"),
                                 row.get("gid"), etag=row["etag"])
+            opened = None
+        elif self.server_copy:  # no bytes pass through us: the entry is only looked at
+            before, opened = self._stat_source(path, FILE), None
         else:
-            before = self._stat_source(path, FILE)
+            opened = self.src.open_for_copy(path)  # the entry as opened, and a way to tell it once read
+            before = self._checked_source(opened.before, FILE)
         seen: list[StatResult] = []
 
         def meta_for(stat: StatResult, *, on_request: bool = True) -> Metadata:
@@ -239,7 +246,7 @@ class ShardCopier:
                 if written != before.size:
                     raise SourceChangedError(f"read {written} of {before.size} bytes of the listed version", retryable=True)
                 return
-            after = self.src.stat(path)
+            after = opened.after()
             if (after is None or after.size != before.size or after.mtime_ns != before.mtime_ns
                     or after.etag != before.etag or written != before.size):
                 raise SourceChangedError(
@@ -262,7 +269,7 @@ class ShardCopier:
             # A pinned read brings the version's own metadata (PREPARING may not have read it).
             fh, read_stat = self.src.open_version(path, before.etag)
         else:
-            fh, read_stat = self.src.open_read(path), before
+            fh, read_stat = opened.fh, before
         with fh:
             meta = meta_for(read_stat)
             layout = self.src.sparse_layout(fh) if self.sparse else None

@@ -6,7 +6,6 @@ docstring (:mod:`airflow_datasync.locations.smb`); the wire-level work is in :mo
 
 from __future__ import annotations
 
-import io
 import os
 import stat as st
 import threading
@@ -41,6 +40,7 @@ from airflow_datasync.locations.base import (
     Location,
     LocationError,
     Metadata,
+    OpenedForCopy,
     StatResult,
     Written,
     listing_batch,
@@ -48,6 +48,7 @@ from airflow_datasync.locations.base import (
     temp_name,
     temp_tag,
 )
+from airflow_datasync.locations.smb import read_open
 from airflow_datasync.locations.smb.connection import read_connection
 from airflow_datasync.locations.smb.error_table import (
     AuthenticationError,
@@ -90,7 +91,6 @@ from airflow_datasync.locations.smb.protocol import (
     set_info_on,
     set_security,
 )
-from airflow_datasync.locations.smb.reader import ReconnectingReader
 from airflow_datasync.locations.smb.sessions import drop_session, open_session, pool, wait_for_credits
 from airflow_datasync.locations.smb.small_files import limit_for, make_directory, peek_small, write_small_file
 from airflow_datasync.locations.smb.uri import DEFAULT_PORT, parse_smb_uri
@@ -344,7 +344,10 @@ class SmbLocation(Location):
                                   SMB_ATTRIBUTES: s.st_file_attributes & COPIED_ATTRIBUTES})
 
     def open_read(self, path: str) -> IO[bytes]:
-        return io.BufferedReader(ReconnectingReader(self, path), buffer_size=1 << 20)
+        return read_open.open_read(self, path)
+
+    def open_for_copy(self, path: str) -> OpenedForCopy:
+        return read_open.open_for_copy(self, path)
 
     # -- security descriptors -----------------------------------------------------------------------
     def read_extras(self, path: str, wanted: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import stat as st
 import struct
-from collections import OrderedDict
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -64,78 +62,8 @@ def connection_alive(connection: Any) -> bool:
 
 
 # -- directory listing -------------------------------------------------------------------------------
-def _raw_times_dir_info():
-    """FileIdFullDirectoryInformation with the times as raw FILETIME ints (smbprotocol's datetimes keep µs only)."""
-    from smbprotocol.file_info import FileAttributes, FileIdFullDirectoryInformation
-    from smbprotocol.structure import BytesField, FlagField, IntField, Structure
-
-    class RawTimesDirInfo(FileIdFullDirectoryInformation):
-        def __init__(self):
-            self.fields = OrderedDict([
-                ("next_entry_offset", IntField(size=4)),
-                ("file_index", IntField(size=4)),
-                ("creation_time", IntField(size=8)),
-                ("last_access_time", IntField(size=8)),
-                ("last_write_time", IntField(size=8)),
-                ("change_time", IntField(size=8)),
-                ("end_of_file", IntField(size=8)),
-                ("allocation_size", IntField(size=8)),
-                ("file_attributes", FlagField(size=4, flag_type=FileAttributes, flag_strict=False)),
-                ("file_name_length", IntField(size=4, default=lambda s: len(s["file_name"]))),
-                ("ea_size", IntField(size=4)),
-                ("reserved", IntField(size=4)),
-                ("file_id", IntField(size=8)),
-                ("file_name", BytesField(size=lambda s: s["file_name_length"].get_value())),
-            ])
-            Structure.__init__(self)
-
-    return RawTimesDirInfo
-
-
-def _query_directory(smb_open: Any, info_class: type) -> Iterator[Any]:
-    """Every entry of an open directory, parsed with ``info_class`` (smbprotocol hard-codes its own classes)."""
-    from smbprotocol.exceptions import NoMoreFiles, NoSuchFile
-    from smbprotocol.file_info import FileInformationClass
-    from smbprotocol.open import QueryDirectoryFlags, SMB2QueryDirectoryResponse
-
-    flags = QueryDirectoryFlags.SMB2_RESTART_SCANS
-    tree = smb_open.tree_connect
-    while True:
-        query, _ = smb_open.query_directory("*", FileInformationClass.FILE_ID_FULL_DIRECTORY_INFORMATION,
-                                            flags=flags, send=False)
-        request = smb_open.connection.send(query, tree.session.session_id, tree.tree_connect_id)
-        try:
-            response = smb_open.connection.receive(request)
-        except (NoMoreFiles, NoSuchFile):
-            return
-        parsed = SMB2QueryDirectoryResponse()
-        parsed.unpack(response["data"].get_value())
-        buffer = parsed["buffer"].get_value()
-        offset = 0
-        while True:
-            entry = info_class()
-            entry.unpack(buffer[offset:])
-            yield entry
-            step = entry["next_entry_offset"].get_value()
-            if not step:
-                break
-            offset += step
-        flags = 0
-
-
-def list_directory(unc: str, kw: dict) -> list[tuple[bytes, int, int, int, int, int]]:
-    """The entries of directory ``unc``: (UTF-16-LE name, attributes, size, last write and last access as
-    FILETIMEs, EA size — which holds the reparse tag of a reparse point)."""
-    from smbclient._io import SMBDirectoryIO
-
-    info_class = _raw_times_dir_info()
-    out = []
-    with SMBDirectoryIO(unc, share_access="rwd", **kw) as fd:
-        for info in _query_directory(fd.fd, info_class):
-            out.append((info["file_name"].get_value(), info["file_attributes"].get_value(), info["end_of_file"].get_value(),
-                        info["last_write_time"].get_value(), info["last_access_time"].get_value(),
-                        info["ea_size"].get_value()))
-    return out
+# One compound per directory where it fits, parsed with struct: see .dir_query.
+from airflow_datasync.locations.smb.dir_query import list_directory  # noqa: E402,F401 - re-exported
 
 
 # -- handles -----------------------------------------------------------------------------------------
