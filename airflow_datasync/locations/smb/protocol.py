@@ -35,6 +35,8 @@ SECURITY_FLAGS = {
 # Access mask bits (MS-DTYP 2.4.3) a handle needs for what is done through it.
 READ_CONTROL, WRITE_DAC, WRITE_OWNER, ACCESS_SYSTEM_SECURITY = 0x00020000, 0x00040000, 0x00080000, 0x01000000
 DELETE = 0x00010000
+#: What a handle writing a file needs: FILE_WRITE_DATA, FILE_WRITE_EA, FILE_WRITE_ATTRIBUTES.
+WRITE_ACCESS = 0x00000002 | 0x00000010 | 0x00000100
 #: Marks a security descriptor among the SET_INFO requests given to :func:`set_info_on`.
 SECURITY = "security"
 
@@ -282,3 +284,12 @@ def refused_for_credits(exc: BaseException) -> bool:
     while tb.tb_next is not None:
         tb = tb.tb_next
     return tb.tb_frame.f_code is Connection._send.__code__
+
+
+def open_temp_again(unc: str, kw: dict):
+    """Open the existing temporary ``unc`` again with no sharing, to rename or delete it through a handle."""
+    from smbclient._io import SMBFileIO
+    from smbprotocol.open import FilePipePrinterAccessMask as Access
+
+    access = Access.FILE_READ_ATTRIBUTES | Access.FILE_WRITE_ATTRIBUTES | DELETE
+    return _opened(SMBFileIO(unc, mode="r", share_access="", desired_access=access, **kw))
