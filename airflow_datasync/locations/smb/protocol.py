@@ -49,13 +49,6 @@ def filetime_from_ns(ns: int | None) -> int:
     return 0 if ns is None else ns // 100 + EPOCH_FILETIME
 
 
-def client_guid():
-    """The client GUID smbclient announces on every connection of this process."""
-    from smbclient._pool import ClientConfig
-
-    return ClientConfig().client_guid
-
-
 def connection_alive(connection: Any) -> bool:
     """Whether a pooled ``Connection``'s socket is open and its receiver thread has not failed."""
     return connection.transport.connected and connection._t_exc is None
