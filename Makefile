@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW_DATASYNC_MANIFEST_STORE := $(CURDIR)/.airflow/datasync/executions
 
-.PHONY: setup test faults demo clean samba chromium azurite bench bench-full
+.PHONY: setup test faults demo clean samba chromium azurite bench bench-full profile-smb
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -64,6 +64,14 @@ bench: setup samba
 
 bench-full: setup samba
 	$(PY) -m bench.run --profile full $(BENCH_ARGS)
+
+# One run of our CLI on an SMB bench row under py-spy (a dev dependency), summarised by layer into
+# bench/results/<date>-profile-<scenario>.md. SCENARIO: local-smb smb-local smb-s3 s3-smb rerun-smb; DATASET:
+# small (5,000 × 4 KiB) or big (2 × 500 MiB); PROFILE_ARGS passes flags through, e.g. PROFILE_ARGS=--gil.
+SCENARIO ?= local-smb
+DATASET ?= small
+profile-smb: setup samba
+	$(PY) -m bench.profile --scenario $(SCENARIO) --dataset $(DATASET) --results $(PROFILE_ARGS)
 
 clean:
 	rm -rf .venv .tools .airflow demo-data bench/work

@@ -443,8 +443,8 @@ class ExecutionDir:
         tables = [self.read_table(self.file(f"shards/{n}"), RESULT_SCHEMA) for n in names]
         return pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
 
-    def journal(self, shard: int) -> Journal:
-        return Journal(self, shard)
+    def journal(self, shard: int, part: int = 0) -> Journal:
+        return Journal(self, shard, part)
 
 
 #: One encoder for every journal line: ``json.dumps`` with options builds a new one per call, which was a
@@ -457,26 +457,30 @@ class Journal:
 
     Local store: one file, appended and flushed per entry (a torn last line from a kill is ignored).
     S3 store (no appends): numbered segment objects, uploaded every few seconds and at the end.
+
+    Each process copying part of a shard writes its own ``part`` (0: ``shard-NNNNN.journal``, as before
+    parts existed; n: ``shard-NNNNN.journal-pn``); :meth:`load` reads every part.
     """
 
     SEGMENT_SECONDS = 5.0
 
-    def __init__(self, execution: ExecutionDir, shard: int) -> None:
+    def __init__(self, execution: ExecutionDir, shard: int, part: int = 0) -> None:
         self.execution, self.shard = execution, shard
-        self.path = execution.shard_file(shard, "journal")
+        self.path = execution.shard_file(shard, "journal" if part == 0 else f"journal-p{part}")
         self._lock = threading.Lock()
         self._fh = None
         self._pending: list[str] = []
         self._last_upload = time.monotonic()
 
-    def _segments(self) -> list[str]:
-        prefix = posixpath.basename(self.path) + "."
-        return [n for n in self.execution.store.listdir(self.execution.file("shards")) if n.startswith(prefix)]
+    def _files(self) -> list[str]:
+        """Every part's file (local store) or segment (S3 store): names starting with part 0's name."""
+        prefix = posixpath.basename(self.execution.shard_file(self.shard, "journal"))
+        names = self.execution.store.listdir(self.execution.file("shards"))
+        return [self.execution.file(f"shards/{n}") for n in sorted(names) if n.startswith(prefix)]
 
     def load(self) -> dict[str, dict[str, Any]]:
         store = self.execution.store
-        blobs = [store.read_bytes(self.path)] if store.local else [
-            store.read_bytes(self.execution.file(f"shards/{n}")) for n in self._segments()]
+        blobs = [store.read_bytes(name) for name in self._files()]
         done: dict[str, dict[str, Any]] = {}
         for blob in blobs:
             for line in (blob or b"").decode("utf-8", "replace").splitlines():

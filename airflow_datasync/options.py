@@ -32,7 +32,7 @@ class OptionSpec:
     """
 
     name: str
-    kind: str  #: "choice", "integer", "boolean", "filter" or "manifest" (a ManifestConfig dict)
+    kind: str  #: "choice", "integer", "auto_integer" ("auto" or an integer), "boolean", "filter" or "manifest"
     default: Any
     section: str
     title: str
@@ -79,6 +79,10 @@ class OptionSpec:
                                        f"integer of at least {lowest}")
                 raise OptionsError(f"{self.path}={value!r} is invalid; use a positive integer"
                                    + (" (or 0 for the locations' default)" if lowest == 0 else ""))
+        elif self.kind == "auto_integer":
+            lowest = self.minimum if self.minimum is not None else 1
+            if value != "auto" and (not isinstance(value, int) or isinstance(value, bool) or value < lowest):
+                raise OptionsError(f"{self.path}={value!r} is invalid; use \"auto\" or an integer of at least {lowest}")
         elif self.kind == "manifest" and value is not None:
             check_manifest_config(value)
 
@@ -227,6 +231,10 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("concurrency", "integer", 0, "Engine", "Concurrency",
                "Entries copied at once per transfer task; 0 lets the locations choose (local 8, SMB 16, S3 64).",
                minimum=0),
+    OptionSpec("transfer_processes", "auto_integer", "auto", "Engine", "Copy processes",
+               "Processes that copy a shard's files (each with its threads and its own connections), so that "
+               "copies costing interpreter time use more than one core; auto: one per usable CPU (at most 4) for "
+               "shards with many small files, else 1; 1: the task's own process only.", minimum=1),
     OptionSpec("preserve_hard_links", "boolean", False, "Engine", "Keep hard links",
                "Between file systems, names of one file at the source (hard links) become names of one file at the "
                "destination, copied once (like rsync -H; DataSync keeps them between NFS-like file systems). "
@@ -260,6 +268,8 @@ def json_schema(spec: OptionSpec) -> dict[str, Any]:
                       minimum=spec.minimum if spec.minimum is not None else 1)
         if spec.maximum is not None:
             schema.update(maximum=spec.maximum)
+    elif spec.kind == "auto_integer":
+        schema.update(type=["string", "integer"], pattern="^auto$", minimum=spec.minimum or 1)
     elif spec.kind == "manifest":
         schema.update(type=["null", "object"])
     elif spec.kind == "filter":
@@ -315,6 +325,8 @@ class TaskOptions:
     max_shards: int = 1024
     #: Entries copied at once per transfer task; 0 = chosen by the two locations (local 8, SMB 16, S3 64).
     concurrency: int = 0
+    #: Processes copying one shard's files: "auto" (see phases/copy_processes.py) or a number; 1 = this one.
+    transfer_processes: int | str = "auto"
     #: Flush the destination file system (one syncfs) before a shard records itself complete, so a power
     #: cut never leaves "done" entries whose data was still in memory. False trades that for speed, as
     #: cp and rclone do (2 x 500 MB locally: the flush took 0.67 s of a 1.1 s copy here).
@@ -333,7 +345,7 @@ class TaskOptions:
 
     def __post_init__(self) -> None:
         for spec in OPTION_SPECS:
-            if spec.kind in ("choice", "integer", "boolean", "manifest") and spec.target is None:
+            if spec.kind in ("choice", "integer", "auto_integer", "boolean", "manifest") and spec.target is None:
                 spec.check(getattr(self, spec.name))
         if self.PreserveDeletedFiles == "REMOVE" and self.TransferMode == "ALL":
             raise OptionsError("PreserveDeletedFiles=REMOVE cannot be combined with TransferMode=ALL "

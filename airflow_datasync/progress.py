@@ -115,6 +115,15 @@ class ShardProgress:
             self._resumed_items -= 1
             self._resumed_bytes -= nbytes
 
+    def merge(self, counts: dict[str, int]) -> None:
+        """Counts relayed by a copy process (see :class:`CountingProgress`): what it ended, streamed and
+        uncounted since its last report."""
+        with self._lock:
+            self.items += counts["items"]
+            self.bytes += counts["bytes"]
+            self._resumed_items += counts["resumed_items"]
+            self._resumed_bytes += counts["resumed_bytes"]
+
     # -- snapshots --------------------------------------------------------------------------------------
     def snapshot(self, state: str = "RUNNING") -> dict[str, Any]:
         """The progress file's content (its keys are a contract with the UI: see docs/manifest.md)."""
@@ -220,3 +229,46 @@ class RateLimiter:
             wait = start - now
         if wait > 0:
             time.sleep(wait)
+
+
+class CountingProgress:
+    """What a copy process gives its :class:`ShardCopier` instead of a :class:`ShardProgress`: the same
+    calls, counted as deltas that :meth:`take` hands over (the parent process merges them into the shard's
+    one progress file with :meth:`ShardProgress.merge`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = self._zero()
+
+    @staticmethod
+    def _zero() -> dict[str, int]:
+        return {"items": 0, "bytes": 0, "resumed_items": 0, "resumed_bytes": 0}
+
+    def begin(self, path: str) -> None:
+        pass
+
+    def resumed(self, path: str) -> None:
+        pass
+
+    def add_bytes(self, nbytes: int) -> None:
+        with self._lock:
+            self._counts["bytes"] += nbytes
+
+    def end(self, path: str, nbytes: int = 0) -> None:
+        with self._lock:
+            self._counts["items"] += 1
+            self._counts["bytes"] += nbytes
+
+    def uncount(self, nbytes: int) -> None:
+        with self._lock:
+            c = self._counts
+            c["items"] -= 1
+            c["bytes"] -= nbytes
+            c["resumed_items"] -= 1
+            c["resumed_bytes"] -= nbytes
+
+    def take(self) -> dict[str, int]:
+        """The counts since the last call, reset."""
+        with self._lock:
+            counts, self._counts = self._counts, self._zero()
+        return counts

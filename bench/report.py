@@ -1,4 +1,4 @@
-"""Turn measured runs into result rows, the targets of issue 5, and the Markdown table of docs/benchmarks.md."""
+"""Turn measured runs into result rows, the targets of issues 5 and 14, and the Markdown table of docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ from typing import Any
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 SCENARIO_TITLES = {
     "local-local": "local → local", "local-s3": "local → S3", "s3-local": "S3 → local", "s3-s3": "S3 → S3",
-    "local-smb": "local → SMB", "smb-s3": "SMB → S3", "rerun-s3": "re-run, nothing changed, local → S3",
+    "local-smb": "local → SMB", "smb-local": "SMB → local", "smb-s3": "SMB → S3", "s3-smb": "S3 → SMB",
+    "rerun-s3": "re-run, nothing changed, local → S3", "rerun-smb": "re-run, nothing changed, local → SMB",
     "verify-s3": "verify only, local vs S3 (already in sync)", "prepare": "PREPARING only, local → empty local",
     "airflow-e2e": "end to end through Airflow, local → S3 with verify",
 }
 PEERS = ("rclone", "rclone-tuned", "cp", "aws")
+ISSUE5_SCENARIOS = {"local-local", "local-s3", "rerun-s3", "prepare", "airflow-e2e"}
+ISSUE14_SCENARIOS = {"local-smb", "smb-local", "smb-s3", "s3-smb", "rerun-smb"}
+#: Rows whose files average at most this many bytes get a CPU-per-file figure (the small-file paths' bound).
+SMALL_FILE_BYTES = 1 << 20
 
 
 def _summarise(row) -> dict[str, Any]:
@@ -30,11 +35,14 @@ def _summarise(row) -> dict[str, Any]:
         out.update({
             "wall_median": round(med, 3), "wall_min": round(min(walls), 3), "wall_max": round(max(walls), 3),
             "cpu_median": round(statistics.median(r["cpu"] for r in ok), 3),
+            "cpu_min": round(min(r["cpu"] for r in ok), 3), "cpu_max": round(max(r["cpu"] for r in ok), 3),
             "max_rss_mib": round(max(r["max_rss"] for r in ok) / 2**20, 1),
             "files_per_s": round(row.files / med, 1) if med > 0 else None,
             "mb_per_s": round(row.bytes / 1e6 / med, 1) if med > 0 else None,
             "load1_max": max(r.get("load1", 0) for r in row.runs),
         })
+        if row.files and row.bytes / row.files <= SMALL_FILE_BYTES:
+            out["cpu_ms_per_file"] = round(out["cpu_median"] * 1000 / row.files, 3)
         extra = [r for r in ok if "prepare_ms" in r and r["prepare_ms"] is not None]
         if extra:
             out["prepare_phase_ms_median"] = statistics.median(r["prepare_ms"] for r in extra)
@@ -126,6 +134,77 @@ def targets(rows: list[dict], settings: dict) -> list[dict]:
     return out
 
 
+def _span(r: dict) -> str:
+    """Median wall and its range: `12.30 s (11.90–13.00)`, or `(1 run)`."""
+    if len(r["runs"]) > 1:
+        return f"{r['wall_median']:.2f} s ({r['wall_min']:.2f}–{r['wall_max']:.2f})"
+    return f"{r['wall_median']:.2f} s (1 run)"
+
+
+def _mb_span(r: dict) -> str:
+    mb = r["bytes"] / 1e6
+    if len(r["runs"]) > 1:
+        return f"{r['mb_per_s']:.0f} MB/s ({mb / r['wall_max']:.0f}–{mb / r['wall_min']:.0f})"
+    return f"{r['mb_per_s']:.0f} MB/s (1 run)"
+
+
+def _cpu_text(r: dict) -> str:
+    if r.get("cpu_ms_per_file") is None:  # big files: per-file CPU says nothing
+        return f"CPU {r['cpu_median']:.1f} s"
+    return f"CPU {r['cpu_median']:.1f} s = {r['cpu_ms_per_file']:.2f} ms/file"
+
+
+def smb_targets(rows: list[dict], settings: dict) -> list[dict]:
+    """Issue 14's targets, each met / missed / not measured, against rclone (defaults) in the same run."""
+    n = settings["small_count"]
+    small = f"small-{n}x{settings['small_size']}"
+    big = f"big-{settings['big_count']}x{settings['big_mib']}MiB"
+    big_label = f"{settings['big_count']} × {settings['big_mib']} MiB"
+    out: list[dict] = []
+
+    def pair(scenario: str, dataset: str) -> tuple[dict, dict] | None:
+        ours, rclone = _find(rows, scenario, "ours", dataset), _find(rows, scenario, "rclone", dataset)
+        return (ours, rclone) if ours and rclone else None
+
+    def missing(name: str) -> None:
+        out.append({"target": name, "status": "not measured", "detail": "no successful runs of ours and rclone"})
+
+    def wall_target(name: str, scenario: str, dataset: str, limit: float, cpu_ms_limit: float | None = None) -> None:
+        found = pair(scenario, dataset)
+        if not found:
+            return missing(name)
+        ours, rclone = found
+        ratio = ours["wall_median"] / rclone["wall_median"]
+        cpu_ms = ours["cpu_median"] * 1000 / ours["files"]
+        met = ratio <= limit and (cpu_ms_limit is None or cpu_ms <= cpu_ms_limit)
+        detail_cpu = "" if cpu_ms_limit is None else f" (limit {cpu_ms_limit:g} ms/file)"
+        detail = (f"ours {_span(ours)}, {_cpu_text(ours)} vs rclone {_span(rclone)}, {_cpu_text(rclone)}: "
+                  f"{ratio:.2f}× wall{detail_cpu}")
+        out.append({"target": name, "status": "met" if met else "missed", "ratio": round(ratio, 2), "limit": limit,
+                    "cpu_ms_per_file": round(cpu_ms, 3), "detail": detail})
+
+    def throughput_target(name: str, scenario: str, dataset: str, floor_mb_s: float) -> None:
+        found = pair(scenario, dataset)
+        if not found:
+            return missing(name)
+        ours, rclone = found
+        met = ours["mb_per_s"] >= rclone["mb_per_s"] and ours["mb_per_s"] >= floor_mb_s
+        out.append({"target": name, "status": "met" if met else "missed",
+                    "ratio": round(ours["wall_median"] / rclone["wall_median"], 2),
+                    "detail": f"ours {_mb_span(ours)}, {_span(ours)}, CPU {ours['cpu_median']:.1f} s vs rclone "
+                              f"{_mb_span(rclone)}, {_span(rclone)}, CPU {rclone['cpu_median']:.1f} s"})
+
+    for scenario, label in (("local-smb", "local→SMB"), ("smb-local", "SMB→local")):
+        wall_target(f"{n:,} × 4 KiB {label} ≤ 1.0 × rclone wall and ≤ 2 ms CPU/file", scenario, small, 1.0, 2.0)
+    for scenario, label in (("local-smb", "local→SMB"), ("smb-local", "SMB→local")):
+        throughput_target(f"{big_label} {label} ≥ rclone's MB/s and ≥ 300 MB/s", scenario, big, 300.0)
+    for scenario, label in (("smb-s3", "SMB→S3"), ("s3-smb", "S3→SMB")):
+        wall_target(f"{n:,} × 4 KiB {label} ≤ 1.0 × rclone", scenario, small, 1.0)
+        wall_target(f"{big_label} {label} ≤ 1.0 × rclone", scenario, big, 1.0)
+    wall_target(f"re-run with nothing changed ({n:,} files on SMB) ≤ 0.5 × rclone", "rerun-smb", small, 0.5)
+    return out
+
+
 def build(rows, settings: dict, *, datasets: list[dict], skipped: dict, versions: dict, elapsed: float,
           work: Path) -> dict:
     summaries = [_summarise(r) for r in rows]
@@ -139,6 +218,7 @@ def build(rows, settings: dict, *, datasets: list[dict], skipped: dict, versions
         "date": dt.date.today().isoformat(), "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "elapsed_s": round(elapsed, 1), "settings": settings, "versions": versions, "datasets": datasets,
         "skipped": skipped, "rows": summaries, "targets": targets(summaries, settings),
+        "smb_targets": smb_targets(summaries, settings),
     }
 
 
@@ -171,8 +251,8 @@ def markdown(result: dict) -> str:
         f"big files {s['big_count']} × {s['big_mib']} MiB on target rows, {s['big_count']} × {s['other_big_mib']} MiB "
         f"elsewhere; harness wall time {result['elapsed_s'] / 60:.1f} min. " + _load_sentence(result),
         "",
-        "| scenario | dataset | tool | wall median (min–max) s | CPU s | peak RSS MiB | files/s | MB/s | us/rclone | us/best peer |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| scenario | dataset | tool | wall median (min–max) s | CPU s | CPU ms/file | peak RSS MiB | files/s | MB/s | us/rclone | us/best peer |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         scen = SCENARIO_TITLES.get(r["scenario"], r["scenario"])
@@ -180,7 +260,7 @@ def markdown(result: dict) -> str:
         tool += f" <br><sub>{r['variant']}</sub>"
         if r.get("wall_median") is None:
             wall = f"FAILED ({r['failed_runs']} runs)"
-            cells = ["–"] * 6
+            cells = ["–"] * 7
         else:
             n = len(r["runs"])
             wall = (f"{_fmt(r['wall_median'])} ({_fmt(r['wall_min'])}–{_fmt(r['wall_max'])})" if n > 1
@@ -188,7 +268,7 @@ def markdown(result: dict) -> str:
             if r["failed_runs"]:
                 wall += f" ⚠ {r['failed_runs']} failed"
             best = r.get("ratio_vs_best_peer")
-            cells = [_fmt(r["cpu_median"], 1), _fmt(r["max_rss_mib"], 0), _fmt(r["files_per_s"], 0),
+            cells = [_fmt(r["cpu_median"], 1), _fmt(r.get("cpu_ms_per_file")), _fmt(r["max_rss_mib"], 0), _fmt(r["files_per_s"], 0),
                      _fmt(r["mb_per_s"], 1), _fmt(r.get("ratio_vs_rclone")),
                      f"{_fmt(best)} ({r['best_peer']})" if best is not None else "–"]
         lines.append(f"| {scen} | {r['dataset']} | {tool} | {wall} | " + " | ".join(cells) + " |")
@@ -199,10 +279,23 @@ def markdown(result: dict) -> str:
         lines += [f"- skipped {k}: {why}" for k, why in result["skipped"].items()]
     lines += ["", "### Targets (issue 5), computed from the table above", "",
               "| target | status | figures |", "|---|---|---|"]
-    for t in result["targets"]:
-        mark = {"met": "✅ met", "missed": "❌ **missed**", "not measured": "– not measured"}[t["status"]]
-        lines.append(f"| {t['target']} | {mark} | {t['detail']} |")
+    ran = set(s.get("scenarios") or [])
+    if not ran or ran & ISSUE5_SCENARIOS:
+        lines += _target_rows(result["targets"])
+    else:
+        lines += ["| (none of its scenarios ran) | – | – |"]
+    if result.get("smb_targets") and (not ran or ran & ISSUE14_SCENARIOS):
+        lines += ["", "### Targets (issue 14, SMB), computed from the table above", "",
+                  "Against rclone (defaults) in the same run; wall medians with min–max over the runs; CPU is the "
+                  "whole process's user+sys (start-up included) divided by the files.", "",
+                  "| target | status | figures |", "|---|---|---|"]
+        lines += _target_rows(result["smb_targets"])
     return "\n".join(lines) + "\n"
+
+
+def _target_rows(targets: list[dict]) -> list[str]:
+    marks = {"met": "✅ met", "missed": "❌ **missed**", "not measured": "– not measured"}
+    return [f"| {t['target']} | {marks[t['status']]} | {t['detail']} |" for t in targets]
 
 
 def write_docs(page: Path, table: str) -> None:

@@ -1,4 +1,4 @@
-"""The benchmark harness of issue 5: airflow-datasync against rclone, cp and aws s3 sync, same data, same run.
+"""The benchmark harness of issues 5 and 14: airflow-datasync against rclone, cp and aws s3 sync, same data, same run.
 
     make bench                                   # quick profile (everything but the 1M-file PREPARING)
     make bench-full                              # adds PREPARING of 1,000,000 files
@@ -41,20 +41,27 @@ S3_CONN_ID = "datasync_bench_s3"
 SMB_CONN_ID = "datasync_bench_smb"
 RCLONE_TUNED = ["--transfers", "32", "--checkers", "32"]
 
-SCENARIOS = ["local-local", "local-s3", "s3-local", "s3-s3", "local-smb", "smb-s3", "rerun-s3", "verify-s3",
-             "prepare", "airflow-e2e"]
+SCENARIOS = ["local-local", "local-s3", "s3-local", "s3-s3", "local-smb", "smb-local", "smb-s3", "s3-smb",
+             "rerun-s3", "rerun-smb", "verify-s3", "prepare", "airflow-e2e"]
+#: Issue 14's rows: every direction through SMB. cp is no peer there (smbd's disk is local here, so `cp` would
+#: bypass the protocol), aws does not speak SMB, and ours-nosync only differs on a local destination.
+SMB_COPY_SCENARIOS = {"local-smb": ("local", "smb"), "smb-local": ("smb", "local"), "smb-s3": ("smb", "s3"),
+                      "s3-smb": ("s3", "smb")}
+SMB_TOOLS = ("ours", "rclone", "rclone-tuned")
 TOOLS = ["ours", "ours-nosync", "rclone", "rclone-tuned", "cp", "aws"]
 
 PROFILES = {
-    # `make bench`: must fit ~10–15 min on 2 cores. Target rows (local→local, local→S3 on both datasets,
-    # re-run, e2e) get the full run count; the wider matrix gets `other_runs`.
+    # `make bench`: must fit ~15–20 min on 2 cores. Target rows (local→local, local→S3 on both datasets,
+    # re-run, e2e; issue 14: every SMB direction on both datasets and the SMB re-run) get the full run count;
+    # the wider matrix gets `other_runs`. aws s3 sync runs on the target rows only (`aws_other_rows`): on the
+    # stdlib tree alone it cost ~190 s of a quick run and decides no target.
     "quick": dict(runs=3, other_runs=1, small_count=5000, small_size=4096, big_count=2, big_mib=500,
-                  other_big_mib=100, prepare_counts=[10_000, 100_000], stdlib=True),
+                  other_big_mib=100, prepare_counts=[10_000, 100_000], stdlib=True, aws_other_rows=False),
     "full": dict(runs=3, other_runs=3, small_count=5000, small_size=4096, big_count=2, big_mib=500,
-                 other_big_mib=500, prepare_counts=[10_000, 100_000, 1_000_000], stdlib=True),
-    # tests/bench: a few dozen files, local→local and local→S3, one run each.
+                 other_big_mib=500, prepare_counts=[10_000, 100_000, 1_000_000], stdlib=True, aws_other_rows=True),
+    # tests/bench: a few dozen files, local→local, local→S3, local→SMB and the SMB re-run, one run each.
     "tiny": dict(runs=1, other_runs=1, small_count=40, small_size=4096, big_count=1, big_mib=1,
-                 other_big_mib=1, prepare_counts=[200], stdlib=False, big=False),
+                 other_big_mib=1, prepare_counts=[200], stdlib=False, big=False, aws_other_rows=True),
 }
 
 
@@ -412,15 +419,15 @@ class Harness:
                 self.drop(dst)
         self.rows.extend(rows.values())
 
-    def rerun_scenario(self, dataset: ds.Dataset, tools: list[str], runs: int) -> None:
+    def rerun_scenario(self, dataset: ds.Dataset, tools: list[str], runs: int, dst_kind: str = "s3") -> None:
         """Each tool syncs its own destination once (untimed), then re-runs with nothing changed (timed)."""
-        scenario = "rerun-s3"
+        scenario = f"rerun-{dst_kind}"
         src = self.source("local", dataset)
         rows, dests = {}, {}
         for t in tools:
-            if self.command(t, src, Loc("s3", bucket="x")) is None:
+            if self.command(t, src, Loc(dst_kind, bucket="x")) is None:
                 continue
-            dst = self.new_dest("s3", f"rerun-{t}")
+            dst = self.new_dest(dst_kind, f"rerun-{t}")
             cmd, env = self.command(t, src, dst)
             m = measure(cmd, env, self._log(scenario, "initial", t), timeout=self.args.timeout)
             if not m.ok:
@@ -605,6 +612,8 @@ def required_bytes(p: dict, scenarios: list[str]) -> int:
     need += 4096 * 2 * 3 * p["small_count"]
     if "prepare" in scenarios:
         need += sum(c * 4096 + c // 1000 * 4096 for c in p["prepare_counts"])
+    if any("smb" in s for s in scenarios):
+        need += 3 * big  # the source staged on the share, one destination on it, the copy staged in S3
     return need + (1 << 30)  # slack: stdlib copies, manifests, SeaweedFS volumes
 
 
@@ -683,6 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         runs, other = p["runs"], p["other_runs"]
         mixed = [stdlib] if stdlib else []
         plan: list[tuple[str, Callable[[], None]]] = []
+        other_tools = [t for t in tools if t != "aws" or p.get("aws_other_rows", True)]
 
         def copy(scn, sk, dk, dsets, n, only=None):
             use = [t for t in tools if (only is None or t in only)]
@@ -691,21 +701,24 @@ def main(argv: list[str] | None = None) -> int:
 
         if "local-local" in scenarios:
             copy("local-local", "local", "local", [small, big] if p.get("big", True) else [small], runs)
-            copy("local-local", "local", "local", mixed, other)
+            copy("local-local", "local", "local", mixed, other, only=other_tools)
         if "local-s3" in scenarios:
             copy("local-s3", "local", "s3", [small, big] if p.get("big", True) else [small], runs)
-            copy("local-s3", "local", "s3", mixed, other)
+            copy("local-s3", "local", "s3", mixed, other, only=other_tools)
         if "s3-local" in scenarios:
-            copy("s3-local", "s3", "local", [small, other_big], other)
+            copy("s3-local", "s3", "local", [small, other_big], other, only=other_tools)
         if "s3-s3" in scenarios:
-            copy("s3-s3", "s3", "s3", [small, other_big], other)
+            copy("s3-s3", "s3", "s3", [small, other_big], other, only=other_tools)
         if h.smb is not None:
-            if "local-smb" in scenarios:
-                copy("local-smb", "local", "smb", [small, other_big], other)
-            if "smb-s3" in scenarios:
-                copy("smb-s3", "smb", "s3", [small, other_big], other)
+            smb_sets = [small, big] if p.get("big", True) else [small]
+            for scn, (sk, dk) in SMB_COPY_SCENARIOS.items():
+                if scn in scenarios:
+                    copy(scn, sk, dk, smb_sets, runs, only=SMB_TOOLS)
         if "rerun-s3" in scenarios:
             plan.append(("rerun-s3", lambda: h.rerun_scenario(small, tools, runs)))
+        if "rerun-smb" in scenarios and h.smb is not None:
+            smb_tools = [t for t in tools if t in SMB_TOOLS]
+            plan.append(("rerun-smb", lambda: h.rerun_scenario(small, smb_tools, runs, dst_kind="smb")))
         if "verify-s3" in scenarios:
             plan.append(("verify-s3", lambda: h.verify_scenario(small, other)))
         if "prepare" in scenarios:

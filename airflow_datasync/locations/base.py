@@ -173,6 +173,9 @@ class Capabilities:
 
     #: Copy threads when the task's ``concurrency`` is 0 (per-request latency: more pay off on object stores).
     concurrency: int = 8
+    #: Each copy costs milliseconds of interpreter time here (a protocol spoken in Python, e.g. SMB): a
+    #: shard of many files is worth spreading over processes (``transfer_processes`` "auto").
+    interpreter_bound_copies: bool = False
     #: Verification threads with ``concurrency`` 0 when this location is checked against another; None:
     #: as :attr:`concurrency`. A file system hashing local files is interpreter-bound: fewer threads.
     verify_concurrency: int | None = None

@@ -40,6 +40,7 @@ from airflow_datasync.locations.base import (
 from airflow_datasync.manifest import RESULT_SCHEMA, ExecutionDir, Journal, utcnow
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.owners import OwnerMap
+from airflow_datasync.phases.copy_processes import copy_in_processes, process_count
 from airflow_datasync.phases.launch import opened
 from airflow_datasync.phases.leftovers import UploadRecords, clean_shard_start, shard_tag
 from airflow_datasync.plan import without_ownership
@@ -381,7 +382,15 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
     try:
         try:
             results.extend(run_by_depth(lambda r: copier.run_one(r, done), dirs, workers, f"shard{shard}"))
-            results.extend(run_parallel(lambda r: copier.run_one(r, done), others, workers, f"shard{shard}"))
+            # At least a thread and an entry for each process.
+            processes = min(process_count(options.transfer_processes, len(others), src, dst), workers, len(others))
+            if processes > 1:
+                log.info("shard %d: copying %s in %d processes", shard, entries(len(others)), processes)
+                results.extend(copy_in_processes(copier.run_one, others, done, execution=execution, shard=shard,
+                                                 tag=copier.tag, options=options, workers=workers,
+                                                 processes=processes, progress=progress, limiter=limiter))
+            else:
+                results.extend(run_parallel(lambda r: copier.run_one(r, done), others, workers, f"shard{shard}"))
             if options.sync_writes:
                 dst.sync()
         finally:

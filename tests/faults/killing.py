@@ -206,6 +206,23 @@ class Zygote:
                 self.proc.wait()
 
 
+def copy_processes_of(parent: int) -> list[int]:
+    """Live copy processes (``transfer_processes``) started by ``parent``: their command line ends with its pid
+    (see airflow_datasync.phases.copy_processes), which stays there once the parent is gone."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                args = fh.read().split(b"\0")
+            with open(f"/proc/{pid}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if len(args) >= 2 and b"child_main" in b" ".join(args) and args[-2] == str(parent).encode() and state != "Z":
+            found.append(int(pid))
+    return found
+
+
 # -- what a destination holds -----------------------------------------------------------------------------
 def is_temporary(rel: str) -> bool:
     return any(part.startswith(TEMP_PREFIX) for part in rel.split("/"))

@@ -16,7 +16,6 @@ from typing import IO, Any, TypeVar
 import pyarrow as pa
 
 from airflow_datasync.errors import (
-    AlreadyExistsError,
     ConnectionLostError,
     NotFoundError,
     PermissionDeniedError,
@@ -75,6 +74,7 @@ from airflow_datasync.locations.smb.protocol import (
     SACL_SECURITY_INFORMATION,
     SECURITY,
     SECURITY_FLAGS,
+    WRITE_ACCESS,
     WRITE_DAC,
     WRITE_OWNER,
     basic_info_request,
@@ -92,6 +92,7 @@ from airflow_datasync.locations.smb.protocol import (
     set_security,
 )
 from airflow_datasync.locations.smb.sessions import drop_session, open_session, pool, wait_for_credits
+from airflow_datasync.locations.smb.small_files import limit_for, make_directory, peek_small, write_small_file
 from airflow_datasync.locations.smb.uri import DEFAULT_PORT, parse_smb_uri
 from airflow_datasync.retry import retrying
 
@@ -120,7 +121,7 @@ class SmbLocation(Location):
     scheme = "smb"
     #: Times are FILETIMEs (100 ns ticks); POSIX mode/uid/gid are not SMB concepts (neither set nor compared);
     #: ``Report.txt`` and ``report.txt`` are one entry on a share (Windows, and Samba for SMB2+ clients).
-    capabilities = Capabilities(concurrency=16, mtime_resolution_ns=100, posix_metadata=False, case_insensitive=True,
+    capabilities = Capabilities(concurrency=16, interpreter_bound_copies=True, mtime_resolution_ns=100, posix_metadata=False, case_insensitive=True,
                                 extras_read=SMB_EXTRAS, extras_write=SMB_EXTRAS,
                                 extras_on_request=frozenset({SMB_SECURITY_DESCRIPTOR, SMB_SECURITY_FLAGS}))
 
@@ -131,6 +132,7 @@ class SmbLocation(Location):
         self._known_dirs: set[str] = {""}
         self._lock = threading.Lock()
         self._symlinks_refused: str | None = None
+        self._small_limit: int | None = None
 
     # -- connection -------------------------------------------------------------------------------
     @property
@@ -372,19 +374,10 @@ class SmbLocation(Location):
         check_windows_path(self.uri, path)
 
     def _ensure_dir(self, rel_dir: str) -> None:
-        import smbclient
-
         if rel_dir in self._known_dirs:
             return
         self._ensure_dir(os.path.dirname(rel_dir))
-
-        try:
-            self._call(lambda: smbclient.mkdir(self._unc(rel_dir), **self._kw()), rel_dir)
-        except AlreadyExistsError:
-            pass  # made by another thread, or there before: the stat below tells which
-        s = self.stat(rel_dir)
-        if s is None or s.type != DIR:
-            raise LocationError(f"{self.uri}: {rel_dir!r} exists at the destination and is not a directory.")
+        make_directory(self, rel_dir)
         with self._lock:
             self._known_dirs.add(rel_dir)
 
@@ -421,7 +414,8 @@ class SmbLocation(Location):
               before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> Written:
         """One handle per file: create the temp → write(s) → SET_INFO security + basic info → ``before_commit`` →
         SET_INFO rename (ReplaceIfExists per ``overwrite``) → close: no request on the final path unless the
-        rename fails (a directory or a read-only file in the way is then looked at)."""
+        rename fails (a directory or a read-only file in the way is then looked at). A small file is all of
+        it in one compound (:mod:`.small_files`)."""
         self._check_dest_path(path)
         self._ensure_dir(os.path.dirname(path))
         tmp = self._temp_for(path, tag)
@@ -430,6 +424,17 @@ class SmbLocation(Location):
         extra = DELETE
         if sd_info:
             extra |= WRITE_DAC | WRITE_OWNER | (ACCESS_SYSTEM_SECURITY if sd_info & SACL_SECURITY_INFORMATION else 0)
+        if self._small_limit is None:
+            self._small_limit = limit_for(self)
+        data, chunks = peek_small(chunks, self._small_limit)
+        if data is not None:
+            times = _basic_info(meta, is_dir=False)
+            done = write_small_file(self, tmp, path, data, WRITE_ACCESS | extra, times if any(times) else None,
+                                    (sd_info, sd) if sd_info else None, overwrite, before_commit,
+                                    lambda: self._apply(path, meta, is_dir=False))
+            if done is not None:
+                return done
+            chunks = iter([data])
         raw = self._create_temp(tmp, extra)
         handle = True  # False once the connection under the handle dropped: the rest goes by path
         committed = False
@@ -476,13 +481,17 @@ class SmbLocation(Location):
             out.append(basic_info_request(creation, atime_ft, mtime, attrs))
         return out
 
-    def _rename_handle(self, raw, tmp: str, path: str, overwrite: bool) -> None:
-        """SET_INFO FileRenameInformation on the open temp handle. On failure the final path is looked at once:
-        a directory there is a clear :class:`LocationError`; a read-only file (which Windows refuses to
-        replace) loses its read-only attribute and the rename is tried again."""
+    def _rename_handle(self, raw, tmp: str, path: str, overwrite: bool, *, refused: LocationError | None = None) -> None:
+        """SET_INFO FileRenameInformation on the open temp handle (unless the server ``refused`` it already). On
+        failure the final path is looked at once: a directory there is a clear :class:`LocationError`; a
+        read-only file (which Windows refuses to replace) loses its read-only attribute and the rename is tried
+        again."""
         info = self._call(lambda: rename_request(self._unc(path), overwrite, self._kw()), path)
         for attempt in range(2):
             try:
+                if refused is not None:
+                    error, refused = refused, None
+                    raise error
                 self._on_handle(raw, lambda: set_info_on(raw, info), path)
                 return
             except LocationError:

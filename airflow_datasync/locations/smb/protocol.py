@@ -35,6 +35,8 @@ SECURITY_FLAGS = {
 # Access mask bits (MS-DTYP 2.4.3) a handle needs for what is done through it.
 READ_CONTROL, WRITE_DAC, WRITE_OWNER, ACCESS_SYSTEM_SECURITY = 0x00020000, 0x00040000, 0x00080000, 0x01000000
 DELETE = 0x00010000
+#: What a handle writing a file needs: FILE_WRITE_DATA, FILE_WRITE_EA, FILE_WRITE_ATTRIBUTES.
+WRITE_ACCESS = 0x00000002 | 0x00000010 | 0x00000100
 #: Marks a security descriptor among the SET_INFO requests given to :func:`set_info_on`.
 SECURITY = "security"
 
@@ -45,13 +47,6 @@ def ns_from_filetime(filetime: int) -> int | None:
 
 def filetime_from_ns(ns: int | None) -> int:
     return 0 if ns is None else ns // 100 + EPOCH_FILETIME
-
-
-def client_guid():
-    """The client GUID smbclient announces on every connection of this process."""
-    from smbclient._pool import ClientConfig
-
-    return ClientConfig().client_guid
 
 
 def connection_alive(connection: Any) -> bool:
@@ -286,3 +281,12 @@ def refused_for_credits(exc: BaseException) -> bool:
     while tb.tb_next is not None:
         tb = tb.tb_next
     return tb.tb_frame.f_code is Connection._send.__code__
+
+
+def open_temp_again(unc: str, kw: dict):
+    """Open the existing temporary ``unc`` again with no sharing, to rename or delete it through a handle."""
+    from smbclient._io import SMBFileIO
+    from smbprotocol.open import FilePipePrinterAccessMask as Access
+
+    access = Access.FILE_READ_ATTRIBUTES | Access.FILE_WRITE_ATTRIBUTES | DELETE
+    return _opened(SMBFileIO(unc, mode="r", share_access="", desired_access=access, **kw))

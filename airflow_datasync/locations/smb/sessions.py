@@ -11,11 +11,12 @@ import itertools
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from airflow_datasync.locations.smb.error_table import is_connection_busy
-from airflow_datasync.locations.smb.protocol import client_guid, connection_alive
+from airflow_datasync.locations.smb.protocol import connection_alive
 from airflow_datasync.retry import retrying
 
 T = TypeVar("T")
@@ -69,7 +70,10 @@ def open_session(server: str, port: int, config):
             cache.pop(key, None)
             if conn is not None:
                 _quiet_disconnect(conn)
-            conn = Connection(client_guid(), server, port, require_signing=config.require_signing)
+            # A client GUID of its own per connection: Samba hands every connection announcing a GUID it
+            # already serves to that one smbd process (for multichannel), so eight lanes sharing smbclient's
+            # GUID were served by one process on one core.
+            conn = Connection(uuid.uuid4(), server, port, require_signing=config.require_signing)
             try:
                 conn.connect(dialect=config.dialect, timeout=30)
             except ValueError as exc:  # smbprotocol wraps socket errors in ValueError("Failed to connect …")

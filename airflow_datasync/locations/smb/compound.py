@@ -1,0 +1,185 @@
+"""Whole small-file writes and directory creation as ONE related compound each (MS-SMB2 3.2.4.1.4).
+
+A small file: CREATE the temporary (no sharing) + WRITE + SET_INFO security descriptor (when asked) +
+SET_INFO times/attributes + SET_INFO rename + CLOSE, one send; every response is parsed and its status kept,
+so the caller can go on from exactly where the server stopped (:class:`CompoundWrite`). A directory:
+CREATE (FILE_OPEN_IF, directory) + CLOSE, whose create response tells what is there.
+
+Requests are built by :mod:`.messages` (directories': smbprotocol's) and sent through smbprotocol's
+``Connection.send_compound``, so its message ids,
+credit accounting, signing and encryption stay in charge. Like :mod:`.protocol`, it reaches below
+smbclient's public API; smbclient/smbprotocol are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import ntpath
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_datasync.locations.smb import messages
+from airflow_datasync.locations.smb.error_table import ConnectionBusyError
+from airflow_datasync.locations.smb.protocol import ATTR_DIRECTORY, ATTR_NORMAL
+
+#: Files up to this size (and the negotiated max write size) are written in one compound; bigger ones stream.
+SMALL_FILE_BYTES = 1 << 20
+
+STATUS_SUCCESS = 0
+STATUS_DISK_FULL = 0xC000007F
+FILE_OVERWRITE_IF = 5  # CreateDisposition: create, or truncate what is there
+FILE_NON_DIRECTORY_FILE = 0x40  # CreateOptions
+
+
+def small_file_limit(connection: Any) -> int:
+    """The largest file written in one compound on ``connection`` (one WRITE, within the negotiated size)."""
+    return min(SMALL_FILE_BYTES, connection.max_write_size)
+
+
+@dataclass
+class CompoundWrite:
+    """What the server said to each request of a compound write, by role (``create``, ``write``,
+    ``security``, ``basic``, ``rename``, ``close``): an NTSTATUS, in the order sent."""
+
+    raw: Any  # the SMBRawIO of the temporary: open (real file id) while the create succeeded and no close did
+    statuses: dict[str, int] = field(default_factory=dict)
+    written: int = 0
+
+    def failed(self) -> tuple[str, int] | None:
+        """The first request that failed, as (role, status); None when all succeeded."""
+        for role, status in self.statuses.items():
+            if status != STATUS_SUCCESS:
+                return role, status
+        return None
+
+    @property
+    def handle_open(self) -> bool:
+        return self.statuses.get("create") == STATUS_SUCCESS and self.statuses.get("close") != STATUS_SUCCESS
+
+
+def share_relative_target(raw: Any, final_name: str) -> str:
+    """The name a rename of the open ``raw`` to ``final_name`` in its own directory gives the server: the
+    temporary's share-relative name with its last component replaced (no tree lookup)."""
+    head = ntpath.dirname(raw.fd.file_name)
+    dst_name = f"{head}\\{final_name}" if head else final_name
+    tree = raw.fd.tree_connect
+    if tree.is_dfs_share and dst_name.startswith(tree.share_name[2:]):
+        dst_name = dst_name[len(tree.share_name) - 1:]
+    return dst_name
+
+
+class CreditWindowTooSmall(Exception):
+    """The server's credit window is smaller than a compound, with nothing outstanding to widen it."""
+
+
+def _reserve(connection: Any, needed: int) -> None:
+    """Refuse (as :class:`ConnectionBusyError`, which the caller waits on) unless ``needed`` credits are free:
+    smbprotocol checks each request of a compound only as it numbers it, so a shortfall midway would burn
+    the message ids of the requests before it. A window that no outstanding request will widen raises
+    :class:`CreditWindowTooSmall` (the caller streams instead, one request at a time)."""
+    with connection.sequence_lock:
+        free = connection.sequence_window["high"] - connection.sequence_window["low"]
+    if free < needed:
+        if not connection.outstanding_requests:
+            raise CreditWindowTooSmall(f"{needed} credits needed for a compound, {free} granted")
+        raise ConnectionBusyError(f"{needed} credits needed for a compound write, {free} free")
+
+
+def _status(receive, request) -> int:
+    from smbprotocol.exceptions import SMBResponseException
+
+    try:
+        receive(request)
+    except SMBResponseException as exc:
+        return exc.status
+    return STATUS_SUCCESS
+
+
+def write_small(unc: str, data: bytes, access: int, times: tuple[int, int, int, int] | None,
+                security: tuple[int, bytes] | None, final_name: str, overwrite: bool, kw: dict) -> CompoundWrite:
+    """Create the temporary ``unc`` exclusively, write ``data``, set the ``security`` descriptor (info flags,
+    descriptor) and the ``times`` (creation, access, write FILETIMEs, attributes; 0 leaves one as is), rename
+    it to ``final_name`` (same directory) and close it: one compound, or two with a security descriptor (the
+    rename and close go only once the rest succeeded). A dropped connection raises as smbprotocol raises it,
+    with whatever the server did unknown."""
+    from smbclient._io import SMBRawIO
+
+    raw = SMBRawIO(unc, mode="wb", share_access="", desired_access=access, **kw)
+    fd = raw.fd
+    out = CompoundWrite(raw)
+    first = [("create", messages.create_request(fd.file_name, access, ATTR_NORMAL, 0, FILE_OVERWRITE_IF,
+                                                FILE_NON_DIRECTORY_FILE), lambda r: _opened(fd, r)),
+             ("write", messages.write_request(data), lambda r: _count(out, fd, r))]
+    if security is not None:
+        first.append(("security", messages.set_info_request(messages.INFO_SECURITY, 0, security[1], security[0]),
+                      fd.connection.receive))
+    if times is not None:
+        first.append(("basic", messages.set_info_request(messages.INFO_FILE, messages.FILE_BASIC_INFORMATION,
+                                                         messages.basic_info(*times)), fd.connection.receive))
+    target = messages.rename_info(share_relative_target(raw, final_name), overwrite)
+    rest = [("rename", messages.set_info_request(messages.INFO_FILE, messages.FILE_RENAME_INFORMATION, target),
+             fd.connection.receive),
+            ("close", messages.close_request(), lambda r: _closed(fd, r))]
+    split = security is not None
+    _send_related(out, first if split else first + rest)
+    if out.statuses.get("write") == STATUS_SUCCESS and out.written != len(data):
+        out.statuses["write"] = STATUS_DISK_FULL  # a short write: what a full disk gives
+    if split and out.failed() is None:
+        rest[0] = ("rename", messages.set_info_request(messages.INFO_FILE, messages.FILE_RENAME_INFORMATION, target,
+                                                       file_id=fd.file_id), fd.connection.receive)
+        _send_related(out, rest)  # the first of a new chain names the open file
+    if out.statuses.get("close", STATUS_SUCCESS) != STATUS_SUCCESS and out.statuses["create"] == STATUS_SUCCESS:
+        fd._connected = True  # the close failed with its predecessor's status: the handle is still open
+    return out
+
+
+def _opened(fd: Any, request: Any) -> None:
+    """What smbprotocol's create receiver keeps of a CREATE response, read with one unpack."""
+    response = fd.connection.receive(request)
+    fd.file_id, fd.file_attributes = messages.parse_create(response["data"].get_value())
+    fd._connected = True
+    fd.tree_connect.session.open_table[fd.file_id] = fd
+
+
+def _count(out: CompoundWrite, fd: Any, request: Any) -> None:
+    out.written = messages.parse_write(fd.connection.receive(request)["data"].get_value())
+
+
+def _closed(fd: Any, request: Any) -> None:
+    try:
+        fd.connection.receive(request)
+    finally:
+        fd._connected = False
+        fd.tree_connect.session.open_table.pop(fd.file_id, None)
+
+
+def _send_related(out: CompoundWrite, roles: list) -> None:
+    fd = out.raw.fd
+    connection = fd.connection
+    _reserve(connection, len(roles))
+    requests = connection.send_compound([r[1] for r in roles], fd.tree_connect.session.session_id,
+                                        fd.tree_connect.tree_connect_id, related=True)
+    for (role, _msg, receive), request in zip(roles, requests, strict=True):
+        out.statuses[role] = _status(receive, request)
+
+
+def ensure_directory(unc: str, kw: dict) -> tuple[int, bool]:
+    """Open or create the directory ``unc`` (FILE_OPEN_IF) and close it, one compound: (status of the create,
+    whether a directory is there). A file in the way fails the create with STATUS_NOT_A_DIRECTORY."""
+    from smbclient._io import SMBRawIO
+    from smbprotocol.open import CreateDisposition, CreateOptions, ImpersonationLevel, ShareAccess
+    from smbprotocol.open import FilePipePrinterAccessMask as Access
+
+    raw = SMBRawIO(unc, mode="r", share_access="rwd", desired_access=Access.FILE_READ_ATTRIBUTES,
+                   create_options=CreateOptions.FILE_DIRECTORY_FILE, **kw)
+    fd = raw.fd
+    connection = fd.connection
+    create, on_create = fd.create(ImpersonationLevel.Impersonation, Access.FILE_READ_ATTRIBUTES, ATTR_DIRECTORY,
+                                  ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | ShareAccess.FILE_SHARE_DELETE,
+                                  CreateDisposition.FILE_OPEN_IF, CreateOptions.FILE_DIRECTORY_FILE, send=False)
+    close, on_close = fd.close(send=False)
+    _reserve(connection, 2)
+    requests = connection.send_compound([create, close], fd.tree_connect.session.session_id,
+                                        fd.tree_connect.tree_connect_id, related=True)
+    created = _status(on_create, requests[0])
+    _status(on_close, requests[1])
+    return created, created == STATUS_SUCCESS and bool(fd.file_attributes & ATTR_DIRECTORY)
