@@ -7,7 +7,7 @@ from pathlib import Path
 
 from airflow_datasync.locations import open_location
 from airflow_datasync.locations.base import Metadata
-from airflow_datasync.locations.smb.sessions import MAX_LANES
+from airflow_datasync.locations.smb.sessions import MAX_LANES, reset_pools
 
 
 def _server_processes(samba) -> set[int]:
@@ -20,6 +20,7 @@ def test_each_lane_is_served_by_a_process_of_its_own(samba, smb_folder):
     """Samba passes a connection announcing a client GUID it already serves to that process (multichannel):
     lanes sharing one GUID ran in one smbd process, on one core."""
     folder = smb_folder()
+    reset_pools()  # new connections: the lanes of earlier tests are served already
     idle = _server_processes(samba)
     loc = open_location(folder.uri, folder.conn_id)
     lanes = 4
