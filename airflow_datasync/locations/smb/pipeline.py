@@ -34,10 +34,11 @@ Mapped = Callable[[Callable[[], T]], T]
 #: 512 a Windows server grants a connection.
 WRITE_DEPTH = 3
 WRITE_BYTES = 4 << 20
-#: READ requests kept in flight per file, and their size (at most the negotiated max_read_size): one READ
-#: ahead of the one being handed out hides the round trip; deeper or larger read-ahead only costs CPU on
-#: loopback (smbprotocol's receiver copies each response several times into fresh buffers).
-READ_DEPTH = 2
+#: READ requests kept in flight per file, and their size (at most the negotiated max_read_size). On
+#: loopback a READ ahead made 2 x 500 MiB SMB -> local no faster and VERIFYING's read-back slower (more CPU:
+#: smbprotocol's receiver copies every response into fresh buffers, and threads contend for the GIL), so
+#: one at a time; over a link with a real round trip, 2 hides it.
+READ_DEPTH = 1
 READ_BYTES = 1 << 20
 #: Credits each connection asks the server to keep granted: Windows servers grant up to 512 by default
 #: (Smb2CreditsMin 512 / Smb2CreditsMax 8192), Samba up to 8192 ("smb2 max credits").

@@ -35,10 +35,13 @@ def _chunks(data: bytes, size: int = 700 * 1024):
 
 
 class InFlight:
-    """Counts WRITE and READ requests sent and not yet answered, through wrappers of the real calls."""
+    """Counts WRITE and READ requests sent and not yet answered, through wrappers of the real calls (with
+    a READ ahead: the default reads one at a time, see pipeline.READ_DEPTH)."""
 
     def __init__(self, monkeypatch) -> None:
         from smbprotocol.connection import Connection
+
+        monkeypatch.setattr(pipeline, "READ_DEPTH", 2)
 
         self.lock = threading.Lock()
         self.now = {"write": 0, "read": 0}
@@ -125,7 +128,9 @@ def test_a_dropped_connection_mid_write_leaves_nothing_and_the_retry_lands(smb_f
 
 
 @pytest.mark.parametrize("handed_out", [1, pipeline.READ_BYTES + 1, 5 * pipeline.READ_BYTES])
-def test_a_dropped_connection_mid_read_resumes_at_the_first_byte_not_handed_out(smb_folder, samba, handed_out):
+def test_a_dropped_connection_mid_read_resumes_at_the_first_byte_not_handed_out(smb_folder, samba, monkeypatch,
+                                                                              handed_out):
+    monkeypatch.setattr(pipeline, "READ_DEPTH", 2)  # a READ ahead in flight or buffered when the drop comes
     folder = smb_folder()
     payload = os.urandom(9 * pipeline.READ_BYTES + 4321)
     (folder.disk / "big.bin").write_bytes(payload)
