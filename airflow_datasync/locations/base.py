@@ -530,7 +530,8 @@ class Location(abc.ABC):
         return []
 
     def track_uploads(self, log: Callable[[str, Leftover], None] | None) -> None:
-        """Report every upload in parts this location starts (``log("started", upload)``, before its first
+        """Report every upload in parts this location starts (``log("starting", upload)`` naming the object
+        before asking the server for an upload, ``log("started", upload)`` with its id before its first
         part) and ends (``log("ended", upload)``, completed or aborted), so that the uploads of a writer killed
         in between can be aborted later."""
         self._upload_log = log

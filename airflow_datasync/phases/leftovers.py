@@ -18,6 +18,7 @@ key, an upload id and a start time, nothing that says who started it.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -72,8 +73,7 @@ class UploadRecords:
             else:
                 store.write_bytes(f"{self.path}.{time.time_ns():020d}-{secrets.token_hex(2)}", line.encode())
 
-    def open_uploads(self) -> list[dict[str, Any]]:
-        """Uploads started and never ended, oldest first."""
+    def _records(self) -> list[dict[str, Any]]:
         store = self.execution.store
         if store.local:
             blobs = [store.read_bytes(self.path)]
@@ -81,18 +81,42 @@ class UploadRecords:
             prefix = posixpath.basename(self.path) + "."
             blobs = [store.read_bytes(self.execution.file(f"shards/{n}"))
                      for n in store.listdir(self.execution.file("shards")) if n.startswith(prefix)]
-        started: dict[str, dict[str, Any]] = {}
+        out = []
         for blob in blobs:
             for line in (blob or b"").decode("utf-8", "replace").splitlines():
                 try:
-                    rec = json.loads(line)
+                    out.append(json.loads(line))
                 except ValueError:
                     continue  # a line torn by a kill
-                if rec.get("event") == "started":
-                    started.setdefault(rec["upload_id"], rec)
-                else:
-                    started.pop(rec.get("upload_id"), None)
+        return out
+
+    def open_uploads(self) -> list[dict[str, Any]]:
+        """Uploads started and never ended, oldest first."""
+        started: dict[str, dict[str, Any]] = {}
+        for rec in self._records():
+            if rec.get("upload_id") is None:
+                continue  # an intent (see unrecorded_intents)
+            if rec.get("event") == "started":
+                started.setdefault(rec["upload_id"], rec)
+            else:
+                started.pop(rec.get("upload_id"), None)
         return sorted(started.values(), key=lambda r: r["at"])
+
+    def unrecorded_intents(self) -> tuple[list[dict[str, Any]], set[str]]:
+        """The uploads announced (``starting``, before CreateMultipartUpload) whose id was never recorded: the
+        writer was killed between the server's answer and the record. With every upload id recorded."""
+        intents: dict[str, dict[str, Any]] = {}
+        ids = set()
+        for rec in self._records():
+            if rec.get("upload_id") is not None:
+                ids.add(rec["upload_id"])
+                if rec.get("event") == "started":
+                    intents.pop(rec["path"], None)
+            elif rec.get("event") == "starting":
+                intents.setdefault(rec["path"], rec)
+            else:
+                intents.pop(rec["path"], None)
+        return sorted(intents.values(), key=lambda r: r["at"]), ids
 
 
 def clean_shard_start(execution: ExecutionDir, shard: int, dst: Location, rows: Iterable[dict[str, Any]]) -> Cleanup:
@@ -107,6 +131,7 @@ def clean_shard_start(execution: ExecutionDir, shard: int, dst: Location, rows: 
             upload = Leftover(UPLOAD, rec["path"], tag, upload_id=rec["upload_id"], started=rec["at"])
             done.add(dst.remove_leftovers([upload], writers_gone=True))
             records("ended", upload)  # aborted, or gone already: not looked at again
+        done.add(_abort_unrecorded(dst, records, tag))
     except (LocationError, OSError) as exc:  # a clean-up never fails the copy: the next execution looks again
         log.warning("shard %d: leftovers of earlier tries not removed: %s", shard, exc)
         return Cleanup()
@@ -114,6 +139,33 @@ def clean_shard_start(execution: ExecutionDir, shard: int, dst: Location, rows: 
         log.info("shard %d: removed %d leftover(s) of earlier tries (%d bytes)%s", shard, done.removed, done.bytes,
                  f"; {done.in_use} still in use, kept" if done.in_use else "")
     return done
+
+
+#: How much earlier than its writer's announcement the server may date an upload (clocks differ).
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+def _abort_unrecorded(dst: Location, records: UploadRecords, tag: str) -> Cleanup:
+    """Abort the uploads a killed writer started without recording their id: those of an announced object
+    that no record names, started (by the server's clock) no earlier than the announcement."""
+    intents, known = records.unrecorded_intents()
+    done = Cleanup()
+    if not intents or not dst.capabilities.lists_uploads:
+        return done
+    since = {rec["path"]: _when(rec["at"]) - CLOCK_SKEW for rec in intents}
+    for upload in dst.pending_uploads():
+        started = _when(upload.started) if upload.started else None
+        if (upload.path in since and upload.upload_id not in known
+                and (started is None or started >= since[upload.path])):
+            done.add(dst.remove_leftovers([upload], writers_gone=True))
+    for rec in intents:
+        records("ended", Leftover(UPLOAD, rec["path"], tag))  # looked at: not again
+    return done
+
+
+def _when(iso: str) -> dt.datetime:
+    when = dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def clean_destination(execution: ExecutionDir, dst: Location, *, dry_run: bool) -> dict[str, Any]:

@@ -214,3 +214,29 @@ def test_uploads_this_task_never_recorded_are_left_alone_and_reported(tmp_path, 
                   holds="left alone (never aborted) and reported in prepare.json (count, oldest)",
                   runs=1, faults_injected=1, files_checked=1, leftovers=0,
                   notes="a bucket lifecycle rule (AbortIncompleteMultipartUpload) removes such uploads"))
+
+
+def test_retry_aborts_an_upload_killed_before_its_id_was_recorded(tmp_path, request):
+    """A kill between CreateMultipartUpload's answer and the record of its id: the announcement made before
+    the request names the object, so the shard's retry aborts that upload, and only that one."""
+    from airflow_datasync.locations.base import UPLOAD, Leftover
+    from airflow_datasync.phases.leftovers import UploadRecords, shard_tag
+
+    dest = destination(request, "s3", tmp_path)
+    src = write_tree(tmp_path / "src", {"big.bin": b"b" * (12 << 20), "a.txt": b"a"})
+    ex = engine.launch(LocationSpec(str(src)), dest.spec(), {}, store=str(tmp_path / "store"))
+    shard = engine.prepare(ex)[0]["shard"]
+    # The killed first try: its progress file, its announcement, the upload the server started for it.
+    Path(ex.progress_file(shard)).parent.mkdir(parents=True, exist_ok=True)
+    ex.write_json(ex.progress_file(shard), {"state": "RUNNING"})
+    UploadRecords(ex, shard)("starting", Leftover(UPLOAD, "big.bin", shard_tag(ex, shard)))
+    killed = dest.client.create_multipart_upload(Bucket=dest.bucket, Key=dest.prefix + "big.bin")
+    theirs = dest.client.create_multipart_upload(Bucket=dest.bucket, Key=dest.prefix + "someone/else.bin")
+    engine.transfer(ex, shard)
+    engine.finalize(ex)
+    engine.verify(ex)
+    assert engine.report(ex)["Status"] == "SUCCESS"
+    assert dest.leftovers() == [f"upload {dest.prefix}someone/else.bin"]
+    uploads = dest.client.list_multipart_uploads(Bucket=dest.bucket, Prefix=dest.prefix).get("Uploads", [])
+    assert {u["UploadId"] for u in uploads} == {theirs["UploadId"]} and killed["UploadId"] != theirs["UploadId"]
+    assert dest.read("big.bin") == b"b" * (12 << 20)

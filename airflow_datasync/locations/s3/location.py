@@ -358,6 +358,7 @@ class S3Location(Location):
         reported started before its first part and ended after it completed or was aborted (``writer``
         names the path and the writer's tag), so that one left by a killed writer can be aborted later."""
         part_size, in_flight = self.part_size, self.part_concurrency
+        self._log_upload("starting", writer)  # a kill before the id is recorded: the object is named
         api = self._multipart_api(key, headers, tags)
         upload = dataclasses.replace(writer, upload_id=api.upload_id)
         self._log_upload("started", upload)
@@ -440,6 +441,7 @@ class S3Location(Location):
                                   keep_tags=keep_tags, storage_class=self.storage_class)
         else:
             tags = source._tags(src_key) if keep_tags else None
+            self._log_upload("starting", Leftover(UPLOAD, path))
             upload_id = transport.create_multipart(self.bucket, key, headers, full_object_crc=False, tags=tags,
                                                    storage_class=self.storage_class)
             upload = Leftover(UPLOAD, path, upload_id=upload_id)
