@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 from airflow_datasync.locations.connections import connection_fields, hand_over
 from airflow_datasync.manifest import ExecutionDir, Journal
 from airflow_datasync.options import TaskOptions
+from airflow_datasync.phases.threads import run_pulled
 from airflow_datasync.progress import CountingProgress, RateLimiter, ShardProgress
 
 if TYPE_CHECKING:
@@ -91,34 +92,6 @@ class _Dispenser:
     def take_one(self) -> dict[str, Any] | None:
         batch = self.take(1)
         return batch[0] if batch else None
-
-
-def run_pulled(fn: Callable[[Any], dict[str, Any]], take_one: Callable[[], Any], workers: int,
-               name: str) -> list[dict[str, Any]]:
-    """``fn(item)`` for each item ``take_one`` gives (until None) on ``workers`` threads; the results in
-    the order they ended. The first exception stops the threads and is raised here."""
-    results: list[dict[str, Any]] = []
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        while not failure:
-            item = take_one()
-            if item is None:
-                return
-            try:
-                results.append(fn(item))  # list.append is atomic: no lock needed
-            except BaseException as exc:
-                failure.append(exc)
-                return
-
-    threads = [threading.Thread(target=work, name=f"{name}-{i}", daemon=True) for i in range(max(1, workers))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if failure:
-        raise failure[0]
-    return results
 
 
 def lost_result(row: dict[str, Any], why: str) -> dict[str, Any]:

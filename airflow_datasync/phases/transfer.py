@@ -43,6 +43,7 @@ from airflow_datasync.owners import OwnerMap
 from airflow_datasync.phases.copy_processes import copy_in_processes, process_count
 from airflow_datasync.phases.launch import opened
 from airflow_datasync.phases.leftovers import UploadRecords, clean_shard_start, shard_tag
+from airflow_datasync.phases.threads import run_pulled
 from airflow_datasync.plan import without_ownership
 from airflow_datasync.progress import RateLimiter, ShardProgress
 from airflow_datasync.units import entries
@@ -294,28 +295,15 @@ def run_parallel(fn: Callable[[Any], Any], items: list[Any], workers: int, name:
     results: list[Any] = [None] * len(items)
     pending = iter(enumerate(items))
     lock = threading.Lock()
-    failure: list[BaseException] = []
 
-    def work() -> None:
-        while not failure:
-            with lock:
-                item = next(pending, None)
-            if item is None:
-                return
-            try:
-                results[item[0]] = fn(item[1])
-            except BaseException as exc:
-                failure.append(exc)
-                return
+    def take() -> tuple[int, Any] | None:
+        with lock:
+            return next(pending, None)
 
-    threads = [threading.Thread(target=work, name=f"{name}-{i}", daemon=True)
-               for i in range(min(workers, len(items)))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if failure:
-        raise failure[0]
+    def run(item: tuple[int, Any]) -> None:
+        results[item[0]] = fn(item[1])
+
+    run_pulled(run, take, min(workers, len(items)), name)
     return results
 
 
