@@ -19,10 +19,10 @@ from typing import Any
 
 from airflow_datasync.locations.smb import messages
 from airflow_datasync.locations.smb.error_table import ConnectionBusyError
+from airflow_datasync.locations.smb.messages import SMALL_FILE_BYTES
 from airflow_datasync.locations.smb.protocol import ATTR_DIRECTORY, ATTR_NORMAL
 
 #: Files up to this size (and the negotiated max write size) are written in one compound; bigger ones stream.
-SMALL_FILE_BYTES = 1 << 20
 
 STATUS_SUCCESS = 0
 STATUS_DISK_FULL = 0xC000007F
@@ -134,10 +134,7 @@ def write_small(unc: str, data: bytes, access: int, times: tuple[int, int, int, 
 
 def _opened(fd: Any, request: Any) -> None:
     """What smbprotocol's create receiver keeps of a CREATE response, read with one unpack."""
-    response = fd.connection.receive(request)
-    fd.file_id, fd.file_attributes = messages.parse_create(response["data"].get_value())
-    fd._connected = True
-    fd.tree_connect.session.open_table[fd.file_id] = fd
+    messages.take_handle(fd, fd.connection.receive(request)["data"].get_value())
 
 
 def _count(out: CompoundWrite, fd: Any, request: Any) -> None:

@@ -13,6 +13,10 @@ smbprotocol's.
 from __future__ import annotations
 
 import struct
+from typing import Any, NamedTuple
+
+#: Files up to this size are written or read in one compound (capped by the negotiated max write/read size).
+SMALL_FILE_BYTES = 1 << 20
 
 SMB2_CREATE, SMB2_CLOSE, SMB2_WRITE, SMB2_SET_INFO = 0x0005, 0x0006, 0x0009, 0x0011
 #: The file id a related compound's requests name to mean "the one the create before returned".
@@ -127,10 +131,31 @@ def rename_info(target: str, replace: bool) -> bytes:
     return _RENAME.pack(1 if replace else 0, 0, len(name)) + name
 
 
-def parse_create(body: bytes) -> tuple[bytes, int]:
-    """The file id and attributes a CREATE response carries."""
-    fields = _CREATE_RESPONSE.unpack_from(body)
-    return fields[12], fields[10]
+class CreateResponse(NamedTuple):
+    """What a CREATE response carries (times as FILETIMEs)."""
+
+    file_id: bytes
+    creation: int
+    atime: int
+    mtime: int
+    end_of_file: int
+    attributes: int
+
+
+def parse_create(body: bytes) -> CreateResponse:
+    """A CREATE response's file id, times, size and attributes, read with one unpack."""
+    f = _CREATE_RESPONSE.unpack_from(body)
+    return CreateResponse(f[12], f[4], f[5], f[6], f[9], f[10])
+
+
+def take_handle(fd: Any, body: bytes) -> CreateResponse:
+    """What smbprotocol's own create receiver keeps of a CREATE response on the open ``fd`` (its file id,
+    attributes, the session's open table), without its Structure parse."""
+    created = parse_create(body)
+    fd.file_id, fd.file_attributes = created.file_id, created.attributes
+    fd._connected = True
+    fd.tree_connect.session.open_table[fd.file_id] = fd
+    return created
 
 
 def parse_write(body: bytes) -> int:

@@ -11,9 +11,10 @@ importing the package loads neither.
 from __future__ import annotations
 
 import stat as st
-import struct
 from types import SimpleNamespace
 from typing import Any
+
+from airflow_datasync.locations.smb.messages import parse_create
 
 EPOCH_FILETIME = 116444736000000000  # 1970-01-01 as a FILETIME (100 ns ticks since 1601)
 
@@ -201,7 +202,7 @@ def quick_lstat(unc: str, kw: dict):
     def receive(request):
         out = create_recv(request)
         body = request.response["data"].get_value()
-        fields["v"] = struct.unpack_from("<qqqqqqI", body, 8)
+        fields["v"] = parse_create(body)
         return out
 
     transaction._actions[0] = (create_msg, receive)
@@ -209,7 +210,7 @@ def quick_lstat(unc: str, kw: dict):
     transaction.commit()
     if "v" not in fields:  # a DFS referral re-sent the create with smbclient's own receiver
         return None
-    creation, atime, mtime, _change, _alloc, size, attrs = fields["v"]
+    _file_id, creation, atime, mtime, size, attrs = fields["v"]
     if attrs & ATTR_REPARSE_POINT:
         return None
     if attrs & ATTR_DIRECTORY:

@@ -16,13 +16,10 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-#: Files up to this size are read whole in the one compound (capped by the negotiated max read size).
-SMALL_FILE_BYTES = 1 << 20
+from airflow_datasync.locations.smb.messages import SMALL_FILE_BYTES, take_handle
 
 _READ_RESPONSE = struct.Struct("<HBxI")  # structure size, data offset (from the header's start), data length
 _CLOSE_RESPONSE = struct.Struct("<HH4xqqqqqqI")  # size, flags, 4 times, allocation, end of file, attributes
-_CREATE_TIMES = struct.Struct("<qqqqqqI")  # at offset 8 of the create response: 4 times, allocation, eof, attributes
-_FILE_ID = 64  # offset of the file id in the create response
 _POSTQUERY_ATTRIB = 0x1
 _HEADER_SIZE = 64
 
@@ -71,12 +68,9 @@ def read_whole(unc: str, kw: dict) -> WholeRead | None:
     got: dict[str, Any] = {}
 
     def on_create(request):  # what smbprotocol's own receiver keeps of a create, without its Structure parse
-        body = raw.fd.connection.receive(request)["data"].get_value()
-        fd = raw.fd
-        fd.file_id = body[_FILE_ID:_FILE_ID + 16]
-        fd._connected = True
-        fd.tree_connect.session.open_table[fd.file_id] = fd
-        got["opened"] = FileState(*_state(_CREATE_TIMES.unpack_from(body, 8)))
+        created = take_handle(raw.fd, raw.fd.connection.receive(request)["data"].get_value())
+        got["opened"] = FileState(created.creation, created.atime, created.mtime, created.end_of_file,
+                                  created.attributes)
         return None
 
     def on_read(request):
@@ -134,8 +128,3 @@ def _closed_state(body: bytes) -> FileState | None:
     if not flags & _POSTQUERY_ATTRIB:  # the server left the attributes out (they are all zero)
         return None
     return FileState(creation, atime, mtime, eof, attrs)
-
-
-def _state(fields: tuple) -> tuple[int, int, int, int, int]:
-    creation, atime, mtime, _change, _alloc, eof, attrs = fields
-    return creation, atime, mtime, eof, attrs
