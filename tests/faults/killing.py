@@ -391,17 +391,25 @@ def finish_execution(execution: Any) -> dict[str, Any]:
 
 def kill_shard_then_retry(zygote: Zygote, execution: Any, shard: int, view: DestinationView,
                           source: dict[str, bytes], delays: list[float], tally: Tally,
-                          previous: dict[str, bytes] | None = None) -> dict[str, Any]:
+                          previous: dict[str, bytes] | None = None, *,
+                          until_started: Callable[[Any], bool] | None = None,
+                          after_kill: Callable[[Any], None] | None = None) -> dict[str, Any]:
     """Run ``shard`` and kill it ``delays[i]`` seconds into attempt *i*, retrying the same shard each time;
     after every kill check that nothing partial sits at a final name; then retry it to the end, run
     FINALIZE + VERIFYING + the report and check the destination converged. ``previous``: what the
-    destination held before (an update over an earlier sync). Returns the report."""
+    destination held before (an update over an earlier sync). ``until_started(child)``: the delay counts
+    from when it first holds (polled while the attempt runs); ``after_kill(child)`` runs after each kill.
+    Returns the report."""
     last_kill = None
     tally.executions += 1
     for delay in delays:
         child = zygote.run("transfer", execution, shard)
         tally.attempts += 1
-        rc = zygote.wait(child, delay)
+        rc = None
+        while until_started is not None and rc is None and not until_started(child):
+            rc = zygote.wait(child, 0.01)
+        if rc is None:
+            rc = zygote.wait(child, delay)
         if rc is None:
             rc, killed_at = zygote.kill(child)
         if rc != -signal.SIGKILL:  # this retry finished the shard before its kill point
@@ -410,6 +418,8 @@ def kill_shard_then_retry(zygote: Zygote, execution: Any, shard: int, view: Dest
             break
         last_kill = killed_at
         tally.kills += 1
+        if after_kill is not None:
+            after_kill(child)
         tally.add(check_after_kill(view, source, previous))
         tally.most_leftovers_after_a_kill = max(tally.most_leftovers_after_a_kill,
                                                 len(view.temporaries()) + len(view.unfinished_uploads()))

@@ -6,7 +6,6 @@ name after a kill, nothing lost, corrupt or left over after the last retry."""
 from __future__ import annotations
 
 import random
-import signal
 import time
 
 import pytest
@@ -16,11 +15,10 @@ from tests.faults.figures import Figure, record
 from tests.faults.killing import (
     Tally,
     Zygote,
-    check_after_kill,
-    check_converged,
     copy_processes_of,
     finish_execution,
     kill_delays,
+    kill_shard_then_retry,
     mixed_tree,
 )
 from tests.faults.test_kill9 import HOLDS, RATE, Destinations, _launch, assert_held
@@ -60,8 +58,16 @@ def test_kill9_transfer_in_two_processes(kind, tmp_path, request):
     src = tmp_path / "src"
     source = mixed_tree(src, rng, **TREE)
     destinations = Destinations(kind, tmp_path, request)
-    tally, orphans, children_seen = Tally(), [], 0
+    tally, orphans, seen = Tally(), [], set()
     options = {"transfer_processes": 2}
+
+    def started(child) -> bool:
+        """Kill points count from the copy process's start (the attempt may finish its share before)."""
+        if copy_processes_of(child.pid):
+            seen.add(child.pid)
+            return True
+        return False
+
     with Zygote(tmp_path / "logs") as zygote:
         dst, view = destinations.make()
         execution = _launch(src, dst, tmp_path / "store", options)
@@ -74,36 +80,12 @@ def test_kill9_transfer_in_two_processes(kind, tmp_path, request):
             dst, view = destinations.make()
             execution = _launch(src, dst, tmp_path / "store", options)
             (shard,) = engine.prepare(execution)
-            tally.executions += 1
-            last_kill = None
-            for delay in kill_delays(rng, max(duration - started_s, 0.2), 3):
-                child = zygote.run("transfer", execution, shard["shard"])
-                tally.attempts += 1
-                # The kill point is drawn from when the copy process started (it may have finished its share by then).
-                rc = None
-                while rc is None and not copy_processes_of(child.pid):
-                    rc = zygote.wait(child, 0.01)
-                if rc is None:
-                    rc = zygote.wait(child, delay)
-                children_seen += bool(copy_processes_of(child.pid))
-                if rc is None:
-                    rc, last_kill = zygote.kill(child)
-                if rc != -signal.SIGKILL:
-                    assert rc == 0, child.output()
-                    tally.finished_before_kill += 1
-                    break
-                tally.kills += 1
-                orphans += _wait_for_orphans(child.pid)
-                tally.add(check_after_kill(view, source))
-            else:
-                zygote.run_to_end("transfer", execution, shard["shard"])
-                tally.attempts += 1
-            summary = finish_execution(execution)
-            tally.statuses.append(summary["Status"])
-            tally.add(check_converged(view, source))
-            if last_kill is not None:
-                tally.converge_s.append(time.monotonic() - last_kill)
+            kill_shard_then_retry(zygote, execution, shard["shard"], view, source,
+                                  kill_delays(rng, max(duration - started_s, 0.2), 3), tally,
+                                  until_started=started, after_kill=lambda child: orphans.extend(
+                                      _wait_for_orphans(child.pid)))
     assert not orphans, f"copy processes outlived their killed parent: {orphans}"
+    children_seen = len(seen)
     assert children_seen, "no killed attempt had started its copy process"
     assert_held(tally)
     record(Figure(
