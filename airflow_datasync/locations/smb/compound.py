@@ -78,8 +78,12 @@ def _reserve(connection: Any, needed: int) -> None:
     :class:`CreditWindowTooSmall` (the caller streams instead, one request at a time)."""
     with connection.sequence_lock:
         free = connection.sequence_window["high"] - connection.sequence_window["low"]
+        # A request's credits are taken before it is outstanding (smbprotocol packs it in between, under
+        # another thread's GIL turn): "nothing outstanding" alone does not prove a narrow window.
+        widest = max(free, getattr(connection, "_datasync_widest_window", 0))
+        connection._datasync_widest_window = widest
     if free < needed:
-        if not connection.outstanding_requests:
+        if widest < needed and not connection.outstanding_requests:
             raise CreditWindowTooSmall(f"{needed} credits needed for a compound, {free} granted")
         raise ConnectionBusyError(f"{needed} credits needed for a compound write, {free} free")
 
@@ -174,7 +178,16 @@ def ensure_directory(unc: str, kw: dict) -> tuple[int, bool]:
                                   ShareAccess.FILE_SHARE_READ | ShareAccess.FILE_SHARE_WRITE | ShareAccess.FILE_SHARE_DELETE,
                                   CreateDisposition.FILE_OPEN_IF, CreateOptions.FILE_DIRECTORY_FILE, send=False)
     close, on_close = fd.close(send=False)
-    _reserve(connection, 2)
+    try:
+        _reserve(connection, 2)
+    except CreditWindowTooSmall:  # one request at a time
+        created = _status(on_create, connection.send(create, fd.tree_connect.session.session_id,
+                                                     fd.tree_connect.tree_connect_id))
+        if created == STATUS_SUCCESS:
+            is_dir = bool(fd.file_attributes & ATTR_DIRECTORY)
+            fd.close()
+            return created, is_dir
+        return created, False
     requests = connection.send_compound([create, close], fd.tree_connect.session.session_id,
                                         fd.tree_connect.tree_connect_id, related=True)
     created = _status(on_create, requests[0])

@@ -118,23 +118,24 @@ def send_write(fd: Any, offset: int, views: list[memoryview], credit_request: in
     if sign:
         flags |= FLAGS_SIGNED
     header["flags"] = flags
-    b_header = header.pack()
-    body = _WRITE_BODY.pack(49, 64 + 48, length, offset, fd.file_id, 0, 0, 0, 0, 0)
-    if sign:
-        signer = _signer(conn, session.signing_key, message_id)
-        signer.update(b_header)
-        signer.update(body)
-        for v in views:
-            signer.update(v)
-        signature = signer.signature()
-        header["signature"] = signature
-        b_header = b_header[:48] + signature
-
+    # Outstanding from the moment its credits are taken: a compound's credit check reads "nothing outstanding
+    # and too few credits" as a window that nothing will widen (compound._reserve).
     request = Request(header, SMB2WriteRequest, conn, session_id=session.session_id)
     conn.outstanding_requests[message_id] = request
-    frame = (64 + 48 + length).to_bytes(4, "big") + b_header + body
     transport = conn.transport
     try:
+        b_header = header.pack()
+        body = _WRITE_BODY.pack(49, 64 + 48, length, offset, fd.file_id, 0, 0, 0, 0, 0)
+        if sign:
+            signer = _signer(conn, session.signing_key, message_id)
+            signer.update(b_header)
+            signer.update(body)
+            for v in views:
+                signer.update(v)
+            signature = signer.signature()
+            header["signature"] = signature
+            b_header = b_header[:48] + signature
+        frame = (64 + 48 + length).to_bytes(4, "big") + b_header + body
         with transport._sock_lock:
             sock = transport._sock
             sock.sendall(frame)

@@ -114,6 +114,49 @@ def test_new_directories_cost_one_compound_each(smb_folder, monkeypatch):
     assert (dst.disk / "file").read_bytes() == b"in the way"
 
 
+def test_credits_taken_by_a_request_not_yet_outstanding_are_waited_for(smb_folder):
+    """Another thread's request has taken every credit but is not outstanding yet (it is being packed or
+    signed): a compound waits for the credits instead of reading the window as too narrow (a kill -9 case
+    failed on and off with "2 credits needed for a compound, 0 granted")."""
+    dst = smb_folder()
+    loc = SmbLocation(dst.uri, CONN_ID)
+    loc.stat("")
+    connection = loc._session().connection
+    window = connection.sequence_window
+    with connection.sequence_lock:
+        high = window["high"]
+        window["high"] = window["low"]
+    assert not connection.outstanding_requests
+    timer = threading.Timer(0.3, lambda: window.__setitem__("high", max(window["high"], high)))
+    timer.start()
+    try:
+        loc.write("new/dir/a.txt", iter([b"a"]), Metadata(mtime_ns=MTIME), tag="t-0")
+    finally:
+        timer.join()
+    assert (dst.disk / "new" / "dir" / "a.txt").read_bytes() == b"a"
+
+
+def test_a_window_narrower_than_a_compound_goes_one_request_at_a_time(smb_folder, monkeypatch):
+    dst = smb_folder()
+    loc = SmbLocation(dst.uri, CONN_ID)
+    loc.stat("")
+    connection = loc._session().connection
+    window = connection.sequence_window
+    free = window["high"] - window["low"]
+    monkeypatch.setattr(connection, "_datasync_widest_window", 1, raising=False)
+    with connection.sequence_lock:
+        window["high"] = window["low"] + 1  # one credit: every request returns the one it takes
+    sends = Sends(monkeypatch)
+    try:
+        loc.write("narrow/a.txt", iter([b"narrow"]), Metadata(mtime_ns=MTIME), tag="t-0")
+    finally:
+        with connection.sequence_lock:
+            window["high"] = max(window["high"], window["low"] + free)
+    assert all(len(send) == 1 for send in sends.sends), sends.sends
+    assert (dst.disk / "narrow" / "a.txt").read_bytes() == b"narrow"
+    assert sorted(p.name for p in (dst.disk / "narrow").iterdir()) == ["a.txt"]
+
+
 @pytest.mark.parametrize("overwrite", [True, False])
 def test_refused_renames_keep_todays_outcomes_and_leave_no_temporary(smb_folder, overwrite):
     dst = smb_folder()
