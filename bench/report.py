@@ -15,7 +15,7 @@ SCENARIO_TITLES = {
     "verify-s3": "verify only, local vs S3 (already in sync)", "prepare": "PREPARING only, local → empty local",
     "airflow-e2e": "end to end through Airflow, local → S3 with verify",
 }
-PEERS = ("rclone", "rclone-tuned", "cp", "aws")
+PEERS = ("rclone", "rclone-tuned", "cp", "cp-sync", "aws")
 ISSUE5_SCENARIOS = {"local-local", "local-s3", "rerun-s3", "prepare", "airflow-e2e"}
 ISSUE14_SCENARIOS = {"local-smb", "smb-local", "smb-s3", "s3-smb", "rerun-smb"}
 #: Rows whose files average at most this many bytes get a CPU-per-file figure (the small-file paths' bound).
@@ -78,8 +78,8 @@ def targets(rows: list[dict], settings: dict) -> list[dict]:
     big = f"big-{settings['big_count']}x{settings['big_mib']}MiB"
     out: list[dict] = []
 
-    def ratio_target(name, scenario, dataset, peers, limit, peer_label):
-        ours = _find(rows, scenario, "ours", dataset)
+    def ratio_target(name, scenario, dataset, peers, limit, peer_label, ours_tool="ours"):
+        ours = _find(rows, scenario, ours_tool, dataset)
         found = [p for p in (_find(rows, scenario, t, dataset) for t in peers) if p]
         if not ours or not found:
             out.append({"target": name, "status": "not measured", "detail": "no successful runs of both sides"})
@@ -99,6 +99,15 @@ def targets(rows: list[dict], settings: dict) -> list[dict]:
     ratio_target("2 × 500 MB local→local ≤ 1.5 × cp" + size_note, "local-local", big, ["cp"], 1.5, "cp -r")
     ratio_target(f"re-run with nothing to copy ({settings['small_count']:,} files → S3) ≤ 0.5 × rclone", "rerun-s3", small,
                  ["rclone"], 0.5, "rclone")
+    # Issue 16: the local engine against the peers that do the same work (cp -r && sync for a run that flushes).
+    ratio_target(f"{settings['small_count']:,} × 4 KiB local→local ≤ 1.0 × rclone (issue 16)", "local-local", small,
+                 ["rclone"], 1.0, "rclone")
+    ratio_target("2 × 500 MB local→local, default durability ≤ 1.2 × cp -r && sync (issue 16)" + size_note, "local-local",
+                 big, ["cp-sync"], 1.2, "cp -r && sync")
+    ratio_target("2 × 500 MB local→local, sync_writes=false ≤ 1.5 × cp -r (issue 16)" + size_note, "local-local", big,
+                 ["cp"], 1.5, "cp -r", ours_tool="ours-nosync")
+    ratio_target(f"verify only ({settings['small_count']:,} files local vs S3) ≤ 1.0 × rclone check (issue 16)", "verify-s3",
+                 small, ["rclone"], 1.0, "rclone check")
 
     prep = sorted((r for r in rows if r["scenario"] == "prepare" and r["tool"] == "ours" and r.get("wall_median")),
                   key=lambda r: r["files"])

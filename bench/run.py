@@ -48,7 +48,7 @@ SCENARIOS = ["local-local", "local-s3", "s3-local", "s3-s3", "local-smb", "smb-l
 SMB_COPY_SCENARIOS = {"local-smb": ("local", "smb"), "smb-local": ("smb", "local"), "smb-s3": ("smb", "s3"),
                       "s3-smb": ("s3", "smb")}
 SMB_TOOLS = ("ours", "rclone", "rclone-tuned")
-TOOLS = ["ours", "ours-nosync", "rclone", "rclone-tuned", "cp", "aws"]
+TOOLS = ["ours", "ours-nosync", "rclone", "rclone-tuned", "cp", "cp-sync", "aws"]
 
 PROFILES = {
     # `make bench`: must fit ~15–20 min on 2 cores. Target rows (local→local, local→S3 on both datasets,
@@ -354,6 +354,10 @@ class Harness:
             if src.kind == dst.kind == "local":
                 return ["cp", "-r", str(src.path), str(dst.path)], self.base_env()
             return None
+        if tool == "cp-sync":  # the fair peer of an engine that flushes: cp, then syncfs of the destination's file system
+            if src.kind == dst.kind == "local":
+                return ["sh", "-c", 'cp -r "$1" "$2" && sync -f "$2"', "cp-sync", str(src.path), str(dst.path)], self.base_env()
+            return None
         if tool == "aws":
             if self.aws_bin is None or "smb" in (src.kind, dst.kind) or "s3" not in (src.kind, dst.kind):
                 return None
@@ -595,6 +599,7 @@ def variant_of(tool: str) -> str:
             "ours-nosync": "airflow-datasync CLI, sync_writes=false (no syncfs, like cp/rclone)",
             "rclone": "rclone copy (defaults)",
             "rclone-tuned": "rclone copy --transfers 32 --checkers 32", "cp": "cp -r",
+            "cp-sync": "cp -r && sync -f DST (flushes, as ours does by default)",
             "aws": "aws s3 sync (defaults)"}[tool]
 
 
