@@ -495,10 +495,11 @@ class Journal:
         line = _LINE_ENCODER.encode(rec) + "\n"
         with self._lock:
             if self.execution.store.local:
-                if self._fh is None:
-                    self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the shard, closed by close()
-                self._fh.write(line)
-                self._fh.flush()
+                if self._fh is None:  # unbuffered: one write(2) per line, no text layer and flush per entry
+                    self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open for the shard, closed by close()
+                data = line.encode("utf-8")
+                while data:
+                    data = data[self._fh.write(data):]
                 return
             self._pending.append(line)
             if time.monotonic() - self._last_upload >= self.SEGMENT_SECONDS:
