@@ -146,10 +146,16 @@ class ResponseVerifier:
             self._hmac = hmac.new(key, digestmod=hashlib.sha256)
 
     def signature(self, message: memoryview, message_id: int, flags: int, command: int) -> bytes:
-        """The signature ``message`` (one response, its signature field as received) should carry."""
+        """The signature ``message`` (one message, its signature field as received) should carry."""
+        return self.sign(message, message_id, bool(flags & FLAGS_SERVER_TO_REDIR), command)
+
+    def sign(self, message: memoryview | bytes, message_id: int, response: bool, command: int) -> bytes:
+        """The signature of ``message`` (a request, or with ``response`` a response), whatever its
+        signature field holds (MS-SMB2 3.1.4.1)."""
+        message = memoryview(message)
         pieces = (message[:48], _ZERO_SIGNATURE, message[_HEADER_SIZE:])
         if self._algorithm == AES_GMAC:
-            info = (1 if flags & FLAGS_SERVER_TO_REDIR else 0) | (2 if command == SMB2_CANCEL else 0)
+            info = (1 if response else 0) | (2 if command == SMB2_CANCEL else 0)
             nonce = message_id.to_bytes(8, "little") + info.to_bytes(4, "little")
             if len(message) <= _JOIN_LIMIT:
                 return self._gcm.encrypt(nonce, b"", b"".join(pieces))
@@ -268,7 +274,8 @@ class LeanConnection(Connection):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._verifiers: dict[int, ResponseVerifier] = {}
+        self._verifiers: dict[int, ResponseVerifier] = {}  # per session id, for the receiver thread
+        self._signers: dict[bytes, ResponseVerifier] = {}  # per signing key, for the sending threads
 
     def _process_message_thread(self) -> None:
         reader = FrameReader(self.transport)
@@ -290,6 +297,15 @@ class LeanConnection(Connection):
         finally:
             for request in list(self.outstanding_requests.values()):
                 request.response_event.set()
+
+    def _generate_signature(self, b_header: bytes, signing_key: bytes, message_id: int, response: bool,
+                            command: int) -> bytes:
+        # smbprotocol's _send signs each request through this: the same signature, from a key schedule
+        # made once per key instead of per message.
+        verifier = self._signers.get(signing_key)
+        if verifier is None:
+            verifier = self._signers[signing_key] = ResponseVerifier(self, signing_key)
+        return verifier.sign(b_header, message_id, response, command)
 
     def _keep_alive(self, idle: TimeoutError) -> None:
         """An idle connection: an echo per session keeps the server from dropping it; an echo of ours still
