@@ -46,6 +46,8 @@ _SMB2_MAGIC, _TRANSFORM_MAGIC = b"\xfeSMB", b"\xfdSMB"
 SMB2_NEGOTIATE, SMB2_SESSION_SETUP, SMB2_CANCEL, SMB2_ECHO = 0x0000, 0x0001, 0x000C, 0x000D
 FLAGS_SERVER_TO_REDIR, FLAGS_ASYNC, FLAGS_SIGNED = 0x00000001, 0x00000002, 0x00000008
 STATUS_PENDING, STATUS_MORE_PROCESSING_REQUIRED = 0x00000103, 0xC0000016
+#: NTSTATUS values from here on are errors (severity 3, MS-ERREF 2.3).
+_ERROR_SEVERITY = 0xC0000000
 #: The message id of an unsolicited message (an oplock or lease break notification): no request awaits it.
 UNSOLICITED = 0xFFFFFFFFFFFFFFFF
 HMAC_SHA256, AES_CMAC, AES_GMAC = 0, 1, 2
@@ -350,8 +352,14 @@ class LeanConnection(Connection):
         if command in (SMB2_NEGOTIATE, SMB2_SESSION_SETUP):
             response = self._setup_response(bytes(message), request, status, command, message_id)
         else:
-            if not encrypted and flags & FLAGS_SIGNED and status != STATUS_PENDING:
-                self._verify(message, request.session_id, fields)
+            if not encrypted and status != STATUS_PENDING:
+                if flags & FLAGS_SIGNED:
+                    self._verify(message, request.session_id, fields)
+                elif status < _ERROR_SEVERITY and self._signs(request.session_id):
+                    # A meddler could clear the flag and change the body (MS-SMB2 3.2.5.1.3: discard it).
+                    # Errors may come unsigned (an expired session): forged, they stop an operation, no more.
+                    raise SignatureMismatch(f"the response to message id {message_id} (command {command:#x}) "
+                                            "is not signed on a session that signs")
             response = ReceivedHeader(message, fields)
         if credit_response == 0 and not self.supports_multi_credit:
             credit_response = 1  # a dialect without credits still moves the window by one per response
@@ -376,6 +384,10 @@ class LeanConnection(Connection):
         elif status == STATUS_MORE_PROCESSING_REQUIRED:
             self.preauth_integrity_session_hash_value[message_id].append(raw)
         return header
+
+    def _signs(self, session_id: int | None) -> bool:
+        session = self.session_table.get(session_id)
+        return session is not None and bool(session.signing_required and session.signing_key)
 
     def _verify(self, message: memoryview, session_id: int | None, fields: tuple) -> None:
         session = self.session_table.get(session_id)

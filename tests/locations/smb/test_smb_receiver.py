@@ -22,6 +22,8 @@ from tests.locations.smb.conftest import ENCRYPTED_CONN_ID
 
 #: A frame's 4-byte length, then the SMB2 header: the signature is at 48..63 of the message.
 SIGNATURE_BYTE, BODY_BYTE = 4 + 50, 4 + 64 + 1
+#: The low byte of the header's Flags (offset 16), where SMB2_FLAGS_SIGNED is 0x08.
+FLAGS_BYTE = 4 + 16
 
 
 class Tap:
@@ -31,6 +33,7 @@ class Tap:
     def __init__(self, sock) -> None:
         self._sock = sock
         self.flip_at: int | None = None
+        self.flip_mask = 0x5A
         self.flipped = 0
         self.frames: list[bytes] = []  # the first 4 bytes of each frame's message
         self._pending = b""  # the stream's bytes not yet counted into frames
@@ -40,7 +43,7 @@ class Tap:
         count = self._sock.recv_into(buffer, nbytes, flags)
         with self._lock:
             if self.flip_at is not None and count > self.flip_at:
-                buffer[self.flip_at] ^= 0x5A
+                buffer[self.flip_at] ^= self.flip_mask
                 self.flip_at, self.flipped = None, self.flipped + 1
             self._count(bytes(buffer[:count]))
         return count
@@ -98,11 +101,12 @@ def test_pooled_connections_use_the_lean_receiver_and_verify_signed_responses(sa
     assert len(tap.frames) == 1
 
 
-@pytest.mark.parametrize("where", [SIGNATURE_BYTE, BODY_BYTE], ids=["signature", "body"])
-def test_a_response_with_a_flipped_byte_is_refused_and_the_connection_replaced(samba, smb_folder, where):
+@pytest.mark.parametrize(("where", "mask"), [(SIGNATURE_BYTE, 0x5A), (BODY_BYTE, 0x5A), (FLAGS_BYTE, 0x08)],
+                         ids=["signature", "body", "signed-flag-cleared"])
+def test_a_response_with_a_flipped_byte_is_refused_and_the_connection_replaced(samba, smb_folder, where, mask):
     folder, loc = _ready(smb_folder)
     conn, tap = _tapped(loc)
-    tap.flip_at = where
+    tap.flip_at, tap.flip_mask = where, mask
     request = conn.send(SMB2Echo(), sid=_session_id(conn))
     with pytest.raises(SignatureMismatch):
         conn.receive(request)
