@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 
 import pytest
 from smbprotocol.connection import SMB2Echo
@@ -173,3 +174,18 @@ def test_a_connection_cut_in_the_middle_of_a_response_is_lost_and_reopened(samba
         assert isinstance(first._t_exc, SMBConnectionClosed) and not first.transport.connected
         assert not connection_alive(first) and _pooled(loc) is not first
     reset_pools()
+
+
+def test_an_idle_connection_is_kept_alive_by_echoes(samba, smb_folder):
+    _folder, loc = _ready(smb_folder)
+    conn, tap = _tapped(loc)
+    conn._receive_timeout = 1  # read at each wait: idle for 1 s → an echo per session
+    conn.receive(conn.send(SMB2Echo(), sid=_session_id(conn)))  # the wait under way ends, the next is 1 s
+    tap.frames.clear()
+    deadline = time.monotonic() + 30
+    while len(tap.frames) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    conn._receive_timeout = 600
+    assert len(tap.frames) >= 2  # answers to echoes nobody of ours sent
+    assert connection_alive(conn) and not conn.outstanding_requests  # taken by the receiver itself
+    assert loc.stat("a.txt").size == 5 and _pooled(loc) is conn
