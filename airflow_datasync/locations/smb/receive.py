@@ -328,6 +328,8 @@ class LeanConnection(Connection):
         view = memoryview(frame)
         offset, total = 0, len(frame)
         while True:
+            if total - offset < _HEADER_SIZE:  # an SMBException, as a connection problem, not a struct.error
+                raise SMBException(f"a response of {total - offset} bytes, shorter than an SMB2 header")
             fields = _HEADER.unpack_from(frame, offset)
             if fields[0] != _SMB2_MAGIC:
                 raise SMBException(f"a response that is not SMB2 (protocol id {bytes(fields[0])!r})")
