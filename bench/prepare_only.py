@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     shards = prepare(execution)
     record = execution.read_json(execution.prepare) or {}
     record["shards_returned"] = len(shards)
+    # What Airflow stores in XCom for PREPARING's return value (JSON): the shard list must stay small.
+    record["xcom_bytes"] = len(json.dumps(shards))
     print(json.dumps(record))
     return 0
 
