@@ -8,6 +8,7 @@ scheduler (tests/airflow/test_resume_clear.py)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pendulum
 import pytest
@@ -16,7 +17,7 @@ from airflow_datasync.engine import transfer
 from airflow_datasync.manifest import ExecutionDir
 from tests.airflow.test_sync_dag import load_dag, states
 from tests.engine.test_engine_resume import FILES, checks_lists, lists
-from tests.engine.test_engine_resume import source as source  # noqa: F401 - the fixture
+from tests.engine.test_engine_resume import source as source  # the fixture
 from tests.locations.s3.conftest import s3_requests
 
 
@@ -39,7 +40,7 @@ def failed_first_run(dag, source, tmp_path, logical_date):
 
 def assert_converged(run, execution: ExecutionDir, dst) -> dict:
     assert str(run.state) == "success", states(run)
-    report = json.loads(open(execution.report).read())
+    report = json.loads(Path(execution.report).read_text())
     assert report["Status"] == "SUCCESS" and report["TaskExecutionId"] == execution.execution_id
     assert report["FilesTransferred"] == len(FILES) and report["FilesVerified"] == len(FILES)
     assert {str(p.relative_to(dst)): p.read_bytes() for p in dst.rglob("*") if p.is_file()} == FILES

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +27,7 @@ def prepare_peak(tmp_path, files: int) -> tuple[int, dict]:
     env = {**os.environ, "PYTHONPATH": REPO_ROOT}
     m = measure([sys.executable, "-m", "bench.prepare_only", f"synthetic://{files}?dirs=100", str(work / "dst"),
                  "--store", str(work / "store")], env, work / "log.txt", cwd=REPO_ROOT)
-    log = open(m.log).read()
+    log = Path(m.log).read_text()
     assert m.ok, log[-3000:]
     return m.max_rss, json.loads(log.strip().splitlines()[-1])
 
