@@ -2,8 +2,9 @@
 carries on from the stored plan and shard journals; no PREPARING listing is repeated (ListObjectsV2
 requests of the S3 source, counted in this process, where dag.test() runs the tasks).
 
-dag.test() clears a whole run before it starts it, so clearing only a run's shards is tested with a real
-scheduler (tests/airflow/test_resume_clear.py)."""
+dag.test() clears a whole run before it starts it, so it cannot clear only a run's shards: that path is
+tested at the engine level (tests/engine/test_engine_resume.py: a PREPARING run again hands out the stored
+plan without listing; the shards resume from their journals as retries do)."""
 
 from __future__ import annotations
 
