@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--source-conn-id", help="Airflow connection of the source (s3://, smb://)")
     run.add_argument("--destination-conn-id", help="Airflow connection of the destination (s3://, smb://)")
     run.add_argument("--dry-run", action="store_true", help="LAUNCHING and PREPARING only: report what would be copied, skipped and deleted; write nothing at the destination")
+    run.add_argument("--resume", metavar="EXECUTION_ID",
+                     help="carry on this execution of --task-name (or 'latest') from its plan and journals, listing nothing again")
     run.add_argument("--json", action="store_true",
                      help="print only the summary, as JSON, on stdout (logs and anything else go to stderr)")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
@@ -97,7 +99,8 @@ def _run(args: argparse.Namespace) -> int:
         try:
             summary = run_execution(LocationSpec(args.source, args.source_conn_id),
                                     LocationSpec(args.destination, args.destination_conn_id), dict(args.option),
-                                    task_name=args.task_name, store=args.store, store_conn_id=args.store_conn_id)
+                                    task_name=args.task_name, store=args.store, store_conn_id=args.store_conn_id,
+                                    resume=args.resume)
         except (LocationError, OptionsError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -14,6 +14,7 @@ SCENARIO_TITLES = {
     "rerun-s3": "re-run, nothing changed, local → S3", "rerun-smb": "re-run, nothing changed, local → SMB",
     "verify-s3": "verify only, local vs S3 (already in sync)", "prepare": "PREPARING only, local → empty local",
     "airflow-e2e": "end to end through Airflow, local → S3 with verify",
+    "prepare-synthetic": "PREPARING only, generated source (synthetic://N) → empty local",
 }
 PEERS = ("rclone", "rclone-tuned", "cp", "cp-sync", "aws")
 ISSUE5_SCENARIOS = {"local-local", "local-s3", "rerun-s3", "prepare", "airflow-e2e"}
@@ -138,9 +139,27 @@ def targets(rows: list[dict], settings: dict) -> list[dict]:
     else:
         out.append({"target": "PREPARING memory flat as the file count grows", "status": "not measured",
                     "detail": "needs two PREPARING sizes"})
+    out.extend(_synthetic_targets(rows))
     ratio_target(f"end to end through Airflow ({settings['small_count']:,} files → S3, verify) ≤ 2 × rclone copy + check",
                  "airflow-e2e", small, ["rclone"], 2.0, "rclone copy + check")
     return out
+
+
+def _synthetic_targets(rows: list[dict]) -> list[dict]:
+    """Issue 15: PREPARING of 10M generated entries under 1 GiB, memory flat from 1M (≤ 1.25× at the peak)."""
+    prep = sorted((r for r in rows if r["scenario"] == "prepare-synthetic" and r.get("wall_median")),
+                  key=lambda r: r["files"])
+    ten_m = next((r for r in prep if r["files"] >= 10_000_000), None)
+    one_m = next((r for r in prep if r["files"] >= 1_000_000), None)
+    if ten_m is None or one_m is None or one_m is ten_m:
+        return [{"target": "PREPARING 10M entries peak RSS ≤ 1 GiB, flat from 1M", "status": "not measured",
+                 "detail": "run `make bench-full` (prepare-synthetic rows)"}]
+    growth = ten_m["max_rss_mib"] / one_m["max_rss_mib"]
+    ok = ten_m["max_rss_mib"] <= 1024 and growth <= 1.25
+    return [{"target": "PREPARING 10M entries peak RSS ≤ 1 GiB, flat from 1M (≤ 1.25×)", "status": "met" if ok else "missed",
+             "ratio": round(growth, 2),
+             "detail": "; ".join(f"{r['files']:,}: {r['max_rss_mib']:.0f} MiB, {r['wall_median']:.1f} s wall, "
+                                 f"{r['cpu_median']:.1f} s CPU" for r in prep)}]
 
 
 def _span(r: dict) -> str:

@@ -33,7 +33,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench import datasets as ds  # noqa: E402
-from bench import report  # noqa: E402
+from bench import report, scale_rows  # noqa: E402
 from bench.measure import RSS_METHOD, Measurement, measure  # noqa: E402
 
 VENV_BIN = REPO / ".venv" / "bin"
@@ -43,7 +43,7 @@ SMB_CONN_ID = "datasync_bench_smb"
 RCLONE_TUNED = ["--transfers", "32", "--checkers", "32"]
 
 SCENARIOS = ["local-local", "local-s3", "s3-local", "s3-s3", "local-smb", "smb-local", "smb-s3", "s3-smb",
-             "rerun-s3", "rerun-smb", "verify-s3", "prepare", "airflow-e2e"]
+             "rerun-s3", "rerun-smb", "verify-s3", "prepare", "prepare-synthetic", "airflow-e2e"]
 #: Issue 14's rows: every direction through SMB. cp is no peer there (smbd's disk is local here, so `cp` would
 #: bypass the protocol), aws does not speak SMB, and ours-nosync only differs on a local destination.
 SMB_COPY_SCENARIOS = {"local-smb": ("local", "smb"), "smb-local": ("smb", "local"), "smb-s3": ("smb", "s3"),
@@ -57,12 +57,15 @@ PROFILES = {
     # the wider matrix gets `other_runs`. aws s3 sync runs on the target rows only (`aws_other_rows`): on the
     # stdlib tree alone it cost ~190 s of a quick run and decides no target.
     "quick": dict(runs=3, other_runs=1, small_count=5000, small_size=4096, big_count=2, big_mib=500,
-                  other_big_mib=100, prepare_counts=[10_000, 100_000], stdlib=True, aws_other_rows=False),
+                  other_big_mib=100, prepare_counts=[10_000, 100_000], stdlib=True, aws_other_rows=False,
+                  synthetic_counts=[]),
     "full": dict(runs=3, other_runs=3, small_count=5000, small_size=4096, big_count=2, big_mib=500,
-                 other_big_mib=500, prepare_counts=[10_000, 100_000, 1_000_000], stdlib=True, aws_other_rows=True),
+                 other_big_mib=500, prepare_counts=[10_000, 100_000, 1_000_000], stdlib=True, aws_other_rows=True,
+                 synthetic_counts=[1_000_000, 3_000_000, 10_000_000]),
     # tests/bench: a few dozen files, local→local, local→S3, local→SMB and the SMB re-run, one run each.
     "tiny": dict(runs=1, other_runs=1, small_count=40, small_size=4096, big_count=1, big_mib=1,
-                 other_big_mib=1, prepare_counts=[200], stdlib=False, big=False, aws_other_rows=True),
+                 other_big_mib=1, prepare_counts=[200], stdlib=False, big=False, aws_other_rows=True,
+                 synthetic_counts=[2_000]),
 }
 
 
@@ -751,6 +754,9 @@ def main(argv: list[str] | None = None) -> int:
         if "prepare" in scenarios:
             for d in many:
                 plan.append(("prepare", lambda d=d: h.prepare_scenario(d, runs if d.files >= 100_000 else other)))
+        if "prepare-synthetic" in scenarios:
+            for count in p["synthetic_counts"]:
+                plan.append(("prepare-synthetic", lambda c=count: scale_rows.prepare_synthetic(h, c, other)))
         if "airflow-e2e" in scenarios:
             plan.append(("airflow-e2e", lambda: h.airflow_scenario(small, runs)))
         for name, step in plan:

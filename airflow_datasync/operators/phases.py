@@ -100,10 +100,15 @@ class SyncLaunchOperator(BaseOperator):
         connection ids when they are not given here.
     :param dry_run: force a dry run (LAUNCHING and PREPARING only; nothing is written at the destination),
         whatever the options say.
+    :param resume_execution: carry on an execution of this task instead of starting one: its id, or
+        ``"latest"`` (the newest that completed PREPARING). Both locations are checked again, nothing is
+        listed, finished entries are skipped (docs/reliability.md#resuming-an-execution). Templated; with
+        ``options_from_params``, the run's ``resume_execution`` param when this is not given.
     Returns ``{"execution": <dir or s3 URI>, "store_conn_id": ..., "execution_id": ..., "task_name": ...}``.
     """
 
-    template_fields: Sequence[str] = ("source", "destination", "options", "manifest_store", "sync_task_name")
+    template_fields: Sequence[str] = ("source", "destination", "options", "manifest_store", "sync_task_name",
+                                      "resume_execution")
     template_fields_renderers = {"options": "json"}
     ui_color = "#d6eaf8"
     operator_extra_links = (SyncExecutionLink(),)
@@ -112,7 +117,7 @@ class SyncLaunchOperator(BaseOperator):
                  source_conn_id: str | None = None, destination_conn_id: str | None = None,
                  sync_task_name: str | None = None, manifest_store: str | None = None,
                  manifest_store_conn_id: str | None = None, options_from_params: bool = False,
-                 dry_run: bool = False, **kwargs) -> None:
+                 dry_run: bool = False, resume_execution: str | None = None, **kwargs) -> None:
         kwargs.setdefault("retry_policy", LAUNCH_RETRY_POLICY)
         super().__init__(**kwargs)
         self.source, self.destination, self.options = source, destination, options
@@ -120,6 +125,7 @@ class SyncLaunchOperator(BaseOperator):
         self.sync_task_name, self.manifest_store = sync_task_name, manifest_store
         self.manifest_store_conn_id = manifest_store_conn_id
         self.options_from_params, self.dry_run = options_from_params, dry_run
+        self.resume_execution = resume_execution
         if not options_from_params and (source is None or destination is None):
             raise OptionsError(f"{self.task_id}: give source and destination, or options_from_params=True "
                                "to take them from the run's params")
@@ -137,6 +143,7 @@ class SyncLaunchOperator(BaseOperator):
                 engine.LocationSpec(locations["destination"], locations["destination_conn_id"]),
                 self._options(context), task_name=name, store=self.manifest_store,
                 store_conn_id=self.manifest_store_conn_id, airflow=_launched_by(context, self),
+                resume=self._resume(context),
             )
         except (LocationError, OptionsError) as exc:
             context["ti"].xcom_push(key=LAUNCH_ERROR_KEY, value=str(exc))  # the report task repeats it
@@ -154,6 +161,12 @@ class SyncLaunchOperator(BaseOperator):
                 raise OptionsError(f"{name} is missing: pass {name}= to the task group or set the {name!r} param "
                                    f"(got {found[name]!r})")
         return {name: value or None for name, value in found.items()}
+
+    def _resume(self, context) -> str | None:
+        """The execution to resume: the argument, else (options_from_params) the run's param; None: a new one."""
+        if self.resume_execution is not None or not self.options_from_params:
+            return self.resume_execution
+        return (context.get("params") or {}).get("resume_execution")
 
     def _options(self, context) -> TaskOptions:
         """The options argument, with the run's params over it (options_from_params), and dry_run forced."""
