@@ -220,6 +220,7 @@ def test_backfill_over_three_days_syncs_each_partition_pool_and_queue_bound_it(d
     partitions = {day: generated(3, 4096, day) for day in [*days, "2025-12-31"]}
     for day, files in partitions.items():
         put_tree(d, f"daily/src/dt={day}", files)
+    (d.smb_disk / "daily").mkdir()  # each run creates its dt= folder, inside an existing one only
     d.airflow.cli("backfill", "create", "--dag-id", "scale_daily", "--from-date", days[0], "--to-date", days[-1],
                   "--max-active-runs", "3")
     runs = wait_runs_done(d, "scale_daily", count=3)
