@@ -279,3 +279,16 @@ def test_dockerfile_copies_only_what_its_ignore_file_lets_in():
     assert sources and set(sources) <= kept, (sources, kept)
     for source in sources:
         assert (ROOT / source).exists(), source
+
+
+def test_scale_out_doc_lists_airflow_env_as_it_is():
+    """docs/scale-out.md's settings table is what a user reads instead of airflow.env: same keys, same values."""
+    lines = (ROOT / "docs" / "scale-out.md").read_text().splitlines()
+    start = lines.index("| setting | value | why |")
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip().strip("`") for c in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1]
+    assert rows == read_env_file()
