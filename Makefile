@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW_DATASYNC_MANIFEST_STORE := $(CURDIR)/.airflow/datasync/executions
 
-.PHONY: setup test faults demo clean samba chromium azurite bench bench-full profile-smb
+.PHONY: setup test faults demo clean samba chromium azurite bench bench-full profile-smb fuse-mount
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -59,10 +59,17 @@ demo: setup
 # Benchmarks (issue 5): our engine against rclone, cp and aws s3 sync on the same data, same run.
 # Data, servers' state and logs live in bench/work/ (gitignored); results in bench/results/<date>.json and
 # the table in docs/benchmarks.md. BENCH_ARGS passes flags through, e.g. BENCH_ARGS='--runs 5 --big-mib 200'.
-bench: setup samba
+# The mounted-file-system rows (bench/mounts.py, issue 16): libfuse 3 and mfusepy for bench/delayed_fs.py, in
+# a venv of their own under bench/work (never the project's locked .venv).
+fuse-mount: setup
+	@command -v fusermount3 >/dev/null || (apt-get update && apt-get install -y --no-install-recommends fuse3)
+	@test -x bench/work/fuse-venv/bin/python || ($(UV) venv -q --python $(PY) bench/work/fuse-venv && \
+		$(UV) pip install -q --python bench/work/fuse-venv/bin/python mfusepy)
+
+bench: setup samba fuse-mount
 	$(PY) -m bench.run --profile quick $(BENCH_ARGS)
 
-bench-full: setup samba
+bench-full: setup samba fuse-mount
 	$(PY) -m bench.run --profile full $(BENCH_ARGS)
 
 # One run of our CLI on an SMB bench row under py-spy (a dev dependency), summarised by layer into

@@ -14,6 +14,7 @@ SCENARIO_TITLES = {
     "rerun-s3": "re-run, nothing changed, local → S3", "rerun-smb": "re-run, nothing changed, local → SMB",
     "verify-s3": "verify only, local vs S3 (already in sync)", "prepare": "PREPARING only, local → empty local",
     "airflow-e2e": "end to end through Airflow, local → S3 with verify",
+    "local-mount": "local → mounted FS (FUSE, +1 ms/op)", "mount-local": "mounted FS (FUSE, +1 ms/op) → local",
 }
 PEERS = ("rclone", "rclone-tuned", "cp", "aws")
 ISSUE5_SCENARIOS = {"local-local", "local-s3", "rerun-s3", "prepare", "airflow-e2e"}
