@@ -18,6 +18,7 @@ import sys
 
 import jsonschema
 import pytest
+from packaging.requirements import Requirement
 
 from tests.packaging.compose_checks import (
     DOCKER,
@@ -267,8 +268,7 @@ def test_dockerfile_builds_on_the_locked_airflow_with_existing_extras():
         pytest.skip(f"pyproject.toml defines no extras yet; the Dockerfile asks for {extras} "
                     "(the Celery helper adds the `celery` extra)")
     assert set(extras) <= set(defined), (extras, sorted(defined))
-    assert {"apache-airflow-providers-celery", "psycopg2-binary"} <= {
-        dep.split(">")[0].split("=")[0].split("<")[0].strip() for dep in defined["celery"]}
+    assert {"apache-airflow-providers-celery", "psycopg2-binary"} <= {Requirement(dep).name for dep in defined["celery"]}
 
 
 def test_dockerfile_copies_only_what_its_ignore_file_lets_in():
