@@ -151,13 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("backing")
     parser.add_argument("mountpoint")
     parser.add_argument("--delay-ms", type=float, default=1.0, help="added before every operation")
-    parser.add_argument("--counts", help="write the operation counts here (JSON) on exit")
+    parser.add_argument("--counts", help="keep the operation counts here (JSON)")
+    parser.add_argument("--threads", type=int, default=64,
+                        help="libfuse's max_threads: operations served at once")
     args = parser.parse_args(argv)
     ops = DelayedPassthrough(args.backing, args.delay_ms / 1000)
     if args.counts:
         threading.Thread(target=_dump_counts, args=(ops, args.counts), daemon=True).start()
     try:
-        mfusepy.FUSE(ops, args.mountpoint, foreground=True, nothreads=False, fsname="delayedfs")
+        mfusepy.FUSE(ops, args.mountpoint, foreground=True, nothreads=False, fsname="delayedfs",
+                     max_threads=args.threads)
     finally:
         if args.counts:
             with open(args.counts + ".tmp", "w") as fh:
