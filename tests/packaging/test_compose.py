@@ -154,7 +154,7 @@ def test_workers_share_no_volume_but_the_read_only_dags(compose):
         for volume in svc.get("volumes", []):
             assert volume.split(":", 1)[0] not in named, f"{name} mounts the named volume {volume}"
     queues = {name: flag_value(svc["command"], "--queues").split(",") for name, svc in workers.items()}
-    default_queue = read_env_file()["AIRFLOW__CELERY__DEFAULT_QUEUE"]
+    default_queue = read_env_file()["AIRFLOW__OPERATORS__DEFAULT_QUEUE"]
     assert all(default_queue in q for q in queues.values()), queues
     assert sum("smb" in q for q in queues.values()) == 1, queues
 
@@ -292,3 +292,32 @@ def test_scale_out_doc_lists_airflow_env_as_it_is():
         cells = [c.strip().strip("`") for c in line.strip("|").split("|")]
         rows[cells[0]] = cells[1]
     assert rows == read_env_file()
+
+
+_OPTIONS = """
+import json, sys
+from airflow.configuration import conf
+described = conf.configuration_description
+print(json.dumps({key: key_section in described and key_option in described[key_section]["options"]
+                  for key, key_section, key_option in json.loads(sys.argv[1])}))
+"""
+
+
+def test_every_airflow_setting_is_an_option_airflow_has(compose, tmp_path):
+    """``AIRFLOW__SECTION__KEY`` names a real option (a misspelt or misplaced one is silently ignored by
+    Airflow): checked against the configuration Airflow describes, its providers' and this package's
+    included. [celery] options are the Celery provider's, checked once it is installed."""
+    import os
+
+    keys = set(read_env_file())
+    for svc in airflow_services(compose).values():
+        keys |= set(svc.get("environment") or {})
+    celery_installed = importlib.util.find_spec("airflow.providers.celery") is not None
+    wanted = [(key, *key.removeprefix("AIRFLOW__").lower().split("__", 1)) for key in sorted(keys)
+              if key.startswith("AIRFLOW__") and (celery_installed or not key.startswith("AIRFLOW__CELERY__"))]
+    assert len(wanted) >= 12
+    done = subprocess.run([sys.executable, "-c", _OPTIONS, json.dumps(wanted)], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, AIRFLOW_HOME=str(tmp_path)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    known = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [key for key, ok in known.items() if not ok] == []
