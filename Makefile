@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW_DATASYNC_MANIFEST_STORE := $(CURDIR)/.airflow/datasync/executions
 
-.PHONY: setup test faults scale demo clean samba chromium azurite postgres redis bench bench-full profile-smb bytecode
+.PHONY: setup test faults scale demo clean samba chromium azurite postgres redis bench bench-full profile-smb bytecode fuse-mount
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -78,10 +78,17 @@ demo: setup
 bytecode: setup
 	$(PY) -m compileall -q -j 0 airflow_datasync >/dev/null
 
-bench: setup samba bytecode
+# The mounted-file-system rows (bench/mounts.py, issue 16): libfuse 3 and mfusepy for bench/delayed_fs.py, in
+# a venv of their own under bench/work (never the project's locked .venv).
+fuse-mount: setup
+	@command -v fusermount3 >/dev/null || (apt-get update && apt-get install -y --no-install-recommends fuse3)
+	@test -x bench/work/fuse-venv/bin/python || ($(UV) venv -q --python $(PY) bench/work/fuse-venv && \
+		$(UV) pip install -q --python bench/work/fuse-venv/bin/python mfusepy)
+
+bench: setup samba bytecode fuse-mount
 	$(PY) -m bench.run --profile quick $(BENCH_ARGS)
 
-bench-full: setup samba bytecode
+bench-full: setup samba bytecode fuse-mount
 	$(PY) -m bench.run --profile full $(BENCH_ARGS)
 
 # One run of our CLI on an SMB bench row under py-spy (a dev dependency), summarised by layer into
