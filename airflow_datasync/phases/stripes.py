@@ -144,14 +144,19 @@ def plan_stripes(execution: ExecutionDir, src: Location, dst: Location, options:
         return shards, None
     files, descriptors, shard = [], [], first
     for file_id, row in enumerate(rows):
-        size, per = row["size"], _stripe_for(row["size"], stripe)
+        # The file as the ranges will find it: every range task and the final step compare with this.
+        seen = src.stat(row["path"])
+        if seen is None or seen.type != FILE:
+            seen = StatResult(FILE, row["size"], row["mtime_ns"], etag=row.get("etag"))
+        size, per = seen.size, _stripe_for(seen.size, stripe)
         ranges = []
         for offset in range(0, size, per):
             ranges.append({"shard": shard, "offset": offset, "length": min(per, size - offset)})
             descriptors.append({**execution.ref(), "shard": shard, "files": 1, "bytes": ranges[-1]["length"],
                                 "stripe": {"path": row["path"], "offset": offset, "of": -(-size // per)}})
             shard += 1
-        files.append({"id": file_id, "row": row, "path": row["path"], "size": size, "shard": row["shard"],
+        files.append({"id": file_id, "path": row["path"], "size": size, "shard": row["shard"],
+                      "source": {"size": seen.size, "mtime_ns": seen.mtime_ns, "etag": seen.etag},
                       "stripe_bytes": per, "ranges": ranges, "write": None})
     for d in kept:  # what is left of a shard that also held striped files
         gone = [r for r in rows if r["shard"] == d["shard"]]
@@ -170,11 +175,10 @@ def plan_stripes(execution: ExecutionDir, src: Location, dst: Location, options:
     return kept + descriptors, summary
 
 
-def _meta(src: Location, dst: Location, options: TaskOptions, f: dict[str, Any], stat: StatResult | None) -> Metadata:
-    row = f["row"]
-    meta = metadata_for(row, options, OwnerMap(src, dst, options))
-    keys = copied_extras(src, dst, options)
-    return with_extras(src, f["path"], meta, stat, keys, options) if keys and stat is not None else meta
+def _meta(src: Location, dst: Location, options: TaskOptions, path: str, stat: StatResult) -> Metadata:
+    """What the published file gets, from a stat of the source (as a whole-file copy takes it from its read)."""
+    meta = metadata_for(stat, options, OwnerMap(src, dst, options))
+    return with_extras(src, path, meta, stat, copied_extras(src, dst, options), options)
 
 
 def _begin(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions,
@@ -183,8 +187,10 @@ def _begin(execution: ExecutionDir, src: Location, dst: Location, options: TaskO
     _heartbeat(execution, first, "RUNNING")  # before the upload exists: its record is judged by this
     dst.track_uploads(StripeUploadRecords(execution, first))
     try:
-        stat = src.stat(f["path"]) if copied_extras(src, dst, options) else None
-        return dst.begin_ranged(f["path"], f["size"], f["stripe_bytes"], _meta(src, dst, options, f, stat),
+        stat = src.stat(f["path"])
+        if not _same_source(stat, f["source"]):
+            raise LocationError(f"{f['path']}: changed at the source while PREPARING planned its ranges")
+        return dst.begin_ranged(f["path"], f["size"], f["stripe_bytes"], _meta(src, dst, options, f["path"], stat),
                                 tag=shard_tag(execution, first))
     finally:
         dst.track_uploads(None)
@@ -208,14 +214,13 @@ def _heartbeat(execution: ExecutionDir, first_range: int, state: str) -> None:
 
 
 # -- TRANSFERRING ------------------------------------------------------------------------------------
-def _same_source(now: StatResult | None, row: dict[str, Any]) -> bool:
-    """Whether the source is still the version PREPARING planned: its ETag where the store has one (an
-    object store's listed times may not be the ones a stat reads), else its size and mtime."""
-    if now is None or now.type != FILE or now.size != row["size"]:
+def _same_source(now: StatResult | None, seen: dict[str, Any]) -> bool:
+    """Whether the source is still the version PREPARING planned (``seen``: its size, mtime and ETag then)."""
+    if now is None or now.type != FILE or now.size != seen["size"]:
         return False
-    if row.get("etag") and now.etag:
-        return now.etag == row["etag"]
-    return row.get("mtime_ns") is None or now.mtime_ns == row["mtime_ns"]
+    if seen.get("etag") and now.etag:
+        return now.etag == seen["etag"]
+    return now.mtime_ns == seen["mtime_ns"]
 
 
 def _range_chunks(src: Location, fh: IO[bytes], offset: int, length: int, sparse: bool,
@@ -266,7 +271,7 @@ def transfer_range(execution: ExecutionDir, shard: int, src: Location, dst: Loca
     limiter = RateLimiter(bytes_per_second if bytes_per_second is not None else options.BytesPerSecond)
     try:
         before = src.stat(f["path"])
-        if not _same_source(before, f["row"]):
+        if not _same_source(before, f["source"]):
             raise PermanentShardError(f"range shard {shard}: {f['path']} changed at the source since PREPARING; "
                                       "the next execution copies it again")
         sparse = src.capabilities.sparse_files and dst.capabilities.sparse_files
@@ -274,7 +279,7 @@ def transfer_range(execution: ExecutionDir, shard: int, src: Location, dst: Loca
             written = dst.write_range(ranged, rng["offset"],
                                       _range_chunks(src, fh, rng["offset"], rng["length"], sparse, limiter),
                                       durable=options.sync_writes)
-        if not _same_source(src.stat(f["path"]), f["row"]):
+        if not _same_source(src.stat(f["path"]), f["source"]):
             raise PermanentShardError(f"range shard {shard}: {f['path']} changed at the source during the copy; "
                                       "the next execution copies it again")
     except (OSError, LocationError) as exc:
@@ -325,10 +330,9 @@ def commit_stripes(execution: ExecutionDir, src: Location, dst: Location, option
 
 def _commit_one(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions,
                 f: dict[str, Any]) -> dict[str, Any]:
-    row, first = f["row"], f["ranges"][0]["shard"]
+    first = f["ranges"][0]["shard"]
     result = {"path": f["path"], "type": FILE, "action": "copy", "status": "FAILED", "bytes_written": 0,
-              "resumed": False, "src_mtime_ns": row.get("mtime_ns"), "src_atime_ns": row.get("atime_ns"),
-              "src_mode": row.get("mode"), "src_uid": row.get("uid"), "src_gid": row.get("gid")}
+              "resumed": False}
     ranged = RangedWrite.from_dict(f["write"])
     done: list[RangeWritten] = []
     for rng in f["ranges"]:
@@ -341,14 +345,15 @@ def _commit_one(execution: ExecutionDir, src: Location, dst: Location, options: 
         stat = src.stat(f["path"])
         if missing:
             error = f"{f['path']}: {missing} of {counted(len(f['ranges']), 'range')} not copied; not published"
-        elif not _same_source(stat, row):
+        elif not _same_source(stat, f["source"]):
             error = f"{f['path']}: changed at the source during the striped copy; not published"
         else:
-            written = dst.commit_ranged(ranged, done, _meta(src, dst, options, f, stat),
-                                        overwrite=options.OverwriteMode == "ALWAYS")
+            meta = _meta(src, dst, options, f["path"], stat)
+            written = dst.commit_ranged(ranged, done, meta, overwrite=options.OverwriteMode == "ALWAYS")
             crc = written.checksum or f"{whole_crc(done):016x}"
             result.update(status="SUCCESS", bytes_written=written.size, checksum_algo=checksum.ALGO, src_checksum=crc,
-                          dst_etag=written.etag)
+                          dst_etag=written.etag, src_mtime_ns=stat.mtime_ns, src_atime_ns=stat.atime_ns,
+                          src_mode=stat.mode, src_uid=stat.uid, src_gid=stat.gid)
             _heartbeat(execution, first, "SUCCESS")
             return result
         result["error"] = error

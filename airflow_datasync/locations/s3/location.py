@@ -81,7 +81,8 @@ class S3Location(S3RangedWrites, Location):
     #: change, and S3-compatible stores that are file systems underneath (SeaweedFS) drop their metadata.
     capabilities = Capabilities(concurrency=64, owner_names="metadata", keeps_directory_metadata=False,
                                 directory_times_follow_children=False, scan_hints=True, versioned_reads=True,
-                                listed_md5s=True, native_checksums=True, server_side_copy=True, lists_uploads=True, ranged_writes=True,
+                                listed_md5s=True, native_checksums=True, server_side_copy=True, lists_uploads=True,
+                                ranged_writes=True,
                                 extras_read=S3_EXTRAS, extras_write=S3_EXTRAS, extras_on_request=frozenset({S3_TAGS}))
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
