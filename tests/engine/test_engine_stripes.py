@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 
 from airflow_datasync import checksum, engine
 from airflow_datasync.engine import LocationSpec
@@ -166,7 +165,6 @@ def test_a_retried_range_copies_only_itself(tmp_path, store):
     assert (tmp_path / "dst" / "sub" / "big.bin").read_bytes() == big
 
 
-@pytest.mark.slow
 def test_a_sparse_5_gib_file_striped_locally_stays_sparse(tmp_path, store):
     src = tmp_path / "src"
     src.mkdir()
