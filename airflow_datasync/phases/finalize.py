@@ -91,7 +91,7 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
                    "delete_failed": failed, "deletions_skipped": len(results) if skipped_because else 0,
                    "deletions_skipped_because": skipped_because, "linked": len(link_rows) - link_failed,
                    "link_failed": link_failed, "directories_updated": len(dir_rows), "warnings": warnings[:100],
-                   **({"striped": striped} if striped else {})}
+                   "striped": striped}
         execution.write_json(execution.finalize, summary)
         return summary
 

@@ -118,7 +118,7 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
             "source_entries": src_count, "destination_entries": dst_count,
             "shard_count": shard_plan.count, "files_per_shard": shard_plan.files_per_shard,
             "bytes_per_shard": shard_plan.bytes_per_shard, **est, "hard_links": links.summary(), "warnings": warnings,
-            "leftovers": leftovers, **({"striped": striped} if striped else {}),
+            "leftovers": leftovers, "striped": striped,
         })
         log.info("PREPARING %s: %s at source, %s at destination; %s to transfer (%s bytes), %s to delete, %s",
                  execution.execution_id, entries(src_count), dst_count,

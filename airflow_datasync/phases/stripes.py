@@ -184,7 +184,7 @@ def _meta(src: Location, dst: Location, options: TaskOptions, path: str, stat: S
 def _begin(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions,
            f: dict[str, Any]) -> RangedWrite:
     first = f["ranges"][0]["shard"]
-    _heartbeat(execution, first, "RUNNING")  # before the upload exists: its record is judged by this
+    _heartbeat(execution, f, "RUNNING")  # before the upload exists: its record is judged by this
     dst.track_uploads(StripeUploadRecords(execution, first))
     try:
         stat = src.stat(f["path"])
@@ -205,12 +205,17 @@ class StripeUploadRecords(UploadRecords):
         self._host, self._pid = "", 0
 
 
-def _heartbeat(execution: ExecutionDir, first_range: int, state: str) -> None:
-    """The striped file's liveness, where the leftovers machinery looks for a shard's (a progress file)."""
-    path = execution.progress_file(first_range)
+def _heartbeat(execution: ExecutionDir, f: dict[str, Any], state: str) -> None:
+    """The striped file's liveness, where the leftovers machinery looks for a shard's: a progress file (with
+    a shard's keys, for the UI) under its first range's number, never a running task's count of bytes."""
+    first = f["ranges"][0]["shard"]
+    path = execution.progress_file(first)
     execution.store.makedirs(posixpath.dirname(path))
-    execution.write_json(path, {"shard": first_range, "state": state, "striped": True,
-                                "updated_at": datetime.now(UTC).isoformat()})
+    execution.write_json(path, {
+        "shard": first, "state": state, "try_number": None, "hostname": "", "files_done": 0, "files_total": 1,
+        "bytes_done": 0, "bytes_total": f["size"], "current": [f["path"]] if state == "RUNNING" else [],
+        "bytes_per_second": None, "files_per_second": None, "eta_seconds": None, "started_at": None,
+        "updated_at": datetime.now(UTC).isoformat()})
 
 
 # -- TRANSFERRING ------------------------------------------------------------------------------------
@@ -265,8 +270,7 @@ def transfer_range(execution: ExecutionDir, shard: int, src: Location, dst: Loca
         return {**summary, "resumed": True, "bytes_written": 0}
     if f["write"] is None:
         raise PermanentShardError(f"range shard {shard}: {f['path']} has no ranged write (a dry run's plan)")
-    first = f["ranges"][0]["shard"]
-    _heartbeat(execution, first, "RUNNING")
+    _heartbeat(execution, f, "RUNNING")
     ranged = RangedWrite.from_dict(f["write"])
     limiter = RateLimiter(bytes_per_second if bytes_per_second is not None else options.BytesPerSecond)
     try:
@@ -287,7 +291,7 @@ def transfer_range(execution: ExecutionDir, shard: int, src: Location, dst: Loca
         raise error(f"range shard {shard} ({f['path']} at {rng['offset']}): {exc}") from exc
     execution.store.makedirs(posixpath.dirname(record))
     execution.write_json(record, {**written.to_dict(), "try_number": try_number, "at": utcnow()})
-    _heartbeat(execution, first, "RUNNING")
+    _heartbeat(execution, f, "RUNNING")
     log.info("range shard %d: %s bytes of %s at %d", shard, f"{written.length:,}", f["path"], rng["offset"])
     return {**summary, "resumed": False, "bytes_written": written.length, "ended_at": utcnow()}
 
@@ -316,12 +320,12 @@ def commit_stripes(execution: ExecutionDir, src: Location, dst: Location, option
         results = by_shard.get(shard)
         if results is None:
             continue
+        nbytes = sum(r["bytes_written"] or 0 for r in results)
         execution.write_json(execution.shard_file(shard, "json"), {
-            "shard": shard, "striped": True, "started_at": plan.data.get("planned_at"), "ended_at": utcnow(),
-            "entries": len(results), "succeeded": sum(r["status"] == "SUCCESS" for r in results),
-            "failed": sum(r["status"] == "FAILED" for r in results), "resumed": 0,
-            "bytes_written": sum(r["bytes_written"] or 0 for r in results),
-            "bytes_total": sum(r["bytes_written"] or 0 for r in results)})
+            "shard": shard, "try_number": None, "started_at": plan.data.get("planned_at"), "ended_at": utcnow(),
+            "duration_ms": None, "entries": len(results), "succeeded": sum(r["status"] == "SUCCESS" for r in results),
+            "failed": sum(r["status"] == "FAILED" for r in results), "resumed": 0, "bytes_written": nbytes,
+            "bytes_total": nbytes, "leftovers_removed": 0, "leftover_bytes_removed": 0})
     if committed or failed:
         log.info("FINALIZE %s: %s committed, %d dropped (ranges missing or source changed)",
                  execution.execution_id, counted(committed, "striped file"), failed)
@@ -354,7 +358,7 @@ def _commit_one(execution: ExecutionDir, src: Location, dst: Location, options: 
             result.update(status="SUCCESS", bytes_written=written.size, checksum_algo=checksum.ALGO, src_checksum=crc,
                           dst_etag=written.etag, src_mtime_ns=stat.mtime_ns, src_atime_ns=stat.atime_ns,
                           src_mode=stat.mode, src_uid=stat.uid, src_gid=stat.gid)
-            _heartbeat(execution, first, "SUCCESS")
+            _heartbeat(execution, f, "SUCCESS")
             return result
         result["error"] = error
     except (OSError, LocationError) as exc:
@@ -365,6 +369,6 @@ def _commit_one(execution: ExecutionDir, src: Location, dst: Location, options: 
                 dst.abort_ranged(ranged)
             except (OSError, LocationError) as exc:  # the next execution's clean-up removes it
                 log.warning("%s: striped write not dropped: %s", f["path"], exc)
-            _heartbeat(execution, first, "FAILED")
+            _heartbeat(execution, f, "FAILED")
         dst.track_uploads(None)
     return result

@@ -196,3 +196,15 @@ def test_a_sparse_5_gib_file_striped_locally_stays_sparse(tmp_path, store):
         pos = offset + len(data)
     h.update_zeros(size - pos)
     assert _striped_result(execution)["src_checksum"] == h.hexdigest()
+
+
+def test_s3_to_local_reads_each_range_with_a_ranged_get(tmp_path, store, s3_server, s3, bucket):
+    big = os.urandom(40 * MiB)
+    s3.put_object(Bucket=bucket, Key="src/big.bin", Body=big)
+    summary = engine.run_execution(LocationSpec(f"s3://{bucket}/src", S3_CONN_ID), str(tmp_path / "dst"), OPTIONS,
+                                   store=str(store))
+    assert summary["Status"] == "SUCCESS", summary
+    assert (tmp_path / "dst" / "big.bin").read_bytes() == big and not _temporaries(tmp_path / "dst")
+    plan = stripes.load(_execution(store))
+    assert [r["length"] for r in plan.files[0]["ranges"]] == [16 * MiB, 16 * MiB, 8 * MiB]
+    assert _striped_result(_execution(store))["src_checksum"] == _crc(big)
