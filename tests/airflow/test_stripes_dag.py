@@ -37,6 +37,8 @@ def _ranges_ran_as_their_own_task_instances(run) -> None:
     assert len(transfers) == 4, [(ti.map_index, ti.state) for ti in transfers]  # 1 shard + 3 ranges
     assert {str(ti.state) for ti in transfers} == {"success"}
     assert sorted(ti.map_index for ti in transfers) == [0, 1, 2, 3]
+    labels = sorted(ti.rendered_map_index or "" for ti in transfers)
+    assert sum(" · videos/big.bin @ " in label for label in labels) == 3, labels  # each range says so
     for phase in ("launch", "prepare", "finalize", "verify", "report"):
         assert states(run)[f"sync.{phase}"] == ["success"], (phase, states(run))
 
