@@ -78,6 +78,8 @@ class LocalRangedWrites:
                     os.fdatasync(fd)
             finally:
                 os.close(fd)
+        except LocationError:
+            raise
         except OSError as exc:
             raise from_oserror(exc, f"{self.uri}: {ranged.path}") from None
         return RangeWritten(offset, written, hasher.value)
@@ -100,6 +102,8 @@ class LocalRangedWrites:
             else:  # link(2) never replaces an entry that appeared meanwhile
                 os.link(tmp, final)
                 os.unlink(tmp)
+        except LocationError:
+            raise
         except FileExistsError:
             raise AlreadyExistsError(f"{self.uri}: {ranged.path!r} exists at the destination; OverwriteMode=NEVER "
                                      "keeps it") from None

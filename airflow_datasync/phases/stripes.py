@@ -36,7 +36,16 @@ import pyarrow as pa
 
 from airflow_datasync import checksum
 from airflow_datasync.errors import is_retryable
-from airflow_datasync.locations.base import FILE, Hole, Location, LocationError, Metadata, StatResult
+from airflow_datasync.locations.base import (
+    FILE,
+    Hole,
+    Location,
+    LocationError,
+    Metadata,
+    NotFoundError,
+    StatResult,
+    Written,
+)
 from airflow_datasync.locations.ranges import MAX_PART_BYTES, MAX_PARTS, RangedWrite, RangeWritten, whole_crc
 from airflow_datasync.manifest import RESULT_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
@@ -332,6 +341,15 @@ def commit_stripes(execution: ExecutionDir, src: Location, dst: Location, option
     return {"committed": committed, "failed": failed, "duration_ms": int((time.monotonic() - t0) * 1000)}
 
 
+def _published_already(dst: Location, f: dict[str, Any], stat: StatResult, options: TaskOptions) -> Written | None:
+    there = dst.stat(f["path"])
+    if there is None or there.type != FILE or there.size != f["size"]:
+        return None
+    if options.Mtime == "PRESERVE" and abs(there.mtime_ns - stat.mtime_ns) >= dst.capabilities.mtime_resolution_ns:
+        return None
+    return Written(there.size, there.etag)
+
+
 def _commit_one(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions,
                 f: dict[str, Any]) -> dict[str, Any]:
     first = f["ranges"][0]["shard"]
@@ -353,7 +371,14 @@ def _commit_one(execution: ExecutionDir, src: Location, dst: Location, options: 
             error = f"{f['path']}: changed at the source during the striped copy; not published"
         else:
             meta = _meta(src, dst, options, f["path"], stat)
-            written = dst.commit_ranged(ranged, done, meta, overwrite=options.OverwriteMode == "ALWAYS")
+            try:
+                written = dst.commit_ranged(ranged, done, meta, overwrite=options.OverwriteMode == "ALWAYS")
+            except NotFoundError:
+                # No temporary or upload left: an earlier try of FINALIZE published it and died before
+                # recording so, if the file at the final name is this one.
+                written = _published_already(dst, f, stat, options)
+                if written is None:
+                    raise
             crc = written.checksum or f"{whole_crc(done):016x}"
             result.update(status="SUCCESS", bytes_written=written.size, checksum_algo=checksum.ALGO, src_checksum=crc,
                           dst_etag=written.etag, src_mtime_ns=stat.mtime_ns, src_atime_ns=stat.atime_ns,

@@ -208,3 +208,21 @@ def test_s3_to_local_reads_each_range_with_a_ranged_get(tmp_path, store, s3_serv
     plan = stripes.load(_execution(store))
     assert [r["length"] for r in plan.files[0]["ranges"]] == [16 * MiB, 16 * MiB, 8 * MiB]
     assert _striped_result(_execution(store))["src_checksum"] == _crc(big)
+
+
+def test_finalize_retried_after_publishing_finds_the_file_published(tmp_path, store, s3_server, s3, bucket):
+    """FINALIZE killed after the rename (or CompleteMultipartUpload) and before its result: the retry sees
+    no temporary or upload left and the file at its final name, and reports it SUCCESS."""
+    big = _source(tmp_path / "src")
+    for dst in (LocationSpec(str(tmp_path / "dst")), LocationSpec(f"s3://{bucket}/data", S3_CONN_ID)):
+        execution, shards = _prepared(tmp_path / "src", dst, store)
+        for shard in shards:
+            engine.transfer(execution, shard["shard"])
+        engine.finalize(execution)
+        (name,) = [n for n in os.listdir(execution.file("shards")) if n.startswith("stripe-")]
+        os.unlink(execution.file(f"shards/{name}"))  # as if the first try died before writing it
+        engine.finalize(execution)
+        row = _striped_result(execution)
+        assert row["status"] == "SUCCESS" and row["src_checksum"] == _crc(big), row["error"]
+        engine.verify(execution)
+        assert engine.report(execution)["Status"] == "SUCCESS"

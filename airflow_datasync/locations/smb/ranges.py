@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator, Sequence
 
 from airflow_datasync import checksum
-from airflow_datasync.locations.base import Hole, LocationError, Metadata, Written
+from airflow_datasync.locations.base import Hole, LocationError, Metadata, NotFoundError, Written
 from airflow_datasync.locations.ranges import RangedWrite, RangeWritten, missing_ranges
 from airflow_datasync.locations.smb.pipeline import PipelinedWriter
 from airflow_datasync.locations.smb.protocol import _opened, close_quietly
@@ -71,8 +71,10 @@ class SmbRangedWrites:
         if missing_ranges(ranged, ranges):
             raise LocationError(f"{self.uri}: {ranged.path}: not every range is written")
         found = self.stat(ranged.temp)
-        if found is None or found.size != ranged.size:
-            raise LocationError(f"{self.uri}: the temporary of {ranged.path} is gone or not {ranged.size} bytes")
+        if found is None:
+            raise NotFoundError(f"{self.uri}: the temporary of {ranged.path} is gone")
+        if found.size != ranged.size:
+            raise LocationError(f"{self.uri}: the temporary of {ranged.path} is not {ranged.size} bytes")
         self._apply(ranged.temp, meta, is_dir=False)
         self._replace(ranged.temp, ranged.path, overwrite=overwrite)
         return Written(size=ranged.size)
