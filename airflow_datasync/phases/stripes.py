@@ -125,6 +125,29 @@ def _stripe_for(size: int, stripe: int) -> int:
     return -(-least // mib) * mib
 
 
+def _huge_files(execution: ExecutionDir, threshold: int) -> list[dict[str, Any]]:
+    """The manifest's files to copy of at least ``threshold`` bytes. Only row groups whose statistics say
+    they hold such a size are read, one at a time: a plan without huge files costs the footer alone."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    out: list[dict[str, Any]] = []
+    if not execution.store.exists(execution.manifest):
+        return out
+    with execution.store.fs.open_input_file(execution.manifest) as fh:
+        parquet = pq.ParquetFile(fh)
+        size_column = parquet.schema_arrow.get_field_index("size")
+        for group in range(parquet.metadata.num_row_groups):
+            stats = parquet.metadata.row_group(group).column(size_column).statistics
+            if stats is not None and stats.has_min_max and stats.max < threshold:
+                continue
+            rows = parquet.read_row_group(group, columns=[*_ROW_FIELDS, "action", "type"])
+            keep = pc.and_(pc.and_(pc.equal(rows["action"], "copy"), pc.equal(rows["type"], FILE)),
+                           pc.greater_equal(pc.fill_null(rows["size"], 0), threshold))
+            out.extend(rows.filter(keep).select(_ROW_FIELDS).to_pylist())
+    return out
+
+
 def plan_stripes(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions,
                  shards: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """PREPARING's last step: stripe the files at or above ``stripe_threshold_bytes`` (where the destination
@@ -133,11 +156,9 @@ def plan_stripes(execution: ExecutionDir, src: Location, dst: Location, options:
     threshold = options.stripe_threshold_bytes
     if not threshold or not shards or not dst.capabilities.ranged_writes:
         return shards, None
-    table = execution.read_table(execution.manifest, filters=[("action", "=", "copy"), ("type", "=", FILE),
-                                                              ("size", ">=", threshold)])
-    if table.num_rows == 0:
+    rows = sorted(_huge_files(execution, threshold), key=lambda r: r["path"])
+    if not rows:
         return shards, None
-    rows = sorted(table.select(_ROW_FIELDS).to_pylist(), key=lambda r: r["path"])
     first = max(d["shard"] for d in shards) + 1
     striped = Counter(r["shard"] for r in rows)
     kept = [d for d in shards if d["files"] > striped.get(d["shard"], 0)]

@@ -226,3 +226,18 @@ def test_finalize_retried_after_publishing_finds_the_file_published(tmp_path, st
         assert row["status"] == "SUCCESS" and row["src_checksum"] == _crc(big), row["error"]
         engine.verify(execution)
         assert engine.report(execution)["Status"] == "SUCCESS"
+
+
+def test_a_plan_without_huge_files_reads_only_the_manifest_footer(tmp_path, store, monkeypatch):
+    import pyarrow.parquet as pq_module
+
+    (tmp_path / "src").mkdir()
+    for i in range(50):
+        (tmp_path / "src" / f"f{i}.txt").write_text(str(i))
+    reads = []
+    original = pq_module.ParquetFile.read_row_group
+    monkeypatch.setattr(pq_module.ParquetFile, "read_row_group",
+                        lambda self, *a, **kw: reads.append(a) or original(self, *a, **kw))
+    summary = engine.run_execution(str(tmp_path / "src"), str(tmp_path / "dst"), OPTIONS, store=str(store))
+    assert summary["Status"] == "SUCCESS" and not reads
+    assert not os.path.exists(_execution(store).file("stripes.json"))
