@@ -116,6 +116,25 @@ def without_striped(plan: StripePlan | None, shard: int, rows: pa.Table) -> pa.T
 
 
 # -- PREPARING ---------------------------------------------------------------------------------------
+def stored_descriptors(execution: ExecutionDir, shards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The descriptors a planned execution hands out again (a cleared PREPARING, a resumed execution):
+    ``shards`` (from the stored manifest) less what its stored stripe plan gave to range shards, then those."""
+    plan = load(execution)
+    if plan is None or not shards:
+        return shards
+    dropped = set(plan.data.get("dropped_shards") or [])
+    kept = []
+    for d in shards:
+        if d["shard"] in dropped:
+            continue
+        gone = [f for f in plan.files if f["shard"] == d["shard"]]
+        kept.append({**d, "files": d["files"] - len(gone), "bytes": d["bytes"] - sum(f["size"] for f in gone)})
+    ranges = [{**execution.ref(), "shard": r["shard"], "files": 1, "bytes": r["length"],
+               "stripe": {"path": f["path"], "offset": r["offset"], "of": len(f["ranges"])}}
+              for f in plan.files for r in f["ranges"]]
+    return kept + ranges
+
+
 def _stripe_for(size: int, stripe: int) -> int:
     """``stripe``, enlarged (in whole MiB) where ``size`` would need more than S3's 10,000 parts."""
     if -(-size // stripe) <= MAX_PARTS:
