@@ -241,3 +241,15 @@ def test_a_plan_without_huge_files_reads_only_the_manifest_footer(tmp_path, stor
     summary = engine.run_execution(str(tmp_path / "src"), str(tmp_path / "dst"), OPTIONS, store=str(store))
     assert summary["Status"] == "SUCCESS" and not reads
     assert not os.path.exists(_execution(store).file("stripes.json"))
+
+
+def test_a_cleared_prepare_hands_out_the_same_ranges(tmp_path, store):
+    big = _source(tmp_path / "src")
+    execution, shards = _prepared(tmp_path / "src", LocationSpec(str(tmp_path / "dst")), store)
+    again = engine.prepare(execution)  # planned already: the stored plan, never a second listing or upload
+    assert sorted(s["shard"] for s in again) == sorted(s["shard"] for s in shards)
+    assert sum("stripe" in s for s in again) == 3
+    for shard in again:
+        engine.transfer(execution, shard["shard"])
+    engine.finalize(execution)
+    assert (tmp_path / "dst" / "sub" / "big.bin").read_bytes() == big
