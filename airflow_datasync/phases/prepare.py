@@ -25,6 +25,7 @@ from airflow_datasync.phases.launch import opened
 from airflow_datasync.phases.leftovers import clean_destination
 from airflow_datasync.phases.partition import plan_partitioned
 from airflow_datasync.phases.resume import stored_shards
+from airflow_datasync.phases.stripes import plan_stripes, stored_descriptors
 from airflow_datasync.progress import Progress
 from airflow_datasync.units import counted, entries
 
@@ -69,7 +70,7 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
     again: its stored plan's shards are handed out (phases/resume.py), which its journals index into."""
     stored = stored_shards(execution)
     if stored is not None:
-        return stored
+        return stored_descriptors(execution, stored)  # with the ranges of its striped files
     t0 = time.monotonic()
     started = utcnow()
     with opened(execution) as (record, src, dst, options):
@@ -110,6 +111,8 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
         if links.warning(options, dst):
             warnings.append(links.warning(options, dst))
         refused = _check_deletion_cap(execution, options, est)
+        # Huge files become ranges, each a shard of its own (phases/stripes.py), unless the plan is refused.
+        shards, striped = plan_stripes(execution, src, dst, options, shards) if refused is None else (shards, None)
         if refused is not None and options.dry_run:
             warnings.insert(0, f"dry run: a run would be refused: {refused}")
         elif refused is not None:
@@ -122,7 +125,7 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
             "source_entries": src_count, "destination_entries": dst_count,
             "shard_count": shard_plan.count, "files_per_shard": shard_plan.files_per_shard,
             "bytes_per_shard": shard_plan.bytes_per_shard, **est, "hard_links": links.summary(), "warnings": warnings,
-            "leftovers": leftovers,
+            "leftovers": leftovers, "striped": striped,
         })
         log.info("PREPARING %s: %s at source, %s at destination; %s to transfer (%s bytes), %s to delete, %s",
                  execution.execution_id, entries(src_count), dst_count,
