@@ -10,6 +10,8 @@ hex value in ``src_checksum``/``dst_checksum`` and ``crc64nvme`` in ``checksum_a
 from __future__ import annotations
 
 import base64
+import io
+import threading
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING
 
@@ -25,6 +27,7 @@ _crc64nvme = _combine = None
 ZERO_BLOCK = bytes(CHUNK)
 ZERO_BLOCK_VIEW = memoryview(ZERO_BLOCK)
 _zero_block_crc: int | None = None
+_buffers = threading.local()
 
 
 def _load() -> None:
@@ -158,6 +161,20 @@ def sparse_stream(fh: IO[bytes], layout: SparseLayout, hasher, chunk: int = CHUN
 def file_checksum(fh: IO[bytes], hasher=None) -> str:
     """Hex digest of the whole stream: CRC64NVME, or ``hasher`` (any hashlib-style object, e.g. MD5)."""
     h = hasher if hasher is not None else new_hasher()
+    if isinstance(fh, io.FileIO):  # a local file: read into one buffer, no new bytes object per chunk
+        view = thread_buffer()
+        while n := fh.readinto(view):
+            h.update(view[:n] if n < CHUNK else view)
+        return h.hexdigest()
     for _ in stream(fh, h):
         pass
     return h.hexdigest()
+
+
+def thread_buffer() -> memoryview:
+    """This thread's :data:`CHUNK`-byte buffer for reading local files into (a thread reads one file at a
+    time; the local backend's copies use it too)."""
+    view = getattr(_buffers, "view", None)
+    if view is None:
+        view = _buffers.view = memoryview(bytearray(CHUNK))
+    return view

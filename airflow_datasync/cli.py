@@ -17,9 +17,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-from airflow_datasync.locations import LocationError
-from airflow_datasync.manifest import ExecutionDir
-from airflow_datasync.options import OptionsError
+from airflow_datasync.errors import LocationError
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -50,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--source-conn-id", help="Airflow connection of the source (s3://, smb://)")
     run.add_argument("--destination-conn-id", help="Airflow connection of the destination (s3://, smb://)")
     run.add_argument("--dry-run", action="store_true", help="LAUNCHING and PREPARING only: report what would be copied, skipped and deleted; write nothing at the destination")
+    run.add_argument("--resume", metavar="EXECUTION_ID",
+                     help="carry on this execution of --task-name (or 'latest') from its plan and journals, listing nothing again")
     run.add_argument("--json", action="store_true",
                      help="print only the summary, as JSON, on stdout (logs and anything else go to stderr)")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     from airflow_datasync.report_text import render
 
     if args.command == "report":
+        from airflow_datasync.manifest import ExecutionDir
+
         execution = ExecutionDir(args.execution, args.store_conn_id)
         summary = execution.read_json(execution.report)
         if summary is None:
@@ -88,6 +90,7 @@ def _run(args: argparse.Namespace) -> int:
                         stream=sys.stderr)
     with _stdout_to_stderr() if args.json else contextlib.nullcontext():
         from airflow_datasync.engine import LocationSpec, run_execution
+        from airflow_datasync.options import OptionsError
 
         # What the imports built lives as long as this process: keep it out of every garbage collection (the
         # run allocates per-file objects that trigger them), and at the end, out of the interpreter's final
@@ -96,7 +99,8 @@ def _run(args: argparse.Namespace) -> int:
         try:
             summary = run_execution(LocationSpec(args.source, args.source_conn_id),
                                     LocationSpec(args.destination, args.destination_conn_id), dict(args.option),
-                                    task_name=args.task_name, store=args.store, store_conn_id=args.store_conn_id)
+                                    task_name=args.task_name, store=args.store, store_conn_id=args.store_conn_id,
+                                    resume=args.resume)
         except (LocationError, OptionsError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -22,16 +22,20 @@ log = logging.getLogger("airflow_datasync")
 
 
 def run_execution(source: LocationSpec | str, destination: LocationSpec | str, options: TaskOptions | dict | None = None,
-                  *, task_name: str = "datasync", store: str | None = None, store_conn_id: str | None = None) -> dict[str, Any]:
+                  *, task_name: str = "datasync", store: str | None = None, store_conn_id: str | None = None,
+                  resume: str | None = None) -> dict[str, Any]:
     """Run a whole execution in this process, shard after shard; return the report summary.
 
     A shard with failed entries does not stop the execution: FINALIZE and VERIFYING run once PREPARING
     succeeded (see docs/reliability.md#when-some-files-fail), and the report's status is then ERROR.
 
-    With ``dry_run`` in the options: LAUNCHING and PREPARING only, then the report of what a run would do."""
+    With ``dry_run`` in the options: LAUNCHING and PREPARING only, then the report of what a run would do.
+    ``resume`` (an execution id of ``task_name``, or ``"latest"``): carry that execution on instead, from its
+    stored plan and journals (phases/resume.py)."""
     source = source if isinstance(source, LocationSpec) else LocationSpec(source)
     destination = destination if isinstance(destination, LocationSpec) else LocationSpec(destination)
-    execution = launch(source, destination, options, task_name=task_name, store=store, store_conn_id=store_conn_id)
+    execution = launch(source, destination, options, task_name=task_name, store=store, store_conn_id=store_conn_id,
+                       resume=resume)
     try:
         shards = prepare(execution)
         for shard in shards:

@@ -323,13 +323,14 @@ def read_scratch(path: str) -> pa.Table:
         return pa.ipc.open_file(fh).read_all()
 
 
-def iter_batches(path: str, store: Store | None = None, batch_size: int = ROW_GROUP_SIZE) -> Iterator[pa.RecordBatch]:
-    """A Parquet file's rows in batches of ``batch_size``, so that a file of millions of rows is read with one
-    batch in memory at a time."""
+def iter_batches(path: str, store: Store | None = None, batch_size: int = ROW_GROUP_SIZE,
+                 columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """A Parquet file's rows (of ``columns``, None: all) in batches of ``batch_size``, so that a file of
+    millions of rows is read with one batch in memory at a time."""
     store = store or _LOCAL
     with store.fs.open_input_file(path) as fh:
         # One thread: decoding is not the cost of the callers, and reader threads each keep buffers.
-        yield from pq.ParquetFile(fh).iter_batches(batch_size=batch_size, use_threads=False)
+        yield from pq.ParquetFile(fh).iter_batches(batch_size=batch_size, columns=columns, use_threads=False)
 
 
 _LOCAL = Store(pafs.LocalFileSystem(), local=True)
@@ -411,8 +412,9 @@ class ExecutionDir:
     def read_table(self, path: str, schema: pa.Schema | None = None, filters=None) -> pa.Table:
         return read_table(path, schema, filters, self.store)
 
-    def iter_batches(self, path: str, batch_size: int = ROW_GROUP_SIZE) -> Iterator[pa.RecordBatch]:
-        return iter_batches(path, self.store, batch_size)
+    def iter_batches(self, path: str, batch_size: int = ROW_GROUP_SIZE,
+                     columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        return iter_batches(path, self.store, batch_size, columns)
 
     @contextlib.contextmanager
     def scratch(self, name: str) -> Iterator[str]:
@@ -495,10 +497,11 @@ class Journal:
         line = _LINE_ENCODER.encode(rec) + "\n"
         with self._lock:
             if self.execution.store.local:
-                if self._fh is None:
-                    self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the shard, closed by close()
-                self._fh.write(line)
-                self._fh.flush()
+                if self._fh is None:  # unbuffered: one write(2) per line, no text layer and flush per entry
+                    self._fh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open for the shard, closed by close()
+                data = line.encode("utf-8")
+                while data:
+                    data = data[self._fh.write(data):]
                 return
             self._pending.append(line)
             if time.monotonic() - self._last_upload >= self.SEGMENT_SECONDS:

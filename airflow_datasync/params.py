@@ -36,6 +36,12 @@ LOCATION_PARAMS: dict[str, dict[str, Any]] = {
     "destination_conn_id": {"type": ["null", "string"], "title": "Destination connection",
                             "description": "Airflow connection with the destination's credentials."},
 }
+#: The field that resumes an execution instead of starting one (section "Resume"; see phases/resume.py).
+RESUME_PARAM: dict[str, Any] = {
+    "type": ["null", "string"], "title": "Resume execution",
+    "description": "Empty: a new execution. An execution id of this task (or \"latest\"): carry it on from its "
+                   "stored plan and journals, listing nothing again; its own locations and options apply.",
+}
 #: Marks a location field without a default: the run must give it.
 _NO_DEFAULT = object()
 #: The conf key a REST API caller may use to send DataSync's ``Options`` as one JSON object (see
@@ -52,7 +58,7 @@ def datasync_params(**overrides: Any) -> dict[str, Param]:
     :class:`~airflow_datasync.options.OptionsError` when the DAG is parsed.
     ``source`` and ``destination`` have no default unless given: a run must then say them.
     """
-    unknown = sorted(set(overrides) - set(LOCATION_PARAMS) - set(SPECS))
+    unknown = sorted(set(overrides) - set(LOCATION_PARAMS) - set(SPECS) - {"resume_execution"})
     if unknown:
         raise OptionsError(f"datasync_params: unknown field(s) {', '.join(map(repr, unknown))}; fields: "
                            f"{', '.join([*LOCATION_PARAMS, *SPECS])}")
@@ -62,6 +68,8 @@ def datasync_params(**overrides: Any) -> dict[str, Param]:
         params[name] = _param(name, {**schema, "section": "Locations"}, default)
     for spec in OPTION_SPECS:
         params[spec.name] = _param(spec.name, json_schema(spec), overrides.get(spec.name, _form_default(spec)))
+    params["resume_execution"] = _param("resume_execution", {**RESUME_PARAM, "section": "Resume"},
+                                        overrides.get("resume_execution"))
     # The defaults together must make valid options (e.g. not REMOVE with TransferMode ALL): say so now,
     # not when the first run launches.
     TaskOptions.from_dict(options_from_params({spec.name: params[spec.name].value for spec in OPTION_SPECS}))

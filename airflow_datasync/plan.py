@@ -12,6 +12,7 @@ of a file copied or kept, made in FINALIZE with preserve_hard_links: see phases/
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -333,20 +334,63 @@ def cut_shards(sizes: np.ndarray, files_per_shard: int, bytes_per_shard: int, ma
     return ids, ShardPlan(count, fps, bps)
 
 
+def fit_shard_bounds(chunks: Callable[[], Iterable[np.ndarray]], files_per_shard: int, bytes_per_shard: int,
+                     max_shards: int) -> ShardPlan:
+    """:func:`cut_shards`' bounds for rows given in chunks (``chunks()`` yields them afresh on each call):
+    doubled until the cut makes at most ``max_shards`` shards, one chunk in memory at a time."""
+    fps, bps = files_per_shard, bytes_per_shard
+    while True:
+        cutter = ShardCutter(fps, bps)
+        for sizes in chunks():
+            cutter.cut(sizes)
+            if cutter.count > max_shards:
+                break
+        if cutter.count <= max_shards:
+            return ShardPlan(cutter.count, fps, bps)
+        fps, bps = fps * 2, bps * 2
+
+
 def _cut(sizes: np.ndarray, fps: int, bps: int) -> np.ndarray:
-    """Greedy contiguous cut. Vectorised per shard: each step finds the end of one shard with searchsorted."""
-    cum = np.cumsum(sizes)
-    n = len(sizes)
-    ids = np.empty(n, dtype=np.int32)
-    start, shard = 0, 0
-    while start < n:
-        base = cum[start - 1] if start else 0
-        # First index whose cumulative bytes exceed the budget; a single oversized file still forms a shard.
-        by_bytes = int(np.searchsorted(cum, base + bps, side="right"))
-        end = min(start + fps, max(by_bytes, start + 1), n)
-        ids[start:end] = shard
-        start, shard = end, shard + 1
-    return ids
+    """Greedy contiguous cut of one array: :class:`ShardCutter` fed it whole."""
+    return ShardCutter(fps, bps).cut(sizes)
+
+
+class ShardCutter:
+    """The greedy contiguous cut of :func:`cut_shards`, fed the work rows' sizes a chunk at a time: a plan
+    made in partitions cuts its rows without holding one array of them all (memory flat in the row count).
+
+    A shard takes the next row while it holds fewer than ``fps`` rows and the row's bytes still fit in
+    ``bps`` (a row larger than that gets a shard of its own). Vectorised per shard: each step finds the
+    end of one shard with ``searchsorted``; the open shard carries over from one chunk to the next."""
+
+    def __init__(self, fps: int, bps: int) -> None:
+        self.fps, self.bps = fps, bps
+        self.shard, self.files, self.bytes = 0, 0, 0  # the open shard and what it holds so far
+
+    @property
+    def count(self) -> int:
+        """Shards cut so far, the open one included."""
+        return self.shard + 1 if self.files else self.shard
+
+    def cut(self, sizes: np.ndarray) -> np.ndarray:
+        """The shard id of each row of ``sizes``, continuing the rows fed before."""
+        cum = np.cumsum(sizes, dtype=np.int64)
+        n = len(sizes)
+        ids = np.empty(n, dtype=np.int32)
+        pos = 0
+        while pos < n:
+            base = int(cum[pos - 1]) if pos else 0
+            by_bytes = int(np.searchsorted(cum, base + self.bps - self.bytes, side="right"))
+            end = min(pos + self.fps - self.files, by_bytes)
+            end = min(max(end, pos + 1 if self.files == 0 else pos), n)
+            if end > pos:
+                ids[pos:end] = self.shard
+                self.files += end - pos
+                self.bytes += int(cum[end - 1]) - base
+                pos = end
+            if pos < n:  # the open shard is full: the next row starts another
+                self.shard, self.files, self.bytes = self.shard + 1, 0, 0
+        return ids
 
 
 def estimates(manifest: pa.Table) -> dict[str, int]:

@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source-conn-id")
     parser.add_argument("--destination-conn-id")
     args = parser.parse_args(argv)
+    if args.source.startswith("synthetic://"):
+        import bench.synthetic  # noqa: F401 - registers the scheme in this process only
     from airflow_datasync.engine import LocationSpec, launch, prepare
 
     execution = launch(LocationSpec(args.source, args.source_conn_id),
@@ -26,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     shards = prepare(execution)
     record = execution.read_json(execution.prepare) or {}
     record["shards_returned"] = len(shards)
+    # What Airflow stores in XCom for PREPARING's return value (JSON): the shard list must stay small.
+    record["xcom_bytes"] = len(json.dumps(shards))
     print(json.dumps(record))
     return 0
 

@@ -14,8 +14,9 @@ SCENARIO_TITLES = {
     "rerun-s3": "re-run, nothing changed, local → S3", "rerun-smb": "re-run, nothing changed, local → SMB",
     "verify-s3": "verify only, local vs S3 (already in sync)", "prepare": "PREPARING only, local → empty local",
     "airflow-e2e": "end to end through Airflow, local → S3 with verify",
+    "prepare-synthetic": "PREPARING only, generated source (synthetic://N) → empty local",
 }
-PEERS = ("rclone", "rclone-tuned", "cp", "aws")
+PEERS = ("rclone", "rclone-tuned", "cp", "cp-sync", "aws")
 ISSUE5_SCENARIOS = {"local-local", "local-s3", "rerun-s3", "prepare", "airflow-e2e"}
 ISSUE14_SCENARIOS = {"local-smb", "smb-local", "smb-s3", "s3-smb", "rerun-smb"}
 #: Rows whose files average at most this many bytes get a CPU-per-file figure (the small-file paths' bound).
@@ -78,8 +79,8 @@ def targets(rows: list[dict], settings: dict) -> list[dict]:
     big = f"big-{settings['big_count']}x{settings['big_mib']}MiB"
     out: list[dict] = []
 
-    def ratio_target(name, scenario, dataset, peers, limit, peer_label):
-        ours = _find(rows, scenario, "ours", dataset)
+    def ratio_target(name, scenario, dataset, peers, limit, peer_label, ours_tool="ours"):
+        ours = _find(rows, scenario, ours_tool, dataset)
         found = [p for p in (_find(rows, scenario, t, dataset) for t in peers) if p]
         if not ours or not found:
             out.append({"target": name, "status": "not measured", "detail": "no successful runs of both sides"})
@@ -99,6 +100,15 @@ def targets(rows: list[dict], settings: dict) -> list[dict]:
     ratio_target("2 × 500 MB local→local ≤ 1.5 × cp" + size_note, "local-local", big, ["cp"], 1.5, "cp -r")
     ratio_target(f"re-run with nothing to copy ({settings['small_count']:,} files → S3) ≤ 0.5 × rclone", "rerun-s3", small,
                  ["rclone"], 0.5, "rclone")
+    # Issue 16: the local engine against the peers that do the same work (cp -r && sync for a run that flushes).
+    ratio_target(f"{settings['small_count']:,} × 4 KiB local→local ≤ 1.0 × rclone (issue 16)", "local-local", small,
+                 ["rclone"], 1.0, "rclone")
+    ratio_target("2 × 500 MB local→local, default durability ≤ 1.2 × cp -r && sync (issue 16)" + size_note, "local-local",
+                 big, ["cp-sync"], 1.2, "cp -r && sync")
+    ratio_target("2 × 500 MB local→local, sync_writes=false ≤ 1.5 × cp -r (issue 16)" + size_note, "local-local", big,
+                 ["cp"], 1.5, "cp -r", ours_tool="ours-nosync")
+    ratio_target(f"verify only ({settings['small_count']:,} files local vs S3) ≤ 1.0 × rclone check (issue 16)", "verify-s3",
+                 small, ["rclone"], 1.0, "rclone check")
 
     prep = sorted((r for r in rows if r["scenario"] == "prepare" and r["tool"] == "ours" and r.get("wall_median")),
                   key=lambda r: r["files"])
@@ -129,9 +139,27 @@ def targets(rows: list[dict], settings: dict) -> list[dict]:
     else:
         out.append({"target": "PREPARING memory flat as the file count grows", "status": "not measured",
                     "detail": "needs two PREPARING sizes"})
+    out.extend(_synthetic_targets(rows))
     ratio_target(f"end to end through Airflow ({settings['small_count']:,} files → S3, verify) ≤ 2 × rclone copy + check",
                  "airflow-e2e", small, ["rclone"], 2.0, "rclone copy + check")
     return out
+
+
+def _synthetic_targets(rows: list[dict]) -> list[dict]:
+    """Issue 15: PREPARING of 10M generated entries under 1 GiB, memory flat from 1M (≤ 1.25× at the peak)."""
+    prep = sorted((r for r in rows if r["scenario"] == "prepare-synthetic" and r.get("wall_median")),
+                  key=lambda r: r["files"])
+    ten_m = next((r for r in prep if r["files"] >= 10_000_000), None)
+    one_m = next((r for r in prep if r["files"] >= 1_000_000), None)
+    if ten_m is None or one_m is None or one_m is ten_m:
+        return [{"target": "PREPARING 10M entries peak RSS ≤ 1 GiB, flat from 1M", "status": "not measured",
+                 "detail": "run `make bench-full` (prepare-synthetic rows)"}]
+    growth = ten_m["max_rss_mib"] / one_m["max_rss_mib"]
+    ok = ten_m["max_rss_mib"] <= 1024 and growth <= 1.25
+    return [{"target": "PREPARING 10M entries peak RSS ≤ 1 GiB, flat from 1M (≤ 1.25×)", "status": "met" if ok else "missed",
+             "ratio": round(growth, 2),
+             "detail": "; ".join(f"{r['files']:,}: {r['max_rss_mib']:.0f} MiB, {r['wall_median']:.1f} s wall, "
+                                 f"{r['cpu_median']:.1f} s CPU" for r in prep)}]
 
 
 def _span(r: dict) -> str:

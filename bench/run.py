@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -32,7 +33,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench import datasets as ds  # noqa: E402
-from bench import report  # noqa: E402
+from bench import report, scale_rows  # noqa: E402
 from bench.measure import RSS_METHOD, Measurement, measure  # noqa: E402
 
 VENV_BIN = REPO / ".venv" / "bin"
@@ -42,13 +43,13 @@ SMB_CONN_ID = "datasync_bench_smb"
 RCLONE_TUNED = ["--transfers", "32", "--checkers", "32"]
 
 SCENARIOS = ["local-local", "local-s3", "s3-local", "s3-s3", "local-smb", "smb-local", "smb-s3", "s3-smb",
-             "rerun-s3", "rerun-smb", "verify-s3", "prepare", "airflow-e2e"]
+             "rerun-s3", "rerun-smb", "verify-s3", "prepare", "prepare-synthetic", "airflow-e2e"]
 #: Issue 14's rows: every direction through SMB. cp is no peer there (smbd's disk is local here, so `cp` would
 #: bypass the protocol), aws does not speak SMB, and ours-nosync only differs on a local destination.
 SMB_COPY_SCENARIOS = {"local-smb": ("local", "smb"), "smb-local": ("smb", "local"), "smb-s3": ("smb", "s3"),
                       "s3-smb": ("s3", "smb")}
 SMB_TOOLS = ("ours", "rclone", "rclone-tuned")
-TOOLS = ["ours", "ours-nosync", "rclone", "rclone-tuned", "cp", "aws"]
+TOOLS = ["ours", "ours-nosync", "rclone", "rclone-tuned", "cp", "cp-sync", "aws"]
 
 PROFILES = {
     # `make bench`: must fit ~15–20 min on 2 cores. Target rows (local→local, local→S3 on both datasets,
@@ -56,12 +57,15 @@ PROFILES = {
     # the wider matrix gets `other_runs`. aws s3 sync runs on the target rows only (`aws_other_rows`): on the
     # stdlib tree alone it cost ~190 s of a quick run and decides no target.
     "quick": dict(runs=3, other_runs=1, small_count=5000, small_size=4096, big_count=2, big_mib=500,
-                  other_big_mib=100, prepare_counts=[10_000, 100_000], stdlib=True, aws_other_rows=False),
+                  other_big_mib=100, prepare_counts=[10_000, 100_000], stdlib=True, aws_other_rows=False,
+                  synthetic_counts=[]),
     "full": dict(runs=3, other_runs=3, small_count=5000, small_size=4096, big_count=2, big_mib=500,
-                 other_big_mib=500, prepare_counts=[10_000, 100_000, 1_000_000], stdlib=True, aws_other_rows=True),
+                 other_big_mib=500, prepare_counts=[10_000, 100_000, 1_000_000], stdlib=True, aws_other_rows=True,
+                 synthetic_counts=[1_000_000, 3_000_000, 10_000_000]),
     # tests/bench: a few dozen files, local→local, local→S3, local→SMB and the SMB re-run, one run each.
     "tiny": dict(runs=1, other_runs=1, small_count=40, small_size=4096, big_count=1, big_mib=1,
-                 other_big_mib=1, prepare_counts=[200], stdlib=False, big=False, aws_other_rows=True),
+                 other_big_mib=1, prepare_counts=[200], stdlib=False, big=False, aws_other_rows=True,
+                 synthetic_counts=[2_000]),
 }
 
 
@@ -354,6 +358,10 @@ class Harness:
             if src.kind == dst.kind == "local":
                 return ["cp", "-r", str(src.path), str(dst.path)], self.base_env()
             return None
+        if tool == "cp-sync":  # the fair peer of an engine that flushes: cp, then syncfs of the destination's file system
+            if src.kind == dst.kind == "local":
+                return ["sh", "-c", 'cp -r "$1" "$2" && sync -f "$2"', "cp-sync", str(src.path), str(dst.path)], self.base_env()
+            return None
         if tool == "aws":
             if self.aws_bin is None or "smb" in (src.kind, dst.kind) or "s3" not in (src.kind, dst.kind):
                 return None
@@ -546,6 +554,10 @@ class Harness:
         rows = {
             "ours": Row(scenario, dataset.name, "ours", "airflow dags test, VerifyMode=POINT_IN_TIME_CONSISTENT",
                         dataset.files, dataset.bytes),
+            # What `airflow dags test` itself costs for a DAG of our shape (bench/dags_baseline): shown apart,
+            # and subtracted from ours in the row's notes.
+            "airflow-empty": Row(scenario, dataset.name, "airflow-empty",
+                                 "airflow dags test of the same six tasks doing nothing (baseline)", 0, 0),
             "rclone": Row(scenario, dataset.name, "rclone", "rclone copy + rclone check (defaults)", dataset.files,
                           dataset.bytes),
             "rclone-tuned": Row(scenario, dataset.name, "rclone-tuned",
@@ -565,6 +577,11 @@ class Harness:
                     if m.ok and status != "SUCCESS":
                         rows[t].notes.append(f"run {i}: report status {status}")
                         m.returncode = 1
+                elif t == "airflow-empty":
+                    cmd = [airflow, "dags", "test", "bench_empty_e2e"]
+                    baseline_env = dict(env, AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "bench" / "dags_baseline"))
+                    m = measure(cmd, baseline_env, self._log(scenario, t, str(i)), timeout=self.args.timeout,
+                                cwd=str(REPO))
                 else:
                     flags = " ".join(RCLONE_TUNED) if t == "rclone-tuned" else ""
                     script = (f"{self.rclone_bin} copy {src.rclone} {dst.rclone} -q {flags} && "
@@ -573,12 +590,24 @@ class Harness:
                     m = measure(cmd, self._rclone_env, self._log(scenario, t, str(i)), timeout=self.args.timeout)
                 rows[t].command = redact_cmd(cmd, self.work)
                 extra = {}
-                if i == 0:
+                if i == 0 and t != "airflow-empty":
                     files, size = self.count(dst)
                     extra = {"dest_files": files, "dest_bytes": size}
                 self._record(rows[t], m, extra)
                 self.drop(dst)
+        rows["ours"].notes.extend(_net_of_baseline(rows["ours"], rows["airflow-empty"]))
         self.rows.extend(rows.values())
+
+
+def _net_of_baseline(ours: Row, baseline: Row) -> list[str]:
+    """Ours minus the empty-DAG baseline of the same run, medians of wall and CPU: what our tasks cost."""
+    done = [[r for r in row.runs if r["rc"] == 0] for row in (ours, baseline)]
+    if not all(done):
+        return []
+    med = [{k: statistics.median(r[k] for r in runs) for k in ("wall", "cpu")} for runs in done]
+    return [f"net of the empty-DAG baseline (medians): {med[0]['wall'] - med[1]['wall']:.2f} s wall, "
+            f"{med[0]['cpu'] - med[1]['cpu']:.2f} s CPU (baseline {med[1]['wall']:.2f} s wall, "
+            f"{med[1]['cpu']:.2f} s CPU)"]
 
 
 def _latest_report_status(task_dir: Path) -> str | None:
@@ -595,6 +624,7 @@ def variant_of(tool: str) -> str:
             "ours-nosync": "airflow-datasync CLI, sync_writes=false (no syncfs, like cp/rclone)",
             "rclone": "rclone copy (defaults)",
             "rclone-tuned": "rclone copy --transfers 32 --checkers 32", "cp": "cp -r",
+            "cp-sync": "cp -r && sync -f DST (flushes, as ours does by default)",
             "aws": "aws s3 sync (defaults)"}[tool]
 
 
@@ -724,6 +754,9 @@ def main(argv: list[str] | None = None) -> int:
         if "prepare" in scenarios:
             for d in many:
                 plan.append(("prepare", lambda d=d: h.prepare_scenario(d, runs if d.files >= 100_000 else other)))
+        if "prepare-synthetic" in scenarios:
+            for count in p["synthetic_counts"]:
+                plan.append(("prepare-synthetic", lambda c=count: scale_rows.prepare_synthetic(h, c, other)))
         if "airflow-e2e" in scenarios:
             plan.append(("airflow-e2e", lambda: h.airflow_scenario(small, runs)))
         for name, step in plan:

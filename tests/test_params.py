@@ -10,7 +10,7 @@ from airflow_datasync.options import OPTION_SPECS, SPECS, OptionsError, TaskOpti
 from airflow_datasync.params import LOCATION_PARAMS, datasync_params, options_from_params
 from tests.airflow.test_sync_dag import load_dag
 
-SECTIONS = {"Locations", "Options", "Filters", "Throttling", "Report", "Engine"}
+SECTIONS = {"Locations", "Options", "Filters", "Throttling", "Report", "Engine", "Resume"}
 
 
 @pytest.fixture

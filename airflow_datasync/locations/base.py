@@ -17,6 +17,7 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.compute
 
+from airflow_datasync import checksum
 from airflow_datasync.errors import (  # noqa: F401 - the vocabulary, re-exported where backends import it
     AlreadyExistsError,
     ChangedSinceListingError,
@@ -444,6 +445,16 @@ class Location(abc.ABC):
         are applied, others ignored. Returns what was written (bytes, and the ETag/version where the
         store gives them).
         """
+
+    def write_file(self, path: str, fh: IO[bytes], meta: Metadata, *, tag: str, hasher: Any, also: Any = None,
+                   on_chunk: Callable[[int], None] | None = None, size: int | None = None,
+                   before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> Written:
+        """:meth:`write` the bytes of the source file open as ``fh``, feeding each to ``hasher`` (and
+        ``also``, both hashlib-style) and counting them with ``on_chunk``; ``size``, where known, is how
+        much there is to read (``before_commit`` checks what was). A backend that moves bytes faster than
+        a stream of chunks (a file system copying from a local file) overrides this."""
+        return self.write(path, checksum.stream(fh, hasher, on_chunk=on_chunk, also=also), meta, tag=tag,
+                          before_commit=before_commit, overwrite=overwrite)
 
     @abc.abstractmethod
     def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> Written | None:

@@ -8,15 +8,15 @@ cannot redirect a write outside the root.
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import errno
 import fcntl
+import io
 import os
 import stat as st
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO
+from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
@@ -38,6 +38,7 @@ from airflow_datasync.locations.base import (
     Location,
     LocationError,
     Metadata,
+    OpenedForCopy,
     SparseLayout,
     StatResult,
     Written,
@@ -46,6 +47,7 @@ from airflow_datasync.locations.base import (
     temp_name,
     temp_tag,
 )
+from airflow_datasync.locations.local_copy import SourceFile, copy_into, open_source
 
 try:
     _libc = ctypes.CDLL(None, use_errno=True)
@@ -243,27 +245,37 @@ class LocalLocation(Location):
             return None
         except OSError as exc:
             raise from_oserror(exc, f"{self.uri}: {path}") from None
-        kind = _kind(s.st_mode)
-        return StatResult(kind, s.st_size if kind == FILE else 0, s.st_mtime_ns, s.st_atime_ns,
-                          st.S_IMODE(s.st_mode), s.st_uid, s.st_gid, link,
-                          hardlink_id=_hardlink_id(s) if kind == FILE else None)
+        return _stat_result(s, link)
 
-    def open_read(self, path: str) -> IO[bytes]:
-        # Non-blocking, then checked: an entry that became a FIFO since it was listed would otherwise make
-        # open() wait for a writer that may never come (and a device would be read as data).
+    def open_for_copy(self, path: str) -> OpenedForCopy:
+        # Opened first, then fstat'ed: one call where a stat before the open would be a second; what is no
+        # regular file any more is only looked at, never read.
+        full = self._abs(path)
         try:
-            fd = os.open(self._abs(path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            opened = open_source(full)
         except OSError as exc:
             raise from_oserror(exc, f"{self.uri}: {path}") from None
-        if not st.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise LocationError(f"{self.uri}: {path!r} is not a regular file any more (a FIFO, socket or device "
-                                "replaced it since it was listed); not copied.")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb", buffering=0)
+        if isinstance(opened, SourceFile):
+            return OpenedForCopy(_stat_result(opened.stat), opened, lambda: self.stat(path))
+        if opened is not None and st.S_ISLNK(opened.st_mode):
+            return OpenedForCopy(self.stat(path), None, lambda: self.stat(path))
+        return OpenedForCopy(None if opened is None else _stat_result(opened), None, lambda: self.stat(path))
+
+    def open_read(self, path: str) -> IO[bytes]:
+        full = self._abs(path)
+        try:
+            opened = open_source(full)
+        except OSError as exc:
+            raise from_oserror(exc, f"{self.uri}: {path}") from None
+        if isinstance(opened, SourceFile):
+            return opened
+        if opened is None:
+            raise from_oserror(FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT)), f"{self.uri}: {path}")
+        raise LocationError(f"{self.uri}: {path!r} is not a regular file any more (a FIFO, socket, device or symlink "
+                            "replaced it since it was listed); not copied.")
 
     def sparse_layout(self, fh: IO[bytes]) -> SparseLayout | None:
-        return sparse_layout(fh.fileno())
+        return sparse_layout(fh.fileno(), fh.stat if isinstance(fh, SourceFile) else None)
 
     # -- writing ----------------------------------------------------------------------------------
     def _ensure_dir(self, rel_dir: str) -> None:
@@ -312,7 +324,7 @@ class LocalLocation(Location):
                 raise
             os.close(fd)
 
-    def _apply(self, target: str | int, meta: Metadata, *, follow: bool = True) -> list[str]:
+    def _apply(self, target: str | int, meta: Metadata, *, follow: bool = True, set_mode: bool = True) -> list[str]:
         warnings = []
         if meta.uid is not None or meta.gid is not None:
             try:
@@ -323,7 +335,7 @@ class LocalLocation(Location):
                              follow_symlinks=follow)
             except PermissionError:
                 warnings.append(f"ownership {meta.uid}:{meta.gid} not kept (chown needs root)")
-        if meta.mode is not None and follow:
+        if meta.mode is not None and follow and set_mode:
             if isinstance(target, int):
                 os.fchmod(target, meta.mode)
             else:
@@ -336,44 +348,76 @@ class LocalLocation(Location):
                 os.utime(target, ns=(atime, meta.mtime_ns), follow_symlinks=follow)
         return warnings
 
-    def write(self, path: str, chunks: Iterator[bytes], meta: Metadata, *, tag: str,
+    def write(self, path: str, chunks: Iterator[bytes | Hole], meta: Metadata, *, tag: str,
               before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> Written:
+        writeback = self._writeback()
+
+        def fill(fd: int) -> int:
+            written = 0
+            holes = False
+            for chunk in chunks:
+                if isinstance(chunk, Hole):  # a sparse source's hole stays one: seek, allocate nothing
+                    os.lseek(fd, chunk.size, os.SEEK_CUR)
+                    written += chunk.size
+                    holes = True
+                    continue
+                view = memoryview(chunk)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                    written += n
+                if writeback is not None:
+                    writeback(written, fd)
+            if holes:  # a hole at the end is no write: the size comes from ftruncate
+                os.ftruncate(fd, written)
+            return written
+
+        return self._publish(path, meta, tag, fill, before_commit, overwrite)
+
+    def write_file(self, path: str, fh: IO[bytes], meta: Metadata, *, tag: str, hasher: Any, also: Any = None,
+                   on_chunk: Callable[[int], None] | None = None, size: int | None = None,
+                   before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> Written:
+        if not isinstance(fh, io.FileIO):  # another store's stream: chunk by chunk, as any destination
+            return super().write_file(path, fh, meta, tag=tag, hasher=hasher, also=also, on_chunk=on_chunk, size=size,
+                                      before_commit=before_commit, overwrite=overwrite)
+        writeback = self._writeback()
+        return self._publish(path, meta, tag,
+                             lambda fd: copy_into(fh, fd, size, hasher, also=also, on_chunk=on_chunk, on_progress=writeback),
+                             before_commit, overwrite)
+
+    def _writeback(self) -> Callable[[int, int], None] | None:
+        """With durable writes asked for, a callback that starts the disk writing every
+        :data:`WRITEBACK_EVERY` bytes of a file as it is written (``callback(bytes_so_far, fd)``)."""
+        if not self._early_writeback or _sync_file_range is None:
+            return None
+        flushed = [0]
+
+        def kick(done: int, fd: int) -> None:
+            if done - flushed[0] >= WRITEBACK_EVERY:
+                _sync_file_range(fd, flushed[0], done - flushed[0], SYNC_FILE_RANGE_WRITE)  # asynchronous: returns at once
+                flushed[0] = done
+
+        return kick
+
+    def _publish(self, path: str, meta: Metadata, tag: str, fill: Callable[[int], int],
+                 before_commit: Callable[[int], None] | None, overwrite: bool) -> Written:
+        """Write ``path`` atomically: ``fill(fd)`` writes the temporary (and returns its byte count), the
+        metadata is applied, ``before_commit`` may still refuse it, then it takes its final name."""
         final = self._abs(path)
         self._ensure_dir(os.path.dirname(path))
         tmp = self._temp_for(path, tag)
-        written = 0
         # Created with the kept mode when the umask lets it through unchanged (then no fchmod is needed),
         # else 0600 until fchmod; with the mode not kept, the umask default.
         direct = meta.mode is not None and self._umask is not None and (meta.mode & ~self._umask & 0o777) == meta.mode
         create_mode = meta.mode if direct else (0o600 if meta.mode is not None else 0o666)
-        if direct:
-            meta = dataclasses.replace(meta, mode=None)
         fd = self._open_temp(tmp, create_mode)
         # The flock belongs to the open file description: a duplicate keeps it held past the close of fd
         # (which flushes, as NFS wants before a rename) until the temporary has its final name.
         lock = os.dup(fd)
-        kick = _sync_file_range if self._early_writeback else None
-        flushed = 0
-        holes = False
         try:
             try:
-                for chunk in chunks:
-                    if isinstance(chunk, Hole):  # a sparse source's hole stays one: seek, allocate nothing
-                        os.lseek(fd, chunk.size, os.SEEK_CUR)
-                        written += chunk.size
-                        holes = True
-                        continue
-                    view = memoryview(chunk)
-                    while view:
-                        n = os.write(fd, view)
-                        view = view[n:]
-                        written += n
-                    if kick is not None and written - flushed >= WRITEBACK_EVERY:
-                        kick(fd, flushed, written - flushed, SYNC_FILE_RANGE_WRITE)  # asynchronous: returns at once
-                        flushed = written
-                if holes:  # a hole at the end is no write: the size comes from ftruncate
-                    os.ftruncate(fd, written)
-                self._apply(fd, meta)
+                written = fill(fd)
+                self._apply(fd, meta, set_mode=not direct)
             finally:
                 os.close(fd)
             if before_commit is not None:
@@ -565,15 +609,22 @@ class LocalLocation(Location):
             os.close(fd)
 
 
+def _stat_result(s: os.stat_result, link: str | None = None) -> StatResult:
+    kind = _kind(s.st_mode)
+    return StatResult(kind, s.st_size if kind == FILE else 0, s.st_mtime_ns, s.st_atime_ns, st.S_IMODE(s.st_mode),
+                      s.st_uid, s.st_gid, link, hardlink_id=_hardlink_id(s) if kind == FILE else None)
+
+
 def _hardlink_id(s: os.stat_result) -> str | None:
     """``"<device>:<inode>"`` of a file with more than one name (the names of one file share it)."""
     return f"{s.st_dev}:{s.st_ino}" if s.st_nlink > 1 else None
 
 
-def sparse_layout(fd: int) -> SparseLayout | None:
+def sparse_layout(fd: int, s: os.stat_result | None = None) -> SparseLayout | None:
     """The data ranges of the open file ``fd`` by ``SEEK_DATA``/``SEEK_HOLE``, if it has fewer blocks than
-    its size needs (a file without holes costs one fstat); None where the file system cannot tell."""
-    s = os.fstat(fd)
+    its size needs (a file without holes costs one fstat, none given its ``s``); None where the file
+    system cannot tell."""
+    s = s if s is not None else os.fstat(fd)
     if not st.S_ISREG(s.st_mode) or s.st_blocks * 512 >= s.st_size:
         return None
     data: list[tuple[int, int]] = []

@@ -28,7 +28,7 @@ from airflow_datasync.operators.phases import (
 #: that changed during the copy, a network error, an I/O error on a mount) use the task's retries, each of
 #: which resumes from the shard's journal.
 TRANSFER_RETRY_POLICY = ExceptionRetryPolicy(rules=[
-    RetryRule(exception="airflow_datasync.phases.transfer.PermanentShardError", action=RetryAction.FAIL,
+    RetryRule(exception="airflow_datasync.errors.PermanentShardError", action=RetryAction.FAIL,
               reason="permission denied, a directory in the way or a file gone: retrying cannot help"),
     RetryRule(exception="airflow_datasync.errors.PermissionDeniedError", action=RetryAction.FAIL,
               reason="the credentials were refused (wrong or rotated secret, no permission): retrying cannot help"),
@@ -47,6 +47,7 @@ def sync_task_group(
     options: dict | str | None = None,
     options_from_params: bool = False,
     dry_run: bool = False,
+    resume_execution: str | None = None,
     source_conn_id: str | None = None,
     destination_conn_id: str | None = None,
     sync_task_name: str | None = None,
@@ -82,13 +83,18 @@ def sync_task_group(
     connection ids from there too unless given here. ``dry_run=True`` makes every run a dry run: LAUNCHING
     and PREPARING only, the transfer tasks skipped, a report of what a run would do, nothing written at
     the destination (``dry_run`` in the options or params does the same per run).
+
+    ``resume_execution`` (templated: an execution id of this group, or ``"latest"``) makes a run carry on
+    that execution from its stored plan and shard journals instead of starting one: nothing is listed
+    again and finished entries are skipped (docs/reliability.md#resuming-an-execution). With
+    ``options_from_params=True`` the run's ``resume_execution`` param does the same.
     """
     with TaskGroup(group_id, **group_kwargs) as group:
         launch = SyncLaunchOperator(
             task_id="launch", source=source, destination=destination, options=options,
             source_conn_id=source_conn_id, destination_conn_id=destination_conn_id,
             sync_task_name=sync_task_name, manifest_store=manifest_store, manifest_store_conn_id=manifest_store_conn_id,
-            options_from_params=options_from_params, dry_run=dry_run,
+            options_from_params=options_from_params, dry_run=dry_run, resume_execution=resume_execution,
         )
         prepare = SyncPrepareOperator(task_id="prepare", execution=launch.output)
         transfer = SyncTransferOperator.partial(

@@ -6,24 +6,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator, ExceptionRetryPolicy, RetryAction, RetryRule, conf
 from airflow.sdk.bases.xcom import BaseXCom
 from airflow.sdk.definitions.xcom_arg import PlainXComArg
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from airflow_datasync import engine
 from airflow_datasync.assets import EMIT_ON, asset_event_extra, destination_asset, should_emit
-from airflow_datasync.locations import LocationError
-from airflow_datasync.manifest import ExecutionDir
+from airflow_datasync.errors import LocationError
 from airflow_datasync.operators.links import SyncExecutionLink, SyncShardLink
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.params import options_from_params
-from airflow_datasync.phases.deletion_cap import DeletionCapError
 from airflow_datasync.rendered import parse_rendered
 from airflow_datasync.report_text import format_bytes, format_summary, render
 from airflow_datasync.units import counted
+
+# The engine (pyarrow, numpy, the manifest store) is imported by the execute() that runs it, not here:
+# every parse of a DAG file that uses these operators (the DAG processor's, each task's) would pay it.
+if TYPE_CHECKING:
+    from airflow_datasync.manifest import ExecutionDir
 
 log = logging.getLogger("airflow_datasync")
 XCOM_RETURN_KEY = BaseXCom.XCOM_RETURN_KEY
@@ -62,6 +64,8 @@ def _execution(value: Any) -> ExecutionDir:
         value, conn_id = value.get("execution"), value.get("store_conn_id")
     if not isinstance(value, str) or not value:
         raise AirflowException(f"expected the LAUNCHING task's output (an execution reference), got {value!r}")
+    from airflow_datasync.manifest import ExecutionDir
+
     return ExecutionDir(value, conn_id)
 
 
@@ -96,10 +100,15 @@ class SyncLaunchOperator(BaseOperator):
         connection ids when they are not given here.
     :param dry_run: force a dry run (LAUNCHING and PREPARING only; nothing is written at the destination),
         whatever the options say.
+    :param resume_execution: carry on an execution of this task instead of starting one: its id, or
+        ``"latest"`` (the newest that completed PREPARING). Both locations are checked again, nothing is
+        listed, finished entries are skipped (docs/reliability.md#resuming-an-execution). Templated; with
+        ``options_from_params``, the run's ``resume_execution`` param when this is not given.
     Returns ``{"execution": <dir or s3 URI>, "store_conn_id": ..., "execution_id": ..., "task_name": ...}``.
     """
 
-    template_fields: Sequence[str] = ("source", "destination", "options", "manifest_store", "sync_task_name")
+    template_fields: Sequence[str] = ("source", "destination", "options", "manifest_store", "sync_task_name",
+                                      "resume_execution")
     template_fields_renderers = {"options": "json"}
     ui_color = "#d6eaf8"
     operator_extra_links = (SyncExecutionLink(),)
@@ -108,7 +117,7 @@ class SyncLaunchOperator(BaseOperator):
                  source_conn_id: str | None = None, destination_conn_id: str | None = None,
                  sync_task_name: str | None = None, manifest_store: str | None = None,
                  manifest_store_conn_id: str | None = None, options_from_params: bool = False,
-                 dry_run: bool = False, **kwargs) -> None:
+                 dry_run: bool = False, resume_execution: str | None = None, **kwargs) -> None:
         kwargs.setdefault("retry_policy", LAUNCH_RETRY_POLICY)
         super().__init__(**kwargs)
         self.source, self.destination, self.options = source, destination, options
@@ -116,6 +125,7 @@ class SyncLaunchOperator(BaseOperator):
         self.sync_task_name, self.manifest_store = sync_task_name, manifest_store
         self.manifest_store_conn_id = manifest_store_conn_id
         self.options_from_params, self.dry_run = options_from_params, dry_run
+        self.resume_execution = resume_execution
         if not options_from_params and (source is None or destination is None):
             raise OptionsError(f"{self.task_id}: give source and destination, or options_from_params=True "
                                "to take them from the run's params")
@@ -123,6 +133,8 @@ class SyncLaunchOperator(BaseOperator):
             parse_options(options)  # fail when the DAG is parsed, naming the bad option
 
     def execute(self, context) -> dict[str, Any]:
+        from airflow_datasync import engine
+
         name = self.sync_task_name or f"{self.dag_id}.{self.task_id.rsplit('.', 1)[0]}".replace("/", "_")
         try:
             locations = self._locations(context)
@@ -131,6 +143,7 @@ class SyncLaunchOperator(BaseOperator):
                 engine.LocationSpec(locations["destination"], locations["destination_conn_id"]),
                 self._options(context), task_name=name, store=self.manifest_store,
                 store_conn_id=self.manifest_store_conn_id, airflow=_launched_by(context, self),
+                resume=self._resume(context),
             )
         except (LocationError, OptionsError) as exc:
             context["ti"].xcom_push(key=LAUNCH_ERROR_KEY, value=str(exc))  # the report task repeats it
@@ -148,6 +161,12 @@ class SyncLaunchOperator(BaseOperator):
                 raise OptionsError(f"{name} is missing: pass {name}= to the task group or set the {name!r} param "
                                    f"(got {found[name]!r})")
         return {name: value or None for name, value in found.items()}
+
+    def _resume(self, context) -> str | None:
+        """The execution to resume: the argument, else (options_from_params) the run's param; None: a new one."""
+        if self.resume_execution is not None or not self.options_from_params:
+            return self.resume_execution
+        return (context.get("params") or {}).get("resume_execution")
 
     def _options(self, context) -> TaskOptions:
         """The options argument, with the run's params over it (options_from_params), and dry_run forced."""
@@ -235,6 +254,9 @@ class SyncPrepareOperator(_ExecutionOperator):
     ui_color = "#d1f2eb"
 
     def execute(self, context) -> list[dict[str, Any]]:
+        from airflow_datasync import engine
+        from airflow_datasync.phases.deletion_cap import DeletionCapError
+
         max_shards = conf.getint("core", "max_map_length", fallback=1024)
         try:
             return engine.prepare(_execution(self.execution), max_shards=max_shards)
@@ -269,6 +291,8 @@ class SyncTransferOperator(BaseOperator):
         return f"shard {shard.get('shard', '?')} · {entries} · {format_bytes(shard.get('bytes') or 0)}"
 
     def execute(self, context) -> dict[str, Any]:
+        from airflow_datasync import engine
+
         shard = self.shard
         context["shard_label"] = self.shard_label  # for templates written as "{{ shard_label }}"
         execution = _execution(shard)
@@ -290,6 +314,8 @@ class SyncFinalizeOperator(_AfterShardsOperator):
     ui_color = "#fcf3cf"
 
     def execute(self, context) -> dict[str, Any]:
+        from airflow_datasync import engine
+
         return engine.finalize(self._prepared(context, "FINALIZE"))  # a dry run's: nothing done, says so
 
 
@@ -302,6 +328,8 @@ class SyncVerifyOperator(_AfterShardsOperator):
     ui_color = "#e8daef"
 
     def execute(self, context) -> dict[str, Any]:
+        from airflow_datasync import engine
+
         summary = engine.verify(self._prepared(context, "VERIFYING"))  # a dry run's: nothing verified, says so
         if summary.get("failed"):
             log.error("VERIFYING found %s, e.g. %s", counted(summary["failed"], "mismatch", "mismatches"), summary["examples"][:3])
@@ -355,6 +383,8 @@ class SyncReportOperator(_AfterShardsOperator):
             raise AirflowFailException(
                 "LAUNCHING failed, so no execution was created and there is nothing to report: "
                 + (reason or f"see the log of {self.launch_task_id or 'the launch task'} for why"))
+        from airflow_datasync import engine
+
         summary = engine.report(_execution(execution))
         log.info("execution report\n%s", render(summary))
         context["ti"].xcom_push(key="summary", value=summary)

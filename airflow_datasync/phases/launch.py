@@ -15,6 +15,7 @@ from typing import Any
 from airflow_datasync.locations import Location, LocationError, open_location
 from airflow_datasync.manifest import ExecutionDir, check_store, create_execution_dir, utcnow
 from airflow_datasync.options import TaskOptions
+from airflow_datasync.phases import resume as resuming
 from airflow_datasync.uri import redact_uri
 
 log = logging.getLogger("airflow_datasync")
@@ -58,7 +59,7 @@ def opened(execution: ExecutionDir) -> Iterator[tuple[dict[str, Any], Location, 
 
 def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions | dict | None = None, *,
            task_name: str = "datasync", store: str | None = None, store_conn_id: str | None = None,
-           airflow: dict[str, Any] | None = None) -> ExecutionDir:
+           airflow: dict[str, Any] | None = None, resume: str | None = None) -> ExecutionDir:
     """Validate both locations and the options, allocate an execution and write its record.
 
     ``airflow`` names the task instance that launched it (``dag_id``, ``run_id``, ``task_id``, ``group_id``,
@@ -70,7 +71,11 @@ def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions
     The manifest store is checked as a location is (it exists, lists, takes a probe), after the source
     and before the destination, so that a store that cannot hold the execution's record fails before
     anything is created at the destination.
-    The default store is created with its parents; a store given here only under an existing parent."""
+    The default store is created with its parents; a store given here only under an existing parent.
+
+    ``resume`` (an execution id of ``task_name``, or ``"latest"``): check both locations as for a new
+    execution, then hand out that execution instead, to carry on from its plan and journals without
+    listing again (phases/resume.py); its own recorded options apply."""
     if not isinstance(options, TaskOptions):
         options = TaskOptions.from_dict(options)
     with source.open() as src, destination.open() as dst:
@@ -84,7 +89,12 @@ def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions
         # The store after the source (a bad source creates no store directory), before dst.check() (a store
         # that cannot take the record creates no destination folder either).
         check_store(store or DEFAULT_STORE, store_conn_id, create_parents=store is None)
+        resumed = None if resuming.wanted(resume) is None else resuming.resumable_execution(
+            store or DEFAULT_STORE, store_conn_id, task_name, resuming.wanted(resume), source.to_dict(),
+            destination.to_dict())
         destination_exists = dst.check(writable=True, dry_run=options.dry_run)
+        if resumed is not None:
+            return resuming.record_resume(resumed, airflow)
         execution = create_execution_dir(store or DEFAULT_STORE, task_name, store_conn_id)
         execution.write_json(execution.launch, {
             "execution_id": execution.execution_id, "task_name": task_name, "status": "LAUNCHING",

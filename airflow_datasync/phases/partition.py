@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -36,35 +37,41 @@ def plan_partitioned(execution: ExecutionDir, src: Location, dst: Location, opti
     log.info("PREPARING %s: planning in %d partitions", execution.execution_id, parts)
     by_top = dst.capabilities.case_insensitive
     est: dict[str, int] = {}
-    sizes: list[np.ndarray] = []
     errors: list[pa.Table] = []
     with execution.scratch("prepare") as scratch, execution.sink(execution.manifest, MANIFEST_SCHEMA) as out:
         src_parts = _split(execution, execution.source_listing, f"{scratch}/source", parts, by_top)
         dst_parts = _split(execution, execution.destination_listing, f"{scratch}/destination", parts, by_top)
         work_parts = [f"{scratch}/work-{i:05d}.arrow" for i in range(parts)]
+        # Each partition's cut bytes (8 per work row) go to scratch, not memory: the cut reads them back
+        # a partition at a time, so memory stays flat however many entries (issue 15: 10 million).
+        size_parts = [f"{scratch}/sizes-{i:05d}.npy" for i in range(parts)]
         # A directory's children hash to other partitions: which ones could not be listed is known globally.
         errors_only = execution.read_table(execution.source_listing, LISTING_SCHEMA, filters=[("error", "!=", "")])
         unlisted = planning.unlisted_dirs(errors_only)
-        for src_part, dst_part, work_part in zip(src_parts, dst_parts, work_parts):
+        for src_part, dst_part, work_part, size_part in zip(src_parts, dst_parts, work_parts, size_parts):
             part_est, part_sizes, part_errors = _plan_part(src_part, dst_part, work_part, out, options, src, dst,
                                                            unlisted, links)
             # Hand the partition's freed memory back: the allocator would otherwise keep some of each
             # partition's and the peak would creep up with the partition count.
             pa.default_memory_pool().release_unused()
             est = {key: est.get(key, 0) + value for key, value in part_est.items()}
-            sizes.append(part_sizes)
+            np.save(size_part, part_sizes)
             errors.append(part_errors)
         out.write(pa.concat_tables(errors).sort_by("path"))
         del errors
-        all_sizes = np.concatenate(sizes)
-        ids, shard_plan = planning.cut_shards(all_sizes, options.files_per_shard, options.bytes_per_shard, limit)
-        offset = 0
-        for work_part in work_parts:
+
+        def sizes() -> Iterator[np.ndarray]:
+            return (np.load(path) for path in size_parts)
+
+        shard_plan = planning.fit_shard_bounds(sizes, options.files_per_shard, options.bytes_per_shard, limit)
+        cutter = planning.ShardCutter(shard_plan.files_per_shard, shard_plan.bytes_per_shard)
+        totals = _ShardTotals(shard_plan.count)
+        for work_part, part_sizes in zip(work_parts, sizes()):
             rows = read_scratch(work_part)
-            shard = pa.array(ids[offset:offset + rows.num_rows], pa.int32())
-            out.write(rows.set_column(rows.schema.get_field_index("shard"), "shard", shard))
-            offset += rows.num_rows
-    return shard_plan, est, _descriptors_of(execution, ids, all_sizes)
+            ids = cutter.cut(part_sizes)
+            totals.add(ids, part_sizes)
+            out.write(rows.set_column(rows.schema.get_field_index("shard"), "shard", pa.array(ids, pa.int32())))
+    return shard_plan, est, totals.descriptors(execution)
 
 
 def _plan_part(src_part: str, dst_part: str, work_part: str, out: ParquetSink, options: TaskOptions,
@@ -111,12 +118,22 @@ def _partition_of(paths: pa.Array, parts: int, by_top: bool) -> np.ndarray:
     return np.fromiter(map(hash, paths.to_pylist()), dtype=np.int64, count=len(paths)) % parts
 
 
-def _descriptors_of(execution: ExecutionDir, ids: np.ndarray, sizes: np.ndarray) -> list[dict[str, Any]]:
-    """:func:`prepare._shard_descriptors` from the shard id and cut bytes of each work row (ids ascending)."""
-    if len(ids) == 0:
-        return []
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    files = np.diff(np.r_[starts, len(ids)])
-    nbytes = np.add.reduceat(sizes, starts)
-    return [{**execution.ref(), "shard": int(ids[s]), "files": int(c), "bytes": int(b)}
-            for s, c, b in zip(starts, files, nbytes)]
+class _ShardTotals:
+    """Files and cut bytes per shard, summed over the work rows as the cut assigns them (ids ascending)."""
+
+    def __init__(self, count: int) -> None:
+        self.files = np.zeros(count, dtype=np.int64)
+        self.bytes = np.zeros(count, dtype=np.int64)
+
+    def add(self, ids: np.ndarray, sizes: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        shards = ids[starts]
+        self.files[shards] += np.diff(np.r_[starts, len(ids)])
+        self.bytes[shards] += np.add.reduceat(sizes, starts)
+
+    def descriptors(self, execution: ExecutionDir) -> list[dict[str, Any]]:
+        """:func:`prepare._shard_descriptors`, one per shard that holds a row."""
+        return [{**execution.ref(), "shard": int(s), "files": int(self.files[s]), "bytes": int(self.bytes[s])}
+                for s in np.flatnonzero(self.files)]

@@ -24,6 +24,7 @@ from airflow_datasync.phases.hints import execution_hints, previous_execution
 from airflow_datasync.phases.launch import opened
 from airflow_datasync.phases.leftovers import clean_destination
 from airflow_datasync.phases.partition import plan_partitioned
+from airflow_datasync.phases.resume import stored_shards
 from airflow_datasync.progress import Progress
 from airflow_datasync.units import counted, entries
 
@@ -62,7 +63,13 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
     """Scan both sides, write the manifest, cut shards; return the shard descriptors for XCom.
 
     A dry run plans the same way (the manifest says what a run would do, shard by shard) but returns no
-    shards, so that nothing is transferred."""
+    shards, so that nothing is transferred.
+
+    An execution planned already (a cleared PREPARING, a resumed execution) is never listed or planned
+    again: its stored plan's shards are handed out (phases/resume.py), which its journals index into."""
+    stored = stored_shards(execution)
+    if stored is not None:
+        return stored
     t0 = time.monotonic()
     started = utcnow()
     with opened(execution) as (record, src, dst, options):

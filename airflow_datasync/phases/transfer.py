@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_datasync import checksum
-from airflow_datasync.errors import is_retryable
+from airflow_datasync.errors import PermanentShardError, ShardFailedError, is_retryable
 from airflow_datasync.locations.base import (
     DIR,
     FILE,
@@ -57,15 +57,6 @@ class SourceChangedError(Exception):
     def __init__(self, message: str, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
-
-
-class ShardFailedError(Exception):
-    """Some entries of a shard failed; the per-file results are written. Retrying the task retries only those."""
-
-
-class PermanentShardError(ShardFailedError):
-    """Every failure of the shard is one a retry cannot fix (permission denied, a directory in the way,
-    a file gone from the source): the task fails at once instead of burning its retries."""
 
 
 def metadata_for(row: dict[str, Any] | StatResult, options: TaskOptions, owners: OwnerMap | None = None) -> Metadata:
@@ -275,9 +266,12 @@ class ShardCopier:
         with fh:
             meta = meta_for(read_stat)
             layout = self.src.sparse_layout(fh) if self.sparse else None
-            chunks = (checksum.stream(fh, hasher, on_chunk=counted, also=md5) if layout is None else
-                      checksum.sparse_stream(fh, layout, hasher, on_chunk=counted, on_hole=skipped, also=md5))
-            written = self.dst.write(path, chunks, meta, tag=self.tag, before_commit=check, overwrite=overwrite)
+            if layout is None:  # the destination moves the bytes as it can (a file system: inside the kernel)
+                written = self.dst.write_file(path, fh, meta, tag=self.tag, hasher=hasher, also=md5, on_chunk=counted,
+                                              size=read_stat.size, before_commit=check, overwrite=overwrite)
+            else:
+                chunks = checksum.sparse_stream(fh, layout, hasher, on_chunk=counted, on_hole=skipped, also=md5)
+                written = self.dst.write(path, chunks, meta, tag=self.tag, before_commit=check, overwrite=overwrite)
         return read_as({"bytes_written": written.size, "checksum_algo": checksum.ALGO,
                         "src_checksum": hasher.hexdigest(), "src_md5": md5.hexdigest() if md5 is not None else None,
                         "mtime_written": meta.mtime_ns}), written

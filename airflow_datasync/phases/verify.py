@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_datasync import checksum, plan
-from airflow_datasync.locations.base import FILE, LISTING_SCHEMA, SYMLINK, Location, LocationError, ScanHints
+from airflow_datasync.locations.base import FILE, LISTING_SCHEMA, Location, LocationError, ScanHints
 from airflow_datasync.manifest import MANIFEST_SCHEMA, VERIFY_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.phases import hardlinks
@@ -27,6 +27,7 @@ from airflow_datasync.phases.hints import execution_hints
 from airflow_datasync.phases.launch import opened
 from airflow_datasync.phases.outcome import transfer_outcome
 from airflow_datasync.phases.transfer import run_parallel
+from airflow_datasync.phases.verify_listings import split_by_listings
 from airflow_datasync.progress import Progress
 from airflow_datasync.units import entries
 
@@ -100,31 +101,19 @@ def _by_listed_md5s(dst: Location, todo: list[dict[str, Any]], progress: Progres
     return done, rest
 
 
-def _check_entry(src: Location, dst: Location, row: dict[str, Any], options: TaskOptions, progress: Progress) -> dict[str, Any]:
-    path, kind = row["path"], row["type"]
-    progress.add(1, row["size"] if kind == FILE and row["size"] else 0)
-    if row["dst_type"] is None:
-        return _row(path, "MISSING", error=f"{path}: in the source but missing at the destination")
-    if row["dst_type"] != kind:
-        return _row(path, "MISMATCH", error=f"{path}: {kind} at the source, {row['dst_type']} at the destination")
-    if kind == SYMLINK:
-        if row["link_target"] != row["dst_link_target"]:
-            return _row(path, "MISMATCH", error=f"{path}: symlink target {row['link_target']!r} ≠ {row['dst_link_target']!r}")
-        return _row(path, "VERIFIED")
-    if kind != FILE:
-        return _row(path, "VERIFIED")
-    if row["size"] != row["dst_size"]:
-        return _row(path, "MISMATCH", error=f"{path}: size {row['size']} at the source, {row['dst_size']} at the destination")
-    if options.Mtime == "PRESERVE" and row["mtime_ns"] != row["dst_mtime_ns"]:
-        return _row(path, "MISMATCH", error=f"{path}: mtime differs between source and destination")
-    dst_md5 = checksum.md5_of_etag(row.get("dst_etag"))
+def _check_content(src: Location, dst: Location, row: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """The content check of a file the listings agree on (see :func:`verify_listings.split_by_listings`)."""
+    path = row["path"]
+    progress.add(1, row["size"] or 0)
+    dst_md5 = checksum.md5_of_etag(row["dst_etag"])
     if dst_md5 is not None:
         # The destination's listed ETag is the server's MD5 of its bytes: compare it with the source's MD5
-        # (its own listed ETag on an object store, else read) instead of a HEAD per object.
+        # (its own listed ETag on an object store, the one this execution's copy took, else read) instead of
+        # a HEAD per object.
         try:
             # A source that lists no MD5 as its ETag is read for one, unless it keeps a checksum of its own
             # (an S3 multipart object's CRC64NVME): comparing those costs a HEAD, not a whole read.
-            src_md5 = checksum.md5_of_etag(row.get("etag"))
+            src_md5 = checksum.md5_of_etag(row["etag"]) or row["copied_md5"]
             if src_md5 is None and not src.capabilities.native_checksums:
                 src_md5 = _md5(src, path)
         except (OSError, LocationError) as exc:  # a backend's vocabulary error, or a local OSError
@@ -132,7 +121,7 @@ def _check_entry(src: Location, dst: Location, row: dict[str, Any], options: Tas
         if src_md5 == dst_md5:
             return _row(path, "VERIFIED", src_md5, dst_md5, algo="md5-etag")
     try:
-        a, b = _hash(src, path), _hash(dst, path)
+        a, b = row["copied_checksum"] or _hash(src, path), _hash(dst, path)
     except (OSError, LocationError) as exc:  # a backend's vocabulary error, or a local OSError
         return _row(path, "ERROR", error=f"{path}: cannot read: {_why(exc)}")
     if a != b:
@@ -223,11 +212,15 @@ def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, option
         destination = destination.filter(pc.invert(pc.is_in(destination["path"], value_set=not_verified)))
     dest = destination.select(["path", "type", "size", "mtime_ns", "link_target", "etag"])
     dest = dest.rename_columns(["path", "dst_type", "dst_size", "dst_mtime_ns", "dst_link_target", "dst_etag"])
-    joined = source.join(dest, keys="path", join_type="left outer").sort_by("path")
-    todo = joined.to_pylist()
-    progress = Progress("verifying all entries", len(todo))
-    rows = run_parallel(lambda r: _check_entry(src, dst, r, options, progress), todo, options.verify_workers(src, dst),
-                        "verify")
+    joined = source.join(dest, keys="path", join_type="left outer")
+    # The listings decide most entries in Arrow; Python runs per file only to compare contents.
+    rows, files, decided_bytes = split_by_listings(joined, execution.shard_results(),
+                                                   compare_mtime=options.Mtime == "PRESERVE")
+    progress = Progress("verifying all entries", joined.num_rows)
+    progress.add(len(rows), decided_bytes)
+    rows += run_parallel(lambda r: _check_content(src, dst, r, progress), files.to_pylist(),
+                         options.verify_workers(src, dst), "verify")
+    rows.sort(key=lambda r: r["path"])
     if options.preserve_hard_links and dst.capabilities.hard_links:  # every name of a source file is one file there
         rows = _check_links(dst, hardlinks.group_pairs(source), {r["path"]: r for r in rows})
     if options.PreserveDeletedFiles == "REMOVE":
