@@ -111,6 +111,8 @@ class SentHeader:
         return 64 + len(self.body())
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy/pickle probing a half-made object: not the structure's to answer
+            raise AttributeError(name)
         return getattr(self.structure(), name)
 
 
