@@ -37,7 +37,6 @@ from tests.packaging.compose_checks import (
     service_env,
     worker_services,
 )
-
 from tests.packaging.compose_schema import COMPOSE_SCHEMA as SCHEMA
 
 
