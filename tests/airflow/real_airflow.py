@@ -1,7 +1,8 @@
 """A real Airflow for tests: api-server, scheduler (LocalExecutor), dag-processor and triggerer on a private
 AIRFLOW_HOME with its own SQLite DB, all on 127.0.0.1 (servers that offer it skip their log server).
 
-Shared by tests/airflow/test_real_triggerer.py and tests/faults/test_airflow_faults.py. The DB is read with
+Shared by tests/airflow/test_real_triggerer.py, tests/airflow/test_real_clear_resume.py and
+tests/faults/test_airflow_faults.py. The DB is read with
 sqlite3, not through the test process's Airflow (configured for the session DB)."""
 
 from __future__ import annotations

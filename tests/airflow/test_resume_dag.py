@@ -4,7 +4,8 @@ requests of the S3 source, counted in this process, where dag.test() runs the ta
 
 dag.test() clears a whole run before it starts it, so it cannot clear only a run's shards: that path is
 tested at the engine level (tests/engine/test_engine_resume.py: a PREPARING run again hands out the stored
-plan without listing; the shards resume from their journals as retries do)."""
+plan without listing; the shards resume from their journals as retries do) and with a real scheduler
+clearing a failed run's shards through the REST API (tests/airflow/test_real_clear_resume.py)."""
 
 from __future__ import annotations
 
