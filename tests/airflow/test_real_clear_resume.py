@@ -56,7 +56,7 @@ def test_clearing_a_failed_runs_shards_resumes_from_the_journals_without_listing
             (src / name).write_bytes(data)
         airflow.wait_for("the DAG parsed", lambda: airflow.query("SELECT 1 FROM dag WHERE dag_id = ?", DAG_ID))
         airflow.cli("dags", "trigger", DAG_ID)
-        assert airflow.wait_for("the first run to end", lambda: run_state(airflow)) == "failed", tries(airflow)
+        assert airflow.wait_for("the first run to end", lambda: run_state(airflow), limit=600) == "failed", tries(airflow)
         first = tries(airflow)
         failed_shards = [m for (t, m), (_, s) in first.items() if t == "sync.transfer" and s == "failed"]
         shards = [m for (t, m) in first if t == "sync.transfer"]
@@ -77,7 +77,7 @@ def test_clearing_a_failed_runs_shards_resumes_from_the_journals_without_listing
             "dry_run": False})
         assert {ti["task_id"] for ti in cleared["task_instances"]} == set(CLEARED), cleared
         # The clear reset the run to queued before it answered, so the next end seen is the cleared run's.
-        assert airflow.wait_for("the cleared run to end", lambda: run_state(airflow)) == "success", (
+        assert airflow.wait_for("the cleared run to end", lambda: run_state(airflow), limit=600) == "success", (
             tries(airflow), airflow.logs())
 
         second = tries(airflow)
