@@ -50,7 +50,7 @@ $(AZURITE): tests/azurite/package.json tests/azurite/package-lock.json
 
 azurite: $(AZURITE)
 
-test: setup samba chromium azurite
+test: setup samba chromium azurite fuse-mount
 	$(PY) -m ruff check .
 	$(PY) -m pytest -x -q
 
@@ -79,7 +79,7 @@ bytecode: setup
 	$(PY) -m compileall -q -j 0 airflow_datasync >/dev/null
 
 # The mounted-file-system rows (bench/mounts.py, issue 16): libfuse 3 and mfusepy for bench/delayed_fs.py, in
-# a venv of their own under bench/work (never the project's locked .venv).
+# a venv of their own under bench/work (never the project's locked .venv); make test runs the rows once (tests/bench).
 fuse-mount: setup
 	@command -v fusermount3 >/dev/null || (apt-get update && apt-get install -y --no-install-recommends fuse3)
 	@test -x bench/work/fuse-venv/bin/python || ($(UV) venv -q --python $(PY) bench/work/fuse-venv && \
