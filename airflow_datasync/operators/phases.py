@@ -21,6 +21,7 @@ from airflow_datasync.operators.links import SyncExecutionLink, SyncShardLink
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.params import options_from_params
 from airflow_datasync.phases.deletion_cap import DeletionCapError
+from airflow_datasync.phases.key_space import partitions_file
 from airflow_datasync.rendered import parse_rendered
 from airflow_datasync.report_text import format_bytes, format_summary, render
 from airflow_datasync.units import counted
@@ -29,6 +30,8 @@ log = logging.getLogger("airflow_datasync")
 XCOM_RETURN_KEY = BaseXCom.XCOM_RETURN_KEY
 #: XCom key under which LAUNCHING leaves the reason it refused an execution (the report task shows it).
 LAUNCH_ERROR_KEY = "launch_error"
+#: XCom key under which LAUNCHING leaves the partitions of PREPARING (``[{"execution", "partition", ...}]``).
+PARTITIONS_KEY = "partitions"
 
 
 def _is_templated(value: Any) -> bool:
@@ -135,6 +138,10 @@ class SyncLaunchOperator(BaseOperator):
         except (LocationError, OptionsError) as exc:
             context["ti"].xcom_push(key=LAUNCH_ERROR_KEY, value=str(exc))  # the report task repeats it
             raise AirflowFailException(f"LAUNCHING failed: {exc}") from exc  # bad input: retrying will not help
+        # What the mapped PREPARING tasks expand over: one small descriptor per partition (their names stay in the store).
+        count = (execution.read_json(partitions_file(execution)) or {}).get("count", 1)
+        context["ti"].xcom_push(key=PARTITIONS_KEY, value=[{**execution.ref(), "partition": i, "partitions": count}
+                                                          for i in range(count)])
         return {**execution.ref(), "execution_id": execution.execution_id, "task_name": name}
 
     def _locations(self, context) -> dict[str, str | None]:
@@ -224,12 +231,38 @@ class _AfterShardsOperator(_ExecutionOperator):
         return execution
 
 
+class SyncPreparePartitionOperator(BaseOperator):
+    """PREPARING of one partition (map it with ``.expand(partition=launch.output["partitions"])``): list
+    the partition's top-level names on both sides and plan them; for an execution in one partition, list
+    both whole trees. Safe to retry: it lists its partition again. Returns a small summary.
+    """
+
+    template_fields: Sequence[str] = ("partition",)
+    ui_color = "#d1f2eb"
+    operator_extra_links = (SyncExecutionLink(),)
+
+    def __init__(self, *, partition: dict[str, Any], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.partition = partition
+
+    @property
+    def partition_label(self) -> str:
+        """``partition 2 of 8``: the mapped instance's label (its map_index_template)."""
+        part = self.partition if isinstance(self.partition, dict) else {}
+        return f"partition {part.get('partition', '?')} of {part.get('partitions', '?')}"
+
+    def execute(self, context) -> dict[str, Any]:
+        part = self.partition
+        return engine.prepare_partition(_execution(part), int(part["partition"]))
+
+
 class SyncPrepareOperator(_ExecutionOperator):
-    """PREPARING: scan both sides, write the Parquet manifest, cut it into shards.
+    """PREPARING: plan what the partition tasks listed into the Parquet manifest, cut it into shards.
 
     Returns a list of shard descriptors ``{"execution", "shard", "files", "bytes"}`` to map TRANSFERRING over.
-    The number of shards never exceeds Airflow's ``[core] max_map_length``. A plan the deletion cap
-    refuses fails the task at once, without retries (the report names the counts and the option).
+    The number of shards never exceeds Airflow's ``[core] max_map_length`` (shards of all partitions are
+    cut together). A plan the deletion cap refuses fails the task at once, without retries (the report
+    names the counts and the option). Lists what no partition task listed (used without them: everything).
     """
 
     ui_color = "#d1f2eb"

@@ -15,6 +15,7 @@ from typing import Any
 from airflow_datasync.locations import Location, LocationError, open_location
 from airflow_datasync.manifest import ExecutionDir, check_store, create_execution_dir, utcnow
 from airflow_datasync.options import TaskOptions
+from airflow_datasync.phases.key_space import partition_key_space, previous_entries
 from airflow_datasync.uri import redact_uri
 
 log = logging.getLogger("airflow_datasync")
@@ -70,7 +71,9 @@ def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions
     The manifest store is checked as a location is (it exists, lists, takes a probe), after the source
     and before the destination, so that a store that cannot hold the execution's record fails before
     anything is created at the destination.
-    The default store is created with its parents; a store given here only under an existing parent."""
+    The default store is created with its parents; a store given here only under an existing parent.
+
+    Last, the key space is partitioned for PREPARING (``partitions.json``, see phases/key_space.py)."""
     if not isinstance(options, TaskOptions):
         options = TaskOptions.from_dict(options)
     with source.open() as src, destination.open() as dst:
@@ -86,13 +89,17 @@ def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions
         check_store(store or DEFAULT_STORE, store_conn_id, create_parents=store is None)
         destination_exists = dst.check(writable=True, dry_run=options.dry_run)
         execution = create_execution_dir(store or DEFAULT_STORE, task_name, store_conn_id)
-        execution.write_json(execution.launch, {
+        record = {
             "execution_id": execution.execution_id, "task_name": task_name, "status": "LAUNCHING",
             "launched_at": utcnow(),
             "source": source.to_dict(), "destination": destination.to_dict(), "options_dict": _options_for_record(options),
             # False only for a dry run towards a missing folder that a real run would create.
             "airflow": airflow, "destination_exists": destination_exists is not False,
-        })
+        }
+        execution.write_json(execution.launch, record)
+        # After launch.json: the partitions of "auto" follow the last execution with the same record.
+        previous = previous_entries(execution, record) if options.prepare_partitions == "auto" else None
+        partition_key_space(execution, src, dst, options, record["destination_exists"], previous)
         log.info("LAUNCHING %s: %s → %s%s", execution.execution_id, redact_uri(source.uri), redact_uri(destination.uri),
                  " (dry run: nothing is written at the destination)" if options.dry_run else "")
         return execution
