@@ -30,8 +30,6 @@ log = logging.getLogger("airflow_datasync")
 XCOM_RETURN_KEY = BaseXCom.XCOM_RETURN_KEY
 #: XCom key under which LAUNCHING leaves the reason it refused an execution (the report task shows it).
 LAUNCH_ERROR_KEY = "launch_error"
-#: XCom key under which LAUNCHING leaves the partitions of PREPARING (``[{"execution", "partition", ...}]``).
-PARTITIONS_KEY = "partitions"
 
 
 def _is_templated(value: Any) -> bool:
@@ -134,14 +132,11 @@ class SyncLaunchOperator(BaseOperator):
                 engine.LocationSpec(locations["destination"], locations["destination_conn_id"]),
                 self._options(context), task_name=name, store=self.manifest_store,
                 store_conn_id=self.manifest_store_conn_id, airflow=_launched_by(context, self),
+                max_partitions=conf.getint("core", "max_map_length", fallback=1024),
             )
         except (LocationError, OptionsError) as exc:
             context["ti"].xcom_push(key=LAUNCH_ERROR_KEY, value=str(exc))  # the report task repeats it
             raise AirflowFailException(f"LAUNCHING failed: {exc}") from exc  # bad input: retrying will not help
-        # What the mapped PREPARING tasks expand over: one small descriptor per partition (their names stay in the store).
-        count = (execution.read_json(partitions_file(execution)) or {}).get("count", 1)
-        context["ti"].xcom_push(key=PARTITIONS_KEY, value=[{**execution.ref(), "partition": i, "partitions": count}
-                                                          for i in range(count)])
         return {**execution.ref(), "execution_id": execution.execution_id, "task_name": name}
 
     def _locations(self, context) -> dict[str, str | None]:
@@ -231,8 +226,22 @@ class _AfterShardsOperator(_ExecutionOperator):
         return execution
 
 
+class SyncPartitionsOperator(_ExecutionOperator):
+    """The partitions LAUNCHING made, as the list the PREPARING tasks are mapped over (Airflow maps only
+    over a task's return value, and LAUNCHING's is the execution reference): one small descriptor
+    ``{"execution", "store_conn_id", "partition", "partitions"}`` per partition, their names staying in
+    the store. Reads one small file; touches no location."""
+
+    ui_color = "#d6eaf8"
+
+    def execute(self, context) -> list[dict[str, Any]]:
+        execution = _execution(self.execution)
+        count = (execution.read_json(partitions_file(execution)) or {}).get("count", 1)
+        return [{**execution.ref(), "partition": i, "partitions": count} for i in range(count)]
+
+
 class SyncPreparePartitionOperator(BaseOperator):
-    """PREPARING of one partition (map it with ``.expand(partition=launch.output["partitions"])``): list
+    """PREPARING of one partition (map it with ``.expand(partition=partitions.output)``): list
     the partition's top-level names on both sides and plan them; for an execution in one partition, list
     both whole trees. Safe to retry: it lists its partition again. Returns a small summary.
     """

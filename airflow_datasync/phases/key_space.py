@@ -81,10 +81,12 @@ def group_names(source: list[tuple[str, bool]], destination: list[tuple[str, boo
 
 
 def partition_key_space(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions,
-                        destination_exists: bool, previous_entries: int | None) -> dict[str, Any]:
+                        destination_exists: bool, previous_entries: int | None,
+                        max_partitions: int | None = None) -> dict[str, Any]:
     """Decide the partitions of an execution and record them in ``partitions.json`` (the name lists stay in
-    the store; XCom carries only their indexes). Returns the record: ``count``, and ``reason`` for one."""
-    wanted = wanted_partitions(options, previous_entries)
+    the store; XCom carries only their indexes). Returns the record: ``count``, and ``reason`` for one.
+    ``max_partitions``: Airflow's ``[core] max_map_length`` (it refuses to map over a longer list)."""
+    wanted = min(wanted_partitions(options, previous_entries), max_partitions or 2**31)
     reason = single_reason(options, src, dst, destination_exists) if wanted > 1 else None
     if wanted <= 1 or reason is not None:
         record: dict[str, Any] = {"count": 1, "partitions": None, "wanted": wanted, "reason": reason}

@@ -59,7 +59,7 @@ def opened(execution: ExecutionDir) -> Iterator[tuple[dict[str, Any], Location, 
 
 def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions | dict | None = None, *,
            task_name: str = "datasync", store: str | None = None, store_conn_id: str | None = None,
-           airflow: dict[str, Any] | None = None) -> ExecutionDir:
+           airflow: dict[str, Any] | None = None, max_partitions: int | None = None) -> ExecutionDir:
     """Validate both locations and the options, allocate an execution and write its record.
 
     ``airflow`` names the task instance that launched it (``dag_id``, ``run_id``, ``task_id``, ``group_id``,
@@ -73,7 +73,8 @@ def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions
     anything is created at the destination.
     The default store is created with its parents; a store given here only under an existing parent.
 
-    Last, the key space is partitioned for PREPARING (``partitions.json``, see phases/key_space.py)."""
+    Last, the key space is partitioned for PREPARING (``partitions.json``, see phases/key_space.py), in at
+    most ``max_partitions`` (Airflow's ``[core] max_map_length``: the PREPARING tasks are mapped)."""
     if not isinstance(options, TaskOptions):
         options = TaskOptions.from_dict(options)
     with source.open() as src, destination.open() as dst:
@@ -99,7 +100,7 @@ def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions
         execution.write_json(execution.launch, record)
         # After launch.json: the partitions of "auto" follow the last execution with the same record.
         previous = previous_entries(execution, record) if options.prepare_partitions == "auto" else None
-        partition_key_space(execution, src, dst, options, record["destination_exists"], previous)
+        partition_key_space(execution, src, dst, options, record["destination_exists"], previous, max_partitions)
         log.info("LAUNCHING %s: %s → %s%s", execution.execution_id, redact_uri(source.uri), redact_uri(destination.uri),
                  " (dry run: nothing is written at the destination)" if options.dry_run else "")
         return execution

@@ -65,7 +65,8 @@ def _scan_whole(execution: ExecutionDir, record: dict[str, Any], src: Location, 
     # unfinished uploads), removed before this execution writes, or only counted in a dry run.
     leftovers = clean_destination(execution, dst, dry_run=options.dry_run) \
         if record.get("destination_exists", True) else None
-    return {"source_entries": src_count, "destination_entries": dst_count, "leftovers": leftovers}
+    return {"source_entries": src_count, "destination_entries": dst_count, "leftovers": leftovers,
+            "names": None, "manifest_rows": None}  # planned by prepare(), not here
 
 
 def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[dict[str, Any]]:

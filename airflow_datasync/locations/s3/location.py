@@ -198,16 +198,18 @@ class S3Location(Location):
 
     def _under_pages(self, under: Collection[str]) -> Iterator[list[dict[str, Any]]]:
         """The ListObjectsV2 pages of the keys a scan ``under`` these top-level names lists: the objects
-        named so directly below the prefix (from one delimited listing), then every key below each name."""
-        plen, token = len(self.prefix), None
+        named so directly below the prefix (from one delimited listing), then every key below each name
+        that listing shows as a common prefix (a name that is only a file here costs no request)."""
+        plen, token, below = len(self.prefix), None, []
         while True:
             page = self.transport.list_page(self.bucket, self.prefix, token, delimiter="/")
             yield [c for c in page.contents if c["Key"][plen:].rstrip("/") in under]
+            below += [sub for sub in page.prefixes if sub[plen:].rstrip("/") in under]
             if page.next_token is None:
                 break
             token = page.next_token
-        for name in sorted(under):
-            yield from self._pages(f"{self.prefix}{name}/")
+        for sub in sorted(below):
+            yield from self._pages(sub)
 
     def scan(self, batch_size: int = 10_000, hints: ScanHints | None = None,
              needs_metadata: Callable[[str, int], bool] | None = None,
