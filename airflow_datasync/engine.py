@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.phases.finalize import finalize
-from airflow_datasync.phases.launch import DEFAULT_STORE, LocationSpec, launch
+from airflow_datasync.phases.launch import DEFAULT_STORE, LocationSpec, launch, resume
 from airflow_datasync.phases.prepare import prepare, prepare_partition
 from airflow_datasync.phases.report import report
 from airflow_datasync.phases.transfer import transfer
@@ -50,4 +50,4 @@ def run_execution(source: LocationSpec | str, destination: LocationSpec | str, o
     return summary
 
 
-__all__ = ["DEFAULT_STORE", "LocationSpec", "OptionsError", "launch", "prepare_partition", "prepare", "transfer", "finalize", "verify", "report", "run_execution"]
+__all__ = ["DEFAULT_STORE", "LocationSpec", "OptionsError", "launch", "resume", "prepare_partition", "prepare", "transfer", "finalize", "verify", "report", "run_execution"]

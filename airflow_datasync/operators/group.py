@@ -63,6 +63,7 @@ def sync_task_group(
     fail_on_error: bool = True,
     emit_asset_on: str | None = "SUCCESS",
     asset_alias: str | None = None,
+    resume_execution: str | None = None,
     **group_kwargs: Any,
 ) -> TaskGroup:
     """Build the tasks of one sync execution inside a TaskGroup and return it.
@@ -86,13 +87,17 @@ def sync_task_group(
     connection ids from there too unless given here. ``dry_run=True`` makes every run a dry run: LAUNCHING
     and PREPARING only, the transfer tasks skipped, a report of what a run would do, nothing written at
     the destination (``dry_run`` in the options or params does the same per run).
+
+    ``resume_execution`` (templated: an execution id, ``"latest"``, or empty for a new execution) makes the
+    run carry on with an earlier execution of this task: nothing is listed again, the shards redo only
+    what their journals do not hold, then FINALIZE, VERIFYING and the report run again.
     """
     with TaskGroup(group_id, **group_kwargs) as group:
         launch = SyncLaunchOperator(
             task_id="launch", source=source, destination=destination, options=options,
             source_conn_id=source_conn_id, destination_conn_id=destination_conn_id,
             sync_task_name=sync_task_name, manifest_store=manifest_store, manifest_store_conn_id=manifest_store_conn_id,
-            options_from_params=options_from_params, dry_run=dry_run,
+            options_from_params=options_from_params, dry_run=dry_run, resume_execution=resume_execution,
         )
         # One PREPARING task per partition LAUNCHING made (one for a small tree): the DAG's shape stays static.
         partitions = SyncPartitionsOperator(task_id="partitions", execution=launch.output)

@@ -97,10 +97,14 @@ class SyncLaunchOperator(BaseOperator):
         connection ids when they are not given here.
     :param dry_run: force a dry run (LAUNCHING and PREPARING only; nothing is written at the destination),
         whatever the options say.
+    :param resume_execution: carry on with an earlier execution of this task instead of launching one: its
+        execution id, or ``"latest"``. Nothing is listed again; the shards redo only what their journals do
+        not hold; FINALIZE, VERIFYING and the report run again. Templated; empty: launch a new execution.
     Returns ``{"execution": <dir or s3 URI>, "store_conn_id": ..., "execution_id": ..., "task_name": ...}``.
     """
 
-    template_fields: Sequence[str] = ("source", "destination", "options", "manifest_store", "sync_task_name")
+    template_fields: Sequence[str] = ("source", "destination", "options", "manifest_store", "sync_task_name",
+                                      "resume_execution")
     template_fields_renderers = {"options": "json"}
     ui_color = "#d6eaf8"
     operator_extra_links = (SyncExecutionLink(),)
@@ -109,7 +113,7 @@ class SyncLaunchOperator(BaseOperator):
                  source_conn_id: str | None = None, destination_conn_id: str | None = None,
                  sync_task_name: str | None = None, manifest_store: str | None = None,
                  manifest_store_conn_id: str | None = None, options_from_params: bool = False,
-                 dry_run: bool = False, **kwargs) -> None:
+                 dry_run: bool = False, resume_execution: str | None = None, **kwargs) -> None:
         kwargs.setdefault("retry_policy", LAUNCH_RETRY_POLICY)
         super().__init__(**kwargs)
         self.source, self.destination, self.options = source, destination, options
@@ -117,6 +121,7 @@ class SyncLaunchOperator(BaseOperator):
         self.sync_task_name, self.manifest_store = sync_task_name, manifest_store
         self.manifest_store_conn_id = manifest_store_conn_id
         self.options_from_params, self.dry_run = options_from_params, dry_run
+        self.resume_execution = resume_execution
         if not options_from_params and (source is None or destination is None):
             raise OptionsError(f"{self.task_id}: give source and destination, or options_from_params=True "
                                "to take them from the run's params")
@@ -127,6 +132,13 @@ class SyncLaunchOperator(BaseOperator):
         name = self.sync_task_name or f"{self.dag_id}.{self.task_id.rsplit('.', 1)[0]}".replace("/", "_")
         try:
             locations = self._locations(context)
+            if self.resume_execution not in (None, "", "None"):
+                execution = engine.resume(
+                    engine.LocationSpec(locations["source"], locations["source_conn_id"]),
+                    engine.LocationSpec(locations["destination"], locations["destination_conn_id"]),
+                    str(self.resume_execution), task_name=name, store=self.manifest_store,
+                    store_conn_id=self.manifest_store_conn_id)
+                return {**execution.ref(), "execution_id": execution.execution_id, "task_name": name}
             execution = engine.launch(
                 engine.LocationSpec(locations["source"], locations["source_conn_id"]),
                 engine.LocationSpec(locations["destination"], locations["destination_conn_id"]),

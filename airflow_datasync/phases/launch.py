@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_datasync.locations import Location, LocationError, open_location
-from airflow_datasync.manifest import ExecutionDir, check_store, create_execution_dir, utcnow
-from airflow_datasync.options import TaskOptions
+from airflow_datasync.manifest import ExecutionDir, Store, check_name, check_store, create_execution_dir, utcnow
+from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.phases.key_space import partition_key_space, previous_entries
 from airflow_datasync.uri import redact_uri
 
@@ -104,6 +104,35 @@ def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions
         log.info("LAUNCHING %s: %s → %s%s", execution.execution_id, redact_uri(source.uri), redact_uri(destination.uri),
                  " (dry run: nothing is written at the destination)" if options.dry_run else "")
         return execution
+
+
+def resume(source: LocationSpec, destination: LocationSpec, execution_id: str, *, task_name: str = "datasync",
+           store: str | None = None, store_conn_id: str | None = None) -> ExecutionDir:
+    """An earlier execution of ``task_name`` to carry on with (``execution_id``, or ``"latest"``): its
+    stored partitions, listings, manifest and shard journals are used as they are, so nothing is listed
+    again; TRANSFERRING redoes only what its journals do not hold, then FINALIZE, VERIFYING and the report
+    run again. It keeps the options it was launched with. Refused (:class:`OptionsError`) when there is no
+    such execution or it was launched between other locations."""
+    store = store or DEFAULT_STORE
+    base = store.rstrip("/") + "/" + check_name("task name", task_name)
+    if execution_id == "latest":
+        found = [n for n in Store.for_uri(base, store_conn_id).listdir(Store.path_of(base)) if n.startswith("exec-")]
+        if not found:
+            raise OptionsError(f"resume_execution=latest: {task_name!r} has no execution in {redact_uri(store)}")
+        execution_id = max(found)
+    try:
+        execution = ExecutionDir(f"{base}/{check_name('execution id', execution_id)}", store_conn_id)
+    except ValueError as exc:
+        raise OptionsError(f"resume_execution: {exc}") from None
+    record = execution.read_json(execution.launch)
+    if record is None:
+        raise OptionsError(f"resume_execution={execution_id}: no such execution of {task_name!r} in {redact_uri(store)}")
+    if (record["source"], record["destination"]) != (source.to_dict(), destination.to_dict()):
+        raise OptionsError(f"resume_execution={execution_id}: it copied {redact_uri(record['source']['uri'])} → "
+                           f"{redact_uri(record['destination']['uri'])}, not these locations")
+    log.info("LAUNCHING %s: resumed: its listings, manifest and shard journals are used as they are",
+             execution.execution_id)
+    return execution
 
 
 def _options_for_record(options: TaskOptions) -> dict[str, Any]:

@@ -40,6 +40,9 @@ def prepare_partition(execution: ExecutionDir, partition: int) -> dict[str, Any]
     """The mapped PREPARING task of one partition (see phases/key_space.py): list its top-level names on both
     sides and plan them (partition files in ``partitions/``). For an execution in one partition, list both
     whole trees only: :func:`prepare` plans them. Returns a small summary for XCom."""
+    if execution.read_json(execution.prepare) is not None:  # resumed, or cleared after it completed
+        log.info("PREPARING %s: partition %d: already prepared, nothing listed", execution.execution_id, partition)
+        return {**execution.ref(), "partition": partition, "resumed": True}
     parts = read_partitions(execution)
     started = utcnow()
     with opened(execution) as (record, src, dst, options):
@@ -79,6 +82,9 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
 
     A dry run plans the same way (the manifest says what a run would do, shard by shard) but returns no
     shards, so that nothing is transferred."""
+    prepared = execution.read_json(execution.prepare)
+    if prepared is not None:  # resumed, or cleared after it completed: the stored plan, nothing listed
+        return _stored_shards(execution)
     t0 = time.monotonic()
     started = utcnow()
     parts = read_partitions(execution)
@@ -133,6 +139,18 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
                      execution.execution_id)
             return []
         return shards
+
+
+def _stored_shards(execution: ExecutionDir) -> list[dict[str, Any]]:
+    """The shard descriptors of a completed PREPARING, from its manifest (a dry run's: none)."""
+    record = execution.read_json(execution.launch) or {}
+    if (record.get("options_dict") or {}).get("dry_run"):
+        return []
+    manifest = execution.read_table(execution.manifest, pa.schema([MANIFEST_SCHEMA.field(n) for n in ("shard", "action", "size")]))
+    shards = _shard_descriptors(execution, manifest)
+    log.info("PREPARING %s: already prepared: %s from the stored manifest, nothing listed", execution.execution_id,
+             counted(len(shards), "shard"))
+    return shards
 
 
 def _ms_since(timestamp: str) -> int:

@@ -114,3 +114,29 @@ def test_s3_mapped_prepare_lists_each_prefix_in_one_task(s3_server, s3, bucket, 
     execution = json.loads(s3.get_object(Bucket=bucket, Key=f"manifests/test-s3-sync/{report['TaskExecutionId']}/"
                                          "partitions.json")["Body"].read())
     assert execution["count"] == 3
+
+
+def test_a_failed_run_resumed_by_the_next_lists_nothing(airflow_db, dags_folder, tmp_path, monkeypatch):
+    from tests.engine.test_engine_resume import count_scans
+
+    dag = load_dag(dags_folder, "datasync_test_dags.py", "datasync_test_sync")
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_tree(src, files=20)
+    dst.mkdir()
+    (dst / "zero.bin").mkdir()  # a directory in the way: that shard fails for good
+    conf = {"source": str(src), "destination": str(dst), "options": {"files_per_shard": 5, "prepare_partitions": 2}}
+    failed = dag.test(run_conf=conf)
+    assert str(failed.state) == "failed"
+    first = latest_report(airflow_db / "executions", "test-sync")
+    assert first["Status"] == "ERROR"
+
+    (dst / "zero.bin").rmdir()
+    scans = count_scans(monkeypatch)
+    run = dag.test(run_conf={**conf, "resume": "latest"})
+    st = states(run)
+    assert str(run.state) == "success", st
+    assert scans == []  # neither side listed again, in no partition
+    assert st["sync.prepare_partition"] == ["success"] * 2
+    again = latest_report(airflow_db / "executions", "test-sync")
+    assert again["TaskExecutionId"] == first["TaskExecutionId"] and again["Status"] == "SUCCESS"
+    assert tree(dst) == tree(src)
