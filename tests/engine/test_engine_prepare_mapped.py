@@ -149,6 +149,26 @@ def test_what_a_partition_cannot_decide_keeps_one_partition(trees, store, option
     assert record["count"] == 1 and reason in record["reason"] and read_partitions(ex) is None
 
 
+def test_a_location_without_partial_scans_keeps_one_partition(trees, store, monkeypatch):
+    import dataclasses
+
+    from airflow_datasync.locations.local import LocalLocation
+
+    opened = LocalLocation.__init__
+
+    def whole_scans_only(self, *args, **kwargs):  # as SMB and Azure Blob declare it
+        opened(self, *args, **kwargs)
+        self.capabilities = dataclasses.replace(self.capabilities, partial_scans=False)
+
+    monkeypatch.setattr(LocalLocation, "__init__", whole_scans_only)
+    src, dst = trees
+    ex = launched(src, dst, store, {**OPTIONS, "prepare_partitions": 4})
+    record = json.loads(Path(ex.file("partitions.json")).read_text())
+    assert record["count"] == 1 and "cannot list part of its tree" in record["reason"]
+    summary = run_execution(str(src), str(dst), {**OPTIONS, "prepare_partitions": 4}, store=str(store))
+    assert summary["EstimatedFilesToDelete"] == 4  # planned; skipped as the names that are not UTF-8 fail
+
+
 def test_hard_links_across_partitions_are_counted_when_not_kept(trees, store):
     src, dst = trees
     os.link(src / "t0" / "s0" / "f1.txt", src / "t3" / "same.txt")
@@ -223,13 +243,13 @@ def test_s3_partitions_list_only_their_prefixes(s3, bucket, store, tmp_path, mon
     for i, part in enumerate(names):
         lists.clear()
         prepare_partition(ex, i)
-        listed = {prefix for prefix, delimiter in lists if delimiter is None}
-        # Only its own prefixes, each side once; the objects directly below the roots from one delimited page.
-        dirs = [n for n in part if any(k.startswith(f"src/{n}/") or k.startswith(f"dst/{n}/")
-                                       for k in object_keys(s3, bucket))]
-        assert listed <= {f"{side}/{n}/" for side in ("src", "dst") for n in part}, (i, listed)
-        assert listed >= {f"{side}/{n}/" for side in ("src", "dst") for n in dirs}
-        assert {p for p, d in lists if d == "/"} <= {"src/", "dst/"}
+        # Exactly the prefixes of its names that hold keys on that side, each once; the objects directly
+        # below the roots from one delimited page per side.
+        keys = object_keys(s3, bucket)
+        held = [f"{side}/{n}/" for side in ("src", "dst") for n in part
+                if any(k.startswith(f"{side}/{n}/") for k in keys)]
+        assert sorted(p for p, d in lists if d is None) == sorted(held), (i, lists)
+        assert sorted(p for p, d in lists if d == "/") == ["dst/", "src/"]
     lists.clear()
     shards = prepare(ex)
     assert [p for p, d in lists if p.startswith(("src/", "dst/"))] == []  # collecting lists nothing

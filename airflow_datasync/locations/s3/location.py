@@ -189,9 +189,8 @@ class S3Location(Location):
                 rel = obj["Key"][plen:]
                 if rel.rstrip("/"):
                     names[rel.rstrip("/")] = names.get(rel.rstrip("/"), False) or rel.endswith("/")
-            for sub in page.prefixes:
-                if sub[plen:].rstrip("/"):
-                    names[sub[plen:].rstrip("/")] = True
+            for sub in page.prefixes:  # "" for keys such as "prefix//x": listed, and refused as unsafe, by its partition
+                names[sub[plen:].rstrip("/")] = True
             if page.next_token is None:
                 return sorted(names.items())
             token = page.next_token
