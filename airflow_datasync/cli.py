@@ -17,9 +17,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-from airflow_datasync.locations import LocationError
-from airflow_datasync.manifest import ExecutionDir
-from airflow_datasync.options import OptionsError
+from airflow_datasync.errors import LocationError
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -68,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     from airflow_datasync.report_text import render
 
     if args.command == "report":
+        from airflow_datasync.manifest import ExecutionDir
+
         execution = ExecutionDir(args.execution, args.store_conn_id)
         summary = execution.read_json(execution.report)
         if summary is None:
@@ -88,6 +88,7 @@ def _run(args: argparse.Namespace) -> int:
                         stream=sys.stderr)
     with _stdout_to_stderr() if args.json else contextlib.nullcontext():
         from airflow_datasync.engine import LocationSpec, run_execution
+        from airflow_datasync.options import OptionsError
 
         # What the imports built lives as long as this process: keep it out of every garbage collection (the
         # run allocates per-file objects that trigger them), and at the end, out of the interpreter's final

@@ -76,6 +76,17 @@ ERRNO_TABLE: dict[int, type[LocationError]] = {
 }
 
 
+
+class ShardFailedError(Exception):
+    """Some entries of a shard failed; the per-file results are written. Retrying the task retries only those."""
+
+
+class PermanentShardError(ShardFailedError):
+    """Every failure of the shard is one a retry cannot fix (permission denied, a directory in the way,
+    a file gone from the source): the task fails at once instead of burning its retries. Defined here, not
+    in phases/transfer.py, so that the retry rule naming it imports no engine when a DAG file is parsed."""
+
+
 def from_oserror(exc: OSError, where: str) -> LocationError:
     """The vocabulary error for an OSError, its message prefixed with ``where`` (location and path)."""
     kind = ERRNO_TABLE.get(exc.errno, TransientError) if exc.errno is not None else LocationError

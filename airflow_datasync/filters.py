@@ -10,9 +10,10 @@ expression so that a million paths are filtered in C by ``pyarrow.compute`` rath
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.compute as pc
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class FilterError(ValueError):
@@ -63,6 +64,8 @@ def keep_mask(paths: pa.Array | pa.ChunkedArray, types: pa.Array | pa.ChunkedArr
     included path pattern (``/a/b`` keeps directory ``a`` so the tree can be created), so dir entries
     are kept if some include could match below them.
     """
+    import pyarrow.compute as pc  # here, not at import: options (and so DAG files) load no pyarrow
+
     inc = compile_filter(includes)
     exc = compile_filter(excludes)
     result = pc.equal(pc.binary_length(paths), pc.binary_length(paths))  # all true, right length

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -546,6 +547,10 @@ class Harness:
         rows = {
             "ours": Row(scenario, dataset.name, "ours", "airflow dags test, VerifyMode=POINT_IN_TIME_CONSISTENT",
                         dataset.files, dataset.bytes),
+            # What `airflow dags test` itself costs for a DAG of our shape (bench/dags_baseline): shown apart,
+            # and subtracted from ours in the row's notes.
+            "airflow-empty": Row(scenario, dataset.name, "airflow-empty",
+                                 "airflow dags test of the same six tasks doing nothing (baseline)", 0, 0),
             "rclone": Row(scenario, dataset.name, "rclone", "rclone copy + rclone check (defaults)", dataset.files,
                           dataset.bytes),
             "rclone-tuned": Row(scenario, dataset.name, "rclone-tuned",
@@ -565,6 +570,11 @@ class Harness:
                     if m.ok and status != "SUCCESS":
                         rows[t].notes.append(f"run {i}: report status {status}")
                         m.returncode = 1
+                elif t == "airflow-empty":
+                    cmd = [airflow, "dags", "test", "bench_empty_e2e"]
+                    baseline_env = dict(env, AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "bench" / "dags_baseline"))
+                    m = measure(cmd, baseline_env, self._log(scenario, t, str(i)), timeout=self.args.timeout,
+                                cwd=str(REPO))
                 else:
                     flags = " ".join(RCLONE_TUNED) if t == "rclone-tuned" else ""
                     script = (f"{self.rclone_bin} copy {src.rclone} {dst.rclone} -q {flags} && "
@@ -573,12 +583,24 @@ class Harness:
                     m = measure(cmd, self._rclone_env, self._log(scenario, t, str(i)), timeout=self.args.timeout)
                 rows[t].command = redact_cmd(cmd, self.work)
                 extra = {}
-                if i == 0:
+                if i == 0 and t != "airflow-empty":
                     files, size = self.count(dst)
                     extra = {"dest_files": files, "dest_bytes": size}
                 self._record(rows[t], m, extra)
                 self.drop(dst)
+        rows["ours"].notes.extend(_net_of_baseline(rows["ours"], rows["airflow-empty"]))
         self.rows.extend(rows.values())
+
+
+def _net_of_baseline(ours: Row, baseline: Row) -> list[str]:
+    """Ours minus the empty-DAG baseline of the same run, medians of wall and CPU: what our tasks cost."""
+    done = [[r for r in row.runs if r["rc"] == 0] for row in (ours, baseline)]
+    if not all(done):
+        return []
+    med = [{k: statistics.median(r[k] for r in runs) for k in ("wall", "cpu")} for runs in done]
+    return [f"net of the empty-DAG baseline (medians): {med[0]['wall'] - med[1]['wall']:.2f} s wall, "
+            f"{med[0]['cpu'] - med[1]['cpu']:.2f} s CPU (baseline {med[1]['wall']:.2f} s wall, "
+            f"{med[1]['cpu']:.2f} s CPU)"]
 
 
 def _latest_report_status(task_dir: Path) -> str | None:

@@ -31,7 +31,7 @@ from airflow_datasync.operators.phases import (
 #: that changed during the copy, a network error, an I/O error on a mount) use the task's retries, each of
 #: which resumes from the shard's journal.
 TRANSFER_RETRY_POLICY = ExceptionRetryPolicy(rules=[
-    RetryRule(exception="airflow_datasync.phases.transfer.PermanentShardError", action=RetryAction.FAIL,
+    RetryRule(exception="airflow_datasync.errors.PermanentShardError", action=RetryAction.FAIL,
               reason="permission denied, a directory in the way or a file gone: retrying cannot help"),
     RetryRule(exception="airflow_datasync.errors.PermissionDeniedError", action=RetryAction.FAIL,
               reason="the credentials were refused (wrong or rotated secret, no permission): retrying cannot help"),

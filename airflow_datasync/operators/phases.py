@@ -6,25 +6,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator, ExceptionRetryPolicy, RetryAction, RetryRule, conf
 from airflow.sdk.bases.xcom import BaseXCom
 from airflow.sdk.definitions.xcom_arg import PlainXComArg
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from airflow_datasync import engine
 from airflow_datasync.assets import EMIT_ON, asset_event_extra, destination_asset, should_emit
-from airflow_datasync.locations import LocationError
-from airflow_datasync.manifest import ExecutionDir
+from airflow_datasync.errors import LocationError
 from airflow_datasync.operators.links import SyncExecutionLink, SyncShardLink
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.params import options_from_params
-from airflow_datasync.phases.deletion_cap import DeletionCapError
-from airflow_datasync.phases.key_space import partitions_file
 from airflow_datasync.rendered import parse_rendered
 from airflow_datasync.report_text import format_bytes, format_summary, render
 from airflow_datasync.units import counted
+
+# The engine (pyarrow, numpy, the manifest store) is imported by the execute() that runs it, not here:
+# every parse of a DAG file that uses these operators (the DAG processor's, each task's) would pay it.
+if TYPE_CHECKING:
+    from airflow_datasync.manifest import ExecutionDir
 
 log = logging.getLogger("airflow_datasync")
 XCOM_RETURN_KEY = BaseXCom.XCOM_RETURN_KEY
@@ -63,6 +64,8 @@ def _execution(value: Any) -> ExecutionDir:
         value, conn_id = value.get("execution"), value.get("store_conn_id")
     if not isinstance(value, str) or not value:
         raise AirflowException(f"expected the LAUNCHING task's output (an execution reference), got {value!r}")
+    from airflow_datasync.manifest import ExecutionDir
+
     return ExecutionDir(value, conn_id)
 
 
@@ -129,6 +132,8 @@ class SyncLaunchOperator(BaseOperator):
             parse_options(options)  # fail when the DAG is parsed, naming the bad option
 
     def execute(self, context) -> dict[str, Any]:
+        from airflow_datasync import engine
+
         name = self.sync_task_name or f"{self.dag_id}.{self.task_id.rsplit('.', 1)[0]}".replace("/", "_")
         try:
             locations = self._locations(context)
@@ -247,6 +252,8 @@ class SyncPartitionsOperator(_ExecutionOperator):
     ui_color = "#d6eaf8"
 
     def execute(self, context) -> list[dict[str, Any]]:
+        from airflow_datasync.phases.key_space import partitions_file
+
         execution = _execution(self.execution)
         count = (execution.read_json(partitions_file(execution)) or {}).get("count", 1)
         return [{**execution.ref(), "partition": i, "partitions": count} for i in range(count)]
@@ -274,6 +281,8 @@ class SyncPreparePartitionOperator(BaseOperator):
 
     def execute(self, context) -> dict[str, Any]:
         part = self.partition
+        from airflow_datasync import engine
+
         return engine.prepare_partition(_execution(part), int(part["partition"]))
 
 
@@ -289,6 +298,9 @@ class SyncPrepareOperator(_ExecutionOperator):
     ui_color = "#d1f2eb"
 
     def execute(self, context) -> list[dict[str, Any]]:
+        from airflow_datasync import engine
+        from airflow_datasync.phases.deletion_cap import DeletionCapError
+
         max_shards = conf.getint("core", "max_map_length", fallback=1024)
         try:
             return engine.prepare(_execution(self.execution), max_shards=max_shards)
@@ -323,6 +335,8 @@ class SyncTransferOperator(BaseOperator):
         return f"shard {shard.get('shard', '?')} · {entries} · {format_bytes(shard.get('bytes') or 0)}"
 
     def execute(self, context) -> dict[str, Any]:
+        from airflow_datasync import engine
+
         shard = self.shard
         context["shard_label"] = self.shard_label  # for templates written as "{{ shard_label }}"
         execution = _execution(shard)
@@ -344,6 +358,8 @@ class SyncFinalizeOperator(_AfterShardsOperator):
     ui_color = "#fcf3cf"
 
     def execute(self, context) -> dict[str, Any]:
+        from airflow_datasync import engine
+
         return engine.finalize(self._prepared(context, "FINALIZE"))  # a dry run's: nothing done, says so
 
 
@@ -356,6 +372,8 @@ class SyncVerifyOperator(_AfterShardsOperator):
     ui_color = "#e8daef"
 
     def execute(self, context) -> dict[str, Any]:
+        from airflow_datasync import engine
+
         summary = engine.verify(self._prepared(context, "VERIFYING"))  # a dry run's: nothing verified, says so
         if summary.get("failed"):
             log.error("VERIFYING found %s, e.g. %s", counted(summary["failed"], "mismatch", "mismatches"), summary["examples"][:3])
@@ -409,6 +427,8 @@ class SyncReportOperator(_AfterShardsOperator):
             raise AirflowFailException(
                 "LAUNCHING failed, so no execution was created and there is nothing to report: "
                 + (reason or f"see the log of {self.launch_task_id or 'the launch task'} for why"))
+        from airflow_datasync import engine
+
         summary = engine.report(_execution(execution))
         log.info("execution report\n%s", render(summary))
         context["ti"].xcom_push(key="summary", value=summary)

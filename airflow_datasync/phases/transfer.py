@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_datasync import checksum
-from airflow_datasync.errors import is_retryable
+from airflow_datasync.errors import PermanentShardError, ShardFailedError, is_retryable
 from airflow_datasync.locations.base import (
     DIR,
     FILE,
@@ -57,15 +57,6 @@ class SourceChangedError(Exception):
     def __init__(self, message: str, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
-
-
-class ShardFailedError(Exception):
-    """Some entries of a shard failed; the per-file results are written. Retrying the task retries only those."""
-
-
-class PermanentShardError(ShardFailedError):
-    """Every failure of the shard is one a retry cannot fix (permission denied, a directory in the way,
-    a file gone from the source): the task fails at once instead of burning its retries."""
 
 
 def metadata_for(row: dict[str, Any] | StatResult, options: TaskOptions, owners: OwnerMap | None = None) -> Metadata:

@@ -128,6 +128,10 @@ def to_location_error(exc: BaseException, where: str, *, account: str = "", sett
         return _error(AuthenticationError, where, str(exc), account)
     if isinstance(exc, SMBConnectionClosed):
         return _error(ConnectionLostError, where, "the connection closed", account)
+    from airflow_datasync.locations.smb.receive import SignatureMismatch
+
+    if isinstance(exc, SignatureMismatch):  # the receiver closed the connection: a new one is to be trusted
+        return _error(ConnectionLostError, where, str(exc), account)
     if isinstance(exc, SMBUnsupportedFeature):
         return _error(UnsupportedError, where, str(exc), account)
     if type(exc) is SMBException:

@@ -60,7 +60,8 @@ def pool(server: str, port: int, config) -> dict:
 def open_session(server: str, port: int, config):
     """The pooled session for ``server:port`` with ``config`` (opened, or re-opened if its connection dropped)."""
     import smbclient
-    from smbprotocol.connection import Connection
+
+    from airflow_datasync.locations.smb.receive import LeanConnection
 
     cache = pool(server, port, config)
     key = f"{server.lower()}:{port}"
@@ -73,7 +74,8 @@ def open_session(server: str, port: int, config):
             # A client GUID of its own per connection: Samba hands every connection announcing a GUID it
             # already serves to that one smbd process (for multichannel), so eight lanes sharing smbclient's
             # GUID were served by one process on one core.
-            conn = Connection(uuid.uuid4(), server, port, require_signing=config.require_signing)
+            # Our own receiver thread (.receive): responses handed over without smbprotocol's per-message structures.
+            conn = LeanConnection(uuid.uuid4(), server, port, require_signing=config.require_signing)
             try:
                 conn.connect(dialect=config.dialect, timeout=30)
             except ValueError as exc:  # smbprotocol wraps socket errors in ValueError("Failed to connect …")
