@@ -10,7 +10,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW_DATASYNC_MANIFEST_STORE := $(CURDIR)/.airflow/datasync/executions
 
-.PHONY: setup test faults demo clean samba chromium azurite bench bench-full profile-smb bytecode
+.PHONY: setup test faults scale demo clean samba chromium azurite postgres redis bench bench-full profile-smb bytecode fuse-mount
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -25,6 +25,14 @@ setup: .venv/.synced
 # The SMB tests start a private smbd on 127.0.0.1 (Debian package samba).
 samba:
 	@command -v smbd >/dev/null || test -x /usr/sbin/smbd || (apt-get update && apt-get install -y --no-install-recommends samba)
+
+# The scale-out tests (tests/scale) run a real Celery deployment: PostgreSQL as the metadata database and Redis
+# as the broker, both Debian packages started by the tests on 127.0.0.1 in private directories.
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && apt-get install -y --no-install-recommends postgresql)
+
+redis:
+	@command -v redis-server >/dev/null || (apt-get update && apt-get install -y --no-install-recommends redis-server)
 
 # The browser tests (pages, connection form) drive Debian's Chromium through Playwright (a dev dependency in
 # uv.lock); Playwright's own browser download cannot work on a closed network, so tests use /usr/bin/chromium.
@@ -53,6 +61,11 @@ faults: setup samba chromium azurite
 	$(PY) -m pytest -q -m 'not slow' tests/faults
 	$(PY) -m tests.faults.render
 
+# A real Celery deployment (issue 15): PostgreSQL, Redis, scheduler, dag-processor, triggerer, api-server and
+# two Celery workers that share no directory, running sync DAGs over S3 and SMB (tests/scale, marked scale).
+scale: setup samba postgres redis
+	$(PY) -m pytest -q -m scale tests/scale
+
 demo: setup
 	$(PY) -m airflow_datasync.demo
 
@@ -65,10 +78,17 @@ demo: setup
 bytecode: setup
 	$(PY) -m compileall -q -j 0 airflow_datasync >/dev/null
 
-bench: setup samba bytecode
+# The mounted-file-system rows (bench/mounts.py, issue 16): libfuse 3 and mfusepy for bench/delayed_fs.py, in
+# a venv of their own under bench/work (never the project's locked .venv).
+fuse-mount: setup
+	@command -v fusermount3 >/dev/null || (apt-get update && apt-get install -y --no-install-recommends fuse3)
+	@test -x bench/work/fuse-venv/bin/python || ($(UV) venv -q --python $(PY) bench/work/fuse-venv && \
+		$(UV) pip install -q --python bench/work/fuse-venv/bin/python mfusepy)
+
+bench: setup samba bytecode fuse-mount
 	$(PY) -m bench.run --profile quick $(BENCH_ARGS)
 
-bench-full: setup samba bytecode
+bench-full: setup samba bytecode fuse-mount
 	$(PY) -m bench.run --profile full $(BENCH_ARGS)
 
 # One run of our CLI on an SMB bench row under py-spy (a dev dependency), summarised by layer into

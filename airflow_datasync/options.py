@@ -226,6 +226,13 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "At most this many entries per TRANSFERRING task (one mapped task instance per shard)."),
     OptionSpec("bytes_per_shard", "integer", 10 * 1024**3, "Engine", "Bytes per shard",
                "At most about this many bytes per TRANSFERRING task (a larger file gets a shard of its own)."),
+    OptionSpec("stripe_threshold_bytes", "integer", 4 * 1024**3, "Engine", "Stripe files from (bytes)",
+               "A file of at least this many bytes is copied in ranges of stripe_bytes by separate TRANSFERRING "
+               "tasks (on any workers) and published whole by FINALIZE; 0: never. Destinations: local, SMB, S3.",
+               minimum=0),
+    OptionSpec("stripe_bytes", "integer", 1024**3, "Engine", "Stripe range (bytes)",
+               "The range each task of a striped file copies (5 MiB to 5 GiB, S3's part limits); enlarged for a "
+               "file that would need more than 10,000 ranges.", minimum=5 * 1024**2, maximum=5 * 1024**3),
     OptionSpec("max_shards", "integer", 1024, "Engine", "Maximum shards",
                "At most this many shards (and Airflow's [core] max_map_length); shards grow to fit."),
     OptionSpec("prepare_partitions", "auto_integer", "auto", "Engine", "PREPARING partitions",
@@ -327,6 +334,10 @@ class TaskOptions:
     files_per_shard: int = 10_000
     bytes_per_shard: int = 10 * 1024**3
     max_shards: int = 1024
+    #: Files of at least this many bytes are striped: copied in ranges of ``stripe_bytes`` by separate
+    #: TRANSFERRING tasks and published whole by FINALIZE (phases/stripes.py); 0 turns striping off.
+    stripe_threshold_bytes: int = 4 * 1024**3
+    stripe_bytes: int = 1024**3
     #: Entries copied at once per transfer task; 0 = chosen by the two locations (local 8, SMB 16, S3 64).
     concurrency: int = 0
     #: Processes copying one shard's files: "auto" (see phases/copy_processes.py) or a number; 1 = this one.
@@ -359,6 +370,9 @@ class TaskOptions:
         if self.ManifestConfig is not None and self.PreserveDeletedFiles == "REMOVE":
             raise OptionsError("PreserveDeletedFiles=REMOVE cannot be combined with ManifestConfig (as in DataSync: "
                                "a manifest transfers the files it lists and never deletes); use PRESERVE")
+        if self.stripe_threshold_bytes and self.stripe_threshold_bytes <= self.stripe_bytes:
+            raise OptionsError(f"stripe_threshold_bytes={self.stripe_threshold_bytes} must be above stripe_bytes="
+                               f"{self.stripe_bytes} (a striped file has at least two ranges), or 0 to stripe nothing")
         if self.Atime == "BEST_EFFORT" and self.Mtime == "NONE":
             raise OptionsError("Atime=BEST_EFFORT requires Mtime=PRESERVE (as in DataSync); set Atime=NONE with Mtime=NONE")
         if self.Atime == "NONE" and self.Mtime == "PRESERVE":

@@ -15,6 +15,7 @@ SCENARIO_TITLES = {
     "verify-s3": "verify only, local vs S3 (already in sync)", "prepare": "PREPARING only, local → empty local",
     "airflow-e2e": "end to end through Airflow, local → S3 with verify",
     "prepare-synthetic": "PREPARING only, generated source (synthetic://N) → empty local",
+    "local-mount": "local → mounted FS (FUSE, +1 ms/op)", "mount-local": "mounted FS (FUSE, +1 ms/op) → local",
 }
 PEERS = ("rclone", "rclone-tuned", "cp", "cp-sync", "aws")
 ISSUE5_SCENARIOS = {"local-local", "local-s3", "rerun-s3", "prepare", "airflow-e2e"}

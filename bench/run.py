@@ -33,7 +33,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench import datasets as ds  # noqa: E402
-from bench import report, scale_rows  # noqa: E402
+from bench import mounts, report, scale_rows  # noqa: E402
 from bench.measure import RSS_METHOD, Measurement, measure  # noqa: E402
 
 VENV_BIN = REPO / ".venv" / "bin"
@@ -43,7 +43,8 @@ SMB_CONN_ID = "datasync_bench_smb"
 RCLONE_TUNED = ["--transfers", "32", "--checkers", "32"]
 
 SCENARIOS = ["local-local", "local-s3", "s3-local", "s3-s3", "local-smb", "smb-local", "smb-s3", "s3-smb",
-             "rerun-s3", "rerun-smb", "verify-s3", "prepare", "prepare-synthetic", "airflow-e2e"]
+             "rerun-s3", "rerun-smb", "verify-s3", "prepare", "prepare-synthetic", "airflow-e2e", "local-mount",
+             "mount-local"]
 #: Issue 14's rows: every direction through SMB. cp is no peer there (smbd's disk is local here, so `cp` would
 #: bypass the protocol), aws does not speak SMB, and ours-nosync only differs on a local destination.
 SMB_COPY_SCENARIOS = {"local-smb": ("local", "smb"), "smb-local": ("smb", "local"), "smb-s3": ("smb", "s3"),
@@ -759,6 +760,8 @@ def main(argv: list[str] | None = None) -> int:
                 plan.append(("prepare-synthetic", lambda c=count: scale_rows.prepare_synthetic(h, c, other)))
         if "airflow-e2e" in scenarios:
             plan.append(("airflow-e2e", lambda: h.airflow_scenario(small, runs)))
+        if mount_scenarios := [s for s in scenarios if s in mounts.SCENARIOS]:  # issue 16: bench/mounts.py
+            plan.append(("mount", lambda: mounts.mount_scenarios(h, small, mount_scenarios, tools, other)))
         for name, step in plan:
             t1 = time.monotonic()
             step()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import re
 import zlib
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import IO, Any
@@ -29,6 +29,7 @@ from airflow_datasync.errors import (  # noqa: F401 - the vocabulary, re-exporte
     TransientError,
     UnsafePathError,
 )
+from airflow_datasync.locations.ranges import RangedWrite, RangeWritten
 
 #: Entry types in listings and manifests.
 FILE, DIR, SYMLINK, OTHER = "file", "dir", "symlink", "other"
@@ -228,6 +229,10 @@ class Capabilities:
     #: True where :meth:`Location.top_level` gives the names directly below the root and :meth:`Location.scan`
     #: takes ``under`` (list only some top-level names): PREPARING can then run in partitions of the key space.
     partial_scans: bool = False
+    #: True where one file may be written in byte ranges by several writers, in any order and from other
+    #: processes or hosts (:meth:`Location.begin_ranged`, :meth:`Location.write_range`,
+    #: :meth:`Location.commit_ranged`): a temporary written at offsets, or an S3 multipart upload.
+    ranged_writes: bool = False
 
 
 @dataclass(frozen=True)
@@ -428,6 +433,13 @@ class Location(abc.ABC):
         fh = self.open_read(path) if before is not None and before.type == FILE else None
         return OpenedForCopy(before, fh, lambda: self.stat(path))
 
+    def open_range(self, path: str, offset: int, length: int) -> IO[bytes]:
+        """A stream of ``path`` from ``offset`` of which the caller reads ``length`` bytes (a striped file's
+        range); by default :meth:`open_read` and a seek."""
+        fh = self.open_read(path)
+        fh.seek(offset)
+        return fh
+
     def sparse_layout(self, fh: IO[bytes]) -> SparseLayout | None:
         """Where the data of the file open as ``fh`` (from :meth:`open_read`) lies, if it is sparse (only
         with :attr:`Capabilities.sparse_files`); None for a file without holes, or where the store cannot
@@ -523,6 +535,31 @@ class Location(abc.ABC):
         (:class:`ChangedSinceListingError` otherwise). ``meta_for`` turns the source's stat into the metadata
         to write; ``extras`` names extras the server carries over itself (e.g. ``s3.tags``)."""
         raise NotImplementedError(f"{type(self).__name__} copies no objects server-side")
+
+    # -- one file written in ranges by several writers (striped files) -------------------------------
+    def begin_ranged(self, path: str, size: int, stripe_bytes: int, meta: Metadata, *, tag: str) -> RangedWrite:
+        """Start writing ``path`` (``size`` bytes) in ranges of ``stripe_bytes`` (only with
+        :attr:`Capabilities.ranged_writes`): a temporary of the full size, or an upload in parts (reported to
+        :meth:`track_uploads` like any other). Nothing appears at ``path`` before :meth:`commit_ranged`."""
+        raise NotImplementedError(f"{type(self).__name__} writes no ranges")
+
+    def write_range(self, ranged: RangedWrite, offset: int, chunks: Iterator[bytes | Hole], *,
+                    durable: bool = False) -> RangeWritten:
+        """Write the range at ``offset`` (``min(stripe_bytes, size - offset)`` bytes from ``chunks``) of a
+        started ranged write; writing it again replaces it. ``durable``: on stable storage when this returns.
+        :class:`Hole` chunks only where :attr:`Capabilities.sparse_files` is declared."""
+        raise NotImplementedError(f"{type(self).__name__} writes no ranges")
+
+    def commit_ranged(self, ranged: RangedWrite, ranges: Sequence[RangeWritten], meta: Metadata, *,
+                      overwrite: bool = True) -> Written:
+        """Publish the file whole once ``ranges`` cover it, its metadata applied (S3: with the whole object's
+        CRC64NVME combined from the ranges'); ``overwrite=False`` never replaces an entry that appeared
+        meanwhile (:class:`AlreadyExistsError`)."""
+        raise NotImplementedError(f"{type(self).__name__} writes no ranges")
+
+    def abort_ranged(self, ranged: RangedWrite) -> None:
+        """Drop a ranged write that will not be committed (its temporary, its upload); fine if already gone."""
+        raise NotImplementedError(f"{type(self).__name__} writes no ranges")
 
     # -- leftovers of killed writes ---------------------------------------------------------------
     #: Temporaries the last :meth:`scan` met (a scan hides them from the listing), filled by the backend.

@@ -48,6 +48,7 @@ from airflow_datasync.locations.base import (
     temp_tag,
 )
 from airflow_datasync.locations.local_copy import SourceFile, copy_into, open_source
+from airflow_datasync.locations.local_ranges import LocalRangedWrites
 
 try:
     _libc = ctypes.CDLL(None, use_errno=True)
@@ -105,7 +106,7 @@ def path_from_uri(uri: str) -> str:
     return os.path.normpath(path)
 
 
-class LocalLocation(Location):
+class LocalLocation(LocalRangedWrites, Location):
     scheme = "file"
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
@@ -115,7 +116,7 @@ class LocalLocation(Location):
         # local files in the interpreter: more threads than 8 only slow it down.
         self.capabilities = Capabilities(concurrency=8, verify_concurrency=8, keeps_ownership=os.geteuid() == 0,
                                          owner_names="posix", needs_sync=True,
-                                         sparse_files=True, hard_links=True, partial_scans=True)
+                                         sparse_files=True, hard_links=True, partial_scans=True, ranged_writes=True)
         #: Set by :meth:`prepare_writes` when the shard ends with :meth:`sync`: large files then start their
         #: disk writes while they are copied, so the final flush has little left to wait for.
         self._early_writeback = False

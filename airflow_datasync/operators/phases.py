@@ -330,6 +330,10 @@ class SyncTransferOperator(BaseOperator):
         ``{{ task.shard_label }}`` reads it from the expanded shard descriptor, which Airflow has before
         execute(), so the label shows while the shard runs, not only after it ends."""
         shard = self.shard if isinstance(self.shard, dict) else {}
+        stripe = shard.get("stripe")
+        if isinstance(stripe, dict):  # one range of a striped file (phases/stripes.py)
+            return (f"shard {shard.get('shard', '?')} · {stripe.get('path')} @ {format_bytes(stripe.get('offset') or 0)} · "
+                    f"{format_bytes(shard.get('bytes') or 0)}")
         files = shard.get("files")
         entries = counted(int(files), "entry", "entries") if isinstance(files, int) else "? entries"
         return f"shard {shard.get('shard', '?')} · {entries} · {format_bytes(shard.get('bytes') or 0)}"

@@ -18,6 +18,7 @@ from airflow_datasync.owners import OwnerMap
 from airflow_datasync.phases.hardlinks import make_links
 from airflow_datasync.phases.launch import opened
 from airflow_datasync.phases.outcome import transfer_outcome
+from airflow_datasync.phases.stripes import commit_stripes
 from airflow_datasync.phases.transfer import copied_extras, metadata_for, run_by_depth, with_extras
 
 log = logging.getLogger("airflow_datasync")
@@ -36,6 +37,8 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
     with opened(execution) as (_record, src, dst, options):
         if options.dry_run:
             return dry_run_summary("finalize", "nothing deleted, no directory metadata set")
+        # Striped files first: published whole (or dropped) before anything reads the shards' results.
+        striped = commit_stripes(execution, src, dst, options)
         options = planning.without_ownership(options, dst)
         manifest = execution.read_table(execution.manifest, MANIFEST_SCHEMA)
         deletes = manifest.filter(pc.equal(manifest["action"], "delete")).select(["path", "type"]).to_pylist()
@@ -87,7 +90,8 @@ def finalize(execution: ExecutionDir) -> dict[str, Any]:
         summary = {"ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000), "deleted": deleted,
                    "delete_failed": failed, "deletions_skipped": len(results) if skipped_because else 0,
                    "deletions_skipped_because": skipped_because, "linked": len(link_rows) - link_failed,
-                   "link_failed": link_failed, "directories_updated": len(dir_rows), "warnings": warnings[:100]}
+                   "link_failed": link_failed, "directories_updated": len(dir_rows), "warnings": warnings[:100],
+                   "striped": striped}
         execution.write_json(execution.finalize, summary)
         return summary
 

@@ -28,6 +28,7 @@ from airflow_datasync.phases.leftovers import clean_destination, merged_leftover
 from airflow_datasync.phases.partition import collect_partitions, plan_partition, plan_partitioned
 from airflow_datasync.phases.resume import stored_shards
 from airflow_datasync.phases.scan import scan_sides
+from airflow_datasync.phases.stripes import plan_stripes, stored_descriptors
 from airflow_datasync.units import counted, entries
 
 log = logging.getLogger("airflow_datasync")
@@ -88,7 +89,7 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
     again: its stored plan's shards are handed out (phases/resume.py), which its journals index into."""
     stored = stored_shards(execution)
     if stored is not None:
-        return stored
+        return stored_descriptors(execution, stored)  # with the ranges of its striped files
     t0 = time.monotonic()
     started = utcnow()
     parts = read_partitions(execution)
@@ -120,6 +121,8 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
         if links.warning(options, dst):
             warnings.append(links.warning(options, dst))
         refused = _check_deletion_cap(execution, options, est)
+        # Huge files become ranges, each a shard of its own (phases/stripes.py), unless the plan is refused.
+        shards, striped = plan_stripes(execution, src, dst, options, shards) if refused is None else (shards, None)
         if refused is not None and options.dry_run:
             warnings.insert(0, f"dry run: a run would be refused: {refused}")
         elif refused is not None:
@@ -132,7 +135,7 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
             "source_entries": src_count, "destination_entries": dst_count,
             "shard_count": shard_plan.count, "files_per_shard": shard_plan.files_per_shard,
             "bytes_per_shard": shard_plan.bytes_per_shard, **est, "hard_links": links.summary(), "warnings": warnings,
-            "leftovers": leftovers, "partitions": 1 if parts is None else len(parts),
+            "leftovers": leftovers, "partitions": 1 if parts is None else len(parts), "striped": striped,
         })
         log.info("PREPARING %s: %s at source, %s at destination; %s to transfer (%s bytes), %s to delete, %s",
                  execution.execution_id, entries(src_count), dst_count,

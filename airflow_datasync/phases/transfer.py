@@ -340,6 +340,9 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
     t0 = time.monotonic()
     rows = execution.read_table(execution.manifest, filters=[("shard", "=", shard)])
     rows = rows.filter(pc.is_in(rows["action"], pa.array(["copy", "mkdir", "meta"])))
+    from airflow_datasync.phases import stripes  # it builds on this module
+
+    rows = stripes.without_striped(stripes.load(execution), shard, rows)  # their range shards copy them
     journal = execution.journal(shard)
     done = journal.load()
     limiter = RateLimiter(bytes_per_second if bytes_per_second is not None else options.BytesPerSecond)
@@ -427,4 +430,9 @@ def transfer(execution: ExecutionDir, shard: int, *, bytes_per_second: int | Non
     with opened(execution) as (_record, src, dst, options):
         if options.dry_run:  # PREPARING hands out no shards for a dry run; never write for one that got here
             raise OptionsError(f"execution {execution.execution_id} is a dry run: TRANSFERRING writes nothing")
+        from airflow_datasync.phases import stripes  # it builds on this module
+
+        plan = stripes.load(execution)
+        if plan is not None and plan.range_of(shard) is not None:  # one range of a striped file
+            return stripes.transfer_range(execution, shard, src, dst, options, plan, bytes_per_second, try_number)
         return transfer_shard(execution, shard, src, dst, options, bytes_per_second, try_number)

@@ -95,14 +95,18 @@ def test_schema_tables_are_the_schemas():
     assert [n for n, _, _ in documented_columns("Per-file report")] == REPORT_COLUMNS
 
 
-@pytest.fixture
-def execution_dir(tmp_path, make_tree, store) -> Path:
-    """A real execution that writes every file: copies, a delete, finalize, a full re-scan verify."""
-    src = make_tree(tmp_path / "src", {"a.txt": "a", "sub": {"b.txt": "bb"}, "link": ("link", "a.txt")})
+@pytest.fixture(params=["plain", "striped"])
+def execution_dir(request, tmp_path, make_tree, store) -> Path:
+    """A real execution that writes every file: copies, a delete, finalize, a full re-scan verify; and one
+    that also stripes a file (stripes.json, the ranges' records, the striped file's result)."""
+    spec = {"a.txt": "a", "sub": {"b.txt": "bb"}, "link": ("link", "a.txt")}
+    options = {"VerifyMode": "POINT_IN_TIME_CONSISTENT", "PreserveDeletedFiles": "REMOVE"}
+    if request.param == "striped":
+        spec["big.bin"] = b"x" * (12 * 1024**2)
+        options.update(stripe_threshold_bytes=10 * 1024**2, stripe_bytes=5 * 1024**2)
+    src = make_tree(tmp_path / "src", spec)
     make_tree(tmp_path / "dst", {"gone.txt": "old"})
-    summary = run_execution(str(src), str(tmp_path / "dst"),
-                            {"VerifyMode": "POINT_IN_TIME_CONSISTENT", "PreserveDeletedFiles": "REMOVE"},
-                            store=str(store))
+    summary = run_execution(str(src), str(tmp_path / "dst"), options, store=str(store))
     assert summary["Status"] == "SUCCESS" and summary["FilesDeleted"] == 1, summary
     return Path(summary["ExecutionUri"])
 

@@ -404,6 +404,30 @@ def test_versioned_reads_return_the_listed_version_or_refuse(location):
         read_version()
 
 
+def test_ranged_writes_where_declared(location):
+    """A file written in ranges out of order (as separate range tasks would) appears only when committed,
+    whole and with its metadata; an aborted one leaves nothing (see docs/architecture.md)."""
+    stripe = 5 * 1024**2  # S3's smallest part
+    data = bytes(range(256)) * (12 * 1024**2 // 256)
+    if not location.capabilities.ranged_writes:
+        with pytest.raises(NotImplementedError):
+            location.begin_ranged("r.bin", len(data), stripe, Metadata(), tag="00000000-1")
+        return
+    ranged = location.begin_ranged("r.bin", len(data), stripe, Metadata(mtime_ns=MTIME_NS), tag="00000000-1")
+    done = [location.write_range(ranged, offset, iter([data[offset:offset + stripe]]))
+            for offset in (2 * stripe, 0, stripe)]
+    assert location.stat("r.bin") is None and "r.bin" not in listed(location)  # nothing until the commit
+    written = location.commit_ranged(ranged, done, Metadata(mtime_ns=MTIME_NS))
+    assert written.size == len(data) and read(location, "r.bin") == data
+    res = location.capabilities.mtime_resolution_ns
+    assert location.stat("r.bin").mtime_ns == MTIME_NS - MTIME_NS % res
+    assert not any(TEMP_PREFIX in path for path in listed(location)) and not location.scanned_leftovers()
+    dropped = location.begin_ranged("gone.bin", len(data), stripe, Metadata(), tag="00000000-2")
+    location.write_range(dropped, 0, iter([data[:stripe]]))
+    location.abort_ranged(dropped)
+    assert location.stat("gone.bin") is None and not location.scanned_leftovers() and not location.pending_uploads()
+
+
 def test_server_side_copy_where_declared(backend):
     with backend.root("from").open() as source, backend.root("to").open() as destination:
         source.check(writable=True)

@@ -59,6 +59,7 @@ from airflow_datasync.locations.s3.headers import (
 )
 from airflow_datasync.locations.s3.key_names import BACKSLASH_REASON, keeps_backslashes
 from airflow_datasync.locations.s3.multipart import Multipart
+from airflow_datasync.locations.s3.ranges import S3RangedWrites
 from airflow_datasync.locations.s3.settings import S3Settings, settings_for
 from airflow_datasync.locations.s3.transport import Part, S3Transport
 from airflow_datasync.locations.s3.uri import COPY_PART_SIZE, MAX_KEY_BYTES, parse_s3_uri
@@ -73,14 +74,15 @@ HEAD_CONCURRENCY = 32
 S3_EXTRAS = frozenset({S3_USER_METADATA, S3_TAGS})
 
 
-class S3Location(Location):
+class S3Location(S3RangedWrites, Location):
     scheme = "s3"
     #: Per-request latency dominates: many copies in flight. Owner names (Uid/Gid NAME/BOTH) are stored as
     #: ds-user/ds-group beside ds-uid/ds-gid. Directory markers are objects that writes below them do not
     #: change, and S3-compatible stores that are file systems underneath (SeaweedFS) drop their metadata.
     capabilities = Capabilities(concurrency=64, owner_names="metadata", keeps_directory_metadata=False,
                                 directory_times_follow_children=False, scan_hints=True, versioned_reads=True,
-                                listed_md5s=True, native_checksums=True, server_side_copy=True, lists_uploads=True, partial_scans=True,
+                                listed_md5s=True, native_checksums=True, server_side_copy=True, lists_uploads=True,
+                                partial_scans=True, ranged_writes=True,
                                 extras_read=S3_EXTRAS, extras_write=S3_EXTRAS, extras_on_request=frozenset({S3_TAGS}))
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:

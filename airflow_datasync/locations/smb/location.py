@@ -91,6 +91,7 @@ from airflow_datasync.locations.smb.protocol import (
     set_info_on,
     set_security,
 )
+from airflow_datasync.locations.smb.ranges import SmbRangedWrites
 from airflow_datasync.locations.smb.sessions import drop_session, open_session, pool, wait_for_credits
 from airflow_datasync.locations.smb.small_files import limit_for, make_directory, peek_small, write_small_file
 from airflow_datasync.locations.smb.uri import DEFAULT_PORT, parse_smb_uri
@@ -117,12 +118,12 @@ def _basic_info(meta: Metadata, *, is_dir: bool) -> tuple[int, int, int, int]:
 SMB_EXTRAS = frozenset({SMB_CREATION_NS, SMB_ATTRIBUTES, SMB_SECURITY_DESCRIPTOR, SMB_SECURITY_FLAGS})
 
 
-class SmbLocation(Location):
+class SmbLocation(SmbRangedWrites, Location):
     scheme = "smb"
     #: Times are FILETIMEs (100 ns ticks); POSIX mode/uid/gid are not SMB concepts (neither set nor compared);
     #: ``Report.txt`` and ``report.txt`` are one entry on a share (Windows, and Samba for SMB2+ clients).
     capabilities = Capabilities(concurrency=16, interpreter_bound_copies=True, mtime_resolution_ns=100, posix_metadata=False, case_insensitive=True,
-                                extras_read=SMB_EXTRAS, extras_write=SMB_EXTRAS,
+                                ranged_writes=True, extras_read=SMB_EXTRAS, extras_write=SMB_EXTRAS,
                                 extras_on_request=frozenset({SMB_SECURITY_DESCRIPTOR, SMB_SECURITY_FLAGS}))
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
