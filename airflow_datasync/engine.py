@@ -13,7 +13,7 @@ from typing import Any
 from airflow_datasync.options import OptionsError, TaskOptions
 from airflow_datasync.phases.finalize import finalize
 from airflow_datasync.phases.launch import DEFAULT_STORE, LocationSpec, launch
-from airflow_datasync.phases.prepare import prepare
+from airflow_datasync.phases.prepare import prepare, prepare_partition
 from airflow_datasync.phases.report import report
 from airflow_datasync.phases.transfer import transfer
 from airflow_datasync.phases.verify import verify
@@ -37,7 +37,7 @@ def run_execution(source: LocationSpec | str, destination: LocationSpec | str, o
     execution = launch(source, destination, options, task_name=task_name, store=store, store_conn_id=store_conn_id,
                        resume=resume)
     try:
-        shards = prepare(execution)
+        shards = prepare(execution)  # lists every partition in turn, here in this process
         for shard in shards:
             try:
                 transfer(execution, shard["shard"])
@@ -54,4 +54,4 @@ def run_execution(source: LocationSpec | str, destination: LocationSpec | str, o
     return summary
 
 
-__all__ = ["DEFAULT_STORE", "LocationSpec", "OptionsError", "launch", "prepare", "transfer", "finalize", "verify", "report", "run_execution"]
+__all__ = ["DEFAULT_STORE", "LocationSpec", "OptionsError", "launch", "prepare_partition", "prepare", "transfer", "finalize", "verify", "report", "run_execution"]

@@ -235,6 +235,10 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "file that would need more than 10,000 ranges.", minimum=5 * 1024**2, maximum=5 * 1024**3),
     OptionSpec("max_shards", "integer", 1024, "Engine", "Maximum shards",
                "At most this many shards (and Airflow's [core] max_map_length); shards grow to fit."),
+    OptionSpec("prepare_partitions", "auto_integer", "auto", "Engine", "PREPARING partitions",
+               "Lists and plans the tree in up to this many PREPARING tasks, each over its own top-level folders "
+               "(local and S3 locations); auto: one per million entries the last execution of this task listed, "
+               "one when there was none; 1: one task lists everything.", minimum=1),
     OptionSpec("concurrency", "integer", 0, "Engine", "Concurrency",
                "Entries copied at once per transfer task; 0 lets the locations choose (local 8, SMB 16, S3 64).",
                minimum=0),
@@ -338,6 +342,8 @@ class TaskOptions:
     concurrency: int = 0
     #: Processes copying one shard's files: "auto" (see phases/copy_processes.py) or a number; 1 = this one.
     transfer_processes: int | str = "auto"
+    #: PREPARING tasks over partitions of the top-level names: "auto" (see phases/key_space.py) or a number.
+    prepare_partitions: int | str = "auto"
     #: Flush the destination file system (one syncfs) before a shard records itself complete, so a power
     #: cut never leaves "done" entries whose data was still in memory. False trades that for speed, as
     #: cp and rclone do (2 x 500 MB locally: the flush took 0.67 s of a 1.1 s copy here).

@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import re
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import IO, Any
@@ -226,6 +226,9 @@ class Capabilities:
     #: True where one file may have several names (link(2)): :meth:`Location.hard_link` makes one, and
     #: listings and stats carry ``hardlink_id`` (the names of one file share it).
     hard_links: bool = False
+    #: True where :meth:`Location.top_level` gives the names directly below the root and :meth:`Location.scan`
+    #: takes ``under`` (list only some top-level names): PREPARING can then run in partitions of the key space.
+    partial_scans: bool = False
     #: True where one file may be written in byte ranges by several writers, in any order and from other
     #: processes or hosts (:meth:`Location.begin_ranged`, :meth:`Location.write_range`,
     #: :meth:`Location.commit_ranged`): a temporary written at offsets, or an S3 multipart upload.
@@ -396,14 +399,23 @@ class Location(abc.ABC):
     # -- reading ----------------------------------------------------------------------------------
     @abc.abstractmethod
     def scan(self, batch_size: int = 10_000, hints: ScanHints | None = None,
-             needs_metadata: Callable[[str, int], bool] | None = None) -> Iterator[pa.RecordBatch]:
+             needs_metadata: Callable[[str, int], bool] | None = None,
+             under: Collection[str] | None = None) -> Iterator[pa.RecordBatch]:
         """Yield the whole tree below the root as :data:`LISTING_SCHEMA` batches (root excluded).
 
         ``hints`` (object stores) hold what an earlier execution learnt per path and ETag, so that
         unchanged objects need no HEAD request; backends without ETags ignore them. ``needs_metadata(path,
         size)`` (object stores) says which entries the plan will compare; others are listed with
         ``meta_known`` False. None: read every entry's metadata.
+
+        ``under`` (backends with :attr:`Capabilities.partial_scans`): only the entries whose first path
+        segment is one of these names (what :meth:`top_level` returned), exactly as the whole scan lists them.
         """
+
+    def top_level(self) -> list[tuple[str, bool]]:
+        """The names directly below the root, each with whether it is a directory (a shallow listing; the
+        names of temporaries too, so that the partition scanning them meets them as leftovers)."""
+        raise NotImplementedError(f"{type(self).__name__} has no partial scans (capabilities.partial_scans)")
 
     @abc.abstractmethod
     def stat(self, path: str) -> StatResult | None:

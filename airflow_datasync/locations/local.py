@@ -116,7 +116,7 @@ class LocalLocation(LocalRangedWrites, Location):
         # local files in the interpreter: more threads than 8 only slow it down.
         self.capabilities = Capabilities(concurrency=8, verify_concurrency=8, keeps_ownership=os.geteuid() == 0,
                                          owner_names="posix", needs_sync=True,
-                                         sparse_files=True, hard_links=True, ranged_writes=True)
+                                         sparse_files=True, hard_links=True, partial_scans=True, ranged_writes=True)
         #: Set by :meth:`prepare_writes` when the shard ends with :meth:`sync`: large files then start their
         #: disk writes while they are copied, so the final flush has little left to wait for.
         self._early_writeback = False
@@ -166,7 +166,15 @@ class LocalLocation(LocalRangedWrites, Location):
         return theirs == mine or theirs.startswith(mine.rstrip("/") + "/")
 
     # -- reading ----------------------------------------------------------------------------------
-    def scan(self, batch_size: int = 10_000, hints=None, needs_metadata=None) -> Iterator[pa.RecordBatch]:
+    def top_level(self) -> list[tuple[str, bool]]:
+        try:
+            with os.scandir(self.root) as it:
+                return sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it)
+        except OSError as exc:
+            raise LocationError(f"{self.uri}: cannot list the root: {exc.strerror or exc}") from exc
+
+    def scan(self, batch_size: int = 10_000, hints=None, needs_metadata=None,
+             under=None) -> Iterator[pa.RecordBatch]:
         cols: dict[str, list] = {f.name: [] for f in LISTING_SCHEMA if f.name not in ("etag", "meta_known")}
 
         def add(path, kind, s=None, link=None, error=None):
@@ -195,7 +203,8 @@ class LocalLocation(LocalRangedWrites, Location):
             abs_dir = os.path.join(self.root, rel_dir) if rel_dir else self.root
             try:
                 with os.scandir(abs_dir) as it:
-                    entries = sorted(it, key=lambda e: e.name)
+                    entries = sorted(it, key=lambda e: e.name) if rel_dir or under is None else \
+                        sorted((e for e in it if e.name in under), key=lambda e: e.name)
             except OSError as exc:
                 if rel_dir:
                     add(rel_dir + "/", DIR, error=f"cannot list directory: {exc.strerror}")

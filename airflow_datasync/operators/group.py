@@ -1,6 +1,7 @@
 """``sync_task_group``: one line wires a whole execution as a TaskGroup.
 
-    launch → prepare → transfer (mapped, one instance per shard) → finalize → verify → report
+    launch → partitions → prepare_partition (mapped, one instance per partition of the key space)
+           → prepare → transfer (mapped, one instance per shard) → finalize → verify → report
 
 finalize, verify and report run whatever the shards did (``all_done``): one file that cannot be copied
 fails its shard, but what did transfer is still verified, and the report says why deletions were skipped.
@@ -17,7 +18,9 @@ from airflow_datasync.assets import default_alias_name, report_outlets
 from airflow_datasync.operators.phases import (
     SyncFinalizeOperator,
     SyncLaunchOperator,
+    SyncPartitionsOperator,
     SyncPrepareOperator,
+    SyncPreparePartitionOperator,
     SyncReportOperator,
     SyncTransferOperator,
     SyncVerifyOperator,
@@ -37,6 +40,7 @@ TRANSFER_RETRY_POLICY = ExceptionRetryPolicy(rules=[
 
 #: Rendered by Airflow before execute() from the expanded shard (so a running shard shows it) and again after.
 TRANSFER_LABEL = "{{ task.shard_label }}"
+PARTITION_LABEL = "{{ task.partition_label }}"
 
 
 def sync_task_group(
@@ -96,6 +100,11 @@ def sync_task_group(
             sync_task_name=sync_task_name, manifest_store=manifest_store, manifest_store_conn_id=manifest_store_conn_id,
             options_from_params=options_from_params, dry_run=dry_run, resume_execution=resume_execution,
         )
+        # One PREPARING task per partition LAUNCHING made (one for a small tree): the DAG's shape stays static.
+        partitions = SyncPartitionsOperator(task_id="partitions", execution=launch.output)
+        prepare_partitions = SyncPreparePartitionOperator.partial(
+            task_id="prepare_partition", map_index_template=PARTITION_LABEL,
+        ).expand(partition=partitions.output)
         prepare = SyncPrepareOperator(task_id="prepare", execution=launch.output)
         transfer = SyncTransferOperator.partial(
             task_id="transfer", parallel_shards=parallel_shards, max_active_tis_per_dagrun=parallel_shards,
@@ -111,6 +120,6 @@ def sync_task_group(
         )
         report = SyncReportOperator(task_id="report", execution=launch.output, fail_on_error=fail_on_error,
                                     emit_asset_on=emit_asset_on or "SUCCESS", outlets=outlets)
-        launch >> prepare >> transfer >> finalize >> verify >> report
+        launch >> partitions >> prepare_partitions >> prepare >> transfer >> finalize >> verify >> report
     group.report = report  # type: ignore[attr-defined]
     return group

@@ -143,7 +143,7 @@ class SyncLaunchOperator(BaseOperator):
                 engine.LocationSpec(locations["destination"], locations["destination_conn_id"]),
                 self._options(context), task_name=name, store=self.manifest_store,
                 store_conn_id=self.manifest_store_conn_id, airflow=_launched_by(context, self),
-                resume=self._resume(context),
+                resume=self._resume(context), max_partitions=conf.getint("core", "max_map_length", fallback=1024),
             )
         except (LocationError, OptionsError) as exc:
             context["ti"].xcom_push(key=LAUNCH_ERROR_KEY, value=str(exc))  # the report task repeats it
@@ -243,12 +243,56 @@ class _AfterShardsOperator(_ExecutionOperator):
         return execution
 
 
+class SyncPartitionsOperator(_ExecutionOperator):
+    """The partitions LAUNCHING made, as the list the PREPARING tasks are mapped over (Airflow maps only
+    over a task's return value, and LAUNCHING's is the execution reference): one small descriptor
+    ``{"execution", "store_conn_id", "partition", "partitions"}`` per partition, their names staying in
+    the store. Reads one small file; touches no location."""
+
+    ui_color = "#d6eaf8"
+
+    def execute(self, context) -> list[dict[str, Any]]:
+        from airflow_datasync.phases.key_space import partitions_file
+
+        execution = _execution(self.execution)
+        count = (execution.read_json(partitions_file(execution)) or {}).get("count", 1)
+        return [{**execution.ref(), "partition": i, "partitions": count} for i in range(count)]
+
+
+class SyncPreparePartitionOperator(BaseOperator):
+    """PREPARING of one partition (map it with ``.expand(partition=partitions.output)``): list
+    the partition's top-level names on both sides and plan them; for an execution in one partition, list
+    both whole trees. Safe to retry: it lists its partition again. Returns a small summary.
+    """
+
+    template_fields: Sequence[str] = ("partition",)
+    ui_color = "#d1f2eb"
+    operator_extra_links = (SyncExecutionLink(),)
+
+    def __init__(self, *, partition: dict[str, Any], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.partition = partition
+
+    @property
+    def partition_label(self) -> str:
+        """``partition 2 of 8``: the mapped instance's label (its map_index_template)."""
+        part = self.partition if isinstance(self.partition, dict) else {}
+        return f"partition {part.get('partition', '?')} of {part.get('partitions', '?')}"
+
+    def execute(self, context) -> dict[str, Any]:
+        part = self.partition
+        from airflow_datasync import engine
+
+        return engine.prepare_partition(_execution(part), int(part["partition"]))
+
+
 class SyncPrepareOperator(_ExecutionOperator):
-    """PREPARING: scan both sides, write the Parquet manifest, cut it into shards.
+    """PREPARING: plan what the partition tasks listed into the Parquet manifest, cut it into shards.
 
     Returns a list of shard descriptors ``{"execution", "shard", "files", "bytes"}`` to map TRANSFERRING over.
-    The number of shards never exceeds Airflow's ``[core] max_map_length``. A plan the deletion cap
-    refuses fails the task at once, without retries (the report names the counts and the option).
+    The number of shards never exceeds Airflow's ``[core] max_map_length`` (shards of all partitions are
+    cut together). A plan the deletion cap refuses fails the task at once, without retries (the report
+    names the counts and the option). Lists what no partition task listed (used without them: everything).
     """
 
     ui_color = "#d1f2eb"

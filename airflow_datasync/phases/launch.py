@@ -16,6 +16,7 @@ from airflow_datasync.locations import Location, LocationError, open_location
 from airflow_datasync.manifest import ExecutionDir, check_store, create_execution_dir, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.phases import resume as resuming
+from airflow_datasync.phases.key_space import partition_key_space, previous_entries
 from airflow_datasync.uri import redact_uri
 
 log = logging.getLogger("airflow_datasync")
@@ -59,7 +60,8 @@ def opened(execution: ExecutionDir) -> Iterator[tuple[dict[str, Any], Location, 
 
 def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions | dict | None = None, *,
            task_name: str = "datasync", store: str | None = None, store_conn_id: str | None = None,
-           airflow: dict[str, Any] | None = None, resume: str | None = None) -> ExecutionDir:
+           airflow: dict[str, Any] | None = None, resume: str | None = None,
+           max_partitions: int | None = None) -> ExecutionDir:
     """Validate both locations and the options, allocate an execution and write its record.
 
     ``airflow`` names the task instance that launched it (``dag_id``, ``run_id``, ``task_id``, ``group_id``,
@@ -73,9 +75,12 @@ def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions
     anything is created at the destination.
     The default store is created with its parents; a store given here only under an existing parent.
 
+    Last, the key space is partitioned for PREPARING (``partitions.json``, see phases/key_space.py), in at
+    most ``max_partitions`` (Airflow's ``[core] max_map_length``: the PREPARING tasks are mapped).
+
     ``resume`` (an execution id of ``task_name``, or ``"latest"``): check both locations as for a new
     execution, then hand out that execution instead, to carry on from its plan and journals without
-    listing again (phases/resume.py); its own recorded options apply."""
+    listing again (phases/resume.py); its own recorded options and partitions apply."""
     if not isinstance(options, TaskOptions):
         options = TaskOptions.from_dict(options)
     with source.open() as src, destination.open() as dst:
@@ -96,13 +101,17 @@ def launch(source: LocationSpec, destination: LocationSpec, options: TaskOptions
         if resumed is not None:
             return resuming.record_resume(resumed, airflow)
         execution = create_execution_dir(store or DEFAULT_STORE, task_name, store_conn_id)
-        execution.write_json(execution.launch, {
+        record = {
             "execution_id": execution.execution_id, "task_name": task_name, "status": "LAUNCHING",
             "launched_at": utcnow(),
             "source": source.to_dict(), "destination": destination.to_dict(), "options_dict": _options_for_record(options),
             # False only for a dry run towards a missing folder that a real run would create.
             "airflow": airflow, "destination_exists": destination_exists is not False,
-        })
+        }
+        execution.write_json(execution.launch, record)
+        # After launch.json: the partitions of "auto" follow the last execution with the same record.
+        previous = previous_entries(execution, record) if options.prepare_partitions == "auto" else None
+        partition_key_space(execution, src, dst, options, record["destination_exists"], previous, max_partitions)
         log.info("LAUNCHING %s: %s → %s%s", execution.execution_id, redact_uri(source.uri), redact_uri(destination.uri),
                  " (dry run: nothing is written at the destination)" if options.dry_run else "")
         return execution

@@ -168,23 +168,25 @@ def _when(iso: str) -> dt.datetime:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
-def clean_destination(execution: ExecutionDir, dst: Location, *, dry_run: bool) -> dict[str, Any]:
+def clean_destination(execution: ExecutionDir, dst: Location, *, dry_run: bool, uploads: bool = True) -> dict[str, Any]:
     """PREPARING's clean-up after the destination scan; returns the summary recorded in prepare.json (with
-    ``error`` where it could not be done: a clean-up never fails PREPARING, the next one looks again)."""
+    ``error`` where it could not be done: a clean-up never fails PREPARING, the next one looks again).
+    ``uploads=False`` (all partitions of a partitioned PREPARING but one): only the temporaries the scan met,
+    as the unfinished uploads are listed for the whole destination."""
     try:
-        return _clean_destination(execution, dst, dry_run=dry_run)
+        return _clean_destination(execution, dst, dry_run=dry_run, uploads=uploads)
     except (LocationError, OSError) as exc:
         log.warning("PREPARING %s: leftovers of killed copies not removed: %s", execution.execution_id, exc)
         return {"dry_run": dry_run, "error": str(exc)}
 
 
-def _clean_destination(execution: ExecutionDir, dst: Location, *, dry_run: bool) -> dict[str, Any]:
+def _clean_destination(execution: ExecutionDir, dst: Location, *, dry_run: bool, uploads: bool) -> dict[str, Any]:
     temporaries = dst.scanned_leftovers()
     # Where the store lists unfinished uploads (S3), records are looked up only for those it lists, and an
     # upload in no record is someone else's; elsewhere (Azure blocks) the latest executions' records are read.
     lists = dst.capabilities.lists_uploads
-    pending = dst.pending_uploads() if lists else []
-    records = _open_records(execution, LOOK_BACK if pending else RECENT)
+    pending = dst.pending_uploads() if lists and uploads else []
+    records = _open_records(execution, LOOK_BACK if pending else RECENT) if uploads else []
     listed = {u.upload_id for u in pending}
     foreign = [u for u in pending if u.upload_id not in {r.upload.upload_id for r in records}]
     live = [r for r in records if r.alive]
@@ -271,3 +273,24 @@ def _writer_may_live(execution: ExecutionDir, shard: int, rec: dict[str, Any]) -
         return True
     age = (datetime.now(UTC) - datetime.fromisoformat(updated)).total_seconds()
     return age < STALE_PROGRESS_S
+
+
+def merged_leftovers(summaries: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The clean-up summaries of a partitioned PREPARING (one per partition) as one: counts summed, the
+    oldest foreign upload the earliest, the first error kept."""
+    present = [s for s in summaries if s is not None]
+    if len(present) <= 1:
+        return present[0] if present else None
+    merged: dict[str, Any] = {"dry_run": present[0].get("dry_run", False)}
+    for summary in present:
+        for key, value in summary.items():
+            if key == "oldest_upload_of_others":
+                if value is not None:
+                    merged[key] = min(value, merged.get(key) or value)
+                else:
+                    merged.setdefault(key, None)
+            elif key == "error":
+                merged.setdefault(key, value)
+            elif isinstance(value, int) and not isinstance(value, bool):
+                merged[key] = merged.get(key, 0) + value
+    return merged

@@ -1,10 +1,18 @@
-"""Partitioned PREPARING: a large tree planned in hash partitions of the paths, one in memory at a time."""
+"""Partitioned PREPARING.
+
+- In one task (:func:`plan_partitioned`): a large tree planned in hash partitions of the paths, one in
+  memory at a time.
+- Over mapped tasks (:func:`plan_partition`, then :func:`collect_partitions`): each task lists and plans
+  the top-level names LAUNCHING gave its partition (phases/key_space.py) into ``partitions/part-NNNNN.*``;
+  one task then collects the partitions into the execution's listings and manifest, and cuts the shards
+  over all of them.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import numpy as np
@@ -17,6 +25,9 @@ from airflow_datasync.locations.base import LISTING_SCHEMA
 from airflow_datasync.manifest import MANIFEST_SCHEMA, ExecutionDir, ParquetSink, ScratchSink, read_scratch
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.phases.hardlinks import LinkPlan
+from airflow_datasync.phases.key_space import part_file
+from airflow_datasync.phases.leftovers import clean_destination
+from airflow_datasync.phases.scan import scan_sides
 
 log = logging.getLogger("airflow_datasync")
 
@@ -137,3 +148,83 @@ class _ShardTotals:
         """:func:`prepare._shard_descriptors`, one per shard that holds a row."""
         return [{**execution.ref(), "shard": int(s), "files": int(self.files[s]), "bytes": int(self.bytes[s])}
                 for s in np.flatnonzero(self.files)]
+
+
+def plan_partition(execution: ExecutionDir, record: dict[str, Any], src: Location, dst: Location,
+                   options: TaskOptions, partition: int, names: Collection[str]) -> dict[str, Any]:
+    """List one partition's top-level ``names`` on both sides and plan them, as :func:`prepare._plan_in_memory`
+    plans a whole tree but without shards; return its summary (``partitions/part-NNNNN.json``).
+
+    Its temporaries are cleaned as the whole scan would; the unfinished uploads, listed for the whole
+    destination, by partition 0 only."""
+    execution.store.makedirs(execution.file("partitions"))
+    source_path, destination_path = part_file(execution, partition, "source.parquet"), \
+        part_file(execution, partition, "destination.parquet")
+    log.info("PREPARING %s: partition %d: %d top-level name(s)", execution.execution_id, partition, len(names))
+    src_count, dst_count = scan_sides(execution, record, src, dst, options, source_path, destination_path,
+                                      under=frozenset(names))
+    leftovers = clean_destination(execution, dst, dry_run=options.dry_run, uploads=partition == 0) \
+        if record.get("destination_exists", True) else None
+    source = execution.read_table(source_path, LISTING_SCHEMA)
+    destination = execution.read_table(destination_path, LISTING_SCHEMA)
+    manifest = planning.diff(*planning.comparable(source, destination, options, src, dst),
+                             compare_dir_metadata=dst.capabilities.keeps_directory_metadata)
+    del source, destination
+    execution.write_table(part_file(execution, partition, "manifest.parquet"), manifest, MANIFEST_SCHEMA)
+    return {"source_entries": src_count, "destination_entries": dst_count, "leftovers": leftovers,
+            "names": len(names), "manifest_rows": manifest.num_rows}
+
+
+def collect_partitions(execution: ExecutionDir, parts: int, options: TaskOptions, limit: int
+                       ) -> tuple[planning.ShardPlan, dict[str, int], list[dict[str, Any]]]:
+    """The partitions' listings and plans as the execution's ``source.parquet``, ``destination.parquet``
+    and ``manifest.parquet``, with the shards cut once over the work rows of all partitions (partition, then
+    path order), so that small partitions share shards and there are never more than ``limit``.
+
+    The manifest is laid out as :func:`plan_partitioned` lays it out, and cut as it cuts: each partition's
+    work-row bytes go to scratch and the cut streams them back (:class:`plan.ShardCutter`), so memory holds
+    one partition at a time however many entries."""
+    for side, path in (("source", execution.source_listing), ("destination", execution.destination_listing)):
+        with execution.sink(path, LISTING_SCHEMA) as sink:
+            for i in range(parts):
+                for batch in execution.iter_batches(part_file(execution, i, f"{side}.parquet")):
+                    sink.write(batch)
+    manifests = [part_file(execution, i, "manifest.parquet") for i in range(parts)]
+    est: dict[str, int] = {}
+    errors: list[pa.Table] = []
+    with execution.scratch("collect") as scratch, execution.sink(execution.manifest, MANIFEST_SCHEMA) as out:
+        size_parts = [f"{scratch}/sizes-{i:05d}.npy" for i in range(parts)]
+        for path, size_part in zip(manifests, size_parts):
+            manifest = execution.read_table(path, MANIFEST_SCHEMA)
+            est = {key: est.get(key, 0) + value for key, value in planning.estimates(manifest).items()}
+            work, work_sizes = planning.work_sizes(manifest)
+            is_error = pc.equal(manifest["action"], "error").to_numpy(zero_copy_only=False)
+            out.write(manifest.filter(pa.array(~work & ~is_error)))
+            errors.append(manifest.filter(pa.array(is_error)))
+            np.save(size_part, work_sizes)
+            del manifest
+            pa.default_memory_pool().release_unused()
+        out.write(pa.concat_tables(errors).sort_by("path") if errors else MANIFEST_SCHEMA.empty_table())
+        del errors
+
+        def sizes() -> Iterator[np.ndarray]:
+            return (np.load(path) for path in size_parts)
+
+        shard_plan = planning.fit_shard_bounds(sizes, options.files_per_shard, options.bytes_per_shard, limit)
+        cutter = planning.ShardCutter(shard_plan.files_per_shard, shard_plan.bytes_per_shard)
+        totals = _ShardTotals(shard_plan.count)
+        for path, part_sizes in zip(manifests, sizes()):
+            manifest = execution.read_table(path, MANIFEST_SCHEMA)
+            rows = manifest.filter(pa.array(planning.work_sizes(manifest)[0]))
+            del manifest
+            ids = cutter.cut(part_sizes)
+            totals.add(ids, part_sizes)
+            out.write(rows.set_column(rows.schema.get_field_index("shard"), "shard", pa.array(ids, pa.int32())))
+    log.info("PREPARING %s: %d partitions collected into %s", execution.execution_id, parts,
+             f"{shard_plan.count} shard(s)")
+    return shard_plan, est or planning.estimates(MANIFEST_SCHEMA.empty_table()), totals.descriptors(execution)
+
+
+def columns_schema(names: Collection[str]) -> pa.Schema:
+    """The manifest's schema narrowed to ``names``: reading only those columns."""
+    return pa.schema([MANIFEST_SCHEMA.field(n) for n in names])

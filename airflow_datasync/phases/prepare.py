@@ -1,6 +1,7 @@
 """PREPARING: scan both sides, plan the manifest (in memory, or in partitions for a large tree), cut shards.
 
-Returns the shard descriptors that TRANSFERRING is mapped over.
+Runs as mapped tasks, one per partition of the top-level names (:func:`prepare_partition`), then one that
+collects them (:func:`prepare`). Returns the shard descriptors that TRANSFERRING is mapped over.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -15,18 +17,18 @@ import pyarrow.compute as pc
 
 from airflow_datasync import plan as planning
 from airflow_datasync.locations import Location
-from airflow_datasync.locations.base import LISTING_SCHEMA, ScanHints
+from airflow_datasync.locations.base import LISTING_SCHEMA
 from airflow_datasync.manifest import MANIFEST_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.phases.deletion_cap import DeletionCapError, deletion_cap_problem, destination_entries_in_scope
 from airflow_datasync.phases.hardlinks import LinkPlan, link_plan
-from airflow_datasync.phases.hints import execution_hints, previous_execution
+from airflow_datasync.phases.key_space import part_file, read_partitions
 from airflow_datasync.phases.launch import opened
-from airflow_datasync.phases.leftovers import clean_destination
-from airflow_datasync.phases.partition import plan_partitioned
+from airflow_datasync.phases.leftovers import clean_destination, merged_leftovers
+from airflow_datasync.phases.partition import collect_partitions, plan_partition, plan_partitioned
 from airflow_datasync.phases.resume import stored_shards
+from airflow_datasync.phases.scan import scan_sides
 from airflow_datasync.phases.stripes import plan_stripes, stored_descriptors
-from airflow_datasync.progress import Progress
 from airflow_datasync.units import counted, entries
 
 log = logging.getLogger("airflow_datasync")
@@ -36,32 +38,49 @@ log = logging.getLogger("airflow_datasync")
 PARTITION_ROWS = 200_000
 
 
-def _scan_to(execution: ExecutionDir, location: Location, path: str, what: str,
-             hints: ScanHints | None = None, other: str | None = None, compare: bool = True) -> int:
-    """List one side into ``path``; return its entry count. Given the ``other`` side's listing, an object store
-    reads metadata (a HEAD) only for entries the plan will compare: those present on the other side as a
-    file of the same size."""
-    progress = Progress(f"scanning {what}")
-    needs = None
-    if other is not None and location.capabilities.scan_hints:
-        # The other side's file sizes as a dict: memory grows with the tree here, for object stores only.
-        listing = execution.read_table(other, LISTING_SCHEMA)
-        files = listing.filter(pc.equal(listing["type"], "file"))
-        sizes = dict(zip(files["path"].to_pylist(), files["size"].to_pylist()))
-        del listing, files
+def prepare_partition(execution: ExecutionDir, partition: int) -> dict[str, Any]:
+    """The mapped PREPARING task of one partition (see phases/key_space.py): list its top-level names on both
+    sides and plan them (partition files in ``partitions/``). For an execution in one partition, list both
+    whole trees only: :func:`prepare` plans them. Returns a small summary for XCom."""
+    if execution.read_json(execution.prepare) is not None:  # resumed, or cleared after it completed
+        log.info("PREPARING %s: partition %d: already prepared, nothing listed", execution.execution_id, partition)
+        return {**execution.ref(), "partition": partition, "resumed": True}
+    parts = read_partitions(execution)
+    started = utcnow()
+    with opened(execution) as (record, src, dst, options):
+        if parts is None:
+            summary = _scan_whole(execution, record, src, dst, options)
+        else:
+            summary = plan_partition(execution, record, src, dst, options, partition, parts[partition])
+    execution.store.makedirs(execution.file("partitions"))
+    execution.write_json(part_file(execution, partition, "json"), {**summary, "started_at": started, "ended_at": utcnow()})
+    return {**execution.ref(), "partition": partition, "source_entries": summary["source_entries"],
+            "destination_entries": summary["destination_entries"]}
 
-        def needs(rel: str, size: int) -> bool:
-            return compare and sizes.get(rel) == size
-    with execution.sink(path, LISTING_SCHEMA) as sink:
-        for batch in location.scan(hints=hints, needs_metadata=needs):
-            sink.write(batch)
-            progress.add(batch.num_rows)
-    progress.log()
-    return sink.rows
+
+def _scan_whole(execution: ExecutionDir, record: dict[str, Any], src: Location, dst: Location,
+                options: TaskOptions) -> dict[str, Any]:
+    if options.ManifestConfig is not None:
+        # Only what the manifest lists is stat'ed, on both sides: neither side is listed (manifest_list).
+        src_count, dst_count = _listed_to(execution, record, src, dst, options)
+    else:
+        src_count, dst_count = scan_sides(execution, record, src, dst, options,
+                                          execution.source_listing, execution.destination_listing)
+    # What killed copies of earlier executions left at the destination (temporaries its scan met,
+    # unfinished uploads), removed before this execution writes, or only counted in a dry run.
+    leftovers = clean_destination(execution, dst, dry_run=options.dry_run) \
+        if record.get("destination_exists", True) else None
+    return {"source_entries": src_count, "destination_entries": dst_count, "leftovers": leftovers,
+            "names": None, "manifest_rows": None}  # planned by prepare(), not here
 
 
 def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[dict[str, Any]]:
-    """Scan both sides, write the manifest, cut shards; return the shard descriptors for XCom.
+    """Plan the listings into the manifest, cut shards; return the shard descriptors for XCom.
+
+    Lists first what :func:`prepare_partition` has not listed yet (everything, run from the engine; nothing
+    after the mapped PREPARING tasks of a DAG). Partitioned, it collects the partitions: their listings
+    and plans into the execution's one manifest, the shards cut over all of them (at most ``max_shards``),
+    the global checks (the deletion cap, hard links across partitions, warnings) over the sums.
 
     A dry run plans the same way (the manifest says what a run would do, shard by shard) but returns no
     shards, so that nothing is transferred.
@@ -73,40 +92,31 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
         return stored_descriptors(execution, stored)  # with the ranges of its striped files
     t0 = time.monotonic()
     started = utcnow()
+    parts = read_partitions(execution)
     with opened(execution) as (record, src, dst, options):
-        src_scan_hints, dst_scan_hints = src.capabilities.scan_hints, dst.capabilities.scan_hints
-        previous = previous_execution(execution, record) if src_scan_hints or dst_scan_hints else None
-        src_hints = execution_hints(previous, "source") if previous is not None and src_scan_hints else None
-        dst_hints = execution_hints(previous, "destination") if previous is not None and dst_scan_hints else None
-        compare = options.TransferMode == "CHANGED"
-        # The side that can skip metadata reads is listed second, knowing what the first side holds.
-        # TransferMode=ALL still lists the destination: it tells a directory from a file before we write.
-        if options.ManifestConfig is not None:
-            # Only what the manifest lists is stat'ed, on both sides: neither side is listed (manifest_list).
-            src_count, dst_count = _listed_to(execution, record, src, dst, options)
-        elif not record.get("destination_exists", True):
-            # A dry run towards a folder a real run would create: what it would find there is nothing.
-            dst_count = _empty_listing(execution, execution.destination_listing)
-            src_count = _scan_to(execution, src, execution.source_listing, "source", src_hints)
-        elif src_scan_hints:
-            dst_count = _scan_to(execution, dst, execution.destination_listing, "destination", dst_hints)
-            src_count = _scan_to(execution, src, execution.source_listing, "source", src_hints,
-                                 execution.destination_listing, compare)
-        else:
-            src_count = _scan_to(execution, src, execution.source_listing, "source", src_hints)
-            dst_count = _scan_to(execution, dst, execution.destination_listing, "destination", dst_hints,
-                                 execution.source_listing, compare)
-        # What killed copies of earlier executions left at the destination (temporaries its scan met,
-        # unfinished uploads), removed before this execution writes, or only counted in a dry run.
-        leftovers = clean_destination(execution, dst, dry_run=options.dry_run) \
-            if record.get("destination_exists", True) else None
+        summaries = []
+        for i in range(1 if parts is None else len(parts)):
+            summary = execution.read_json(part_file(execution, i, "json"))
+            if summary is None:  # not listed by a mapped task (the engine, or an execution launched before)
+                summary = _scan_whole(execution, record, src, dst, options) if parts is None else \
+                    plan_partition(execution, record, src, dst, options, i, parts[i])
+            summaries.append(summary)
+        # PREPARING began with the first partition task (its duration includes the listings).
+        started = min([started] + [s["started_at"] for s in summaries if "started_at" in s])
+        src_count = sum(s["source_entries"] for s in summaries)
+        dst_count = sum(s["destination_entries"] for s in summaries)
+        leftovers = merged_leftovers([s["leftovers"] for s in summaries])
         limit = min(options.max_shards, max_shards or options.max_shards)
-        parts = -(-max(src_count, dst_count) // PARTITION_ROWS)
-        links = link_plan(execution, options, dst)
-        if parts <= 1:
-            shard_plan, est, shards = _plan_in_memory(execution, src, dst, options, limit, links)
+        if parts is not None:
+            shard_plan, est, shards = collect_partitions(execution, len(parts), options, limit)
+            links = link_plan(execution, options, dst)  # groups across partitions: counted, never kept (key_space)
         else:
-            shard_plan, est, shards = plan_partitioned(execution, src, dst, options, limit, parts, links)
+            links = link_plan(execution, options, dst)
+            rows = -(-max(src_count, dst_count) // PARTITION_ROWS)
+            if rows <= 1:
+                shard_plan, est, shards = _plan_in_memory(execution, src, dst, options, limit, links)
+            else:
+                shard_plan, est, shards = plan_partitioned(execution, src, dst, options, limit, rows, links)
         warnings = _prepare_warnings(options, dst, src)
         if links.warning(options, dst):
             warnings.append(links.warning(options, dst))
@@ -121,11 +131,11 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
             log.error("PREPARING %s: refused: %s", execution.execution_id, refused)
             raise DeletionCapError(refused)
         execution.write_json(execution.prepare, {
-            "started_at": started, "ended_at": utcnow(), "duration_ms": int((time.monotonic() - t0) * 1000),
+            "started_at": started, "ended_at": utcnow(), "duration_ms": max(int((time.monotonic() - t0) * 1000), _ms_since(started)),
             "source_entries": src_count, "destination_entries": dst_count,
             "shard_count": shard_plan.count, "files_per_shard": shard_plan.files_per_shard,
             "bytes_per_shard": shard_plan.bytes_per_shard, **est, "hard_links": links.summary(), "warnings": warnings,
-            "leftovers": leftovers, "striped": striped,
+            "leftovers": leftovers, "partitions": 1 if parts is None else len(parts), "striped": striped,
         })
         log.info("PREPARING %s: %s at source, %s at destination; %s to transfer (%s bytes), %s to delete, %s",
                  execution.execution_id, entries(src_count), dst_count,
@@ -136,6 +146,10 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
                      execution.execution_id)
             return []
         return shards
+
+
+def _ms_since(timestamp: str) -> int:
+    return int((datetime.fromisoformat(utcnow()) - datetime.fromisoformat(timestamp)).total_seconds() * 1000)
 
 
 def _check_deletion_cap(execution: ExecutionDir, options: TaskOptions, est: dict[str, int]) -> str | None:
@@ -158,11 +172,6 @@ def _listed_to(execution: ExecutionDir, record: dict[str, Any], src: Location, d
     log.info("PREPARING %s: ManifestConfig: %s listed, %s of them at the destination", execution.execution_id,
              entries(source.num_rows), destination.num_rows)
     return source.num_rows, destination.num_rows
-
-
-def _empty_listing(execution: ExecutionDir, path: str) -> int:
-    execution.write_table(path, LISTING_SCHEMA.empty_table(), LISTING_SCHEMA)
-    return 0
 
 
 def _plan_in_memory(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions, limit: int,

@@ -17,12 +17,12 @@ from airflow_datasync.operators import sync_task_group
     catchup=False,
     render_template_as_native_obj=True,
     params={"source": Param("/nonexistent", type="string"), "destination": Param("/nonexistent", type="string"),
-            "options": Param({}, type="object")},
+            "options": Param({}, type="object"), "resume": Param("", type="string")},
 )
 def datasync_test_sync():
     sync_task_group("sync", source="{{ params.source }}", destination="{{ params.destination }}",
                     options="{{ params.options }}", sync_task_name="test-sync",
-                    transfer_retry_delay=timedelta(seconds=1))
+                    transfer_retry_delay=timedelta(seconds=1), resume_execution="{{ params.resume }}")
 
 
 test_sync_dag = datasync_test_sync()

@@ -1,15 +1,29 @@
 """Resuming an execution from its stored plan and journals (issue 15): no PREPARING listing is repeated.
 
-The source is an S3 prefix on SeaweedFS, so every listing is a ListObjectsV2 request the test counts
-(the transport's observers); the destination and the store are local, so nothing else lists the source.
+The first cases copy from an S3 prefix on SeaweedFS, so every listing is a ListObjectsV2 request the test
+counts (the transport's observers); the destination and the store are local, so nothing else lists the
+source. The last ones resume executions PREPARED in partitions (the mapped ``prepare_partition`` tasks):
+local scans are counted, and S3 LIST requests with the destination on SeaweedFS.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from airflow_datasync.engine import LocationSpec, finalize, launch, prepare, report, run_execution, transfer, verify
+from airflow_datasync.engine import (
+    LocationSpec,
+    finalize,
+    launch,
+    prepare,
+    prepare_partition,
+    report,
+    run_execution,
+    transfer,
+    verify,
+)
 from airflow_datasync.locations import LocationError
+from airflow_datasync.phases import scan
+from tests.engine.test_engine_prepare_partitioned import build_destination, build_source
 from tests.fixtures_servers import S3_CONN_ID
 from tests.locations.s3.conftest import s3_requests
 
@@ -116,3 +130,75 @@ def test_resume_refuses_what_it_cannot_carry_on(source, tmp_path):
     with pytest.raises(LocationError, match="never completed PREPARING"):
         launch(source, LocationSpec(str(dst)), OPTIONS, task_name="unplanned", store=store, resume=unplanned.execution_id)
     assert not other.exists()
+
+
+def count_scans(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    real = scan.scan_to
+
+    def counting(execution, location, path, what, *args, **kwargs):
+        calls.append(what)
+        return real(execution, location, path, what, *args, **kwargs)
+
+    monkeypatch.setattr(scan, "scan_to", counting)
+    return calls
+
+
+def rest_of_execution(execution, partitions: int) -> dict:
+    """The DAG's tasks after LAUNCHING, run in turn: the mapped PREPARING ones first."""
+    for i in range(partitions):
+        prepare_partition(execution, i)
+    for shard in prepare(execution):
+        transfer(execution, shard["shard"])
+    finalize(execution)
+    verify(execution)
+    return report(execution)
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_a_killed_partitioned_execution_resumes_without_listing(tmp_path, store, monkeypatch, partitions):
+    src = build_source(tmp_path / "src")
+    dst = build_destination(src, tmp_path / "dst")
+    options = {"PreserveDeletedFiles": "REMOVE", "files_per_shard": 20, "prepare_partitions": partitions}
+    spec = (LocationSpec(str(src)), LocationSpec(str(dst)))
+    execution = launch(*spec, options, task_name="resumed", store=str(store))
+    for i in range(partitions):
+        prepare_partition(execution, i)
+    shards = prepare(execution)
+    assert len(shards) > 2
+    transfer(execution, shards[0]["shard"])  # then the run was lost: the other shards never ran
+
+    scans = count_scans(monkeypatch)
+    again = launch(*spec, options, task_name="resumed", store=str(store), resume="latest")
+    assert again.execution_id == execution.execution_id
+    summary = rest_of_execution(again, partitions)
+    assert scans == []  # PREPARING listed nothing: neither side, no partition
+    assert summary["Status"] == "SUCCESS", summary
+    assert summary["TaskExecutionId"] == execution.execution_id
+    assert summary["FilesTransferred"] == summary["EstimatedFilesToTransfer"]
+    assert summary["FilesDeleted"] == 6  # 4 below t5/ and gone/, and two excluded nowhere here
+    assert not (dst / "gone").exists() and (dst / "t3").is_dir()
+
+
+def test_s3_partitioned_resume_sends_no_list_request_before_transferring(s3, bucket, store, tmp_path):
+    src = build_source(tmp_path / "src")
+    spec = (LocationSpec(str(src)), LocationSpec(f"s3://{bucket}/dst", S3_CONN_ID))
+    options = {"files_per_shard": 50, "prepare_partitions": 2}
+    execution = launch(*spec, options, task_name="s3-resumed", store=str(store))
+    for i in range(2):
+        prepare_partition(execution, i)
+    shards = prepare(execution)
+    transfer(execution, shards[0]["shard"])
+
+    again = launch(*spec, options, task_name="s3-resumed", store=str(store), resume=execution.execution_id)
+    with s3_requests() as sent:  # the PREPARING tasks of the resumed run: the stored plan, nothing listed
+        for i in range(2):
+            prepare_partition(again, i)
+        assert prepare(again) == shards
+    assert lists(sent) == 0, sent
+    for shard in shards:
+        transfer(again, shard["shard"])
+    finalize(again)
+    verify(again)
+    summary = report(again)
+    assert summary["Status"] == "SUCCESS", summary

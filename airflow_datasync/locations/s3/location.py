@@ -18,7 +18,7 @@ import itertools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
@@ -82,7 +82,7 @@ class S3Location(S3RangedWrites, Location):
     capabilities = Capabilities(concurrency=64, owner_names="metadata", keeps_directory_metadata=False,
                                 directory_times_follow_children=False, scan_hints=True, versioned_reads=True,
                                 listed_md5s=True, native_checksums=True, server_side_copy=True, lists_uploads=True,
-                                ranged_writes=True,
+                                partial_scans=True, ranged_writes=True,
                                 extras_read=S3_EXTRAS, extras_write=S3_EXTRAS, extras_on_request=frozenset({S3_TAGS}))
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
@@ -180,14 +180,47 @@ class S3Location(S3RangedWrites, Location):
         return other.prefix.startswith(self.prefix)
 
     # -- reading ----------------------------------------------------------------------------------
+    def top_level(self) -> list[tuple[str, bool]]:
+        """One delimited listing of the prefix: its objects are files, its common prefixes directories (a
+        ``name/`` marker object too); a name may be both (``x`` and ``x/y``), then it counts as a directory."""
+        names: dict[str, bool] = {}
+        plen, token = len(self.prefix), None
+        while True:
+            page = self.transport.list_page(self.bucket, self.prefix, token, delimiter="/")
+            for obj in page.contents:
+                rel = obj["Key"][plen:]
+                if rel.rstrip("/"):
+                    names[rel.rstrip("/")] = names.get(rel.rstrip("/"), False) or rel.endswith("/")
+            for sub in page.prefixes:  # "" for keys such as "prefix//x": listed, and refused as unsafe, by its partition
+                names[sub[plen:].rstrip("/")] = True
+            if page.next_token is None:
+                return sorted(names.items())
+            token = page.next_token
+
+    def _under_pages(self, under: Collection[str]) -> Iterator[list[dict[str, Any]]]:
+        """The ListObjectsV2 pages of the keys a scan ``under`` these top-level names lists: the objects
+        named so directly below the prefix (from one delimited listing), then every key below each name
+        that listing shows as a common prefix (a name that is only a file here costs no request)."""
+        plen, token, below = len(self.prefix), None, []
+        while True:
+            page = self.transport.list_page(self.bucket, self.prefix, token, delimiter="/")
+            yield [c for c in page.contents if c["Key"][plen:].rstrip("/") in under]
+            below += [sub for sub in page.prefixes if sub[plen:].rstrip("/") in under]
+            if page.next_token is None:
+                break
+            token = page.next_token
+        for sub in sorted(below):
+            yield from self._pages(sub)
+
     def scan(self, batch_size: int = 10_000, hints: ScanHints | None = None,
-             needs_metadata: Callable[[str, int], bool] | None = None) -> Iterator[pa.RecordBatch]:
+             needs_metadata: Callable[[str, int], bool] | None = None,
+             under: Collection[str] | None = None) -> Iterator[pa.RecordBatch]:
         # ListObjectsV2: keys exactly as stored (``dir/`` markers keep their slash, control characters
         # arrive URL-encoded and decoded), a page of 1,000 at a time, straight into Arrow.
         # POSIX metadata lives in user metadata, which only HEAD returns: objects whose ETag matches what
         # an earlier execution saw take it from ``hints`` instead, so a re-run costs LISTs, not HEADs.
         with ThreadPoolExecutor(max_workers=HEAD_CONCURRENCY, thread_name_prefix="s3head") as pool:
-            for contents in self._pages(self.prefix):
+            for contents in self._pages(self.prefix) if under is None else self._under_pages(under):
                 for start in range(0, len(contents), batch_size):  # a page holds up to 1,000 keys
                     batch = self._listing(contents[start:start + batch_size], pool, hints, needs_metadata)
                     if batch.num_rows:
