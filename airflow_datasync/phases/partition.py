@@ -71,18 +71,27 @@ def plan_partitioned(execution: ExecutionDir, src: Location, dst: Location, opti
         out.write(pa.concat_tables(errors).sort_by("path"))
         del errors
 
-        def sizes() -> Iterator[np.ndarray]:
-            return (np.load(path) for path in size_parts)
+        shard_plan, descriptors = _cut_work_rows(execution, out, (read_scratch(w) for w in work_parts), size_parts,
+                                                 options, limit)
+    return shard_plan, est, descriptors
 
-        shard_plan = planning.fit_shard_bounds(sizes, options.files_per_shard, options.bytes_per_shard, limit)
-        cutter = planning.ShardCutter(shard_plan.files_per_shard, shard_plan.bytes_per_shard)
-        totals = _ShardTotals(shard_plan.count)
-        for work_part, part_sizes in zip(work_parts, sizes()):
-            rows = read_scratch(work_part)
-            ids = cutter.cut(part_sizes)
-            totals.add(ids, part_sizes)
-            out.write(rows.set_column(rows.schema.get_field_index("shard"), "shard", pa.array(ids, pa.int32())))
-    return shard_plan, est, totals.descriptors(execution)
+
+def _cut_work_rows(execution: ExecutionDir, out: ParquetSink, work_rows: Iterator[pa.Table], size_parts: list[str],
+                   options: TaskOptions, limit: int) -> tuple[planning.ShardPlan, list[dict[str, Any]]]:
+    """Cut the shards over every partition's work rows (``work_rows``, one table per partition, in order;
+    their cut bytes saved in ``size_parts``), one partition in memory at a time, and write the rows with
+    their shard ids to ``out``: the shard plan and the shards' descriptors."""
+    def sizes() -> Iterator[np.ndarray]:
+        return (np.load(path) for path in size_parts)
+
+    shard_plan = planning.fit_shard_bounds(sizes, options.files_per_shard, options.bytes_per_shard, limit)
+    cutter = planning.ShardCutter(shard_plan.files_per_shard, shard_plan.bytes_per_shard)
+    totals = _ShardTotals(shard_plan.count)
+    for rows, part_sizes in zip(work_rows, sizes()):
+        ids = cutter.cut(part_sizes)
+        totals.add(ids, part_sizes)
+        out.write(rows.set_column(rows.schema.get_field_index("shard"), "shard", pa.array(ids, pa.int32())))
+    return shard_plan, totals.descriptors(execution)
 
 
 def _plan_part(src_part: str, dst_part: str, work_part: str, out: ParquetSink, options: TaskOptions,
@@ -207,22 +216,16 @@ def collect_partitions(execution: ExecutionDir, parts: int, options: TaskOptions
         out.write(pa.concat_tables(errors).sort_by("path") if errors else MANIFEST_SCHEMA.empty_table())
         del errors
 
-        def sizes() -> Iterator[np.ndarray]:
-            return (np.load(path) for path in size_parts)
-
-        shard_plan = planning.fit_shard_bounds(sizes, options.files_per_shard, options.bytes_per_shard, limit)
-        cutter = planning.ShardCutter(shard_plan.files_per_shard, shard_plan.bytes_per_shard)
-        totals = _ShardTotals(shard_plan.count)
-        for path, part_sizes in zip(manifests, sizes()):
-            manifest = execution.read_table(path, MANIFEST_SCHEMA)
-            rows = manifest.filter(pa.array(planning.work_sizes(manifest)[0]))
-            del manifest
-            ids = cutter.cut(part_sizes)
-            totals.add(ids, part_sizes)
-            out.write(rows.set_column(rows.schema.get_field_index("shard"), "shard", pa.array(ids, pa.int32())))
+        shard_plan, descriptors = _cut_work_rows(execution, out, (_work_rows(execution, m) for m in manifests),
+                                                 size_parts, options, limit)
     log.info("PREPARING %s: %d partitions collected into %s", execution.execution_id, parts,
              f"{shard_plan.count} shard(s)")
-    return shard_plan, est or planning.estimates(MANIFEST_SCHEMA.empty_table()), totals.descriptors(execution)
+    return shard_plan, est or planning.estimates(MANIFEST_SCHEMA.empty_table()), descriptors
+
+
+def _work_rows(execution: ExecutionDir, manifest_path: str) -> pa.Table:
+    manifest = execution.read_table(manifest_path, MANIFEST_SCHEMA)
+    return manifest.filter(pa.array(planning.work_sizes(manifest)[0]))
 
 
 def columns_schema(names: Collection[str]) -> pa.Schema:

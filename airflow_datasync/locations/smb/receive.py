@@ -37,7 +37,7 @@ from smbprotocol.connection import Connection, SMB2Echo, SMB2TransformHeader
 from smbprotocol.exceptions import SMBConnectionClosed, SMBException
 from smbprotocol.header import SMB2HeaderResponse
 
-from airflow_datasync.locations.smb.send import send_lean
+from airflow_datasync.locations.smb.send import HeaderField, HeaderFlags, send_lean
 
 log = logging.getLogger(__name__)
 
@@ -66,23 +66,6 @@ class SignatureMismatch(SMBException):
     """A response's signature is not the one its session's key gives: the connection is not to be trusted."""
 
 
-class _Value:
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def get_value(self) -> Any:
-        return self.value
-
-
-class _Flags(_Value):
-    __slots__ = ()
-
-    def has_flag(self, flag: int) -> bool:
-        return self.value & flag == flag
-
-
 class ReceivedHeader:
     """A response as ``Connection.receive`` and its callers read it: ``header["status"].get_value()``,
     ``["message_id"]``, ``["credit_response"]``, ``["flags"].has_flag(…)``, ``["data"]`` (the body, with the
@@ -100,11 +83,11 @@ class ReceivedHeader:
     def __getitem__(self, name: str) -> Any:
         index = self._FAST.get(name)
         if index is not None:
-            return _Value(self._fields[index])
+            return HeaderField(self._fields[index])
         if name == "data":
-            return _Value(bytes(self._raw[_HEADER_SIZE:]))
+            return HeaderField(bytes(self._raw[_HEADER_SIZE:]))
         if name == "flags":
-            return _Flags(self._fields[6])
+            return HeaderFlags(self._fields[6])
         return self.structure()[name]
 
     def body(self) -> bytes:

@@ -35,7 +35,10 @@ _SETUP_COMMANDS = (SMB2_NEGOTIATE, SMB2_SESSION_SETUP, SMB2_CANCEL)
 MAX_FRAME = 0xFFFFFF
 
 
-class _Value:
+class HeaderField:
+    """A header field as smbprotocol's Structures give it (``.get_value()``), without the Structure; shared by
+    the sent (:class:`SentHeader`) and received (``receive.ReceivedHeader``) headers."""
+
     __slots__ = ("value",)
 
     def __init__(self, value: Any) -> None:
@@ -45,7 +48,7 @@ class _Value:
         return self.value
 
 
-class _Flags(_Value):
+class HeaderFlags(HeaderField):
     __slots__ = ()
 
     def has_flag(self, flag: int) -> bool:
@@ -90,13 +93,13 @@ class SentHeader:
             return self._structure[name]
         index = self._INDEX.get(name)
         if index is not None:
-            return _Flags(self._fields[3]) if index == 3 else _Value(self._fields[index])
+            return HeaderFlags(self._fields[3]) if index == 3 else HeaderField(self._fields[index])
         if name == "data":
-            return _Value(self.body())
+            return HeaderField(self.body())
         if name == "signature":
-            return _Value(self._signature)
+            return HeaderField(self._signature)
         if name in ("reserved", "process_id", "channel_sequence"):
-            return _Value(0)
+            return HeaderField(0)
         return self.structure()[name]
 
     def __setitem__(self, name: str, value: Any) -> None:
