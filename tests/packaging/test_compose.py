@@ -1,7 +1,7 @@
 """docker/compose.yaml and docker/Dockerfile, checked without Docker (no daemon, no compose plugin here).
 
-The compose file is validated against the Compose Specification's JSON schema (vendored in
-compose_spec/), every Airflow command it runs is parsed by this venv's own ``airflow`` CLI parser, the
+The compose file is validated against our schema of the Compose Specification's parts it uses
+(compose_schema.py), every Airflow command it runs is parsed by this venv's own ``airflow`` CLI parser, the
 settings are those of docker/airflow.env (the file the Celery test in tests/scale loads), the addresses
 point at the stack's own services, the workers share no volume but the read-only DAGs, no secret is
 written out, and SeaweedFS's flags are those of the locked ``weed``. The Dockerfile builds on the Airflow
@@ -37,8 +37,7 @@ from tests.packaging.compose_checks import (
     service_env,
     worker_services,
 )
-
-SCHEMA = json.loads((ROOT / "tests" / "packaging" / "compose_spec" / "compose-spec.json").read_text())
+from tests.packaging.compose_schema import COMPOSE_SCHEMA as SCHEMA
 
 
 @pytest.fixture(scope="module")

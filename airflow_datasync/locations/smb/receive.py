@@ -16,7 +16,8 @@ Python is most of the interpreter's time on small files. :class:`LeanConnection`
 
 What stays smbprotocol's: NEGOTIATE and SESSION_SETUP responses (its preauth integrity hash and session id
 handling, through its own header structure), decryption of a transform header (``Connection._decrypt``;
-a decrypted message is not verified again, as smbprotocol), the keep-alive echo, sending. Any error in the
+a decrypted message is not verified again, as smbprotocol), the keep-alive echo. Ordinary requests are
+framed by :mod:`.send`, the others by smbprotocol's ``_send``. Any error in the
 receiver is the connection's end, as in smbprotocol: the exception is kept in ``_t_exc`` for the next
 caller, the socket closed and every waiting request woken.
 """
@@ -35,6 +36,8 @@ from typing import Any
 from smbprotocol.connection import Connection, SMB2Echo, SMB2TransformHeader
 from smbprotocol.exceptions import SMBConnectionClosed, SMBException
 from smbprotocol.header import SMB2HeaderResponse
+
+from airflow_datasync.locations.smb.send import send_lean
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +302,19 @@ class LeanConnection(Connection):
         finally:
             for request in list(self.outstanding_requests.values()):
                 request.response_event.set()
+
+    def _send(self, messages: list, session_id: Any = None, tree_id: Any = None, message_id: Any = None,
+              credit_request: Any = None, related: bool = False, async_id: Any = None,
+              force_signature: bool = False) -> list:
+        # Every send and send_compound comes here: ordinary requests are framed by send.send_lean, the rest
+        # (set-up, CANCEL, async, forced signatures, encryption, a short window) by smbprotocol.
+        if message_id is None and async_id is None and not force_signature:
+            requests = send_lean(self, messages, session_id, tree_id, credit_request, related)
+            if requests is not None:
+                return requests
+        return super()._send(messages, session_id=session_id, tree_id=tree_id, message_id=message_id,
+                             credit_request=credit_request, related=related, async_id=async_id,
+                             force_signature=force_signature)
 
     def _generate_signature(self, b_header: bytes, signing_key: bytes, message_id: int, response: bool,
                             command: int) -> bytes:

@@ -2,7 +2,7 @@
 read whole by one CREATE + READ + CLOSE compound (whose create and close responses stand in for the stats
 before and after a copy), a directory is listed by one CREATE + QUERY_DIRECTORY ×2 + CLOSE compound, and
 a re-run with nothing changed sends nothing per file. The sends are counted at smbprotocol's
-``Connection._send`` (one call per TCP message, a compound being one)."""
+``LeanConnection._send`` (one call per TCP message, a compound being one)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from smbprotocol.connection import Connection
 
 from airflow_datasync import checksum
 from airflow_datasync.engine import LocationSpec, run_execution
 from airflow_datasync.locations.base import TEMP_PREFIX
 from airflow_datasync.locations.smb import SmbLocation
 from airflow_datasync.locations.smb.dir_query import list_directory
+from airflow_datasync.locations.smb.receive import LeanConnection
 from airflow_datasync.locations.smb.whole_read import SMALL_FILE_BYTES
 
 from .conftest import CONN_ID
@@ -33,7 +33,7 @@ LIST_COMPOUND = ("Create", "QueryDirectory", "QueryDirectory", "Close")
 
 
 class Sends:
-    """Every ``Connection._send`` while installed: the commands of each send, in order."""
+    """Every ``LeanConnection._send`` while installed: the commands of each send, in order."""
 
     def __init__(self) -> None:
         self.log: list[tuple[str, ...]] = []
@@ -59,13 +59,13 @@ class Sends:
 @pytest.fixture
 def sends(monkeypatch) -> Sends:
     counted = Sends()
-    original = Connection._send
+    original = LeanConnection._send  # our connections' own framing, smbprotocol's behind it
 
     def _send(self, messages, *args, **kwargs):
         counted.record(messages)
         return original(self, messages, *args, **kwargs)
 
-    monkeypatch.setattr(Connection, "_send", _send)
+    monkeypatch.setattr(LeanConnection, "_send", _send)
     return counted
 
 
