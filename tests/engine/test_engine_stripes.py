@@ -93,6 +93,19 @@ def test_local_to_smb_in_ranges(tmp_path, store, smb_folder):
     assert not _temporaries(folder.disk)
 
 
+def test_smb_to_smb_reads_each_range_alone(tmp_path, store, smb_folder):
+    """An SMB source's streaming reader cannot seek: each range opens a reader of its own range."""
+    source, destination = smb_folder(), smb_folder()
+    big = _source(source.disk / "tree", 40 * MiB)
+    summary = engine.run_execution(LocationSpec(f"{source.uri}/tree", source.conn_id),
+                                   LocationSpec(destination.uri, destination.conn_id), OPTIONS, store=str(store))
+    assert summary["Status"] == "SUCCESS" and summary["FilesFailed"] == 0, summary
+    assert (destination.disk / "sub" / "big.bin").read_bytes() == big and not _temporaries(destination.disk)
+    plan = stripes.load(_execution(store))
+    assert [r["length"] for r in plan.files[0]["ranges"]] == [16 * MiB, 16 * MiB, 8 * MiB]
+    assert _striped_result(_execution(store))["src_checksum"] == _crc(big)
+
+
 def _prepared(src: Path, dst: LocationSpec, store: Path) -> tuple[ExecutionDir, list[dict]]:
     execution = engine.launch(LocationSpec(str(src)), dst, OPTIONS, task_name="datasync", store=str(store))
     return execution, engine.prepare(execution)

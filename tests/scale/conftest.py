@@ -14,6 +14,7 @@ from tests.scale.services import Postgres, Redis, start_postgres, start_redis
 
 DAG_FILE = Path(__file__).with_name("scale_dags.py")
 BUCKET = "datasync-scale"
+SCALE_DAGS = ("scale_spread", "scale_kill", "scale_daily", "scale_stripe")
 #: Both workers serve the default queue; only w2 serves the SMB queue (a worker placed near the file server).
 WORKER_QUEUES = {"w1": "default", "w2": "default,smb"}
 WORKERS = list(WORKER_QUEUES)
@@ -60,10 +61,10 @@ def deployment(postgres: Postgres, redis: Redis, s3_server, samba) -> Deployment
     hidden = [samba.root, s3_server.workdir, postgres.workdir, redis.workdir]
     with started_celery_airflow(postgres, redis, [DAG_FILE], WORKER_QUEUES, env, hidden) as airflow:
         airflow.wait_for("the scale DAGs parsed", lambda: len(airflow.query(
-            "SELECT dag_id FROM dag WHERE dag_id LIKE 'scale_%%'")) == 3)
+            "SELECT dag_id FROM dag WHERE dag_id LIKE 'scale_%%'")) == len(SCALE_DAGS))
         from tests.scale.scale_dags import POOL, POOL_SLOTS
 
         airflow.cli("pools", "set", POOL, str(POOL_SLOTS), "the transfers of the backfill case")
-        for dag_id in ("scale_spread", "scale_kill", "scale_daily"):
+        for dag_id in SCALE_DAGS:
             airflow.cli("dags", "unpause", dag_id)
         yield Deployment(airflow, s3, smb_disk)

@@ -27,6 +27,8 @@ PIT = {"VerifyMode": "POINT_IN_TIME_CONSISTENT"}
 SPREAD_FILES_PER_SHARD = 4
 SPREAD_PARALLEL_SHARDS = 2
 POOL, POOL_SLOTS = "datasync_scale_transfers", 1
+#: A file at or above 1 GiB goes in 256 MiB ranges: the striped case's 2 GiB file makes nine of them.
+STRIPE_THRESHOLD, STRIPE_BYTES = 1024**3, 256 * 1024**2
 SMB_QUEUE = "smb"
 
 
@@ -56,3 +58,11 @@ with DAG("scale_daily", schedule="@daily", start_date=START, end_date=pendulum.d
          catchup=False, max_active_runs=3) as scale_daily:
     _group("scale_daily", f"s3://{BUCKET}/daily/src/dt={{{{ ds }}}}", f"{SMB}/daily/dt={{{{ ds }}}}", S3_CONN,
            SMB_CONN, {}, sync_task_name="scale_daily", parallel_shards=4, default_args={"pool": POOL, "queue": SMB_QUEUE})
+
+# (6) SMB → SMB, one sparse file above the stripe threshold: its ranges are mapped transfer instances that
+# both workers take (two at once), each writing its offsets into one temporary that FINALIZE publishes.
+with DAG("scale_stripe", schedule=None, start_date=START, catchup=False) as scale_stripe:
+    _group("scale_stripe", f"{SMB}/stripe/src", f"{SMB}/stripe/dst", SMB_CONN, SMB_CONN,
+           {"stripe_threshold_bytes": STRIPE_THRESHOLD, "stripe_bytes": STRIPE_BYTES},
+           sync_task_name="scale_stripe", parallel_shards=2, transfer_retries=1,
+           transfer_retry_delay=timedelta(seconds=2))

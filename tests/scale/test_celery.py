@@ -6,7 +6,9 @@ What holds: an execution's shards run on both workers and verify; every phase wo
 XCom only (no local store anywhere); ``kill -9`` of a worker's whole process tree mid-shard has the shard
 retried on the other worker, resuming from its journal in the store, nothing lost or duplicated;
 ``airflow backfill create`` over three days runs each day's partition; ``max_active_tis_per_dagrun``
-(``parallel_shards``) and a pool bound how many tasks run at once (from the task instances' start and end).
+(``parallel_shards``) and a pool bound how many tasks run at once (from the task instances' start and end);
+a multi-GiB sparse file is striped, its ranges copied by both workers into one temporary that FINALIZE
+publishes with the source's CRC64NVME.
 
 DAGs: tests/scale/scale_dags.py. `make scale` runs this module (marked ``scale``)."""
 
@@ -19,6 +21,7 @@ import posixpath
 
 import pytest
 
+from airflow_datasync.checksum import file_checksum
 from tests.scale.conftest import BUCKET, WORKER_QUEUES, WORKERS, Deployment
 from tests.scale.scale_dags import (
     POOL,
@@ -27,6 +30,8 @@ from tests.scale.scale_dags import (
     SPREAD_FILES_PER_SHARD,
     SPREAD_PARALLEL_SHARDS,
     STORE_PREFIX,
+    STRIPE_BYTES,
+    STRIPE_THRESHOLD,
 )
 
 pytestmark = pytest.mark.scale
@@ -238,4 +243,66 @@ def test_backfill_over_three_days_syncs_each_partition_pool_and_queue_bound_it(d
     # The group's queue: only the workers that serve it ran its tasks.
     assert {t["queue"] for t in tis} == {SMB_QUEUE}
     assert {t["hostname"] for t in tis} == {w for w, queues in WORKER_QUEUES.items() if SMB_QUEUE in queues.split(",")}
+    assert_workers_kept_nothing(d)
+
+
+def sparse_file(path, size: int, islands: dict[int, int]) -> None:
+    """A ``size``-byte file of holes, with random data of ``islands[offset]`` bytes at each offset."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.truncate(size)
+        for offset, length in islands.items():
+            fh.seek(offset)
+            fh.write(os.urandom(length))
+
+
+def crc64nvme(path) -> str:
+    with open(path, "rb", buffering=0) as fh:
+        return file_checksum(fh)
+
+
+def test_a_sparse_multi_gib_file_is_striped_over_both_workers_and_published_whole(deployment: Deployment):
+    d = deployment
+    mib = 1024**2
+    size = 2 * 1024**3 + 12345  # nine ranges of 256 MiB, the last one short
+    source = d.smb_disk / "stripe" / "src" / "volume.img"
+    # Data across range borders, at both ends and in the middle; holes between.
+    sparse_file(source, size, {0: 3 * mib, STRIPE_BYTES - mib: 2 * mib, 1100 * mib: 4 * mib,
+                               size - 3 * mib - 12345: 3 * mib + 12345})
+    assert source.stat().st_blocks * 512 < 64 * mib  # sparse on disk: a few MiB of data, the rest holes
+    stat_before, expected = source.stat(), crc64nvme(source)
+    d.airflow.cli("dags", "trigger", "scale_stripe")
+    ((run_id, state, _, _),) = wait_runs_done(d, "scale_stripe")
+    tis = task_instances(d, "scale_stripe", run_id)
+    assert state == "success", (tis, d.airflow.task_logs("scale_stripe"))
+    assert all(t["state"] == "success" for t in tis), tis
+
+    prefix = execution_prefix(d, "scale_stripe", run_id)
+    (striped,) = store_json(d, f"{prefix}/stripes.json")["files"]
+    assert striped["path"] == "volume.img" and striped["size"] == size, striped
+    ranges = striped["ranges"]
+    assert len(ranges) == -(-size // STRIPE_BYTES) == 9 and size >= STRIPE_THRESHOLD, ranges
+    assert [r["offset"] for r in ranges] == [i * STRIPE_BYTES for i in range(len(ranges))]
+    assert sum(r["length"] for r in ranges) == size
+
+    # Each range was a mapped transfer instance of its own, and both workers ran some.
+    labels = dict(d.airflow.query("SELECT map_index, rendered_map_index FROM task_instance WHERE dag_id = %s "
+                                  "AND run_id = %s AND task_id = 'sync.transfer'", "scale_stripe", run_id))
+    range_tis = [t for t in tis if t["task_id"] == "sync.transfer" and "volume.img @" in (labels[t["map_index"]] or "")]
+    assert len(range_tis) == len(ranges), (labels, tis)
+    assert {t["hostname"] for t in range_tis} == set(WORKERS), range_tis
+    assert 1 <= max_overlap(range_tis) <= 2, range_tis
+    done = [k for k in store_keys(d, prefix) if k.startswith(f"{prefix}/stripes/range-")]
+    assert sorted(int(k.rsplit("-", 1)[1].removesuffix(".json")) for k in done) == sorted(r["shard"] for r in ranges)
+
+    report = store_json(d, f"{prefix}/report.json")
+    assert report["Status"] == "SUCCESS" and report["FilesTransferred"] == 1 and report["FilesFailed"] == 0, report
+    # The published file is the source, byte for byte; nothing else at the destination, no temporary left.
+    published = d.smb_disk / "stripe" / "dst" / "volume.img"
+    assert published.stat().st_size == size
+    assert crc64nvme(published) == expected
+    assert sorted(p.name for p in (d.smb_disk / "stripe").rglob("*")) == ["dst", "src", "volume.img", "volume.img"]
+    # The source untouched.
+    stat_after = source.stat()
+    assert (stat_after.st_size, stat_after.st_mtime_ns) == (stat_before.st_size, stat_before.st_mtime_ns)
     assert_workers_kept_nothing(d)

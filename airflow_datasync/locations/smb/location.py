@@ -350,6 +350,9 @@ class SmbLocation(SmbRangedWrites, Location):
     def open_for_copy(self, path: str) -> OpenedForCopy:
         return read_open.open_for_copy(self, path)
 
+    def open_range(self, path: str, offset: int, length: int) -> IO[bytes]:
+        return read_open.open_range(self, path, offset, length)
+
     # -- security descriptors -----------------------------------------------------------------------
     def read_extras(self, path: str, wanted: Mapping[str, Any]) -> dict[str, Any]:
         """The security descriptor as SecurityDescriptorCopyFlags (``wanted[SMB_SECURITY_DESCRIPTOR]``) asks,

@@ -37,6 +37,12 @@ def streaming(location: SmbLocation, path: str) -> IO[bytes]:
     return io.BufferedReader(ReconnectingReader(location, path), buffer_size=STREAM_BUFFER)
 
 
+def open_range(location: SmbLocation, path: str, offset: int, length: int) -> IO[bytes]:
+    """A stream of ``length`` bytes of ``path`` from ``offset``: READs of that range only (the streaming
+    reader cannot seek, so the base class's open-and-seek does not apply)."""
+    return io.BufferedReader(ReconnectingReader(location, path, offset, length), buffer_size=STREAM_BUFFER)
+
+
 def _whole(location: SmbLocation, path: str) -> WholeRead | None:
     return location._call(lambda: read_whole(location._unc(path), location._kw()), path)
 
