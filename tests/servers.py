@@ -81,13 +81,20 @@ class S3Server:
         return json.dumps({"conn_type": "aws", "login": self.access_key, "password": self.secret_key, "extra": extra})
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+        stop_process_group(self.process)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM to a server's process group (started with ``start_new_session``), SIGKILL if it outlives
+    ``timeout`` seconds."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def stop_airflow_processes(procs: list[subprocess.Popen], timeout: float) -> None:

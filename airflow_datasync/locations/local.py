@@ -260,23 +260,21 @@ class LocalLocation(LocalRangedWrites, Location):
     def open_for_copy(self, path: str) -> OpenedForCopy:
         # Opened first, then fstat'ed: one call where a stat before the open would be a second; what is no
         # regular file any more is only looked at, never read.
-        full = self._abs(path)
-        try:
-            opened = open_source(full)
-        except OSError as exc:
-            raise from_oserror(exc, f"{self.uri}: {path}") from None
+        opened = self._open_source(path)
         if isinstance(opened, SourceFile):
             return OpenedForCopy(_stat_result(opened.stat), opened, lambda: self.stat(path))
         if opened is not None and st.S_ISLNK(opened.st_mode):
             return OpenedForCopy(self.stat(path), None, lambda: self.stat(path))
         return OpenedForCopy(None if opened is None else _stat_result(opened), None, lambda: self.stat(path))
 
-    def open_read(self, path: str) -> IO[bytes]:
-        full = self._abs(path)
+    def _open_source(self, path: str) -> SourceFile | os.stat_result | None:
         try:
-            opened = open_source(full)
+            return open_source(self._abs(path))
         except OSError as exc:
             raise from_oserror(exc, f"{self.uri}: {path}") from None
+
+    def open_read(self, path: str) -> IO[bytes]:
+        opened = self._open_source(path)
         if isinstance(opened, SourceFile):
             return opened
         if opened is None:

@@ -27,7 +27,41 @@ import pytest
 from tests.servers import free_port, stop_airflow_processes
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
-class RealAirflow:
+class AirflowComponents:
+    """What a test harness of running Airflow components shares: ``procs`` (name → process), ``port`` (the
+    api-server's) and ``logs()``; waits that fail with the logs when a component exits or a wait gives up."""
+
+    procs: dict[str, subprocess.Popen]
+    port: int
+    #: Seconds a wait may take before it fails (a hang turned into a failure, not a time assertion).
+    WAIT_LIMIT = 240.0
+
+    def logs(self) -> str:
+        raise NotImplementedError
+
+    def wait_for(self, what: str, check, limit: float | None = None):
+        """Poll ``check`` until it returns something truthy: a wait, not a time assertion (the limit only
+        turns a hang into a failure that shows the components' logs)."""
+        deadline = time.monotonic() + (self.WAIT_LIMIT if limit is None else limit)
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    pytest.fail(f"airflow {name} exited with {proc.returncode} while waiting for {what}\n{self.logs()}")
+            value = check()
+            if value:
+                return value
+            time.sleep(1)
+        pytest.fail(f"gave up waiting for {what}\n{self.logs()}")
+
+    def health(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v2/monitor/health", timeout=5) as r:
+                return r.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+
+class RealAirflow(AirflowComponents):
     def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
         self.home = home
         self.db = home / "airflow.db"
@@ -82,28 +116,6 @@ class RealAirflow:
     def query(self, sql: str, *params) -> list[tuple]:
         with sqlite3.connect(self.db, timeout=30) as db:
             return db.execute(sql, params).fetchall()
-
-    def wait_for(self, what: str, check, limit: float = 240.0):
-        """Poll ``check`` until it returns something truthy: a wait, not a time assertion (the limit only
-        turns a hang into a failure that shows the components' logs)."""
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            for name, proc in self.procs.items():
-                if proc.poll() is not None:
-                    pytest.fail(f"airflow {name} exited with {proc.returncode} while waiting for {what}\n{self.logs()}")
-            value = check()
-            if value:
-                return value
-            time.sleep(1)
-        pytest.fail(f"gave up waiting for {what}\n{self.logs()}")
-
-    def health(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v2/monitor/health", timeout=5) as r:
-                return r.status == 200
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return False
-
 
 @contextmanager
 def started_airflow(dag_files: list[Path], env: dict[str, str] | None = None,

@@ -81,8 +81,8 @@ def test_shards_of_all_partitions_fit_max_map_length(airflow_db, dags_folder, tm
 
 def test_s3_mapped_prepare_lists_each_prefix_in_one_task(s3_server, s3, bucket, airflow_db, dags_folder, tmp_path,
                                                          monkeypatch):
-    from airflow_datasync.locations.s3 import settings_for
     from tests.fixtures_servers import S3_CONN_ID
+    from tests.locations.s3.conftest import list_pages
 
     dag = load_dag(dags_folder, "datasync_s3_test_dags.py", "datasync_test_s3_sync")
     src = tmp_path / "src"
@@ -90,15 +90,7 @@ def test_s3_mapped_prepare_lists_each_prefix_in_one_task(s3_server, s3, bucket, 
     (src / "link").unlink()
     for extra in ("dir1/old.txt", "gone/x.txt"):
         s3.put_object(Bucket=bucket, Key=f"data/{extra}", Body=b"only at the destination")
-    transport = settings_for(S3_CONN_ID).transport
-    lists: list[tuple[str, str | None]] = []
-    real = transport.list_page
-
-    def counting(bucket_, prefix, token=None, **kwargs):
-        lists.append((prefix, kwargs.get("delimiter")))
-        return real(bucket_, prefix, token, **kwargs)
-
-    monkeypatch.setattr(transport, "list_page", counting)
+    lists = list_pages(monkeypatch, S3_CONN_ID)
     conf = {"source": str(src), "destination": f"s3://{bucket}/data", "store": f"s3://{bucket}/manifests",
             "options": {"files_per_shard": 10, "PreserveDeletedFiles": "REMOVE", "prepare_partitions": 3}}
     run = dag.test(run_conf=conf)

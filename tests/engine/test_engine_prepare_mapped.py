@@ -207,8 +207,8 @@ def test_group_names_keep_case_variants_and_deal_directories_evenly():
 
 
 def test_s3_partitions_list_only_their_prefixes(s3, bucket, store, tmp_path, monkeypatch):
-    from airflow_datasync.locations.s3 import settings_for
     from tests.fixtures_servers import S3_CONN_ID
+    from tests.locations.s3.conftest import list_pages
 
     src = build_source(tmp_path / "src")
     for p in sorted(src.rglob("*")):
@@ -221,15 +221,7 @@ def test_s3_partitions_list_only_their_prefixes(s3, bucket, store, tmp_path, mon
     conn = (S3_CONN_ID, S3_CONN_ID)
     options = {"PreserveDeletedFiles": "REMOVE", "files_per_shard": 20}
 
-    transport = settings_for(S3_CONN_ID).transport
-    lists: list[tuple[str, str | None]] = []
-    real = transport.list_page
-
-    def counting(bucket_, prefix, token=None, **kwargs):
-        lists.append((prefix, kwargs.get("delimiter")))
-        return real(bucket_, prefix, token, **kwargs)
-
-    monkeypatch.setattr(transport, "list_page", counting)
+    lists = list_pages(monkeypatch, S3_CONN_ID)
     one = launched(*uris, store, options, conn)
     prepare(one)
     whole = pq.read_table(one.manifest)

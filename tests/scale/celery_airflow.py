@@ -20,15 +20,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
+from tests.airflow.real_airflow import AirflowComponents
 from tests.scale.services import Postgres, Redis
 from tests.servers import free_port, stop_airflow_processes
 
@@ -69,8 +65,10 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-class CeleryAirflow:
+class CeleryAirflow(AirflowComponents):
     """The components of one deployment; ``workers`` maps a worker's name to its own home directory."""
+
+    WAIT_LIMIT = 420.0  # Celery workers and Postgres start slower than the SQLite harness
 
     def __init__(self, root: Path, postgres: Postgres, redis: Redis, dag_files: list[Path],
                  extra_env: dict[str, str], hidden_from_workers: list[Path]) -> None:
@@ -194,27 +192,6 @@ class CeleryAirflow:
 
     def query(self, sql: str, *params) -> list[tuple]:
         return self.postgres.query(sql, *params)
-
-    def wait_for(self, what: str, check, limit: float = 420.0):
-        """Poll ``check`` until it returns something truthy: a wait, not a time assertion (the limit only
-        turns a hang into a failure that shows the components' logs)."""
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            for name, proc in self.procs.items():
-                if proc.poll() is not None:
-                    pytest.fail(f"airflow {name} exited with {proc.returncode} while waiting for {what}\n{self.logs()}")
-            value = check()
-            if value:
-                return value
-            time.sleep(1)
-        pytest.fail(f"gave up waiting for {what}\n{self.logs()}")
-
-    def health(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v2/monitor/health", timeout=5) as r:
-                return r.status == 200
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return False
 
     def workers_ready(self) -> bool:
         """Every worker's Celery consumer is up (it logs ``ready`` once it listens on the broker)."""

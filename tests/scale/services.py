@@ -10,13 +10,12 @@ import glob
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.servers import free_port, wait_port
+from tests.servers import free_port, stop_process_group, wait_port
 
 INSTALL_HINT = "PostgreSQL and Redis are needed: `make scale` installs the Debian packages postgresql and redis-server"
 PG_ACCOUNT = "postgres"
@@ -107,13 +106,7 @@ class Redis:
         return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process_group(self.process)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

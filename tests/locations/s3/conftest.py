@@ -27,3 +27,20 @@ def s3_requests(conn_id: str = CONN_ID) -> Iterator[list[str]]:
         yield sent
     finally:
         transport.observers.remove(sent.append)
+
+
+def list_pages(monkeypatch, conn_id: str = CONN_ID) -> list[tuple[str, str | None]]:
+    """(prefix, delimiter) of every LIST page ``conn_id``'s transport sends from now on, in order (the real
+    transport sends them; this only records)."""
+    from airflow_datasync.locations.s3 import settings_for
+
+    transport = settings_for(conn_id).transport
+    pages: list[tuple[str, str | None]] = []
+    real = transport.list_page
+
+    def recording(bucket, prefix, token=None, **kwargs):
+        pages.append((prefix, kwargs.get("delimiter")))
+        return real(bucket, prefix, token, **kwargs)
+
+    monkeypatch.setattr(transport, "list_page", recording)
+    return pages
