@@ -5,7 +5,7 @@ small file); these build the same bytes with one ``struct.pack`` each. They are 
 ``Connection.send_compound`` like its own messages: ``COMMAND``, ``pack()``, ``len()`` and, for a WRITE,
 the ``length``/``write_channel_info_length`` items its credit-charge calculation reads — so message ids,
 credits, signing and encryption stay smbprotocol's. Layouts: MS-SMB2 2.2.13 (CREATE), 2.2.21 (WRITE),
-2.2.39 (SET_INFO), 2.2.15 (CLOSE); MS-FSCC 2.4.7 (FileBasicInformation), 2.4.42.2 (FileRenameInformation
+2.2.19 (READ), 2.2.39 (SET_INFO), 2.2.15 (CLOSE); MS-FSCC 2.4.7 (FileBasicInformation), 2.4.42.2 (FileRenameInformation
 for SMB2). ``tests/locations/smb/test_smb_compound_write.py`` checks every one byte for byte against
 smbprotocol's.
 """
@@ -18,16 +18,18 @@ from typing import Any, NamedTuple
 #: Files up to this size are written or read in one compound (capped by the negotiated max write/read size).
 SMALL_FILE_BYTES = 1 << 20
 
-SMB2_CREATE, SMB2_CLOSE, SMB2_WRITE, SMB2_SET_INFO = 0x0005, 0x0006, 0x0009, 0x0011
+SMB2_CREATE, SMB2_CLOSE, SMB2_READ, SMB2_WRITE, SMB2_SET_INFO = 0x0005, 0x0006, 0x0008, 0x0009, 0x0011
 #: The file id a related compound's requests name to mean "the one the create before returned".
 RELATED_FILE_ID = b"\xff" * 16
 
 INFO_FILE, INFO_SECURITY = 0x01, 0x03
+CLOSE_POSTQUERY_ATTRIB = 0x0001
 FILE_BASIC_INFORMATION, FILE_RENAME_INFORMATION = 4, 10
 
 _HEADER = 64
 _CREATE = struct.Struct("<HBBIQQIIIIIHHII")  # 56 bytes, the name follows
 _WRITE = struct.Struct("<HHIQ16sIIHHI")  # 48 bytes, the data follows
+_READ = struct.Struct("<HBBIQ16sIIIHHB")  # 49 bytes: the one-byte buffer a READ without channel info carries
 _SET_INFO = struct.Struct("<HBBIHHI16s")  # 32 bytes, the buffer follows
 _CLOSE = struct.Struct("<HHI16s")
 _BASIC = struct.Struct("<QQQQII")
@@ -88,6 +90,11 @@ class SMB2WriteRequest(LeanRequest):
     COMMAND, _SMBPROTOCOL = SMB2_WRITE, "SMB2WriteRequest"
 
 
+class SMB2ReadRequest(LeanRequest):
+    __slots__ = ()
+    COMMAND, _SMBPROTOCOL = SMB2_READ, "SMB2ReadRequest"
+
+
 class SMB2SetInfoRequest(LeanRequest):
     __slots__ = ()
     COMMAND, _SMBPROTOCOL = SMB2_SET_INFO, "SMB2SetInfoRequest"
@@ -111,14 +118,21 @@ def write_request(data: bytes, offset: int = 0, file_id: bytes = RELATED_FILE_ID
     return SMB2WriteRequest(body + data, {"length": len(data), "write_channel_info_length": 0})
 
 
+def read_request(length: int, offset: int = 0, file_id: bytes = RELATED_FILE_ID) -> LeanRequest:
+    """A READ of ``length`` bytes at ``offset`` (padding 0x50 asks for the data right after the response body)."""
+    body = _READ.pack(49, 0x50, 0, length, offset, file_id, 0, 0, 0, 0, 0, 0)
+    return SMB2ReadRequest(body, {"length": length, "read_channel_info_length": 0})
+
+
 def set_info_request(info_type: int, info_class: int, buffer: bytes, additional: int = 0,
                      file_id: bytes = RELATED_FILE_ID) -> LeanRequest:
     body = _SET_INFO.pack(33, info_type, info_class, len(buffer), _HEADER + 32, 0, additional, file_id)
     return SMB2SetInfoRequest(body + buffer)
 
 
-def close_request(file_id: bytes = RELATED_FILE_ID) -> LeanRequest:
-    return SMB2CloseRequest(_CLOSE.pack(24, 0, 0, file_id))
+def close_request(file_id: bytes = RELATED_FILE_ID, *, attributes: bool = False) -> LeanRequest:
+    """A CLOSE; with ``attributes`` it asks for the file's times, size and attributes after (POSTQUERY_ATTRIB)."""
+    return SMB2CloseRequest(_CLOSE.pack(24, CLOSE_POSTQUERY_ATTRIB if attributes else 0, 0, file_id))
 
 
 def basic_info(creation: int, atime: int, mtime: int, attributes: int) -> bytes:

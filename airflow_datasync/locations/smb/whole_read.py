@@ -3,11 +3,16 @@
 The create response tells the file as it was opened (times, size, attributes), the READ brings up to
 :data:`SMALL_FILE_BYTES` from offset 0, and the CLOSE asks for the attributes after the read
 (SMB2_CLOSE_FLAG_POSTQUERY_ATTRIB): a copy learns from this one send what a stat before and a stat after
-the read would tell. The READ and CLOSE responses are parsed with :mod:`struct` (smbprotocol's Structure
-unpacking costs more CPU than the rest of the read).
+the read would tell. The three requests are packed by :mod:`.messages` and their responses read with
+:mod:`struct`, with no smbclient ``SMBRawIO`` or smbprotocol ``Open`` in between (their Structures cost
+more CPU than the rest of the read); the tree comes from smbclient's ``get_smb_tree``, so paths resolve
+through its DFS referral cache as any open's do, and the send goes through the connection's
+``send_compound`` (message ids, credits, signing, encryption stay smbprotocol's and :mod:`.send`'s).
 
 A failed READ (an empty file answers STATUS_END_OF_FILE) fails the related CLOSE on Windows with the same
-status (MS-SMB2 3.3.5.2.7.2), which leaves the handle open: it is then closed by its file id.
+status (MS-SMB2 3.3.5.2.7.2), which leaves the handle open: it is then closed by its file id. A CREATE
+that a DFS share refuses as not found or not covered gives None: the caller goes the general way, whose
+opens follow referrals.
 """
 
 from __future__ import annotations
@@ -16,12 +21,23 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_datasync.locations.smb.messages import SMALL_FILE_BYTES, take_handle
+from airflow_datasync.locations.smb import messages
+from airflow_datasync.locations.smb.messages import SMALL_FILE_BYTES
 
 _READ_RESPONSE = struct.Struct("<HBxI")  # structure size, data offset (from the header's start), data length
 _CLOSE_RESPONSE = struct.Struct("<HH4xqqqqqqI")  # size, flags, 4 times, allocation, end of file, attributes
 _POSTQUERY_ATTRIB = 0x1
 _HEADER_SIZE = 64
+STATUS_SUCCESS = 0
+#: FILE_READ_DATA | FILE_READ_ATTRIBUTES; sharing read and write, as a streaming read does.
+_ACCESS = 0x00000001 | 0x00000080
+_SHARE = 0x00000001 | 0x00000002
+_FILE_OPEN = 1
+#: FILE_NON_DIRECTORY_FILE | FILE_OPEN_REPARSE_POINT: a reparse point itself, not what it points to.
+_OPTIONS = 0x00000040 | 0x00200000
+_ATTR_NORMAL = 0x80
+#: What a CREATE of a path behind a DFS link answers (STATUS_PATH_NOT_COVERED; Samba: not found).
+_DFS_REFUSALS = frozenset({0xC0000257, 0xC0000034, 0xC000003A})
 
 
 @dataclass(frozen=True)
@@ -50,77 +66,66 @@ def small_file_limit(connection: Any) -> int:
     return min(SMALL_FILE_BYTES, connection.max_read_size)
 
 
-def read_whole(unc: str, kw: dict) -> WholeRead | None:
-    """Open ``unc`` (sharing read and write, as a streaming read does; a reparse point itself, not what it
-    points to), read it from offset 0 and close it, in one send. ``None`` when the compound could not tell
-    the file (a DFS referral re-sent the create through smbclient's own receiver). A failed CREATE raises
-    its client exception (smbclient's SMBOSError with the NtStatus)."""
-    from smbclient._io import SMBFileTransaction, SMBRawIO
+def _received(connection: Any, request: Any) -> tuple[int, bytes | None]:
+    """(status, body) of the response to ``request``; the body only when it succeeded."""
     from smbprotocol.exceptions import SMBResponseException
-    from smbprotocol.open import CreateOptions
-    from smbprotocol.open import FilePipePrinterAccessMask as Access
 
-    raw = SMBRawIO(unc, mode="r", share_access="rw", desired_access=Access.FILE_READ_DATA | Access.FILE_READ_ATTRIBUTES,
-                   create_options=CreateOptions.FILE_NON_DIRECTORY_FILE | CreateOptions.FILE_OPEN_REPARSE_POINT, **kw)
-    transaction = SMBFileTransaction(raw)
-    raw.open(transaction=transaction)
-    create_msg, _ = transaction._actions[0]
-    got: dict[str, Any] = {}
+    try:
+        return STATUS_SUCCESS, connection.receive(request)["data"].get_value()
+    except SMBResponseException as exc:
+        return exc.status, None
 
-    def on_create(request):  # what smbprotocol's own receiver keeps of a create, without its Structure parse
-        created = take_handle(raw.fd, raw.fd.connection.receive(request)["data"].get_value())
-        got["opened"] = FileState(created.creation, created.atime, created.mtime, created.end_of_file,
-                                  created.attributes)
-        return None
 
-    def on_read(request):
-        try:
-            body = raw.fd.connection.receive(request)["data"].get_value()
-        except SMBResponseException:  # the end of an empty file, or a read refused: no bytes from the compound
+def read_whole(unc: str, kw: dict) -> WholeRead | None:
+    """Open ``unc``, read it from offset 0 and close it, in one send. ``None`` when a DFS share refers the
+    path elsewhere. A failed CREATE raises smbclient's SMBOSError with its NtStatus, as an open would."""
+    from smbclient._pool import get_smb_tree
+    from smbprotocol.exceptions import SMBOSError, SMBResponseException
+
+    try:
+        tree, name = get_smb_tree(unc, **kw)
+    except SMBResponseException as exc:
+        raise SMBOSError(exc.status, unc) from exc
+    connection, session_id, tree_id = tree.session.connection, tree.session.session_id, tree.tree_connect_id
+    compound = [messages.create_request(name, _ACCESS, _ATTR_NORMAL, _SHARE, _FILE_OPEN, _OPTIONS),
+                messages.read_request(small_file_limit(connection)),
+                messages.close_request(attributes=True)]
+    requests = connection.send_compound(compound, session_id, tree_id, related=True)
+    # Every response is taken, whatever the first says: each leaves the connection's table only when received.
+    (created, create_body), (read, read_body), (closed, close_body) = (_received(connection, r) for r in requests)
+    if created != STATUS_SUCCESS:
+        if tree.is_dfs_share and created in _DFS_REFUSALS:
             return None
-        _size, offset, length = _READ_RESPONSE.unpack_from(body)
+        raise SMBOSError(created, unc)
+    opened = messages.parse_create(create_body)
+    data = None
+    if read == STATUS_SUCCESS:
+        _size, offset, length = _READ_RESPONSE.unpack_from(read_body)
         start = offset - _HEADER_SIZE
-        got["data"] = body[start:start + length]
-        return None
+        data = read_body[start:start + length]
+    if closed == STATUS_SUCCESS:
+        after = _closed_state(close_body)
+    else:  # failed with the READ before it: the handle is still open
+        after = close_file_id(connection, session_id, tree_id, opened.file_id)
+    return WholeRead(FileState(opened.creation, opened.atime, opened.mtime, opened.end_of_file, opened.attributes),
+                     data, after)
 
-    def on_close(request):
-        try:
-            got["closed"] = _received_close(raw.fd, request)
-        except SMBResponseException:  # failed with the READ before it: the handle is still open
-            got["close_failed"] = True
-        return None
 
-    read_msg, _ = raw.fd.read(0, small_file_limit(raw.fd.connection), send=False)
-    close_msg, _ = raw.fd.close(get_attributes=True, send=False)
-    transaction._actions[0] = (create_msg, on_create)
-    transaction += (read_msg, on_read)
-    transaction += (close_msg, on_close)
-    transaction.commit()
-    if "opened" not in got:
-        return None
-    if got.get("close_failed"):
-        got["closed"] = close_by_id(raw.fd)
-    return WholeRead(got["opened"], got.get("data"), got.get("closed"))
+def close_file_id(connection: Any, session_id: int, tree_id: int, file_id: bytes) -> FileState | None:
+    """Close the open ``file_id`` on its own, asking for the attributes at close; None when the server
+    closed it already (or refused) or did not say."""
+    request = connection.send(messages.close_request(file_id, attributes=True), session_id, tree_id)
+    status, body = _received(connection, request)
+    return _closed_state(body) if status == STATUS_SUCCESS else None
 
 
 def close_by_id(fd: Any) -> FileState | None:
-    """Close the open ``fd`` (an smbprotocol ``Open``) on its own, asking for the attributes at close."""
-    from smbprotocol.exceptions import FileClosed
-
-    close_msg, _ = fd.close(get_attributes=True, send=False)
-    request = fd.connection.send(close_msg, fd.tree_connect.session.session_id, fd.tree_connect.tree_connect_id)
-    try:
-        return _received_close(fd, request)
-    except FileClosed:  # closed on the server already
-        return None
-
-
-def _received_close(fd: Any, request: Any) -> FileState | None:
-    """The CLOSE response to ``request`` (raising its failure); a closed handle leaves ``fd``'s open table."""
-    body = fd.connection.receive(request)["data"].get_value()
+    """:func:`close_file_id` for an smbprotocol ``Open``, which then leaves its session's open table."""
+    tree = fd.tree_connect
+    state = close_file_id(fd.connection, tree.session.session_id, tree.tree_connect_id, fd.file_id)
     fd._connected = False
-    fd.tree_connect.session.open_table.pop(fd.file_id, None)
-    return _closed_state(body)
+    tree.session.open_table.pop(fd.file_id, None)
+    return state
 
 
 def _closed_state(body: bytes) -> FileState | None:

@@ -271,7 +271,14 @@ def smb_uri(folder) -> LocationSpec:
 def test_lean_requests_pack_as_smbprotocol_does():
     """The lean packers of the hot requests give smbprotocol's bytes (and what its credit charge reads)."""
     from smbprotocol.file_info import FileBasicInformation, FileRenameInformation, InfoType
-    from smbprotocol.open import SMB2CloseRequest, SMB2CreateRequest, SMB2SetInfoRequest, SMB2WriteRequest
+    from smbprotocol.open import (
+        CloseFlags,
+        SMB2CloseRequest,
+        SMB2CreateRequest,
+        SMB2ReadRequest,
+        SMB2SetInfoRequest,
+        SMB2WriteRequest,
+    )
 
     from airflow_datasync.locations.smb import messages
 
@@ -321,6 +328,21 @@ def test_lean_requests_pack_as_smbprotocol_does():
     ref["file_id"] = messages.RELATED_FILE_ID
     lean = messages.close_request()
     assert lean.pack() == ref.pack()
+    with_attributes = SMB2CloseRequest()
+    with_attributes["flags"] = CloseFlags.SMB2_CLOSE_FLAG_POSTQUERY_ATTRIB
+    with_attributes["file_id"] = b"\x02" * 16
+    assert messages.close_request(b"\x02" * 16, attributes=True).pack() == with_attributes.pack()
+
+    for length, offset in ((1 << 20, 0), (4096, 70_000)):
+        ref = SMB2ReadRequest()
+        ref["length"] = length
+        ref["offset"] = offset
+        ref["file_id"] = messages.RELATED_FILE_ID
+        ref["padding"] = b"\x50"
+        read = messages.read_request(length, offset)
+        assert read.pack() == ref.pack() and len(read) == len(ref) and read.COMMAND == ref.COMMAND
+        for item in ("length", "read_channel_info_length"):  # what the credit charge reads
+            assert read[item].get_value() == ref[item].get_value()
     rehydrated = type(lean)()  # what smbprotocol's Request.get_message_data does with a sent request
     rehydrated.unpack(lean.pack())
     assert isinstance(rehydrated, SMB2CloseRequest) and rehydrated["file_id"].get_value() == messages.RELATED_FILE_ID
