@@ -92,7 +92,7 @@ from airflow_datasync.locations.smb.protocol import (
     set_security,
 )
 from airflow_datasync.locations.smb.ranges import SmbRangedWrites
-from airflow_datasync.locations.smb.sessions import drop_session, open_session, pool, wait_for_credits
+from airflow_datasync.locations.smb.sessions import ThreadLanes, drop_session, wait_for_credits
 from airflow_datasync.locations.smb.small_files import limit_for, make_directory, peek_small, write_small_file
 from airflow_datasync.locations.smb.uri import DEFAULT_PORT, parse_smb_uri
 from airflow_datasync.retry import retrying
@@ -134,6 +134,7 @@ class SmbLocation(SmbRangedWrites, Location):
         self._lock = threading.Lock()
         self._symlinks_refused: str | None = None
         self._small_limit: int | None = None
+        self._thread_lanes: ThreadLanes | None = None
 
     # -- connection -------------------------------------------------------------------------------
     @property
@@ -146,14 +147,23 @@ class SmbLocation(SmbRangedWrites, Location):
     def port(self) -> int:
         return self.target.port or self.config.port or DEFAULT_PORT
 
+    @property
+    def _lanes(self) -> ThreadLanes:
+        if self._thread_lanes is None:
+            self._thread_lanes = ThreadLanes(self.target.server, self.port, self.config, self.target.share,
+                                             self.target.base)
+        return self._thread_lanes
+
     def _kw(self) -> dict[str, Any]:
-        c = self.config
-        return {"username": c.username, "password": c.password, "port": self.port,
-                "encrypt": True if c.encrypt else None, "connection_cache": pool(self.target.server, self.port, c),
-                "auth_protocol": c.auth_protocol, "require_signing": c.require_signing}
+        """smbclient's keyword arguments for this thread's lane (shared: not to be changed)."""
+        return self._lanes.kw()
 
     def _session(self):
-        return open_session(self.target.server, self.port, self.config)
+        return self._lanes.session()
+
+    def _tree(self, path: str) -> tuple[Any, str]:
+        """The tree connect of ``path`` and its name on the share (see :meth:`ThreadLanes.tree`)."""
+        return self._lanes.tree(self._unc(path), tuple(path.split("/")) if path else ())
 
     def _drop_session(self) -> None:
         drop_session(self.target.server, self.port, self.config)

@@ -44,7 +44,7 @@ def open_range(location: SmbLocation, path: str, offset: int, length: int) -> IO
 
 
 def _whole(location: SmbLocation, path: str) -> WholeRead | None:
-    return location._call(lambda: read_whole(location._unc(path), location._kw()), path)
+    return location._call(lambda: read_whole(*location._tree(path), location._unc(path)), path)
 
 
 def whole_bytes(read: WholeRead | None) -> bytes | None:

@@ -1,14 +1,18 @@
 """SMB sessions pooled per worker process, per connection settings and per lane.
 
 smbclient's connection cache, one per settings tuple and pid, so that a forked worker never shares a
-socket with its parent; a dropped connection is re-opened on the next use.
+socket with its parent; a dropped connection is re-opened on the next use. :class:`ThreadLanes` keeps
+what a location's thread looked up (its keyword arguments, its session, its trees) and checks that it is
+still the pool's, so a copy does not look them up again per request.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import logging
+import ntpath
 import os
 import threading
 import uuid
@@ -44,9 +48,14 @@ def _lane() -> int:
     return lane
 
 
+@functools.lru_cache(maxsize=64)
+def _secret(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
 def _pool_key(server: str, port: int, config) -> tuple:
     # A digest of the password, so a changed or wrong password never reuses a session opened with another.
-    secret = hashlib.sha256((config.password or "").encode()).hexdigest()
+    secret = _secret(config.password or "")
     return (os.getpid(), _lane(), server.lower(), port, config.username, secret, config.encrypt,
             config.require_signing, config.auth_protocol, config.dialect)
 
@@ -110,6 +119,76 @@ def drop_session(server: str, port: int, config) -> None:
         conn = cache.pop(f"{server.lower()}:{port}", None)
     if conn is not None:
         _quiet_disconnect(conn)
+
+
+class _LaneState:
+    __slots__ = ("pid", "kw", "cache", "connection", "session", "trees")
+
+    def __init__(self, pid: int, kw: dict, cache: dict) -> None:
+        self.pid, self.kw, self.cache = pid, kw, cache
+        self.connection = self.session = None
+        self.trees: dict[str, Any] = {}  # share UNC -> TreeConnect, for shares whose names map verbatim
+
+
+class ThreadLanes:
+    """One location's view of the pool from each of its threads: the keyword arguments smbclient takes
+    (``kw()``), the lane's session (``session()``) and the tree connect of a path (``tree(unc)``), each
+    looked up once per thread and reused while the pool still holds that connection, alive, with that
+    session and tree. A dropped connection (:func:`drop_session`, :func:`reset_pools`, a failed receiver)
+    is seen at the next call, which looks everything up again."""
+
+    def __init__(self, server: str, port: int, config, share: str, base: tuple[str, ...]) -> None:
+        self._server, self._port, self._config = server, port, config
+        self._share_unc = f"\\\\{server}\\{share}"
+        self._base = base
+        self._local = threading.local()
+
+    def _state(self) -> _LaneState:
+        state = getattr(self._local, "state", None)
+        if state is None or state.pid != os.getpid():
+            c = self._config
+            cache = pool(self._server, self._port, c)
+            kw = {"username": c.username, "password": c.password, "port": self._port,
+                  "encrypt": True if c.encrypt else None, "connection_cache": cache,
+                  "auth_protocol": c.auth_protocol, "require_signing": c.require_signing}
+            state = self._local.state = _LaneState(os.getpid(), kw, cache)
+        return state
+
+    def kw(self) -> dict[str, Any]:
+        """smbclient's keyword arguments for this thread's lane (the same dict each call: not to be changed)."""
+        return self._state().kw
+
+    def session(self):
+        """This lane's session, opened (or re-opened) by :func:`open_session` when the pool's changed."""
+        state = self._state()
+        connection = state.connection
+        if (connection is None or state.cache.get(f"{self._server.lower()}:{self._port}") is not connection
+                or not connection_alive(connection) or state.session.session_id not in connection.session_table):
+            state.session = open_session(self._server, self._port, self._config)
+            state.connection = state.session.connection
+            state.trees.clear()
+        return state.session
+
+    def tree(self, unc: str, rel: tuple[str, ...]) -> tuple[Any, str]:
+        """The tree connect and share-relative name of ``unc`` (this location's root joined with the
+        components ``rel``), as smbclient's ``get_smb_tree`` gives them; its answer is kept for the share
+        when no DFS is involved (the tree is no DFS share and the name maps as the path reads)."""
+        from smbclient._pool import get_smb_tree
+        from smbprotocol.exceptions import SMBOSError, SMBResponseException
+
+        state = self._state()
+        session = self.session()
+        tree = state.trees.get(self._share_unc)
+        if tree is not None and tree.tree_connect_id in session.tree_connect_table:
+            return tree, "\\".join((*self._base, *rel))
+        try:
+            tree, name = get_smb_tree(unc, **state.kw)
+        except SMBResponseException as exc:  # as smbclient's own opens raise it
+            raise SMBOSError(exc.status, unc) from exc
+        if (not tree.is_dfs_share and tree.session is session and tree.share_name == self._share_unc
+                and name == "\\".join((*self._base, *rel)) and ntpath.normpath(unc) == unc):
+            state.trees[self._share_unc] = tree
+        return tree, name
 
 
 #: How many times an operation waits for credits before giving up (about 20 s in all).

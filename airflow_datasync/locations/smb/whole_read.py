@@ -5,8 +5,9 @@ The create response tells the file as it was opened (times, size, attributes), t
 (SMB2_CLOSE_FLAG_POSTQUERY_ATTRIB): a copy learns from this one send what a stat before and a stat after
 the read would tell. The three requests are packed by :mod:`.messages` and their responses read with
 :mod:`struct`, with no smbclient ``SMBRawIO`` or smbprotocol ``Open`` in between (their Structures cost
-more CPU than the rest of the read); the tree comes from smbclient's ``get_smb_tree``, so paths resolve
-through its DFS referral cache as any open's do, and the send goes through the connection's
+more CPU than the rest of the read); the tree comes from smbclient's ``get_smb_tree`` (through the
+location's :class:`~.sessions.ThreadLanes`), so paths resolve through its DFS referral cache as any open's
+do, and the send goes through the connection's
 ``send_compound`` (message ids, credits, signing, encryption stay smbprotocol's and :mod:`.send`'s).
 
 A failed READ (an empty file answers STATUS_END_OF_FILE) fails the related CLOSE on Windows with the same
@@ -76,16 +77,12 @@ def _received(connection: Any, request: Any) -> tuple[int, bytes | None]:
         return exc.status, None
 
 
-def read_whole(unc: str, kw: dict) -> WholeRead | None:
-    """Open ``unc``, read it from offset 0 and close it, in one send. ``None`` when a DFS share refers the
-    path elsewhere. A failed CREATE raises smbclient's SMBOSError with its NtStatus, as an open would."""
-    from smbclient._pool import get_smb_tree
-    from smbprotocol.exceptions import SMBOSError, SMBResponseException
+def read_whole(tree: Any, name: str, unc: str) -> WholeRead | None:
+    """Open ``name`` on the tree connect ``tree`` (``unc``, for errors), read it from offset 0 and close it,
+    in one send. ``None`` when a DFS share refers the path elsewhere. A failed CREATE raises smbclient's
+    SMBOSError with its NtStatus, as an open would."""
+    from smbprotocol.exceptions import SMBOSError
 
-    try:
-        tree, name = get_smb_tree(unc, **kw)
-    except SMBResponseException as exc:
-        raise SMBOSError(exc.status, unc) from exc
     connection, session_id, tree_id = tree.session.connection, tree.session.session_id, tree.tree_connect_id
     compound = [messages.create_request(name, _ACCESS, _ATTR_NORMAL, _SHARE, _FILE_OPEN, _OPTIONS),
                 messages.read_request(small_file_limit(connection)),
