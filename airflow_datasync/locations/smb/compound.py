@@ -5,8 +5,9 @@ SET_INFO times/attributes + SET_INFO rename + CLOSE, one send; every response is
 so the caller can go on from exactly where the server stopped (:class:`CompoundWrite`). A directory:
 CREATE (FILE_OPEN_IF, directory) + CLOSE, whose create response tells what is there.
 
-Requests are built by :mod:`.messages` (directories': smbprotocol's) and sent through smbprotocol's
-``Connection.send_compound``, so its message ids,
+Requests are built by :mod:`.messages` (directories': smbprotocol's) on the tree connect the location's
+lane resolved, with no smbclient ``SMBRawIO`` or smbprotocol ``Open`` unless a failure needs a handle to go
+on with, and sent through smbprotocol's ``Connection.send_compound``, so its message ids,
 credit accounting, signing and encryption stay in charge. Like :mod:`.protocol`, it reaches below
 smbclient's public API; smbclient/smbprotocol are imported inside the functions.
 """
@@ -14,6 +15,7 @@ smbclient's public API; smbclient/smbprotocol are imported inside the functions.
 from __future__ import annotations
 
 import ntpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,9 +42,12 @@ class CompoundWrite:
     """What the server said to each request of a compound write, by role (``create``, ``write``,
     ``security``, ``basic``, ``rename``, ``close``): an NTSTATUS, in the order sent."""
 
-    raw: Any  # the SMBRawIO of the temporary: open (real file id) while the create succeeded and no close did
+    #: Builds the SMBRawIO of the temporary (no request): only a follow-up after a failure needs one.
+    opener: Callable[[], Any] | None
     statuses: dict[str, int] = field(default_factory=dict)
     written: int = 0
+    file_id: bytes | None = None  # the temporary's, once its create succeeded
+    _raw: Any = None
 
     def failed(self) -> tuple[str, int] | None:
         """The first request that failed, as (role, status); None when all succeeded."""
@@ -55,13 +60,29 @@ class CompoundWrite:
     def handle_open(self) -> bool:
         return self.statuses.get("create") == STATUS_SUCCESS and self.statuses.get("close") != STATUS_SUCCESS
 
+    @property
+    def raw(self) -> Any:
+        """The temporary's SMBRawIO: open on the real file id while the create succeeded and no close did."""
+        if self._raw is None:
+            raw = self.opener()
+            if self.handle_open:
+                fd = raw.fd
+                fd.file_id, fd._connected = self.file_id, True
+                fd.tree_connect.session.open_table[fd.file_id] = fd
+            self._raw = raw
+        return self._raw
 
-def share_relative_target(raw: Any, final_name: str) -> str:
-    """The name a rename of the open ``raw`` to ``final_name`` in its own directory gives the server: the
-    temporary's share-relative name with its last component replaced (no tree lookup)."""
-    head = ntpath.dirname(raw.fd.file_name)
+    @classmethod
+    def of_handle(cls, raw: Any) -> CompoundWrite:
+        """A write whose temporary is open in ``raw`` (an SMBRawIO opened by other means)."""
+        return cls(None, {"create": STATUS_SUCCESS}, _raw=raw)
+
+
+def share_relative_target(tree: Any, temp_name: str, final_name: str) -> str:
+    """The name a rename of the open temporary ``temp_name`` (share-relative, on ``tree``) to ``final_name``
+    in its own directory gives the server: its last component replaced (no tree lookup)."""
+    head = ntpath.dirname(temp_name)
     dst_name = f"{head}\\{final_name}" if head else final_name
-    tree = raw.fd.tree_connect
     if tree.is_dfs_share and dst_name.startswith(tree.share_name[2:]):
         dst_name = dst_name[len(tree.share_name) - 1:]
     return dst_name
@@ -98,67 +119,56 @@ def _status(receive, request) -> int:
     return STATUS_SUCCESS
 
 
-def write_small(unc: str, data: bytes, access: int, times: tuple[int, int, int, int] | None,
-                security: tuple[int, bytes] | None, final_name: str, overwrite: bool, kw: dict) -> CompoundWrite:
-    """Create the temporary ``unc`` exclusively, write ``data``, set the ``security`` descriptor (info flags,
-    descriptor) and the ``times`` (creation, access, write FILETIMEs, attributes; 0 leaves one as is), rename
-    it to ``final_name`` (same directory) and close it: one compound, or two with a security descriptor (the
-    rename and close go only once the rest succeeded). A dropped connection raises as smbprotocol raises it,
-    with whatever the server did unknown."""
-    from smbclient._io import SMBRawIO
-
-    raw = SMBRawIO(unc, mode="wb", share_access="", desired_access=access, **kw)
-    fd = raw.fd
-    out = CompoundWrite(raw)
-    first = [("create", messages.create_request(fd.file_name, access, ATTR_NORMAL, 0, FILE_OVERWRITE_IF,
-                                                FILE_NON_DIRECTORY_FILE), lambda r: _opened(fd, r)),
-             ("write", messages.write_request(data), lambda r: _count(out, fd, r))]
+def write_small(tree: Any, name: str, opener: Callable[[], Any], data: bytes, access: int,
+                times: tuple[int, int, int, int] | None, security: tuple[int, bytes] | None, final_name: str,
+                overwrite: bool) -> CompoundWrite:
+    """Create the temporary ``name`` (share-relative, on ``tree``) exclusively, write ``data``, set the
+    ``security`` descriptor (info flags, descriptor) and the ``times`` (creation, access, write FILETIMEs,
+    attributes; 0 leaves one as is), rename it to ``final_name`` (same directory) and close it: one compound,
+    or two with a security descriptor (the rename and close go only once the rest succeeded). ``opener``
+    builds the temporary's SMBRawIO for what follows a failure. A dropped connection raises as smbprotocol
+    raises it, with whatever the server did unknown."""
+    out = CompoundWrite(opener)
+    connection = tree.session.connection
+    first = [("create", messages.create_request(name, access, ATTR_NORMAL, 0, FILE_OVERWRITE_IF,
+                                                FILE_NON_DIRECTORY_FILE), lambda r: _opened(out, connection, r)),
+             ("write", messages.write_request(data), lambda r: _count(out, connection, r))]
     if security is not None:
         first.append(("security", messages.set_info_request(messages.INFO_SECURITY, 0, security[1], security[0]),
-                      fd.connection.receive))
+                      connection.receive))
     if times is not None:
         first.append(("basic", messages.set_info_request(messages.INFO_FILE, messages.FILE_BASIC_INFORMATION,
-                                                         messages.basic_info(*times)), fd.connection.receive))
-    target = messages.rename_info(share_relative_target(raw, final_name), overwrite)
+                                                         messages.basic_info(*times)), connection.receive))
+    target = messages.rename_info(share_relative_target(tree, name, final_name), overwrite)
     rest = [("rename", messages.set_info_request(messages.INFO_FILE, messages.FILE_RENAME_INFORMATION, target),
-             fd.connection.receive),
-            ("close", messages.close_request(), lambda r: _closed(fd, r))]
+             connection.receive),
+            ("close", messages.close_request(), connection.receive)]
     split = security is not None
-    _send_related(out, first if split else first + rest)
+    _send_related(out, tree, first if split else first + rest)
     if out.statuses.get("write") == STATUS_SUCCESS and out.written != len(data):
         out.statuses["write"] = STATUS_DISK_FULL  # a short write: what a full disk gives
     if split and out.failed() is None:
-        rest[0] = ("rename", messages.set_info_request(messages.INFO_FILE, messages.FILE_RENAME_INFORMATION, target,
-                                                       file_id=fd.file_id), fd.connection.receive)
-        _send_related(out, rest)  # the first of a new chain names the open file
-    if out.statuses.get("close", STATUS_SUCCESS) != STATUS_SUCCESS and out.statuses["create"] == STATUS_SUCCESS:
-        fd._connected = True  # the close failed with its predecessor's status: the handle is still open
+        rest = [("rename", messages.set_info_request(messages.INFO_FILE, messages.FILE_RENAME_INFORMATION, target,
+                                                     file_id=out.file_id), connection.receive),
+                ("close", messages.close_request(), connection.receive)]
+        _send_related(out, tree, rest)  # the first of a new chain names the open file
     return out
 
 
-def _opened(fd: Any, request: Any) -> None:
-    """What smbprotocol's create receiver keeps of a CREATE response, read with one unpack."""
-    messages.take_handle(fd, fd.connection.receive(request)["data"].get_value())
+def _opened(out: CompoundWrite, connection: Any, request: Any) -> None:
+    """The temporary's file id from its CREATE response, read with one unpack."""
+    out.file_id = messages.parse_create(connection.receive(request)["data"].get_value()).file_id
 
 
-def _count(out: CompoundWrite, fd: Any, request: Any) -> None:
-    out.written = messages.parse_write(fd.connection.receive(request)["data"].get_value())
+def _count(out: CompoundWrite, connection: Any, request: Any) -> None:
+    out.written = messages.parse_write(connection.receive(request)["data"].get_value())
 
 
-def _closed(fd: Any, request: Any) -> None:
-    try:
-        fd.connection.receive(request)
-    finally:
-        fd._connected = False
-        fd.tree_connect.session.open_table.pop(fd.file_id, None)
-
-
-def _send_related(out: CompoundWrite, roles: list) -> None:
-    fd = out.raw.fd
-    connection = fd.connection
+def _send_related(out: CompoundWrite, tree: Any, roles: list) -> None:
+    connection = tree.session.connection
     _reserve(connection, len(roles))
-    requests = connection.send_compound([r[1] for r in roles], fd.tree_connect.session.session_id,
-                                        fd.tree_connect.tree_connect_id, related=True)
+    requests = connection.send_compound([r[1] for r in roles], tree.session.session_id, tree.tree_connect_id,
+                                        related=True)
     for (role, _msg, receive), request in zip(roles, requests, strict=True):
         out.statuses[role] = _status(receive, request)
 

@@ -62,6 +62,13 @@ def limit_for(loc: SmbLocation) -> int:
     return small_file_limit(loc._mapped(loc._session, "", setting_up=True).connection)
 
 
+def temp_handle(unc: str, access: int, kw: dict):
+    """The SMBRawIO of a temporary written by a compound (no request): what a follow-up sends on."""
+    from smbclient._io import SMBRawIO
+
+    return SMBRawIO(unc, mode="wb", share_access="", desired_access=access, **kw)
+
+
 def _raise_status(loc: SmbLocation, status: int, unc: str, path: str) -> None:
     from smbprotocol.exceptions import SMBOSError
 
@@ -88,7 +95,8 @@ def write_small_file(loc: SmbLocation, tmp: str, path: str, data: bytes, access:
                 loc._remove(tmp, is_dir=False)
             except NotFoundError:
                 pass
-        return write_small(tmp_unc, data, access, times, security, final_name, overwrite, loc._kw())
+        return write_small(*loc._tree(tmp), lambda: temp_handle(tmp_unc, access, loc._kw()), data, access, times,
+                           security, final_name, overwrite)
 
     try:
         out = loc._call(send, tmp)
@@ -131,7 +139,7 @@ def _after_refused_rename(loc: SmbLocation, out: CompoundWrite, tmp: str, path: 
         refused = _as_error(loc, status, loc._unc(path), path)
         loc._rename_handle(raw, tmp, path, overwrite, refused=refused)
     except BaseException:
-        _discard(loc, CompoundWrite(raw, {"create": STATUS_SUCCESS}), tmp)
+        _discard(loc, CompoundWrite.of_handle(raw), tmp)
         raise
     close_quietly(raw)
     return Written(size=size)
