@@ -284,7 +284,8 @@ class LeanConnection(Connection):
             self.disconnect(False)
         finally:
             for request in list(self.outstanding_requests.values()):
-                request.response_event.set()
+                with request.response_event_lock:  # as every set: a waiter may be clearing it (STATUS_PENDING)
+                    request.response_event.set()
 
     def _send(self, messages: list, session_id: Any = None, tree_id: Any = None, message_id: Any = None,
               credit_request: Any = None, related: bool = False, async_id: Any = None,

@@ -22,6 +22,8 @@ session and encrypted sessions or trees return None here: the caller takes smbpr
 from __future__ import annotations
 
 import struct
+from _thread import allocate_lock
+from datetime import datetime
 from typing import Any
 
 #: ProtocolId, StructureSize, CreditCharge, ChannelSequence, Reserved, Command, CreditRequest, Flags,
@@ -119,6 +121,52 @@ class SentHeader:
         return getattr(self.structure(), name)
 
 
+class ResponseEvent:
+    """``threading.Event``'s ``wait``/``set``/``clear``/``is_set`` for one response, on one lock (an Event
+    is a Condition and two locks). Its gate is held while the event is clear. Every ``set`` and ``clear``
+    runs under the request's ``response_event_lock`` (smbprotocol's ``receive``; :class:`~.receive.LeanConnection`
+    sets them nowhere else), so the flag and the gate change together."""
+
+    __slots__ = ("_flag", "_gate")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._gate = allocate_lock()
+        self._gate.acquire()
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        if not self._flag:
+            self._flag = True
+            self._gate.release()
+
+    def clear(self) -> None:
+        if self._flag:
+            self._gate.acquire()  # free since set (a waiter holds it only for an instant)
+            self._flag = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._flag:
+            return True
+        if self._gate.acquire(True, -1 if timeout is None else timeout):
+            self._gate.release()
+        return self._flag
+
+
+def sent_request(message: Any, message_type: Any, connection: Any, session_id: Any) -> Any:
+    """smbprotocol's ``Request`` for a sent message, its response event a :class:`ResponseEvent`."""
+    from smbprotocol.connection import Request
+
+    request = Request.__new__(Request)
+    request.async_id, request.message, request.timestamp, request.cancelled = None, message, datetime.now(), False
+    request.response, request.response_event, request.response_event_lock = None, ResponseEvent(), allocate_lock()
+    request.related_ids, request.session_id = [], session_id
+    request._connection, request._message_type = connection, message_type
+    return request
+
+
 def send_lean(connection: Any, messages: list, session_id: Any, tree_id: Any, credit_request: Any,
               related: bool) -> list | None:
     """Send ``messages`` (one, or a compound) as smbprotocol's ``_send`` would and return their ``Request``
@@ -136,8 +184,6 @@ def send_lean(connection: Any, messages: list, session_id: Any, tree_id: Any, cr
         if message.COMMAND in _SETUP_COMMANDS:
             return None
     charges = [connection._calculate_credit_charge(m) for m in messages]
-    from smbprotocol.connection import Request
-
     with connection.sequence_lock:
         window = connection.sequence_window
         low = window["low"]
@@ -160,7 +206,7 @@ def send_lean(connection: Any, messages: list, session_id: Any, tree_id: Any, cr
         # NextCommand is filled in once the body is packed; until then the header answers what is known.
         header = SentHeader((charge, message.COMMAND, credit_request or charge, flags, 0, ids[i], tree_id or 0,
                              session_id), message)
-        request = Request(header, type(message), connection, session_id=session_id)
+        request = sent_request(header, type(message), connection, session_id)
         outstanding[ids[i]] = request
         requests.append(request)
         headers.append(header)

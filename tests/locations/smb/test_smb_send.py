@@ -259,3 +259,26 @@ def test_a_copy_to_the_real_smbd_goes_through_the_lean_framing(samba, smb_folder
             assert handle.read() == bytes([i]) * (1000 + i)
         assert loc.stat(f"d/f{i}.bin").size == 1000 + i
     assert {"SMB2CreateRequest", "SMB2WriteRequest", "SMB2CloseRequest"} <= set(framed)
+
+
+def test_the_response_event_behaves_as_threading_event_for_one_response():
+    """The one-lock event our sent requests carry: wait/set/clear/is_set as smbprotocol's receive uses them
+    (a STATUS_PENDING response is cleared and waited for again), and a waiter on another thread is woken."""
+    import threading
+
+    from airflow_datasync.locations.smb.send import ResponseEvent
+
+    event = ResponseEvent()
+    assert not event.is_set() and event.wait(0.01) is False
+    event.set()
+    event.set()  # the receiver's exit sets every outstanding request's event, set or not
+    assert event.is_set() and event.wait() and event.wait(0)
+    event.clear()
+    event.clear()
+    assert not event.is_set() and event.wait(0.01) is False
+    woken = []
+    waiter = threading.Thread(target=lambda: woken.append(event.wait(30)))
+    waiter.start()
+    event.set()
+    waiter.join(30)
+    assert woken == [True] and event.is_set()
