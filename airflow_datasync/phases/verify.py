@@ -139,15 +139,10 @@ def _check_content(src: Location, dst: Location, row: dict[str, Any], progress: 
 def _source_md5s(src: Location, paths: list[str], sizes: list[int | None], workers: int, progress: Progress
                  ) -> list[str | None]:
     """The MD5 of each source file of ``paths`` (None where it cannot be read: the per-file check reads
-    it again to word why), read on ``workers`` threads a batch at a time: per file, only the read and the
-    hash run, not a task and a verify row."""
+    it again to word why), read on ``workers`` threads a batch at a time (:meth:`Location.read_md5s`): per
+    file, only the read and the hash run, not a task and a verify row."""
     def batch(part: tuple[list[str], list[int | None]]) -> list[str | None]:
-        out: list[str | None] = []
-        for path in part[0]:
-            try:
-                out.append(_md5(src, path))
-            except (OSError, LocationError):  # a backend's vocabulary error, or a local OSError
-                out.append(None)
+        out = src.read_md5s(part[0])
         progress.add(len(out), sum(n or 0 for n in part[1]))
         return out
 
