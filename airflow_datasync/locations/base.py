@@ -342,10 +342,16 @@ class ScanHints:
         return len(self._by_path)
 
     def get(self, path: str, etag: str) -> dict | None:
+        known = self.known(path, etag)
+        return None if known is None else dict(zip(self.FIELDS, known))
+
+    def known(self, path: str, etag: str) -> tuple | None:
+        """As :meth:`get`, the values in the order of :attr:`FIELDS` (a listing of thousands of objects
+        builds no dict per object)."""
         hit = self._by_path.get(path)
         if hit is None or hit[0] != etag:
             return None
-        return dict(zip(self.FIELDS, hit[1:]))
+        return hit[1:]
 
 
 class Location(abc.ABC):
