@@ -211,6 +211,17 @@ def _not_verified(execution: ExecutionDir) -> pa.Array:
     return pa.concat_arrays([not_transferred, deletes])
 
 
+def _second_listing(execution: ExecutionDir, name: str, location: Location, hints: ScanHints | None) -> pa.Table:
+    """POINT_IN_TIME_CONSISTENT's listing of one side, kept as ``verify-<side>.parquet`` and returned as
+    written (not read back)."""
+    batches = []
+    with execution.sink(execution.file(f"verify-{name}.parquet"), LISTING_SCHEMA) as sink:
+        for batch in location.scan(hints=hints):
+            sink.write(batch)
+            batches.append(batch)
+    return pa.Table.from_batches(batches).cast(LISTING_SCHEMA) if batches else LISTING_SCHEMA.empty_table()
+
+
 def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions,
                    hints: dict[str, ScanHints | None], not_verified: pa.Array) -> pa.Table:
     listings = {}
@@ -220,14 +231,11 @@ def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, option
 
         found = listings_for(execution.read_json(execution.launch), src, dst, options)
         listings = {name: plan.apply_filters(table, options) for name, table in zip(("source", "destination"), found)}
-    for name, loc in (("source", src), ("destination", dst)):
-        if name in listings:
-            break
-        path = execution.file(f"verify-{name}.parquet")
-        with execution.sink(path, LISTING_SCHEMA) as sink:
-            for batch in loc.scan(hints=hints.get(name)):
-                sink.write(batch)
-        listings[name] = plan.apply_filters(execution.read_table(path, LISTING_SCHEMA), options)
+    else:
+        # Both sides at once: one side's listing waits on its server while the other's runs.
+        sides = [("source", src), ("destination", dst)]
+        tables = run_parallel(lambda side: _second_listing(execution, *side, hints.get(side[0])), sides, 2, "verify-list")
+        listings = {name: plan.apply_filters(table, options) for (name, _loc), table in zip(sides, tables)}
     source, destination, _ = plan.comparable(listings["source"], listings["destination"], options, src, dst)
     source = source.filter(pc.and_(pc.is_null(source["error"]), pc.not_equal(source["type"], "other")))
     if len(not_verified):
