@@ -34,6 +34,9 @@ def _option(text: str) -> tuple[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before pyarrow loads numpy, whose OpenBLAS starts a thread per CPU at import: nothing here does linear
+    # algebra, and on a short run those threads' start cost more CPU than the run (docs/benchmarks.md).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = argparse.ArgumentParser(prog="airflow-datasync", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
