@@ -92,13 +92,17 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s",
                         stream=sys.stderr)
     with _stdout_to_stderr() if args.json else contextlib.nullcontext():
-        from airflow_datasync.engine import LocationSpec, run_execution
-        from airflow_datasync.options import OptionsError
-
-        # What the imports built lives as long as this process: keep it out of every garbage collection (the
-        # run allocates per-file objects that trigger them), and at the end, out of the interpreter's final
-        # collections, a visible share of a short re-run (docs/benchmarks.md).
-        gc.freeze()
+        # What the imports build lives as long as this process: no collection while they load (~80 of them,
+        # finding nothing), then out of every later one (the run allocates per-file objects that trigger
+        # them) and, at the end, of the interpreter's final ones, a visible share of a short run
+        # (docs/benchmarks.md).
+        gc.disable()
+        try:
+            from airflow_datasync.engine import LocationSpec, run_execution
+            from airflow_datasync.options import OptionsError
+        finally:
+            gc.freeze()
+            gc.enable()
         try:
             summary = run_execution(LocationSpec(args.source, args.source_conn_id),
                                     LocationSpec(args.destination, args.destination_conn_id), dict(args.option),
