@@ -44,6 +44,17 @@ def _lane() -> int:
     return lane
 
 
+def current_lane() -> int:
+    """This thread's lane (assigned on first use)."""
+    return _lane()
+
+
+def use_lane(lane: int) -> None:
+    """Put this thread on ``lane``: work handed to it from another thread (a listing started there) goes on
+    that thread's session instead of opening one of its own."""
+    _LANE.id = lane
+
+
 def _pool_key(server: str, port: int, config) -> tuple:
     # A digest of the password, so a changed or wrong password never reuses a session opened with another.
     secret = hashlib.sha256((config.password or "").encode()).hexdigest()

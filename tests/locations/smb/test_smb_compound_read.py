@@ -20,7 +20,7 @@ from airflow_datasync import checksum
 from airflow_datasync.engine import LocationSpec, run_execution
 from airflow_datasync.locations.base import TEMP_PREFIX
 from airflow_datasync.locations.smb import SmbLocation
-from airflow_datasync.locations.smb.dir_query import list_directory
+from airflow_datasync.locations.smb.dir_query import LOOKAHEAD, list_directory
 from airflow_datasync.locations.smb.receive import LeanConnection
 from airflow_datasync.locations.smb.whole_read import SMALL_FILE_BYTES
 
@@ -204,6 +204,66 @@ def test_directories_are_listed_in_one_send_and_long_ones_completely(smb_folder,
     assert {p: by_path[p]["size"] for p in many} == {p: len(d) for p, d in many.items()}
     assert len(rows) == 2 + len(names) + len(many)  # the two directories, and every file once
     assert sends.kinds()[LIST_COMPOUND] == 3  # root, few, many (many then streamed on its own)
+
+
+def _listings_in_flight(connection) -> int:
+    """Listing compounds sent whose answers nobody has read yet (smbprotocol keeps a request outstanding until
+    its response is read)."""
+    return sum(1 for r in list(connection.outstanding_requests.values())
+               if type(r.message).__name__ != "SMB2Echo" and r.message["command"].get_value() == 0x0005)
+
+
+def test_a_scan_sends_the_next_directories_before_it_reads_them(smb_folder, monkeypatch):
+    """The next directories' compounds go out before the scan waits for the one it reads: several listings
+    in flight at once, still one compound per directory, every entry listed once, nothing left outstanding."""
+    folder = smb_folder()
+    files = {f"d{d:02d}/f{i}.bin": b"x" * i for d in range(20) for i in range(3)}
+    seed(folder.disk, files)
+    seed(folder.disk, {"d05/sub/deeper.bin": b"deep"})
+    loc = SmbLocation(folder.uri, CONN_ID)
+    assert loc.stat("") is not None
+    in_flight: list[int] = []
+    original = LeanConnection._send
+
+    def _send(self, messages, *args, **kwargs):
+        if tuple(type(m).__name__.removeprefix("SMB2").removesuffix("Request") for m in messages) == LIST_COMPOUND:
+            in_flight.append(_listings_in_flight(self) + 1)
+        return original(self, messages, *args, **kwargs)
+
+    monkeypatch.setattr(LeanConnection, "_send", _send)
+    rows = [r for batch in loc.scan() for r in batch.to_pylist()]
+    assert sorted(r["path"] for r in rows if r["type"] == "file") == sorted([*files, "d05/sub/deeper.bin"])
+    assert len(in_flight) == 1 + 20 + 1  # the root, its directories, d05/sub: one compound each
+    assert max(in_flight) >= 2, in_flight
+    assert max(in_flight) <= LOOKAHEAD + 1, in_flight
+    connection = next(iter(loc._session().connection.outstanding_requests.values()), None)
+    assert connection is None  # every answer read
+
+
+def test_a_scan_ended_early_leaves_no_listing_outstanding(smb_folder):
+    folder = smb_folder()
+    seed(folder.disk, {f"d{d:02d}/f.bin": b"x" for d in range(30)})
+    loc = SmbLocation(folder.uri, CONN_ID)
+    scan = loc.scan(batch_size=35)  # the first batch: the root's 30 directories and the files of 5 of them
+    assert next(scan).num_rows == 35
+    assert _listings_in_flight(loc._session().connection) >= 1  # the next directories, sent ahead
+    scan.close()
+    assert _listings_in_flight(loc._session().connection) == 0
+    assert loc.stat("d00/f.bin") is not None  # the connection serves on
+
+
+def test_a_scan_survives_a_connection_dropped_with_listings_in_flight(smb_folder, drop_connections):
+    folder = smb_folder()
+    files = {f"d{d:02d}/f{i}.bin": b"y" * i for d in range(30) for i in range(2)}
+    seed(folder.disk, files)
+    loc = SmbLocation(folder.uri, CONN_ID)
+    scan = loc.scan(batch_size=35)
+    rows = next(scan).to_pylist()
+    assert _listings_in_flight(loc._session().connection) >= 1
+    assert drop_connections() >= 1  # the compounds sent ahead die with it
+    rows += [r for batch in scan for r in batch.to_pylist()]
+    assert sorted(r["path"] for r in rows if r["type"] == "file") == sorted(files)
+    assert not [r for r in rows if r["error"]]
 
 
 @pytest.mark.parametrize("direction", ["local-to-smb", "smb-to-local"])
