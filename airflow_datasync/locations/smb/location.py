@@ -47,7 +47,7 @@ from airflow_datasync.locations.base import (
     temp_name,
     temp_tag,
 )
-from airflow_datasync.locations.smb import read_open
+from airflow_datasync.locations.smb import read_open, sessions
 from airflow_datasync.locations.smb.connection import read_connection
 from airflow_datasync.locations.smb.dir_query import LOOKAHEAD, TreeLister
 from airflow_datasync.locations.smb.error_table import (
@@ -92,14 +92,7 @@ from airflow_datasync.locations.smb.protocol import (
     set_security,
 )
 from airflow_datasync.locations.smb.ranges import SmbRangedWrites
-from airflow_datasync.locations.smb.sessions import (
-    current_lane,
-    drop_session,
-    open_session,
-    pool,
-    use_lane,
-    wait_for_credits,
-)
+from airflow_datasync.locations.smb.sessions import drop_session, open_session, pool, wait_for_credits
 from airflow_datasync.locations.smb.small_files import limit_for, make_directory, peek_small, write_small_file
 from airflow_datasync.locations.smb.uri import DEFAULT_PORT, parse_smb_uri
 from airflow_datasync.retry import retrying
@@ -262,10 +255,10 @@ class SmbLocation(SmbRangedWrites, Location):
         """The tree, depth first, each directory's entries by name; the next directories' listings are sent
         ahead (:class:`.dir_query.TreeLister`). Listed on the session of the thread that asks for the scan,
         whichever thread then reads it (a listing overlapped with the other side's opens no connection)."""
-        return self._scan(batch_size, current_lane())
+        return self._scan(batch_size, sessions.current_lane())
 
     def _scan(self, batch_size: int, lane: int) -> Iterator[pa.RecordBatch]:
-        use_lane(lane)
+        sessions.use_lane(lane)
         cols: dict[str, list] = {name: [] for name in ("path", "type", "size", "mtime_ns", "atime_ns", "link_target",
                                                        "error")}
         path, kind, sizes, mtimes, atimes, links, errors = cols.values()

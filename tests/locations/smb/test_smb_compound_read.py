@@ -206,6 +206,26 @@ def test_directories_are_listed_in_one_send_and_long_ones_completely(smb_folder,
     assert sends.kinds()[LIST_COMPOUND] == 3  # root, few, many (many then streamed on its own)
 
 
+def test_lean_query_directory_packs_as_smbprotocol_does():
+    """The listing compound's QUERY_DIRECTORY gives smbprotocol's bytes (and what its credit charge reads)."""
+    from smbprotocol.open import SMB2QueryDirectoryRequest
+
+    from airflow_datasync.locations.smb import messages
+
+    for restart, size, pattern in ((True, 65536, "*"), (False, 1 << 20, "*"), (True, 4096, "ünï*")):
+        ref = SMB2QueryDirectoryRequest()
+        ref["file_information_class"] = 0x26
+        ref["flags"] = 1 if restart else 0
+        ref["file_id"] = messages.RELATED_FILE_ID
+        ref["output_buffer_length"] = size
+        ref["buffer"] = pattern.encode("utf-16-le")
+        lean = messages.query_directory_request(0x26, restart=restart, output_size=size, pattern=pattern)
+        assert lean.pack() == ref.pack() and lean.COMMAND == ref.COMMAND and len(lean) == len(ref)
+        assert len(lean["buffer"]) == len(ref["buffer"])
+        assert lean["output_buffer_length"].get_value() == size
+        assert isinstance(type(lean)(), SMB2QueryDirectoryRequest)  # what a sent request rehydrates to
+
+
 def _listings_in_flight(connection) -> int:
     """Listing compounds sent whose answers nobody has read yet (smbprotocol keeps a request outstanding until
     its response is read)."""
