@@ -286,7 +286,7 @@ class SmbLocation(SmbRangedWrites, Location):
                 lister = TreeLister.open(self._unc(), self._kw())
             if lister is None:  # a DFS share: each directory through smbclient
                 return list_directory(self._unc(rel_dir), self._kw())
-            lister.send_ahead(self._unc(d) for d in ahead)
+            lister.send_ahead(self._ahead_uncs(ahead))
             return lister.entries(self._unc(rel_dir), self._kw())
 
         self._seen_leftovers = []
@@ -344,6 +344,13 @@ class SmbLocation(SmbRangedWrites, Location):
         finally:
             if lister is not None:
                 lister.drain()  # compounds sent ahead for a scan that ended early
+
+    def _ahead_uncs(self, dirs: Iterable[str]) -> Iterator[str]:
+        for rel_dir in dirs:
+            try:
+                yield self._unc(rel_dir)
+            except UnsafePathError:  # not sent ahead: listed in its turn, which records its own error
+                continue
 
     def _readlink(self, path: str) -> str:
         import smbclient
