@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -14,6 +13,7 @@ from airflow_datasync.locations.base import LISTING_SCHEMA, ScanHints
 from airflow_datasync.manifest import ExecutionDir
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.phases.hints import execution_hints, previous_execution
+from airflow_datasync.phases.transfer import run_parallel
 from airflow_datasync.progress import Progress
 
 
@@ -86,29 +86,6 @@ def scan_sides(execution: ExecutionDir, record: dict[str, Any], src: Location, d
         # may bind to its session (SMB lists on the session this thread opened in LAUNCHING).
         src_scan = started_scan(execution, src, src_hints, under=under)
         dst_scan = started_scan(execution, dst, dst_hints, under=under)
-        src_count, dst_count = both_at_once(lambda: write_listing(execution, source_path, "source", src_scan),
-                                            lambda: write_listing(execution, destination_path, "destination", dst_scan))
+        sides = [(source_path, "source", src_scan), (destination_path, "destination", dst_scan)]
+        src_count, dst_count = run_parallel(lambda side: write_listing(execution, *side), sides, 2, "listing")
     return src_count, dst_count
-
-
-def both_at_once(first: Callable[[], int], second: Callable[[], int]) -> tuple[int, int]:
-    """``first()`` here and ``second()`` on a thread of its own, at the same time; both results. A failure of
-    ``first`` is raised before one of ``second``, as if they had run in turn (after both have ended)."""
-    result: list[int] = []
-    failure: list[BaseException] = []
-
-    def run_second() -> None:
-        try:
-            result.append(second())
-        except BaseException as exc:  # raised in the calling thread, below
-            failure.append(exc)
-
-    thread = threading.Thread(target=run_second, name="listing", daemon=True)
-    thread.start()
-    try:
-        first_result = first()
-    finally:
-        thread.join()
-    if failure:
-        raise failure[0]
-    return first_result, result[0]

@@ -10,7 +10,6 @@ import pytest
 
 from airflow_datasync.engine import run_execution
 from airflow_datasync.locations.local import LocalLocation
-from airflow_datasync.phases.scan import both_at_once
 
 #: How long a scan waits for the other to start before it records that they did not overlap (a bound on a
 #: wait that ends at once when they do, never a measured time).
@@ -39,6 +38,7 @@ def observed_scans(monkeypatch):
 
 
 def test_both_sides_are_listed_at_once(tmp_path, make_tree, store, observed_scans):
+    """Each side's scan waits, once started, for the other's start: listed in turn, the first would wait in vain."""
     src = make_tree(tmp_path / "src", {"a.txt": "a", "d": {f"f{i}": str(i) for i in range(50)}})
     dst = make_tree(tmp_path / "dst", {"a.txt": "a", "old.txt": "x"})
     started, saw_other = observed_scans
@@ -48,21 +48,3 @@ def test_both_sides_are_listed_at_once(tmp_path, make_tree, store, observed_scan
     assert saw_other == {str(src): True, str(dst): True}
     assert sorted(p.name for p in (dst / "d").iterdir()) == sorted(f"f{i}" for i in range(50))  # listings whole
     assert (dst / "old.txt").exists()  # PreserveDeletedFiles=PRESERVE by default: listed, kept
-
-
-def test_a_failed_listing_is_raised_after_the_other_ended():
-    ended = threading.Event()
-
-    def source() -> int:
-        raise OSError("the source cannot be listed")
-
-    def destination() -> int:
-        ended.wait(PATIENCE)
-        return 7
-
-    with pytest.raises(OSError, match="source cannot"):
-        both_at_once(source, lambda: (ended.set(), destination())[1])
-    assert ended.is_set()
-    assert both_at_once(lambda: 1, lambda: 2) == (1, 2)
-    with pytest.raises(ValueError, match="destination"):
-        both_at_once(lambda: 1, lambda: (_ for _ in ()).throw(ValueError("destination")))

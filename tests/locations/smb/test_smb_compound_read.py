@@ -19,7 +19,7 @@ import pytest
 from airflow_datasync import checksum
 from airflow_datasync.engine import LocationSpec, run_execution
 from airflow_datasync.locations.base import TEMP_PREFIX
-from airflow_datasync.locations.smb import SmbLocation
+from airflow_datasync.locations.smb import SmbLocation, reset_pools, sessions
 from airflow_datasync.locations.smb.dir_query import LOOKAHEAD, list_directory
 from airflow_datasync.locations.smb.receive import LeanConnection
 from airflow_datasync.locations.smb.whole_read import SMALL_FILE_BYTES
@@ -260,6 +260,29 @@ def test_a_scan_sends_the_next_directories_before_it_reads_them(smb_folder, monk
     assert connection is None  # every answer read
 
 
+def test_a_scan_read_on_another_thread_lists_on_the_session_of_the_thread_that_started_it(smb_folder, sends):
+    """PREPARING starts both scans on its thread and reads them on threads of their own: the SMB one goes on
+    the session LAUNCHING opened there, not on a connection of the reading thread's lane."""
+    folder = smb_folder()
+    seed(folder.disk, {f"d{d}/f.bin": b"x" for d in range(5)})
+    loc = SmbLocation(folder.uri, CONN_ID)
+    reset_pools()
+    assert loc.stat("") is not None  # this thread's session
+    sends.clear()
+    scan = loc.scan()
+    rows: list[int] = []
+
+    def read_elsewhere() -> None:
+        sessions.use_lane((sessions.current_lane() + 1) % sessions.MAX_LANES)  # a lane with no connection yet
+        rows.extend(batch.num_rows for batch in scan)
+
+    reader = threading.Thread(target=read_elsewhere)
+    reader.start()
+    reader.join()
+    assert sum(rows) == 10
+    assert not [s for s in sends.log if set(s) & SETUP - {"Echo"}], sends.log  # no new connection, no new session
+
+
 def test_a_scan_ended_early_leaves_no_listing_outstanding(smb_folder):
     folder = smb_folder()
     seed(folder.disk, {f"d{d:02d}/f.bin": b"x" for d in range(30)})
@@ -296,9 +319,13 @@ def test_a_rerun_with_nothing_changed_sends_nothing_per_file(smb_folder, sends, 
     src, dst = (str(local), smb) if direction == "local-to-smb" else (smb, str(local))
     store = tmp_path / "store"
     assert run(src, dst, store)["Status"] == "SUCCESS"
+    reset_pools()  # a fresh process's pools: the re-run opens what it needs
     sends.clear()
     out = run(src, dst, store)
     assert out["Status"] == "SUCCESS" and out["FilesTransferred"] == 0, out
+    # One connection: the listing runs on a thread of its own beside the other side's, on the session
+    # LAUNCHING opened.
+    assert sum(1 for s in sends.log if {"SMB3Negotiate", "Negotiate"} & set(s)) == 1, sends.log
     kinds = sends.kinds()
     assert kinds[LIST_COMPOUND] == 4, kinds  # the root and its three directories
     others = sum(n for s, n in kinds.items() if s != LIST_COMPOUND)
