@@ -28,7 +28,7 @@ import logging
 import posixpath
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -116,23 +116,29 @@ def without_striped(plan: StripePlan | None, shard: int, rows: pa.Table) -> pa.T
 
 
 # -- PREPARING ---------------------------------------------------------------------------------------
+def _descriptors(execution: ExecutionDir, shards: list[dict[str, Any]], files: list[dict[str, Any]],
+                 dropped: Collection[int]) -> list[dict[str, Any]]:
+    """The shard descriptors TRANSFERRING is mapped over: ``shards`` (the plan's) less the striped ``files``
+    they held and less the ``dropped`` ones that held nothing else, then one per range."""
+    kept = []
+    for d in shards:
+        if d["shard"] in dropped:
+            continue
+        gone = [f for f in files if f["shard"] == d["shard"]]
+        kept.append({**d, "files": d["files"] - len(gone), "bytes": max(0, d["bytes"] - sum(f["size"] for f in gone))})
+    ranges = [{**execution.ref(), "shard": r["shard"], "files": 1, "bytes": r["length"],
+               "stripe": {"path": f["path"], "offset": r["offset"], "of": len(f["ranges"])}}
+              for f in files for r in f["ranges"]]
+    return kept + ranges
+
+
 def stored_descriptors(execution: ExecutionDir, shards: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The descriptors a planned execution hands out again (a cleared PREPARING, a resumed execution):
     ``shards`` (from the stored manifest) less what its stored stripe plan gave to range shards, then those."""
     plan = load(execution)
     if plan is None or not shards:
         return shards
-    dropped = set(plan.data.get("dropped_shards") or [])
-    kept = []
-    for d in shards:
-        if d["shard"] in dropped:
-            continue
-        gone = [f for f in plan.files if f["shard"] == d["shard"]]
-        kept.append({**d, "files": d["files"] - len(gone), "bytes": d["bytes"] - sum(f["size"] for f in gone)})
-    ranges = [{**execution.ref(), "shard": r["shard"], "files": 1, "bytes": r["length"],
-               "stripe": {"path": f["path"], "offset": r["offset"], "of": len(f["ranges"])}}
-              for f in plan.files for r in f["ranges"]]
-    return kept + ranges
+    return _descriptors(execution, shards, plan.files, set(plan.data.get("dropped_shards") or []))
 
 
 def _stripe_for(size: int, stripe: int) -> int:
@@ -167,61 +173,96 @@ def _huge_files(execution: ExecutionDir, threshold: int) -> list[dict[str, Any]]
     return out
 
 
+def _still_huge(src: Location, rows: list[dict[str, Any]], threshold: int) -> list[tuple[dict[str, Any], StatResult]]:
+    """The listed huge files that still are (one stat each), with that stat: every range task and FINALIZE
+    compare the source with it. Any other (gone, no longer a file, shrunk, unreadable) is left to its
+    shard, whose whole copy reports what became of it."""
+    out = []
+    for row in sorted(rows, key=lambda r: r["path"]):
+        try:
+            seen = src.stat(row["path"])
+        except (OSError, LocationError):
+            continue
+        if seen is not None and seen.type == FILE and seen.size >= threshold:
+            out.append((row, seen))
+    return out
+
+
+def _fitting_stripe(sizes: list[int], shards: int, stripe: int, limit: int) -> int | None:
+    """``stripe``, doubled until ``shards`` plus the ranges of files of ``sizes`` are at most ``limit`` mapped
+    tasks; None where even S3's largest part does not make them fit."""
+    while True:
+        if shards + sum(-(-size // _stripe_for(size, stripe)) for size in sizes) <= limit:
+            return stripe
+        if stripe * 2 > MAX_PART_BYTES:
+            return None
+        stripe *= 2
+
+
 def plan_stripes(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions,
-                 shards: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+                 shards: list[dict[str, Any]], max_shards: int | None = None
+                 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """PREPARING's last step: stripe the files at or above ``stripe_threshold_bytes`` (where the destination
     writes ranges); return the shard descriptors to map TRANSFERRING over and the summary for prepare.json
-    (None where nothing is striped)."""
+    (None where nothing is striped). Shards and ranges together stay within ``max_shards`` (the option)
+    and the ``max_shards`` given (Airflow's ``[core] max_map_length``, which refuses a longer list).
+
+    A file PREPARING cannot stripe after all (gone or emptied since the listing, or a destination that
+    refuses to start its ranged write there, e.g. a file in the way of its folder) stays in its shard:
+    copied whole, it succeeds or fails there as any file does, and PREPARING goes on."""
     threshold = options.stripe_threshold_bytes
     if not threshold or not shards or not dst.capabilities.ranged_writes:
         return shards, None
-    rows = sorted(_huge_files(execution, threshold), key=lambda r: r["path"])
-    if not rows:
+    huge = _still_huge(src, _huge_files(execution, threshold), threshold)
+    if not huge:
         return shards, None
-    first = max(d["shard"] for d in shards) + 1
-    striped = Counter(r["shard"] for r in rows)
-    kept = [d for d in shards if d["files"] > striped.get(d["shard"], 0)]
-    stripe = options.stripe_bytes
-    while True:  # every range is a mapped task: all of them within max_shards (Airflow's max_map_length)
-        count = sum(-(-r["size"] // _stripe_for(r["size"], stripe)) for r in rows)
-        if len(kept) + count <= options.max_shards or stripe * 2 > MAX_PART_BYTES:
-            break
-        stripe *= 2
-    if len(kept) + count > options.max_shards:
-        log.warning("PREPARING %s: %s would need %d range tasks, over max_shards=%d: copied whole instead",
-                    execution.execution_id, counted(len(rows), "huge file"), count, options.max_shards)
+    limit = min(options.max_shards, max_shards or options.max_shards)
+    striped = Counter(row["shard"] for row, _seen in huge)
+    kept = sum(d["files"] > striped.get(d["shard"], 0) for d in shards)
+    stripe = _fitting_stripe([seen.size for _row, seen in huge], kept, options.stripe_bytes, limit)
+    if stripe is None:
+        log.warning("PREPARING %s: %s would need more range tasks than max_shards=%d allows: copied whole instead",
+                    execution.execution_id, counted(len(huge), "huge file"), limit)
         return shards, None
-    files, descriptors, shard = [], [], first
-    for file_id, row in enumerate(rows):
-        # The file as the ranges will find it: every range task and the final step compare with this.
-        seen = src.stat(row["path"])
-        if seen is None or seen.type != FILE:
-            seen = StatResult(FILE, row["size"], row["mtime_ns"], etag=row.get("etag"))
-        size, per = seen.size, _stripe_for(seen.size, stripe)
-        ranges = []
-        for offset in range(0, size, per):
-            ranges.append({"shard": shard, "offset": offset, "length": min(per, size - offset)})
-            descriptors.append({**execution.ref(), "shard": shard, "files": 1, "bytes": ranges[-1]["length"],
-                                "stripe": {"path": row["path"], "offset": offset, "of": -(-size // per)}})
-            shard += 1
-        files.append({"id": file_id, "path": row["path"], "size": size, "shard": row["shard"],
-                      "source": {"size": seen.size, "mtime_ns": seen.mtime_ns, "etag": seen.etag},
-                      "stripe_bytes": per, "ranges": ranges, "write": None})
-    for d in kept:  # what is left of a shard that also held striped files
-        gone = [r for r in rows if r["shard"] == d["shard"]]
-        d["files"] -= len(gone)
-        d["bytes"] -= sum(r["size"] for r in gone)
-    dropped = sorted(set(striped) - {d["shard"] for d in kept})
-    if not options.dry_run:
-        options = without_ownership(options, dst)
-        for f in files:
-            f["write"] = _begin(execution, src, dst, options, f).to_dict()
+    files = _started(execution, src, dst, options, huge, stripe, max(d["shard"] for d in shards) + 1)
+    if not files:
+        return shards, None
+    striped = Counter(f["shard"] for f in files)
+    dropped = sorted(d["shard"] for d in shards if d["files"] <= striped.get(d["shard"], 0))
     execution.write_json(_plan_file(execution), {"threshold": threshold, "stripe_bytes": stripe, "files": files,
                                                  "dropped_shards": dropped, "planned_at": utcnow()})
+    count = sum(len(f["ranges"]) for f in files)
     summary = {"files": len(files), "ranges": count, "bytes": sum(f["size"] for f in files), "stripe_bytes": stripe}
     log.info("PREPARING %s: %s striped into %s", execution.execution_id, counted(len(files), "file"),
              counted(count, "range"))
-    return kept + descriptors, summary
+    return _descriptors(execution, shards, files, dropped), summary
+
+
+def _started(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions,
+             huge: list[tuple[dict[str, Any], StatResult]], stripe: int, first: int) -> list[dict[str, Any]]:
+    """The striped files' entries of ``stripes.json``, ranges numbered from shard ``first``, each with its
+    ranged write started at the destination (none in a dry run). A file whose write does not start is
+    left out, and its numbers go to the next file."""
+    options = without_ownership(options, dst)
+    files: list[dict[str, Any]] = []
+    for row, seen in huge:
+        size, per = seen.size, _stripe_for(seen.size, stripe)
+        f = {"id": len(files), "path": row["path"], "size": size, "shard": row["shard"],
+             "source": {"size": size, "mtime_ns": seen.mtime_ns, "etag": seen.etag}, "stripe_bytes": per,
+             "ranges": [{"shard": first + i, "offset": offset, "length": min(per, size - offset)}
+                        for i, offset in enumerate(range(0, size, per))],
+             "write": None}
+        if not options.dry_run:
+            try:
+                f["write"] = _begin(execution, src, dst, options, f).to_dict()
+            except (OSError, LocationError) as exc:
+                log.warning("PREPARING %s: %s: its ranged write did not start (%s); its shard copies it whole",
+                            execution.execution_id, row["path"], exc)
+                execution.store.delete(execution.progress_file(first))  # no range task will report there
+                continue
+        files.append(f)
+        first += len(f["ranges"])
+    return files
 
 
 def _meta(src: Location, dst: Location, options: TaskOptions, path: str, stat: StatResult) -> Metadata:

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from airflow_datasync import checksum, engine
 from airflow_datasync.engine import LocationSpec
+from airflow_datasync.errors import ShardFailedError
 from airflow_datasync.manifest import ExecutionDir
 from airflow_datasync.phases import leftovers, stripes
 from tests.fixtures_servers import S3_CONN_ID
@@ -266,3 +267,65 @@ def test_a_cleared_prepare_hands_out_the_same_ranges(tmp_path, store):
         engine.transfer(execution, shard["shard"])
     engine.finalize(execution)
     assert (tmp_path / "dst" / "sub" / "big.bin").read_bytes() == big
+
+
+def _carried_out(execution: ExecutionDir, shards: list[dict]) -> dict:
+    """TRANSFERRING, FINALIZE, VERIFYING and the report of a prepared execution, as run_execution runs them."""
+    for shard in shards:
+        try:
+            engine.transfer(execution, shard["shard"])
+        except ShardFailedError:  # a failed shard's entries are in its results; the others go on
+            pass
+    engine.finalize(execution)
+    engine.verify(execution)
+    return engine.report(execution)
+
+
+def test_a_huge_file_gone_or_emptied_after_the_listing_is_copied_whole_not_striped(tmp_path, store):
+    """The listing saw a huge file that is gone (or empty) by the time PREPARING plans its ranges: that
+    file alone is left to its shard (which reports it as any vanished file, or copies the empty one);
+    PREPARING itself goes on."""
+    for change, status in (("deleted", "ERROR"), ("emptied", "SUCCESS")):
+        src, dst = tmp_path / change / "src", tmp_path / change / "dst"
+        _source(src)
+        execution = engine.launch(LocationSpec(str(src)), LocationSpec(str(dst)), OPTIONS, task_name="datasync",
+                                  store=str(store))
+        engine.prepare_partition(execution, 0)  # the listing, as the DAG's mapped PREPARING task makes it
+        if change == "deleted":
+            (src / "sub" / "big.bin").unlink()
+        else:
+            (src / "sub" / "big.bin").write_bytes(b"")
+        shards = engine.prepare(execution)
+        assert not [s for s in shards if "stripe" in s], shards
+        summary = _carried_out(execution, shards)
+        assert summary["Status"] == status, summary
+        assert (dst / "small.txt").read_text() == "small" and not _temporaries(dst)
+        if change == "emptied":
+            assert (dst / "sub" / "big.bin").read_bytes() == b""
+
+
+def test_a_file_in_the_way_of_a_striped_files_folder_is_replaced_as_for_a_whole_copy(tmp_path, store):
+    """The destination holds a file where the source has the striped file's folder: PREPARING cannot start
+    the ranged write there, so the file is copied whole by its shard, which replaces the file in the way
+    with the folder (OverwriteMode=ALWAYS) as it does for any copy."""
+    big = _source(tmp_path / "src")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / "sub").write_text("a file where the source has a folder")
+    summary = engine.run_execution(str(tmp_path / "src"), str(dst), OPTIONS, store=str(store))
+    assert summary["Status"] == "SUCCESS", summary
+    assert (dst / "sub" / "big.bin").read_bytes() == big and not _temporaries(dst)
+
+
+def test_ranges_count_against_the_shards_airflow_maps(tmp_path, store):
+    """PREPARING's ``max_shards`` (Airflow's [core] max_map_length) bounds the ranges too: the stripe is
+    doubled until the shards and the ranges fit."""
+    big = _source(tmp_path / "src")
+    execution = engine.launch(LocationSpec(str(tmp_path / "src")), LocationSpec(str(tmp_path / "dst")), OPTIONS,
+                              task_name="datasync", store=str(store))
+    shards = engine.prepare(execution, max_shards=3)
+    assert len(shards) <= 3, shards
+    assert [s["bytes"] for s in shards if "stripe" in s] == [32 * MiB, 16 * MiB]
+    assert _carried_out(execution, shards)["Status"] == "SUCCESS"
+    assert (tmp_path / "dst" / "sub" / "big.bin").read_bytes() == big
+
