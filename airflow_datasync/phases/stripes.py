@@ -396,17 +396,20 @@ def commit_stripes(execution: ExecutionDir, src: Location, dst: Location, option
     options = without_ownership(options, dst)
     t0 = time.monotonic()
     committed = failed = 0
+    dropped = set(plan.data.get("dropped_shards") or [])
     by_shard: dict[int, list[dict[str, Any]]] = {}
     for f in plan.files:
-        if execution.store.exists(_result_file(execution, f["id"])):
+        path = _result_file(execution, f["id"])
+        if execution.store.exists(path):
+            if f["shard"] in dropped:  # an earlier try's result: its shard's summary may still be missing
+                by_shard.setdefault(f["shard"], []).extend(execution.read_table(path, RESULT_SCHEMA).to_pylist())
             continue
         result = _commit_one(execution, src, dst, options, f)
-        execution.write_table(_result_file(execution, f["id"]), pa.Table.from_pylist([result], schema=RESULT_SCHEMA),
-                              RESULT_SCHEMA)
+        execution.write_table(path, pa.Table.from_pylist([result], schema=RESULT_SCHEMA), RESULT_SCHEMA)
         by_shard.setdefault(f["shard"], []).append(result)
         committed += result["status"] == "SUCCESS"
         failed += result["status"] == "FAILED"
-    for shard in plan.data.get("dropped_shards") or []:  # a shard with no task of its own reports here
+    for shard in sorted(dropped):  # a shard with no task of its own reports here
         results = by_shard.get(shard)
         if results is None:
             continue

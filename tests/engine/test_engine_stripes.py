@@ -329,3 +329,22 @@ def test_ranges_count_against_the_shards_airflow_maps(tmp_path, store):
     assert _carried_out(execution, shards)["Status"] == "SUCCESS"
     assert (tmp_path / "dst" / "sub" / "big.bin").read_bytes() == big
 
+
+def test_finalize_retried_after_reporting_a_striped_files_only_shard_reports_it_again(tmp_path, store):
+    """A shard whose only work was a striped file has no task: FINALIZE writes its summary. Killed after the
+    file's result and before that summary, its retry must still write it (else the shard counts as never
+    reported: deletions skipped, the file a transfer failure)."""
+    (tmp_path / "src").mkdir()
+    big = os.urandom(48 * MiB)
+    (tmp_path / "src" / "big.bin").write_bytes(big)
+    execution, shards = _prepared(tmp_path / "src", LocationSpec(str(tmp_path / "dst")), store)
+    assert all("stripe" in s for s in shards)  # shard 0 held the striped file only
+    for shard in shards:
+        engine.transfer(execution, shard["shard"])
+    engine.finalize(execution)
+    os.unlink(execution.shard_file(0, "json"))  # as if the first try died right after the file's result
+    engine.finalize(execution)
+    engine.verify(execution)
+    summary = engine.report(execution)
+    assert summary["Status"] == "SUCCESS" and summary["FilesFailed"] == 0, summary
+    assert (tmp_path / "dst" / "big.bin").read_bytes() == big
