@@ -18,7 +18,7 @@ which FINALIZE, VERIFYING and the report read with the shards' own results.
 
 An upload is recorded (``shards/shard-<first range>.uploads``) with no host, so that the leftovers
 machinery judges its writer by the file's heartbeat (``progress/shard-<first range>.json``, rewritten by
-each range task and closed by the final step): an execution abandoned midway has its upload aborted by a
+each range task as it copies and closed by the final step): an execution abandoned midway has its upload aborted by a
 later execution once the heartbeat is stale.
 """
 
@@ -28,7 +28,7 @@ import logging
 import posixpath
 import time
 from collections import Counter
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -65,6 +65,10 @@ from airflow_datasync.units import counted
 log = logging.getLogger("airflow_datasync")
 
 _ROW_FIELDS = ["path", "size", "mtime_ns", "atime_ns", "mode", "uid", "gid", "etag", "shard"]
+#: How often a range task rewrites its file's heartbeat while it copies: well within
+#: ``leftovers.STALE_PROGRESS_S``, so that a range taking longer than that (a GiB under BytesPerSecond)
+#: never has its upload taken for an abandoned one by another execution's clean-up.
+HEARTBEAT_S = 60
 
 
 def _plan_file(execution: ExecutionDir) -> str:
@@ -347,6 +351,16 @@ def _range_chunks(src: Location, fh: IO[bytes], offset: int, length: int, sparse
         pos += k
 
 
+def _beating(chunks: Iterator[bytes | Hole], beat: Callable[[], None]) -> Iterator[bytes | Hole]:
+    """``chunks``, calling ``beat`` every :data:`HEARTBEAT_S` seconds while they are taken."""
+    last = time.monotonic()
+    for chunk in chunks:
+        yield chunk
+        if time.monotonic() - last >= HEARTBEAT_S:
+            beat()
+            last = time.monotonic()
+
+
 def transfer_range(execution: ExecutionDir, shard: int, src: Location, dst: Location, options: TaskOptions,
                    plan: StripePlan, bytes_per_second: int | None = None,
                    try_number: int | None = None) -> dict[str, Any]:
@@ -370,8 +384,8 @@ def transfer_range(execution: ExecutionDir, shard: int, src: Location, dst: Loca
                                       "the next execution copies it again")
         sparse = src.capabilities.sparse_files and dst.capabilities.sparse_files
         with (src.open_read(f["path"]) if sparse else src.open_range(f["path"], rng["offset"], rng["length"])) as fh:
-            written = dst.write_range(ranged, rng["offset"],
-                                      _range_chunks(src, fh, rng["offset"], rng["length"], sparse, limiter),
+            chunks = _range_chunks(src, fh, rng["offset"], rng["length"], sparse, limiter)
+            written = dst.write_range(ranged, rng["offset"], _beating(chunks, lambda: _heartbeat(execution, f, "RUNNING")),
                                       durable=options.sync_writes)
         if not _same_source(src.stat(f["path"]), f["source"]):
             raise PermanentShardError(f"range shard {shard}: {f['path']} changed at the source during the copy; "

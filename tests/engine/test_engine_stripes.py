@@ -348,3 +348,19 @@ def test_finalize_retried_after_reporting_a_striped_files_only_shard_reports_it_
     summary = engine.report(execution)
     assert summary["Status"] == "SUCCESS" and summary["FilesFailed"] == 0, summary
     assert (tmp_path / "dst" / "big.bin").read_bytes() == big
+
+
+def test_a_range_rewrites_its_files_heartbeat_while_it_copies(tmp_path, store, s3_server, bucket, monkeypatch):
+    """The file's heartbeat is what keeps its upload from another execution's clean-up (older than
+    leftovers.STALE_PROGRESS_S: taken for abandoned), so a range task rewrites it as it copies, not only
+    when it starts and ends: a range that outlasts STALE_PROGRESS_S keeps its upload."""
+    _source(tmp_path / "src")
+    execution, shards = _prepared(tmp_path / "src", LocationSpec(f"s3://{bucket}/data", S3_CONN_ID), store)
+    beats: list[str] = []
+    heartbeat = stripes._heartbeat
+    monkeypatch.setattr(stripes, "_heartbeat", lambda ex, f, state: beats.append(state) or heartbeat(ex, f, state))
+    monkeypatch.setattr(stripes, "HEARTBEAT_S", 0)  # every chunk, as if each took that long
+    engine.transfer(execution, next(s for s in shards if "stripe" in s)["shard"])
+    assert beats.count("RUNNING") >= 16, beats  # its 16 chunks of 1 MiB, besides its start and end
+    first = stripes.load(execution).files[0]["ranges"][0]["shard"]  # where the file's heartbeat is
+    assert json.loads(Path(execution.progress_file(first)).read_text())["state"] == "RUNNING"
