@@ -35,7 +35,7 @@ from typing import IO, Any
 import pyarrow as pa
 
 from airflow_datasync import checksum
-from airflow_datasync.errors import is_retryable
+from airflow_datasync.errors import PermanentShardError, ShardFailedError, is_retryable
 from airflow_datasync.locations.base import (
     FILE,
     Hole,
@@ -51,13 +51,7 @@ from airflow_datasync.manifest import RESULT_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.owners import OwnerMap
 from airflow_datasync.phases.leftovers import UploadRecords, shard_tag
-from airflow_datasync.phases.transfer import (
-    PermanentShardError,
-    ShardFailedError,
-    copied_extras,
-    metadata_for,
-    with_extras,
-)
+from airflow_datasync.phases.transfer import copied_extras, metadata_for, with_extras
 from airflow_datasync.plan import without_ownership
 from airflow_datasync.progress import RateLimiter
 from airflow_datasync.units import counted
