@@ -132,11 +132,44 @@ def _descriptors(execution: ExecutionDir, shards: list[dict[str, Any]], files: l
 
 def stored_descriptors(execution: ExecutionDir, shards: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The descriptors a planned execution hands out again (a cleared PREPARING, a resumed execution):
-    ``shards`` (from the stored manifest) less what its stored stripe plan gave to range shards, then those."""
+    ``shards`` (from the stored manifest) less what its stored stripe plan gave to range shards, then those.
+    Striped files FINALIZE dropped for want of a range are started again first (:func:`_restart_dropped`)."""
     plan = load(execution)
     if plan is None or not shards:
         return shards
+    _restart_dropped(execution, plan)
     return _descriptors(execution, shards, plan.files, set(plan.data.get("dropped_shards") or []))
+
+
+def _restart_dropped(execution: ExecutionDir, plan: StripePlan) -> None:
+    """Carry on the striped files FINALIZE dropped because a range never arrived (out of retries), as a
+    resume carries on a failed shard: a new ranged write (the old one was removed with the drop), every
+    range of the file to copy again, no result until FINALIZE publishes it. Files dropped for another
+    reason (every range there, but the source changed or the destination refused the file) keep their
+    result: copying them again could not change it. A file that cannot start again (its source changed
+    since PREPARING) keeps its result too."""
+    dropped = [f for f in plan.files if f["write"] is not None and _result_status(execution, f) == "FAILED"
+               and not all(execution.store.exists(_range_record(execution, r["shard"])) for r in f["ranges"])]
+    if not dropped:
+        return
+    from airflow_datasync.phases.launch import opened  # only when there is something to start again
+
+    with opened(execution) as (_record, src, dst, options):
+        options = without_ownership(options, dst)
+        for f in dropped:
+            try:
+                f["write"] = _begin(execution, src, dst, options, f).to_dict()
+            except (OSError, LocationError) as exc:
+                log.warning("PREPARING %s: %s: not started again (%s); the next execution copies it",
+                            execution.execution_id, f["path"], exc)
+                _heartbeat(execution, f, "FAILED")
+                continue
+            execution.write_json(_plan_file(execution), plan.data)  # the new write, before its ranges go
+            for r in f["ranges"]:  # written into the write that was dropped
+                execution.store.delete(_range_record(execution, r["shard"]))
+            execution.store.delete(_result_file(execution, f["id"]))
+            log.info("PREPARING %s: %s started again (a range was missing when FINALIZE ran): %s to copy",
+                     execution.execution_id, f["path"], counted(len(f["ranges"]), "range"))
 
 
 def _stripe_for(size: int, stripe: int) -> int:
@@ -304,6 +337,14 @@ def _heartbeat(execution: ExecutionDir, f: dict[str, Any], state: str) -> None:
         "bytes_done": 0, "bytes_total": f["size"], "current": [f["path"]] if state == "RUNNING" else [],
         "bytes_per_second": None, "files_per_second": None, "eta_seconds": None, "started_at": None,
         "updated_at": datetime.now(UTC).isoformat()})
+
+
+def _result_status(execution: ExecutionDir, f: dict[str, Any]) -> str | None:
+    """The striped file's status in its FINALIZE result, None before FINALIZE decided it."""
+    path = _result_file(execution, f["id"])
+    if not execution.store.exists(path):
+        return None
+    return execution.read_table(path, RESULT_SCHEMA)["status"][0].as_py()
 
 
 # -- TRANSFERRING ------------------------------------------------------------------------------------

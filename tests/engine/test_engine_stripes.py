@@ -364,3 +364,27 @@ def test_a_range_rewrites_its_files_heartbeat_while_it_copies(tmp_path, store, s
     assert beats.count("RUNNING") >= 16, beats  # its 16 chunks of 1 MiB, besides its start and end
     first = stripes.load(execution).files[0]["ranges"][0]["shard"]  # where the file's heartbeat is
     assert json.loads(Path(execution.progress_file(first)).read_text())["state"] == "RUNNING"
+
+
+def test_a_resumed_execution_copies_a_striped_file_that_missed_a_range(tmp_path, store, s3_server, s3, bucket):
+    """A range out of retries: FINALIZE drops the file (its temporary or upload gone) and reports it FAILED.
+    Resuming the execution carries it on as it carries on a failed shard: a new ranged write, every range
+    of the file copied again, the file published whole."""
+    big = _source(tmp_path / "src")
+    for dst, where in ((LocationSpec(str(tmp_path / "dst")), "local"),
+                       (LocationSpec(f"s3://{bucket}/data", S3_CONN_ID), "s3")):
+        execution, shards = _prepared(tmp_path / "src", dst, store)
+        for shard in shards[:-1]:  # the last range never arrives
+            engine.transfer(execution, shard["shard"])
+        engine.finalize(execution)
+        engine.verify(execution)
+        assert engine.report(execution)["Status"] == "ERROR"
+        summary = engine.run_execution(str(tmp_path / "src"), dst, OPTIONS, store=str(store),
+                                       resume=execution.execution_id)
+        assert summary["Status"] == "SUCCESS" and summary["FilesFailed"] == 0, summary
+        if where == "s3":
+            assert s3.get_object(Bucket=bucket, Key="data/sub/big.bin")["Body"].read() == big
+            assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+        else:
+            assert (tmp_path / "dst" / "sub" / "big.bin").read_bytes() == big and not _temporaries(tmp_path / "dst")
+        assert _striped_result(execution)["src_checksum"] == _crc(big)
