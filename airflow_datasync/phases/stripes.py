@@ -18,8 +18,8 @@ which FINALIZE, VERIFYING and the report read with the shards' own results.
 
 An upload is recorded (``shards/shard-<first range>.uploads``) with no host, so that the leftovers
 machinery judges its writer by the file's heartbeat (``progress/shard-<first range>.json``, rewritten by
-each range task as it copies and closed by the final step): an execution abandoned midway has its upload aborted by a
-later execution once the heartbeat is stale.
+each range task as it copies and closed by the final step): an execution abandoned midway has its upload
+aborted by a later execution once the heartbeat is stale.
 """
 
 from __future__ import annotations
@@ -235,8 +235,8 @@ def plan_stripes(execution: ExecutionDir, src: Location, dst: Location, options:
                  ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """PREPARING's last step: stripe the files at or above ``stripe_threshold_bytes`` (where the destination
     writes ranges); return the shard descriptors to map TRANSFERRING over and the summary for prepare.json
-    (None where nothing is striped). Shards and ranges together stay within ``max_shards`` (the option)
-    and the ``max_shards`` given (Airflow's ``[core] max_map_length``, which refuses a longer list).
+    (None where nothing is striped). Shards and ranges together stay within the option ``max_shards`` and
+    the argument ``max_shards`` (Airflow's ``[core] max_map_length``, which refuses a longer list).
 
     A file PREPARING cannot stripe after all (gone or emptied since the listing, or a destination that
     refuses to start its ranged write there, e.g. a file in the way of its folder) stays in its shard:
