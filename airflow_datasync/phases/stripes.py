@@ -512,6 +512,8 @@ def _commit_one(execution: ExecutionDir, src: Location, dst: Location, options: 
                 written = _published_already(dst, f, stat, options)
                 if written is None:
                     raise
+            if options.sync_writes:  # the rename and metadata, before the result that records the file done
+                dst.sync()
             crc = written.checksum or f"{whole_crc(done):016x}"
             result.update(status="SUCCESS", bytes_written=written.size, checksum_algo=checksum.ALGO, src_checksum=crc,
                           dst_etag=written.etag, src_mtime_ns=stat.mtime_ns, src_atime_ns=stat.atime_ns,

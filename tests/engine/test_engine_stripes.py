@@ -388,3 +388,22 @@ def test_a_resumed_execution_copies_a_striped_file_that_missed_a_range(tmp_path,
         else:
             assert (tmp_path / "dst" / "sub" / "big.bin").read_bytes() == big and not _temporaries(tmp_path / "dst")
         assert _striped_result(execution)["src_checksum"] == _crc(big)
+
+
+def test_finalize_flushes_a_published_striped_file_before_recording_it(tmp_path, store, monkeypatch):
+    """sync_writes: nothing is recorded done while it may still sit in memory. A striped file's ranges are
+    flushed as each is written; its rename to the final name (and its metadata) by FINALIZE must be flushed
+    too before its result says SUCCESS."""
+    from airflow_datasync.locations.local import LocalLocation
+
+    _source(tmp_path / "src")
+    execution, shards = _prepared(tmp_path / "src", LocationSpec(str(tmp_path / "dst")), store)
+    for shard in shards:
+        engine.transfer(execution, shard["shard"])
+    synced: list[bool] = []
+    sync = LocalLocation.sync
+    monkeypatch.setattr(LocalLocation, "sync", lambda self: synced.append(
+        any(n.startswith("stripe-") for n in os.listdir(execution.file("shards")))) or sync(self))
+    engine.finalize(execution)
+    assert synced and synced[0] is False, synced  # flushed once published, before its result was written
+    assert _striped_result(execution)["status"] == "SUCCESS"
