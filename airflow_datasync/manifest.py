@@ -187,6 +187,13 @@ class Store:
         if self.local:
             os.makedirs(path, exist_ok=True)
 
+    def delete(self, path: str) -> None:
+        """Remove the file ``path``; nothing to do where there is none."""
+        try:
+            self.fs.delete_file(path)
+        except FileNotFoundError:
+            pass
+
     def check(self, path: str, *, create_parents: bool = False) -> None:
         """The store at ``path`` exists (a bucket is never created), can be listed, and takes a probe
         object, written and removed: what LAUNCHING asks before it touches a location. A missing local
