@@ -617,6 +617,8 @@ class Harness:
                 if i == 0 and t != "airflow-empty":
                     files, size = self.count(dst)
                     extra = {"dest_files": files, "dest_bytes": size}
+                if t in ("ours", "airflow-empty"):
+                    extra["task_instances_run"] = _task_instances_run(m.log)
                 self._record(rows[t], m, extra)
                 self.drop(dst)
         rows["ours"].notes.extend(_net_of_baseline(rows["ours"], rows["airflow-empty"]))
@@ -629,9 +631,20 @@ def _net_of_baseline(ours: Row, baseline: Row) -> list[str]:
     if not all(done):
         return []
     med = [{k: statistics.median(r[k] for r in runs) for k in ("wall", "cpu")} for runs in done]
+    tis = [sorted({r.get("task_instances_run") for r in runs}) for runs in done]
     return [f"net of the empty-DAG baseline (medians): {med[0]['wall'] - med[1]['wall']:.2f} s wall, "
             f"{med[0]['cpu'] - med[1]['cpu']:.2f} s CPU (baseline {med[1]['wall']:.2f} s wall, "
-            f"{med[1]['cpu']:.2f} s CPU)"]
+            f"{med[1]['cpu']:.2f} s CPU); task instances run: ours {'/'.join(map(str, tis[0]))}, "
+            f"baseline {'/'.join(map(str, tis[1]))}"]
+
+
+def _task_instances_run(log: str | Path) -> int | None:
+    """How many task instances `airflow dags test` ran (its execution API logs each start; a mapped task
+    mapped over nothing is skipped without one)."""
+    try:
+        return Path(log).read_text(errors="replace").count("] Task started ")
+    except OSError:
+        return None
 
 
 def _latest_report_status(task_dir: Path) -> str | None:

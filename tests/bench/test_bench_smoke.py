@@ -189,3 +189,19 @@ def test_issue16_end_to_end_target_sits_beside_issue5s_with_the_airflow_baseline
     issue16 = found["end to end through Airflow (5,000 files → S3, verify) ≤ 1.5 × rclone copy + check (issue 16)"]
     assert (issue5["status"], issue16["status"]) == ("met", "missed") and issue16["ratio"] == 1.8
     assert "doing nothing: 12.00 s, CPU 13.00 s" in issue16["detail"]
+
+
+def test_airflow_rows_note_the_task_instances_each_dag_ran(tmp_path):
+    from bench.run import Row, _net_of_baseline, _task_instances_run
+
+    log = tmp_path / "dags-test.log"
+    started = "2026-12-02T02:22:10.032417Z [info     ] Task started                   [airflow.api_fastapi] ti_id=1\n"
+    log.write_text(started * 7 + "2026-12-02T02:22:11Z [info     ] Task instance state updated [x]\n")
+    assert _task_instances_run(log) == 7 and _task_instances_run(tmp_path / "missing.log") is None
+
+    ours = Row("airflow-e2e", "small", "ours", "", 1, 1, runs=[{"rc": 0, "wall": 18.0, "cpu": 17.0, "task_instances_run": 7}])
+    empty = Row("airflow-e2e", "small", "airflow-empty", "", 0, 0,
+                runs=[{"rc": 0, "wall": 13.0, "cpu": 12.5, "task_instances_run": 6}])
+    (note,) = _net_of_baseline(ours, empty)
+    assert note.startswith("net of the empty-DAG baseline (medians): 5.00 s wall, 4.50 s CPU") and \
+        note.endswith("task instances run: ours 7, baseline 6"), note
