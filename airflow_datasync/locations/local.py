@@ -134,10 +134,11 @@ class LocalLocation(LocalRangedWrites, Location):
         super().__init__(uri, conn_id)
         self.root = path_from_uri(uri)
         # Per instance: only root may give files to other owners, so ownership is kept only when running as
-        # root. Names for Uid/Gid NAME/BOTH come from this machine's pwd/grp databases. Copies and verifying
-        # run a thread per core on a local disk's file system, 8 on a mount that answers in round trips.
-        threads = copy_threads(self.root)
-        self.capabilities = Capabilities(concurrency=threads, verify_concurrency=threads,
+        # root. Names for Uid/Gid NAME/BOTH come from this machine's pwd/grp databases. Copies run a thread
+        # per core on a local disk's file system, 8 on a mount that answers in round trips (so do verifying
+        # threads between two local paths: the fewer of both). Verifying hashes local files in the
+        # interpreter: against another location, more threads than 8 only slow it down.
+        self.capabilities = Capabilities(concurrency=copy_threads(self.root), verify_concurrency=8,
                                          keeps_ownership=os.geteuid() == 0, owner_names="posix", needs_sync=True,
                                          sparse_files=True, hard_links=True, partial_scans=True, ranged_writes=True)
         #: Set by :meth:`prepare_writes` when the shard ends with :meth:`sync`: large files then start their

@@ -184,6 +184,6 @@ def test_verify_workers_use_the_local_default_between_a_file_system_and_s3():
     local, s3 = LocalLocation("/tmp"), S3Location("s3://bucket/prefix")
     threads = copy_threads("/tmp")
     auto = TaskOptions.from_dict({})
-    assert auto.workers(local, s3) == 64 and auto.verify_workers(local, s3) == threads
+    assert auto.workers(local, s3) == 64 and auto.verify_workers(local, s3) == 8
     assert auto.verify_workers(s3, s3) == 64 and auto.verify_workers(local, local) == threads
     assert TaskOptions.from_dict({"concurrency": 32}).verify_workers(local, s3) == 32

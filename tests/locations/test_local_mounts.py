@@ -6,6 +6,7 @@ import os
 
 from airflow_datasync.locations.local import LocalLocation
 from airflow_datasync.locations.local_mounts import MOUNT_THREADS, copy_threads, file_system_type
+from airflow_datasync.options import TaskOptions
 
 MOUNTINFO = """\
 22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
@@ -30,5 +31,6 @@ def test_a_local_disk_gets_a_copy_per_core_and_a_mount_more():
     assert file_system_type("/dev/shm") == "tmpfs"
     assert copy_threads("/dev/shm") == min(MOUNT_THREADS, cores)
     assert copy_threads("/proc") == MOUNT_THREADS  # not a disk's file system: as for a network mount
-    caps = LocalLocation("/dev/shm").capabilities
-    assert caps.concurrency == caps.verify_concurrency == min(MOUNT_THREADS, cores)
+    local = LocalLocation("/dev/shm")
+    assert local.capabilities.concurrency == min(MOUNT_THREADS, cores)
+    assert TaskOptions().verify_workers(local, local) == min(MOUNT_THREADS, cores)
