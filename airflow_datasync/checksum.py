@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
 ALGO = "crc64nvme"
 CHUNK = 1 << 20
-#: awscrt's CRC functions, loaded with the first hasher: loading its native library is a fixed cost that a
-#: run with nothing to copy (a re-run) never needs.
+#: awscrt's CRC functions, loaded with the first bytes hashed: loading its native library is a fixed cost that a
+#: run with nothing to copy (a re-run, a verify only) never needs.
 _crc64nvme = _combine = None
 #: One block of zeros, shared: a hole is hashed as the zeros it reads as without allocating them.
 ZERO_BLOCK = bytes(CHUNK)
@@ -45,16 +45,20 @@ class Crc64Nvme:
 
     def __init__(self) -> None:
         self.value = 0
-        if _crc64nvme is None:
-            _load()
 
     def update(self, data: bytes | memoryview) -> None:
+        if _crc64nvme is None:
+            if not data:  # the CRC of nothing is 0: an empty object (a write probe, a marker) loads no awscrt
+                return
+            _load()
         self.value = _crc64nvme(data, self.value)
 
     def update_zeros(self, n: int) -> None:
         """As ``update(bytes(n))``, without reading or allocating n bytes: whole zero blocks are combined
         from the CRC of one block (a hole of gigabytes costs a few thousand combines, not a pass over it)."""
         global _zero_block_crc
+        if _crc64nvme is None:
+            _load()
         if _zero_block_crc is None:
             _zero_block_crc = _crc64nvme(ZERO_BLOCK, 0)
         whole, rest = divmod(n, CHUNK)

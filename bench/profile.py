@@ -2,6 +2,7 @@
 
     make profile-smb                                         # local → SMB, 5,000 × 4 KiB
     make profile-smb SCENARIO=smb-local DATASET=big
+    .venv/bin/python -m bench.profile --scenario verify-s3      # POINT_IN_TIME_CONSISTENT, nothing to copy
     .venv/bin/python -m bench.profile --scenario local-smb --dataset small [--out FILE | --results]
 
 The row is set up as ``bench.run`` sets it up (same servers, datasets, connections, clean destination; the
@@ -38,6 +39,8 @@ from bench.run import SMB_COPY_SCENARIOS, VENV_BIN, Harness, redact_cmd  # noqa:
 COPY_SCENARIOS = {"local-local": ("local", "local"), "local-s3": ("local", "s3"), "s3-local": ("s3", "local"),
                   "s3-s3": ("s3", "s3"), **SMB_COPY_SCENARIOS}
 RERUN_SCENARIOS = {"rerun-s3": "s3", "rerun-smb": "smb"}
+#: Rows whose profiled run follows an untimed first sync, with these options (bench.run's verify_scenario).
+PROFILED_OPTIONS = {"verify-s3": {"VerifyMode": "POINT_IN_TIME_CONSISTENT"}}
 
 SOCKET_WAIT = re.compile(r"\bselect\(|\.poll\(|\.recv(_into|from)?\(|\.readinto\(|\.accept\(|\.connect\(")
 THREAD_WAIT = re.compile(r"\.wait\(|\.acquire\(|\bsleep\(|\.join\(|\.get\((block|timeout|True)?|"
@@ -227,7 +230,8 @@ PTRACE_HINT = ("py-spy could not attach (ptrace). Run as root, or give the conta
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench.profile", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenario", default="local-smb", choices=sorted({*COPY_SCENARIOS, *RERUN_SCENARIOS}))
+    parser.add_argument("--scenario", default="local-smb",
+                        choices=sorted({*COPY_SCENARIOS, *RERUN_SCENARIOS, *PROFILED_OPTIONS}))
     parser.add_argument("--dataset", default="small", choices=["small", "big"])
     parser.add_argument("--small-count", type=int, default=5000)
     parser.add_argument("--big-mib", type=int, default=500)
@@ -256,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.scenario in COPY_SCENARIOS:
         src_kind, dst_kind = COPY_SCENARIOS[args.scenario]
     else:
-        src_kind, dst_kind = "local", RERUN_SCENARIOS[args.scenario]
+        src_kind, dst_kind = "local", RERUN_SCENARIOS.get(args.scenario, "s3")
     kinds = {src_kind, dst_kind}
     raw = h.logs / f"profile-{args.scenario}-{args.dataset}.speedscope.json"
     try:
@@ -267,10 +271,11 @@ def main(argv: list[str] | None = None) -> int:
         src = h.source(src_kind, dataset)
         dst = h.new_dest(dst_kind, f"profile-{args.scenario}")
         cmd, env = h.command("ours", src, dst)
-        if args.scenario in RERUN_SCENARIOS:
+        if args.scenario in RERUN_SCENARIOS or args.scenario in PROFILED_OPTIONS:
             first = measure(cmd, env, h.logs / f"profile-{args.scenario}-initial.log", timeout=args.timeout)
             if not first.ok:
                 raise SystemExit(f"the initial sync failed: see {first.log}")
+            cmd, env = h.command("ours", src, dst, PROFILED_OPTIONS.get(args.scenario))
         spy_cmd = [spy, "record", "-r", str(args.rate), "-f", "speedscope", "--idle", "--subprocesses",
                    "--full-filenames", "-o", str(raw), *(["--nonblocking"] if args.nonblocking else []),
                    *(["--gil"] if args.gil else []), "--", *cmd]

@@ -7,6 +7,7 @@ Arrow record batches so that a tree of millions of entries never lives in Python
 from __future__ import annotations
 
 import abc
+import hashlib
 import re
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -341,10 +342,16 @@ class ScanHints:
         return len(self._by_path)
 
     def get(self, path: str, etag: str) -> dict | None:
+        known = self.known(path, etag)
+        return None if known is None else dict(zip(self.FIELDS, known))
+
+    def known(self, path: str, etag: str) -> tuple | None:
+        """As :meth:`get`, the values in the order of :attr:`FIELDS` (a listing of thousands of objects
+        builds no dict per object)."""
         hit = self._by_path.get(path)
         if hit is None or hit[0] != etag:
             return None
-        return dict(zip(self.FIELDS, hit[1:]))
+        return hit[1:]
 
 
 class Location(abc.ABC):
@@ -513,6 +520,19 @@ class Location(abc.ABC):
     def list_md5s(self) -> dict[str, str] | None:
         """Path → hex MD5 of the bytes, for every file whose listing shows one (only with ``listed_md5s``)."""
         return None
+
+    def read_md5s(self, paths: Sequence[str]) -> list[str | None]:
+        """The hex MD5 of each file of ``paths``, read whole; None for one that cannot be read (a caller that
+        must say why reads that one again through :meth:`open_read`). A backend may read them more cheaply
+        than one :meth:`open_read` each."""
+        out: list[str | None] = []
+        for path in paths:
+            try:
+                with self.open_read(path) as fh:
+                    out.append(checksum.file_checksum(fh, hashlib.md5(usedforsecurity=False)))
+            except (OSError, LocationError):  # a backend's vocabulary error, or a local OSError
+                out.append(None)
+        return out
 
     def native_checksum(self, path: str) -> str | None:
         """The store's own CRC64NVME of ``path`` (hex) if it keeps one, so VERIFYING need not read the data."""

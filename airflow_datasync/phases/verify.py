@@ -27,11 +27,14 @@ from airflow_datasync.phases.hints import execution_hints
 from airflow_datasync.phases.launch import opened
 from airflow_datasync.phases.outcome import transfer_outcome
 from airflow_datasync.phases.transfer import run_parallel
-from airflow_datasync.phases.verify_listings import split_by_listings
+from airflow_datasync.phases.verify_listings import by_etag_md5s, split_by_listings
 from airflow_datasync.progress import Progress
 from airflow_datasync.units import entries
 
 log = logging.getLogger("airflow_datasync")
+
+#: Source files hashed per task of a verify thread (see :func:`_source_md5s`).
+_MD5_BATCH = 256
 
 
 def _hash(location: Location, path: str) -> str:
@@ -101,10 +104,14 @@ def _by_listed_md5s(dst: Location, todo: list[dict[str, Any]], progress: Progres
     return done, rest
 
 
-def _check_content(src: Location, dst: Location, row: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    """The content check of a file the listings agree on (see :func:`verify_listings.split_by_listings`)."""
+def _check_content(src: Location, dst: Location, row: dict[str, Any], progress: Progress, counted: set[str]
+                   ) -> dict[str, Any]:
+    """The content check of a file the listings agree on (see :func:`verify_listings.split_by_listings`) and
+    :func:`verify_listings.by_etag_md5s` did not verify: a mismatch of MD5s, or checksums to compare.
+    ``counted``: the paths whose read the progress already counts."""
     path = row["path"]
-    progress.add(1, row["size"] or 0)
+    if path not in counted:
+        progress.add(1, row["size"] or 0)
     dst_md5 = checksum.md5_of_etag(row["dst_etag"])
     if dst_md5 is not None:
         # The destination's listed ETag is the server's MD5 of its bytes: compare it with the source's MD5
@@ -113,7 +120,7 @@ def _check_content(src: Location, dst: Location, row: dict[str, Any], progress: 
         try:
             # A source that lists no MD5 as its ETag is read for one, unless it keeps a checksum of its own
             # (an S3 multipart object's CRC64NVME): comparing those costs a HEAD, not a whole read.
-            src_md5 = checksum.md5_of_etag(row["etag"]) or row["copied_md5"]
+            src_md5 = row.get("src_md5") or checksum.md5_of_etag(row["etag"]) or row["copied_md5"]
             if src_md5 is None and not src.capabilities.native_checksums:
                 src_md5 = _md5(src, path)
         except (OSError, LocationError) as exc:  # a backend's vocabulary error, or a local OSError
@@ -127,6 +134,21 @@ def _check_content(src: Location, dst: Location, row: dict[str, Any], progress: 
     if a != b:
         return _row(path, "MISMATCH", a, b, f"{path}: checksum {a} at the source, {b} at the destination")
     return _row(path, "VERIFIED", a, b)
+
+
+def _source_md5s(src: Location, paths: list[str], sizes: list[int | None], workers: int, progress: Progress
+                 ) -> list[str | None]:
+    """The MD5 of each source file of ``paths`` (None where it cannot be read: the per-file check reads
+    it again to word why), read on ``workers`` threads a batch at a time (:meth:`Location.read_md5s`): per
+    file, only the read and the hash run, not a task and a verify row."""
+    def batch(part: tuple[list[str], list[int | None]]) -> list[str | None]:
+        out = src.read_md5s(part[0])
+        progress.add(len(out), sum(n or 0 for n in part[1]))
+        return out
+
+    size = max(16, min(_MD5_BATCH, -(-len(paths) // max(1, workers))))
+    parts = [(paths[i:i + size], sizes[i:i + size]) for i in range(0, len(paths), size)]
+    return [md5 for part in run_parallel(batch, parts, workers, "verify") for md5 in part]
 
 
 def _check_links(dst: Location, pairs: list[tuple[str, str]], rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -161,20 +183,21 @@ def verify_execution(execution: ExecutionDir, src: Location, dst: Location, opti
                              "verify")
         rows += _check_links(dst, hardlinks.kept_pairs(execution), {})
         progress.log()
+    if options.VerifyMode == "POINT_IN_TIME_CONSISTENT":
+        table = _point_in_time(execution, src, dst, options, hints or {}, _not_verified(execution))
     else:
-        rows = _point_in_time(execution, src, dst, options, hints or {}, _not_verified(execution))
-    table = pa.Table.from_pylist(rows, schema=VERIFY_SCHEMA)
+        table = pa.Table.from_pylist(rows, schema=VERIFY_SCHEMA)
     execution.write_table(execution.verify_rows, table, VERIFY_SCHEMA)
-    bad = [r for r in rows if r["verify_status"] != "VERIFIED"]
+    bad = table.filter(pc.not_equal(table["verify_status"], "VERIFIED")).to_pylist()
     summary = {"mode": options.VerifyMode, "started_at": started, "ended_at": utcnow(),
-               "duration_ms": int((time.monotonic() - t0) * 1000), "verified": len(rows) - len(bad),
+               "duration_ms": int((time.monotonic() - t0) * 1000), "verified": table.num_rows - len(bad),
                "failed": len(bad), "examples": [r["verify_error"] for r in bad[:10]]}
     execution.write_json(execution.verify, summary)
     if bad:
-        log.error("VERIFYING %s: %d of %s %s not match, e.g. %s", execution.execution_id, len(bad), entries(len(rows)),
+        log.error("VERIFYING %s: %d of %s %s not match, e.g. %s", execution.execution_id, len(bad), entries(table.num_rows),
                   "does" if len(bad) == 1 else "do", bad[0]["verify_error"])
     else:
-        log.info("VERIFYING %s: %s verified (%s)", execution.execution_id, entries(len(rows)), options.VerifyMode)
+        log.info("VERIFYING %s: %s verified (%s)", execution.execution_id, entries(table.num_rows), options.VerifyMode)
     return summary
 
 
@@ -191,8 +214,19 @@ def _not_verified(execution: ExecutionDir) -> pa.Array:
     return pa.concat_arrays([not_transferred, deletes])
 
 
+def _second_listing(execution: ExecutionDir, name: str, location: Location, hints: ScanHints | None) -> pa.Table:
+    """POINT_IN_TIME_CONSISTENT's listing of one side, kept as ``verify-<side>.parquet`` and returned as
+    written (not read back)."""
+    batches = []
+    with execution.sink(execution.file(f"verify-{name}.parquet"), LISTING_SCHEMA) as sink:
+        for batch in location.scan(hints=hints):
+            sink.write(batch)
+            batches.append(batch)
+    return pa.Table.from_batches(batches).cast(LISTING_SCHEMA) if batches else LISTING_SCHEMA.empty_table()
+
+
 def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions,
-                   hints: dict[str, ScanHints | None], not_verified: pa.Array) -> list[dict[str, Any]]:
+                   hints: dict[str, ScanHints | None], not_verified: pa.Array) -> pa.Table:
     listings = {}
     if options.ManifestConfig is not None:
         # With a manifest, both locations are compared on the listed files (and their folders) only.
@@ -200,14 +234,11 @@ def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, option
 
         found = listings_for(execution.read_json(execution.launch), src, dst, options)
         listings = {name: plan.apply_filters(table, options) for name, table in zip(("source", "destination"), found)}
-    for name, loc in (("source", src), ("destination", dst)):
-        if name in listings:
-            break
-        path = execution.file(f"verify-{name}.parquet")
-        with execution.sink(path, LISTING_SCHEMA) as sink:
-            for batch in loc.scan(hints=hints.get(name)):
-                sink.write(batch)
-        listings[name] = plan.apply_filters(execution.read_table(path, LISTING_SCHEMA), options)
+    else:
+        # Both sides at once: one side's listing waits on its server while the other's runs.
+        sides = [("source", src), ("destination", dst)]
+        tables = run_parallel(lambda side: _second_listing(execution, *side, hints.get(side[0])), sides, 2, "verify-list")
+        listings = {name: plan.apply_filters(table, options) for (name, _loc), table in zip(sides, tables)}
     source, destination, _ = plan.comparable(listings["source"], listings["destination"], options, src, dst)
     source = source.filter(pc.and_(pc.is_null(source["error"]), pc.not_equal(source["type"], "other")))
     if len(not_verified):
@@ -221,17 +252,35 @@ def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, option
                                                    compare_mtime=options.Mtime == "PRESERVE")
     progress = Progress("verifying all entries", joined.num_rows)
     progress.add(len(rows), decided_bytes)
-    rows += run_parallel(lambda r: _check_content(src, dst, r, progress), files.to_pylist(),
-                         options.verify_workers(src, dst), "verify")
-    rows.sort(key=lambda r: r["path"])
+    workers, read = options.verify_workers(src, dst), set()
+
+    def read_md5s(paths: list[str], sizes: list[int | None]) -> list[str | None]:
+        read.update(paths)
+        return _source_md5s(src, paths, sizes, workers, progress)
+
+    # Files whose MD5s agree are decided in Arrow; Python runs per file only for the others.
+    verified, files = by_etag_md5s(files, None if src.capabilities.native_checksums else read_md5s)
+    unread = verified.filter(pc.invert(pc.is_in(verified["path"], pa.array(read, pa.string())))) if read else verified
+    progress.add(unread.num_rows, pc.sum(unread["size"]).as_py() or 0)
+    rows += run_parallel(lambda r: _check_content(src, dst, r, progress, read), files.to_pylist(), workers, "verify")
+    n = verified.num_rows
+    table = pa.concat_tables([
+        pa.Table.from_pylist(rows, schema=VERIFY_SCHEMA),
+        pa.table({"path": verified["path"], "verify_status": pa.repeat(pa.scalar("VERIFIED"), n),
+                  "checksum_algo": pa.repeat(pa.scalar("md5-etag"), n), "src_checksum": verified["src_checksum"],
+                  "dst_checksum": verified["dst_checksum"], "verify_error": pa.nulls(n, pa.string())},
+                 schema=VERIFY_SCHEMA)])
+    table = table.take(pc.sort_indices(table["path"]))
     if options.preserve_hard_links and dst.capabilities.hard_links:  # every name of a source file is one file there
-        rows = _check_links(dst, hardlinks.group_pairs(source), {r["path"]: r for r in rows})
+        table = pa.Table.from_pylist(_check_links(dst, hardlinks.group_pairs(source),
+                                                  {r["path"]: r for r in table.to_pylist()}), schema=VERIFY_SCHEMA)
     if options.PreserveDeletedFiles == "REMOVE":
         extra = dest.filter(pc.invert(pc.is_in(dest["path"], source["path"])))
-        rows.extend(_row(p, "MISMATCH", error=f"{p}: at the destination but not in the source (PreserveDeletedFiles=REMOVE)")
-                    for p in extra["path"].to_pylist())
+        table = pa.concat_tables([table, pa.Table.from_pylist(
+            [_row(p, "MISMATCH", error=f"{p}: at the destination but not in the source (PreserveDeletedFiles=REMOVE)")
+             for p in extra["path"].to_pylist()], schema=VERIFY_SCHEMA)])
     progress.log()
-    return rows
+    return table
 
 
 def verify(execution: ExecutionDir) -> dict[str, Any]:

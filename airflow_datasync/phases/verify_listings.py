@@ -9,6 +9,7 @@ test TransferMode=CHANGED trusts); every other file is read (or its store's chec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -91,3 +92,32 @@ def _with_copied_checksums(files: pa.Table, results: pa.Table) -> pa.Table:
         files = files.append_column("copied_md5", pa.nulls(files.num_rows, pa.string()))
         files = files.append_column("copied_checksum", pa.nulls(files.num_rows, pa.string()))
     return files.select(list(CONTENT_COLUMNS))
+
+
+def etag_md5s(etags: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """:func:`checksum.md5_of_etag` of a whole column: the MD5 each ETag stands for, null where it stands
+    for none (multipart, SSE-KMS, no ETag)."""
+    value = pc.utf8_trim(etags, '"')
+    return pc.if_else(pc.match_substring_regex(value, "^[0-9a-f]{32}$"), value, pa.scalar(None, pa.string()))
+
+
+def by_etag_md5s(files: pa.Table, read_md5s: Callable[[list[str], list[int | None]], list[str | None]] | None
+                 ) -> tuple[pa.Table, pa.Table]:
+    """The content check of ``files`` (:data:`CONTENT_COLUMNS`) whose destination ETag is the server's MD5
+    of its bytes, in Arrow: compared with the source's MD5 (its own listed ETag on an object store, the one
+    this execution's copy took, else what ``read_md5s`` reads for the paths (and sizes) it is given; None: a store
+    that keeps a checksum of its own is compared by that instead of a whole read). Returns the
+    verified files (``path``, ``size``, ``src_checksum``, ``dst_checksum``) and every other file, with ``src_md5`` where one was
+    found or read (None from ``read_md5s``: the read failed, and the per-file check words why)."""
+    dst_md5 = etag_md5s(files["dst_etag"].combine_chunks())
+    src_md5 = pc.coalesce(etag_md5s(files["etag"].combine_chunks()), files["copied_md5"].combine_chunks())
+    if read_md5s is not None:
+        to_read = pc.and_(pc.is_valid(dst_md5), pc.is_null(src_md5))
+        if pc.any(to_read).as_py():
+            read = read_md5s(files["path"].filter(to_read).to_pylist(), files["size"].filter(to_read).to_pylist())
+            src_md5 = pc.replace_with_mask(src_md5, to_read, pa.array(read, pa.string()))
+    same = pc.fill_null(pc.equal(src_md5, dst_md5), False)
+    verified = pa.table({"path": files["path"], "size": files["size"], "src_checksum": src_md5,
+                         "dst_checksum": dst_md5}).filter(same)
+    rest = files.append_column("src_md5", src_md5).filter(pc.invert(same))
+    return verified, rest

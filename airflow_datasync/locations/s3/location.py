@@ -29,7 +29,6 @@ from airflow_datasync import checksum
 from airflow_datasync.locations.base import (
     DIR,
     FILE,
-    LISTING_SCHEMA,
     S3_TAGS,
     S3_USER_METADATA,
     SYMLINK,
@@ -50,6 +49,7 @@ from airflow_datasync.locations.base import (
     StatResult,
     UnsafePathError,
     Written,
+    listing_batch,
     safe_relpath,
 )
 from airflow_datasync.locations.s3.headers import (
@@ -67,6 +67,11 @@ from airflow_datasync.locations.s3.uri import COPY_PART_SIZE, MAX_KEY_BYTES, par
 log = logging.getLogger("airflow_datasync")
 
 HEAD_CONCURRENCY = 32
+#: The LISTING_SCHEMA columns a listing fills, in the order :meth:`S3Location._listing` builds its rows.
+_LISTED = ("path", "type", "size", "mtime_ns", "atime_ns", "mode", "uid", "gid", "link_target", "error", "etag",
+           "meta_known")
+#: Where in such a row each of :attr:`ScanHints.FIELDS` goes.
+_KNOWN_AT = tuple(_LISTED.index(name) for name in ScanHints.FIELDS)
 
 
 #: What S3 keeps beside the data and a copy carries: the object's own user metadata (with every HEAD or GET)
@@ -229,46 +234,49 @@ class S3Location(S3RangedWrites, Location):
     def _listing(self, contents: list[dict[str, Any]], pool: ThreadPoolExecutor,
                  hints: ScanHints | None = None, needs_metadata: Callable[[str, int], bool] | None = None
                  ) -> pa.RecordBatch:
-        keys = [c["Key"] for c in contents]
-        sizes = [c["Size"] for c in contents]
-        etags = [c.get("ETag") for c in contents]
-        modified = [int(c["LastModified"].timestamp() * 1_000_000_000) for c in contents]
-        rows: list[dict[str, Any]] = []
+        # Column lists, not a dict per object: a listing of thousands of keys spends its interpreter time here.
+        cols: dict[str, list[Any]] = {name: [] for name in _LISTED}
+        path, kind, size, mtime, atime, mode, uid, gid, link, error, etags, meta_known = cols.values()
         heads: list[tuple[int, str]] = []
         plen = len(self.prefix)
-        for key, size, mtime, etag in zip(keys, sizes, modified, etags):
+        for c in contents:
+            key = c["Key"]
             rel = key[plen:]
             if not rel or rel.rstrip("/").rsplit("/", 1)[-1].startswith(TEMP_PREFIX):
                 continue  # another writer's temporary, at any depth
             is_dir = rel.endswith("/")
             rel = rel[:-1] if is_dir else rel
-            row = {"path": rel, "type": DIR if is_dir else FILE, "size": 0 if is_dir else size, "mtime_ns": mtime,
-                   "atime_ns": None, "mode": None, "uid": None, "gid": None, "link_target": None, "error": None,
-                   "etag": etag}
+            etag, listed_size = c.get("ETag"), c["Size"]
+            row = [rel, DIR if is_dir else FILE, 0 if is_dir else listed_size,
+                   int(c["LastModified"].timestamp() * 1_000_000_000), None, None, None, None, None, None, etag, None]
             try:
                 safe_relpath(rel)
                 rel.encode("utf-8")
             except (UnsafePathError, UnicodeEncodeError) as exc:
-                row.update(path=_printable(rel), error=f"unsafe object key {key!r} refused: {exc}")
-                rows.append(row)
-                continue
-            known = hints.get(rel, etag) if hints is not None and etag else None
-            if known is not None and (known["type"] == DIR) == is_dir:
-                row.update({k: v for k, v in known.items() if v is not None})
-                if row["type"] != FILE:
-                    row["size"] = 0
-            elif needs_metadata is not None and not is_dir and size > 0 and not needs_metadata(rel, size):
-                # Nothing to compare it with (new, or a different size): metadata comes with the GET.
-                row["meta_known"] = False
+                row[0], row[9] = _printable(rel), f"unsafe object key {key!r} refused: {exc}"
             else:
-                heads.append((len(rows), key))
-            rows.append(row)
+                known = hints.known(rel, etag) if hints is not None and etag else None
+                if known is not None and (known[0] == DIR) == is_dir:
+                    for at, value in zip(_KNOWN_AT, known):  # what the earlier execution saw, where it saw it
+                        if value is not None:
+                            row[at] = value
+                    if row[1] != FILE:
+                        row[2] = 0
+                elif needs_metadata is not None and not is_dir and listed_size > 0 and not needs_metadata(rel, listed_size):
+                    # Nothing to compare it with (new, or a different size): metadata comes with the GET.
+                    row[11] = False
+                else:
+                    heads.append((len(path), key))
+            for column, value in zip((path, kind, size, mtime, atime, mode, uid, gid, link, error, etags, meta_known),
+                                     row):
+                column.append(value)
         for index, head in zip([i for i, _ in heads], pool.map(self._head_meta, [k for _, k in heads])):
             if head is None:
                 continue  # deleted between list and head: keep what the listing said
-            head.pop("user_metadata", None)
-            rows[index].update(head)
-        return pa.RecordBatch.from_pylist(rows, schema=LISTING_SCHEMA)
+            for name, value in head.items():
+                if name in cols:
+                    cols[name][index] = value
+        return listing_batch(cols)
 
     def _head(self, key: str) -> dict[str, Any] | None:
         return self.transport.head(self.bucket, key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -444,6 +445,46 @@ def test_point_in_time_verify_compares_listed_etags_and_still_catches_a_changed_
     caught = run_execution(str(src), s3loc(bucket), pit, store=store)
     assert caught["Status"] == "ERROR" and caught["ErrorCode"] == "VerificationFailed"
     assert "dir/b.csv" in caught["ErrorDetail"]
+
+
+def test_point_in_time_verify_of_a_tree_in_sync_reads_each_source_file_once_and_lists_the_rest(tmp_path, s3, bucket):
+    """A run with nothing to copy: VERIFYING lists the destination (LIST pages, no HEAD or GET) and reads
+    every source file once for its MD5; a file whose bytes changed under the same size and mtime is a
+    MISMATCH."""
+    src = tmp_path / "src"
+    files = make_tree(src)
+    store = str(tmp_path / "store")
+    assert run_execution(str(src), s3loc(bucket), {}, store=store)["Status"] == "SUCCESS"
+    pit = {"VerifyMode": "POINT_IN_TIME_CONSISTENT"}
+    execution = engine.launch(LocationSpec(str(src)), s3loc(bucket), pit, store=store)
+    assert engine.prepare(execution) == []
+    engine.finalize(execution)
+    with s3_requests() as calls:
+        summary = engine.verify(execution)
+    assert summary["failed"] == 0 and set(calls) == {"ListObjectsV2"}, calls
+    rows = {r["path"]: r for r in pq.read_table(execution.verify_rows).to_pylist()}
+    for path, data in files.items():
+        md5 = hashlib.md5(data).hexdigest()
+        assert rows[path] == {"path": path, "verify_status": "VERIFIED", "checksum_algo": "md5-etag",
+                              "src_checksum": md5, "dst_checksum": md5, "verify_error": None}
+    assert list(rows) == sorted(rows)
+
+    changed = src / "dir" / "b.csv"
+    before = changed.stat()
+    changed.write_bytes(os.urandom(before.st_size))
+    os.utime(changed, ns=(before.st_atime_ns, before.st_mtime_ns))
+    caught = run_execution(str(src), s3loc(bucket), pit, store=store)
+    assert caught["Status"] == "ERROR" and caught["ErrorCode"] == "VerificationFailed"
+    verify_rows = pq.read_table(caught["ExecutionUri"] + "/verify.parquet").to_pylist()
+    bad = {r["path"]: r for r in verify_rows if r["verify_status"] != "VERIFIED"}
+    assert list(bad) == ["dir/b.csv"] and bad["dir/b.csv"]["verify_status"] == "MISMATCH"
+    # MD5s that differ are looked at again by CRC64NVME (an ETag of 32 hex digits may be no MD5: SSE-C).
+    crcs = []
+    for data in (changed.read_bytes(), files["dir/b.csv"]):
+        hasher = checksum.new_hasher()
+        hasher.update(data)
+        crcs.append(hasher.hexdigest())
+    assert [bad["dir/b.csv"]["src_checksum"], bad["dir/b.csv"]["dst_checksum"]] == crcs
 
 
 def test_s3_source_metadata_comes_with_the_get_when_the_plan_needs_no_head(tmp_path, s3, bucket):
