@@ -23,6 +23,7 @@ from airflow_datasync.locations.smb import SmbLocation, reset_pools, sessions
 from airflow_datasync.locations.smb.dir_query import LOOKAHEAD, list_directory
 from airflow_datasync.locations.smb.receive import LeanConnection
 from airflow_datasync.locations.smb.whole_read import SMALL_FILE_BYTES
+from tests.in_flight import being_written
 
 from .conftest import CONN_ID
 
@@ -155,16 +156,12 @@ def test_a_file_changing_during_a_copy_from_smb_is_not_published(smb_folder, tmp
 
     def change_when_copying() -> None:
         while not stop.is_set():
-            for tmp in dst.glob(f"{TEMP_PREFIX}*"):
-                try:
-                    if tmp.stat().st_size >= MIB:
-                        with open(folder.disk / "big.bin", "r+b") as fh:  # in place, as another writer
-                            fh.seek(big - MIB)
-                            fh.write(b"\xee" * MIB)
-                        fired.set()
-                        return
-                except FileNotFoundError:
-                    pass
+            if being_written(dst, str(os.getpid())) >= MIB:
+                with open(folder.disk / "big.bin", "r+b") as fh:  # in place, as another writer
+                    fh.seek(big - MIB)
+                    fh.write(b"\xee" * MIB)
+                fired.set()
+                return
             time.sleep(0.002)
 
     watcher = threading.Thread(target=change_when_copying, daemon=True)
