@@ -34,6 +34,9 @@ def _option(text: str) -> tuple[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before pyarrow loads numpy, whose OpenBLAS starts a thread per CPU at import: nothing here does linear
+    # algebra, and on a short run those threads' start cost more CPU than the run (docs/benchmarks.md).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = argparse.ArgumentParser(prog="airflow-datasync", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,13 +92,17 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(message)s",
                         stream=sys.stderr)
     with _stdout_to_stderr() if args.json else contextlib.nullcontext():
-        from airflow_datasync.engine import LocationSpec, run_execution
-        from airflow_datasync.options import OptionsError
-
-        # What the imports built lives as long as this process: keep it out of every garbage collection (the
-        # run allocates per-file objects that trigger them), and at the end, out of the interpreter's final
-        # collections, a visible share of a short re-run (docs/benchmarks.md).
-        gc.freeze()
+        # What the imports build lives as long as this process: no collection while they load (~80 of them,
+        # finding nothing), then out of every later one (the run allocates per-file objects that trigger
+        # them) and, at the end, of the interpreter's final ones, a visible share of a short run
+        # (docs/benchmarks.md).
+        gc.disable()
+        try:
+            from airflow_datasync.engine import LocationSpec, run_execution
+            from airflow_datasync.options import OptionsError
+        finally:
+            gc.freeze()
+            gc.enable()
         try:
             summary = run_execution(LocationSpec(args.source, args.source_conn_id),
                                     LocationSpec(args.destination, args.destination_conn_id), dict(args.option),

@@ -187,6 +187,13 @@ class Store:
         if self.local:
             os.makedirs(path, exist_ok=True)
 
+    def delete(self, path: str) -> None:
+        """Remove the file ``path``; nothing to do where there is none."""
+        try:
+            self.fs.delete_file(path)
+        except FileNotFoundError:
+            pass
+
     def check(self, path: str, *, create_parents: bool = False) -> None:
         """The store at ``path`` exists (a bucket is never created), can be listed, and takes a probe
         object, written and removed: what LAUNCHING asks before it touches a location. A missing local
@@ -285,9 +292,21 @@ def write_table(path: str, table: pa.Table, schema: pa.Schema, store: Store | No
 
 
 def read_table(path: str, schema: pa.Schema | None = None, filters=None, store: Store | None = None) -> pa.Table:
+    """A Parquet file of the store as a table (``schema``: conformed to it; ``filters``: rows matching them).
+
+    A file stored with the schema asked for and nothing to filter (none asked, or no rows) is read as the one
+    file it is; only other reads go through ``pq.read_table``, whose dataset machinery (``pyarrow.dataset``
+    and its imports) is then loaded: a run that plans nothing never loads it."""
     store = store or _LOCAL
     if not store.exists(path):
         return schema.empty_table() if schema is not None else pa.table({})
+    # Filtered: the footer is read first only on a local disk, where that costs no request.
+    if filters is None or store.local:
+        with store.fs.open_input_file(path) as fh:
+            stored = pq.ParquetFile(fh)
+            if (schema is None or stored.schema_arrow.equals(schema)) and (
+                    filters is None or stored.metadata.num_rows == 0):
+                return stored.read()
     return pq.read_table(path, filters=filters, schema=schema, filesystem=store.fs)
 
 

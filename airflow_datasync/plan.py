@@ -181,6 +181,8 @@ def diff(source: pa.Table, destination: pa.Table, options: TaskOptions, *, compa
     """
     source = apply_filters(source, options)
     destination = apply_filters(destination, options)
+    if source.num_rows == 0 and destination.num_rows == 0:
+        return MANIFEST_SCHEMA.empty_table()  # nothing on either side (and no join engine to load for it)
     dst = destination.select(["path", "type", "size", "mtime_ns", "mode", "uid", "gid", "link_target"])
     dst = dst.rename_columns(["path"] + ["dst_" + n for n in dst.column_names[1:]])
     joined = source.join(dst, keys="path", join_type="full outer").sort_by("path")

@@ -66,6 +66,15 @@ def _fresh(path: Path) -> None:
     path.mkdir(parents=True)
 
 
+def empty_tree(root: Path) -> Dataset:
+    """An empty folder: a run over it pays only an execution's fixed cost (issue 16)."""
+    path = root / "empty"
+    if path.is_dir() and any(path.iterdir()):
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return Dataset("empty", path, 0, 0, {"kind": "empty"})
+
+
 def small_files(root: Path, count: int = 5000, size: int = 4096, per_dir: int = 100, seed: int = 5) -> Dataset:
     """``count`` files of ``size`` random bytes, ``per_dir`` per folder (d000/f00000.bin …)."""
     name = f"small-{count}x{size}"

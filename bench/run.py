@@ -42,7 +42,7 @@ S3_CONN_ID = "datasync_bench_s3"
 SMB_CONN_ID = "datasync_bench_smb"
 RCLONE_TUNED = ["--transfers", "32", "--checkers", "32"]
 
-SCENARIOS = ["local-local", "local-s3", "s3-local", "s3-s3", "local-smb", "smb-local", "smb-s3", "s3-smb",
+SCENARIOS = ["empty", "local-local", "local-s3", "s3-local", "s3-s3", "local-smb", "smb-local", "smb-s3", "s3-smb",
              "rerun-s3", "rerun-smb", "verify-s3", "prepare", "prepare-synthetic", "airflow-e2e", "local-mount",
              "mount-local"]
 #: Issue 14's rows: every direction through SMB. cp is no peer there (smbd's disk is local here, so `cp` would
@@ -495,6 +495,29 @@ class Harness:
         self.drop(dst)
         self.rows.extend(rows.values())
 
+    def empty_scenario(self, dataset: ds.Dataset, tools: list[str], runs: int) -> None:
+        """Issue 16's fixed cost of an execution: our CLI over an empty tree into an empty local folder
+        (LAUNCHING → report, nothing to do), and `rclone copy` of the same empty tree for reference."""
+        scenario = "empty"
+        src = Loc("local", dataset.path)
+        rows = {t: Row(scenario, dataset.name, t, variant_of(t), 0, 0,
+                       command=redact_cmd(self.command(t, src, Loc("local", path=Path("/x")))[0], self.work))
+                for t in tools if t in ("ours", "rclone")}
+        print(f"  {scenario} · {runs} run(s) · {', '.join(rows)}", flush=True)
+        names = list(rows)
+        for i in range(runs):
+            for t in names[i % len(names):] + names[:i % len(names)]:
+                dst = self.new_dest("local", f"empty-{t}")
+                dst.path.mkdir(parents=True)
+                cmd, env = self.command(t, src, dst)
+                m = measure(cmd, env, self._log(scenario, t, str(i)), timeout=self.args.timeout)
+                if t == "ours" and m.ok and (status := self._ours_check(m)) != "SUCCESS":
+                    rows[t].notes.append(f"run {i}: report status {status}")
+                    m.returncode = 1
+                self._record(rows[t], m)
+                self.drop(dst)
+        self.rows.extend(rows.values())
+
     def prepare_scenario(self, dataset: ds.Dataset, runs: int) -> None:
         """PREPARING only (LAUNCHING + PREPARING: list both sides, diff, shards, manifest) into an empty
         local destination, against `rclone copy --dry-run` (lists both sides and decides, copies nothing)."""
@@ -594,6 +617,8 @@ class Harness:
                 if i == 0 and t != "airflow-empty":
                     files, size = self.count(dst)
                     extra = {"dest_files": files, "dest_bytes": size}
+                if t in ("ours", "airflow-empty"):
+                    extra["task_instances_run"] = _task_instances_run(m.log)
                 self._record(rows[t], m, extra)
                 self.drop(dst)
         rows["ours"].notes.extend(_net_of_baseline(rows["ours"], rows["airflow-empty"]))
@@ -606,9 +631,20 @@ def _net_of_baseline(ours: Row, baseline: Row) -> list[str]:
     if not all(done):
         return []
     med = [{k: statistics.median(r[k] for r in runs) for k in ("wall", "cpu")} for runs in done]
+    tis = [sorted({r.get("task_instances_run") for r in runs}) for runs in done]
     return [f"net of the empty-DAG baseline (medians): {med[0]['wall'] - med[1]['wall']:.2f} s wall, "
             f"{med[0]['cpu'] - med[1]['cpu']:.2f} s CPU (baseline {med[1]['wall']:.2f} s wall, "
-            f"{med[1]['cpu']:.2f} s CPU)"]
+            f"{med[1]['cpu']:.2f} s CPU); task instances run: ours {'/'.join(map(str, tis[0]))}, "
+            f"baseline {'/'.join(map(str, tis[1]))}"]
+
+
+def _task_instances_run(log: str | Path) -> int | None:
+    """How many task instances `airflow dags test` ran (its execution API logs each start; a mapped task
+    mapped over nothing is skipped without one)."""
+    try:
+        return Path(log).read_text(errors="replace").count("] Task started ")
+    except OSError:
+        return None
 
 
 def _latest_report_status(task_dir: Path) -> str | None:
@@ -706,6 +742,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     t0 = time.monotonic()
     print("datasets:", flush=True)
+    empty = ds.empty_tree(h.data)
     small = ds.small_files(h.data, p["small_count"], p["small_size"])
     big = ds.big_files(h.data, p["big_count"], p["big_mib"])
     other_big = big if p["other_big_mib"] == p["big_mib"] else ds.big_files(h.data, p["big_count"], p["other_big_mib"])
@@ -730,6 +767,9 @@ def main(argv: list[str] | None = None) -> int:
             for d in dsets:
                 plan.append((scn, lambda d=d: h.copy_scenario(scn, sk, dk, d, use, n)))
 
+        if "empty" in scenarios:
+            # At least 5 runs: each takes under a second, and its target is an absolute wall time.
+            plan.append(("empty", lambda: h.empty_scenario(empty, tools, max(runs, 5))))
         if "local-local" in scenarios:
             copy("local-local", "local", "local", [small, big] if p.get("big", True) else [small], runs)
             copy("local-local", "local", "local", mixed, other, only=other_tools)
@@ -769,7 +809,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         h.stop_servers()
 
-    result = report.build(h.rows, settings, datasets=[d.to_dict() for d in [small, big, other_big, stdlib, *many] if d],
+    result = report.build(h.rows, settings, datasets=[d.to_dict() for d in [empty, small, big, other_big, stdlib, *many] if d],
                           skipped=h.skipped, versions=versions(h), elapsed=time.monotonic() - started, work=work)
     out_dir = Path(args.results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

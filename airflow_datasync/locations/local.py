@@ -50,6 +50,7 @@ from airflow_datasync.locations.base import (
     temp_tag,
 )
 from airflow_datasync.locations.local_copy import SourceFile, copy_into, open_source
+from airflow_datasync.locations.local_mounts import copy_threads
 from airflow_datasync.locations.local_ranges import LocalRangedWrites
 
 try:
@@ -64,9 +65,19 @@ try:
 except AttributeError:  # not Linux
     _sync_file_range = None
 SYNC_FILE_RANGE_WRITE = 2
+#: Whether local locations create files without a name (see :attr:`LocalLocation.unnamed_files`); tests of
+#: the named temporaries that file systems without O_TMPFILE get turn it off.
+UNNAMED_FILES = True
 #: With durable writes asked for, start the disk writing every this many bytes of a file while it is
 #: still being copied (instead of all at the final syncfs): the flush then overlaps the copy.
 WRITEBACK_EVERY = 8 << 20
+#: Errors of ``open(dir, O_TMPFILE)`` that say the kernel or the file system cannot create a file without a
+#: name (EISDIR: a kernel older than O_TMPFILE; EOPNOTSUPP: NFS, most FUSE file systems, SMB mounts).
+_NO_UNNAMED_FILES = {errno.EISDIR, errno.EOPNOTSUPP, errno.EINVAL}
+#: Where an open file can be named to linkat(2): its /proc magic link (AT_EMPTY_PATH would need
+#: CAP_DAC_READ_SEARCH).
+_PROC_FDS = "/proc/self/fd"
+_any_dir_fd: int | None = None
 #: A temporary symlink lives for the microseconds between symlink(2) and rename(2) and cannot be locked:
 #: one whose inode changed longer ago than this belongs to a writer that is gone.
 SYMLINK_TEMP_GRACE_S = 60
@@ -83,6 +94,16 @@ def _read_umask() -> int | None:
         pass
     return None
 
+
+
+def _dir_fd_for_linkat() -> int:
+    """An open directory (``/``), passed as ``src_dir_fd`` so that :func:`os.link` calls linkat(2) with
+    AT_SYMLINK_FOLLOW (plain link(2) cannot follow the /proc link); the absolute source path ignores it, so
+    one descriptor serves every thread and, inherited, a forked copy process."""
+    global _any_dir_fd
+    if _any_dir_fd is None:
+        _any_dir_fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    return _any_dir_fd
 
 
 def _kind(mode: int) -> str:
@@ -113,20 +134,26 @@ class LocalLocation(LocalRangedWrites, Location):
 
     def __init__(self, uri: str, conn_id: str | None = None) -> None:
         super().__init__(uri, conn_id)
+        self.root = path_from_uri(uri)
         # Per instance: only root may give files to other owners, so ownership is kept only when running as
-        # root. Names for Uid/Gid NAME/BOTH come from this machine's pwd/grp databases. Verifying hashes
-        # local files in the interpreter: more threads than 8 only slow it down.
-        self.capabilities = Capabilities(concurrency=8, verify_concurrency=8, keeps_ownership=os.geteuid() == 0,
-                                         owner_names="posix", needs_sync=True,
+        # root. Names for Uid/Gid NAME/BOTH come from this machine's pwd/grp databases. Copies run a thread
+        # per core on a local disk's file system, 8 on a mount that answers in round trips (so do verifying
+        # threads between two local paths: the fewer of both). Verifying hashes local files in the
+        # interpreter: against another location, more threads than 8 only slow it down.
+        self.capabilities = Capabilities(concurrency=copy_threads(self.root), verify_concurrency=8,
+                                         keeps_ownership=os.geteuid() == 0, owner_names="posix", needs_sync=True,
                                          sparse_files=True, hard_links=True, partial_scans=True, ranged_writes=True)
         #: Set by :meth:`prepare_writes` when the shard ends with :meth:`sync`: large files then start their
         #: disk writes while they are copied, so the final flush has little left to wait for.
         self._early_writeback = False
-        self.root = path_from_uri(uri)
         self._prefix = self.root.rstrip("/") + "/"  # _abs(): root + path, no os.path.join per call
         self._known_dirs: set[str] = {""}
         self._lock = threading.Lock()
         self._umask = _read_umask()  # read per location (per phase), not once per process
+        #: Files are created without a name (O_TMPFILE) and linked at their final name when complete: no
+        #: temporary name to create, rename or leave behind. Turned off for this location the first time its
+        #: file system refuses (then temporaries are named, as before).
+        self.unnamed_files = UNNAMED_FILES and hasattr(os, "O_TMPFILE") and os.path.isdir(_PROC_FDS)
 
     # -- helpers ----------------------------------------------------------------------------------
     def _abs(self, path: str) -> str:
@@ -441,11 +468,15 @@ class LocalLocation(LocalRangedWrites, Location):
         metadata is applied, ``before_commit`` may still refuse it, then it takes its final name."""
         final = self._abs(path)
         self._ensure_dir(os.path.dirname(path))
-        tmp = self._temp_for(path, tag)
         # Created with the kept mode when the umask lets it through unchanged (then no fchmod is needed),
         # else 0600 until fchmod; with the mode not kept, the umask default.
         direct = meta.mode is not None and self._umask is not None and (meta.mode & ~self._umask & 0o777) == meta.mode
         create_mode = meta.mode if direct else (0o600 if meta.mode is not None else 0o666)
+        if self.unnamed_files:
+            fd = self._open_unnamed(path, final, create_mode)
+            if fd is not None:
+                return self._publish_unnamed(fd, path, final, meta, tag, fill, before_commit, overwrite, not direct)
+        tmp = self._temp_for(path, tag)
         fd = self._open_temp(tmp, create_mode)
         # The flock belongs to the open file description: a duplicate keeps it held past the close of fd
         # (which flushes, as NFS wants before a rename) until the temporary has its final name.
@@ -480,6 +511,67 @@ class LocalLocation(LocalRangedWrites, Location):
         finally:
             os.close(lock)
         return Written(size=written)
+
+    def _open_unnamed(self, path: str, final: str, mode: int) -> int | None:
+        """A new file without a name in ``final``'s directory, or None where the file system cannot make one."""
+        try:
+            return os.open(os.path.dirname(final), os.O_WRONLY | os.O_TMPFILE, mode)
+        except OSError as exc:
+            if exc.errno in _NO_UNNAMED_FILES:
+                self.unnamed_files = False
+                return None
+            raise from_oserror(exc, f"{self.uri}: {path}") from None
+
+    def _publish_unnamed(self, fd: int, path: str, final: str, meta: Metadata, tag: str, fill: Callable[[int], int],
+                         before_commit: Callable[[int], None] | None, overwrite: bool, set_mode: bool) -> Written:
+        """:meth:`_publish` of a file created without a name: written, given its metadata, then linked at
+        ``final`` (linkat(2) never replaces: a name already there is replaced through a temporary). Until
+        then nothing at the destination shows it, and a killed writer's file vanishes with its descriptor."""
+        try:
+            try:
+                written = fill(fd)
+                self._apply(fd, meta, set_mode=set_mode)
+                if before_commit is not None:
+                    before_commit(written)
+                self._link_unnamed(fd, path, final, tag, overwrite)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if isinstance(exc, LocationError):
+                raise
+            raise from_oserror(exc, f"{self.uri}: {path}") from None
+        return Written(size=written)
+
+    def _link_unnamed(self, fd: int, path: str, final: str, tag: str, overwrite: bool) -> None:
+        proc = f"{_PROC_FDS}/{fd}"
+        try:
+            os.link(proc, final, src_dir_fd=_dir_fd_for_linkat(), follow_symlinks=True)
+            return
+        except FileExistsError:
+            if not overwrite:
+                raise AlreadyExistsError(f"{self.uri}: {path!r} exists at the destination; OverwriteMode=NEVER "
+                                         "keeps it") from None
+        # The name is taken: the file gets a temporary name beside it, locked as any temporary (so that a
+        # cleaner keeps it), and replaces the entry there in one rename.
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP):
+                raise
+        tmp = self._temp_for(path, tag)
+        try:
+            os.link(proc, tmp, src_dir_fd=_dir_fd_for_linkat(), follow_symlinks=True)
+        except FileExistsError:
+            os.unlink(tmp)  # a killed try's temporary of this very file (the tag names the shard): dead
+            os.link(proc, tmp, src_dir_fd=_dir_fd_for_linkat(), follow_symlinks=True)
+        try:
+            os.replace(tmp, final)
+        except IsADirectoryError:
+            _unlink_quietly(tmp)
+            raise LocationError(f"{self.uri}: {path!r} is a directory at the destination and a file at the source.") from None
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
 
     def symlink(self, path: str, target: str, meta: Metadata, *, tag: str) -> None:
         final = self._abs(path)

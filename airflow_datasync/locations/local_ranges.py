@@ -95,13 +95,14 @@ class LocalRangedWrites:
                 if os.fstat(fd).st_size != ranged.size:
                     raise LocationError(f"{self.uri}: the temporary of {ranged.path} is not {ranged.size} bytes")
                 self._apply(fd, meta)
+                # Renamed while still share-locked: no cleaner removes it between the check and the rename.
+                if overwrite:
+                    os.replace(tmp, final)
+                else:  # link(2) never replaces an entry that appeared meanwhile
+                    os.link(tmp, final)
+                    os.unlink(tmp)
             finally:
                 os.close(fd)
-            if overwrite:
-                os.replace(tmp, final)
-            else:  # link(2) never replaces an entry that appeared meanwhile
-                os.link(tmp, final)
-                os.unlink(tmp)
         except LocationError:
             raise
         except FileExistsError:

@@ -3,6 +3,9 @@
     launch → partitions → prepare_partition (mapped, one instance per partition of the key space)
            → prepare → transfer (mapped, one instance per shard) → finalize → verify → report
 
+An execution in one partition maps ``prepare_partition`` over nothing (skipped) and ``prepare`` lists both
+trees; one with nothing to copy maps ``transfer`` over nothing, and the phases after it still run.
+
 finalize, verify and report run whatever the shards did (``all_done``): one file that cannot be copied
 fails its shard, but what did transfer is still verified, and the report says why deletions were skipped.
 """
@@ -100,7 +103,8 @@ def sync_task_group(
             sync_task_name=sync_task_name, manifest_store=manifest_store, manifest_store_conn_id=manifest_store_conn_id,
             options_from_params=options_from_params, dry_run=dry_run, resume_execution=resume_execution,
         )
-        # One PREPARING task per partition LAUNCHING made (one for a small tree): the DAG's shape stays static.
+        # One PREPARING task per partition LAUNCHING made (none for one partition: prepare lists it); the
+        # DAG's shape stays static.
         partitions = SyncPartitionsOperator(task_id="partitions", execution=launch.output)
         prepare_partitions = SyncPreparePartitionOperator.partial(
             task_id="prepare_partition", map_index_template=PARTITION_LABEL,

@@ -247,7 +247,12 @@ class SyncPartitionsOperator(_ExecutionOperator):
     """The partitions LAUNCHING made, as the list the PREPARING tasks are mapped over (Airflow maps only
     over a task's return value, and LAUNCHING's is the execution reference): one small descriptor
     ``{"execution", "store_conn_id", "partition", "partitions"}`` per partition, their names staying in
-    the store. Reads one small file; touches no location."""
+    the store. Reads one small file; touches no location.
+
+    An execution in ONE partition (a small tree, or one that cannot be partitioned) gets an empty list:
+    the mapped ``prepare_partition`` task is then skipped, as Airflow skips a mapping over nothing, and
+    ``prepare`` lists both trees itself, as the engine does outside Airflow. One listing either way; a
+    task process (and its scheduling) fewer on the run's critical path."""
 
     ui_color = "#d6eaf8"
 
@@ -255,7 +260,12 @@ class SyncPartitionsOperator(_ExecutionOperator):
         from airflow_datasync.phases.key_space import partitions_file
 
         execution = _execution(self.execution)
-        count = (execution.read_json(partitions_file(execution)) or {}).get("count", 1)
+        record = execution.read_json(partitions_file(execution)) or {}
+        count = record.get("count", 1)
+        if not record.get("partitions"):
+            log.info("one partition (%s): the prepare task lists both trees; prepare_partition is skipped",
+                     record.get("reason") or "a small tree")
+            return []
         return [{**execution.ref(), "partition": i, "partitions": count} for i in range(count)]
 
 
@@ -292,10 +302,16 @@ class SyncPrepareOperator(_ExecutionOperator):
     Returns a list of shard descriptors ``{"execution", "shard", "files", "bytes"}`` to map TRANSFERRING over.
     The number of shards never exceeds Airflow's ``[core] max_map_length`` (shards of all partitions are
     cut together). A plan the deletion cap refuses fails the task at once, without retries (the report
-    names the counts and the option). Lists what no partition task listed (used without them: everything).
+    names the counts and the option). Lists what no partition task listed (used without them, or after a
+    ``prepare_partition`` skipped for an execution in one partition: everything), so it runs when its
+    upstream succeeded or was skipped (``trigger_rule="none_failed"``); a failed partition task stops it.
     """
 
     ui_color = "#d1f2eb"
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("trigger_rule", "none_failed")
+        super().__init__(**kwargs)
 
     def execute(self, context) -> list[dict[str, Any]]:
         from airflow_datasync import engine

@@ -123,7 +123,8 @@ class _CopyProcess:
         self.part, self.dispenser, self.progress = part, dispenser, progress
         self.held: dict[str, dict[str, Any]] = {}  # path → row: handed over, no result yet
         self.results: list[dict[str, Any]] = []
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))}
+        # One OpenBLAS thread unless asked otherwise: a copy process does no linear algebra (see cli.main).
+        env = {"OPENBLAS_NUM_THREADS": "1", **os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))}
         # stderr is the parent's: a child's crash before its log relay starts still reaches the task log.
         self.proc = subprocess.Popen([sys.executable, "-c", _CHILD_MAIN, str(os.getpid())], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=env, close_fds=True)

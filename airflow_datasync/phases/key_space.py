@@ -93,7 +93,8 @@ def partition_key_space(execution: ExecutionDir, src: Location, dst: Location, o
     else:
         parts = group_names(src.top_level(), dst.top_level(), wanted)
         if len(parts) <= 1:
-            record = {"count": 1, "partitions": None, "wanted": wanted, "reason": "one top-level name"}
+            record = {"count": 1, "partitions": None, "wanted": wanted,
+                      "reason": "nothing to deal: a single top-level folder, or only files, below the roots"}
         else:
             record = {"count": len(parts), "partitions": parts, "wanted": wanted, "reason": None}
     if record["reason"] is not None and wanted > 1:

@@ -122,7 +122,7 @@ def prepare(execution: ExecutionDir, *, max_shards: int | None = None) -> list[d
             warnings.append(links.warning(options, dst))
         refused = _check_deletion_cap(execution, options, est)
         # Huge files become ranges, each a shard of its own (phases/stripes.py), unless the plan is refused.
-        shards, striped = plan_stripes(execution, src, dst, options, shards) if refused is None else (shards, None)
+        shards, striped = plan_stripes(execution, src, dst, options, shards, limit) if refused is None else (shards, None)
         if refused is not None and options.dry_run:
             warnings.insert(0, f"dry run: a run would be refused: {refused}")
         elif refused is not None:

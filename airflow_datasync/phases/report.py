@@ -24,6 +24,9 @@ log = logging.getLogger("airflow_datasync")
 #: Columns of report.parquet (one row per entry in the manifest).
 REPORT_COLUMNS = ["path", "type", "size", "action", "reason", "shard", "status", "bytes_written", "checksum_algo",
                   "src_checksum", "dst_checksum", "verify_status", "error", "warning"]
+#: Their types, as the per-file join of the manifest with the results gives them (every column nullable).
+REPORT_SCHEMA = pa.schema([{f.name: f for f in (*VERIFY_SCHEMA, *RESULT_SCHEMA, *MANIFEST_SCHEMA)}[name].with_nullable(True)
+                           for name in REPORT_COLUMNS])
 
 
 def _ms_between(a: str | None, b: str | None) -> int:
@@ -161,6 +164,8 @@ def _examples(paths, errors, count: int, what: str) -> str:
 
 
 def _per_file(manifest: pa.Table, results: pa.Table, verify_rows: pa.Table) -> pa.Table:
+    if manifest.num_rows == 0:  # a row per manifest entry: none (and no join engine to load for none)
+        return REPORT_SCHEMA.empty_table()
     base = manifest.select(["path", "type", "size", "action", "reason", "shard"])
     res = results.select(["path", "status", "bytes_written", "checksum_algo", "src_checksum", "error", "warning"])
     ver = verify_rows.select(["path", "verify_status", "checksum_algo", "src_checksum", "dst_checksum", "verify_error"])

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_datasync.locations import Location
@@ -12,6 +13,7 @@ from airflow_datasync.locations.base import LISTING_SCHEMA, ScanHints
 from airflow_datasync.manifest import ExecutionDir
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.phases.hints import execution_hints, previous_execution
+from airflow_datasync.phases.transfer import run_parallel
 from airflow_datasync.progress import Progress
 
 
@@ -21,7 +23,12 @@ def scan_to(execution: ExecutionDir, location: Location, path: str, what: str,
     """List one side into ``path``; return its entry count. Given the ``other`` side's listing, an object store
     reads metadata (a HEAD) only for entries the plan will compare: those present on the other side as a
     file of the same size. ``under``: only these top-level names (a partition)."""
-    progress = Progress(f"scanning {what}")
+    return write_listing(execution, path, what, started_scan(execution, location, hints, other, compare, under))
+
+
+def started_scan(execution: ExecutionDir, location: Location, hints: ScanHints | None = None, other: str | None = None,
+                 compare: bool = True, under: Collection[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """The batches of one side's listing, to be read by :func:`write_listing` (see :func:`scan_to`)."""
     needs = None
     if other is not None and location.capabilities.scan_hints:
         # The other side's file sizes as a dict: memory grows with the tree here, for object stores only.
@@ -32,8 +39,13 @@ def scan_to(execution: ExecutionDir, location: Location, path: str, what: str,
 
         def needs(rel: str, size: int) -> bool:
             return compare and sizes.get(rel) == size
-    scan = location.scan(hints=hints, needs_metadata=needs) if under is None else \
+    return location.scan(hints=hints, needs_metadata=needs) if under is None else \
         location.scan(hints=hints, needs_metadata=needs, under=under)
+
+
+def write_listing(execution: ExecutionDir, path: str, what: str, scan: Iterator[pa.RecordBatch]) -> int:
+    """Write the batches of ``scan`` into ``path``; their entry count."""
+    progress = Progress(f"scanning {what}")
     with execution.sink(path, LISTING_SCHEMA) as sink:
         for batch in scan:
             sink.write(batch)
@@ -64,8 +76,16 @@ def scan_sides(execution: ExecutionDir, record: dict[str, Any], src: Location, d
     elif src_scan_hints:
         dst_count = scan_to(execution, dst, destination_path, "destination", dst_hints, under=under)
         src_count = scan_to(execution, src, source_path, "source", src_hints, destination_path, compare, under=under)
-    else:
+    elif dst_scan_hints:
         src_count = scan_to(execution, src, source_path, "source", src_hints, under=under)
         dst_count = scan_to(execution, dst, destination_path, "destination", dst_hints, source_path, compare,
                             under=under)
+    else:
+        # Neither listing reads the other: both at once, so that one side's waits (a file server answering,
+        # a disk seeking) overlap the other side's work. Both scans start here, on this thread, which a backend
+        # may bind to its session (SMB lists on the session this thread opened in LAUNCHING).
+        src_scan = started_scan(execution, src, src_hints, under=under)
+        dst_scan = started_scan(execution, dst, dst_hints, under=under)
+        sides = [(source_path, "source", src_scan), (destination_path, "destination", dst_scan)]
+        src_count, dst_count = run_parallel(lambda side: write_listing(execution, *side), sides, 2, "listing")
     return src_count, dst_count

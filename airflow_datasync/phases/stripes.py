@@ -18,8 +18,8 @@ which FINALIZE, VERIFYING and the report read with the shards' own results.
 
 An upload is recorded (``shards/shard-<first range>.uploads``) with no host, so that the leftovers
 machinery judges its writer by the file's heartbeat (``progress/shard-<first range>.json``, rewritten by
-each range task and closed by the final step): an execution abandoned midway has its upload aborted by a
-later execution once the heartbeat is stale.
+each range task as it copies and closed by the final step): an execution abandoned midway has its upload
+aborted by a later execution once the heartbeat is stale.
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ import logging
 import posixpath
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
 
 import pyarrow as pa
 
 from airflow_datasync import checksum
-from airflow_datasync.errors import is_retryable
+from airflow_datasync.errors import PermanentShardError, ShardFailedError, is_retryable
 from airflow_datasync.locations.base import (
     FILE,
     Hole,
@@ -51,13 +51,7 @@ from airflow_datasync.manifest import RESULT_SCHEMA, ExecutionDir, utcnow
 from airflow_datasync.options import TaskOptions
 from airflow_datasync.owners import OwnerMap
 from airflow_datasync.phases.leftovers import UploadRecords, shard_tag
-from airflow_datasync.phases.transfer import (
-    PermanentShardError,
-    ShardFailedError,
-    copied_extras,
-    metadata_for,
-    with_extras,
-)
+from airflow_datasync.phases.transfer import copied_extras, metadata_for, with_extras
 from airflow_datasync.plan import without_ownership
 from airflow_datasync.progress import RateLimiter
 from airflow_datasync.units import counted
@@ -65,6 +59,10 @@ from airflow_datasync.units import counted
 log = logging.getLogger("airflow_datasync")
 
 _ROW_FIELDS = ["path", "size", "mtime_ns", "atime_ns", "mode", "uid", "gid", "etag", "shard"]
+#: How often a range task rewrites its file's heartbeat while it copies: well within
+#: ``leftovers.STALE_PROGRESS_S``, so that a range taking longer than that (a GiB under BytesPerSecond)
+#: never has its upload taken for an abandoned one by another execution's clean-up.
+HEARTBEAT_S = 60
 
 
 def _plan_file(execution: ExecutionDir) -> str:
@@ -116,23 +114,62 @@ def without_striped(plan: StripePlan | None, shard: int, rows: pa.Table) -> pa.T
 
 
 # -- PREPARING ---------------------------------------------------------------------------------------
-def stored_descriptors(execution: ExecutionDir, shards: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The descriptors a planned execution hands out again (a cleared PREPARING, a resumed execution):
-    ``shards`` (from the stored manifest) less what its stored stripe plan gave to range shards, then those."""
-    plan = load(execution)
-    if plan is None or not shards:
-        return shards
-    dropped = set(plan.data.get("dropped_shards") or [])
+def _descriptors(execution: ExecutionDir, shards: list[dict[str, Any]], files: list[dict[str, Any]],
+                 dropped: Collection[int]) -> list[dict[str, Any]]:
+    """The shard descriptors TRANSFERRING is mapped over: ``shards`` (the plan's) less the striped ``files``
+    they held and less the ``dropped`` ones that held nothing else, then one per range."""
     kept = []
     for d in shards:
         if d["shard"] in dropped:
             continue
-        gone = [f for f in plan.files if f["shard"] == d["shard"]]
-        kept.append({**d, "files": d["files"] - len(gone), "bytes": d["bytes"] - sum(f["size"] for f in gone)})
+        gone = [f for f in files if f["shard"] == d["shard"]]
+        kept.append({**d, "files": d["files"] - len(gone), "bytes": max(0, d["bytes"] - sum(f["size"] for f in gone))})
     ranges = [{**execution.ref(), "shard": r["shard"], "files": 1, "bytes": r["length"],
                "stripe": {"path": f["path"], "offset": r["offset"], "of": len(f["ranges"])}}
-              for f in plan.files for r in f["ranges"]]
+              for f in files for r in f["ranges"]]
     return kept + ranges
+
+
+def stored_descriptors(execution: ExecutionDir, shards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The descriptors a planned execution hands out again (a cleared PREPARING, a resumed execution):
+    ``shards`` (from the stored manifest) less what its stored stripe plan gave to range shards, then those.
+    Striped files FINALIZE dropped for want of a range are started again first (:func:`_restart_dropped`)."""
+    plan = load(execution)
+    if plan is None or not shards:
+        return shards
+    _restart_dropped(execution, plan)
+    return _descriptors(execution, shards, plan.files, set(plan.data.get("dropped_shards") or []))
+
+
+def _restart_dropped(execution: ExecutionDir, plan: StripePlan) -> None:
+    """Carry on the striped files FINALIZE dropped because a range never arrived (out of retries), as a
+    resume carries on a failed shard: a new ranged write (the old one was removed with the drop), every
+    range of the file to copy again, no result until FINALIZE publishes it. Files dropped for another
+    reason (every range there, but the source changed or the destination refused the file) keep their
+    result: copying them again could not change it. A file that cannot start again (its source changed
+    since PREPARING) keeps its result too."""
+    dropped = [f for f in plan.files if f["write"] is not None and _result_status(execution, f) == "FAILED"
+               and not all(execution.store.exists(_range_record(execution, r["shard"])) for r in f["ranges"])]
+    if not dropped:
+        return
+    from airflow_datasync.phases.launch import opened  # only when there is something to start again
+
+    with opened(execution) as (_record, src, dst, options):
+        options = without_ownership(options, dst)
+        for f in dropped:
+            try:
+                f["write"] = _begin(execution, src, dst, options, f).to_dict()
+            except (OSError, LocationError) as exc:
+                log.warning("PREPARING %s: %s: not started again (%s); the next execution copies it",
+                            execution.execution_id, f["path"], exc)
+                _heartbeat(execution, f, "FAILED")
+                continue
+            execution.write_json(_plan_file(execution), plan.data)  # the new write, before its ranges go
+            for r in f["ranges"]:  # written into the write that was dropped
+                execution.store.delete(_range_record(execution, r["shard"]))
+            execution.store.delete(_result_file(execution, f["id"]))
+            log.info("PREPARING %s: %s started again (a range was missing when FINALIZE ran): %s to copy",
+                     execution.execution_id, f["path"], counted(len(f["ranges"]), "range"))
 
 
 def _stripe_for(size: int, stripe: int) -> int:
@@ -167,61 +204,96 @@ def _huge_files(execution: ExecutionDir, threshold: int) -> list[dict[str, Any]]
     return out
 
 
+def _still_huge(src: Location, rows: list[dict[str, Any]], threshold: int) -> list[tuple[dict[str, Any], StatResult]]:
+    """The listed huge files that still are (one stat each), with that stat: every range task and FINALIZE
+    compare the source with it. Any other (gone, no longer a file, shrunk, unreadable) is left to its
+    shard, whose whole copy reports what became of it."""
+    out = []
+    for row in sorted(rows, key=lambda r: r["path"]):
+        try:
+            seen = src.stat(row["path"])
+        except (OSError, LocationError):
+            continue
+        if seen is not None and seen.type == FILE and seen.size >= threshold:
+            out.append((row, seen))
+    return out
+
+
+def _fitting_stripe(sizes: list[int], shards: int, stripe: int, limit: int) -> int | None:
+    """``stripe``, doubled until ``shards`` plus the ranges of files of ``sizes`` are at most ``limit`` mapped
+    tasks; None where even S3's largest part does not make them fit."""
+    while True:
+        if shards + sum(-(-size // _stripe_for(size, stripe)) for size in sizes) <= limit:
+            return stripe
+        if stripe * 2 > MAX_PART_BYTES:
+            return None
+        stripe *= 2
+
+
 def plan_stripes(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions,
-                 shards: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+                 shards: list[dict[str, Any]], max_shards: int | None = None
+                 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """PREPARING's last step: stripe the files at or above ``stripe_threshold_bytes`` (where the destination
     writes ranges); return the shard descriptors to map TRANSFERRING over and the summary for prepare.json
-    (None where nothing is striped)."""
+    (None where nothing is striped). Shards and ranges together stay within the option ``max_shards`` and
+    the argument ``max_shards`` (Airflow's ``[core] max_map_length``, which refuses a longer list).
+
+    A file PREPARING cannot stripe after all (gone or emptied since the listing, or a destination that
+    refuses to start its ranged write there, e.g. a file in the way of its folder) stays in its shard:
+    copied whole, it succeeds or fails there as any file does, and PREPARING goes on."""
     threshold = options.stripe_threshold_bytes
     if not threshold or not shards or not dst.capabilities.ranged_writes:
         return shards, None
-    rows = sorted(_huge_files(execution, threshold), key=lambda r: r["path"])
-    if not rows:
+    huge = _still_huge(src, _huge_files(execution, threshold), threshold)
+    if not huge:
         return shards, None
-    first = max(d["shard"] for d in shards) + 1
-    striped = Counter(r["shard"] for r in rows)
-    kept = [d for d in shards if d["files"] > striped.get(d["shard"], 0)]
-    stripe = options.stripe_bytes
-    while True:  # every range is a mapped task: all of them within max_shards (Airflow's max_map_length)
-        count = sum(-(-r["size"] // _stripe_for(r["size"], stripe)) for r in rows)
-        if len(kept) + count <= options.max_shards or stripe * 2 > MAX_PART_BYTES:
-            break
-        stripe *= 2
-    if len(kept) + count > options.max_shards:
-        log.warning("PREPARING %s: %s would need %d range tasks, over max_shards=%d: copied whole instead",
-                    execution.execution_id, counted(len(rows), "huge file"), count, options.max_shards)
+    limit = min(options.max_shards, max_shards or options.max_shards)
+    striped = Counter(row["shard"] for row, _seen in huge)
+    kept = sum(d["files"] > striped.get(d["shard"], 0) for d in shards)
+    stripe = _fitting_stripe([seen.size for _row, seen in huge], kept, options.stripe_bytes, limit)
+    if stripe is None:
+        log.warning("PREPARING %s: %s would need more range tasks than max_shards=%d allows: copied whole instead",
+                    execution.execution_id, counted(len(huge), "huge file"), limit)
         return shards, None
-    files, descriptors, shard = [], [], first
-    for file_id, row in enumerate(rows):
-        # The file as the ranges will find it: every range task and the final step compare with this.
-        seen = src.stat(row["path"])
-        if seen is None or seen.type != FILE:
-            seen = StatResult(FILE, row["size"], row["mtime_ns"], etag=row.get("etag"))
-        size, per = seen.size, _stripe_for(seen.size, stripe)
-        ranges = []
-        for offset in range(0, size, per):
-            ranges.append({"shard": shard, "offset": offset, "length": min(per, size - offset)})
-            descriptors.append({**execution.ref(), "shard": shard, "files": 1, "bytes": ranges[-1]["length"],
-                                "stripe": {"path": row["path"], "offset": offset, "of": -(-size // per)}})
-            shard += 1
-        files.append({"id": file_id, "path": row["path"], "size": size, "shard": row["shard"],
-                      "source": {"size": seen.size, "mtime_ns": seen.mtime_ns, "etag": seen.etag},
-                      "stripe_bytes": per, "ranges": ranges, "write": None})
-    for d in kept:  # what is left of a shard that also held striped files
-        gone = [r for r in rows if r["shard"] == d["shard"]]
-        d["files"] -= len(gone)
-        d["bytes"] -= sum(r["size"] for r in gone)
-    dropped = sorted(set(striped) - {d["shard"] for d in kept})
-    if not options.dry_run:
-        options = without_ownership(options, dst)
-        for f in files:
-            f["write"] = _begin(execution, src, dst, options, f).to_dict()
+    files = _started(execution, src, dst, options, huge, stripe, max(d["shard"] for d in shards) + 1)
+    if not files:
+        return shards, None
+    striped = Counter(f["shard"] for f in files)
+    dropped = sorted(d["shard"] for d in shards if d["files"] <= striped.get(d["shard"], 0))
     execution.write_json(_plan_file(execution), {"threshold": threshold, "stripe_bytes": stripe, "files": files,
                                                  "dropped_shards": dropped, "planned_at": utcnow()})
+    count = sum(len(f["ranges"]) for f in files)
     summary = {"files": len(files), "ranges": count, "bytes": sum(f["size"] for f in files), "stripe_bytes": stripe}
     log.info("PREPARING %s: %s striped into %s", execution.execution_id, counted(len(files), "file"),
              counted(count, "range"))
-    return kept + descriptors, summary
+    return _descriptors(execution, shards, files, dropped), summary
+
+
+def _started(execution: ExecutionDir, src: Location, dst: Location, options: TaskOptions,
+             huge: list[tuple[dict[str, Any], StatResult]], stripe: int, first: int) -> list[dict[str, Any]]:
+    """The striped files' entries of ``stripes.json``, ranges numbered from shard ``first``, each with its
+    ranged write started at the destination (none in a dry run). A file whose write does not start is
+    left out, and its numbers go to the next file."""
+    options = without_ownership(options, dst)
+    files: list[dict[str, Any]] = []
+    for row, seen in huge:
+        size, per = seen.size, _stripe_for(seen.size, stripe)
+        f = {"id": len(files), "path": row["path"], "size": size, "shard": row["shard"],
+             "source": {"size": size, "mtime_ns": seen.mtime_ns, "etag": seen.etag}, "stripe_bytes": per,
+             "ranges": [{"shard": first + i, "offset": offset, "length": min(per, size - offset)}
+                        for i, offset in enumerate(range(0, size, per))],
+             "write": None}
+        if not options.dry_run:
+            try:
+                f["write"] = _begin(execution, src, dst, options, f).to_dict()
+            except (OSError, LocationError) as exc:
+                log.warning("PREPARING %s: %s: its ranged write did not start (%s); its shard copies it whole",
+                            execution.execution_id, row["path"], exc)
+                execution.store.delete(execution.progress_file(first))  # no range task will report there
+                continue
+        files.append(f)
+        first += len(f["ranges"])
+    return files
 
 
 def _meta(src: Location, dst: Location, options: TaskOptions, path: str, stat: StatResult) -> Metadata:
@@ -267,6 +339,14 @@ def _heartbeat(execution: ExecutionDir, f: dict[str, Any], state: str) -> None:
         "updated_at": datetime.now(UTC).isoformat()})
 
 
+def _result_status(execution: ExecutionDir, f: dict[str, Any]) -> str | None:
+    """The striped file's status in its FINALIZE result, None before FINALIZE decided it."""
+    path = _result_file(execution, f["id"])
+    if not execution.store.exists(path):
+        return None
+    return execution.read_table(path, RESULT_SCHEMA)["status"][0].as_py()
+
+
 # -- TRANSFERRING ------------------------------------------------------------------------------------
 def _same_source(now: StatResult | None, seen: dict[str, Any]) -> bool:
     """Whether the source is still the version PREPARING planned (``seen``: its size, mtime and ETag then)."""
@@ -306,6 +386,16 @@ def _range_chunks(src: Location, fh: IO[bytes], offset: int, length: int, sparse
         pos += k
 
 
+def _beating(chunks: Iterator[bytes | Hole], beat: Callable[[], None]) -> Iterator[bytes | Hole]:
+    """``chunks``, calling ``beat`` every :data:`HEARTBEAT_S` seconds while they are taken."""
+    last = time.monotonic()
+    for chunk in chunks:
+        yield chunk
+        if time.monotonic() - last >= HEARTBEAT_S:
+            beat()
+            last = time.monotonic()
+
+
 def transfer_range(execution: ExecutionDir, shard: int, src: Location, dst: Location, options: TaskOptions,
                    plan: StripePlan, bytes_per_second: int | None = None,
                    try_number: int | None = None) -> dict[str, Any]:
@@ -329,8 +419,8 @@ def transfer_range(execution: ExecutionDir, shard: int, src: Location, dst: Loca
                                       "the next execution copies it again")
         sparse = src.capabilities.sparse_files and dst.capabilities.sparse_files
         with (src.open_read(f["path"]) if sparse else src.open_range(f["path"], rng["offset"], rng["length"])) as fh:
-            written = dst.write_range(ranged, rng["offset"],
-                                      _range_chunks(src, fh, rng["offset"], rng["length"], sparse, limiter),
+            chunks = _range_chunks(src, fh, rng["offset"], rng["length"], sparse, limiter)
+            written = dst.write_range(ranged, rng["offset"], _beating(chunks, lambda: _heartbeat(execution, f, "RUNNING")),
                                       durable=options.sync_writes)
         if not _same_source(src.stat(f["path"]), f["source"]):
             raise PermanentShardError(f"range shard {shard}: {f['path']} changed at the source during the copy; "
@@ -355,17 +445,20 @@ def commit_stripes(execution: ExecutionDir, src: Location, dst: Location, option
     options = without_ownership(options, dst)
     t0 = time.monotonic()
     committed = failed = 0
+    dropped = set(plan.data.get("dropped_shards") or [])
     by_shard: dict[int, list[dict[str, Any]]] = {}
     for f in plan.files:
-        if execution.store.exists(_result_file(execution, f["id"])):
+        path = _result_file(execution, f["id"])
+        if execution.store.exists(path):
+            if f["shard"] in dropped:  # an earlier try's result: its shard's summary may still be missing
+                by_shard.setdefault(f["shard"], []).extend(execution.read_table(path, RESULT_SCHEMA).to_pylist())
             continue
         result = _commit_one(execution, src, dst, options, f)
-        execution.write_table(_result_file(execution, f["id"]), pa.Table.from_pylist([result], schema=RESULT_SCHEMA),
-                              RESULT_SCHEMA)
+        execution.write_table(path, pa.Table.from_pylist([result], schema=RESULT_SCHEMA), RESULT_SCHEMA)
         by_shard.setdefault(f["shard"], []).append(result)
         committed += result["status"] == "SUCCESS"
         failed += result["status"] == "FAILED"
-    for shard in plan.data.get("dropped_shards") or []:  # a shard with no task of its own reports here
+    for shard in sorted(dropped):  # a shard with no task of its own reports here
         results = by_shard.get(shard)
         if results is None:
             continue
@@ -419,6 +512,8 @@ def _commit_one(execution: ExecutionDir, src: Location, dst: Location, options: 
                 written = _published_already(dst, f, stat, options)
                 if written is None:
                     raise
+            if options.sync_writes:  # the rename and metadata, before the result that records the file done
+                dst.sync()
             crc = written.checksum or f"{whole_crc(done):016x}"
             result.update(status="SUCCESS", bytes_written=written.size, checksum_algo=checksum.ALGO, src_checksum=crc,
                           dst_etag=written.etag, src_mtime_ns=stat.mtime_ns, src_atime_ns=stat.atime_ns,

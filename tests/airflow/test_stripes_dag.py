@@ -86,3 +86,16 @@ def test_local_to_smb(airflow_db, dags_folder, tmp_path, smb_folder):
     _ranges_ran_as_their_own_task_instances(run)
     assert (folder.disk / "videos" / "big.bin").read_bytes() == big
     assert not list(folder.disk.rglob(".~ds-*"))
+
+
+def test_ranges_fit_max_map_length(local_dag, airflow_db, tmp_path, monkeypatch):
+    """Airflow refuses to map over more than [core] max_map_length: with 3, one shard and three ranges
+    would fail PREPARING; the stripe is doubled instead (one shard and two ranges)."""
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "3")
+    big = _source(tmp_path / "src")
+    run = local_dag.test(run_conf={"source": str(tmp_path / "src"), "destination": str(tmp_path / "dst"),
+                                   "options": OPTIONS})
+    assert str(run.state) == "success", states(run)
+    transfers = [ti for ti in run.get_task_instances() if ti.task_id == "sync.transfer"]
+    assert len(transfers) == 3 and sum(" · videos/big.bin @ " in (ti.rendered_map_index or "") for ti in transfers) == 2
+    assert (tmp_path / "dst" / "videos" / "big.bin").read_bytes() == big

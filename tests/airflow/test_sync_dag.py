@@ -62,10 +62,13 @@ def test_dag_runs_all_phases_with_mapped_shards_then_skips_everything(sync_dag, 
     st = states(run)
     assert str(run.state) == "success", st
     assert len(st["sync.transfer"]) >= 3 and set(st["sync.transfer"]) == {"success"}
-    for phase in ("launch", "prepare", "finalize", "verify", "report"):
+    for phase in ("launch", "partitions", "prepare", "finalize", "verify", "report"):
         assert st[f"sync.{phase}"] == ["success"], (phase, st)
+    # A small tree is one partition: the mapped PREPARING task maps over nothing and prepare lists it.
+    assert st["sync.prepare_partition"] == ["skipped"], st
     assert tree(dst) == tree(src)
     report = latest_report(airflow_db / "executions", "test-sync")
+    assert not Path(report["ExecutionUri"], "partitions").exists()  # listed once, by prepare
     assert report["Status"] == "SUCCESS"
     assert report["FilesTransferred"] == report["EstimatedFilesToTransfer"] > 60
     assert report["FilesVerified"] == 61  # 60 files + zero.bin; symlinks and directories are not hashed
@@ -90,6 +93,8 @@ def test_dag_fails_with_report_when_source_is_missing(sync_dag, tmp_path):
     st = states(run)
     assert str(run.state) == "failed"
     assert st["sync.launch"] == ["failed"]
+    # prepare runs after a skipped prepare_partition (none_failed), never after a failed LAUNCHING.
+    assert st["sync.prepare_partition"] == ["upstream_failed"] and st["sync.prepare"] == ["upstream_failed"], st
     assert list(dst.iterdir()) == []
 
 

@@ -144,3 +144,64 @@ def test_profile_charges_waits_and_busy_code_to_their_layers(tmp_path):
     assert summary.threads["idler"]["busy"] < 0.2 * summary.threads["idler"]["samples"]
     text = profile.markdown(summary, title="spin", facts=["synthetic"])
     assert "## By layer" in text and "`spin`" in text
+
+
+# -- issue 16: the empty-tree row and its targets -----------------------------------------------------------
+def test_harness_runs_the_empty_tree_row(tmp_path):
+    """Our CLI and rclone over an empty tree into empty folders; the row's target is judged from it."""
+    results = tmp_path / "results"
+    rc = run.main(["--profile", "tiny", "--scenarios", "empty", "--tools", "ours,rclone,cp", "--work",
+                   str(tmp_path / "work"), "--results-dir", str(results), "--docs", "none"])
+    assert rc == 0
+    [out] = list(results.glob("*.json"))
+    result = json.loads(out.read_text())
+    rows = {(r["scenario"], r["tool"]): r for r in result["rows"]}
+    assert set(rows) == {("empty", "ours"), ("empty", "rclone")}  # cp is no peer of an empty run
+    for row in rows.values():
+        assert row["failed_runs"] == 0 and row["ok_runs"] == 5 and (row["files"], row["bytes"]) == (0, 0), row
+    [empty] = [t for t in result["targets"] if t["target"].startswith("empty-tree run")]
+    assert empty["status"] in ("met", "missed") and "rclone copy of the same empty tree" in empty["detail"]
+    assert "| empty tree, local → local" in report.markdown(result)
+
+
+def _issue16(rows: list[dict]) -> dict[str, dict]:
+    return {t["target"]: t for t in report.targets(rows, SETTINGS) if "issue 16" in t["target"]}
+
+
+def test_empty_tree_target_is_the_median_wall_against_its_limit():
+    def empty(tool: str, walls: list[float]) -> dict:
+        row = run.Row("empty", "empty", tool, "", 0, 0,
+                      runs=[{"wall": w, "cpu": w * 0.9, "max_rss": 1, "rc": 0} for w in walls])
+        return report._summarise(row)
+
+    name = "empty-tree run ≤ 0.35 s wall (issue 16)"
+    assert _issue16([])[name]["status"] == "not measured"
+    met = _issue16([empty("ours", [0.30, 0.34, 0.50]), empty("rclone", [0.05])])[name]
+    assert met["status"] == "met" and "0.34 s (0.30–0.50)" in met["detail"] and "0.05 s (1 run)" in met["detail"]
+    assert _issue16([empty("ours", [0.36])])[name]["status"] == "missed"
+
+
+def test_issue16_end_to_end_target_sits_beside_issue5s_with_the_airflow_baseline_apart():
+    rows = [_row("airflow-e2e", SMALL, "rclone", [10.0], 8.0), _row("airflow-e2e", SMALL, "ours", [18.0], 17.0),
+            _row("airflow-e2e", SMALL, "airflow-empty", [12.0], 13.0)]
+    found = {t["target"]: t for t in report.targets(rows, SETTINGS)}
+    issue5 = found["end to end through Airflow (5,000 files → S3, verify) ≤ 2 × rclone copy + check"]
+    issue16 = found["end to end through Airflow (5,000 files → S3, verify) ≤ 1.5 × rclone copy + check (issue 16)"]
+    assert (issue5["status"], issue16["status"]) == ("met", "missed") and issue16["ratio"] == 1.8
+    assert "doing nothing: 12.00 s, CPU 13.00 s" in issue16["detail"]
+
+
+def test_airflow_rows_note_the_task_instances_each_dag_ran(tmp_path):
+    from bench.run import Row, _net_of_baseline, _task_instances_run
+
+    log = tmp_path / "dags-test.log"
+    started = "2026-12-02T02:22:10.032417Z [info     ] Task started                   [airflow.api_fastapi] ti_id=1\n"
+    log.write_text(started * 7 + "2026-12-02T02:22:11Z [info     ] Task instance state updated [x]\n")
+    assert _task_instances_run(log) == 7 and _task_instances_run(tmp_path / "missing.log") is None
+
+    ours = Row("airflow-e2e", "small", "ours", "", 1, 1, runs=[{"rc": 0, "wall": 18.0, "cpu": 17.0, "task_instances_run": 7}])
+    empty = Row("airflow-e2e", "small", "airflow-empty", "", 0, 0,
+                runs=[{"rc": 0, "wall": 13.0, "cpu": 12.5, "task_instances_run": 6}])
+    (note,) = _net_of_baseline(ours, empty)
+    assert note.startswith("net of the empty-DAG baseline (medians): 5.00 s wall, 4.50 s CPU") and \
+        note.endswith("task instances run: ours 7, baseline 6"), note

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Runs the real CLI (``python -m airflow_datasync.cli``) and, at its exit, writes the top-level packages it
 #: imported and the processes it started to the file named by the first argument.
 PROBE = """
-import atexit, json, runpy, subprocess, sys
+import atexit, json, os, runpy, subprocess, sys
 out, sys.argv = sys.argv[1], ["airflow-datasync", *sys.argv[2:]]
 started = []
 _popen_init = subprocess.Popen.__init__
@@ -23,13 +23,17 @@ def _counting_init(self, args, *a, **k):
     started.append(args if isinstance(args, str) else " ".join(map(str, args)))
     _popen_init(self, args, *a, **k)
 subprocess.Popen.__init__ = _counting_init
-atexit.register(lambda: open(out, "w").write(json.dumps({"modules": sorted(sys.modules), "started": started})))
+atexit.register(lambda: open(out, "w").write(json.dumps({"modules": sorted(sys.modules), "started": started, "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS")})))
 runpy.run_module("airflow_datasync.cli", run_name="__main__")
 """
 
 #: The stacks a run pays for only when one of its locations (or the store) needs them.
 HEAVY = ("boto3", "botocore", "awscrt", "s3transfer", "smbprotocol", "smbclient", "spnego", "cryptography",
          "azure", "airflow", "sqlalchemy", "pendulum", "re2")
+
+
+#: What a run with nothing to plan has no use for (PREPARING's join loads them when there is something).
+NOT_FOR_NOTHING = ("pyarrow.dataset", "pyarrow.acero", "pyarrow._acero", "numpy.ma")
 
 
 def run_probe(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[dict, dict]:
@@ -46,11 +50,15 @@ def imported(modules: list[str], packages: tuple[str, ...]) -> list[str]:
 
 def test_a_local_run_over_an_empty_tree_imports_no_client_stack_nor_airflow(tmp_path):
     (tmp_path / "src").mkdir()
+    unset = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     summary, probe = run_probe(tmp_path, str(tmp_path / "src"), str(tmp_path / "dst"),
-                               "--store", str(tmp_path / "store"))
+                               "--store", str(tmp_path / "store"), env=unset)
     assert summary["Status"] == "SUCCESS" and summary["ShardCount"] == 0
     assert imported(probe["modules"], HEAVY) == []
     assert probe["started"] == []
+    # Nothing to join or filter: neither Arrow's dataset and join engines nor numpy's masked arrays load.
+    assert [m for m in probe["modules"] if m in NOT_FOR_NOTHING] == []
+    assert probe["openblas_threads"] == "1"  # cli.main sets it before anything loads numpy
 
 
 def test_a_local_run_that_copies_imports_no_client_stack_nor_airflow(tmp_path):

@@ -76,10 +76,11 @@ def test_bad_engine_settings(name, value):
 
 def test_concurrency_zero_lets_the_locations_choose(tmp_path):
     from airflow_datasync.locations import open_location
+    from airflow_datasync.locations.local_mounts import copy_threads
 
     local = open_location(str(tmp_path))
     s3 = open_location("s3://bucket/prefix")
-    assert TaskOptions().workers(local, local) == 8
+    assert TaskOptions().workers(local, local) == copy_threads(str(tmp_path))  # a thread per core on a disk
     assert TaskOptions().workers(local, s3) == 64
     assert TaskOptions(concurrency=3).workers(local, s3) == 3
 
@@ -176,11 +177,13 @@ def test_sync_writes_is_a_boolean():
 
 def test_verify_workers_use_the_local_default_between_a_file_system_and_s3():
     from airflow_datasync.locations.local import LocalLocation
+    from airflow_datasync.locations.local_mounts import copy_threads
     from airflow_datasync.locations.s3 import S3Location
     from airflow_datasync.options import TaskOptions
 
     local, s3 = LocalLocation("/tmp"), S3Location("s3://bucket/prefix")
+    threads = copy_threads("/tmp")
     auto = TaskOptions.from_dict({})
     assert auto.workers(local, s3) == 64 and auto.verify_workers(local, s3) == 8
-    assert auto.verify_workers(s3, s3) == 64 and auto.verify_workers(local, local) == 8
+    assert auto.verify_workers(s3, s3) == 64 and auto.verify_workers(local, local) == threads
     assert TaskOptions.from_dict({"concurrency": 32}).verify_workers(local, s3) == 32

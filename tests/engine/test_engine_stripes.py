@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from airflow_datasync import checksum, engine
 from airflow_datasync.engine import LocationSpec
+from airflow_datasync.errors import ShardFailedError
 from airflow_datasync.manifest import ExecutionDir
 from airflow_datasync.phases import leftovers, stripes
 from tests.fixtures_servers import S3_CONN_ID
@@ -266,3 +267,143 @@ def test_a_cleared_prepare_hands_out_the_same_ranges(tmp_path, store):
         engine.transfer(execution, shard["shard"])
     engine.finalize(execution)
     assert (tmp_path / "dst" / "sub" / "big.bin").read_bytes() == big
+
+
+def _carried_out(execution: ExecutionDir, shards: list[dict]) -> dict:
+    """TRANSFERRING, FINALIZE, VERIFYING and the report of a prepared execution, as run_execution runs them."""
+    for shard in shards:
+        try:
+            engine.transfer(execution, shard["shard"])
+        except ShardFailedError:  # a failed shard's entries are in its results; the others go on
+            pass
+    engine.finalize(execution)
+    engine.verify(execution)
+    return engine.report(execution)
+
+
+def test_a_huge_file_gone_or_emptied_after_the_listing_is_copied_whole_not_striped(tmp_path, store):
+    """The listing saw a huge file that is gone (or empty) by the time PREPARING plans its ranges: that
+    file alone is left to its shard (which reports it as any vanished file, or copies the empty one);
+    PREPARING itself goes on."""
+    for change, status in (("deleted", "ERROR"), ("emptied", "SUCCESS")):
+        src, dst = tmp_path / change / "src", tmp_path / change / "dst"
+        _source(src)
+        execution = engine.launch(LocationSpec(str(src)), LocationSpec(str(dst)), OPTIONS, task_name="datasync",
+                                  store=str(store))
+        engine.prepare_partition(execution, 0)  # the listing, as the DAG's mapped PREPARING task makes it
+        if change == "deleted":
+            (src / "sub" / "big.bin").unlink()
+        else:
+            (src / "sub" / "big.bin").write_bytes(b"")
+        shards = engine.prepare(execution)
+        assert not [s for s in shards if "stripe" in s], shards
+        summary = _carried_out(execution, shards)
+        assert summary["Status"] == status, summary
+        assert (dst / "small.txt").read_text() == "small" and not _temporaries(dst)
+        if change == "emptied":
+            assert (dst / "sub" / "big.bin").read_bytes() == b""
+
+
+def test_a_file_in_the_way_of_a_striped_files_folder_is_replaced_as_for_a_whole_copy(tmp_path, store):
+    """The destination holds a file where the source has the striped file's folder: PREPARING cannot start
+    the ranged write there, so the file is copied whole by its shard, which replaces the file in the way
+    with the folder (OverwriteMode=ALWAYS) as it does for any copy."""
+    big = _source(tmp_path / "src")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / "sub").write_text("a file where the source has a folder")
+    summary = engine.run_execution(str(tmp_path / "src"), str(dst), OPTIONS, store=str(store))
+    assert summary["Status"] == "SUCCESS", summary
+    assert (dst / "sub" / "big.bin").read_bytes() == big and not _temporaries(dst)
+
+
+def test_ranges_count_against_the_shards_airflow_maps(tmp_path, store):
+    """PREPARING's ``max_shards`` (Airflow's [core] max_map_length) bounds the ranges too: the stripe is
+    doubled until the shards and the ranges fit."""
+    big = _source(tmp_path / "src")
+    execution = engine.launch(LocationSpec(str(tmp_path / "src")), LocationSpec(str(tmp_path / "dst")), OPTIONS,
+                              task_name="datasync", store=str(store))
+    shards = engine.prepare(execution, max_shards=3)
+    assert len(shards) <= 3, shards
+    assert [s["bytes"] for s in shards if "stripe" in s] == [32 * MiB, 16 * MiB]
+    assert _carried_out(execution, shards)["Status"] == "SUCCESS"
+    assert (tmp_path / "dst" / "sub" / "big.bin").read_bytes() == big
+
+
+def test_finalize_retried_after_reporting_a_striped_files_only_shard_reports_it_again(tmp_path, store):
+    """A shard whose only work was a striped file has no task: FINALIZE writes its summary. Killed after the
+    file's result and before that summary, its retry must still write it (else the shard counts as never
+    reported: deletions skipped, the file a transfer failure)."""
+    (tmp_path / "src").mkdir()
+    big = os.urandom(48 * MiB)
+    (tmp_path / "src" / "big.bin").write_bytes(big)
+    execution, shards = _prepared(tmp_path / "src", LocationSpec(str(tmp_path / "dst")), store)
+    assert all("stripe" in s for s in shards)  # shard 0 held the striped file only
+    for shard in shards:
+        engine.transfer(execution, shard["shard"])
+    engine.finalize(execution)
+    os.unlink(execution.shard_file(0, "json"))  # as if the first try died right after the file's result
+    engine.finalize(execution)
+    engine.verify(execution)
+    summary = engine.report(execution)
+    assert summary["Status"] == "SUCCESS" and summary["FilesFailed"] == 0, summary
+    assert (tmp_path / "dst" / "big.bin").read_bytes() == big
+
+
+def test_a_range_rewrites_its_files_heartbeat_while_it_copies(tmp_path, store, s3_server, bucket, monkeypatch):
+    """The file's heartbeat is what keeps its upload from another execution's clean-up (older than
+    leftovers.STALE_PROGRESS_S: taken for abandoned), so a range task rewrites it as it copies, not only
+    when it starts and ends: a range that outlasts STALE_PROGRESS_S keeps its upload."""
+    _source(tmp_path / "src")
+    execution, shards = _prepared(tmp_path / "src", LocationSpec(f"s3://{bucket}/data", S3_CONN_ID), store)
+    beats: list[str] = []
+    heartbeat = stripes._heartbeat
+    monkeypatch.setattr(stripes, "_heartbeat", lambda ex, f, state: beats.append(state) or heartbeat(ex, f, state))
+    monkeypatch.setattr(stripes, "HEARTBEAT_S", 0)  # every chunk, as if each took that long
+    engine.transfer(execution, next(s for s in shards if "stripe" in s)["shard"])
+    assert beats.count("RUNNING") >= 16, beats  # its 16 chunks of 1 MiB, besides its start and end
+    first = stripes.load(execution).files[0]["ranges"][0]["shard"]  # where the file's heartbeat is
+    assert json.loads(Path(execution.progress_file(first)).read_text())["state"] == "RUNNING"
+
+
+def test_a_resumed_execution_copies_a_striped_file_that_missed_a_range(tmp_path, store, s3_server, s3, bucket):
+    """A range out of retries: FINALIZE drops the file (its temporary or upload gone) and reports it FAILED.
+    Resuming the execution carries it on as it carries on a failed shard: a new ranged write, every range
+    of the file copied again, the file published whole."""
+    big = _source(tmp_path / "src")
+    for dst, where in ((LocationSpec(str(tmp_path / "dst")), "local"),
+                       (LocationSpec(f"s3://{bucket}/data", S3_CONN_ID), "s3")):
+        execution, shards = _prepared(tmp_path / "src", dst, store)
+        for shard in shards[:-1]:  # the last range never arrives
+            engine.transfer(execution, shard["shard"])
+        engine.finalize(execution)
+        engine.verify(execution)
+        assert engine.report(execution)["Status"] == "ERROR"
+        summary = engine.run_execution(str(tmp_path / "src"), dst, OPTIONS, store=str(store),
+                                       resume=execution.execution_id)
+        assert summary["Status"] == "SUCCESS" and summary["FilesFailed"] == 0, summary
+        if where == "s3":
+            assert s3.get_object(Bucket=bucket, Key="data/sub/big.bin")["Body"].read() == big
+            assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+        else:
+            assert (tmp_path / "dst" / "sub" / "big.bin").read_bytes() == big and not _temporaries(tmp_path / "dst")
+        assert _striped_result(execution)["src_checksum"] == _crc(big)
+
+
+def test_finalize_flushes_a_published_striped_file_before_recording_it(tmp_path, store, monkeypatch):
+    """sync_writes: nothing is recorded done while it may still sit in memory. A striped file's ranges are
+    flushed as each is written; its rename to the final name (and its metadata) by FINALIZE must be flushed
+    too before its result says SUCCESS."""
+    from airflow_datasync.locations.local import LocalLocation
+
+    _source(tmp_path / "src")
+    execution, shards = _prepared(tmp_path / "src", LocationSpec(str(tmp_path / "dst")), store)
+    for shard in shards:
+        engine.transfer(execution, shard["shard"])
+    synced: list[bool] = []
+    sync = LocalLocation.sync
+    monkeypatch.setattr(LocalLocation, "sync", lambda self: synced.append(
+        any(n.startswith("stripe-") for n in os.listdir(execution.file("shards")))) or sync(self))
+    engine.finalize(execution)
+    assert synced and synced[0] is False, synced  # flushed once published, before its result was written
+    assert _striped_result(execution)["status"] == "SUCCESS"

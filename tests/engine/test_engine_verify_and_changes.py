@@ -11,6 +11,7 @@ import pytest
 from airflow_datasync import engine
 from airflow_datasync.engine import LocationSpec, run_execution
 from airflow_datasync.phases.transfer import ShardFailedError
+from tests.in_flight import being_written
 
 
 def _launch_prepare_transfer(src, dst, store, opts):
@@ -105,10 +106,11 @@ def test_source_changed_during_copy_is_failed_and_not_published(tmp_path, make_t
     stop = threading.Event()
 
     def writer():
-        # Wait until the copy of growing.bin has started (its temporary file exists), then append to the source.
+        # Wait until the copy of growing.bin has started (bytes in the file being written: a temporary, or a
+        # file without a name yet), then append to the source.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not stop.is_set():
-            if any(n.startswith(".~ds-") and os.path.getsize(dst / n) > 0 for n in os.listdir(dst)):
+            if being_written(dst, str(os.getpid())) > 0:
                 with open(src / "growing.bin", "ab") as fh:
                     fh.write(b"appended while copying")
                 appended.set()
@@ -153,7 +155,7 @@ def test_source_file_rewritten_same_size_during_copy_is_failed(tmp_path, make_tr
     def writer():
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if any(n.startswith(".~ds-") for n in os.listdir(dst)):
+            if being_written(dst, str(os.getpid())) > 0:
                 with open(src / "rewritten.bin", "r+b") as fh:  # same size, new bytes, new mtime
                     fh.seek(size - 10)
                     fh.write(b"\x03" * 10)

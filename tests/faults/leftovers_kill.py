@@ -13,8 +13,18 @@ from pathlib import Path
 
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
+#: In a subprocess's environment: local files get temporary names, as on a file system without O_TMPFILE
+#: (NFS, most FUSE mounts), so that the cases of named temporaries run on any disk.
+NAMED_TEMPORARIES = "DS_TEST_NAMED_TEMPORARIES"
+#: What a subprocess of these cases runs first.
+PRELUDE = f"""
+import os
+if os.environ.get("{NAMED_TEMPORARIES}"):
+    from airflow_datasync.locations import local
+    local.UNNAMED_FILES = False
+"""
 #: Copies one shard at a limited rate, so that a kill lands while a big file is being written.
-TRANSFER = """
+TRANSFER = PRELUDE + """
 import sys
 from airflow_datasync import engine
 from airflow_datasync.manifest import ExecutionDir
@@ -23,18 +33,23 @@ print("FINISHED", flush=True)
 """
 
 
-def python_env() -> dict[str, str]:
-    """The environment of a subprocess that imports the engine of this checkout (connections included)."""
+def python_env(*, named_temporaries: bool = False) -> dict[str, str]:
+    """The environment of a subprocess that imports the engine of this checkout (connections included);
+    ``named_temporaries``: see :data:`NAMED_TEMPORARIES`."""
     env = dict(os.environ)
+    if named_temporaries:
+        env[NAMED_TEMPORARIES] = "1"
     env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.pop("AIRFLOW_DATASYNC_MANIFEST_STORE", None)
     return env
 
 
-def kill_when(execution_uri: str, shard: int, rate: int, ready: Callable[[], bool], timeout: float = 90) -> float:
+def kill_when(execution_uri: str, shard: int, rate: int, ready: Callable[[], bool], timeout: float = 90, *,
+              named_temporaries: bool = False) -> float:
     """Run TRANSFERRING of ``shard`` in a subprocess and SIGKILL it as soon as ``ready()`` holds; returns
     the monotonic time of the kill. Fails if the copy finished (or died) first."""
-    proc = subprocess.Popen([sys.executable, "-c", TRANSFER, execution_uri, str(shard), str(rate)], env=python_env(),
+    proc = subprocess.Popen([sys.executable, "-c", TRANSFER, execution_uri, str(shard), str(rate)],
+                            env=python_env(named_temporaries=named_temporaries),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     killed = None
     try:
@@ -73,6 +88,9 @@ class Dest:
     disk: Path | None = None
     #: What a killed copy leaves there: "temporaries" (file systems, SMB) or "uploads" (object stores).
     leaves = "temporaries"
+    #: A local destination is written with named temporaries (see :data:`NAMED_TEMPORARIES`): what these
+    #: cases look at; its files without a name leave nothing to clean (test_a_killed_unnamed_file_…).
+    named_temporaries = False
 
     def spec(self):
         from airflow_datasync.engine import LocationSpec
@@ -159,7 +177,9 @@ class AzureDest(Dest):
 def destination(request, kind: str, tmp_path: Path) -> Dest:
     if kind == "local":
         (tmp_path / "dst").mkdir()
-        return Dest(kind, str(tmp_path / "dst"), None, tmp_path / "dst")
+        dest = Dest(kind, str(tmp_path / "dst"), None, tmp_path / "dst")
+        dest.named_temporaries = True
+        return dest
     if kind == "smb":
         folder = request.getfixturevalue("smb_folder")()
         return Dest(kind, folder.uri, folder.conn_id, folder.disk)
@@ -170,3 +190,4 @@ def destination(request, kind: str, tmp_path: Path) -> Dest:
     if kind == "azure":
         return AzureDest(request.getfixturevalue("azure_container"), "dst/")
     raise ValueError(kind)
+

@@ -18,7 +18,15 @@ from airflow_datasync.engine import LocationSpec
 from airflow_datasync.locations.base import MAX_NAME_BYTES, TEMP_PREFIX, temp_name, temp_tag
 from airflow_datasync.phases.transfer import ShardFailedError
 from tests.faults.figures import Figure, record
-from tests.faults.leftovers_kill import Dest, destination, kill_when, python_env, write_tree
+from tests.faults.leftovers_kill import (
+    PRELUDE,
+    Dest,
+    destination,
+    kill_when,
+    python_env,
+    write_tree,
+)
+from tests.in_flight import unnamed_in_flight
 
 BIG = 24 << 20
 RATE = 8 << 20  # bytes/s in the killed try: the big file takes ~3 s
@@ -46,8 +54,14 @@ def fs_dest(request, tmp_path) -> Dest:
     return destination(request, request.param, tmp_path)
 
 
+#: A copy thread per file of :func:`_tree`: the small files start with the big one and are done long before
+#: it is a quarter through, so the kill leaves exactly one temporary (with fewer threads than files, a
+#: small file could wait for its turn behind the rate limit and be caught half way too).
+ALL_AT_ONCE = {"concurrency": 5}
+
+
 def _kill_mid_big_file(ex, dst: Dest) -> float:
-    return kill_when(ex.uri, 0, RATE, lambda: dst.in_flight() >= BIG // 4)
+    return kill_when(ex.uri, 0, RATE, lambda: dst.in_flight() >= BIG // 4, named_temporaries=dst.named_temporaries)
 
 
 def test_temporary_names_say_whose_they_are_and_fit_in_255_bytes():
@@ -64,7 +78,7 @@ def test_temporary_names_say_whose_they_are_and_fit_in_255_bytes():
 def test_retry_of_a_killed_shard_removes_its_temporary(tmp_path, dest):
     src, files = _tree(tmp_path)
     store = tmp_path / "store"
-    ex = engine.launch(LocationSpec(str(src)), dest.spec(), {}, store=str(store))
+    ex = engine.launch(LocationSpec(str(src)), dest.spec(), ALL_AT_ONCE, store=str(store))
     assert len(engine.prepare(ex)) == 1
     killed = _kill_mid_big_file(ex, dest)
     assert len(dest.leftovers()) == 1 and dest.read("big.bin") is None
@@ -91,10 +105,35 @@ def test_retry_of_a_killed_shard_removes_its_temporary(tmp_path, dest):
                   converge_s=round(time.monotonic() - killed, 2)))
 
 
+def test_a_killed_unnamed_file_leaves_nothing_at_a_local_destination(tmp_path):
+    """Where the file system creates files without a name (O_TMPFILE: ext4, XFS, Btrfs, tmpfs), a copy killed
+    half way through a file leaves no entry at all: the file had no name, and the kernel frees it with the
+    killed process's descriptors. The retry has nothing to clean and copies everything."""
+    src, files = _tree(tmp_path)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    ex = engine.launch(LocationSpec(str(src)), LocationSpec(str(dst)), {}, store=str(tmp_path / "store"))
+    engine.prepare(ex)
+    killed = kill_when(ex.uri, 0, RATE, lambda: unnamed_in_flight(dst) >= BIG // 4)
+    assert _temps(dst) == [] and not (dst / "big.bin").exists()
+    summary = engine.transfer(ex, 0)
+    assert summary["leftovers_removed"] == 0 and summary["failed"] == 0
+    for rel, data in files.items():
+        assert (dst / rel).read_bytes() == data
+    assert _temps(dst) == []
+    record(Figure(case="leftovers/unnamed-local", group="Process kills",
+                  fault="kill -9 of the shard process mid-copy of a 24 MiB file (local destination, files created "
+                        "without a name), then a retry of the shard",
+                  holds="nothing at the destination after the kill (no temporary, no partial file at a final "
+                        "name); the retry copies every file",
+                  runs=1, faults_injected=1, files_checked=len(files), leftovers=0,
+                  converge_s=round(time.monotonic() - killed, 2)))
+
+
 def test_next_execution_removes_the_temporary_of_a_killed_one(tmp_path, dest):
     src, files = _tree(tmp_path)
     store = tmp_path / "store"
-    ex = engine.launch(LocationSpec(str(src)), dest.spec(), {}, store=str(store))
+    ex = engine.launch(LocationSpec(str(src)), dest.spec(), ALL_AT_ONCE, store=str(store))
     engine.prepare(ex)
     killed = _kill_mid_big_file(ex, dest)
     assert len(dest.leftovers()) == 1
@@ -122,7 +161,7 @@ def test_next_execution_removes_the_temporary_of_a_killed_one(tmp_path, dest):
                   converge_s=round(time.monotonic() - killed, 2)))
 
 
-LIVE_WRITER = """
+LIVE_WRITER = PRELUDE + """
 import sys, time, os
 from airflow_datasync.locations import open_location
 from airflow_datasync.locations.base import Metadata
@@ -144,7 +183,8 @@ def test_a_live_copys_temporary_is_kept_by_the_next_execution(tmp_path, fs_dest)
     src = write_tree(tmp_path / "src", {"a.txt": b"a"})
     go = tmp_path / "go"
     writer = subprocess.Popen([sys.executable, "-c", LIVE_WRITER, dest.uri, str(go), dest.conn_id or ""],
-                              env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              env=python_env(named_temporaries=dest.named_temporaries), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
     try:
         assert writer.stdout.readline().strip() == "WRITING", writer.stderr.read() if writer.poll() else ""
         held = dest.leftovers()

@@ -33,6 +33,7 @@ from tests.engine.conftest import _write_tree as make_tree
 from tests.engine.test_engine_unreadable import _nobody_python
 from tests.faults.figures import Figure, record
 from tests.faults.sides import make_side
+from tests.in_flight import being_written
 
 MIB = 1 << 20
 #: Four chunks of the copy's 1 MiB reads, at 1 MiB/s: the change lands after the first chunk was written,
@@ -50,7 +51,8 @@ def _temporaries(root: Path) -> list[str]:
 
 
 class WhenCopying(threading.Thread):
-    """Runs ``fault`` once a temporary at ``dst`` holds at least ``after`` bytes: the copy is under way."""
+    """Runs ``fault`` once a file being written at ``dst`` (a temporary, or a file without a name yet) holds at
+    least ``after`` bytes: the copy is under way."""
 
     def __init__(self, dst: Path, fault, after: int = MIB) -> None:
         super().__init__(daemon=True)
@@ -58,14 +60,10 @@ class WhenCopying(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            for tmp in self.dst.glob(f"{TEMP_PREFIX}*"):
-                try:
-                    if tmp.stat().st_size >= self.after:
-                        self.fault()
-                        self.fired.set()
-                        return
-                except FileNotFoundError:
-                    pass
+            if being_written(self.dst, str(os.getpid())) >= self.after:
+                self.fault()
+                self.fired.set()
+                return
             time.sleep(0.002)
 
 

@@ -24,7 +24,6 @@ from airflow_datasync.errors import (
 from airflow_datasync.locations.base import (
     DIR,
     FILE,
-    LISTING_SCHEMA,
     OTHER,
     SMB_ATTRIBUTES,
     SMB_CREATION_NS,
@@ -48,8 +47,9 @@ from airflow_datasync.locations.base import (
     temp_name,
     temp_tag,
 )
-from airflow_datasync.locations.smb import read_open
+from airflow_datasync.locations.smb import read_open, sessions
 from airflow_datasync.locations.smb.connection import read_connection
+from airflow_datasync.locations.smb.dir_query import LOOKAHEAD, TreeLister
 from airflow_datasync.locations.smb.error_table import (
     AuthenticationError,
     HandleLost,
@@ -69,6 +69,7 @@ from airflow_datasync.locations.smb.protocol import (
     ATTR_REPARSE_POINT,
     COPIED_ATTRIBUTES,
     DELETE,
+    EPOCH_FILETIME,
     IO_REPARSE_TAG_SYMLINK,
     READ_CONTROL,
     SACL_SECURITY_INFORMATION,
@@ -83,7 +84,6 @@ from airflow_datasync.locations.smb.protocol import (
     delete_on_close,
     filetime_from_ns,
     list_directory,
-    ns_from_filetime,
     query_security,
     quick_lstat,
     rename_request,
@@ -262,13 +262,25 @@ class SmbLocation(SmbRangedWrites, Location):
 
     # -- reading ----------------------------------------------------------------------------------
     def scan(self, batch_size: int = 10_000, hints=None, needs_metadata=None) -> Iterator[pa.RecordBatch]:
-        cols: dict[str, list] = {f.name: [] for f in LISTING_SCHEMA if f.name not in ("etag", "meta_known", "hardlink_id")}
+        """The tree, depth first, each directory's entries by name; the next directories' listings are sent
+        ahead (:class:`.dir_query.TreeLister`). Listed on the session of the thread that asks for the scan,
+        whichever thread then reads it (a listing overlapped with the other side's opens no connection)."""
+        return self._scan(batch_size, sessions.current_lane())
 
-        def add(path, kind, size=None, mtime=None, atime=None, link=None, error=None):
-            for name, value in (("path", path), ("type", kind), ("size", size), ("mtime_ns", mtime),
-                                ("atime_ns", atime), ("mode", None), ("uid", None), ("gid", None),
-                                ("link_target", link), ("error", error)):
-                cols[name].append(value)
+    def _scan(self, batch_size: int, lane: int) -> Iterator[pa.RecordBatch]:
+        sessions.use_lane(lane)
+        cols: dict[str, list] = {name: [] for name in ("path", "type", "size", "mtime_ns", "atime_ns", "link_target",
+                                                       "error")}
+        path, kind, sizes, mtimes, atimes, links, errors = cols.values()
+
+        def add(rel, entry_kind, size=None, mtime=None, atime=None, link=None, error=None):
+            path.append(rel)
+            kind.append(entry_kind)
+            sizes.append(size)
+            mtimes.append(mtime)
+            atimes.append(atime)
+            links.append(link)
+            errors.append(error)
 
         def flush():
             batch = listing_batch(cols)
@@ -276,48 +288,79 @@ class SmbLocation(SmbRangedWrites, Location):
                 v.clear()
             return batch
 
+        lister = None
+
+        def listed(rel_dir: str, ahead: list[str]):
+            nonlocal lister
+            if lister is None or not lister.alive:  # the first directory, or the connection was re-opened
+                lister = TreeLister.open(self._unc(), self._kw())
+            if lister is None:  # a DFS share: each directory through smbclient
+                return list_directory(self._unc(rel_dir), self._kw())
+            lister.send_ahead(self._ahead_uncs(ahead))
+            return lister.entries(self._unc(rel_dir), self._kw())
+
         self._seen_leftovers = []
         stack = [""]
-        while stack:
-            rel_dir = stack.pop()
-            try:
-                entries = self._call(lambda d=rel_dir: list_directory(self._unc(d), self._kw()), rel_dir)
-            except LocationError as exc:
-                if rel_dir:
-                    add(rel_dir, DIR, error=f"cannot list directory: {reason(exc)}")
-                    continue
-                raise LocationError(f"{self.uri}: cannot list the root: {reason(exc)}") from None
-            subdirs = []
-            for raw_name, attrs, size, mtime, atime, ea_size in sorted(entries, key=lambda e: e[0].decode("utf-16-le", "surrogatepass")):
-                name = raw_name.decode("utf-16-le", "surrogatepass")
-                if name in (".", ".."):
-                    continue
-                if name.startswith(TEMP_PREFIX):
-                    self._met_leftover(Leftover(TEMPORARY, f"{rel_dir}/{name}" if rel_dir else name, temp_tag(name), size))
-                    continue
+        try:
+            while stack:
+                rel_dir = stack.pop()
                 try:
-                    name.encode("utf-8")
+                    entries = self._call(lambda d=rel_dir: listed(d, stack[:-LOOKAHEAD - 1:-1]), rel_dir)
+                except LocationError as exc:
+                    if rel_dir:
+                        add(rel_dir, DIR, error=f"cannot list directory: {reason(exc)}")
+                        continue
+                    raise LocationError(f"{self.uri}: cannot list the root: {reason(exc)}") from None
+                prefix = f"{rel_dir}/" if rel_dir else ""
+                named = sorted((raw.decode("utf-16-le", "surrogatepass"), attrs, size, mtime, atime, ea)
+                               for raw, attrs, size, mtime, atime, ea in entries)
+                try:  # one check for the whole directory; a name with a lone surrogate is found below
+                    "/".join(e[0] for e in named).encode("utf-8")
+                    valid = True
                 except UnicodeEncodeError:
-                    shown = name.encode("utf-8", "replace").decode("utf-8")
-                    add(f"{rel_dir}/{shown}" if rel_dir else shown, OTHER, error="name is not valid UTF-16; not copied")
-                    continue
-                rel = f"{rel_dir}/{name}" if rel_dir else name
-                if attrs & ATTR_REPARSE_POINT and ea_size == IO_REPARSE_TAG_SYMLINK:
-                    try:
-                        link = self._readlink(rel)
-                        add(rel, SYMLINK, 0, ns_from_filetime(mtime), ns_from_filetime(atime), link=link)
-                    except LocationError as exc:
-                        add(rel, SYMLINK, 0, ns_from_filetime(mtime), ns_from_filetime(atime), error=f"cannot read link: {reason(exc)}")
-                elif attrs & ATTR_DIRECTORY:
-                    add(rel, DIR, 0, ns_from_filetime(mtime), ns_from_filetime(atime))
-                    subdirs.append(rel)
-                else:
-                    add(rel, FILE, size, ns_from_filetime(mtime), ns_from_filetime(atime))
-                if len(cols["path"]) >= batch_size:
-                    yield flush()
-            stack.extend(reversed(subdirs))
-        if cols["path"]:
-            yield flush()
+                    valid = False
+                subdirs = []
+                for name, attrs, size, mtime, atime, ea_size in named:
+                    if name in (".", ".."):
+                        continue
+                    if name.startswith(TEMP_PREFIX):
+                        self._met_leftover(Leftover(TEMPORARY, prefix + name, temp_tag(name), size))
+                        continue
+                    if not valid:
+                        try:
+                            name.encode("utf-8")
+                        except UnicodeEncodeError:
+                            shown = name.encode("utf-8", "replace").decode("utf-8")
+                            add(prefix + shown, OTHER, error="name is not valid UTF-16; not copied")
+                            continue
+                    rel = prefix + name
+                    mtime_ns = (mtime - EPOCH_FILETIME) * 100 if mtime else None
+                    atime_ns = (atime - EPOCH_FILETIME) * 100 if atime else None
+                    if attrs & ATTR_REPARSE_POINT and ea_size == IO_REPARSE_TAG_SYMLINK:
+                        try:
+                            add(rel, SYMLINK, 0, mtime_ns, atime_ns, link=self._readlink(rel))
+                        except LocationError as exc:
+                            add(rel, SYMLINK, 0, mtime_ns, atime_ns, error=f"cannot read link: {reason(exc)}")
+                    elif attrs & ATTR_DIRECTORY:
+                        add(rel, DIR, 0, mtime_ns, atime_ns)
+                        subdirs.append(rel)
+                    else:
+                        add(rel, FILE, size, mtime_ns, atime_ns)
+                    if len(path) >= batch_size:
+                        yield flush()
+                stack.extend(reversed(subdirs))
+            if path:
+                yield flush()
+        finally:
+            if lister is not None:
+                lister.drain()  # compounds sent ahead for a scan that ended early
+
+    def _ahead_uncs(self, dirs: Iterable[str]) -> Iterator[str]:
+        for rel_dir in dirs:
+            try:
+                yield self._unc(rel_dir)
+            except UnsafePathError:  # not sent ahead: listed in its turn, which records its own error
+                continue
 
     def _readlink(self, path: str) -> str:
         import smbclient

@@ -32,6 +32,7 @@ _WRITE = struct.Struct("<HHIQ16sIIHHI")  # 48 bytes, the data follows
 _READ = struct.Struct("<HBBIQ16sIIIHHB")  # 49 bytes: the one-byte buffer a READ without channel info carries
 _SET_INFO = struct.Struct("<HBBIHHI16s")  # 32 bytes, the buffer follows
 _CLOSE = struct.Struct("<HHI16s")
+_QUERY_DIRECTORY = struct.Struct("<HBBI16sHHI")  # 32 bytes, the search pattern follows
 _BASIC = struct.Struct("<QQQQII")
 _RENAME = struct.Struct("<B7xQI")
 _CREATE_RESPONSE = struct.Struct("<HBBIQQQQQQII16s")  # up to the file id
@@ -105,6 +106,22 @@ class SMB2CloseRequest(LeanRequest):
     COMMAND, _SMBPROTOCOL = SMB2_CLOSE, "SMB2CloseRequest"
 
 
+SMB2_QUERY_DIRECTORY = 0x000E
+
+
+class SMB2QueryDirectoryRequest(LeanRequest):
+    """A directory listing's request (MS-SMB2 2.2.33); its credit charge reads ``buffer`` and
+    ``output_buffer_length``."""
+
+    __slots__ = ()
+    COMMAND, _SMBPROTOCOL = SMB2_QUERY_DIRECTORY, "SMB2QueryDirectoryRequest"
+
+    def __getitem__(self, name: str) -> Any:
+        if name == "buffer":  # the search pattern
+            return self._body[_QUERY_DIRECTORY.size:]
+        return super().__getitem__(name)
+
+
 def create_request(name: str, desired_access: int, file_attributes: int, share_access: int, disposition: int,
                    options: int, impersonation: int = 2) -> LeanRequest:
     buffer = name.encode("utf-16-le") if name else b"\x00\x00"
@@ -143,6 +160,15 @@ def basic_info(creation: int, atime: int, mtime: int, attributes: int) -> bytes:
 def rename_info(target: str, replace: bool) -> bytes:
     name = target.encode("utf-16-le")
     return _RENAME.pack(1 if replace else 0, 0, len(name)) + name
+
+
+def query_directory_request(info_class: int, *, restart: bool, output_size: int, pattern: str = "*",
+                            file_id: bytes = RELATED_FILE_ID) -> LeanRequest:
+    """A QUERY_DIRECTORY of ``pattern`` answering ``info_class`` entries, from the start (``restart``) or on."""
+    name = pattern.encode("utf-16-le")
+    body = _QUERY_DIRECTORY.pack(33, info_class, 0x01 if restart else 0, 0, file_id, _HEADER + 32, len(name),
+                                 output_size)
+    return SMB2QueryDirectoryRequest(body + name, {"output_buffer_length": output_size})
 
 
 class CreateResponse(NamedTuple):

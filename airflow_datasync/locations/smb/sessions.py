@@ -199,3 +199,14 @@ def wait_for_credits(call: Callable[[], T]) -> T:
     """``call()``, tried again while it fails with :class:`ConnectionBusyError`: other requests on the
     connection return their credits within milliseconds, so the waits are short (at most 0.1 s each)."""
     return retrying(call, attempts=CREDIT_WAITS, first_pause=0.001, max_pause=0.1, retryable=is_connection_busy)
+
+
+def current_lane() -> int:
+    """This thread's lane (assigned on first use)."""
+    return _lane()
+
+
+def use_lane(lane: int) -> None:
+    """Put this thread on ``lane``: work handed to it from another thread (a listing started there) goes on
+    that thread's session instead of opening one of its own."""
+    _LANE.id = lane

@@ -19,10 +19,11 @@ import pytest
 from airflow_datasync import checksum
 from airflow_datasync.engine import LocationSpec, run_execution
 from airflow_datasync.locations.base import TEMP_PREFIX
-from airflow_datasync.locations.smb import SmbLocation
-from airflow_datasync.locations.smb.dir_query import list_directory
+from airflow_datasync.locations.smb import SmbLocation, reset_pools, sessions
+from airflow_datasync.locations.smb.dir_query import LOOKAHEAD, list_directory
 from airflow_datasync.locations.smb.receive import LeanConnection
 from airflow_datasync.locations.smb.whole_read import SMALL_FILE_BYTES
+from tests.in_flight import being_written
 
 from .conftest import CONN_ID
 
@@ -155,16 +156,12 @@ def test_a_file_changing_during_a_copy_from_smb_is_not_published(smb_folder, tmp
 
     def change_when_copying() -> None:
         while not stop.is_set():
-            for tmp in dst.glob(f"{TEMP_PREFIX}*"):
-                try:
-                    if tmp.stat().st_size >= MIB:
-                        with open(folder.disk / "big.bin", "r+b") as fh:  # in place, as another writer
-                            fh.seek(big - MIB)
-                            fh.write(b"\xee" * MIB)
-                        fired.set()
-                        return
-                except FileNotFoundError:
-                    pass
+            if being_written(dst, str(os.getpid())) >= MIB:
+                with open(folder.disk / "big.bin", "r+b") as fh:  # in place, as another writer
+                    fh.seek(big - MIB)
+                    fh.write(b"\xee" * MIB)
+                fired.set()
+                return
             time.sleep(0.002)
 
     watcher = threading.Thread(target=change_when_copying, daemon=True)
@@ -206,6 +203,109 @@ def test_directories_are_listed_in_one_send_and_long_ones_completely(smb_folder,
     assert sends.kinds()[LIST_COMPOUND] == 3  # root, few, many (many then streamed on its own)
 
 
+def test_lean_query_directory_packs_as_smbprotocol_does():
+    """The listing compound's QUERY_DIRECTORY gives smbprotocol's bytes (and what its credit charge reads)."""
+    from smbprotocol.open import SMB2QueryDirectoryRequest
+
+    from airflow_datasync.locations.smb import messages
+
+    for restart, size, pattern in ((True, 65536, "*"), (False, 1 << 20, "*"), (True, 4096, "ünï*")):
+        ref = SMB2QueryDirectoryRequest()
+        ref["file_information_class"] = 0x26
+        ref["flags"] = 1 if restart else 0
+        ref["file_id"] = messages.RELATED_FILE_ID
+        ref["output_buffer_length"] = size
+        ref["buffer"] = pattern.encode("utf-16-le")
+        lean = messages.query_directory_request(0x26, restart=restart, output_size=size, pattern=pattern)
+        assert lean.pack() == ref.pack() and lean.COMMAND == ref.COMMAND and len(lean) == len(ref)
+        assert len(lean["buffer"]) == len(ref["buffer"])
+        assert lean["output_buffer_length"].get_value() == size
+        assert isinstance(type(lean)(), SMB2QueryDirectoryRequest)  # what a sent request rehydrates to
+
+
+def _listings_in_flight(connection) -> int:
+    """Listing compounds sent whose answers nobody has read yet (smbprotocol keeps a request outstanding until
+    its response is read)."""
+    return sum(1 for r in list(connection.outstanding_requests.values())
+               if type(r.message).__name__ != "SMB2Echo" and r.message["command"].get_value() == 0x0005)
+
+
+def test_a_scan_sends_the_next_directories_before_it_reads_them(smb_folder, monkeypatch):
+    """The next directories' compounds go out before the scan waits for the one it reads: several listings
+    in flight at once, still one compound per directory, every entry listed once, nothing left outstanding."""
+    folder = smb_folder()
+    files = {f"d{d:02d}/f{i}.bin": b"x" * i for d in range(20) for i in range(3)}
+    seed(folder.disk, files)
+    seed(folder.disk, {"d05/sub/deeper.bin": b"deep"})
+    loc = SmbLocation(folder.uri, CONN_ID)
+    assert loc.stat("") is not None
+    in_flight: list[int] = []
+    original = LeanConnection._send
+
+    def _send(self, messages, *args, **kwargs):
+        if tuple(type(m).__name__.removeprefix("SMB2").removesuffix("Request") for m in messages) == LIST_COMPOUND:
+            in_flight.append(_listings_in_flight(self) + 1)
+        return original(self, messages, *args, **kwargs)
+
+    monkeypatch.setattr(LeanConnection, "_send", _send)
+    rows = [r for batch in loc.scan() for r in batch.to_pylist()]
+    assert sorted(r["path"] for r in rows if r["type"] == "file") == sorted([*files, "d05/sub/deeper.bin"])
+    assert len(in_flight) == 1 + 20 + 1  # the root, its directories, d05/sub: one compound each
+    assert max(in_flight) >= 2, in_flight
+    assert max(in_flight) <= LOOKAHEAD + 1, in_flight
+    connection = next(iter(loc._session().connection.outstanding_requests.values()), None)
+    assert connection is None  # every answer read
+
+
+def test_a_scan_read_on_another_thread_lists_on_the_session_of_the_thread_that_started_it(smb_folder, sends):
+    """PREPARING starts both scans on its thread and reads them on threads of their own: the SMB one goes on
+    the session LAUNCHING opened there, not on a connection of the reading thread's lane."""
+    folder = smb_folder()
+    seed(folder.disk, {f"d{d}/f.bin": b"x" for d in range(5)})
+    loc = SmbLocation(folder.uri, CONN_ID)
+    reset_pools()
+    assert loc.stat("") is not None  # this thread's session
+    sends.clear()
+    scan = loc.scan()
+    rows: list[int] = []
+
+    def read_elsewhere() -> None:
+        sessions.use_lane((sessions.current_lane() + 1) % sessions.MAX_LANES)  # a lane with no connection yet
+        rows.extend(batch.num_rows for batch in scan)
+
+    reader = threading.Thread(target=read_elsewhere)
+    reader.start()
+    reader.join()
+    assert sum(rows) == 10
+    assert not [s for s in sends.log if set(s) & SETUP - {"Echo"}], sends.log  # no new connection, no new session
+
+
+def test_a_scan_ended_early_leaves_no_listing_outstanding(smb_folder):
+    folder = smb_folder()
+    seed(folder.disk, {f"d{d:02d}/f.bin": b"x" for d in range(30)})
+    loc = SmbLocation(folder.uri, CONN_ID)
+    scan = loc.scan(batch_size=35)  # the first batch: the root's 30 directories and the files of 5 of them
+    assert next(scan).num_rows == 35
+    assert _listings_in_flight(loc._session().connection) >= 1  # the next directories, sent ahead
+    scan.close()
+    assert _listings_in_flight(loc._session().connection) == 0
+    assert loc.stat("d00/f.bin") is not None  # the connection serves on
+
+
+def test_a_scan_survives_a_connection_dropped_with_listings_in_flight(smb_folder, drop_connections):
+    folder = smb_folder()
+    files = {f"d{d:02d}/f{i}.bin": b"y" * i for d in range(30) for i in range(2)}
+    seed(folder.disk, files)
+    loc = SmbLocation(folder.uri, CONN_ID)
+    scan = loc.scan(batch_size=35)
+    rows = next(scan).to_pylist()
+    assert _listings_in_flight(loc._session().connection) >= 1
+    assert drop_connections() >= 1  # the compounds sent ahead die with it
+    rows += [r for batch in scan for r in batch.to_pylist()]
+    assert sorted(r["path"] for r in rows if r["type"] == "file") == sorted(files)
+    assert not [r for r in rows if r["error"]]
+
+
 @pytest.mark.parametrize("direction", ["local-to-smb", "smb-to-local"])
 def test_a_rerun_with_nothing_changed_sends_nothing_per_file(smb_folder, sends, tmp_path, direction):
     folder = smb_folder()
@@ -216,9 +316,13 @@ def test_a_rerun_with_nothing_changed_sends_nothing_per_file(smb_folder, sends, 
     src, dst = (str(local), smb) if direction == "local-to-smb" else (smb, str(local))
     store = tmp_path / "store"
     assert run(src, dst, store)["Status"] == "SUCCESS"
+    reset_pools()  # a fresh process's pools: the re-run opens what it needs
     sends.clear()
     out = run(src, dst, store)
     assert out["Status"] == "SUCCESS" and out["FilesTransferred"] == 0, out
+    # One connection: the listing runs on a thread of its own beside the other side's, on the session
+    # LAUNCHING opened.
+    assert sum(1 for s in sends.log if {"SMB3Negotiate", "Negotiate"} & set(s)) == 1, sends.log
     kinds = sends.kinds()
     assert kinds[LIST_COMPOUND] == 4, kinds  # the root and its three directories
     others = sum(n for s, n in kinds.items() if s != LIST_COMPOUND)
