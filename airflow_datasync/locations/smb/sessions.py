@@ -122,10 +122,10 @@ def drop_session(server: str, port: int, config) -> None:
 
 
 class _LaneState:
-    __slots__ = ("pid", "kw", "cache", "connection", "session", "trees")
+    __slots__ = ("pid", "lane", "kw", "cache", "connection", "session", "trees")
 
-    def __init__(self, pid: int, kw: dict, cache: dict) -> None:
-        self.pid, self.kw, self.cache = pid, kw, cache
+    def __init__(self, pid: int, lane: int, kw: dict, cache: dict) -> None:
+        self.pid, self.lane, self.kw, self.cache = pid, lane, kw, cache
         self.connection = self.session = None
         self.trees: dict[str, Any] = {}  # share UNC -> TreeConnect, for shares whose names map verbatim
 
@@ -145,13 +145,13 @@ class ThreadLanes:
 
     def _state(self) -> _LaneState:
         state = getattr(self._local, "state", None)
-        if state is None or state.pid != os.getpid():
+        if state is None or state.pid != os.getpid() or state.lane != _lane():  # a fork, or use_lane
             c = self._config
             cache = pool(self._server, self._port, c)
             kw = {"username": c.username, "password": c.password, "port": self._port,
                   "encrypt": True if c.encrypt else None, "connection_cache": cache,
                   "auth_protocol": c.auth_protocol, "require_signing": c.require_signing}
-            state = self._local.state = _LaneState(os.getpid(), kw, cache)
+            state = self._local.state = _LaneState(os.getpid(), _lane(), kw, cache)
         return state
 
     def kw(self) -> dict[str, Any]:
