@@ -140,8 +140,12 @@ def test_profile_charges_waits_and_busy_code_to_their_layers(tmp_path):
     assert proc.returncode == 0, proc.stderr
     summary = profile.summarise(json.loads(out.read_text()), 100)
     assert summary.self_layer["waiting: threads (locks, events, queues)"] > 0
-    assert summary.threads["spinner"]["busy"] > 0.8 * summary.threads["spinner"]["samples"]
-    assert summary.threads["idler"]["busy"] < 0.2 * summary.threads["idler"]["samples"]
+    # Threads are told apart by what they ran, not by name: py-spy sometimes samples a thread before its
+    # name is registered and files it as "(unnamed)" (one run in three here).
+    spinning = max(summary.threads.values(), key=lambda group: group["busy"])
+    assert spinning["busy"] > 0.8 * spinning["samples"]
+    assert all(group["busy"] < 0.2 * group["samples"] for group in summary.threads.values() if group is not spinning)
+    assert summary.self_fn[("spin", str(script))] > 0.5 * summary.busy
     text = profile.markdown(summary, title="spin", facts=["synthetic"])
     assert "## By layer" in text and "`spin`" in text
 
