@@ -50,6 +50,7 @@ from airflow_datasync.locations.base import (
     temp_tag,
 )
 from airflow_datasync.locations.local_copy import SourceFile, copy_into, open_source
+from airflow_datasync.locations.local_locks import lock_if_supported
 from airflow_datasync.locations.local_mounts import copy_threads
 from airflow_datasync.locations.local_ranges import LocalRangedWrites
 
@@ -374,12 +375,9 @@ class LocalLocation(LocalRangedWrites, Location):
         while True:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
             try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while a cleaner is looking at this very file
-                except OSError as exc:
-                    if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP):
-                        raise
-                    return fd  # a mount without locks (NFS "nolock"): written unlocked, see docs/reliability.md
+                # Waits only while a cleaner is looking at this very file; unlocked on a mount without locks.
+                if not lock_if_supported(fd, fcntl.LOCK_EX):
+                    return fd
                 if os.fstat(fd).st_nlink:
                     return fd
             except BaseException:
@@ -553,11 +551,7 @@ class LocalLocation(LocalRangedWrites, Location):
                                          "keeps it") from None
         # The name is taken: the file gets a temporary name beside it, locked as any temporary (so that a
         # cleaner keeps it), and replaces the entry there in one rename.
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP):
-                raise
+        lock_if_supported(fd, fcntl.LOCK_EX)
         tmp = self._temp_for(path, tag)
         try:
             os.link(proc, tmp, src_dir_fd=_dir_fd_for_linkat(), follow_symlinks=True)

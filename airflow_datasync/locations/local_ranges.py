@@ -8,7 +8,6 @@ holds it, and a later execution's PREPARING removes it as any dead temporary (se
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 from collections.abc import Iterator, Sequence
@@ -16,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from airflow_datasync import checksum
 from airflow_datasync.errors import from_oserror
 from airflow_datasync.locations.base import AlreadyExistsError, Hole, LocationError, Metadata, NotFoundError, Written
+from airflow_datasync.locations.local_locks import lock_if_supported
 from airflow_datasync.locations.ranges import RangedWrite, RangeWritten, missing_ranges
 
 
@@ -44,11 +44,10 @@ class LocalRangedWrites:
             raise NotFoundError(f"{self.uri}: the temporary of {ranged.path} is gone (removed by a clean-up?); "
                                 "the striped file is copied again by the next execution") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP):
-                os.close(fd)
-                raise
+            lock_if_supported(fd, fcntl.LOCK_SH)
+        except OSError:
+            os.close(fd)
+            raise
         return fd
 
     def write_range(self, ranged: RangedWrite, offset: int, chunks: Iterator[bytes | Hole], *,
