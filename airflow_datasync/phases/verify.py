@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -214,12 +215,12 @@ def _not_verified(execution: ExecutionDir) -> pa.Array:
     return pa.concat_arrays([not_transferred, deletes])
 
 
-def _second_listing(execution: ExecutionDir, name: str, location: Location, hints: ScanHints | None) -> pa.Table:
-    """POINT_IN_TIME_CONSISTENT's listing of one side, kept as ``verify-<side>.parquet`` and returned as
-    written (not read back)."""
+def _second_listing(execution: ExecutionDir, name: str, scan: Iterator[pa.RecordBatch]) -> pa.Table:
+    """POINT_IN_TIME_CONSISTENT's listing of one side (``scan``, started by the caller), kept as
+    ``verify-<side>.parquet`` and returned as written (not read back)."""
     batches = []
     with execution.sink(execution.file(f"verify-{name}.parquet"), LISTING_SCHEMA) as sink:
-        for batch in location.scan(hints=hints):
+        for batch in scan:
             sink.write(batch)
             batches.append(batch)
     return pa.Table.from_batches(batches).cast(LISTING_SCHEMA) if batches else LISTING_SCHEMA.empty_table()
@@ -235,10 +236,11 @@ def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, option
         found = listings_for(execution.read_json(execution.launch), src, dst, options)
         listings = {name: plan.apply_filters(table, options) for name, table in zip(("source", "destination"), found)}
     else:
-        # Both sides at once: one side's listing waits on its server while the other's runs.
-        sides = [("source", src), ("destination", dst)]
-        tables = run_parallel(lambda side: _second_listing(execution, *side, hints.get(side[0])), sides, 2, "verify-list")
-        listings = {name: plan.apply_filters(table, options) for (name, _loc), table in zip(sides, tables)}
+        # Both sides at once: one side's listing waits on its server while the other's runs. Both scans start
+        # here, on this thread, as PREPARING's do (SMB lists on the session this thread opened in LAUNCHING).
+        sides = [(name, loc.scan(hints=hints.get(name))) for name, loc in (("source", src), ("destination", dst))]
+        tables = run_parallel(lambda side: _second_listing(execution, *side), sides, 2, "verify-list")
+        listings = {name: plan.apply_filters(table, options) for (name, _scan), table in zip(sides, tables)}
     source, destination, _ = plan.comparable(listings["source"], listings["destination"], options, src, dst)
     source = source.filter(pc.and_(pc.is_null(source["error"]), pc.not_equal(source["type"], "other")))
     if len(not_verified):
