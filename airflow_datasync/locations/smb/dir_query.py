@@ -105,12 +105,6 @@ class TreeLister:
         tree, _path = get_smb_tree(unc, **kw)
         return None if tree.is_dfs_share else cls(tree)
 
-    @property
-    def alive(self) -> bool:
-        from airflow_datasync.locations.smb.protocol import connection_alive
-
-        return connection_alive(self.connection)
-
     def send_ahead(self, uncs: Iterable[str]) -> None:
         """Send the compounds of the directories ``uncs`` (those the scan lists next) not sent yet, while the
         connection has credits to spare (a compound's, beyond one compound's for others)."""

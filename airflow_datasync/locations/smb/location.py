@@ -292,7 +292,8 @@ class SmbLocation(SmbRangedWrites, Location):
 
         def listed(rel_dir: str, ahead: list[str]):
             nonlocal lister
-            if lister is None or not lister.alive:  # the first directory, or the connection was re-opened
+            # The first directory, or the pool's connection is another now (a dropped one re-opened).
+            if lister is None or lister.connection is not self._session().connection:
                 lister = TreeLister.open(self._unc(), self._kw())
             if lister is None:  # a DFS share: each directory through smbclient
                 return list_directory(self._unc(rel_dir), self._kw())

@@ -99,8 +99,11 @@ def open_session(server: str, port: int, config):
 def _quiet_disconnect(conn: Any) -> None:
     try:
         conn.disconnect(close=True, timeout=5)
-    except Exception:  # the connection is already broken
-        pass
+    except Exception:  # the connection is already broken, or a tree the server deleted refused its logoff
+        try:
+            conn.disconnect(close=False)  # smbprotocol closes the socket only once every logoff passed
+        except Exception:
+            pass
 
 
 def reset_pools() -> None:
