@@ -92,6 +92,11 @@ class CreditWindowTooSmall(Exception):
     """The server's credit window is smaller than a compound, with nothing outstanding to widen it."""
 
 
+def credits_for(connection: Any, requests: list) -> int:
+    """The credits ``requests`` take (MS-SMB2 3.1.5.2: a READ or WRITE one per 64 KiB; at least one each)."""
+    return sum(max(1, connection._calculate_credit_charge(r)) for r in requests)
+
+
 def _reserve(connection: Any, needed: int) -> None:
     """Refuse (as :class:`ConnectionBusyError`, which the caller waits on) unless ``needed`` credits are free:
     smbprotocol checks each request of a compound only as it numbers it, so a shortfall midway would burn
@@ -166,9 +171,9 @@ def _count(out: CompoundWrite, connection: Any, request: Any) -> None:
 
 def _send_related(out: CompoundWrite, tree: Any, roles: list) -> None:
     connection = tree.session.connection
-    _reserve(connection, len(roles))
-    requests = connection.send_compound([r[1] for r in roles], tree.session.session_id, tree.tree_connect_id,
-                                        related=True)
+    compound = [r[1] for r in roles]
+    _reserve(connection, credits_for(connection, compound))
+    requests = connection.send_compound(compound, tree.session.session_id, tree.tree_connect_id, related=True)
     for (role, _msg, receive), request in zip(roles, requests, strict=True):
         out.statuses[role] = _status(receive, request)
 

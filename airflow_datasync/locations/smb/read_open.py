@@ -22,6 +22,7 @@ from airflow_datasync.locations.base import (
     OpenedForCopy,
     StatResult,
 )
+from airflow_datasync.locations.smb.compound import CreditWindowTooSmall
 from airflow_datasync.locations.smb.protocol import ATTR_REPARSE_POINT, COPIED_ATTRIBUTES, EPOCH_FILETIME
 from airflow_datasync.locations.smb.reader import ReconnectingReader
 from airflow_datasync.locations.smb.whole_read import FileState, WholeRead, read_whole
@@ -44,7 +45,12 @@ def open_range(location: SmbLocation, path: str, offset: int, length: int) -> IO
 
 
 def _whole(location: SmbLocation, path: str) -> WholeRead | None:
-    return location._call(lambda: read_whole(*location._tree(path), location._unc(path)), path)
+    """The one compound's read of ``path``; None where it cannot tell (a DFS referral, a credit window
+    narrower than the compound: the general way then)."""
+    try:
+        return location._call(lambda: read_whole(*location._tree(path), location._unc(path)), path)
+    except CreditWindowTooSmall:
+        return None
 
 
 def whole_bytes(read: WholeRead | None) -> bytes | None:

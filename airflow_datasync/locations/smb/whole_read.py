@@ -80,13 +80,18 @@ def _received(connection: Any, request: Any) -> tuple[int, bytes | None]:
 def read_whole(tree: Any, name: str, unc: str) -> WholeRead | None:
     """Open ``name`` on the tree connect ``tree`` (``unc``, for errors), read it from offset 0 and close it,
     in one send. ``None`` when a DFS share refers the path elsewhere. A failed CREATE raises smbclient's
-    SMBOSError with its NtStatus, as an open would."""
+    SMBOSError with its NtStatus, as an open would. Short of the compound's credits (its READ's, one per
+    64 KiB), it raises as :func:`.compound._reserve` does: ConnectionBusyError to wait, CreditWindowTooSmall
+    for a window that never holds them."""
     from smbprotocol.exceptions import SMBOSError
+
+    from airflow_datasync.locations.smb.compound import _reserve, credits_for
 
     connection, session_id, tree_id = tree.session.connection, tree.session.session_id, tree.tree_connect_id
     compound = [messages.create_request(name, _ACCESS, _ATTR_NORMAL, _SHARE, _FILE_OPEN, _OPTIONS),
                 messages.read_request(small_file_limit(connection)),
                 messages.close_request(attributes=True)]
+    _reserve(connection, credits_for(connection, compound))  # smbprotocol, short midway, would burn message ids
     requests = connection.send_compound(compound, session_id, tree_id, related=True)
     # Every response is taken, whatever the first says: each leaves the connection's table only when received.
     (created, create_body), (read, read_body), (closed, close_body) = (_received(connection, r) for r in requests)
