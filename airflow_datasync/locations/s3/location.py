@@ -234,9 +234,9 @@ class S3Location(S3RangedWrites, Location):
     def _listing(self, contents: list[dict[str, Any]], pool: ThreadPoolExecutor,
                  hints: ScanHints | None = None, needs_metadata: Callable[[str, int], bool] | None = None
                  ) -> pa.RecordBatch:
-        # Column lists, not a dict per object: a listing of thousands of keys spends its interpreter time here.
-        cols: dict[str, list[Any]] = {name: [] for name in _LISTED}
-        path, kind, size, mtime, atime, mode, uid, gid, link, error, etags, meta_known = cols.values()
+        # A list per object, turned into columns at the end in one transposition, not a dict per object nor
+        # an append per column: a listing of thousands of keys spends its interpreter time here.
+        rows: list[list[Any]] = []
         heads: list[tuple[int, str]] = []
         plen = len(self.prefix)
         for c in contents:
@@ -266,10 +266,9 @@ class S3Location(S3RangedWrites, Location):
                     # Nothing to compare it with (new, or a different size): metadata comes with the GET.
                     row[11] = False
                 else:
-                    heads.append((len(path), key))
-            for column, value in zip((path, kind, size, mtime, atime, mode, uid, gid, link, error, etags, meta_known),
-                                     row):
-                column.append(value)
+                    heads.append((len(rows), key))
+            rows.append(row)
+        cols = dict(zip(_LISTED, map(list, zip(*rows)))) if rows else {name: [] for name in _LISTED}
         for index, head in zip([i for i, _ in heads], pool.map(self._head_meta, [k for _, k in heads])):
             if head is None:
                 continue  # deleted between list and head: keep what the listing said

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import collections
 import datetime
+import functools
 import hashlib
 import hmac
 import http.client
+import operator
 import os
 import re
 import ssl
@@ -339,9 +341,117 @@ class ListPage:
     next_token: str | None
 
 
+#: The leaf fields of a ``<Contents>`` the engine reads, and each entry's end, in one pass over a page.
+_CONTENTS_FIELD = re.compile(rb"<(Key|Size|ETag|LastModified|StorageClass|/Contents)>([^<]*)")
+_TAG = re.compile(rb"<(/?)([A-Za-z0-9]+)>")
+_ENTITY = re.compile(r"&(?:#([0-9]+)|#x([0-9a-fA-F]+)|(amp|lt|gt|quot|apos));")
+_NAMED_ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+_READ = (b"Key", b"Size", b"ETag", b"LastModified", b"StorageClass")
+
+
+def _entity(match: re.Match[str]) -> str:
+    number, hex_number, name = match.groups()
+    return _NAMED_ENTITIES[name] if name else chr(int(number) if number else int(hex_number, 16))
+
+
+def _xml_text(raw: bytes) -> str:
+    if b"&" not in raw:
+        return raw.decode()
+    # An ETag's quotes come as &#34; or &quot; on every object: replaced without a call per match.
+    text = raw.replace(b"&#34;", b'"').replace(b"&quot;", b'"').decode()
+    return _ENTITY.sub(_entity, text) if "&" in text else text
+
+
+@functools.lru_cache(maxsize=16)
+def _entry_pattern(skeleton: tuple[tuple[bytes, bytes], ...]) -> tuple[re.Pattern[bytes], tuple[bytes, ...]]:
+    """A regular expression of one ``<Contents>`` with exactly the tags of ``skeleton`` (the first entry's,
+    in order), capturing each leaf's text; and the leaves' names in capture order."""
+    pattern, leaves = b"", []
+    for i, (close, name) in enumerate(skeleton):
+        pattern += re.escape(b"<" + close + name + b">")
+        if not close and i + 1 < len(skeleton) and skeleton[i + 1] == (b"/", name):
+            pattern, leaves = pattern + b"([^<]*)", leaves + [name]
+        else:
+            pattern += rb"\s*"
+    return re.compile(pattern), tuple(leaves)
+
+
+def _entries(objects: bytes) -> list[tuple[bytes | None, ...]] | None:
+    """The leaf fields :data:`_READ` of every ``<Contents>`` of ``objects`` (the run of them in a page), in
+    that order (None where absent), by one expression when every entry has the first one's tags (a store
+    writes them alike), else tag by tag; None if an entry lacks a Key or a LastModified."""
+    skeleton = tuple(_TAG.findall(objects[:objects.find(b"</Contents>") + len(b"</Contents>")]))
+    pattern, leaves = _entry_pattern(skeleton)
+    if b"Key" in leaves and b"LastModified" in leaves:
+        matches = pattern.findall(objects)
+        if len(matches) == objects.count(b"<Contents>"):
+            if len(leaves) == 1:
+                matches = [(m,) for m in matches]
+            at = [leaves.index(name) if name in leaves else None for name in _READ]
+            if None not in at:
+                return [operator.itemgetter(*at)(m) for m in matches]
+            return [tuple(None if i is None else m[i] for i in at) for m in matches]
+    entries, entry = [], {}
+    for name, raw in _CONTENTS_FIELD.findall(objects):
+        if name != b"/Contents":
+            entry[name] = raw
+            continue
+        if b"Key" not in entry or b"LastModified" not in entry:
+            return None
+        entries.append(tuple(entry.get(name) for name in _READ))
+        entry = {}
+    return entries if len(entries) == objects.count(b"<Contents>") else None
+
+
 def parse_listing(body: bytes) -> ListPage | None:
     """A ListObjectsV2 page (keys URL-decoded where ``encoding-type=url`` applied), or None if ``body`` is
-    not a complete one."""
+    not a complete one.
+
+    ElementTree reads the page without its ``<Contents>`` (names, flags, token, common prefixes), which
+    also proves the document complete; the objects are read by regular expressions over the run of
+    ``<Contents>`` elements, whose fields are leaves (a tree of a thousand objects cost most of a page's
+    parse). A page this reading does not expect (CDATA, comments, another encoding, a prefixed
+    namespace) goes through ElementTree whole."""
+    first, last = body.find(b"<Contents>"), body.rfind(b"</Contents>")
+    if first < 0:  # no objects, or not in S3's default namespace
+        return _parse_listing_tree(body)
+    if last < first:
+        return None
+    head, objects = body[:first], body[first:last + len(b"</Contents>")]
+    if b"<!" in objects or b"<?" in objects or not _plain_utf8(head):
+        return _parse_listing_tree(body)
+    document = xml_document(head + body[last + len(b"</Contents>"):])
+    if document is None:
+        return None
+    root, ns = document
+    if root.tag != ns + "ListBucketResult":
+        return None
+    decode = urllib.parse.unquote_plus if (root.findtext(ns + "EncodingType") or "").lower() == "url" else str
+    entries = _entries(objects)
+    if entries is None:
+        return None
+    contents, stamps, classes = [], {}, {}
+    for key, size, etag, modified, storage in entries:
+        if (stamp := stamps.get(modified)) is None:  # objects written in one second share it
+            stamp = stamps[modified] = iso_timestamp(modified.decode())
+            if stamp is None:
+                return None
+        item = {"Key": decode(_xml_text(key)), "Size": int(size or 0),
+                "ETag": None if etag is None else _xml_text(etag), "LastModified": stamp}
+        if storage is not None:
+            item["StorageClass"] = classes.get(storage) or classes.setdefault(storage, _xml_text(storage))
+        contents.append(item)
+    return _page_of(root, ns, decode, contents)
+
+
+def _plain_utf8(head: bytes) -> bool:
+    """Whether a page's start is UTF-8 XML with S3's default namespace and nothing ElementTree alone reads."""
+    declaration = head[:head.find(b"?>") + 2] if head.startswith(b"<?xml") else b""
+    return (not declaration or b"utf-8" in declaration.lower()) and b"<!" not in head
+
+
+def _parse_listing_tree(body: bytes) -> ListPage | None:
+    """:func:`parse_listing` all through ElementTree."""
     document = xml_document(body)
     if document is None:
         return None
@@ -362,6 +472,11 @@ def parse_listing(body: bytes) -> ListPage | None:
         if (sc := item.findtext(storage)) is not None:
             entry["StorageClass"] = sc
         contents.append(entry)
+    return _page_of(root, ns, decode, contents)
+
+
+def _page_of(root: ElementTree.Element, ns: str, decode: Callable[[str], str], contents: list[dict[str, Any]]
+             ) -> ListPage | None:
     prefixes = [decode(p.findtext(ns + "Prefix") or "") for p in root.iterfind(ns + "CommonPrefixes")]
     truncated = (root.findtext(ns + "IsTruncated") or "false").strip().lower() == "true"
     token = root.findtext(ns + "NextContinuationToken") if truncated else None

@@ -447,6 +447,29 @@ def test_point_in_time_verify_compares_listed_etags_and_still_catches_a_changed_
     assert "dir/b.csv" in caught["ErrorDetail"]
 
 
+def test_point_in_time_verify_with_nothing_copied_still_sees_changes_made_after_preparing(tmp_path, s3, bucket):
+    """Nothing to copy, so nothing written between the two listings: VERIFYING still lists both sides again,
+    since POINT_IN_TIME_CONSISTENT checks them as they are when it runs (docs/benchmarks.md, session 7): an
+    object deleted, one rewritten under the same size and a source file added after PREPARING all fail."""
+    src = tmp_path / "src"
+    make_tree(src)
+    store = str(tmp_path / "store")
+    assert run_execution(str(src), s3loc(bucket), {}, store=store)["Status"] == "SUCCESS"
+    execution = engine.launch(LocationSpec(str(src)), s3loc(bucket), {"VerifyMode": "POINT_IN_TIME_CONSISTENT"},
+                              store=store)
+    assert engine.prepare(execution) == []
+    engine.finalize(execution)
+    s3.delete_object(Bucket=bucket, Key="data/a.txt")
+    head = s3.head_object(Bucket=bucket, Key="data/dir/b.csv")
+    s3.put_object(Bucket=bucket, Key="data/dir/b.csv", Body=os.urandom(head["ContentLength"]), Metadata=head["Metadata"])
+    (src / "dir" / "new.txt").write_bytes(b"after PREPARING")
+    summary = engine.verify(execution)
+    rows = {r["path"]: r for r in pq.read_table(execution.verify_rows).to_pylist()}
+    assert summary["failed"] == 3
+    assert rows["a.txt"]["verify_status"] == "MISSING" and rows["dir/new.txt"]["verify_status"] == "MISSING"
+    assert rows["dir/b.csv"]["verify_status"] == "MISMATCH"
+
+
 def test_point_in_time_verify_of_a_tree_in_sync_reads_each_source_file_once_and_lists_the_rest(tmp_path, s3, bucket):
     """A run with nothing to copy: VERIFYING lists the destination (LIST pages, no HEAD or GET) and reads
     every source file once for its MD5; a file whose bytes changed under the same size and mtime is a

@@ -52,6 +52,58 @@ def test_listing_page_parsing_decodes_keys_and_refuses_what_it_does_not_know():
         assert parse_listing(bad) is None
 
 
+def _listing_xml(entries: list[bytes], *, url: bool = True, truncated: bool = False) -> bytes:
+    return (b'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            b"<Name>b</Name><Prefix>p/</Prefix>" + (b"<EncodingType>url</EncodingType>" if url else b"")
+            + b"<IsTruncated>" + (b"true</IsTruncated><NextContinuationToken>t</NextContinuationToken>" if truncated
+                                  else b"false</IsTruncated>")
+            + b"".join(b"<Contents>" + e + b"</Contents>" for e in entries)
+            + b"<CommonPrefixes><Prefix>p/sub/</Prefix></CommonPrefixes></ListBucketResult>")
+
+
+def test_listing_pages_read_by_expression_equal_the_element_tree_reading():
+    """The objects of a page are read by regular expressions, not a tree: whatever the order of an entry's
+    fields, nested or missing ones, entities, mixed entry shapes or pretty-printing, the page equals what
+    ElementTree reads of it; what the expressions do not expect goes to ElementTree, and an incomplete page
+    is refused either way."""
+    from airflow_datasync.locations.s3.sigv4 import _parse_listing_tree
+
+    aws = (b"<Key>p/a%%20b+c</Key><LastModified>2026-11-26T15:39:12.033Z</LastModified><ETag>&quot;%s&quot;</ETag>"
+           b"<ChecksumAlgorithm>CRC64NVME</ChecksumAlgorithm><Size>%d</Size>"
+           b"<Owner><ID>o</ID><DisplayName>d</DisplayName></Owner><StorageClass>STANDARD</StorageClass>")
+    seaweed = b"<Key>p/%s</Key><ETag>&#34;e&#34;</ETag><Size>%d</Size><StorageClass>STANDARD</StorageClass>" \
+              b"<LastModified>2026-12-02T05:31:58Z</LastModified>"
+    pages = {
+        "AWS's order": _listing_xml([aws % (b"e" * 32, i) for i in range(5)], truncated=True),
+        "SeaweedFS's order": _listing_xml([seaweed % (b"f%d" % i, i) for i in range(5)]),
+        "entities, no URL encoding": _listing_xml([b"<Key>p/&lt;x&gt; &amp; &#233;&#x263A;&apos;</Key>"
+                                                   b"<LastModified>2026-12-02T05:31:58Z</LastModified><Size>1</Size>"],
+                                                  url=False),
+        "mixed shapes": _listing_xml([seaweed % (b"a", 1), b"<Key>p/b</Key><LastModified>2026-12-02T05:31:58Z"
+                                      b"</LastModified>", b"<Size>3</Size><Key>p/c</Key><LastModified>2026-12-02T05:31:58Z"
+                                      b"</LastModified><ETag>&quot;x&quot;</ETag>"]),
+        "pretty-printed": _listing_xml([b"\n  <Key>p/k</Key>\n  <LastModified>2026-12-02T05:31:58Z</LastModified>\n"
+                                        b"  <Owner>\n    <ID>o</ID>\n  </Owner>\n  <Size>7</Size>\n"] * 2),
+        "CDATA": _listing_xml([b"<Key><![CDATA[p/<cdata>]]></Key><LastModified>2026-12-02T05:31:58Z</LastModified>"],
+                              url=False),
+        "a comment": _listing_xml([b"<!-- x --><Key>p/k</Key><LastModified>2026-12-02T05:31:58Z</LastModified>"]),
+        "an empty key": _listing_xml([b"<Key></Key><LastModified>2026-12-02T05:31:58Z</LastModified>"]),
+        "no objects": _listing_xml([]),
+    }
+    for what, page in pages.items():
+        ours, tree = parse_listing(page), _parse_listing_tree(page)
+        assert ours is not None and ours == tree, what
+    assert parse_listing(pages["AWS's order"]).contents[0]["Key"] == "p/a b c"
+    assert parse_listing(pages["entities, no URL encoding"]).contents[0]["Key"] == "p/<x> & \u00e9\u263a'"
+    assert parse_listing(pages["CDATA"]).contents[0]["Key"] == "p/<cdata>"
+    assert [c["Size"] for c in parse_listing(pages["mixed shapes"]).contents] == [1, 0, 3]
+    complete = pages["SeaweedFS's order"]
+    for bad in (complete[:-20], complete[:complete.rfind(b"</Contents>")],
+                _listing_xml([b"<Key>p/no-time</Key><Size>1</Size>"]),
+                _listing_xml([b"<Key>p/k</Key><LastModified>not a time</LastModified>"])):
+        assert parse_listing(bad) is None and _parse_listing_tree(bad) is None
+
+
 def test_transport_lists_and_heads_exactly_like_boto3(s3, bucket):
     for i, name in enumerate(ODD):
         s3.put_object(Bucket=bucket, Key=f"data/{name}", Body=b"x" * i, ChecksumAlgorithm="CRC64NVME",
