@@ -160,7 +160,8 @@ class TreeLister:
 
     def _received(self, requests: list, out: list[Entry]) -> bool:
         """Read one compound's four answers into ``out``; False when the directory holds more than the first
-        buffer. Every answer is read before the create's failure (which fails the rest) is raised."""
+        buffer. Every answer is read, and the handle closed, before a failure (a failed create fails the rest)
+        is raised."""
         from smbprotocol.exceptions import SMBResponseException
 
         create, first, second, close = requests
@@ -173,11 +174,19 @@ class TreeLister:
                 except SMBResponseException:  # failed with the create, as related requests do
                     pass
             raise exc from None
-        buffers = [_query_buffer(self.connection, first), _query_buffer(self.connection, second)]
+        buffers, failure = [], None
+        for query in (first, second):
+            try:
+                buffers.append(_query_buffer(self.connection, query))
+            except SMBResponseException as exc:  # raised once the close is read and the handle closed
+                failure = failure or exc
+                buffers.append(None)
         try:
             self.connection.receive(close)
         except SMBResponseException:  # failed with the query before it: the handle is still open
             self._close_by_id(opened.file_id)
+        if failure is not None:
+            raise failure
         if buffers[0] is not None:
             parse_entries(buffers[0], out)
         return buffers[1] is None
