@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from airflow_datasync.locations.smb.error_table import ConnectionBusyError
 from airflow_datasync.locations.smb.protocol import refused_for_credits
@@ -138,6 +138,40 @@ def send_write(fd: Any, offset: int, views: list[memoryview], credits: int):
     return fd.connection.send(message, sid=sid, tid=tid, credit_request=credits)
 
 
+class SourceFill:
+    """A source file read straight into the writer's reused request buffers (:meth:`PipelinedWriter.write_from`),
+    each read fed to ``hasher`` (and ``also``) and counted by ``on_chunk``. A fresh ``bytes`` per chunk is a
+    fresh mapping of the allocator: its page faults and, when it is freed, a TLB shootdown across the
+    threads' CPUs each time, a cost that swings with how the host schedules those CPUs. Iterated, it gives
+    chunks as :func:`checksum.stream` does, for a path that takes chunks."""
+
+    def __init__(self, fh: IO[bytes], hasher: Any, also: Any = None,
+                 on_chunk: Callable[[int], None] | None = None) -> None:
+        self.fh, self.hasher, self.also, self.on_chunk = fh, hasher, also, on_chunk
+
+    def fill(self, buffer: memoryview) -> int:
+        """Read into ``buffer`` until it is full or the file ends; the count (0: the end)."""
+        n = 0
+        while n < len(buffer):
+            got = self.fh.readinto(buffer[n:])
+            if not got:
+                break
+            n += got
+        if n:
+            view = buffer[:n]
+            self.hasher.update(view)
+            if self.also is not None:
+                self.also.update(view)
+            if self.on_chunk is not None:
+                self.on_chunk(n)
+        return n
+
+    def __iter__(self) -> Iterator[bytes]:
+        from airflow_datasync import checksum
+
+        return checksum.stream(self.fh, self.hasher, on_chunk=self.on_chunk, also=self.also)
+
+
 class PipelinedWriter:
     """Streams chunks into an open file handle (``SMBFileIO``) with several WRITEs in flight."""
 
@@ -147,10 +181,14 @@ class PipelinedWriter:
         self.size = max(1, min(WRITE_BYTES, self.conn.max_write_size if self.conn.supports_multi_credit else CREDIT_BYTES))
         self.offset = raw._offset  # where the next request writes
         self.queue = _Queue()
-        self.inflight: deque[tuple[Any, int, list[memoryview], int]] = deque()  # request, offset, views, charge
+        # request, offset, views, charge, and the buffer its response frees (write_from: its buffer's last)
+        self.inflight: deque[tuple[Any, int, list[memoryview], int, memoryview | None]] = deque()
+        self.free: deque[memoryview] = deque()  # write_from's buffers no request in flight holds
         self.written = 0
 
     def write(self, chunks: Iterator[bytes]) -> int:
+        if isinstance(chunks, SourceFill):
+            return self.write_from(chunks)
         try:
             for chunk in chunks:
                 self.queue.put(chunk)
@@ -163,6 +201,34 @@ class PipelinedWriter:
         except BaseException:
             self._abandon()
             raise
+        return self._done()
+
+    def write_from(self, source: SourceFill) -> int:
+        """Stream ``source`` through buffers of one request each, one more than :data:`WRITE_DEPTH`: a buffer
+        is read into again only once the requests sending it are answered (a short write resends from it)."""
+        self.free.extend(memoryview(bytearray(self.size)) for _ in range(WRITE_DEPTH + 1))
+        try:
+            while True:
+                while not self.free:
+                    self._finish_oldest()
+                buffer = self.free.popleft()
+                n = source.fill(buffer)
+                if not n:
+                    break
+                self.queue.views.append(buffer[:n])
+                self.queue.size += n
+                while self.queue.size:  # credits may cut it into several requests; the last frees it
+                    self._send_next(buffer)
+            while self.inflight:
+                self._finish_oldest()
+        except BaseException:
+            self._abandon()
+            raise
+        finally:
+            self.free.clear()
+        return self._done()
+
+    def _done(self) -> int:
         self.raw._offset = self.offset
         self.fd.end_of_file = max(self.fd.end_of_file, self.offset)
         return self.written
@@ -170,7 +236,7 @@ class PipelinedWriter:
     def _held(self) -> int:
         return sum(entry[3] for entry in self.inflight)
 
-    def _send_next(self) -> None:
+    def _send_next(self, buffer: memoryview | None = None) -> None:
         while len(self.inflight) >= WRITE_DEPTH or (self.inflight and others_wait(self.conn)):
             self._finish_oldest()
         n = min(self.size, self.queue.size)
@@ -179,10 +245,10 @@ class PipelinedWriter:
                 self._finish_oldest()
             else:  # others hold the window, or the server grants less: a smaller request
                 n = min(n, wait_for_some_credits(self.conn) * CREDIT_BYTES)
-        self._send(self.offset, self.queue.take(n))
+        self._send(self.offset, self.queue.take(n), None if self.queue.size else buffer)
         self.offset += n
 
-    def _send(self, offset: int, views: list[memoryview]) -> None:
+    def _send(self, offset: int, views: list[memoryview], frees: memoryview | None = None) -> None:
         n = sum(len(v) for v in views)
         charge = credit_charge(n)
 
@@ -196,10 +262,10 @@ class PipelinedWriter:
                 raise
 
         request = wait_for_credits(lambda: self.mapped(once))
-        self.inflight.append((request, offset, views, charge))
+        self.inflight.append((request, offset, views, charge, frees))
 
     def _finish_oldest(self) -> None:
-        request, offset, views, _ = self.inflight.popleft()
+        request, offset, views, _, frees = self.inflight.popleft()
         count = self.mapped(lambda: self.fd._write_response(request))
         length = sum(len(v) for v in views)
         self.written += min(count, length)
@@ -208,6 +274,8 @@ class PipelinedWriter:
             while self.inflight:
                 self._finish_oldest()
             self._rewrite(offset + count, rest)
+        if frees is not None:
+            self.free.append(frees)
 
     def _rewrite(self, offset: int, views: list[memoryview]) -> None:
         remaining = sum(len(v) for v in views)
