@@ -13,6 +13,7 @@ window would stay at what the session setup left (64 credits on Samba: 4 MiB).
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -45,6 +46,11 @@ READ_BYTES = 1 << 20
 CREDIT_TARGET = 512
 #: Bytes one credit pays for (MS-SMB2 3.1.5.2).
 CREDIT_BYTES = 65536
+
+
+#: A READ response's body up to its data: StructureSize (17), DataOffset (from the header's start),
+#: Reserved, DataLength (MS-SMB2 2.2.20).
+_READ_RESPONSE = struct.Struct("<HBxI")
 
 
 def credit_charge(length: int) -> int:
@@ -303,6 +309,28 @@ class PipelinedWriter:
                 pass
 
 
+def read_data(fd: Any, request: Any) -> bytes | memoryview:
+    """A READ response's data: a view of the message our receiver delivered (smbprotocol's own parse copies
+    it twice over, through its body and its structure), else smbprotocol's parse."""
+    from airflow_datasync.locations.smb.receive import ReceivedHeader  # imports smbprotocol: not at module load
+
+    response = fd.connection.receive(request)
+    if not isinstance(response, ReceivedHeader):
+        from smbprotocol.open import SMB2ReadResponse
+
+        parsed = SMB2ReadResponse()
+        parsed.unpack(response["data"].get_value())
+        return parsed["buffer"].get_value()
+    message = response.message()
+    size, offset, length = _READ_RESPONSE.unpack_from(message, 64)
+    if size != 17 or offset + length > len(message) or (length and offset < 64 + 16):
+        from smbprotocol.exceptions import SMBException
+
+        raise SMBException(f"a READ response with StructureSize {size}, DataOffset {offset}, DataLength {length} "
+                           f"in a {len(message)}-byte message")
+    return message[offset:offset + length]
+
+
 def _tail(views: list[memoryview], skip: int) -> list[memoryview]:
     """``views`` without their first ``skip`` bytes."""
     out = []
@@ -371,7 +399,7 @@ class ReadAhead:
     def _take_oldest(self) -> None:
         request, offset, length, _ = self.inflight.popleft()
         try:
-            data = self.mapped(lambda: self.fd._read_response(request))
+            data = self.mapped(lambda: read_data(self.fd, request))
         except BaseException:
             self.next = offset  # what the failed request read is asked for again
             self.abandon()
