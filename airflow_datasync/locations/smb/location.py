@@ -6,6 +6,7 @@ docstring (:mod:`airflow_datasync.locations.smb`); the wire-level work is in :mo
 
 from __future__ import annotations
 
+import io
 import os
 import stat as st
 import threading
@@ -60,7 +61,7 @@ from airflow_datasync.locations.smb.error_table import (
 )
 from airflow_datasync.locations.smb.leftovers import own_temporaries, remove_temporaries
 from airflow_datasync.locations.smb.names import check_windows_path, windows_path_problem, windows_path_problems
-from airflow_datasync.locations.smb.pipeline import PipelinedWriter
+from airflow_datasync.locations.smb.pipeline import PipelinedWriter, SourceFill
 from airflow_datasync.locations.smb.protocol import (
     ACCESS_SYSTEM_SECURITY,
     ATTR_DIRECTORY,
@@ -484,7 +485,9 @@ class SmbLocation(SmbRangedWrites, Location):
             extra |= WRITE_DAC | WRITE_OWNER | (ACCESS_SYSTEM_SECURITY if sd_info & SACL_SECURITY_INFORMATION else 0)
         if self._small_limit is None:
             self._small_limit = limit_for(self)
-        data, chunks = peek_small(chunks, self._small_limit)
+        data = None
+        if not isinstance(chunks, SourceFill):  # write_file's big files: no peek
+            data, chunks = peek_small(chunks, self._small_limit)
         if data is not None:
             times = _basic_info(meta, is_dir=False)
             done = write_small_file(self, tmp, path, data, WRITE_ACCESS | extra, times if any(times) else None,
@@ -527,6 +530,19 @@ class SmbLocation(SmbRangedWrites, Location):
             if committed:
                 close_quietly(raw)
         return Written(size=written)
+
+    def write_file(self, path: str, fh: IO[bytes], meta: Metadata, *, tag: str, hasher: Any, also: Any = None,
+                   on_chunk: Callable[[int], None] | None = None, size: int | None = None,
+                   before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> Written:
+        """A local file past the small-file limit is read straight into the WRITE requests' buffers
+        (:class:`.pipeline.SourceFill`); anything else as chunks."""
+        if self._small_limit is None:
+            self._small_limit = limit_for(self)
+        if not isinstance(fh, io.FileIO) or size is None or size <= self._small_limit:
+            return super().write_file(path, fh, meta, tag=tag, hasher=hasher, also=also, on_chunk=on_chunk,
+                                      size=size, before_commit=before_commit, overwrite=overwrite)
+        return self.write(path, SourceFill(fh, hasher, also, on_chunk), meta, tag=tag, before_commit=before_commit,
+                          overwrite=overwrite)
 
     def _meta_infos(self, meta: Metadata, sd: bytes | None, sd_info: int | None, *, is_dir: bool) -> list:
         """The SET_INFO requests that apply ``meta``: the security descriptor first (writing an owner or ACL may

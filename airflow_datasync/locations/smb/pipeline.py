@@ -13,10 +13,11 @@ window would stay at what the session setup left (64 credits on Samba: 4 MiB).
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from airflow_datasync.locations.smb.error_table import ConnectionBusyError
 from airflow_datasync.locations.smb.protocol import refused_for_credits
@@ -45,6 +46,11 @@ READ_BYTES = 1 << 20
 CREDIT_TARGET = 512
 #: Bytes one credit pays for (MS-SMB2 3.1.5.2).
 CREDIT_BYTES = 65536
+
+
+#: A READ response's body up to its data: StructureSize (17), DataOffset (from the header's start),
+#: Reserved, DataLength (MS-SMB2 2.2.20).
+_READ_RESPONSE = struct.Struct("<HBxI")
 
 
 def credit_charge(length: int) -> int:
@@ -138,6 +144,40 @@ def send_write(fd: Any, offset: int, views: list[memoryview], credits: int):
     return fd.connection.send(message, sid=sid, tid=tid, credit_request=credits)
 
 
+class SourceFill:
+    """A source file read straight into the writer's reused request buffers (:meth:`PipelinedWriter.write_from`),
+    each read fed to ``hasher`` (and ``also``) and counted by ``on_chunk``. A fresh ``bytes`` per chunk is a
+    fresh mapping of the allocator: its page faults and, when it is freed, a TLB shootdown across the
+    threads' CPUs each time, a cost that swings with how the host schedules those CPUs. Iterated, it gives
+    chunks as :func:`checksum.stream` does, for a path that takes chunks."""
+
+    def __init__(self, fh: IO[bytes], hasher: Any, also: Any = None,
+                 on_chunk: Callable[[int], None] | None = None) -> None:
+        self.fh, self.hasher, self.also, self.on_chunk = fh, hasher, also, on_chunk
+
+    def fill(self, buffer: memoryview) -> int:
+        """Read into ``buffer`` until it is full or the file ends; the count (0: the end)."""
+        n = 0
+        while n < len(buffer):
+            got = self.fh.readinto(buffer[n:])
+            if not got:
+                break
+            n += got
+        if n:
+            view = buffer[:n]
+            self.hasher.update(view)
+            if self.also is not None:
+                self.also.update(view)
+            if self.on_chunk is not None:
+                self.on_chunk(n)
+        return n
+
+    def __iter__(self) -> Iterator[bytes]:
+        from airflow_datasync import checksum
+
+        return checksum.stream(self.fh, self.hasher, on_chunk=self.on_chunk, also=self.also)
+
+
 class PipelinedWriter:
     """Streams chunks into an open file handle (``SMBFileIO``) with several WRITEs in flight."""
 
@@ -147,10 +187,14 @@ class PipelinedWriter:
         self.size = max(1, min(WRITE_BYTES, self.conn.max_write_size if self.conn.supports_multi_credit else CREDIT_BYTES))
         self.offset = raw._offset  # where the next request writes
         self.queue = _Queue()
-        self.inflight: deque[tuple[Any, int, list[memoryview], int]] = deque()  # request, offset, views, charge
+        # request, offset, views, charge, and the buffer its response frees (write_from: its buffer's last)
+        self.inflight: deque[tuple[Any, int, list[memoryview], int, memoryview | None]] = deque()
+        self.free: deque[memoryview] = deque()  # write_from's buffers no request in flight holds
         self.written = 0
 
     def write(self, chunks: Iterator[bytes]) -> int:
+        if isinstance(chunks, SourceFill):
+            return self.write_from(chunks)
         try:
             for chunk in chunks:
                 self.queue.put(chunk)
@@ -163,6 +207,34 @@ class PipelinedWriter:
         except BaseException:
             self._abandon()
             raise
+        return self._done()
+
+    def write_from(self, source: SourceFill) -> int:
+        """Stream ``source`` through buffers of one request each, one more than :data:`WRITE_DEPTH`: a buffer
+        is read into again only once the requests sending it are answered (a short write resends from it)."""
+        self.free.extend(memoryview(bytearray(self.size)) for _ in range(WRITE_DEPTH + 1))
+        try:
+            while True:
+                while not self.free:
+                    self._finish_oldest()
+                buffer = self.free.popleft()
+                n = source.fill(buffer)
+                if not n:
+                    break
+                self.queue.views.append(buffer[:n])
+                self.queue.size += n
+                while self.queue.size:  # credits may cut it into several requests; the last frees it
+                    self._send_next(buffer)
+            while self.inflight:
+                self._finish_oldest()
+        except BaseException:
+            self._abandon()
+            raise
+        finally:
+            self.free.clear()
+        return self._done()
+
+    def _done(self) -> int:
         self.raw._offset = self.offset
         self.fd.end_of_file = max(self.fd.end_of_file, self.offset)
         return self.written
@@ -170,7 +242,7 @@ class PipelinedWriter:
     def _held(self) -> int:
         return sum(entry[3] for entry in self.inflight)
 
-    def _send_next(self) -> None:
+    def _send_next(self, buffer: memoryview | None = None) -> None:
         while len(self.inflight) >= WRITE_DEPTH or (self.inflight and others_wait(self.conn)):
             self._finish_oldest()
         n = min(self.size, self.queue.size)
@@ -179,10 +251,10 @@ class PipelinedWriter:
                 self._finish_oldest()
             else:  # others hold the window, or the server grants less: a smaller request
                 n = min(n, wait_for_some_credits(self.conn) * CREDIT_BYTES)
-        self._send(self.offset, self.queue.take(n))
+        self._send(self.offset, self.queue.take(n), None if self.queue.size else buffer)
         self.offset += n
 
-    def _send(self, offset: int, views: list[memoryview]) -> None:
+    def _send(self, offset: int, views: list[memoryview], frees: memoryview | None = None) -> None:
         n = sum(len(v) for v in views)
         charge = credit_charge(n)
 
@@ -196,10 +268,10 @@ class PipelinedWriter:
                 raise
 
         request = wait_for_credits(lambda: self.mapped(once))
-        self.inflight.append((request, offset, views, charge))
+        self.inflight.append((request, offset, views, charge, frees))
 
     def _finish_oldest(self) -> None:
-        request, offset, views, _ = self.inflight.popleft()
+        request, offset, views, _, frees = self.inflight.popleft()
         count = self.mapped(lambda: self.fd._write_response(request))
         length = sum(len(v) for v in views)
         self.written += min(count, length)
@@ -208,6 +280,8 @@ class PipelinedWriter:
             while self.inflight:
                 self._finish_oldest()
             self._rewrite(offset + count, rest)
+        if frees is not None:
+            self.free.append(frees)
 
     def _rewrite(self, offset: int, views: list[memoryview]) -> None:
         remaining = sum(len(v) for v in views)
@@ -233,6 +307,28 @@ class PipelinedWriter:
                 self.fd._write_response(request)
             except Exception:  # the write already failed; the connection may be gone
                 pass
+
+
+def read_data(fd: Any, request: Any) -> bytes | memoryview:
+    """A READ response's data: a view of the message our receiver delivered (smbprotocol's own parse copies
+    it twice over, through its body and its structure), else smbprotocol's parse."""
+    from airflow_datasync.locations.smb.receive import ReceivedHeader  # imports smbprotocol: not at module load
+
+    response = fd.connection.receive(request)
+    if not isinstance(response, ReceivedHeader):
+        from smbprotocol.open import SMB2ReadResponse
+
+        parsed = SMB2ReadResponse()
+        parsed.unpack(response["data"].get_value())
+        return parsed["buffer"].get_value()
+    message = response.message()
+    size, offset, length = _READ_RESPONSE.unpack_from(message, 64)
+    if size != 17 or offset + length > len(message) or (length and offset < 64 + 16):
+        from smbprotocol.exceptions import SMBException
+
+        raise SMBException(f"a READ response with StructureSize {size}, DataOffset {offset}, DataLength {length} "
+                           f"in a {len(message)}-byte message")
+    return message[offset:offset + length]
 
 
 def _tail(views: list[memoryview], skip: int) -> list[memoryview]:
@@ -303,7 +399,7 @@ class ReadAhead:
     def _take_oldest(self) -> None:
         request, offset, length, _ = self.inflight.popleft()
         try:
-            data = self.mapped(lambda: self.fd._read_response(request))
+            data = self.mapped(lambda: read_data(self.fd, request))
         except BaseException:
             self.next = offset  # what the failed request read is asked for again
             self.abandon()

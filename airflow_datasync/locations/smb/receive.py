@@ -94,6 +94,10 @@ class ReceivedHeader:
         """The response's body (what ``["data"].get_value()`` gives)."""
         return bytes(self._raw[_HEADER_SIZE:])
 
+    def message(self) -> memoryview:
+        """The whole response, header first, as received (a READ's data taken from it without a copy)."""
+        return self._raw
+
     def structure(self) -> SMB2HeaderResponse:
         """smbprotocol's own structure of this response."""
         if self._structure is None:

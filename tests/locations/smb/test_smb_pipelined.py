@@ -106,6 +106,30 @@ def test_content_and_checksum_at_sizes_around_the_request_size(smb_folder, monke
     assert _names(folder.disk) == sorted(f"f{size}.bin" for size in _sizes())  # no temporary left
 
 
+@pytest.mark.parametrize("conn_id", [CONN_ID, ENCRYPTED_CONN_ID], ids=["signing-required", "encrypted"])
+def test_a_local_file_read_into_the_request_buffers_lands_whole_with_its_checksum(smb_folder, monkeypatch, tmp_path,
+                                                                                  conn_id):
+    folder = smb_folder(conn_id=conn_id)
+    loc = SmbLocation(folder.uri, conn_id)
+    seen = InFlight(monkeypatch)
+    fills = []
+    fill = pipeline.SourceFill.fill
+    monkeypatch.setattr(pipeline.SourceFill, "fill", lambda self, buffer: fills.append(fill(self, buffer)) or fills[-1])
+    payload = os.urandom(max(_sizes()))
+    for size in _sizes():
+        (tmp_path / "src.bin").write_bytes(payload[:size])
+        hasher, also, counted = checksum.new_hasher(), checksum.new_hasher(), []
+        with open(tmp_path / "src.bin", "rb", buffering=0) as fh:
+            written = loc.write_file(f"f{size}.bin", fh, Metadata(mtime_ns=MTIME), tag="t-0", hasher=hasher,
+                                     also=also, on_chunk=counted.append, size=size)
+        assert written.size == size == sum(counted)
+        assert (folder.disk / f"f{size}.bin").read_bytes() == payload[:size], size
+        assert hasher.hexdigest() == also.hexdigest() == _crc(payload[:size]), size
+    assert max(fills) == pipeline.WRITE_BYTES  # the big ones went through the buffers, a request's worth each
+    assert seen.most["write"] > 1
+    assert _names(folder.disk) == sorted(f"f{size}.bin" for size in _sizes())
+
+
 def test_a_dropped_connection_mid_write_leaves_nothing_and_the_retry_lands(smb_folder, samba, monkeypatch):
     folder = smb_folder()
     loc = SmbLocation(folder.uri, CONN_ID)
@@ -151,12 +175,13 @@ def stingy_samba(tmp_path_factory):
     server.stop()
 
 
-def test_sixteen_threads_writing_big_files_stay_inside_the_granted_credits(stingy_samba, monkeypatch):
+@pytest.mark.parametrize("via", ["chunks", "file"])
+def test_sixteen_threads_writing_big_files_stay_inside_the_granted_credits(stingy_samba, monkeypatch, tmp_path, via):
     monkeypatch.setenv("AIRFLOW_CONN_DATASYNC_STINGY_SMB", json.dumps({
         "conn_type": "datasync_smb", "host": "127.0.0.1", "port": stingy_samba.port, "login": stingy_samba.user,
         "password": stingy_samba.password, "extra": {"require_signing": True}}))
-    (stingy_samba.shares["data"] / "many").mkdir()
-    loc = SmbLocation(f"smb://127.0.0.1:{stingy_samba.port}/data/many", "datasync_stingy_smb")
+    (stingy_samba.shares["data"] / via).mkdir()
+    loc = SmbLocation(f"smb://127.0.0.1:{stingy_samba.port}/data/{via}", "datasync_stingy_smb")
     seen = InFlight(monkeypatch)
     from smbprotocol.connection import Connection
 
@@ -167,7 +192,13 @@ def test_sixteen_threads_writing_big_files_stay_inside_the_granted_credits(sting
 
     def copy(i: int) -> None:
         try:
-            loc.write(f"f{i}.bin", _chunks(payloads[i], MIB), Metadata(mtime_ns=MTIME), tag="t-0")
+            if via == "chunks":
+                loc.write(f"f{i}.bin", _chunks(payloads[i], MIB), Metadata(mtime_ns=MTIME), tag="t-0")
+            else:  # a buffer the window cuts into several requests is read into again only when all are answered
+                (tmp_path / f"src{i}.bin").write_bytes(payloads[i])
+                with open(tmp_path / f"src{i}.bin", "rb", buffering=0) as fh:
+                    loc.write_file(f"f{i}.bin", fh, Metadata(mtime_ns=MTIME), tag="t-0", hasher=checksum.new_hasher(),
+                                   size=len(payloads[i]))
             with loc.open_read(f"f{i}.bin") as fh:
                 assert checksum.file_checksum(fh) == _crc(payloads[i])
         except BaseException as exc:
@@ -183,7 +214,7 @@ def test_sixteen_threads_writing_big_files_stay_inside_the_granted_credits(sting
     # re-opened (one per lane).
     assert len(connects) <= sessions.MAX_LANES
     for i, data in enumerate(payloads):
-        assert (stingy_samba.shares["data"] / "many" / f"f{i}.bin").read_bytes() == data
+        assert (stingy_samba.shares["data"] / via / f"f{i}.bin").read_bytes() == data
     assert seen.most["write"] > 1 and seen.most["read"] > 1
 
 
