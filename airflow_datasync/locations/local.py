@@ -47,7 +47,7 @@ from airflow_datasync.locations.base import (
     temp_tag,
 )
 from airflow_datasync.locations.local_copy import SourceFile, open_source
-from airflow_datasync.locations.local_mounts import copy_threads
+from airflow_datasync.locations.local_mounts import copy_threads, small_file_threads
 from airflow_datasync.locations.local_publish import PROC_FDS, LocalPublishing, read_umask
 from airflow_datasync.locations.local_ranges import LocalRangedWrites
 
@@ -99,6 +99,7 @@ class LocalLocation(LocalPublishing, LocalRangedWrites, Location):
         # threads between two local paths: the fewer of both). Verifying hashes local files in the
         # interpreter: against another location, more threads than 8 only slow it down.
         self.capabilities = Capabilities(concurrency=copy_threads(self.root), verify_concurrency=8,
+                                         small_file_concurrency=small_file_threads(self.root),
                                          keeps_ownership=os.geteuid() == 0, owner_names="posix", needs_sync=True,
                                          sparse_files=True, hard_links=True, partial_scans=True, ranged_writes=True)
         #: Set by :meth:`prepare_writes` when the shard ends with :meth:`sync`: large files then start their

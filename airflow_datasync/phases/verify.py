@@ -179,8 +179,8 @@ def verify_execution(execution: ExecutionDir, src: Location, dst: Location, opti
             ["path", "bytes_written", "src_checksum", "src_md5"]).to_pylist()
         progress = Progress("verifying transferred files", len(todo), sum(r["bytes_written"] or 0 for r in todo))
         rows, todo = _by_listed_md5s(dst, todo, progress)
-        rows += run_parallel(lambda r: _check_transferred(src, dst, r, progress), todo, options.verify_workers(src, dst),
-                             "verify")
+        workers = options.small_file_workers(options.verify_workers(src, dst), [r["bytes_written"] for r in todo], src, dst)
+        rows += run_parallel(lambda r: _check_transferred(src, dst, r, progress), todo, workers, "verify")
         rows += _check_links(dst, hardlinks.kept_pairs(execution), {})
         progress.log()
     if options.VerifyMode == "POINT_IN_TIME_CONSISTENT":
