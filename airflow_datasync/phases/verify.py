@@ -262,7 +262,9 @@ def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, option
     verified, files = by_etag_md5s(files, None if src.capabilities.native_checksums else read_md5s)
     unread = verified.filter(pc.invert(pc.is_in(verified["path"], pa.array(read, pa.string())))) if read else verified
     progress.add(unread.num_rows, pc.sum(unread["size"]).as_py() or 0)
-    rows += run_parallel(lambda r: _check_content(src, dst, r, progress, read), files.to_pylist(), workers, "verify")
+    content = files.to_pylist()
+    rows += run_parallel(lambda r: _check_content(src, dst, r, progress, read), content,
+                         options.small_file_workers(workers, [r["size"] for r in content], src, dst), "verify")
     n = verified.num_rows
     table = pa.concat_tables([
         pa.Table.from_pylist(rows, schema=VERIFY_SCHEMA),
