@@ -95,9 +95,10 @@ class LocalLocation(LocalPublishing, LocalRangedWrites, Location):
         self.root = path_from_uri(uri)
         # Per instance: only root may give files to other owners, so ownership is kept only when running as
         # root. Names for Uid/Gid NAME/BOTH come from this machine's pwd/grp databases. Copies run a thread
-        # per core on a local disk's file system, 8 on a mount that answers in round trips (so do verifying
-        # threads between two local paths: the fewer of both). Verifying hashes local files in the
-        # interpreter: against another location, more threads than 8 only slow it down.
+        # per core on a local disk's file system (one for shards of small files between two disks), 8 on a
+        # mount that answers in round trips (so do verifying threads between two local paths: the fewer of
+        # both). Verifying hashes local files in the interpreter: against another location, more threads
+        # than 8 only slow it down.
         self.capabilities = Capabilities(concurrency=copy_threads(self.root), verify_concurrency=8,
                                          small_file_concurrency=small_file_threads(self.root),
                                          keeps_ownership=os.geteuid() == 0, owner_names="posix", needs_sync=True,
