@@ -302,6 +302,11 @@ class TaskReportConfig:
         _BY_PATH["TaskReportConfig.ReportLevel"].check(self.ReportLevel)
 
 
+#: Files smaller than this on average are "small" to :meth:`TaskOptions.small_file_workers`: their reads and
+#: writes take one chunk each (the copy's buffer), so the interpreter lock is released only for microseconds.
+SMALL_FILE_BYTES = 1 << 20
+
+
 @dataclass(frozen=True)
 class TaskOptions:
     """DataSync task options (defaults as DataSync's, except VerifyMode: see docs/options.md).
@@ -434,6 +439,15 @@ class TaskOptions:
         declared = [loc.capabilities.verify_concurrency for loc in locations
                     if loc.capabilities.verify_concurrency is not None]
         return min([*declared, self.workers(*locations)])
+
+    def small_file_workers(self, workers: int, sizes: list[int | None], *locations: Location) -> int:
+        """``workers`` threads for files of ``sizes``, or with ``concurrency`` 0 and files smaller than
+        :data:`SMALL_FILE_BYTES` on average, the most :attr:`Capabilities.small_file_concurrency` of the
+        locations, if every one declares it (a local disk's does: one thread)."""
+        declared = [loc.capabilities.small_file_concurrency for loc in locations]
+        if self.concurrency or not sizes or None in declared or sum(s or 0 for s in sizes) >= SMALL_FILE_BYTES * len(sizes):
+            return workers
+        return max(declared)
 
     @property
     def preserve_mtime(self) -> bool:

@@ -182,6 +182,11 @@ class Capabilities:
     #: Verification threads with ``concurrency`` 0 when this location is checked against another; None:
     #: as :attr:`concurrency`. A file system hashing local files is interpreter-bound: fewer threads.
     verify_concurrency: int | None = None
+    #: Copy and verification threads with ``concurrency`` 0 for files smaller on average than
+    #: ``options.SMALL_FILE_BYTES`` when every location involved declares it (the most of them); None:
+    #: as above. On a local disk a small file's system calls take microseconds, so a second thread only
+    #: hands the interpreter lock to and fro around each of them.
+    small_file_concurrency: int | None = None
     #: Resolution of the modification times the store keeps (SMB: 100 ns).
     mtime_resolution_ns: int = 1
     #: Whether the store keeps POSIX mode/uid/gid; if either side does not, they are neither set nor compared.

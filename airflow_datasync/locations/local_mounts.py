@@ -50,6 +50,13 @@ def copy_threads(path: str) -> int:
     return max(1, min(MOUNT_THREADS, cores))
 
 
+def small_file_threads(path: str) -> int | None:
+    """:attr:`Capabilities.small_file_concurrency` of a location at ``path``: one thread on a local disk's
+    file system (each system call returns before a second thread could use the interpreter lock), None
+    (as for other files) on a mount, whose round trips threads overlap."""
+    return 1 if file_system_type(path) in DISK_FILE_SYSTEMS else None
+
+
 def _unescape(field: str) -> str:
     """A mountinfo path: space, tab, newline and backslash are written as octal escapes (``\\040``)."""
     if "\\" not in field:

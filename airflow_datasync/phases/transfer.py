@@ -374,8 +374,9 @@ def transfer_shard(execution: ExecutionDir, shard: int, src: Location, dst: Loca
                 results.extend(copy_in_processes(copier.run_one, others, done, execution=execution, shard=shard,
                                                  tag=copier.tag, options=options, workers=workers,
                                                  processes=processes, progress=progress, limiter=limiter))
-            else:
-                results.extend(run_parallel(lambda r: copier.run_one(r, done), others, workers, f"shard{shard}"))
+            else:  # small files on a local disk: one thread (see Capabilities.small_file_concurrency)
+                threads = options.small_file_workers(workers, [r["size"] for r in others if r["type"] == FILE], src, dst)
+                results.extend(run_parallel(lambda r: copier.run_one(r, done), others, threads, f"shard{shard}"))
             if options.sync_writes:
                 dst.sync()
         finally:

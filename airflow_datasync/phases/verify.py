@@ -180,8 +180,8 @@ def verify_execution(execution: ExecutionDir, src: Location, dst: Location, opti
             ["path", "bytes_written", "src_checksum", "src_md5"]).to_pylist()
         progress = Progress("verifying transferred files", len(todo), sum(r["bytes_written"] or 0 for r in todo))
         rows, todo = _by_listed_md5s(dst, todo, progress)
-        rows += run_parallel(lambda r: _check_transferred(src, dst, r, progress), todo, options.verify_workers(src, dst),
-                             "verify")
+        workers = options.small_file_workers(options.verify_workers(src, dst), [r["bytes_written"] for r in todo], src, dst)
+        rows += run_parallel(lambda r: _check_transferred(src, dst, r, progress), todo, workers, "verify")
         rows += _check_links(dst, hardlinks.kept_pairs(execution), {})
         progress.log()
     if options.VerifyMode == "POINT_IN_TIME_CONSISTENT":
@@ -264,7 +264,9 @@ def _point_in_time(execution: ExecutionDir, src: Location, dst: Location, option
     verified, files = by_etag_md5s(files, None if src.capabilities.native_checksums else read_md5s)
     unread = verified.filter(pc.invert(pc.is_in(verified["path"], pa.array(read, pa.string())))) if read else verified
     progress.add(unread.num_rows, pc.sum(unread["size"]).as_py() or 0)
-    rows += run_parallel(lambda r: _check_content(src, dst, r, progress, read), files.to_pylist(), workers, "verify")
+    content = files.to_pylist()
+    rows += run_parallel(lambda r: _check_content(src, dst, r, progress, read), content,
+                         options.small_file_workers(workers, [r["size"] for r in content], src, dst), "verify")
     n = verified.num_rows
     table = pa.concat_tables([
         pa.Table.from_pylist(rows, schema=VERIFY_SCHEMA),

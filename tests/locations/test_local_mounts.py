@@ -34,3 +34,19 @@ def test_a_local_disk_gets_a_copy_per_core_and_a_mount_more():
     local = LocalLocation("/dev/shm")
     assert local.capabilities.concurrency == min(MOUNT_THREADS, cores)
     assert TaskOptions().verify_workers(local, local) == min(MOUNT_THREADS, cores)
+
+
+def test_small_files_between_local_disks_get_one_thread_and_big_ones_a_thread_per_core(tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    disk, mount = LocalLocation("/dev/shm"), LocalLocation("/proc")  # /proc: no disk's file system
+    assert disk.capabilities.small_file_concurrency == 1
+    assert mount.capabilities.small_file_concurrency is None
+    options = TaskOptions()
+    workers = options.workers(disk, disk)
+    assert options.small_file_workers(workers, [4096] * 5000, disk, disk) == 1
+    assert options.small_file_workers(workers, [500 << 20, 500 << 20], disk, disk) == min(MOUNT_THREADS, cores)
+    assert options.small_file_workers(workers, [], disk, disk) == workers
+    # A mount's round trips (or a store's requests) are overlapped by threads whatever the file sizes.
+    assert options.small_file_workers(options.workers(disk, mount), [4096] * 5000, disk, mount) == MOUNT_THREADS
+    # A concurrency asked for is kept.
+    assert TaskOptions(concurrency=4).small_file_workers(4, [4096] * 5000, disk, disk) == 4
