@@ -330,7 +330,11 @@ class SyncPrepareOperator(_ExecutionOperator):
 def _host_heap_frozen() -> Iterator[None]:
     """The task process's heap as it was (Airflow, the parsed DAG) left out of garbage collections while a
     shard copies: the copy's small allocations otherwise set off full collections that walk all of it.
-    Unfrozen after, so nothing that was garbage before is kept."""
+    Unfrozen after, so nothing that was garbage before is kept. A heap frozen already (a parent's
+    copy-on-write arrangement before a fork) is left as it is: unfreezing it would undo theirs."""
+    if gc.get_freeze_count():
+        yield
+        return
     gc.freeze()
     try:
         yield

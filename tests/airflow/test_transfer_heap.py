@@ -21,3 +21,14 @@ def test_heap_unfrozen_when_the_copy_raises():
     with pytest.raises(RuntimeError), _host_heap_frozen():
         raise RuntimeError("shard failed")
     assert gc.get_freeze_count() == 0
+
+
+def test_a_heap_frozen_before_stays_frozen():
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with _host_heap_frozen():
+            pass
+        assert gc.get_freeze_count() == frozen  # not unfrozen under whoever froze it
+    finally:
+        gc.unfreeze()
