@@ -558,6 +558,12 @@ class Harness:
                 self.drop(dst)
         self.rows.extend(rows.values())
 
+    def _dags_test(self, airflow: str, log: Path) -> list[str]:
+        """`airflow dags test`, or with --ti-probe the same in bench/ti_probe.py (per task instance CPU)."""
+        if self.args.ti_probe:
+            return [PY, "-m", "bench.ti_probe", "--out", f"{log}.ti.jsonl", "--", "dags", "test"]
+        return [airflow, "dags", "test"]
+
     def airflow_scenario(self, dataset: ds.Dataset, runs: int) -> None:
         """`airflow dags test` of the bench DAG (5,000 files → S3, POINT_IN_TIME_CONSISTENT) vs rclone copy + check."""
         scenario = "airflow-e2e"
@@ -595,17 +601,18 @@ class Harness:
                 dst = self.new_dest("s3", f"e2e-{t}")
                 if t == "ours":
                     conf = {"source": src.ours, "destination": dst.ours, "options": options}
-                    cmd = [airflow, "dags", "test", "bench_datasync_e2e", "--conf", json.dumps(conf)]
-                    m = measure(cmd, env, self._log(scenario, t, str(i)), timeout=self.args.timeout, cwd=str(REPO))
+                    log = self._log(scenario, t, str(i))
+                    cmd = [*self._dags_test(airflow, log), "bench_datasync_e2e", "--conf", json.dumps(conf)]
+                    m = measure(cmd, env, log, timeout=self.args.timeout, cwd=str(REPO))
                     status = _latest_report_status(self.store / "airflow" / "bench-e2e")
                     if m.ok and status != "SUCCESS":
                         rows[t].notes.append(f"run {i}: report status {status}")
                         m.returncode = 1
                 elif t == "airflow-empty":
-                    cmd = [airflow, "dags", "test", "bench_empty_e2e"]
+                    log = self._log(scenario, t, str(i))
+                    cmd = [*self._dags_test(airflow, log), "bench_empty_e2e"]
                     baseline_env = dict(env, AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "bench" / "dags_baseline"))
-                    m = measure(cmd, baseline_env, self._log(scenario, t, str(i)), timeout=self.args.timeout,
-                                cwd=str(REPO))
+                    m = measure(cmd, baseline_env, log, timeout=self.args.timeout, cwd=str(REPO))
                 else:
                     flags = " ".join(RCLONE_TUNED) if t == "rclone-tuned" else ""
                     script = (f"{self.rclone_bin} copy {src.rclone} {dst.rclone} -q {flags} && "
@@ -619,10 +626,20 @@ class Harness:
                     extra = {"dest_files": files, "dest_bytes": size}
                 if t in ("ours", "airflow-empty"):
                     extra["task_instances_run"] = _task_instances_run(m.log)
+                    if self.args.ti_probe:
+                        extra["ti_probe"] = _ti_probe_lines(m.log)
                 self._record(rows[t], m, extra)
                 self.drop(dst)
         rows["ours"].notes.extend(_net_of_baseline(rows["ours"], rows["airflow-empty"]))
         self.rows.extend(rows.values())
+
+
+def _ti_probe_lines(log: str | Path) -> list[dict]:
+    """What bench/ti_probe.py recorded for one run: each task instance's CPU and its execute()'s."""
+    try:
+        return [json.loads(line) for line in Path(f"{log}.ti.jsonl").read_text().splitlines() if line]
+    except (OSError, ValueError):
+        return []
 
 
 def _net_of_baseline(ours: Row, baseline: Row) -> list[str]:
@@ -703,6 +720,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results-dir", default=str(REPO / "bench" / "results"))
     parser.add_argument("--docs", default=str(REPO / "docs" / "benchmarks.md"),
                         help="page whose bench markers get the table ('none' to leave docs alone)")
+    parser.add_argument("--ti-probe", action="store_true",
+                        help="airflow-e2e: run `dags test` under bench/ti_probe.py and keep each task instance's "
+                             "CPU (and its execute()'s) in the results")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="kill a single run after this many seconds (recorded as a failed run)")
     return parser.parse_args(argv)

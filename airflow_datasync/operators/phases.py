@@ -4,8 +4,10 @@ summary at the end. Manifests stay in the manifest store."""
 
 from __future__ import annotations
 
+import gc
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator, ExceptionRetryPolicy, RetryAction, RetryRule, conf
@@ -324,6 +326,22 @@ class SyncPrepareOperator(_ExecutionOperator):
             raise AirflowFailException(f"PREPARING refused the execution: {exc}") from exc
 
 
+@contextmanager
+def _host_heap_frozen() -> Iterator[None]:
+    """The task process's heap as it was (Airflow, the parsed DAG) left out of garbage collections while a
+    shard copies: the copy's small allocations otherwise set off full collections that walk all of it.
+    Unfrozen after, so nothing that was garbage before is kept. A heap frozen already (a parent's
+    copy-on-write arrangement before a fork) is left as it is: unfreezing it would undo theirs."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 class SyncTransferOperator(BaseOperator):
     """TRANSFERRING: copy one shard (map it with ``.expand(shard=prepare.output)``).
 
@@ -365,8 +383,9 @@ class SyncTransferOperator(BaseOperator):
         bps = (record.get("options_dict") or {}).get("BytesPerSecond", -1)
         if bps and bps > 0:
             limit = max(1, bps // self.parallel_shards)
-        return engine.transfer(execution, int(shard["shard"]), bytes_per_second=limit,
-                               try_number=context["ti"].try_number)
+        with _host_heap_frozen():
+            return engine.transfer(execution, int(shard["shard"]), bytes_per_second=limit,
+                                   try_number=context["ti"].try_number)
 
 
 class SyncFinalizeOperator(_AfterShardsOperator):
