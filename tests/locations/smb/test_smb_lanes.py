@@ -50,12 +50,13 @@ def test_a_lane_opens_its_connection_while_another_waits_for_its_server(samba, s
     listener that never answers) holds up no other lane's."""
     import socket
 
-    from airflow_datasync.locations.smb.sessions import drop_session, open_session, use_lane
+    from airflow_datasync.locations.smb.sessions import current_lane, drop_session, open_session, use_lane
 
     folder = smb_folder()
     loc = open_location(folder.uri, folder.conn_id)
     config = loc.config
     silent = socket.create_server(("127.0.0.1", 0))
+    silent.settimeout(60)  # the accept below fails instead of hanging if the opener never connects
     silent_port = silent.getsockname()[1]
     outcome: list[BaseException | None] = []
 
@@ -70,6 +71,7 @@ def test_a_lane_opens_its_connection_while_another_waits_for_its_server(samba, s
     opener = threading.Thread(target=open_silent, daemon=True)
     opener.start()
     accepted, _ = silent.accept()  # the silent lane is connected and its negotiate sent
+    own_lane = current_lane()
     try:
         use_lane(1)
         session = open_session("127.0.0.1", loc.port, config)
@@ -80,6 +82,7 @@ def test_a_lane_opens_its_connection_while_another_waits_for_its_server(samba, s
         silent.close()
         opener.join(60)
         drop_session("127.0.0.1", loc.port, config)
+        use_lane(own_lane)
     assert not opener.is_alive()
     assert outcome and outcome[0] is not None  # the hung-up negotiate failed, nothing was pooled
 
