@@ -60,10 +60,20 @@ def _pool_key(server: str, port: int, config) -> tuple:
             config.require_signing, config.auth_protocol, config.dialect)
 
 
+#: One lock per pool key, held while that lane's connection and session are opened: lanes open theirs at
+#: the same time (a negotiate waits for the server to fork an smbd), two threads of one lane never both.
+_OPEN_LOCKS: dict[tuple, threading.Lock] = {}
+
+
 def pool(server: str, port: int, config) -> dict:
     """The connection cache of this thread's lane for ``server:port`` with ``config``."""
     with _POOL_LOCK:
         return _POOLS.setdefault(_pool_key(server, port, config), {})
+
+
+def _open_lock(server: str, port: int, config) -> threading.Lock:
+    with _POOL_LOCK:
+        return _OPEN_LOCKS.setdefault(_pool_key(server, port, config), threading.Lock())
 
 
 def open_session(server: str, port: int, config):
@@ -74,10 +84,11 @@ def open_session(server: str, port: int, config):
 
     cache = pool(server, port, config)
     key = f"{server.lower()}:{port}"
-    with _POOL_LOCK:
+    with _open_lock(server, port, config):
         conn = cache.get(key)
         if conn is None or not connection_alive(conn):
-            cache.pop(key, None)
+            with _POOL_LOCK:
+                cache.pop(key, None)
             if conn is not None:
                 _quiet_disconnect(conn)
             # A client GUID of its own per connection: Samba hands every connection announcing a GUID it
@@ -89,7 +100,8 @@ def open_session(server: str, port: int, config):
                 conn.connect(dialect=config.dialect, timeout=30)
             except ValueError as exc:  # smbprotocol wraps socket errors in ValueError("Failed to connect …")
                 raise ConnectionError(str(exc)) from None
-            cache[key] = conn
+            with _POOL_LOCK:
+                cache[key] = conn
         return smbclient.register_session(
             server, username=config.username, password=config.password, port=port,
             encrypt=True if config.encrypt else None, connection_cache=cache,
