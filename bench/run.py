@@ -41,6 +41,8 @@ PY = str(VENV_BIN / "python")
 S3_CONN_ID = "datasync_bench_s3"
 SMB_CONN_ID = "datasync_bench_smb"
 RCLONE_TUNED = ["--transfers", "32", "--checkers", "32"]
+#: A destination of at least this many files stays until the harness ends (Harness.drop_after).
+KEEP_DESTINATIONS_FROM_FILES = 1000
 
 SCENARIOS = ["empty", "local-local", "local-s3", "s3-local", "s3-s3", "local-smb", "smb-local", "smb-s3", "s3-smb",
              "rerun-s3", "rerun-smb", "verify-s3", "prepare", "prepare-synthetic", "airflow-e2e", "local-mount",
@@ -138,6 +140,8 @@ class Harness:
         self.s3 = None
         self.smb = None
         self.aws_bin: str | None = None
+        #: Many-file local and SMB destinations kept to the end of the harness (see :meth:`drop_after`).
+        self._kept: list[Loc] = []
         self.rclone_bin = str(VENV_BIN / "rclone") if (VENV_BIN / "rclone").exists() else shutil.which("rclone")
         self._s3_client = None
         self._counter = 0
@@ -165,6 +169,9 @@ class Harness:
             print(f"Samba smbd on 127.0.0.1:{self.smb.port}", flush=True)
 
     def stop_servers(self) -> None:
+        for loc in self._kept:
+            self.drop(loc)
+        self._kept.clear()
         if self.smb is not None:
             self.smb.stop()
             shutil.rmtree(self.smb.root, ignore_errors=True)
@@ -284,6 +291,16 @@ class Harness:
             return Loc("s3", bucket=self.new_bucket(tag), prefix="data")
         folder = f"dst-{self._counter:04d}-{tag}"
         return Loc("smb", path=self.smb.shares["data"] / folder, smb_port=self.smb.port, smb_folder=folder)
+
+    def drop_after(self, loc: Loc, dataset: ds.Dataset) -> None:
+        """Drop a destination after its run, except a many-file one on a local disk (local or the share's
+        folder), kept until :meth:`stop_servers`: ext4 skips inodes freed in the last 30 s when it allocates,
+        so deleting 5,000 files slows the file creation of whichever run comes next (``recently_deleted`` in
+        perf), a cost of the harness's order, not of the tool measured."""
+        if loc.kind != "s3" and dataset.files >= KEEP_DESTINATIONS_FROM_FILES:
+            self._kept.append(loc)
+        else:
+            self.drop(loc)
 
     def drop(self, loc: Loc) -> None:
         if loc.kind == "s3":
@@ -425,7 +442,7 @@ class Harness:
                         rows[t].notes.append(f"destination holds {files} files / {size} bytes, "
                                              f"source {dataset.files} / {dataset.bytes}")
                 self._record(rows[t], m, extra)
-                self.drop(dst)
+                self.drop_after(dst, dataset)
         self.rows.extend(rows.values())
 
     def rerun_scenario(self, dataset: ds.Dataset, tools: list[str], runs: int, dst_kind: str = "s3") -> None:
@@ -555,7 +572,7 @@ class Harness:
                     extra = {}
                 rows[t].command = redact_cmd(cmd, self.work)
                 self._record(rows[t], m, extra)
-                self.drop(dst)
+                self.drop_after(dst, dataset)
         self.rows.extend(rows.values())
 
     def _dags_test(self, airflow: str, log: Path) -> list[str]:
@@ -629,7 +646,7 @@ class Harness:
                     if self.args.ti_probe:
                         extra["ti_probe"] = _ti_probe_lines(m.log)
                 self._record(rows[t], m, extra)
-                self.drop(dst)
+                self.drop_after(dst, dataset)
         rows["ours"].notes.extend(_net_of_baseline(rows["ours"], rows["airflow-empty"]))
         self.rows.extend(rows.values())
 
