@@ -350,6 +350,10 @@ class ScanHints:
         known = self.known(path, etag)
         return None if known is None else dict(zip(self.FIELDS, known))
 
+    def listed(self) -> Iterator[tuple[str, str | None]]:
+        """(path, type) of every entry known: where the earlier listing saw which name."""
+        return ((path, hit[1]) for path, hit in self._by_path.items())
+
     def known(self, path: str, etag: str) -> tuple | None:
         """As :meth:`get`, the values in the order of :attr:`FIELDS` (a listing of thousands of objects
         builds no dict per object)."""

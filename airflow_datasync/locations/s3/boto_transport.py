@@ -51,10 +51,12 @@ class BotoTransport(S3Transport):
         return result
 
     def list_page(self, bucket: str, prefix: str, token: str | None = None, *, max_keys: int = 1000,
-                  delimiter: str | None = None) -> ListPage:
+                  delimiter: str | None = None, start_after: str | None = None) -> ListPage:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
         if token is not None:
             kwargs["ContinuationToken"] = token
+        if start_after is not None:
+            kwargs["StartAfter"] = start_after
         if delimiter is not None:
             kwargs["Delimiter"] = delimiter
         page = self._call(bucket, prefix, lambda: self.client.list_objects_v2(**kwargs))

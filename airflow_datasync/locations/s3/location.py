@@ -52,6 +52,7 @@ from airflow_datasync.locations.base import (
     listing_batch,
     safe_relpath,
 )
+from airflow_datasync.locations.s3 import key_ranges
 from airflow_datasync.locations.s3.headers import (
     full_object_crc,
     meta_from_head,
@@ -225,11 +226,23 @@ class S3Location(S3RangedWrites, Location):
         # POSIX metadata lives in user metadata, which only HEAD returns: objects whose ETag matches what
         # an earlier execution saw take it from ``hints`` instead, so a re-run costs LISTs, not HEADs.
         with ThreadPoolExecutor(max_workers=HEAD_CONCURRENCY, thread_name_prefix="s3head") as pool:
-            for contents in self._pages(self.prefix) if under is None else self._under_pages(under):
+            for contents in self._listed_pages(pool, hints) if under is None else self._under_pages(under):
                 for start in range(0, len(contents), batch_size):  # a page holds up to 1,000 keys
                     batch = self._listing(contents[start:start + batch_size], pool, hints, needs_metadata)
                     if batch.num_rows:
                         yield batch
+
+    def _listed_pages(self, pool: ThreadPoolExecutor, hints: ScanHints | None) -> Iterator[list[dict[str, Any]]]:
+        """The pages of the whole prefix: over ranges of the keys ``hints`` know, several at once, when they
+        know more than a page of them (:mod:`key_ranges`), else one after another."""
+        bounds = []
+        if hints is not None and len(hints) > key_ranges.KEYS_PER_RANGE and key_ranges.splittable(self.bucket):
+            bounds = key_ranges.range_bounds([self.prefix + path + ("/" if kind == DIR else "")
+                                              for path, kind in hints.listed()])
+        if not bounds:
+            return self._pages(self.prefix)
+        return key_ranges.ranged_pages(self.transport.list_page, self.bucket, self.prefix, bounds, pool,
+                                       lambda: self._pages(self.prefix))
 
     def _listing(self, contents: list[dict[str, Any]], pool: ThreadPoolExecutor,
                  hints: ScanHints | None = None, needs_metadata: Callable[[str, int], bool] | None = None

@@ -61,8 +61,8 @@ class S3Transport(abc.ABC):
 
     @abc.abstractmethod
     def list_page(self, bucket: str, prefix: str, token: str | None = None, *, max_keys: int = 1000,
-                  delimiter: str | None = None) -> ListPage:
-        """One ListObjectsV2 page under ``prefix`` (keys decoded)."""
+                  delimiter: str | None = None, start_after: str | None = None) -> ListPage:
+        """One ListObjectsV2 page under ``prefix`` (keys decoded), of the keys after ``start_after`` if given."""
 
     @abc.abstractmethod
     def head(self, bucket: str, key: str) -> dict[str, Any] | None:
@@ -199,10 +199,12 @@ class SigV4Transport(S3Transport):
         return answer
 
     def list_page(self, bucket: str, prefix: str, token: str | None = None, *, max_keys: int = 1000,
-                  delimiter: str | None = None) -> ListPage:
+                  delimiter: str | None = None, start_after: str | None = None) -> ListPage:
         query = [("encoding-type", "url"), ("list-type", "2"), ("max-keys", str(max_keys)), ("prefix", prefix)]
         if token is not None:
             query.append(("continuation-token", token))
+        if start_after is not None:
+            query.append(("start-after", start_after))
         if delimiter is not None:
             query.append(("delimiter", delimiter))
         answer = self._send("ListObjectsV2", "GET", bucket, "", query)
