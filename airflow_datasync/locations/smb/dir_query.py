@@ -108,11 +108,16 @@ class TreeLister:
     def send_ahead(self, uncs: Iterable[str]) -> None:
         """Send the compounds of the directories ``uncs`` (those the scan lists next) not sent yet, while the
         connection has credits to spare (a compound's, beyond one compound's for others)."""
+        from airflow_datasync.locations.smb.error_table import ConnectionBusyError
+
         for unc in uncs:
             if len(self._pending) >= MAX_PENDING or self._free_credits() < 2 * _COMPOUND_CREDITS:
                 return
             if unc not in self._pending:
-                self._pending[unc] = self._send(unc)
+                try:
+                    self._pending[unc] = self._send(unc)
+                except ConnectionBusyError:  # another thread took the credits since the check: send no more
+                    return
 
     def entries(self, unc: str, kw: dict) -> list[Entry]:
         """Every entry of directory ``unc``: its compound's answer (sent now unless it was sent ahead), or a

@@ -6,8 +6,11 @@ the largest share of the SMB client's Python. :func:`send_lean` builds the same 
 SYNC header) with one ``struct.pack`` per message and keeps smbprotocol's bookkeeping as it is:
 
 - credit charge from ``Connection._calculate_credit_charge``, credit request ``credit_request or charge``;
-- message ids and the sequence window taken under ``sequence_lock``; a window short of the whole send is
-  smbprotocol's own path, so its refusal (``protocol.refused_for_credits``) stays the same exception;
+- message ids and the sequence window taken under ``sequence_lock``; a window short of one request is
+  smbprotocol's own path, so its refusal (``protocol.refused_for_credits``) stays the same exception; one
+  short of a compound raises :class:`~.error_table.ConnectionBusyError` before any id is taken (the
+  caller waits for credits, as for ``compound._reserve``'s refusal: another thread may have taken them
+  since that check), where smbprotocol would number the first requests and burn their ids;
 - each ``Request`` registered in ``outstanding_requests`` as soon as its id is taken, before packing and
   signing (``compound._reserve`` reads "no credits, nothing outstanding" as a window nothing will widen);
 - compound members at 8-byte boundaries with ``NextCommand``, the related and DFS flags, the signature over
@@ -25,6 +28,8 @@ import struct
 from _thread import allocate_lock
 from datetime import datetime
 from typing import Any
+
+from airflow_datasync.locations.smb.error_table import ConnectionBusyError
 
 #: ProtocolId, StructureSize, CreditCharge, ChannelSequence, Reserved, Command, CreditRequest, Flags,
 #: NextCommand, MessageId, Reserved (process id), TreeId, SessionId; the signature (16 bytes) follows.
@@ -188,6 +193,9 @@ def send_lean(connection: Any, messages: list, session_id: Any, tree_id: Any, cr
         window = connection.sequence_window
         low = window["low"]
         if sum(charges) > window["high"] - low:
+            if len(messages) > 1:  # smbprotocol would number the first requests, then refuse: ids burned
+                raise ConnectionBusyError(f"{sum(charges)} credits needed for a compound, "
+                                          f"{window['high'] - low} free")
             return None  # smbprotocol's path refuses (or, credits arrived meanwhile, sends)
         ids = []
         for charge in charges:

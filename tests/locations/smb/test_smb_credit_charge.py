@@ -83,3 +83,32 @@ def test_a_small_file_read_waits_for_its_reads_credits(smb_folder, burned_ids):
     finally:
         timer.join()
     assert not burned_ids, burned_ids
+
+
+def test_a_compound_short_of_credits_at_send_waits_and_burns_no_ids(smb_folder, burned_ids):
+    """The window narrowed between a caller's credit check and its send (another thread's requests took
+    the credits): the compound is refused whole, before any message id is taken, as a wait for credits."""
+    from airflow_datasync.locations.smb.dir_query import TreeLister
+    from airflow_datasync.locations.smb.error_table import ConnectionBusyError
+
+    folder = smb_folder()
+    (folder.disk / "d").mkdir()
+    loc = SmbLocation(folder.uri, CONN_ID)
+    tree, _name = loc._tree("")
+    lister = TreeLister(tree)
+    connection = tree.session.connection
+    window = connection.sequence_window
+    with connection.sequence_lock:
+        free, window["high"] = window["high"] - window["low"], window["low"] + 2  # a listing compound takes 4
+    try:
+        with pytest.raises(ConnectionBusyError):
+            lister._send(loc._unc("d"))
+        lister.send_ahead([loc._unc("d")])  # sending ahead stops quietly
+        assert not lister._pending
+    finally:
+        with connection.sequence_lock:
+            window["high"] = window["low"] + free
+    assert not burned_ids, burned_ids
+    assert not connection.outstanding_requests
+    listed = {name.decode("utf-16-le") for name, *_rest in lister.entries(loc._unc("d"), loc._kw())}
+    assert listed <= {".", ".."}  # the empty directory, listed once the credits are back
