@@ -420,13 +420,9 @@ def parse_listing(body: bytes) -> ListPage | None:
     head, objects = body[:first], body[first:last + len(b"</Contents>")]
     if b"<!" in objects or b"<?" in objects or not _plain_utf8(head):
         return _parse_listing_tree(body)
-    document = xml_document(head + body[last + len(b"</Contents>"):])
-    if document is None:
+    if (listing := _listing_root(head + body[last + len(b"</Contents>"):])) is None:
         return None
-    root, ns = document
-    if root.tag != ns + "ListBucketResult":
-        return None
-    decode = urllib.parse.unquote_plus if (root.findtext(ns + "EncodingType") or "").lower() == "url" else str
+    root, ns, decode = listing
     entries = _entries(objects)
     if entries is None:
         return None
@@ -444,6 +440,18 @@ def parse_listing(body: bytes) -> ListPage | None:
     return _page_of(root, ns, decode, contents)
 
 
+def _listing_root(body: bytes) -> tuple[Any, str, Callable[[str], str]] | None:
+    """The root of a ListBucketResult document, its namespace and the key decoding its EncodingType asks
+    for; None if ``body`` is not one."""
+    document = xml_document(body)
+    if document is None:
+        return None
+    root, ns = document
+    if root.tag != ns + "ListBucketResult":
+        return None
+    return root, ns, urllib.parse.unquote_plus if (root.findtext(ns + "EncodingType") or "").lower() == "url" else str
+
+
 def _plain_utf8(head: bytes) -> bool:
     """Whether a page's start is UTF-8 XML with S3's default namespace and nothing ElementTree alone reads."""
     declaration = head[:head.find(b"?>") + 2] if head.startswith(b"<?xml") else b""
@@ -452,13 +460,9 @@ def _plain_utf8(head: bytes) -> bool:
 
 def _parse_listing_tree(body: bytes) -> ListPage | None:
     """:func:`parse_listing` all through ElementTree."""
-    document = xml_document(body)
-    if document is None:
+    if (listing := _listing_root(body)) is None:
         return None
-    root, ns = document
-    if root.tag != ns + "ListBucketResult":
-        return None
-    decode = urllib.parse.unquote_plus if (root.findtext(ns + "EncodingType") or "").lower() == "url" else str
+    root, ns, decode = listing
     key, size, etag, modified, storage = (ns + "Key", ns + "Size", ns + "ETag", ns + "LastModified",
                                           ns + "StorageClass")
     contents = []
