@@ -305,6 +305,9 @@ class TaskReportConfig:
 #: Files smaller than this on average are "small" to :meth:`TaskOptions.small_file_workers`: their reads and
 #: writes take one chunk each (the copy's buffer), so the interpreter lock is released only for microseconds.
 SMALL_FILE_BYTES = 1 << 20
+#: A file larger than this makes a shard's files not "small" whatever their average: on one thread it would
+#: hold up every small file behind it for as long as it takes to copy.
+SMALL_SHARD_LARGEST_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -443,9 +446,13 @@ class TaskOptions:
     def small_file_workers(self, workers: int, sizes: list[int | None], *locations: Location) -> int:
         """``workers`` threads for files of ``sizes``, or with ``concurrency`` 0 and files smaller than
         :data:`SMALL_FILE_BYTES` on average, the most :attr:`Capabilities.small_file_concurrency` of the
-        locations, if every one declares it (a local disk's does: one thread)."""
+        locations, if every one declares it (a local disk's does: one thread), and none of the files is
+        larger than :data:`SMALL_SHARD_LARGEST_BYTES`."""
         declared = [loc.capabilities.small_file_concurrency for loc in locations]
-        if self.concurrency or not sizes or None in declared or sum(s or 0 for s in sizes) >= SMALL_FILE_BYTES * len(sizes):
+        if self.concurrency or not sizes or None in declared:
+            return workers
+        known = [s or 0 for s in sizes]
+        if sum(known) >= SMALL_FILE_BYTES * len(known) or max(known) > SMALL_SHARD_LARGEST_BYTES:
             return workers
         return max(declared)
 

@@ -46,6 +46,8 @@ def test_small_files_between_local_disks_get_one_thread_and_big_ones_a_thread_pe
     assert options.small_file_workers(workers, [4096] * 5000, disk, disk) == 1
     assert options.small_file_workers(workers, [500 << 20, 500 << 20], disk, disk) == min(MOUNT_THREADS, cores)
     assert options.small_file_workers(workers, [], disk, disk) == workers
+    # Small on average, but one file that one thread would copy while every small one waits behind it.
+    assert options.small_file_workers(workers, [4096] * 100_000 + [10 << 30], disk, disk) == workers
     # A mount's round trips (or a store's requests) are overlapped by threads whatever the file sizes.
     assert options.small_file_workers(options.workers(disk, mount), [4096] * 5000, disk, mount) == MOUNT_THREADS
     # A concurrency asked for is kept.
