@@ -483,11 +483,9 @@ class SmbLocation(SmbRangedWrites, Location):
         extra = DELETE
         if sd_info:
             extra |= WRITE_DAC | WRITE_OWNER | (ACCESS_SYSTEM_SECURITY if sd_info & SACL_SECURITY_INFORMATION else 0)
-        if self._small_limit is None:
-            self._small_limit = limit_for(self)
         data = None
         if not isinstance(chunks, SourceFill):  # write_file's big files: no peek
-            data, chunks = peek_small(chunks, self._small_limit)
+            data, chunks = peek_small(chunks, self._small_file_limit())
         if data is not None:
             times = _basic_info(meta, is_dir=False)
             done = write_small_file(self, tmp, path, data, WRITE_ACCESS | extra, times if any(times) else None,
@@ -531,14 +529,18 @@ class SmbLocation(SmbRangedWrites, Location):
                 close_quietly(raw)
         return Written(size=written)
 
+    def _small_file_limit(self) -> int:
+        """The largest file written in one compound (:func:`.small_files.limit_for`), asked once per location."""
+        if self._small_limit is None:
+            self._small_limit = limit_for(self)
+        return self._small_limit
+
     def write_file(self, path: str, fh: IO[bytes], meta: Metadata, *, tag: str, hasher: Any, also: Any = None,
                    on_chunk: Callable[[int], None] | None = None, size: int | None = None,
                    before_commit: Callable[[int], None] | None = None, overwrite: bool = True) -> Written:
         """A local file past the small-file limit is read straight into the WRITE requests' buffers
         (:class:`.pipeline.SourceFill`); anything else as chunks."""
-        if self._small_limit is None:
-            self._small_limit = limit_for(self)
-        if not isinstance(fh, io.FileIO) or size is None or size <= self._small_limit:
+        if not isinstance(fh, io.FileIO) or size is None or size <= self._small_file_limit():
             return super().write_file(path, fh, meta, tag=tag, hasher=hasher, also=also, on_chunk=on_chunk,
                                       size=size, before_commit=before_commit, overwrite=overwrite)
         return self.write(path, SourceFill(fh, hasher, also, on_chunk), meta, tag=tag, before_commit=before_commit,

@@ -37,6 +37,9 @@ _BASIC = struct.Struct("<QQQQII")
 _RENAME = struct.Struct("<B7xQI")
 _CREATE_RESPONSE = struct.Struct("<HBBIQQQQQQII16s")  # up to the file id
 _WRITE_COUNT = struct.Struct("<4xI")
+#: A READ response's body up to its data: StructureSize (17), DataOffset (from the header's start),
+#: Reserved, DataLength (MS-SMB2 2.2.20).
+READ_RESPONSE = struct.Struct("<HBxI")
 
 
 class _Value:

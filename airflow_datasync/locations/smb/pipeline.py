@@ -13,13 +13,13 @@ window would stay at what the session setup left (64 credits on Samba: 4 MiB).
 
 from __future__ import annotations
 
-import struct
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import IO, Any, TypeVar
 
 from airflow_datasync.locations.smb.error_table import ConnectionBusyError
+from airflow_datasync.locations.smb.messages import READ_RESPONSE
 from airflow_datasync.locations.smb.protocol import refused_for_credits
 from airflow_datasync.locations.smb.sessions import wait_for_credits
 from airflow_datasync.locations.smb.wire import plain_path
@@ -46,11 +46,6 @@ READ_BYTES = 1 << 20
 CREDIT_TARGET = 512
 #: Bytes one credit pays for (MS-SMB2 3.1.5.2).
 CREDIT_BYTES = 65536
-
-
-#: A READ response's body up to its data: StructureSize (17), DataOffset (from the header's start),
-#: Reserved, DataLength (MS-SMB2 2.2.20).
-_READ_RESPONSE = struct.Struct("<HBxI")
 
 
 def credit_charge(length: int) -> int:
@@ -322,7 +317,7 @@ def read_data(fd: Any, request: Any) -> bytes | memoryview:
         parsed.unpack(response["data"].get_value())
         return parsed["buffer"].get_value()
     message = response.message()
-    size, offset, length = _READ_RESPONSE.unpack_from(message, 64)
+    size, offset, length = READ_RESPONSE.unpack_from(message, 64)
     if size != 17 or offset + length > len(message) or (length and offset < 64 + 16):
         from smbprotocol.exceptions import SMBException
 

@@ -25,7 +25,6 @@ from typing import Any
 from airflow_datasync.locations.smb import messages
 from airflow_datasync.locations.smb.messages import SMALL_FILE_BYTES
 
-_READ_RESPONSE = struct.Struct("<HBxI")  # structure size, data offset (from the header's start), data length
 _CLOSE_RESPONSE = struct.Struct("<HH4xqqqqqqI")  # size, flags, 4 times, allocation, end of file, attributes
 _POSTQUERY_ATTRIB = 0x1
 _HEADER_SIZE = 64
@@ -102,7 +101,7 @@ def read_whole(tree: Any, name: str, unc: str) -> WholeRead | None:
     opened = messages.parse_create(create_body)
     data = None
     if read == STATUS_SUCCESS:
-        _size, offset, length = _READ_RESPONSE.unpack_from(read_body)
+        _size, offset, length = messages.READ_RESPONSE.unpack_from(read_body)
         start = offset - _HEADER_SIZE
         data = read_body[start:start + length]
     if closed == STATUS_SUCCESS:
