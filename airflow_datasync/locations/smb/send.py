@@ -189,18 +189,20 @@ def send_lean(connection: Any, messages: list, session_id: Any, tree_id: Any, cr
         if message.COMMAND in _SETUP_COMMANDS:
             return None
     charges = [connection._calculate_credit_charge(m) for m in messages]
+    # The message ids each takes: its charge, one where the dialect charges none (SMB 2.0.2: charge 0).
+    steps = [charge if charge > 0 else 1 for charge in charges]
     with connection.sequence_lock:
         window = connection.sequence_window
         low = window["low"]
-        if sum(charges) > window["high"] - low:
+        if sum(steps) > window["high"] - low:
             if len(messages) > 1:  # smbprotocol would number the first requests, then refuse: ids burned
-                raise ConnectionBusyError(f"{sum(charges)} credits needed for a compound, "
+                raise ConnectionBusyError(f"{sum(steps)} credits needed for a compound, "
                                           f"{window['high'] - low} free")
             return None  # smbprotocol's path refuses (or, credits arrived meanwhile, sends)
         ids = []
-        for charge in charges:
+        for step in steps:
             ids.append(low)
-            low += charge if charge > 0 else 1
+            low += step
         window["low"] = low
 
     signing_key = session.signing_key if session.signing_required else None

@@ -205,6 +205,18 @@ def test_a_window_too_narrow_is_smbprotocols_refusal():
     assert conn.sequence_window == {"low": 5, "high": 7} and not conn.outstanding_requests
 
 
+@pytest.mark.parametrize("multi_credit", [True, False])
+def test_a_compound_short_of_its_message_ids_is_refused_whole(multi_credit):
+    """A window of two ids and a compound of three requests: refused before any id is taken, as a wait for
+    credits; on a dialect that charges no credits (SMB 2.0.2, charge 0) each request still takes an id."""
+    from airflow_datasync.locations.smb.error_table import ConnectionBusyError
+
+    conn = _connection("gmac", multi_credit=multi_credit, credits=2)
+    with pytest.raises(ConnectionBusyError):
+        LeanConnection._send(conn, COMPOUNDS["read"](), session_id=SESSION_ID, tree_id=TREE_ID, related=True)
+    assert conn.sequence_window == {"low": 5, "high": 7} and not conn.outstanding_requests
+
+
 def test_set_up_cancel_async_forced_and_encrypted_sends_are_smbprotocols(monkeypatch):
     taken = []
     original = Connection._send
